@@ -1,0 +1,1 @@
+"""Village books: ledger, members and shares, distribution, public disclosure."""

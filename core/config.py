@@ -1,0 +1,132 @@
+"""Settings read from the environment, once, by whoever starts a process.
+
+Nothing here runs at import time: call ``Settings.from_env()`` from ``create_app``,
+the ingester's entry point or a script.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message says which and how to fix it."""
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting Tianyuan reads. See README.md, "Configuration"."""
+
+    env: str = "development"  # development | production | testing
+    instance_path: Path = PROJECT_ROOT / "instance"
+    database_url: str = ""
+    secret_key: str = ""
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_topic_prefix: str = "farm"
+    mqtt_client_id: str = "tianyuan-ingester"
+    unknown_device_policy: str = "quarantine"  # quarantine | provision
+    stripe_secret_key: str = ""
+    stripe_publishable_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = ""
+    public_base_url: str = "http://127.0.0.1:5000"
+    gs1_company_prefix: str = "6970000"
+    raw_retention_days: int = 90
+    timezone: str = "Asia/Shanghai"
+    login_max_failures: int = 5
+    login_lockout_minutes: int = 15
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return bool(self.stripe_secret_key)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``); ``overrides`` win."""
+        env = os.environ if environ is None else environ
+        instance = Path(env.get("TIANYUAN_INSTANCE_PATH") or PROJECT_ROOT / "instance")
+        values: dict[str, Any] = dict(
+            env=env.get("TIANYUAN_ENV", "development"),
+            instance_path=instance,
+            database_url=env.get("DATABASE_URL", ""),
+            secret_key=env.get("SECRET_KEY", ""),
+            mqtt_url=env.get("MQTT_URL", "mqtt://127.0.0.1:1883"),
+            mqtt_topic_prefix=env.get("MQTT_TOPIC_PREFIX", "farm"),
+            mqtt_client_id=env.get("MQTT_CLIENT_ID", "tianyuan-ingester"),
+            unknown_device_policy=env.get("IOT_UNKNOWN_DEVICE_POLICY", "quarantine"),
+            stripe_secret_key=env.get("STRIPE_SECRET_KEY", ""),
+            stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", ""),
+            stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", ""),
+            stripe_api_base=env.get("STRIPE_API_BASE", ""),
+            public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
+            gs1_company_prefix=env.get("GS1_COMPANY_PREFIX", "6970000"),
+            raw_retention_days=int(env.get("RAW_RETENTION_DAYS", "90")),
+            timezone=env.get("TIANYUAN_TIMEZONE", "Asia/Shanghai"),
+        )
+        values.update(overrides)
+        settings = cls(**values)
+        return settings.resolved()
+
+    def resolved(self) -> Settings:
+        """Fill derived defaults (database file, secret key) and validate."""
+        if self.env not in {"development", "production", "testing"}:
+            raise ConfigError(f"TIANYUAN_ENV must be development, production or testing, not {self.env!r}")
+        if self.unknown_device_policy not in {"quarantine", "provision"}:
+            raise ConfigError("IOT_UNKNOWN_DEVICE_POLICY must be 'quarantine' or 'provision'")
+        database_url = self.database_url or f"sqlite:///{self.instance_path / 'tianyuan.sqlite3'}"
+        secret_key = self.secret_key
+        if not secret_key:
+            if self.is_production:
+                raise ConfigError(
+                    "SECRET_KEY is not set. In production Tianyuan refuses to start without one: "
+                    "set SECRET_KEY to a long random string (python -c 'import secrets; print(secrets.token_hex(32))')."
+                )
+            secret_key = _stored_secret_key(self.instance_path)
+        return replace(self, database_url=database_url, secret_key=secret_key)
+
+    @property
+    def mqtt_host_port(self) -> tuple[str, int, str | None, str | None, bool]:
+        """(host, port, username, password, tls) parsed from MQTT_URL."""
+        from urllib.parse import unquote, urlsplit
+
+        parts = urlsplit(self.mqtt_url)
+        if parts.scheme not in {"mqtt", "mqtts", "tcp"}:
+            raise ConfigError(f"MQTT_URL must start with mqtt:// or mqtts://, not {self.mqtt_url!r}")
+        tls = parts.scheme == "mqtts"
+        port = parts.port or (8883 if tls else 1883)
+        user = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        return parts.hostname or "127.0.0.1", port, user, password, tls
+
+
+def _stored_secret_key(instance_path: Path) -> str:
+    """Return the secret key stored in ``instance/secret_key``, creating it on first use."""
+    path = instance_path / "secret_key"
+    if not path.exists():
+        instance_path.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()

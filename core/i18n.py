@@ -1,0 +1,43 @@
+"""Flask-Babel set-up: zh_CN first, English on request.
+
+The locale comes from ``?lang=``, then the language chosen in the header (kept in the
+session), then the user's saved preference, then zh_CN.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, request, session
+from flask_babel import Babel
+from flask_login import current_user
+
+from core.config import PROJECT_ROOT
+
+LANGUAGES = {"zh_CN": "中文", "en": "English"}
+DEFAULT_LOCALE = "zh_CN"
+babel = Babel()
+
+
+def select_locale() -> str:
+    lang = request.args.get("lang")
+    if lang in LANGUAGES:
+        return lang
+    lang = session.get("lang")
+    if lang in LANGUAGES:
+        return lang
+    user_locale = getattr(current_user, "locale", None) if current_user else None
+    if user_locale in LANGUAGES:
+        return user_locale
+    return DEFAULT_LOCALE
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PROJECT_ROOT / "translations"))
+    babel.init_app(app, locale_selector=select_locale)
+
+    @app.context_processor
+    def _languages():
+        from flask_babel import get_locale
+
+        return {"LANGUAGES": LANGUAGES, "current_locale": str(get_locale())}

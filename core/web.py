@@ -1,0 +1,175 @@
+"""Flask glue: a database session per request, login, CSRF, roles and JSON errors.
+
+Services never import this module; views and CLI commands do.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask, abort, current_app, g, jsonify, redirect, render_template, request, url_for
+from flask_login import LoginManager, current_user
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from core import auth
+from core.config import Settings
+from core.db import make_engine, make_session_factory
+from core.money import format_fen, format_yuan
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+EXT = "tianyuan"
+
+
+class _Database:
+    """What Flask-Migrate needs (``engine`` and ``metadata``) plus our session factory."""
+
+    def __init__(self, settings: Settings):
+        from core.db import Base, load_models
+
+        load_models()
+        self.engine = make_engine(settings.database_url)
+        self.session_factory = make_session_factory(self.engine)
+        self.metadata = Base.metadata
+
+
+def settings() -> Settings:
+    return current_app.extensions[EXT]["settings"]
+
+
+def database() -> _Database:
+    return current_app.extensions[EXT]["db"]
+
+
+def db_session() -> Session:
+    """The session of the current request (or app context), created on first use."""
+    if "db_session" not in g:
+        g.db_session = database().session_factory()
+    return g.db_session
+
+
+def _close_session(exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()  # rolls back anything not committed
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or (
+        request.accept_mimetypes.best == "application/json" and not request.accept_mimetypes.accept_html
+    )
+
+
+def json_error(status: int, message: str, **extra):
+    response = jsonify({"error": {"status": status, "message": message, **extra}})
+    response.status_code = status
+    return response
+
+
+def role_required(*roles: str) -> Callable:
+    """Allow only logged-in users with one of ``roles`` (401/redirect if anonymous, 403 otherwise)."""
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if roles and current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+login_required = role_required()
+
+
+def csrf_exempt(view: Callable) -> Callable:
+    """Mark a view (e.g. a signed webhook) as not needing a CSRF token."""
+    view._csrf_exempt = True  # type: ignore[attr-defined]
+    return view
+
+
+def to_local(value: datetime | None, tz: str | None = None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(ZoneInfo(tz or settings().timezone))
+
+
+def init_app(app: Flask, cfg: Settings) -> None:
+    app.extensions[EXT] = {"settings": cfg, "db": _Database(cfg)}
+    app.teardown_appcontext(_close_session)
+
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    csrf.init_app(app)
+
+    @app.before_request
+    def _csrf_unless_token_or_exempt():
+        if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
+            return
+        if request.headers.get("Authorization", "").startswith("Bearer "):
+            return  # token-authenticated API calls carry no cookie, so no CSRF risk
+        view = app.view_functions.get(request.endpoint or "")
+        if view is not None and getattr(view, "_csrf_exempt", False):
+            return
+        if not app.config.get("WTF_CSRF_ENABLED", True):
+            return
+        csrf.protect()
+
+    login_manager.init_app(app)
+    login_manager.login_view = "core.login"
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def _load_user(user_id: str):
+        from core.models import User
+
+        try:
+            return db_session().get(User, int(user_id))
+        except ValueError:
+            return None
+
+    @login_manager.request_loader
+    def _load_user_from_token(req):
+        header = req.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            user = auth.user_for_token(db_session(), header[7:].strip())
+            if user is not None:
+                db_session().commit()  # last_used_at
+            return user
+        return None
+
+    @login_manager.unauthorized_handler
+    def _unauthorized():
+        if wants_json():
+            return json_error(401, "authentication required: log in or send 'Authorization: Bearer <token>'")
+        return redirect(url_for("core.login", next=request.full_path if request.query_string else request.path))
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError):
+        if wants_json():
+            return json_error(400, f"CSRF check failed: {exc.description}")
+        return render_template("core/error.html", code=400, message=exc.description, csrf=True), 400
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if exc.code is None or exc.code < 400:
+            return exc
+        if wants_json():
+            return json_error(exc.code, exc.description or exc.name)
+        return render_template("core/error.html", code=exc.code, message=exc.description), exc.code
+
+    app.jinja_env.filters["fen"] = format_fen
+    app.jinja_env.filters["yuan"] = format_yuan
+    app.jinja_env.filters["localtime"] = lambda v, fmt="%Y-%m-%d %H:%M": (
+        to_local(v).strftime(fmt) if v is not None else ""
+    )

@@ -1,0 +1,1 @@
+"""Greenhouse data: MQTT ingester, readings, rollups, alerts, dashboards."""

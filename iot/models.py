@@ -1,0 +1,3 @@
+"""Tables of the iot domain (iot_*)."""
+
+from __future__ import annotations

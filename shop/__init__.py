@@ -1,0 +1,1 @@
+"""The produce shop: catalogue, checkout, payments, orders, traceability, settlement."""

@@ -1,0 +1,3 @@
+"""Tables of the shop domain (shop_*)."""
+
+from __future__ import annotations
