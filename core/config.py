@@ -82,6 +82,7 @@ class Settings:
             timezone=env.get("TIANYUAN_TIMEZONE", "Asia/Shanghai"),
         )
         values.update(overrides)
+        values["instance_path"] = Path(values["instance_path"])
         settings = cls(**values)
         return settings.resolved()
 

@@ -33,11 +33,14 @@ def select_locale() -> str:
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")
-    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(PROJECT_ROOT / "translations"))
+    # One catalogue per area, merged by Flask-Babel: each domain owns its translations.
+    dirs = [PROJECT_ROOT / "translations"] + [PROJECT_ROOT / d / "translations" for d in ("coop", "iot", "shop")]
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", ";".join(str(d) for d in dirs))
     babel.init_app(app, locale_selector=select_locale)
 
     @app.context_processor
     def _languages():
         from flask_babel import get_locale
 
-        return {"LANGUAGES": LANGUAGES, "current_locale": str(get_locale())}
+        locale = get_locale()
+        return {"LANGUAGES": LANGUAGES, "current_locale": "zh_CN" if locale and locale.language == "zh" else "en"}
