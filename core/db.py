@@ -24,7 +24,7 @@ NAMING_CONVENTION = {
 
 # Every module that defines tables. Loading them all gives one complete metadata for
 # migrations and tests; the ingester loads only what it needs by importing iot.models.
-MODEL_MODULES = ("core.models", "coop.models", "iot.models", "shop.models")
+MODEL_MODULES = ("core.models", "coop.models", "iot.models", "shop.models", "shop.trace_models")
 
 
 class Base(DeclarativeBase):

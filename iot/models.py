@@ -1,3 +1,128 @@
-"""Tables of the iot domain (iot_*)."""
+"""Tables of the greenhouse domain (iot_*).
+
+Timestamps of readings and rollup buckets are integer epoch seconds (UTC): compact,
+fast to index and compare, and identical on SQLite and PostgreSQL. Metrics are small
+integer ids from ``iot.metrics`` (the canonical metric registry).
+"""
 
 from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import Base, UTCDateTime, utcnow
+
+
+class Greenhouse(Base):
+    __tablename__ = "iot_greenhouses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+    crop: Mapped[str | None] = mapped_column(String(60))  # key into default alert rules, e.g. "peach"
+    area_m2: Mapped[float | None] = mapped_column(Float)
+    timezone: Mapped[str] = mapped_column(String(40), default="Asia/Shanghai")
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("coop_households.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    devices: Mapped[list[Device]] = relationship(back_populates="greenhouse")
+
+
+class Device(Base):
+    __tablename__ = "iot_devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(80), unique=True)  # the id used in MQTT topics
+    greenhouse_id: Mapped[int | None] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="SET NULL"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="sensor")  # sensor | controller | camera
+    name: Mapped[str | None] = mapped_column(String(120))
+    password_hash: Mapped[str | None] = mapped_column(String(255))  # MQTT credentials (broker side)
+    online: Mapped[bool] = mapped_column(default=False)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    provisioned: Mapped[bool] = mapped_column(default=False)  # auto-provisioned, awaiting assignment
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    greenhouse: Mapped[Greenhouse | None] = relationship(back_populates="devices")
+
+
+class Reading(Base):
+    """One sensor value. Unique on (device, metric, ts): a redelivered message changes nothing."""
+
+    __tablename__ = "iot_readings"
+    __table_args__ = (
+        UniqueConstraint("device_id", "metric_id", "ts"),
+        Index("ix_iot_readings_gh_metric_ts", "greenhouse_id", "metric_id", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("iot_devices.id", ondelete="CASCADE"))
+    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"))
+    metric_id: Mapped[int] = mapped_column(SmallInteger)
+    ts: Mapped[int] = mapped_column(BigInteger)  # epoch seconds, UTC (device time when sent)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class HourlyRollup(Base):
+    """Aggregates of readings per greenhouse, metric and hour (bucket = epoch seconds of the hour)."""
+
+    __tablename__ = "iot_rollups_hourly"
+
+    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"), primary_key=True)
+    metric_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    sum: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+
+
+class DailyRollup(Base):
+    """Aggregates per greenhouse, metric and local day (bucket = epoch seconds of local midnight)."""
+
+    __tablename__ = "iot_rollups_daily"
+
+    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"), primary_key=True)
+    metric_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    sum: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+
+
+class IrrigationEvent(Base):
+    """One irrigation or fertigation run, complete or paired from start/stop messages."""
+
+    __tablename__ = "iot_irrigation_events"
+    __table_args__ = (
+        UniqueConstraint("device_id", "started_at"),
+        Index("ix_iot_irrigation_gh_started", "greenhouse_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("iot_devices.id", ondelete="CASCADE"))
+    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"))
+    zone: Mapped[str | None] = mapped_column(String(40))
+    started_at: Mapped[int] = mapped_column(BigInteger)  # epoch seconds UTC
+    ended_at: Mapped[int | None] = mapped_column(BigInteger)  # None while a start awaits its stop
+    water_l: Mapped[float | None] = mapped_column(Float)
+    ec: Mapped[float | None] = mapped_column(Float)  # mS/cm of the nutrient solution
+    ph: Mapped[float | None] = mapped_column(Float)
+    fertilizer: Mapped[dict | None] = mapped_column(JSON)  # {"tank_a": 1.2, ...} litres or kg by tank
+
+
+class QuarantinedMessage(Base):
+    """A message that could not be stored, kept with its reason so it can be replayed."""
+
+    __tablename__ = "iot_quarantine"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    topic: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[bytes] = mapped_column()
+    reason: Mapped[str] = mapped_column(String(60), index=True)  # machine code, e.g. "unknown_device"
+    detail: Mapped[str | None] = mapped_column(Text)
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
