@@ -126,3 +126,74 @@ class QuarantinedMessage(Base):
     reason: Mapped[str] = mapped_column(String(60), index=True)  # machine code, e.g. "unknown_device"
     detail: Mapped[str | None] = mapped_column(Text)
     replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- alerts (issue 4) ---
+# Also the per-(greenhouse, metric) latest value, kept by iot.rollups.apply_readings so
+# the overview page is one indexed read instead of a max() over millions of readings.
+
+
+class LatestReading(Base):
+    """The newest reading per greenhouse and metric (maintained with the rollups)."""
+
+    __tablename__ = "iot_latest"
+
+    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"), primary_key=True)
+    metric_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    ts: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class AlertRule(Base):
+    """A rule per greenhouse (and metric): when it holds long enough, an Alert opens.
+
+    kind: ``above`` / ``below`` (threshold, with hysteresis to close and a duration to
+    open), ``rate`` (the value changes by at least ``threshold`` within ``window_s``),
+    ``silent`` (no reading of the metric for ``duration_s``), ``offline`` (a device of
+    the greenhouse offline or unheard for ``duration_s``; no metric).
+    """
+
+    __tablename__ = "iot_alert_rules"
+    __table_args__ = (Index("ix_iot_alert_rules_gh_metric", "greenhouse_id", "metric_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"))
+    metric_id: Mapped[int | None] = mapped_column(SmallInteger)
+    kind: Mapped[str] = mapped_column(String(10))  # above | below | rate | silent | offline
+    threshold: Mapped[float | None] = mapped_column(Float)
+    hysteresis: Mapped[float] = mapped_column(Float, default=0.0)
+    duration_s: Mapped[int] = mapped_column(Integer, default=0)
+    window_s: Mapped[int] = mapped_column(Integer, default=0)  # rate rules only
+    severity: Mapped[str] = mapped_column(String(10), default="warning")  # warning | critical
+    enabled: Mapped[bool] = mapped_column(default=True)
+    # evaluation state: since when the condition holds (not yet long enough), newest ts seen
+    pending_since: Mapped[int | None] = mapped_column(BigInteger)
+    last_ts: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Alert(Base):
+    """An alert opened by a rule: open → (acknowledged) → closed when the condition clears."""
+
+    __tablename__ = "iot_alerts"
+    __table_args__ = (Index("ix_iot_alerts_gh_closed", "greenhouse_id", "closed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rule_id: Mapped[int | None] = mapped_column(ForeignKey("iot_alert_rules.id", ondelete="SET NULL"), index=True)
+    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"))
+    metric_id: Mapped[int | None] = mapped_column(SmallInteger)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("iot_devices.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(10))
+    severity: Mapped[str] = mapped_column(String(10), default="warning")
+    threshold: Mapped[float | None] = mapped_column(Float)
+    value: Mapped[float | None] = mapped_column(Float)  # the value that opened it
+    peak: Mapped[float | None] = mapped_column(Float)  # the worst value while open
+    opened_at: Mapped[int] = mapped_column(BigInteger)  # epoch seconds (reading time)
+    closed_at: Mapped[int | None] = mapped_column(BigInteger)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    @property
+    def status(self) -> str:
+        if self.closed_at is not None:
+            return "closed"
+        return "acknowledged" if self.acknowledged_at is not None else "open"
