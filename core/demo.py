@@ -17,8 +17,8 @@ from core import auth
 DEMO_USERS = [
     # username, role, display name, household index (farmers)
     ("admin", "admin", "系统管理员", None),
-    ("kuaiji", "official", "赵会计 (village accountant)", None),
-    ("cunzhang", "official", "赵村长 (village head)", None),
+    ("kuaiji", "official", "赵会计", None),
+    ("cunzhang", "official", "赵村长", None),
     ("zhaolin", "farmer", "赵林", 0),
     ("wangfang", "farmer", "王芳", 1),
     ("liqiang", "farmer", "李强", 2),
