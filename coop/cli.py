@@ -1,7 +1,126 @@
-"""CLI: ``flask coop ...``."""
+"""CLI: ``flask coop ...`` (verify, export-beancount, close-period, year-end, recurring, load-chart)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
+import click
 from flask.cli import AppGroup
 
-coop_cli = AppGroup("coop", help="coop commands.")
+from core.web import database
+
+coop_cli = AppGroup("coop", help="The village books: verify, export, close periods, recurring entries.")
+
+
+def _session():
+    return database().session_factory()
+
+
+@coop_cli.command("load-chart")
+def load_chart_cmd():
+    """Load the official chart of accounts (财会〔2023〕14号) from coop/data; idempotent."""
+    from coop.ledger import load_chart
+
+    with _session() as session:
+        added = load_chart(session)
+        session.commit()
+    click.echo(f"{added} account(s) added")
+
+
+@coop_cli.command("verify")
+@click.option("--no-balances", is_flag=True, help="Check only the hash chain, not the per-period balances.")
+def verify(no_balances):
+    """Recompute the voucher hash chain; exit 1 naming the first bad voucher."""
+    from coop.ledger import chain_head, verify_chain
+
+    with _session() as session:
+        result = verify_chain(session, check_balances=not no_balances)
+        seq, head = chain_head(session)
+    if not result.ok:
+        click.echo(f"FAILED after {result.vouchers} good voucher(s): {result.problem}", err=True)
+        raise SystemExit(1)
+    click.echo(f"OK: {result.vouchers} voucher(s), chain head {seq} {head}")
+
+
+@coop_cli.command("export-beancount")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+def export_beancount(path):
+    """Write the whole ledger as a Beancount file (check it with bean-check)."""
+    from coop.export import write_beancount
+
+    with _session() as session, open(path, "w", encoding="utf-8") as fh:
+        counts = write_beancount(session, fh)
+    click.echo(f"wrote {counts['vouchers']} voucher(s), {counts['lines']} line(s) to {path}")
+
+
+def _parse_month(text: str) -> tuple[int, int]:
+    try:
+        year, month = (int(p) for p in text.split("-"))
+        dt.date(year, month, 1)
+    except ValueError as exc:
+        raise click.BadParameter("use YYYY-MM") from exc
+    return year, month
+
+
+@coop_cli.command("close-period")
+@click.argument("month", metavar="YYYY-MM")
+def close_period_cmd(month):
+    """Close a month: nothing can be posted into it afterwards."""
+    from coop.distribution import close_period
+    from coop.ledger import LedgerError
+
+    year, m = _parse_month(month)
+    with _session() as session:
+        try:
+            close_period(session, year, m)
+        except LedgerError as exc:
+            raise click.ClickException(str(exc)) from exc
+        session.commit()
+    click.echo(f"closed {year}-{m:02d}")
+
+
+@coop_cli.command("recurring")
+@click.option("--until", "until", default=None, help="Post occurrences up to this date (default: today).")
+def recurring(until):
+    """Post the due recurring entries (contract fees, leases); safe to run daily."""
+    from coop.ledger import LedgerError
+    from coop.members import run_recurring
+
+    day = dt.date.fromisoformat(until) if until else dt.date.today()
+    with _session() as session:
+        try:
+            posted = run_recurring(session, day)
+        except LedgerError as exc:
+            raise click.ClickException(str(exc)) from exc
+        session.commit()
+    for v in posted:
+        click.echo(f"posted {v.label} {v.date} {v.summary}")
+    click.echo(f"{len(posted)} voucher(s) posted")
+
+
+@coop_cli.command("year-end")
+@click.argument("year", type=int)
+@click.option("--reserve", "reserve_percent", default="10", show_default=True, help="Reserve rate, percent.")
+@click.option("--payout", "payout_percent", default="100", show_default=True,
+              help="Percent of the rest distributed to households.")
+@click.option("--post", "do_post", is_flag=True, help="Post the plan (default: preview only).")
+def year_end(year, reserve_percent, payout_percent, do_post):
+    """Preview (or with --post, post) the year-end closing and distribution."""
+    from coop.distribution import post_distribution, preview
+    from coop.ledger import LedgerError
+    from core.money import format_fen
+
+    with _session() as session:
+        try:
+            plan = preview(session, year, reserve_percent=reserve_percent, payout_percent=payout_percent)
+            click.echo(f"surplus {format_fen(plan.surplus)}, prior {format_fen(plan.prior_undistributed)}, "
+                       f"reserve {format_fen(plan.reserve)}, households {format_fen(plan.to_households)}, "
+                       f"retained {format_fen(plan.retained)}")
+            for hid, amount in plan.parts.items():
+                click.echo(f"  {plan.names[hid]:20} {plan.shares[hid]:>5} shares {format_fen(amount):>14}")
+            if do_post:
+                post_distribution(session, year, reserve_percent=reserve_percent, payout_percent=payout_percent)
+                session.commit()
+                click.echo("posted")
+        except LedgerError as exc:
+            raise click.ClickException(str(exc)) from exc

@@ -74,10 +74,6 @@ class Account(Base):
     parent: Mapped[Account | None] = relationship(remote_side=[id])
 
     @property
-    def level(self) -> int:
-        return 1 if self.parent_id is None else 2 + (self.code.count(".") if "." in self.code else 0)
-
-    @property
     def debit_normal(self) -> bool:
         return self.kind in DEBIT_CLASSES
 

@@ -1,0 +1,186 @@
+"""Benchmark the village books: build N voucher lines over 10 years set-based, then time the reports
+(from the per-period balances), chain verification and the Beancount export.
+
+    .venv/bin/python bench/ledger.py            # 1,000,000 lines
+    .venv/bin/python bench/ledger.py --quick    # 100,000 lines, well under a minute
+    .venv/bin/python bench/ledger.py --database-url postgresql+psycopg://...   (an empty database)
+
+The last line holds the figures as name=value pairs (milliseconds unless named _s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import insert, select  # noqa: E402
+
+from core.db import Base, load_models, make_engine, make_session_factory  # noqa: E402
+
+
+class _V:
+    """Just the attributes ``coop.ledger.canonical`` reads."""
+
+    __slots__ = ("seq", "year", "number", "date", "summary", "attachments", "kind", "preparer_id",
+                 "approver_id", "source", "source_ref", "reverses_id")
+
+    def __init__(self, **kw):
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
+    from coop.ledger import GENESIS_HASH, canonical, chain_hash, ensure_account, load_chart
+    from coop.models import Account, Balance, ChainHead, Household, Voucher, VoucherLine
+
+    rng = random.Random(seed)
+    with session_factory() as s:
+        load_chart(s)
+        for i in range(30):
+            s.add(Household(code=f"B{i:03d}", head_name=f"户{i}"))
+        s.flush()
+        households = [ensure_account(s, "113", f"B{i:03d}", key=f"household:{i + 1}") for i in range(30)]
+        income = [ensure_account(s, "501", n, key=f"enterprise:{n}") for n in ("mill", "sales", "mugwort", "land", "pond")]
+        expense = [ensure_account(s, "511", n, key=f"enterprise:{n}:expense") for n in ("mill", "sales", "mugwort")]
+        admin = [ensure_account(s, "513", n, key=f"admin:{n}") for n in ("office", "allowance")]
+        s.commit()
+        codes = dict(s.execute(select(Account.id, Account.code)).all())
+        acc = {a.code: a.id for a in s.scalars(select(Account))}
+    cash, bank = acc["101"], acc["102"]
+    subsidy = acc["503"]
+    first_year = dt.date.today().year - years
+    days = [dt.date(first_year, 1, 1) + dt.timedelta(days=i) for i in range((dt.date(first_year + years, 1, 1) - dt.date(first_year, 1, 1)).days)]
+
+    vouchers, lines, balances = [], [], {}
+    prev, seq, line_id = GENESIS_HASH, 0, 0
+    numbers: dict[int, int] = {}
+    n_vouchers_est = n_lines // 2.5
+    day_step = len(days) / n_vouchers_est
+    pos = 0.0
+    while line_id < n_lines:
+        day = days[min(int(pos), len(days) - 1)]
+        pos += day_step
+        kind = rng.random()
+        amount = rng.randrange(100, 5_000_000)
+        if kind < 0.4:
+            ls = [(cash, amount, 0), (rng.choice(income).id, 0, amount)]
+        elif kind < 0.7:
+            a1 = rng.randrange(1, amount)
+            ls = [(rng.choice(expense).id, amount, 0), (bank, 0, a1), (cash, 0, amount - a1)]
+        elif kind < 0.9:
+            h1, h2 = rng.sample(households, 2)
+            a1 = rng.randrange(1, amount)
+            ls = [(rng.choice(admin).id, amount, 0), (h1.id, 0, a1), (h2.id, 0, amount - a1)]
+        else:
+            ls = [(bank, amount, 0), (subsidy, 0, amount)]
+        seq += 1
+        numbers[day.year] = numbers.get(day.year, 0) + 1
+        v = _V(seq=seq, year=day.year, number=numbers[day.year], date=day, summary=f"bench {seq}", attachments=1,
+               kind="normal", preparer_id=None, approver_id=None, source=None, source_ref=None, reverses_id=None)
+        h = chain_hash(prev, canonical(v, [(codes[a], d, c, "") for a, d, c in ls]))
+        vouchers.append({"id": seq, "seq": seq, "year": day.year, "number": v.number, "date": day, "summary": v.summary,
+                         "attachments": 1, "kind": "normal", "total": sum(d for _, d, _ in ls), "prev_hash": prev,
+                         "hash": h, "posted_at": dt.datetime.now(dt.UTC)})
+        prev = h
+        period = day.year * 100 + day.month
+        for no, (a, d, c) in enumerate(ls, 1):
+            line_id += 1
+            lines.append({"id": line_id, "voucher_id": seq, "line_no": no, "account_id": a, "debit": d, "credit": c,
+                          "memo": ""})
+            b = balances.setdefault((a, period), [0, 0])
+            b[0] += d
+            b[1] += c
+    t = time.perf_counter()
+    with session_factory() as s:
+        for i in range(0, len(vouchers), 20000):
+            s.execute(insert(Voucher.__table__), vouchers[i:i + 20000])
+        for i in range(0, len(lines), 50000):
+            s.execute(insert(VoucherLine.__table__), lines[i:i + 50000])
+        s.execute(insert(Balance.__table__), [{"account_id": a, "period": p, "closing": False, "debit": d, "credit": c}
+                                              for (a, p), (d, c) in balances.items()])
+        head = s.get(ChainHead, 1)
+        head.seq, head.hash = seq, prev
+        s.commit()
+    return {"vouchers": len(vouchers), "lines": len(lines), "balance_rows": len(balances),
+            "insert_s": time.perf_counter() - t, "last_year": first_year + years - 1}
+
+
+def timed(fn, repeat: int = 5) -> float:
+    runs = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        runs.append((time.perf_counter() - t) * 1000)
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="100,000 lines instead of 1,000,000")
+    parser.add_argument("--lines", type=int, default=None)
+    parser.add_argument("--years", type=int, default=10)
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""))
+    parser.add_argument("--skip-verify", action="store_true")
+    args = parser.parse_args()
+    n_lines = args.lines or (100_000 if args.quick else 1_000_000)
+
+    load_models()
+    tmp = tempfile.TemporaryDirectory()
+    url = args.database_url or f"sqlite:///{tmp.name}/bench.sqlite3"
+    engine = make_engine(url)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    factory = make_session_factory(engine)
+
+    t0 = time.perf_counter()
+    info = build(factory, n_lines, args.years)
+    build_s = time.perf_counter() - t0
+    print(f"built {info['vouchers']:,} vouchers, {info['lines']:,} lines, {info['balance_rows']:,} balance rows "
+          f"in {build_s:.1f} s (insert {info['insert_s']:.1f} s) on {engine.dialect.name}")
+
+    from coop import reports
+    from coop.export import write_beancount
+    from coop.ledger import verify_chain
+
+    y = info["last_year"]
+    figures = {}
+    with factory() as s:
+        figures["tb_month_ms"] = timed(lambda: reports.trial_balance(s, y, 6, 6))
+        figures["tb_year_ms"] = timed(lambda: reports.trial_balance(s, y, 1, 12))
+        figures["balance_sheet_ms"] = timed(lambda: reports.balance_sheet(s, y, 12))
+        figures["income_statement_ms"] = timed(lambda: reports.income_statement(s, y))
+        figures["income_expense_ms"] = timed(lambda: reports.income_expense(s, y, 1, 3))
+        tb = reports.trial_balance(s, y, 1, 12)
+        assert tb.balanced
+        for name, value in figures.items():
+            print(f"{name:22} {value:8.1f} ms")
+        path = Path(tmp.name) / "books.beancount"
+        t = time.perf_counter()
+        with open(path, "w", encoding="utf-8") as fh:
+            write_beancount(s, fh)
+        figures["export_s"] = time.perf_counter() - t
+        print(f"beancount export        {figures['export_s']:8.1f} s  ({path.stat().st_size / 1e6:.0f} MB)")
+        if not args.skip_verify:
+            t = time.perf_counter()
+            result = verify_chain(s)
+            figures["verify_s"] = time.perf_counter() - t
+            assert result.ok, result.problem
+            print(f"verify chain            {figures['verify_s']:8.1f} s")
+    engine.dispose()
+    tmp.cleanup()
+    pairs = {"lines": info["lines"], "vouchers": info["vouchers"], "build_s": f"{build_s:.1f}"}
+    pairs.update({k: f"{v:.1f}" if k.endswith("_s") else f"{v:.2f}" for k, v in figures.items()})
+    print(" ".join(f"{k}={v}" for k, v in pairs.items()))
+
+
+if __name__ == "__main__":
+    main()

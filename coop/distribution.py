@@ -1,0 +1,294 @@
+"""Period closing, year-end closing and the surplus distribution.
+
+Year end, in order (each step an idempotent voucher dated 31 December):
+
+1. income and expense accounts close into 321 本年收益 (``closing`` voucher);
+2. 321 本年收益 closes into 322 收益分配—未分配收益;
+3. the distribution plan is posted: debit 322 收益分配—各项分配, credit 311 公积公益金 (reserve at
+   the charter's rate) and 113 内部往来 per household (by shares, largest remainder in fen);
+4. 各项分配 closes into 未分配收益, leaving it at zero.
+
+``preview`` computes the plan from the balances without writing anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from coop.ledger import N_, LedgerError, Line, ensure_account, household_account, post_voucher
+from coop.models import Account, Distribution, Household, Period, Voucher
+from coop.reports import _figures, _rolled, shares_by_household
+from core import audit
+from core.db import utcnow
+from core.money import allocate
+
+SURPLUS = "321"  # 本年收益
+DISTRIBUTION = "322"  # 收益分配
+RESERVE = "311"  # 公积公益金
+INTERNAL = "113"  # 内部往来
+
+
+# ---------------------------------------------------------------- periods
+
+
+def close_period(session: Session, year: int, month: int, *, user_id: int | None = None) -> Period:
+    """Close a month: nothing can be posted into it afterwards."""
+    if not (1 <= month <= 12):
+        raise LedgerError(N_("month must be 1-12"))
+    period = session.scalar(select(Period).where(Period.year == year, Period.month == month))
+    if period is None:
+        period = Period(year=year, month=month)
+        session.add(period)
+    if period.closed:
+        raise LedgerError(N_("period %(year)s-%(month)02d is already closed"), year=year, month=month)
+    period.closed, period.closed_at, period.closed_by = True, utcnow(), user_id
+    session.flush()
+    audit.record(session, "period.close", period, user_id=user_id, details={"period": f"{year}-{month:02d}"})
+    return period
+
+
+def closed_periods(session: Session) -> set[tuple[int, int]]:
+    return {(p.year, p.month) for p in session.scalars(select(Period).where(Period.closed.is_(True)))}
+
+
+# ---------------------------------------------------------------- plans
+
+
+@dataclass
+class Plan:
+    """A distribution plan's figures in fen; ``parts`` maps household id (as text) to its amount."""
+
+    year: int
+    surplus: int  # 本年收益
+    prior_undistributed: int  # 年初未分配收益 (negative: losses carried forward)
+    loss_makeup: int
+    base: int  # surplus after making up losses
+    reserve_percent: str
+    payout_percent: str
+    reserve: int
+    to_households: int
+    retained: int
+    shares: dict[str, int] = field(default_factory=dict)
+    parts: dict[str, int] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    other: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fraction(percent: Decimal | int | str) -> Fraction:
+    value = Fraction(str(percent))
+    if not (0 <= value <= 100):
+        raise LedgerError(N_("percentages must be between 0 and 100"))
+    return value
+
+
+def split_by_percent(total: int, percent: Decimal | int | str) -> int:
+    """``percent`` of ``total`` fen, rounded by largest remainder (the two parts sum to total)."""
+    p = _fraction(percent)
+    return allocate(total, [p, 100 - p])[0] if total else 0
+
+
+def year_surplus(session: Session, year: int) -> tuple[int, int]:
+    """(本年收益 from income and expense before closing, 未分配收益 at the start of the year)."""
+    start, end = year * 100 + 1, year * 100 + 12
+    rows = _rolled(session, _figures(session, start, end, closing=False))
+    surplus = -sum(r.debit - r.credit for r in rows if r.depth == 0 and r.account.kind in ("income", "expense"))
+    opening_rows = _rolled(session, _figures(session, start, start))
+    prior = next((-r.opening for r in opening_rows if r.code == DISTRIBUTION), 0)
+    return surplus, prior
+
+
+def preview(
+    session: Session,
+    year: int,
+    *,
+    reserve_percent: Decimal | int | str = 10,
+    payout_percent: Decimal | int | str = 100,
+    on: dt.date | None = None,
+) -> Plan:
+    """The distribution plan for ``year`` from current balances and the share register; writes nothing."""
+    surplus, prior = year_surplus(session, year)
+    loss_makeup = min(surplus, -prior) if prior < 0 and surplus > 0 else 0
+    base = max(surplus - loss_makeup, 0)
+    reserve = split_by_percent(base, reserve_percent)
+    to_households = split_by_percent(base - reserve, payout_percent)
+    shares = {hid: n for hid, n in shares_by_household(session, on or dt.date(year, 12, 31)).items() if n > 0}
+    households = {h.id: h for h in session.scalars(select(Household).where(Household.id.in_(list(shares))))}
+    ids = sorted(shares, key=lambda hid: households[hid].code)
+    if to_households and not ids:
+        raise LedgerError(N_("no household holds shares: record the share register first"))
+    amounts = allocate(to_households, [shares[h] for h in ids], keys=[households[h].code for h in ids]) if ids else []
+    return Plan(
+        year=year,
+        surplus=surplus,
+        prior_undistributed=prior,
+        loss_makeup=loss_makeup,
+        base=base,
+        reserve_percent=str(reserve_percent),
+        payout_percent=str(payout_percent),
+        reserve=reserve,
+        to_households=to_households,
+        retained=base - reserve - to_households,
+        shares={str(h): shares[h] for h in ids},
+        parts={str(h): a for h, a in zip(ids, amounts, strict=True)},
+        names={str(h): f"{households[h].code} {households[h].head_name}" for h in ids},
+    )
+
+
+def cooperative_plan(
+    pool: int, members: list[tuple[str, int, int]], *, volume_percent: Decimal | int | str = 60
+) -> dict[str, dict[str, int]]:
+    """A cooperative's surplus return (农民专业合作社法 art. 44).
+
+    ``members`` are (key, transaction volume in fen, capital plus reserve share in fen). At least
+    60% of ``pool`` is returned by transaction volume, the rest by capital and reserve share;
+    each part by largest remainder, so everything sums exactly to ``pool``.
+    """
+    if _fraction(volume_percent) < 60:
+        raise LedgerError(N_("at least 60%% of a cooperative's distributable surplus is returned by transaction volume"))
+    if not members:
+        raise LedgerError(N_("a cooperative plan needs members"))
+    by_volume_pool = split_by_percent(pool, volume_percent)
+    rest = pool - by_volume_pool
+    keys = [m[0] for m in members]
+    volumes = [m[1] for m in members]
+    capitals = [m[2] for m in members]
+    if sum(volumes) == 0:
+        by_volume_pool, rest = 0, pool
+    if sum(capitals) == 0:
+        if sum(volumes) == 0:
+            raise LedgerError(N_("members have neither transaction volume nor capital"))
+        by_volume_pool, rest = pool, 0
+    v = allocate(by_volume_pool, volumes, keys) if by_volume_pool else [0] * len(members)
+    c = allocate(rest, capitals, keys) if rest else [0] * len(members)
+    return {k: {"by_volume": a, "by_capital": b, "total": a + b} for k, a, b in zip(keys, v, c, strict=True)}
+
+
+def plan_fingerprint(plan: Plan) -> str:
+    """A short digest of the plan's figures: posting refuses if the books moved since the preview."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(plan.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- year end
+
+
+def _dist_accounts(session: Session) -> tuple[Account, Account]:
+    appropriations = ensure_account(session, DISTRIBUTION, "各项分配", key="distribution:appropriations")
+    undistributed = ensure_account(session, DISTRIBUTION, "未分配收益", key="distribution:undistributed")
+    return appropriations, undistributed
+
+
+def close_income(session: Session, year: int, *, user_id: int | None = None) -> Voucher | None:
+    """Step 1 and 2: income and expense into 321, then 321 into 322 未分配收益. Idempotent."""
+    _appropriations, undistributed = _dist_accounts(session)
+    day = dt.date(year, 12, 31)
+    rows = _rolled(session, _figures(session, 0, year * 100 + 12))
+    leaves = {r.account.id for r in rows} - {r.account.parent_id for r in rows if r.account.parent_id}
+    lines: list[Line] = []
+    net = 0
+    for r in rows:
+        if r.account.id in leaves and r.account.kind in ("income", "expense") and r.closing:
+            # close the account: post the opposite of its balance
+            if r.closing > 0:
+                lines.append(Line(r.code, credit=r.closing))
+            else:
+                lines.append(Line(r.code, debit=-r.closing))
+            net += r.closing
+    first = None
+    if lines:
+        surplus = ensure_leaf(session, SURPLUS)
+        if net:
+            lines.append(Line(surplus, debit=net) if net > 0 else Line(surplus, credit=-net))
+        first = post_voucher(
+            session, date=day, summary=f"{year}年 结转本年收益", lines=lines, preparer_id=user_id,
+            source="year-end", source_ref=f"{year}:close-income", kind="closing",
+        )
+    surplus_code = ensure_leaf(session, SURPLUS)
+    balance = next((r.closing for r in _rolled(session, _figures(session, 0, year * 100 + 12)) if r.code == surplus_code), 0)
+    if balance:
+        amount = abs(balance)
+        pair = (
+            [Line(surplus_code, debit=amount), Line(undistributed.code, credit=amount)]
+            if balance < 0
+            else [Line(undistributed.code, debit=amount), Line(surplus_code, credit=amount)]
+        )
+        post_voucher(
+            session, date=day, summary=f"{year}年 本年收益转入收益分配", lines=pair, preparer_id=user_id,
+            source="year-end", source_ref=f"{year}:close-surplus", kind="closing",
+        )
+    return first
+
+
+def ensure_leaf(session: Session, code: str) -> str:
+    """``code`` itself if it has no sub-accounts, else refuse (year-end accounts are posted directly)."""
+    from coop.ledger import get_account, postable
+
+    account = get_account(session, code)
+    if account is None:
+        raise LedgerError(N_("no account %(code)s"), code=code)
+    if not postable(session, account):
+        raise LedgerError(N_("account %(code)s has sub-accounts; year-end closing posts to it directly"), code=code)
+    return code
+
+
+def post_distribution(
+    session: Session,
+    year: int,
+    *,
+    reserve_percent: Decimal | int | str = 10,
+    payout_percent: Decimal | int | str = 100,
+    user_id: int | None = None,
+    approver_id: int | None = None,
+    expected: str | None = None,
+    close_months: bool = True,
+) -> Distribution:
+    """Close the year and post the distribution plan. With ``expected`` (a previewed plan's dict),
+    refuse if the figures changed since the preview. Optionally close all twelve months."""
+    if session.scalar(select(Distribution).where(Distribution.year == year)) is not None:
+        raise LedgerError(N_("the %(year)s distribution has already been posted"), year=year)
+    plan = preview(session, year, reserve_percent=reserve_percent, payout_percent=payout_percent)
+    if expected is not None and plan_fingerprint(plan) != expected:
+        raise LedgerError(N_("the books changed since the preview: preview the plan again"))
+    close_income(session, year, user_id=user_id)
+    appropriations, undistributed = _dist_accounts(session)
+    day = dt.date(year, 12, 31)
+    total = plan.reserve + plan.to_households
+    voucher = None
+    if total:
+        lines = [Line(appropriations.code, debit=total, memo="各项分配")]
+        if plan.reserve:
+            lines.append(Line(ensure_leaf(session, RESERVE), credit=plan.reserve, memo=f"提取公积公益金 {plan.reserve_percent}%"))
+        for hid, amount in plan.parts.items():
+            if amount:
+                lines.append(Line(household_account(session, int(hid), INTERNAL).code, credit=amount, memo="按股分配"))
+        voucher = post_voucher(
+            session, date=day, summary=f"{year}年 收益分配", lines=lines, preparer_id=user_id,
+            approver_id=approver_id, source="year-end", source_ref=f"{year}:distribution", kind="distribution",
+        )
+        post_voucher(
+            session, date=day, summary=f"{year}年 结转各项分配",
+            lines=[Line(undistributed.code, debit=total), Line(appropriations.code, credit=total)],
+            preparer_id=user_id, source="year-end", source_ref=f"{year}:close-appropriations", kind="closing",
+        )
+    dist = Distribution(year=year, plan=plan.as_dict(), voucher_id=voucher.id if voucher else None, created_by=user_id)
+    session.add(dist)
+    session.flush()
+    audit.record(session, "distribution.post", dist, user_id=user_id,
+                 details={"year": year, "reserve": plan.reserve, "to_households": plan.to_households})
+    if close_months:
+        done = closed_periods(session)
+        for month in range(1, 13):
+            if (year, month) not in done:
+                close_period(session, year, month, user_id=user_id)
+    return dist

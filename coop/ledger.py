@@ -1,0 +1,525 @@
+"""The double-entry journal: chart of accounts, posting, reversal and the hash chain.
+
+Plain Python over a SQLAlchemy session; callers commit. Every posting:
+
+1. validates (two or more lines, each line debit XOR credit > 0 in integer fen, debits equal
+   credits, accounts exist and are postable leaves, the month is open) and writes nothing
+   when it refuses (``LedgerError``);
+2. locks the chain head row, assigns the next gapless number of the voucher's year and the
+   next chain position, and hashes the voucher's canonical content with the previous hash;
+3. adds the per-period balance movements and an audit entry.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from coop.models import (
+    ACCOUNT_CLASSES,
+    Account,
+    Balance,
+    ChainHead,
+    Disclosure,
+    Household,
+    Period,
+    Voucher,
+    VoucherLine,
+)
+from core import audit
+from core.money import format_yuan
+
+CHART_CSV = Path(__file__).resolve().parent / "data" / "chart-of-accounts-village-collective-2023.csv"
+GENESIS_HASH = "0" * 64
+MAX_LINE_FEN = 10**15  # ¥10 trillion: a typo guard, far above any village's books
+
+
+def N_(message: str) -> str:
+    """Mark a message for translation (extracted by Babel); views translate ``LedgerError.template``."""
+    return message
+
+
+class LedgerError(ValueError):
+    """A posting or other ledger operation was refused; the message says why. Nothing was written.
+
+    ``template`` (English, marked with ``N_``) and ``params`` let a view show the message in the
+    user's language: ``gettext(exc.template) % exc.params``. ``str(exc)`` is the English text.
+    """
+
+    def __init__(self, template: str, **params):
+        self.template = template
+        self.params = params
+        super().__init__(template % params)
+
+    def translated(self, gettext) -> str:
+        try:
+            return gettext(self.template) % self.params
+        except (KeyError, TypeError, ValueError):  # a broken translation must not hide the error
+            return str(self)
+
+
+@dataclass
+class Line:
+    """One line of a voucher: an account code and a debit or a credit in integer fen."""
+
+    account: str
+    debit: int = 0
+    credit: int = 0
+    memo: str = ""
+
+
+# ---------------------------------------------------------------- chart of accounts
+
+
+def load_chart(session: Session, path: Path | str | None = None) -> int:
+    """Load the level-1 chart from the CSV (code, name_zh, class, name_en); returns how many were added.
+
+    Idempotent: existing codes are left as they are.
+    """
+    existing = set(session.scalars(select(Account.code).where(Account.parent_id.is_(None))))
+    added = 0
+    with open(path or CHART_CSV, encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            code = row["code"].strip()
+            if not code or code in existing:
+                continue
+            kind = row["class"].strip()
+            if kind not in ACCOUNT_CLASSES:
+                raise LedgerError(N_("chart row %(code)s: unknown class %(kind)r"), code=code, kind=kind)
+            session.add(Account(code=code, name=row["name_zh"].strip(), name_en=row["name_en"].strip(), kind=kind))
+            added += 1
+    if session.get(ChainHead, 1) is None:
+        session.add(ChainHead(id=1, seq=0, hash=GENESIS_HASH))
+    session.flush()
+    return added
+
+
+def ensure_chart(session: Session) -> None:
+    """Load the official chart if the books have no accounts yet."""
+    if session.scalar(select(func.count(Account.id))) == 0 or session.get(ChainHead, 1) is None:
+        load_chart(session)
+
+
+def get_account(session: Session, code: str) -> Account | None:
+    return session.scalar(select(Account).where(Account.code == code))
+
+
+def ensure_account(session: Session, parent_code: str, name: str, *, key: str | None = None) -> Account:
+    """Find or create a sub-account of ``parent_code`` (code = parent code + 2-digit serial).
+
+    With ``key`` (a stable lookup key such as ``"household:12"``) the account is found by key;
+    without, by parent and name.
+    """
+    ensure_chart(session)
+    if key is not None:
+        found = session.scalar(select(Account).where(Account.key == key))
+        if found is not None:
+            return found
+    parent = get_account(session, parent_code)
+    if parent is None:
+        raise LedgerError(N_("no account %(parent_code)s"), parent_code=parent_code)
+    if key is None:
+        found = session.scalar(select(Account).where(Account.parent_id == parent.id, Account.name == name))
+        if found is not None:
+            return found
+    name = (name or "").strip()
+    if not name:
+        raise LedgerError(N_("a sub-account needs a name"))
+    if session.scalar(select(Balance.id).where(Balance.account_id == parent.id).limit(1)) is not None:
+        raise LedgerError(
+            N_("account %(code)s already has postings of its own: sub-accounts can only be added to an account without postings"),
+            code=parent.code,
+        )
+    codes = list(session.scalars(select(Account.code).where(Account.parent_id == parent.id)))
+    serials = [int(c[len(parent.code) :]) for c in codes if c[len(parent.code) :].isdigit()]
+    serial = max(serials, default=0) + 1
+    code = f"{parent.code}{serial:02d}" if serial < 100 else f"{parent.code}{serial}"
+    account = Account(code=code, name=name[:120], kind=parent.kind, parent_id=parent.id, key=key)
+    session.add(account)
+    session.flush()
+    audit.record(session, "account.create", account, details={"code": code, "name": account.name, "key": key})
+    return account
+
+
+def household_account(session: Session, household_id: int, parent_code: str = "113") -> Account:
+    """The household's sub-account under ``parent_code`` (113 内部往来 by default)."""
+    household = session.get(Household, household_id)
+    if household is None:
+        raise LedgerError(N_("no household %(household_id)s"), household_id=household_id)
+    key = f"household:{household_id}" if parent_code == "113" else f"household:{household_id}:{parent_code}"
+    return ensure_account(session, parent_code, f"{household.code} {household.head_name}", key=key)
+
+
+def postable(session: Session, account: Account) -> bool:
+    """Only leaves take postings: an account with sub-accounts is posted through them."""
+    return session.scalar(select(Account.id).where(Account.parent_id == account.id).limit(1)) is None
+
+
+# ---------------------------------------------------------------- periods
+
+
+def period_of(day: dt.date) -> int:
+    return day.year * 100 + day.month
+
+
+def is_closed(session: Session, year: int, month: int) -> bool:
+    return bool(session.scalar(select(Period.closed).where(Period.year == year, Period.month == month)))
+
+
+# ---------------------------------------------------------------- the hash chain
+
+
+def canonical(voucher: Voucher, lines: list[tuple[str, int, int, str]]) -> str:
+    """The voucher's content as canonical JSON: what its hash covers.
+
+    ``voucher`` is anything with the voucher's attributes (a ``Voucher`` or a result row).
+    """
+    payload = {
+        "seq": voucher.seq,
+        "year": voucher.year,
+        "number": voucher.number,
+        "date": voucher.date.isoformat(),
+        "summary": voucher.summary,
+        "attachments": voucher.attachments,
+        "kind": voucher.kind,
+        "preparer": voucher.preparer_id,
+        "approver": voucher.approver_id,
+        "source": voucher.source,
+        "source_ref": voucher.source_ref,
+        "reverses": voucher.reverses_id,
+        "lines": [list(line) for line in lines],
+    }
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def chain_hash(prev_hash: str, content: str) -> str:
+    return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
+
+
+def chain_head(session: Session) -> tuple[int, str]:
+    """(position, hash) of the last posted voucher; (0, zeros) for empty books."""
+    head = session.get(ChainHead, 1)
+    return (head.seq, head.hash) if head is not None else (0, GENESIS_HASH)
+
+
+# ---------------------------------------------------------------- posting
+
+
+def _validate(session: Session, day: dt.date, summary: str, lines: list[Line]) -> dict[str, Account]:
+    if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
+        raise LedgerError(N_("voucher date must be a date"))
+    if not (summary or "").strip():
+        raise LedgerError(N_("a voucher needs a summary (摘要)"))
+    if len(lines) < 2:
+        raise LedgerError(N_("a voucher needs at least two lines"))
+    total_debit = total_credit = 0
+    for i, line in enumerate(lines, 1):
+        for amount in (line.debit, line.credit):
+            if not isinstance(amount, int) or isinstance(amount, bool):
+                raise LedgerError(N_("line %(i)s: amounts must be whole fen (integers), got %(amount)r"), i=i, amount=amount)
+        if line.debit < 0 or line.credit < 0:
+            raise LedgerError(N_("line %(i)s: amounts must not be negative"), i=i)
+        if (line.debit > 0) == (line.credit > 0):
+            raise LedgerError(N_("line %(i)s: give either a debit or a credit greater than zero, not both or neither"), i=i)
+        if max(line.debit, line.credit) > MAX_LINE_FEN:
+            raise LedgerError(N_("line %(i)s: amount is implausibly large"), i=i)
+        total_debit += line.debit
+        total_credit += line.credit
+    if total_debit != total_credit:
+        raise LedgerError(
+            N_("voucher does not balance: debits %(debits)s ≠ credits %(credits)s (difference %(difference)s)"),
+            debits=format_yuan(total_debit), credits=format_yuan(total_credit),
+            difference=format_yuan(total_debit - total_credit),
+        )
+    ensure_chart(session)
+    codes = {str(line.account).strip() for line in lines}
+    accounts = {a.code: a for a in session.scalars(select(Account).where(Account.code.in_(codes)))}
+    missing = sorted(codes - accounts.keys())
+    if missing:
+        raise LedgerError(N_("no such account: %(codes)s"), codes=', '.join(missing))
+    ids = [a.id for a in accounts.values()]
+    parents = set(session.scalars(select(Account.parent_id).where(Account.parent_id.in_(ids))))
+    not_leaf = sorted(a.code for a in accounts.values() if a.id in parents)
+    if not_leaf:
+        raise LedgerError(N_("account %(codes)s has sub-accounts: post to a sub-account"), codes=', '.join(not_leaf))
+    inactive = sorted(a.code for a in accounts.values() if not a.active)
+    if inactive:
+        raise LedgerError(N_("account %(codes)s is inactive"), codes=', '.join(inactive))
+    if is_closed(session, day.year, day.month):
+        raise LedgerError(N_("period %(year)s-%(month)02d is closed: nothing can be posted into it"), year=day.year, month=day.month)
+    return accounts
+
+
+def post_voucher(
+    session: Session,
+    *,
+    date: dt.date,
+    summary: str,
+    lines: list[Line],
+    preparer_id: int | None = None,
+    approver_id: int | None = None,
+    attachments: int = 0,
+    source: str | None = None,
+    source_ref: str | None = None,
+    kind: str = "normal",
+    reverses_id: int | None = None,
+) -> Voucher:
+    """Validate and post a voucher; see the module docstring. Returns the posted voucher.
+
+    With ``source`` and ``source_ref`` the posting is idempotent: if a voucher with the same
+    pair exists it is returned unchanged.
+    """
+    if (source is None) != (source_ref is None):
+        raise LedgerError(N_("give both source and source_ref, or neither"))
+    if source is not None:
+        existing = session.scalar(select(Voucher).where(Voucher.source == source, Voucher.source_ref == source_ref))
+        if existing is not None:
+            return existing
+    if not isinstance(attachments, int) or attachments < 0:
+        raise LedgerError(N_("attachments must be a whole number, zero or more"))
+    lines = [Line(str(ln.account).strip(), ln.debit, ln.credit, (ln.memo or "")[:200]) for ln in lines]
+    accounts = _validate(session, date, summary, lines)
+
+    head = session.scalar(select(ChainHead).where(ChainHead.id == 1).with_for_update())
+    if source is not None:  # a concurrent poster may have won the race while we waited for the lock
+        existing = session.scalar(select(Voucher).where(Voucher.source == source, Voucher.source_ref == source_ref))
+        if existing is not None:
+            return existing
+    number = (session.scalar(select(func.max(Voucher.number)).where(Voucher.year == date.year)) or 0) + 1
+    voucher = Voucher(
+        seq=head.seq + 1,
+        year=date.year,
+        number=number,
+        date=date,
+        summary=summary.strip()[:200],
+        attachments=attachments,
+        kind=kind,
+        preparer_id=preparer_id,
+        approver_id=approver_id,
+        source=source,
+        source_ref=source_ref,
+        reverses_id=reverses_id,
+        total=sum(ln.debit for ln in lines),
+        prev_hash=head.hash,
+        hash="",
+    )
+    voucher.hash = chain_hash(head.hash, canonical(voucher, [(ln.account, ln.debit, ln.credit, ln.memo) for ln in lines]))
+    session.add(voucher)
+    for i, ln in enumerate(lines, 1):
+        voucher.lines.append(
+            VoucherLine(line_no=i, account_id=accounts[ln.account].id, debit=ln.debit, credit=ln.credit, memo=ln.memo)
+        )
+    head.seq, head.hash = voucher.seq, voucher.hash
+    _add_balances(session, date, kind == "closing", [(accounts[ln.account].id, ln.debit, ln.credit) for ln in lines])
+    session.flush()
+    audit.record(
+        session,
+        "voucher.post",
+        voucher,
+        user_id=preparer_id,
+        details={"label": voucher.label, "total": voucher.total, "hash": voucher.hash, "source": source},
+    )
+    return voucher
+
+
+def _add_balances(session: Session, day: dt.date, closing: bool, moves: list[tuple[int, int, int]]) -> None:
+    period = period_of(day)
+    sums: dict[int, list[int]] = {}
+    for account_id, debit, credit in moves:
+        acc = sums.setdefault(account_id, [0, 0])
+        acc[0] += debit
+        acc[1] += credit
+    rows = {
+        b.account_id: b
+        for b in session.scalars(
+            select(Balance).where(
+                Balance.account_id.in_(list(sums)), Balance.period == period, Balance.closing == closing
+            )
+        )
+    }
+    for account_id, (debit, credit) in sums.items():
+        row = rows.get(account_id)
+        if row is None:
+            session.add(Balance(account_id=account_id, period=period, closing=closing, debit=debit, credit=credit))
+        else:
+            row.debit += debit
+            row.credit += credit
+
+
+def reverse_voucher(
+    session: Session,
+    voucher_id: int,
+    *,
+    date: dt.date,
+    preparer_id: int | None,
+    summary: str | None = None,
+) -> Voucher:
+    """Post a voucher that undoes ``voucher_id`` (same accounts, debits and credits swapped)."""
+    original = session.get(Voucher, voucher_id)
+    if original is None:
+        raise LedgerError(N_("no voucher %(voucher_id)s"), voucher_id=voucher_id)
+    if session.scalar(select(Voucher.id).where(Voucher.reverses_id == voucher_id)) is not None:
+        raise LedgerError(N_("voucher %(label)s has already been reversed"), label=original.label)
+    if original.kind in ("closing", "distribution"):
+        raise LedgerError(N_("voucher %(label)s is a year-end entry and cannot be reversed"), label=original.label)
+    lines = [Line(ln.account.code, debit=ln.credit, credit=ln.debit, memo=ln.memo) for ln in original.lines]
+    return post_voucher(
+        session,
+        date=date,
+        summary=summary or f"冲销 {original.label} {original.summary}"[:200],
+        lines=lines,
+        preparer_id=preparer_id,
+        kind="reversal",
+        reverses_id=original.id,
+    )
+
+
+def reversed_ids(session: Session, voucher_ids: list[int]) -> dict[int, Voucher]:
+    """For the given vouchers, the reversal voucher of each that has one."""
+    if not voucher_ids:
+        return {}
+    rows = session.scalars(select(Voucher).where(Voucher.reverses_id.in_(voucher_ids)))
+    return {v.reverses_id: v for v in rows}
+
+
+# ---------------------------------------------------------------- immutability
+
+
+def _refuse_change(_mapper, _connection, target) -> None:
+    raise LedgerError(N_("posted vouchers are immutable: post a reversing voucher instead"))
+
+
+for _cls in (Voucher, VoucherLine):
+    event.listen(_cls, "before_update", _refuse_change)
+    event.listen(_cls, "before_delete", _refuse_change)
+
+
+# ---------------------------------------------------------------- verification
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    vouchers: int
+    problem: str = ""
+    voucher_label: str | None = None
+    balance_problems: list[str] | None = None
+
+
+def verify_chain(session: Session, *, check_balances: bool = True) -> VerifyResult:
+    """Recompute the hash chain from the vouchers and lines as stored; name the first bad voucher.
+
+    Detects a changed amount, account, date or text (hash mismatch), a deleted voucher (gap in the
+    chain positions or the per-year numbers, or a head that no longer matches), and reordering
+    (a voucher whose previous-hash link does not match the voucher before it). With
+    ``check_balances`` also checks the per-period balances against the lines.
+    """
+    codes = dict(session.execute(select(Account.id, Account.code)).all())
+    stmt = (
+        select(
+            Voucher.id, Voucher.seq, Voucher.year, Voucher.number, Voucher.date, Voucher.summary,
+            Voucher.attachments, Voucher.kind, Voucher.preparer_id, Voucher.approver_id, Voucher.source,
+            Voucher.source_ref, Voucher.reverses_id, Voucher.prev_hash, Voucher.hash,
+            VoucherLine.account_id, VoucherLine.debit, VoucherLine.credit, VoucherLine.memo,
+        )
+        .outerjoin(VoucherLine, VoucherLine.voucher_id == Voucher.id)
+        .order_by(Voucher.seq, VoucherLine.line_no)
+        .execution_options(yield_per=20000)
+    )
+    published = {
+        seq: (title, h)
+        for seq, title, h in session.execute(
+            select(Disclosure.chain_seq, Disclosure.title, Disclosure.chain_hash).where(Disclosure.status == "approved")
+        )
+    }
+    prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
+    numbers: dict[int, int] = {}
+    current = None
+    lines: list[tuple[str, int, int, str]] = []
+
+    def check(row) -> str | None:
+        nonlocal prev_hash, expected_seq
+        label = f"{row.year}-{row.number:04d}"
+        if row.seq != expected_seq:
+            return f"voucher {label} (chain position {row.seq}): position {expected_seq} is missing (deleted or moved)"
+        if numbers.get(row.year, 0) + 1 != row.number:
+            return f"voucher {label}: number {row.year}-{numbers.get(row.year, 0) + 1:04d} is missing (deleted or renumbered)"
+        if row.prev_hash != prev_hash:
+            return f"voucher {label}: link to the previous voucher is broken (a voucher was deleted, inserted or reordered)"
+        debits = sum(ln[1] for ln in lines)
+        credits = sum(ln[2] for ln in lines)
+        if chain_hash(prev_hash, canonical(row, lines)) != row.hash:
+            return f"voucher {label}: content does not match its hash (altered in the database)"
+        if debits != credits or len(lines) < 2:
+            return f"voucher {label}: does not balance"
+        if row.seq in published and published[row.seq][1] != row.hash:
+            return f"voucher {label}: its hash differs from the one published in {published[row.seq][0]!r}"
+        prev_hash = row.hash
+        expected_seq += 1
+        numbers[row.year] = row.number
+        return None
+
+    with session.no_autoflush:
+        for row in session.connection().execute(stmt):
+            if current is None or row.id != current.id:
+                if current is not None:
+                    problem = check(current)
+                    if problem:
+                        return VerifyResult(False, count, problem, f"{current.year}-{current.number:04d}")
+                    count += 1
+                current, lines = row, []
+            if row.account_id is not None:
+                lines.append((codes.get(row.account_id, f"#{row.account_id}"), row.debit, row.credit, row.memo))
+        if current is not None:
+            problem = check(current)
+            if problem:
+                return VerifyResult(False, count, problem, f"{current.year}-{current.number:04d}")
+            count += 1
+    head_seq, head_hash = chain_head(session)
+    if (head_seq, head_hash) != (expected_seq - 1, prev_hash):
+        return VerifyResult(
+            False, count,
+            f"chain head (position {head_seq}) does not match the last voucher (position {expected_seq - 1}): "
+            "the last voucher(s) were deleted or the head was changed",
+        )
+    beyond = [(seq, title) for seq, (title, _h) in published.items() if seq > head_seq]
+    if beyond:
+        seq, title = min(beyond)
+        return VerifyResult(False, count, f"{title!r} published chain position {seq}, but the chain ends at {head_seq}")
+    result = VerifyResult(True, count)
+    if check_balances:
+        result.balance_problems = balance_problems(session)
+        if result.balance_problems:
+            result.ok = False
+            result.problem = "per-period balances do not match the voucher lines: " + "; ".join(result.balance_problems[:5])
+    return result
+
+
+def balance_problems(session: Session) -> list[str]:
+    """Differences between ``coop_balances`` and the sums of the voucher lines."""
+    closing = Voucher.kind == "closing"
+    period = func.extract("year", Voucher.date) * 100 + func.extract("month", Voucher.date)
+    stmt = (
+        select(VoucherLine.account_id, period, closing, func.sum(VoucherLine.debit), func.sum(VoucherLine.credit))
+        .join(Voucher, Voucher.id == VoucherLine.voucher_id)
+        .group_by(VoucherLine.account_id, period, closing)
+    )
+    from_lines = {(a, int(p), bool(c)): (int(d), int(cr)) for a, p, c, d, cr in session.execute(stmt)}
+    stored = {
+        (b.account_id, b.period, b.closing): (b.debit, b.credit)
+        for b in session.scalars(select(Balance))
+        if b.debit or b.credit
+    }
+    codes = dict(session.execute(select(Account.id, Account.code)).all())
+    out = []
+    for key in sorted(set(from_lines) | set(stored)):
+        if from_lines.get(key, (0, 0)) != stored.get(key, (0, 0)):
+            out.append(f"account {codes.get(key[0], key[0])} period {key[1]}")
+    return out

@@ -1,0 +1,55 @@
+"""Fixtures for the village books: a loaded chart, officials, households with shares."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from coop.ledger import Line, load_chart, post_voucher
+
+
+@pytest.fixture
+def books(session):
+    """The official chart of accounts, loaded."""
+    load_chart(session)
+    session.commit()
+    return session
+
+
+@pytest.fixture
+def official(make_user):
+    return make_user("kuaiji", "official", display_name="赵会计")
+
+
+@pytest.fixture
+def households(books):
+    """Three member households holding 10, 20 and 35 shares."""
+    from coop import members
+
+    session = books
+    rows = []
+    for i, (name, shares) in enumerate([("赵建国", 10), ("王秀英", 20), ("李志强", 35)], 1):
+        h = members.add_household(session, code=f"ZZ{i:03d}", head_name=name, members=3)
+        members.issue_shares(session, h.id, shares, on=dt.date(2020, 1, 1))
+        rows.append(h)
+    session.commit()
+    return rows
+
+
+def post(session, day, summary, *pairs, **kwargs):
+    """``post(s, date, "x", ("101", 100, 0), ("501", 0, 100))``."""
+    return post_voucher(session, date=day, summary=summary,
+                        lines=[Line(a, debit=d, credit=c) for a, d, c in pairs], **kwargs)
+
+
+@pytest.fixture
+def demo_books(session, make_user):
+    """Zhaozhuang's demo books (members, shares, a closed year with a distribution, a disclosure)."""
+    from coop.demo import seed_books, seed_members
+
+    ctx = {"users": {"kuaiji": make_user("kuaiji", "official"), "cunzhang": make_user("cunzhang", "official")}}
+    seed_members(session, ctx)
+    seed_books(session, ctx)
+    session.commit()
+    return ctx

@@ -1,0 +1,75 @@
+"""Public disclosure: drafted from the books, approved, then frozen and public."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from coop import disclosure
+from coop.ledger import LedgerError, chain_head
+from coop.models import Disclosure
+from tests.conftest import login
+from tests.coop.conftest import post
+
+
+@pytest.fixture
+def q1(books):
+    post(books, dt.date(2025, 1, 10), "鱼塘租金", ("102", 300_000, 0), ("501", 0, 300_000))
+    post(books, dt.date(2025, 2, 10), "村道维修", ("514", 1_800_000, 0), ("102", 0, 1_800_000))
+    books.commit()
+    return books
+
+
+def test_snapshot_has_the_figures_and_the_chain_head(q1):
+    d = disclosure.draft(q1, 2025, "quarter", 1)
+    c = d.content
+    assert (c["total_income"], c["total_expense"], c["surplus"]) == (300_000, 1_800_000, -1_500_000)
+    assert [m["summary"] for m in c["major_items"]] == ["村道维修"]  # at least ¥10,000
+    assert c["balance_sheet"]["total_assets"] == c["balance_sheet"]["total_liabilities"] + c["balance_sheet"]["total_equity"]
+    assert (d.chain_seq, d.chain_hash) == chain_head(q1)
+
+
+def test_approved_disclosure_is_frozen(q1, official):
+    d = disclosure.draft(q1, 2025, "quarter", 1)
+    disclosure.approve(q1, d.id, user_id=official.id)
+    q1.commit()
+    post(q1, dt.date(2025, 3, 1), "later income", ("101", 999, 0), ("504", 0, 999))
+    q1.commit()
+    with pytest.raises(LedgerError, match="approved"):
+        disclosure.draft(q1, 2025, "quarter", 1)
+    q1.rollback()
+    d.title = "changed"
+    with pytest.raises(LedgerError, match="read-only"):
+        q1.commit()
+    q1.rollback()
+    stored = q1.scalar(select(Disclosure))
+    assert stored.content["total_income"] == 300_000 and stored.title.endswith("财务公开")
+    with pytest.raises(LedgerError, match="already approved"):
+        disclosure.approve(q1, d.id, user_id=official.id)
+
+
+def test_public_page_shows_only_approved_statements(client, q1, official):
+    d = disclosure.draft(q1, 2025, "quarter", 1, user_id=official.id)
+    q1.commit()
+    assert d.title not in client.get("/disclosure").get_data(as_text=True)
+    assert client.get(f"/disclosure/{d.id}").status_code == 404
+    disclosure.approve(q1, d.id, user_id=official.id)
+    q1.commit()
+    index = client.get("/disclosure").get_data(as_text=True)
+    assert d.title in index
+    page = client.get(f"/disclosure/{d.id}").get_data(as_text=True)
+    assert "3,000.00" in page and "18,000.00" in page and d.chain_hash in page
+
+
+def test_officials_draft_and_approve_through_the_web(client, q1, official):
+    login(client, "kuaiji")
+    r = client.post("/coop/disclosures", data={"action": "draft", "year": 2025, "kind": "month", "number": 2})
+    assert r.status_code == 302
+    d = q1.scalar(select(Disclosure))
+    assert d.status == "draft" and d.title == "2025年2月 财务公开"
+    client.post("/coop/disclosures", data={"action": "approve", "id": d.id})
+    q1.expire_all()
+    assert q1.get(Disclosure, d.id).status == "approved"
+    assert client.get(f"/disclosure/{d.id}").status_code == 200

@@ -1,0 +1,159 @@
+"""The officials' pages: access, voucher entry, reversal, members, periods, year end."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+
+from coop.models import Distribution, Period, ShareEvent, Voucher
+from tests.conftest import csrf_token_from, login
+from tests.coop.conftest import post
+
+YEAR = dt.date.today().year - 1
+
+
+def test_only_officials_and_admins_see_the_books(client, make_user, books):
+    assert client.get("/coop/").status_code == 302  # to the login page
+    make_user("farmer1", "farmer")
+    login(client, "farmer1")
+    assert client.get("/coop/").status_code == 403
+    assert client.get("/coop/vouchers/new").status_code == 403
+    assert client.get("/disclosure").status_code == 200
+
+
+def test_every_page_renders_with_the_demo_books(client, demo_books, session):
+    login(client, "kuaiji")
+    v = session.scalar(select(Voucher).order_by(Voucher.id))
+    urls = ["/coop/", "/coop/vouchers", f"/coop/vouchers?year={YEAR}&month=4", "/coop/vouchers/new",
+            f"/coop/vouchers/{v.id}", "/coop/accounts", "/coop/accounts/501", f"/coop/periods?year={YEAR}",
+            f"/coop/reports/trial-balance?year={YEAR}", f"/coop/reports/income-expense?year={YEAR}&from=1&to=3",
+            f"/coop/reports/balance-sheet?year={YEAR}&month=12", f"/coop/reports/income-statement?year={YEAR}",
+            "/coop/members", "/coop/members/1", "/coop/enterprises", "/coop/enterprises/mugwort?pool=10000.00",
+            f"/coop/distribution?year={YEAR}", f"/coop/distribution?year={YEAR + 1}", "/coop/disclosures",
+            "/coop/audit", "/disclosure"]
+    for lang in ("zh_CN", "en"):
+        for url in urls:
+            r = client.get(url + ("&" if "?" in url else "?") + f"lang={lang}")
+            assert r.status_code == 200, url
+    page = client.get(f"/coop/reports/trial-balance?year={YEAR}").get_data(as_text=True)
+    assert "科目余额表" in page or "Trial balance" in page
+    assert 'class="badge ok"' in page  # balanced
+
+
+def test_bad_report_parameters_are_400(client, official, books):
+    login(client, "kuaiji")
+    assert client.get("/coop/reports/trial-balance?year=abc").status_code == 400
+    assert client.get("/coop/reports/trial-balance?year=2025&from=5&to=2").status_code == 400
+    assert client.get("/coop/reports/balance-sheet?year=2025&month=13").status_code == 400
+
+
+def test_posting_a_voucher_through_the_form(client, official, books):
+    login(client, "kuaiji")
+    form = {"date": "2025-05-06", "summary": "粮食加工厂加工费", "attachments": "2",
+            "account_0": "101", "debit_0": "1,234.50", "account_1": "501", "credit_1": "1234.5"}
+    r = client.post("/coop/vouchers/new", data=form)
+    assert r.status_code == 302
+    v = books.scalar(select(Voucher))
+    assert (v.label, v.total, v.attachments, v.preparer_id) == ("2025-0001", 123_450, 2, official.id)
+    page = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "2025-0001" in page and "¥1,234.50" in page and v.hash in page
+
+
+def test_unbalanced_form_is_refused_with_a_clear_message(client, official, books):
+    login(client, "kuaiji")
+    form = {"date": "2025-05-06", "summary": "x", "account_0": "101", "debit_0": "100", "account_1": "501",
+            "credit_1": "99.99"}
+    r = client.post("/coop/vouchers/new", data=form)
+    assert r.status_code == 400
+    text = r.get_data(as_text=True)
+    assert "借贷不平：借方合计 100.00 ≠ 贷方合计 99.99（差额 0.01）" in text  # Chinese by default
+    assert 'value="99.99"' in text  # the form keeps what was typed
+    english = client.post("/coop/vouchers/new?lang=en", data=form).get_data(as_text=True)
+    assert "voucher does not balance: debits 100.00 ≠ credits 99.99 (difference 0.01)" in english
+    assert books.scalar(select(func.count(Voucher.id))) == 0
+
+
+def test_reverse_through_the_web(client, official, books):
+    v = post(books, dt.date(2025, 4, 16), "办公用品（录错）", ("513", 98_000, 0), ("102", 0, 98_000))
+    books.commit()
+    login(client, "kuaiji")
+    r = client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-17"})
+    assert r.status_code == 302
+    books.expire_all()
+    reversal = books.scalar(select(Voucher).where(Voucher.reverses_id == v.id))
+    assert reversal.label == "2025-0002"
+    r = client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-18"}, follow_redirects=True)
+    assert f"凭证 {v.label} 已冲销" in r.get_data(as_text=True)
+
+
+def test_members_shares_and_transfers(client, official, households, books):
+    login(client, "kuaiji")
+    client.post("/coop/members", data={"action": "transfer", "from_id": households[0].id,
+                                       "to_id": households[1].id, "shares": 4, "on": "2025-02-01"})
+    r = client.post("/coop/members", data={"action": "transfer", "from_id": households[0].id,
+                                           "to_id": households[1].id, "shares": 40, "on": "2025-02-01"},
+                    follow_redirects=True)
+    assert "该户只持有 6 股" in r.get_data(as_text=True)
+    client.post("/coop/members", data={"action": "add", "code": "ZZ099", "head_name": "新户", "members": 2})
+    page = client.get(f"/coop/members/{households[1].id}").get_data(as_text=True)
+    assert '<span id="member-shares">24</span>' in page
+    assert books.scalar(select(func.count(ShareEvent.id))) == 5
+    assert "ZZ099" in client.get("/coop/members").get_data(as_text=True)
+
+
+def test_close_a_period_through_the_web(client, official, books):
+    login(client, "kuaiji")
+    client.post("/coop/periods?year=2025", data={"month": 2})
+    assert books.scalar(select(Period).where(Period.year == 2025, Period.month == 2)).closed
+    r = client.post("/coop/vouchers/new", data={"date": "2025-02-10", "summary": "late", "account_0": "101",
+                                                "debit_0": "1", "account_1": "501", "credit_1": "1"})
+    assert r.status_code == 400 and "2025-02" in r.get_data(as_text=True)
+
+
+def test_year_end_preview_then_post(client, official, households, books):
+    post(books, dt.date(YEAR, 6, 1), "补助", ("102", 1_000_000, 0), ("503", 0, 1_000_000))
+    books.commit()
+    login(client, "kuaiji")
+    page = client.get(f"/coop/distribution?year={YEAR}&reserve=10&payout=100").get_data(as_text=True)
+    assert "¥1,000.00" in page  # reserve of ¥10,000 surplus
+    token = page.split('name="fingerprint" value="')[1].split('"')[0]
+    r = client.post(f"/coop/distribution?year={YEAR}", data={"reserve": "10", "payout": "100", "fingerprint": token})
+    assert r.status_code == 302
+    dist = books.scalar(select(Distribution))
+    assert dist.year == YEAR and dist.plan["to_households"] == 900_000
+    assert "id=\"distribution-posted\"" in client.get(f"/coop/distribution?year={YEAR}").get_data(as_text=True)
+
+
+def test_forms_need_a_csrf_token(csrf_app, make_user, books):
+    client = csrf_app.test_client()
+    make_user("kuaiji2", "official")
+    page = client.get("/login").get_data(as_text=True)
+    client.post("/login", data={"username": "kuaiji2", "password": "correct-horse-9",
+                                "csrf_token": csrf_token_from(page)})
+    form = {"date": "2025-05-06", "summary": "x", "account_0": "101", "debit_0": "1", "account_1": "501",
+            "credit_1": "1"}
+    assert client.post("/coop/vouchers/new", data=form).status_code == 400
+    assert books.scalar(select(func.count(Voucher.id))) == 0
+    token = csrf_token_from(client.get("/coop/vouchers/new").get_data(as_text=True))
+    assert client.post("/coop/vouchers/new", data={**form, "csrf_token": token}).status_code == 302
+
+
+def test_recurring_entries_post_on_schedule_once(runner, books):
+    from coop.ledger import get_account
+    from coop.members import add_enterprise
+    from coop.models import RecurringEntry
+
+    pond = add_enterprise(books, "fish-pond", "鱼塘租赁", kind="contract")
+    books.add(RecurringEntry(name="鱼塘租金", debit_account_id=get_account(books, "102").id,
+                             credit_account_id=pond.income_account_id, amount=300_000, every_months=3, day=31,
+                             start=dt.date(2025, 1, 31)))
+    books.commit()
+    assert runner.invoke(args=["coop", "close-period", "2025-04"]).exit_code == 0
+    result = runner.invoke(args=["coop", "recurring", "--until", "2025-08-15"])
+    assert result.exit_code == 0, result.output
+    assert "2 voucher(s) posted" in result.output  # 2025-01-31 and 2025-07-31; April is closed
+    assert "2 voucher(s) posted" not in runner.invoke(args=["coop", "recurring", "--until", "2025-08-15"]).output
+    dates = sorted(books.scalars(select(Voucher.date)))
+    assert dates == [dt.date(2025, 1, 31), dt.date(2025, 7, 31)]
+    assert runner.invoke(args=["coop", "close-period", "2025-04"]).exit_code != 0  # already closed
