@@ -31,6 +31,7 @@ PHASES = [
     ("core.demo", "seed_users"),
     ("iot.demo", "seed"),
     ("shop.demo", "seed"),
+    ("shop.trace_demo", "seed_demo"),
     ("coop.demo", "seed_books"),
 ]
 

@@ -10,9 +10,9 @@ from tests.e2e.conftest import browser_login
 pytestmark = pytest.mark.e2e
 
 EXPECTED_NAV = {
-    "admin": {"iot", "coop", "shop", "disclosure"},
-    "official": {"iot", "coop", "shop", "disclosure"},
-    "farmer": {"iot", "shop", "disclosure"},
+    "admin": {"iot", "trace", "coop", "shop", "disclosure"},
+    "official": {"iot", "trace", "coop", "shop", "disclosure"},
+    "farmer": {"iot", "trace", "shop", "disclosure"},
     "customer": {"shop", "disclosure"},
 }
 

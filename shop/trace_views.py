@@ -1,0 +1,631 @@
+"""Traceability pages: the public trace page and QR codes, farmer pages for crop cycles and
+harvest lots, labels, inspections, splits and merges, recalls, and the EPCIS API.
+
+URL map
+  /t/<code>, /01/<gtin>/10/<lot>      public trace page (no login, cached)
+  /t/<code>/qr.svg, /t/<code>/qr.png  the label's QR code
+  /t/<code>/certificate/<id>          an inspection certificate
+  /trace/...                          farmers and staff: cycles, lots, labels, merge, recalls
+  /api/v1/lots/<lot>/epcis            EPCIS 2.0 document (login or Bearer token)
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from datetime import date
+from decimal import Decimal
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import current_user
+from markupsafe import Markup
+from sqlalchemy import select
+
+from core.db import utcnow
+from core.web import db_session, role_required, settings, to_local
+from shop import epcis, lots, trace
+from shop.models import Product
+from shop.trace_forms import (
+    CropCycleForm,
+    HarvestForm,
+    InputForm,
+    InspectionForm,
+    MergeForm,
+    RecallForm,
+    SplitForm,
+)
+from shop.trace_models import CropCycle, HarvestLot
+
+bp = Blueprint("trace", __name__)
+FARM_ROLES = ("admin", "official", "farmer")
+STAFF_ROLES = ("admin", "official")
+CACHE_KEY = "trace_cache"
+PAGE_MAX_AGE = 60  # seconds a trace page may be served from the cache (here and in browsers)
+
+
+# --- the trace page cache ---------------------------------------------------------------
+
+
+class StoryCache:
+    """A small thread-safe TTL + LRU cache of built stories, one per app (and process).
+
+    Stories are plain data; pages are rendered per request (the header shows who is
+    logged in). Any change through these views clears it; other processes see changes
+    within ``ttl`` seconds.
+    """
+
+    def __init__(self, ttl: float = PAGE_MAX_AGE, size: int = 2048):
+        self.ttl, self.size = ttl, size
+        self._items: OrderedDict[str, tuple[float, trace.Story]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: str) -> trace.Story | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or item[0] < time.monotonic():
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item[1]
+
+    def put(self, key: str, story: trace.Story) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + self.ttl, story)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+@bp.record_once
+def _setup(state) -> None:
+    state.app.extensions.setdefault(CACHE_KEY, StoryCache())
+    state.app.jinja_env.globals["trace_chart"] = _chart
+
+
+def story_cache() -> StoryCache:
+    return current_app.extensions[CACHE_KEY]
+
+
+def _changed() -> None:
+    """A lot changed: commit and forget cached stories."""
+    db_session().commit()
+    story_cache().clear()
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _lang() -> str:
+    locale = get_locale()
+    return "zh_CN" if locale and locale.language == "zh" else "en"
+
+
+def _today() -> date:
+    return to_local(utcnow()).date()
+
+
+def _base_url() -> str:
+    return settings().public_base_url
+
+
+def _uid() -> int | None:
+    return current_user.id if current_user.is_authenticated else None
+
+
+def _can_manage_household(household_id: int | None) -> bool:
+    if current_user.role in STAFF_ROLES:
+        return True
+    return household_id is not None and household_id == current_user.household_id
+
+
+def _lot_or_404(lot_id: int) -> HarvestLot:
+    lot = db_session().get(HarvestLot, lot_id)
+    if lot is None or not _can_manage_household(lot.household_id):
+        abort(404)
+    return lot
+
+
+def _cycle_or_404(cycle_id: int) -> CropCycle:
+    cycle = db_session().get(CropCycle, cycle_id)
+    if cycle is None or not _can_manage_household(cycle.household_id):
+        abort(404)
+    return cycle
+
+
+def _greenhouses():
+    from iot.models import Greenhouse
+
+    stmt = select(Greenhouse).order_by(Greenhouse.code)
+    if current_user.role not in STAFF_ROLES:
+        stmt = stmt.where(
+            (Greenhouse.household_id == current_user.household_id) | (Greenhouse.owner_id == current_user.id)
+        )
+    return list(db_session().scalars(stmt))
+
+
+def _product_choices(crop: str | None = None, blank: bool = True):
+    products = list(db_session().scalars(select(Product).where(Product.active.is_(True)).order_by(Product.name_zh)))
+    if crop:
+        key = trace.crop_key(crop)
+        matching = [p for p in products if p.crop and trace.crop_key(p.crop) == key]
+        products = matching + [p for p in products if p not in matching]
+    lang = _lang()
+    choices = [(p.id, p.name(lang)) for p in products]
+    return ([(0, "—")] if blank else []) + choices
+
+
+def _lot_error(exc: lots.LotError) -> str:
+    # Service messages are English; the common ones are translated here.
+    known = {
+        "is recalled": _("This lot is recalled."),
+        "left": _("Not enough left in the lot."),
+        "before planting": _("The date is before planting."),
+        "a recall needs a reason": _("Give a reason for the recall."),
+        "a merge needs at least two lots": _("Choose at least two lots for a gift box."),
+        "certificate must be": _("The certificate must be a PDF or an image."),
+    }
+    text = str(exc)
+    for fragment, message in known.items():
+        if fragment in text:
+            return message
+    return text
+
+
+# --- public: the trace page, QR codes, certificates -------------------------------------
+
+
+def _story_for(lot: HarvestLot) -> trace.Story:
+    cache = story_cache()
+    story = cache.get(lot.code)
+    if story is None:
+        story = trace.build_story(db_session(), lot, _base_url(), settings().gs1_company_prefix)
+        cache.put(lot.code, story)
+    return story
+
+
+def _public_page(lot: HarvestLot | None):
+    if lot is None:
+        response = Response(render_template("trace/not_found.html"), status=404)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    story = _story_for(lot)
+    response = Response(render_template("trace/public.html", story=story, lang=_lang()))
+    # The page carries base.html's per-visitor CSRF token, so shared caches must not
+    # keep it; the phone may, briefly. The server-side story cache does the heavy lifting.
+    response.headers["Cache-Control"] = f"private, max-age={PAGE_MAX_AGE}"
+    response.headers["Vary"] = "Cookie, Accept-Language"
+    return response
+
+
+def _lookup_code(code: str) -> HarvestLot | None:
+    return lots.lot_by_code(db_session(), code)
+
+
+@bp.get("/t/")
+def enter_code():
+    """A box to type the code printed under the QR code."""
+    code = request.args.get("code", "")
+    if code:
+        return redirect(url_for("trace.public_by_code", code=lots.normalize_code(code)))
+    return render_template("trace/enter_code.html")
+
+
+@bp.get("/t/<code>")
+def public_by_code(code: str):
+    """The public trace page of a lot or pack, by its short code."""
+    return _public_page(_lookup_code(code))
+
+
+@bp.get("/01/<gtin>/10/<path:lot_number>")
+def public_by_digital_link(gtin: str, lot_number: str):
+    """The same page at its GS1 Digital Link address (GTIN + batch/lot)."""
+    lot = trace.lot_for_digital_link(db_session(), gtin, lot_number, settings().gs1_company_prefix)
+    return _public_page(lot)
+
+
+def _qr_target(lot: HarvestLot) -> str:
+    return trace.label_url(_base_url(), lot, settings().gs1_company_prefix)
+
+
+@bp.get("/t/<code>/qr.svg")
+def qr_svg(code: str):
+    """The lot's QR code as SVG (what the label prints)."""
+    lot = _lookup_code(code) or abort(404)
+    response = Response(trace.qr_svg(_qr_target(lot)), mimetype="image/svg+xml")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+@bp.get("/t/<code>/qr.png")
+def qr_png(code: str):
+    """The lot's QR code as PNG (for messaging apps and label printers)."""
+    lot = _lookup_code(code) or abort(404)
+    scale = min(max(request.args.get("scale", 8, type=int), 2), 20)
+    response = Response(trace.qr_png(_qr_target(lot), scale=scale), mimetype="image/png")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+@bp.get("/t/<code>/certificate/<int:inspection_id>")
+def certificate(code: str, inspection_id: int):
+    """An inspection certificate of the lot (or of a lot it was made from)."""
+    lot = _lookup_code(code) or abort(404)
+    found = next((i for i in lots.inspections_for(db_session(), lot) if i.id == inspection_id), None)
+    if found is None or not found.certificate_file:
+        abort(404)
+    return send_from_directory(
+        _certificate_dir(), found.certificate_file, download_name=found.certificate_name or found.certificate_file,
+        max_age=86400,
+    )
+
+
+def _certificate_dir():
+    return settings().instance_path / "certificates"
+
+
+def _chart(origin: trace.Origin, which: str) -> Markup:
+    """A small server-side SVG chart of daily values over the cycle (Jinja global)."""
+    from iot.charts import Chart, ChartSeries, render
+    from iot.series import Series
+
+    cond = origin.conditions
+
+    def series(name: str) -> Series:
+        return Series(0, "day", cond.start, cond.end, list(cond.daily.get(name, [])))
+
+    if which == "climate":
+        lines = [ChartSeries(series("air_temperature"), _("Air temperature"), "°C"),
+                 ChartSeries(series("air_humidity"), _("Air humidity"), "%")]
+        title = _("Daily air temperature (°C, left) and humidity (%, right)")
+    else:
+        lines = [ChartSeries(series("soil_moisture"), _("Soil moisture"), "%", color="#8a5a2b")]
+        title = _("Daily soil moisture (%)")
+    return Markup(render(Chart(cond.start, cond.end, lines, title=title, no_data=_("No data"))))
+
+
+# --- farmers and staff: crop cycles -----------------------------------------------------
+
+
+@bp.get("/trace/")
+@role_required(*FARM_ROLES)
+def index():
+    """Crop cycles and recent lots of the farmer's household (all of them for staff)."""
+    session = db_session()
+    cycles_stmt = select(CropCycle).order_by(CropCycle.ended_on.is_not(None), CropCycle.planted_on.desc())
+    lots_stmt = select(HarvestLot).order_by(HarvestLot.created_at.desc(), HarvestLot.id.desc()).limit(30)
+    if current_user.role not in STAFF_ROLES:
+        cycles_stmt = cycles_stmt.where(CropCycle.household_id == current_user.household_id)
+        lots_stmt = lots_stmt.where(HarvestLot.household_id == current_user.household_id)
+    return render_template(
+        "trace/index.html",
+        cycles=list(session.scalars(cycles_stmt.limit(50))),
+        lots=list(session.scalars(lots_stmt)),
+        staff=current_user.role in STAFF_ROLES,
+    )
+
+
+@bp.route("/trace/cycles/new", methods=["GET", "POST"])
+@role_required(*FARM_ROLES)
+def new_cycle():
+    """Start a crop cycle in one of the farmer's greenhouses."""
+    form = CropCycleForm()
+    greenhouses = _greenhouses()
+    form.greenhouse_id.choices = [(g.id, f"{g.name} ({g.code})") for g in greenhouses]
+    if request.method == "GET":
+        form.planted_on.data = form.planted_on.data or _today()
+        if len(greenhouses) >= 1 and not form.crop.data:
+            form.crop.data = greenhouses[0].crop or ""
+    if form.validate_on_submit():
+        gh = next((g for g in greenhouses if g.id == form.greenhouse_id.data), None)
+        if gh is None:
+            abort(404)
+        try:
+            cycle = lots.create_crop_cycle(
+                db_session(), gh.id, form.crop.data, form.planted_on.data, variety=form.variety.data,
+                expected_harvest_on=form.expected_harvest_on.data, comfort_min_c=form.comfort_min_c.data,
+                comfort_max_c=form.comfort_max_c.data, user_id=_uid(),
+            )
+        except lots.LotError as exc:
+            flash(_lot_error(exc), "error")
+        else:
+            _changed()
+            flash(_("Crop cycle started."), "success")
+            return redirect(url_for("trace.cycle", cycle_id=cycle.id))
+    return render_template("trace/cycle_form.html", form=form), (400 if form.errors else 200)
+
+
+@bp.get("/trace/cycles/<int:cycle_id>")
+@role_required(*FARM_ROLES)
+def cycle(cycle_id: int):
+    """A crop cycle: its lots, its inputs and its growing conditions so far."""
+    cycle = _cycle_or_404(cycle_id)
+    form = InputForm()
+    form.applied_on.data = _today()
+    conditions = trace.growing_conditions(db_session(), cycle, min(_today(), cycle.ended_on or _today()))
+    return render_template("trace/cycle.html", cycle=cycle, form=form, conditions=conditions)
+
+
+@bp.post("/trace/cycles/<int:cycle_id>/inputs")
+@role_required(*FARM_ROLES)
+def add_input(cycle_id: int):
+    """Record a fertilizer applied by hand."""
+    cycle = _cycle_or_404(cycle_id)
+    form = InputForm()
+    if form.validate_on_submit():
+        try:
+            lots.add_input(db_session(), cycle, form.product.data, form.amount.data, form.unit.data,
+                           form.applied_on.data)
+        except lots.LotError as exc:
+            flash(_lot_error(exc), "error")
+        else:
+            _changed()
+            flash(_("Input recorded."), "success")
+    else:
+        flash(_("Check the input: product, amount and date are needed."), "error")
+    return redirect(url_for("trace.cycle", cycle_id=cycle.id))
+
+
+@bp.post("/trace/cycles/<int:cycle_id>/end")
+@role_required(*FARM_ROLES)
+def end_cycle(cycle_id: int):
+    """Close a crop cycle (no more harvests from it)."""
+    cycle = _cycle_or_404(cycle_id)
+    try:
+        lots.end_crop_cycle(db_session(), cycle, _today())
+    except lots.LotError as exc:
+        flash(_lot_error(exc), "error")
+    else:
+        _changed()
+        flash(_("Crop cycle ended."), "success")
+    return redirect(url_for("trace.cycle", cycle_id=cycle.id))
+
+
+# --- harvest lots -----------------------------------------------------------------------
+
+
+@bp.route("/trace/lots/new", methods=["GET", "POST"])
+@role_required(*FARM_ROLES)
+def new_lot():
+    """Record a harvest in a few taps: cycle, product, quantity (today is the default date)."""
+    session = db_session()
+    household = None if current_user.role in STAFF_ROLES else current_user.household_id
+    cycles = [c for c in lots.active_cycles(session, household) if _can_manage_household(c.household_id)]
+    form = HarvestForm()
+    form.cycle_id.choices = [(c.id, f"{c.greenhouse.name} · {c.crop}" + (f" {c.variety}" if c.variety else ""))
+                             for c in cycles]
+    selected = request.args.get("cycle", type=int) or (cycles[0].id if cycles else None)
+    if request.method == "GET":
+        form.cycle_id.data = selected
+        form.harvested_on.data = _today()
+    chosen = next((c for c in cycles if c.id == (form.cycle_id.data or selected)), None)
+    form.product_id.choices = _product_choices(chosen.crop if chosen else None)
+    if request.method == "GET" and chosen is not None and len(form.product_id.choices) > 1:
+        form.product_id.data = form.product_id.choices[1][0]
+        product = session.get(Product, form.product_id.data)
+        if product is not None and product.unit in dict(form.unit.choices):
+            form.unit.data = product.unit
+    if not cycles:
+        return render_template("trace/lot_form.html", form=form, cycles=cycles)
+    if form.validate_on_submit():
+        if chosen is None:
+            abort(404)
+        try:
+            lot = lots.create_harvest_lot(
+                session, chosen, form.quantity.data, form.unit.data, harvested_on=form.harvested_on.data,
+                product_id=form.product_id.data or None, grade=form.grade.data or None, user_id=_uid(),
+            )
+        except lots.LotError as exc:
+            flash(_lot_error(exc), "error")
+        else:
+            _changed()
+            flash(_("Harvest lot %(lot)s recorded.", lot=lot.lot_number), "success")
+            return redirect(url_for("trace.lot", lot_id=lot.id))
+    return render_template("trace/lot_form.html", form=form, cycles=cycles), (400 if form.errors else 200)
+
+
+@bp.get("/trace/lots/<int:lot_id>")
+@role_required(*FARM_ROLES)
+def lot(lot_id: int):
+    """A lot for its farmer and staff: label, QR, ancestry, packs, inspections, recall."""
+    lot = _lot_or_404(lot_id)
+    session = db_session()
+    split_form = SplitForm()
+    split_form.product_id.choices = _product_choices(lot.product.crop if lot.product else None)
+    split_form.product_id.data = lot.product_id or 0
+    inspection_form = InspectionForm()
+    inspection_form.tested_on.data = _today()
+    return render_template(
+        "trace/lot.html",
+        lot=lot,
+        parents=lots.ancestry(session, lot),
+        children=lots.descendants(session, lot),
+        inspections=lots.inspections_for(session, lot),
+        split_form=split_form,
+        inspection_form=inspection_form,
+        recall_form=RecallForm(),
+        label_url=_qr_target(lot),
+        short_url=trace.short_url(_base_url(), lot.code),
+        staff=current_user.role in STAFF_ROLES,
+        affected=lots.orders_for_lot(session, lot.id) if lot.recalled_at and current_user.role in STAFF_ROLES else [],
+    )
+
+
+@bp.post("/trace/lots/<int:lot_id>/split")
+@role_required(*FARM_ROLES)
+def split(lot_id: int):
+    """Pack part of a lot into packs of equal size, each with its own code and label."""
+    lot = _lot_or_404(lot_id)
+    form = SplitForm()
+    form.product_id.choices = _product_choices()
+    if not form.validate_on_submit():
+        flash(_("Give the number of packs and the size of each."), "error")
+        return redirect(url_for("trace.lot", lot_id=lot.id))
+    try:
+        packs = lots.split_lot(db_session(), lot, [form.size.data] * form.count.data,
+                               product_id=form.product_id.data or None, user_id=_uid())
+    except lots.LotError as exc:
+        flash(_lot_error(exc), "error")
+        return redirect(url_for("trace.lot", lot_id=lot.id))
+    _changed()
+    flash(_("%(count)d packs made. Print their labels now.", count=len(packs)), "success")
+    return redirect(url_for("trace.labels", lot=[p.id for p in packs]))
+
+
+@bp.post("/trace/lots/<int:lot_id>/inspections")
+@role_required(*FARM_ROLES)
+def add_inspection(lot_id: int):
+    """Record a residue test with its certificate."""
+    lot = _lot_or_404(lot_id)
+    form = InspectionForm()
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for error in errors:
+                flash(error, "error")
+        return redirect(url_for("trace.lot", lot_id=lot.id))
+    stored = name = None
+    upload = form.certificate.data
+    try:
+        if upload and getattr(upload, "filename", ""):
+            name = upload.filename
+            stored = lots.save_certificate(_certificate_dir(), name, upload.read())
+        lots.record_inspection(
+            db_session(), lot, form.lab.data, form.tested_on.data, form.result.data, summary=form.summary.data,
+            certificate_file=stored, certificate_name=name, user_id=_uid(),
+        )
+    except lots.LotError as exc:
+        flash(_lot_error(exc), "error")
+        return redirect(url_for("trace.lot", lot_id=lot.id))
+    _changed()
+    flash(_("Inspection recorded."), "success")
+    return redirect(url_for("trace.lot", lot_id=lot.id))
+
+
+@bp.post("/trace/lots/<int:lot_id>/recall")
+@role_required(*STAFF_ROLES)
+def recall(lot_id: int):
+    """Recall a lot and everything made from it; the shop stops selling them."""
+    lot = _lot_or_404(lot_id)
+    form = RecallForm()
+    if not form.validate_on_submit():
+        flash(_("Give a reason for the recall."), "error")
+        return redirect(url_for("trace.lot", lot_id=lot.id))
+    try:
+        affected = lots.recall_lot(db_session(), lot, form.reason.data, user_id=_uid())
+    except lots.LotError as exc:
+        flash(_lot_error(exc), "error")
+        return redirect(url_for("trace.lot", lot_id=lot.id))
+    _changed()
+    flash(_("%(count)d lot(s) recalled. Contact the customers listed below.", count=len(affected)), "warning")
+    return redirect(url_for("trace.recalls", lot=lot.id))
+
+
+@bp.get("/trace/recalls")
+@role_required(*STAFF_ROLES)
+def recalls():
+    """Recalled lots, with the orders and customers that received them."""
+    session = db_session()
+    rows = [(lot, lots.descendants(session, lot), lots.orders_for_lot(session, lot.id))
+            for lot in lots.recalled_lots(session)]
+    return render_template("trace/recalls.html", rows=rows, highlight=request.args.get("lot", type=int))
+
+
+@bp.route("/trace/merge", methods=["GET", "POST"])
+@role_required(*FARM_ROLES)
+def merge():
+    """Put quantities of several lots or packs into one gift box with its own code."""
+    session = db_session()
+    stmt = (
+        select(HarvestLot)
+        .where(HarvestLot.recalled_at.is_(None), HarvestLot.remaining > 0)
+        .order_by(HarvestLot.harvested_on.desc(), HarvestLot.id.desc())
+        .limit(100)
+    )
+    if current_user.role not in STAFF_ROLES:
+        stmt = stmt.where(HarvestLot.household_id == current_user.household_id)
+    available = list(session.scalars(stmt))
+    form = MergeForm()
+    form.product_id.choices = _product_choices(blank=False)
+    if request.method == "GET":
+        box = next((p for p in session.scalars(select(Product).where(Product.unit == "box"))), None)
+        if box:
+            form.product_id.data = box.id
+    if form.validate_on_submit():
+        parts = []
+        for each in available:
+            raw = (request.form.get(f"qty_{each.id}") or "").strip()
+            if raw:
+                try:
+                    qty = Decimal(raw)
+                except ArithmeticError:
+                    qty = Decimal(0)
+                if qty > 0:
+                    parts.append((each, qty))
+        product = session.get(Product, form.product_id.data)
+        try:
+            box = lots.merge_lots(session, parts, product_id=product.id if product else None,
+                                  unit=product.unit if product else "box", user_id=_uid())
+        except lots.LotError as exc:
+            flash(_lot_error(exc), "error")
+        else:
+            _changed()
+            flash(_("Gift box %(lot)s made.", lot=box.lot_number), "success")
+            return redirect(url_for("trace.lot", lot_id=box.id))
+    return render_template("trace/merge.html", form=form, available=available)
+
+
+@bp.get("/trace/labels")
+@role_required(*FARM_ROLES)
+def labels():
+    """A printable A4 sheet of labels (3 × 7 per page) for the chosen lots."""
+    session = db_session()
+    ids = request.args.getlist("lot", type=int)
+    chosen = [lot for lot in (session.get(HarvestLot, i) for i in ids[:210]) if lot is not None]
+    chosen = [lot for lot in chosen if _can_manage_household(lot.household_id)]
+    if not chosen:
+        abort(404)
+    copies = min(max(request.args.get("copies", 1, type=int), 1), 21)
+    items = []
+    for lot in chosen:
+        target = _qr_target(lot)
+        items.extend([{"lot": lot, "qr": Markup(trace.qr_svg(target, scale=3, inline=True)),
+                       "short_url": trace.short_url(_base_url(), lot.code)}] * copies)
+    return render_template("trace/labels.html", items=items)
+
+
+# --- API: EPCIS 2.0 ---------------------------------------------------------------------
+
+
+@bp.get("/api/v1/lots/<lot_ref>/epcis")
+@role_required(*FARM_ROLES)
+def api_epcis(lot_ref: str):
+    """The lot's events as an EPCIS 2.0 JSON-LD document (lot number or trace code)."""
+    session = db_session()
+    lot = lots.lot_by_number(session, lot_ref) or lots.lot_by_code(session, lot_ref)
+    if lot is None or not _can_manage_household(lot.household_id):
+        abort(404, f"no lot {lot_ref!r}")
+    document = epcis.export_lot(session, lot, _base_url(), settings().gs1_company_prefix)
+    response = Response(json.dumps(document, ensure_ascii=False, indent=1), mimetype="application/ld+json")
+    if request.args.get("download"):
+        response.headers["Content-Disposition"] = f'attachment; filename="epcis-{lot.lot_number}.jsonld"'
+    return response

@@ -1,0 +1,151 @@
+"""EPCIS 2.0 export: the document validates against GS1's JSON schema, a broken one does not."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from core import auth
+from shop import epcis, lots
+from tests.shop.trace_factories import add_readings, local_ts, make_farm
+
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "data" / "epcis-2.0-json-schema.json").read_text())
+BASE = "https://trace.example.cn"
+
+
+@pytest.fixture
+def family(session):
+    """A harvest lot with readings, an inspection, packs, a gift box, a sale and a recall."""
+    farm = make_farm(session, planted_on=date(2026, 3, 1))
+    other = make_farm(session, code="GH2", household_code="ZZ002")
+    start = local_ts(date(2026, 3, 1))
+    add_readings(session, farm, "air_temperature", [(start + i * 1800, 15 + i % 7) for i in range(200)])
+    add_readings(session, farm, "air_humidity", [(start + i * 1800, 70 + i % 9) for i in range(200)])
+    add_readings(session, farm, "soil_moisture", [(start + i * 3600, 55 + i % 5) for i in range(100)])
+    add_readings(session, farm, "ec", [(start + i * 3600, 1.5) for i in range(50)])
+    add_readings(session, farm, "ph", [(start + i * 3600, 6.4) for i in range(50)])
+    lot = lots.create_harvest_lot(session, farm.cycle, "100", "kg", harvested_on=date(2026, 3, 10),
+                                  product_id=farm.peach.id)
+    lots.record_inspection(session, lot, "SGS", date(2026, 3, 10), "pass", certificate_file="abc.pdf",
+                           certificate_name="report.pdf")
+    packs = lots.split_lot(session, lot, ["2", "2"])
+    jin_lot = lots.create_harvest_lot(session, other.cycle, "40", "jin", harvested_on=date(2026, 3, 11))
+    box = lots.merge_lots(session, [(packs[0], 2), (jin_lot, 4)], product_id=farm.gift_box.id)
+    lots.record_sale(session, packs[1], 2, order_number="TY-1")
+    lots.recall_lot(session, jin_lot, "Label error")
+    session.commit()
+    return farm, lot, packs, box
+
+
+def _types(document):
+    return [(e["type"], e.get("bizStep")) for e in document["epcisBody"]["eventList"]]
+
+
+def test_export_validates_against_the_gs1_schema(session, family):
+    _farm, lot, packs, box = family
+    document = epcis.export_lot(session, box, BASE, "6970000")
+    assert epcis.validate(document, SCHEMA) == []
+    types = _types(document)
+    for expected in [
+        ("ObjectEvent", "commissioning"), ("ObjectEvent", "sensor_reporting"), ("ObjectEvent", "inspecting"),
+        ("TransformationEvent", "repackaging"), ("TransformationEvent", "assembling"),
+        ("AggregationEvent", "packing"), ("ObjectEvent", "holding"),
+    ]:
+        assert expected in types, expected
+    # the box document is about the box's family: the pack sold to someone else is not in it
+    assert ("ObjectEvent", "retail_selling") not in types
+    assert packs[1].lot_number not in json.dumps(document)
+    harvest = next(e for e in document["epcisBody"]["eventList"] if e.get("bizStep") == "commissioning")
+    assert harvest["quantityList"][0]["epcClass"] == f"https://id.gs1.org/01/06970000000017/10/{lot.lot_number}"
+    assert harvest["ilmd"]["cbvmda:harvestStartDate"] == "2026-03-10"
+    assert harvest["eventTimeZoneOffset"] == "+08:00"
+    sensors = next(e for e in document["epcisBody"]["eventList"] if e.get("bizStep") == "sensor_reporting")
+    temperature = next(s for s in sensors["sensorElementList"] if s["sensorReport"][0]["type"] == "Temperature")
+    assert temperature["sensorReport"][0]["minValue"] == 15 and temperature["sensorReport"][0]["maxValue"] == 21
+    assert temperature["sensorReport"][0]["uom"] == "CEL"
+    jin_lot = lots.lot_by_number(session, "L260311-001")  # no product, so no GTIN: its public URL
+    jin = [q for e in document["epcisBody"]["eventList"] for q in e.get("inputQuantityList", [])
+           if q["epcClass"] == f"{BASE}/t/{jin_lot.code}"]
+    assert jin and jin[0] == {"epcClass": jin[0]["epcClass"], "quantity": 2.0, "uom": "KGM"}  # 4 jin = 2 kg
+
+
+def test_every_lot_of_the_family_exports_valid_documents(session, family):
+    _farm, lot, packs, _box = family
+    for each in [lot, *packs]:
+        document = epcis.export_lot(session, each, BASE, "6970000")
+        assert epcis.validate(document, SCHEMA) == [], each.lot_number
+    sold = epcis.export_lot(session, packs[1], BASE, "6970000")
+    assert ("ObjectEvent", "retail_selling") in _types(sold)
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        lambda d: d.pop("@context"),
+        lambda d: d.update(schemaVersion="two"),
+        lambda d: d.update(creationDate="yesterday"),  # needs the date-time format check
+        lambda d: d["epcisBody"]["eventList"][0].pop("eventTimeZoneOffset"),
+        lambda d: d["epcisBody"]["eventList"][0].update(action="EAT"),
+        lambda d: d["epcisBody"]["eventList"][0]["quantityList"][0].update(epcClass="not a uri"),  # format: uri
+        lambda d: d["epcisBody"]["eventList"][0]["quantityList"][0].update(uom="kilogram"),
+        lambda d: d["epcisBody"]["eventList"][0].update(colour="green"),
+    ],
+)
+def test_a_broken_document_does_not_validate(session, family, breakage):
+    _farm, lot, _packs, _box = family
+    document = epcis.export_lot(session, lot, BASE, "6970000")
+    broken = copy.deepcopy(document)
+    breakage(broken)
+    assert epcis.validate(document, SCHEMA) == []
+    assert epcis.validate(broken, SCHEMA) != []
+
+
+def test_cli_writes_the_document(runner, session, family, tmp_path):
+    _farm, lot, _packs, _box = family
+    out = tmp_path / "lot.jsonld"
+    result = runner.invoke(args=["shop", "export-epcis", lot.lot_number, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert lot.lot_number in result.output
+    document = json.loads(out.read_text())
+    assert epcis.validate(document, SCHEMA) == []
+    by_code = runner.invoke(args=["shop", "export-epcis", lot.code])
+    assert by_code.exit_code == 0 and json.loads(by_code.output)["type"] == "EPCISDocument"
+    missing = runner.invoke(args=["shop", "export-epcis", "L000000-404"])
+    assert missing.exit_code != 0 and "no lot" in missing.output
+
+
+def test_api_serves_the_document_to_token_holders(client, session, make_user, family):
+    farm, lot, _packs, _box = family
+    user = make_user("zhaolin", "farmer", household_id=farm.household.id)
+    _row, token = auth.issue_token(session, session.merge(user), "erp")
+    session.commit()
+    headers = {"Authorization": f"Bearer {token}"}
+    response = client.get(f"/api/v1/lots/{lot.lot_number}/epcis", headers=headers)
+    assert response.status_code == 200 and response.mimetype == "application/ld+json"
+    assert epcis.validate(response.get_json(force=True), SCHEMA) == []
+    assert client.get(f"/api/v1/lots/{lot.lot_number}/epcis").status_code == 401
+    missing = client.get("/api/v1/lots/NOPE/epcis", headers=headers)
+    assert missing.status_code == 404 and "error" in missing.get_json()
+
+
+def test_paid_orders_become_sales_on_the_page_and_in_the_export(client, session, family):
+    from core.db import utcnow
+    from tests.shop.trace_factories import make_order
+
+    _farm, _lot, packs, _box = family
+    order = make_order(session, packs[1], "2", name="陈女士", phone="13800000001", status="shipped")
+    order.paid_at = utcnow()
+    make_order(session, packs[1], "1", name="周女士", phone="13800000002", stock_state="released",
+               status="cancelled")
+    session.commit()
+    html = client.get(f"/t/{packs[1].code}?lang=en").get_data(as_text=True)
+    assert html.count('data-event="sold"') == 2  # the shop's LotEvent and the paid order
+    assert 'data-event="shipped"' in html and "陈女士" not in html and "周女士" not in html
+    document = epcis.export_lot(session, packs[1], BASE, "6970000")
+    assert epcis.validate(document, SCHEMA) == []
+    sales = [e for e in document["epcisBody"]["eventList"] if e.get("bizStep") == "retail_selling"]
+    assert sorted(e["quantityList"][0]["quantity"] for e in sales) == [2.0, 2.0]
