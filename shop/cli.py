@@ -1,7 +1,89 @@
-"""CLI: ``flask shop ...``."""
+"""CLI: ``flask shop ...`` (expire reservations, record a payout, household statements)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
+import click
 from flask.cli import AppGroup
 
-shop_cli = AppGroup("shop", help="shop commands.")
+shop_cli = AppGroup("shop", help="The produce shop: reservations, payouts, statements.")
+
+
+def _session():
+    from core.web import database
+
+    return database().session_factory()
+
+
+@shop_cli.command("expire")
+def expire():
+    """Cancel unpaid orders whose reservation has lapsed and return their stock (run from cron)."""
+    from shop.checkout import expire_reservations
+
+    with _session() as session:
+        count = expire_reservations(session)
+        session.commit()
+    click.echo(f"{count} lapsed reservation(s) cancelled")
+
+
+@shop_cli.command("payout")
+@click.argument("payout_id")
+@click.argument("amount")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Arrival date (default today).")
+def payout(payout_id, amount, day):
+    """Record a Stripe payout of AMOUNT yuan into the bank (when the webhook is not used)."""
+    from core.money import MoneyError, parse_yuan
+    from shop.settlement import local_day, post_payout
+
+    try:
+        fen = parse_yuan(amount)
+    except MoneyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    arrived = day.date() if day else local_day(None)
+    with _session() as session:
+        voucher = post_payout(session, payout_id, fen, arrived=arrived)
+        session.commit()
+        click.echo(f"posted voucher {voucher.label if voucher else '-'}")
+
+
+@shop_cli.command("statement")
+@click.argument("household_code")
+@click.option("--month", default=None, help="YYYY-MM (default this month).")
+def statement(household_code, month):
+    """Print a supplying household's monthly statement (sales, commission, owed)."""
+    from sqlalchemy import select
+
+    from coop.models import Household
+    from core.money import format_fen
+    from shop.settlement import household_statement, local_day
+
+    today = local_day(None)
+    year, mon = (int(x) for x in (month or f"{today:%Y-%m}").split("-", 1))
+    dt.date(year, mon, 1)
+    with _session() as session:
+        household = session.scalar(select(Household).where(Household.code == household_code))
+        if household is None:
+            raise click.ClickException(f"no household {household_code!r}")
+        data = household_statement(session, household.id, year, mon)
+    click.echo(f"{household.code} {household.head_name} {year:04d}-{mon:02d}")
+    for e in data["entries"]:
+        click.echo(f"{e['at']:%Y-%m-%d} {e['order']:14} {e['name_zh']:16} {format_fen(e['gross']):>12} "
+                   f"{format_fen(e['commission']):>10} {format_fen(e['owed']):>12}")
+    click.echo(f"total sales {format_fen(data['gross'])}, commission {format_fen(data['commission'])}, "
+               f"owed {format_fen(data['owed'])}")
+
+
+def _add_trace_commands() -> None:
+    """The traceability helper's commands live in ``shop.trace_cli``; they join this group."""
+    try:
+        from shop import trace_cli
+    except ImportError:  # pragma: no cover
+        return
+    for name in dir(trace_cli):
+        command = getattr(trace_cli, name)
+        if isinstance(command, click.Command) and command.name not in shop_cli.commands:
+            shop_cli.add_command(command)
+
+
+_add_trace_commands()

@@ -1,11 +1,92 @@
-"""Demo data for the shop domain."""
+"""Demo data for the shop: categories, the cooperative's products and their harvest lots."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from core.db import utcnow
+from shop import catalog
+from shop.models import Category, Product, ProductSupplier, ProductTerms
+
+CATEGORIES = [
+    ("fruit", "时令水果", "Fruit", 1),
+    ("grains", "杂粮", "Small grains", 2),
+    ("mugwort", "艾草制品", "Mugwort products", 3),
+    ("pickles", "腌菜酱菜", "Pickles", 4),
+]
+
+# slug, category, zh, en, unit, price (fen), image, crop, consignment, supplier household indexes,
+# lots as (days ago harvested, quantity), description zh, description en
+PRODUCTS = [
+    ("yellow-peach", "fruit", "赵庄黄桃", "Zhaozhuang yellow peaches", "jin", 690, "peach.svg", "peach", True, [0],
+     [(6, 120), (3, 200)], "大棚黄桃，树上熟透再摘，果肉金黄、香甜多汁。", "Greenhouse yellow peaches, picked ripe: golden, sweet and juicy."),
+    ("yellow-peach-box", "fruit", "黄桃礼盒（5公斤）", "Yellow peach gift box (5 kg)", "box", 8800, "peach.svg", "peach", True, [0],
+     [(3, 30)], "精选大果，每盒约十六个，适合送礼。", "Large selected peaches, about sixteen a box; a good gift."),
+    ("kyoho-grapes", "fruit", "巨峰葡萄", "Kyoho grapes", "jin", 1200, "grape.svg", "grape", True, [1],
+     [(4, 150)], "果粒饱满，酸甜适口，不打膨大剂。", "Plump berries, sweet and tart, grown without swelling agents."),
+    ("honey-melon", "fruit", "蜜瓜", "Honey melon", "kg", 1600, "melon.svg", "melon", True, [2],
+     [(5, 80)], "网纹蜜瓜，糖度十五度以上。", "Netted honey melon, over 15 °Brix."),
+    ("millet", "grains", "赵庄小米（2.5公斤）", "Zhaozhuang millet (2.5 kg)", "bag", 4500, "millet.svg", "millet", False, [],
+     [(40, 60)], "山坡旱地谷子，熬粥米油厚。", "Hillside millet; makes a thick, fragrant porridge."),
+    ("red-beans", "grains", "红小豆（1公斤）", "Red beans (1 kg)", "bag", 2200, "millet.svg", "red bean", False, [],
+     [(60, 50)], "村里自留种红小豆。", "Red beans from the village's own seed."),
+    ("mugwort-qingtuan", "mugwort", "艾草青团（6个装）", "Mugwort rice cakes (6)", "box", 3800, "mugwort.svg", "mugwort", False, [],
+     [(1, 40)], "新鲜艾草汁和糯米做皮，豆沙馅。冷藏保存三天。", "Glutinous rice with fresh mugwort juice, red bean filling. Keeps three days chilled."),
+    ("mugwort-tea", "mugwort", "艾叶茶", "Mugwort leaf tea", "bag", 2800, "mugwort.svg", "mugwort", False, [],
+     [(30, 45)], "端午前采摘的艾叶，晾晒炒制。", "Mugwort leaves picked before the Dragon Boat Festival, dried and roasted."),
+    ("pickled-mustard", "pickles", "农家酸菜", "Farmhouse pickled mustard greens", "bag", 1500, "pickles.svg", "mustard", True, [1, 2],
+     [(20, 35)], "老坛腌制，只用盐和青菜。", "Crock-pickled with nothing but salt and greens."),
+    ("wildflower-honey", "pickles", "山花蜂蜜（500克）", "Wildflower honey (500 g)", "bag", 6800, "honey.svg", None, True, [2],
+     [(45, 25)], "村后山养蜂，一年只摇一次蜜。", "From hives on the hill behind the village, harvested once a year."),
+]
 
 
 def seed(session: Session, ctx: dict[str, Any]) -> None:
-    """Nothing yet."""
+    """Categories, products with prices in fen and suppliers, and their stock as harvest lots."""
+    if session.scalar(select(Product.id).limit(1)) is not None:
+        return
+    households = ctx.get("households") or []
+    cats = {}
+    for slug, zh, en, position in CATEGORIES:
+        cats[slug] = Category(slug=slug, name_zh=zh, name_en=en, position=position)
+        session.add(cats[slug])
+    session.flush()
+    greenhouses = _greenhouses(session)
+    today = utcnow().date()
+    for (slug, cat, zh, en, unit, price, image, crop, consignment, suppliers, lots, dzh, den) in PRODUCTS:
+        product = Product(
+            slug=slug, category_id=cats[cat].id, name_zh=zh, name_en=en, unit=unit, price_fen=price,
+            image=f"img/products/{image}", crop=crop, consignment=consignment and bool(households),
+            description_zh=dzh, description_en=den,
+        )
+        session.add(product)
+        session.flush()
+        if product.consignment:
+            session.add(ProductTerms(product_id=product.id, commission_pct=15))
+        supplier_ids = [households[i].id for i in suppliers if i < len(households)]
+        for hid in supplier_ids:
+            gh = greenhouses.get((hid, crop)) or greenhouses.get((hid, None))
+            session.add(ProductSupplier(product_id=product.id, household_id=hid, greenhouse_id=gh))
+        for n, (days_ago, qty) in enumerate(lots):
+            catalog.add_stock(
+                session, product, Decimal(qty),
+                household_id=supplier_ids[n % len(supplier_ids)] if supplier_ids else None,
+                harvested_on=today - timedelta(days=days_ago),
+            )
+    session.flush()
+
+
+def _greenhouses(session: Session) -> dict:
+    """(household_id, crop) → greenhouse id, from whatever the greenhouse demo created."""
+    from iot.models import Greenhouse
+
+    found: dict = {}
+    for gh in session.scalars(select(Greenhouse).where(Greenhouse.household_id.is_not(None))):
+        found.setdefault((gh.household_id, gh.crop), gh.id)
+        found.setdefault((gh.household_id, None), gh.id)
+    return found

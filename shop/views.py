@@ -1,22 +1,357 @@
-"""The shop: catalogue for everyone, orders for customers, order desk for staff."""
+"""The shop for customers: catalogue, product pages, cart, checkout, order pages."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+import time
+from datetime import date
 
-from core.web import role_required
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from flask_wtf.csrf import generate_csrf
+from markupsafe import Markup
+
+from core.db import utcnow
+from core.web import db_session, role_required, settings, to_local
+from shop import cart as carts
+from shop import catalog, checkout, orders, payments
+from shop.models import Product
 
 bp = Blueprint("shop", __name__, url_prefix="/shop")
+CART_KEY = "shop_cart"
+RECENT_KEY = "shop_orders"
+
+
+def _today() -> date:
+    return to_local(utcnow()).date()
+
+
+def _user_id() -> int | None:
+    return current_user.id if current_user.is_authenticated else None
+
+
+def _cart(create: bool = False):
+    cart = carts.get_cart(db_session(), session.get(CART_KEY))
+    if cart is None and create:
+        cart = carts.new_cart(db_session(), _user_id())
+        session[CART_KEY] = cart.token
+    return cart
+
+
+def _remember_order(token: str) -> None:
+    recent = [t for t in session.get(RECENT_KEY, []) if t != token]
+    session[RECENT_KEY] = ([token] + recent)[:10]
+
+
+TOKEN_SLOT = "__csrf_token_slot__"
+
+
+def _listing_html(q: str, category: str | None) -> str:
+    """The search form, chips and product grid, kept for a few seconds when browsing.
+
+    Listing pages are the busiest; stock shown there may be a few seconds old (the product
+    page and checkout always read live stock). ``shop_listing_cache_seconds`` in
+    ``Settings.extra`` sets the lifetime (default 3 s; 0 in tests). Searches are not kept.
+    """
+    ttl = _ttl()
+    key = (_locale(), category)
+    cache = current_app.extensions.setdefault("shop.listing", {})
+    now = time.monotonic()
+    if ttl > 0 and not q:
+        hit = cache.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+    listed = catalog.list_products(db_session(), today=_today(), q=q or None, category_slug=category)
+    html = render_template("shop/_listing.html", listed=listed, categories=catalog.categories(db_session()),
+                           q=q, category=category, token=TOKEN_SLOT)
+    if ttl > 0 and not q:
+        if len(cache) > 100:
+            cache.clear()
+        cache[key] = (now + ttl, html)
+    return html
 
 
 @bp.get("/")
 def index():
-    """The catalogue."""
-    return render_template("shop/index.html")
+    """The catalogue: categories, search, products with stock."""
+    q = (request.args.get("q") or "").strip()[:60]
+    category = (request.args.get("category") or "")[:60] or None
+    listing = _listing_html(q, category).replace(TOKEN_SLOT, generate_csrf())
+    return render_template(
+        "shop/index.html",
+        listing=Markup(listing),
+        q=q,
+        category=category,
+        cart_count=carts.count(_cart()) if session.get(CART_KEY) else 0,
+        stripe_enabled=settings().stripe_enabled,
+    )
+
+
+def _ttl() -> float:
+    cfg = settings()
+    return float(cfg.extra.get("shop_listing_cache_seconds", 0 if cfg.env == "testing" else 3))
+
+
+def _product_info(slug: str) -> dict | None:
+    """What a product page shows that changes rarely (kept like the listing; stock is not in it)."""
+    ttl = _ttl()
+    key = ("product", _locale(), slug)
+    cache = current_app.extensions.setdefault("shop.listing", {})
+    now = time.monotonic()
+    hit = cache.get(key) if ttl > 0 else None
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    item = catalog.get_product(db_session(), slug)
+    if item is None or not item.active:
+        return None
+    locale = _locale()
+    info = {
+        "id": item.id,
+        "slug": item.slug,
+        "unit": item.unit,
+        "name": item.name(locale),
+        "on_sale": item.on_sale(_today()),
+        "category_slug": item.category.slug if item.category else None,
+        "category_name": item.category.name(locale) if item.category else None,
+        "html": Markup(render_template("shop/_product_info.html", product=item)),
+    }
+    if ttl > 0:
+        if len(cache) > 200:
+            cache.clear()
+        cache[key] = (now + ttl, info)
+    return info
+
+
+@bp.get("/p/<slug>")
+def product(slug: str):
+    """A product page: photo, price, the producing household and greenhouse; live stock and lots."""
+    info = _product_info(slug)
+    if info is None:
+        abort(404)
+    lots = catalog.available_lots(db_session(), info["id"])
+    stock = sum((lot.remaining for lot in lots), start=0)
+    return render_template(
+        "shop/product.html",
+        info=info,
+        lots=lots,
+        stock=stock,
+        on_sale=info["on_sale"],
+    )
+
+
+@bp.post("/cart/add")
+def cart_add():
+    """Add a product (optionally from a chosen lot) to the cart."""
+    item = db_session().get(Product, request.form.get("product_id", type=int) or 0)
+    if item is None or not item.active:
+        abort(404)
+    lot_id = request.form.get("lot_id", type=int) or None
+    try:
+        qty = carts.parse_quantity(request.form.get("quantity", "1"), item.unit)
+        cart = _cart(create=True)
+        carts.add_item(db_session(), cart, item, qty, today=_today(), lot_id=lot_id)
+    except carts.CartError as exc:
+        db_session().rollback()
+        flash(_(str(exc)), "error")
+        return redirect(url_for("shop.product", slug=item.slug))
+    db_session().commit()
+    flash(_("Added to your cart."), "success")
+    if request.form.get("next") == "catalogue":
+        return redirect(url_for("shop.index"))
+    return redirect(url_for("shop.view_cart"))
+
+
+@bp.get("/cart")
+def view_cart():
+    """The cart with totals."""
+    cart = _cart()
+    lines = carts.lines(cart)
+    return render_template(
+        "shop/cart.html",
+        lines=lines,
+        total=sum(line.total_fen for line in lines),
+        stripe_enabled=settings().stripe_enabled,
+    )
+
+
+@bp.post("/cart/update")
+def cart_update():
+    """Change a line's quantity (0 removes it)."""
+    cart = _cart()
+    if cart is None:
+        return redirect(url_for("shop.view_cart"))
+    item_id = request.form.get("item_id", type=int) or 0
+    item = next((i for i in cart.items if i.id == item_id), None)
+    try:
+        if item is None:
+            raise carts.CartError("That item is no longer in your cart.")
+        qty = carts.parse_quantity(request.form.get("quantity", "0"), item.product.unit)
+        carts.set_quantity(db_session(), cart, item_id, qty)
+    except carts.CartError as exc:
+        db_session().rollback()
+        flash(_(str(exc)), "error")
+        return redirect(url_for("shop.view_cart"))
+    db_session().commit()
+    return redirect(url_for("shop.view_cart"))
+
+
+def _contact_from(form) -> checkout.Contact:
+    return checkout.Contact(
+        name=form.get("name", ""),
+        phone=form.get("phone", ""),
+        email=form.get("email", ""),
+        fulfilment=form.get("fulfilment", "pickup"),
+        address=form.get("address", ""),
+        note=form.get("note", ""),
+        payment_method=form.get("payment_method", "cash"),
+    )
+
+
+@bp.route("/checkout", methods=["GET", "POST"])
+def checkout_page():
+    """Contact, delivery or pickup, payment method; placing the order reserves the stock."""
+    cart = _cart()
+    stripe_enabled = settings().stripe_enabled
+    lines = carts.lines(cart)
+    if request.method == "GET":
+        if not lines:
+            return redirect(url_for("shop.view_cart"))
+        defaults = {"payment_method": "stripe" if stripe_enabled else "cash", "fulfilment": "pickup"}
+        if current_user.is_authenticated:
+            defaults.update(name=current_user.display_name, email=current_user.email or "",
+                            phone=current_user.phone or "")
+        return render_template("shop/checkout.html", lines=lines, total=sum(ln.total_fen for ln in lines),
+                               form=defaults, stripe_enabled=stripe_enabled, version=cart.version if cart else 0,
+                               errors=[])
+    if cart is None:
+        return redirect(url_for("shop.view_cart"))
+    contact = _contact_from(request.form)
+    posted_version = request.form.get("version", type=int)
+    if posted_version is not None and posted_version != cart.version:
+        # the form belongs to an earlier cart version: that order was already placed (double submit)
+        placed = _order_for_version(cart, posted_version)
+        if placed is not None:
+            return redirect(url_for("shop.order_page", token=placed.token))
+    problems = contact.problems(stripe_enabled=stripe_enabled)
+    if problems or not lines:
+        errors = [_(p) for p in problems] or [_("Your cart is empty.")]
+        return render_template("shop/checkout.html", lines=lines, total=sum(ln.total_fen for ln in lines),
+                               form=request.form, stripe_enabled=stripe_enabled, version=cart.version,
+                               errors=errors), 400
+    s = db_session()
+    try:
+        order = checkout.place_order(s, cart, contact, user_id=_user_id(), today=_today(),
+                                     stripe_enabled=stripe_enabled)
+        s.commit()
+    except checkout.OutOfStock as exc:
+        s.rollback()
+        flash(_("Sorry, there is not enough %(name)s left (%(available)s available).",
+                name=exc.product.name(_locale()), available=f"{exc.available.normalize():f}"), "error")
+        return redirect(url_for("shop.view_cart"))
+    except checkout.CheckoutError as exc:
+        s.rollback()
+        flash(_(str(exc)), "error")
+        return redirect(url_for("shop.view_cart"))
+    _remember_order(order.token)
+    if order.payment_method == "stripe" and order.status == "pending_payment":
+        return _to_stripe(order)
+    return redirect(url_for("shop.order_page", token=order.token))
+
+
+def _order_for_version(cart, version: int):
+    from sqlalchemy import select
+
+    from shop.models import Order
+
+    return db_session().scalar(select(Order).where(Order.checkout_key == f"{cart.token}:{version}"))
+
+
+def _locale() -> str:
+    from flask_babel import get_locale
+
+    locale = get_locale()
+    return "zh_CN" if locale and locale.language == "zh" else "en"
+
+
+def _to_stripe(order):
+    s = db_session()
+    base = settings().public_base_url
+    try:
+        url = payments.start_checkout(
+            s, order, settings(),
+            success_url=base + url_for("shop.order_page", token=order.token),
+            cancel_url=base + url_for("shop.order_page", token=order.token, cancelled=1),
+        )
+        s.commit()
+    except payments.PaymentError as exc:
+        s.rollback()
+        flash(_(str(exc)), "error")
+        return redirect(url_for("shop.order_page", token=order.token))
+    return redirect(url, code=303)
+
+
+@bp.get("/order/<token>")
+def order_page(token: str):
+    """An order's real state; also the page Stripe sends the customer back to.
+
+    It may be shown before the webhook arrives: it then says the payment is being
+    confirmed. It never marks an order paid by itself.
+    """
+    order = orders.get_by_token(db_session(), token)
+    if order is None:
+        abort(404)
+    stripe_state = None
+    returned = request.args.get("session_id")
+    waiting = order.status == "pending_payment" and order.payment_method == "stripe"
+    if waiting and returned and returned == order.stripe_session_id:
+        stripe_state = payments.checkout_session_state(settings(), order.stripe_session_id)
+    _remember_order(order.token)
+    return render_template("shop/order.html", order=order, stripe_state=stripe_state,
+                           came_back_cancelled=bool(request.args.get("cancelled")),
+                           stripe_enabled=settings().stripe_enabled)
+
+
+@bp.post("/order/<token>/pay")
+def order_pay(token: str):
+    """Go (back) to Stripe Checkout for an unpaid order."""
+    order = orders.get_by_token(db_session(), token)
+    if order is None:
+        abort(404)
+    return _to_stripe(order)
+
+
+@bp.post("/order/<token>/cancel")
+def order_cancel(token: str):
+    """The customer cancels an unpaid order; its stock goes back on sale."""
+    order = orders.get_by_token(db_session(), token)
+    if order is None:
+        abort(404)
+    try:
+        orders.cancel(db_session(), order, user_id=_user_id(), reason="cancelled by customer")
+        db_session().commit()
+        payments.expire_checkout(settings(), order.stripe_session_id)
+        flash(_("Your order was cancelled."), "success")
+    except orders.OrderError as exc:
+        db_session().rollback()
+        flash(_(str(exc)), "error")
+    return redirect(url_for("shop.order_page", token=token))
 
 
 @bp.get("/orders")
 @role_required("customer", "admin", "official", "farmer")
 def my_orders():
-    """The logged-in user's own orders."""
-    return render_template("shop/orders.html")
+    """The logged-in user's own orders (and those placed from this browser)."""
+    mine = orders.orders_of_user(db_session(), current_user.id)
+    return render_template("shop/orders.html", orders=mine)
+
+
+@bp.get("/recent")
+def recent_orders():
+    """Orders placed from this browser (guests have no account)."""
+    from sqlalchemy import select
+
+    from shop.models import Order
+
+    tokens = session.get(RECENT_KEY, [])
+    rows = list(db_session().scalars(select(Order).where(Order.token.in_(tokens)).order_by(Order.id.desc()))) if tokens else []
+    return render_template("shop/orders.html", orders=rows, recent=True)

@@ -1,0 +1,293 @@
+"""Checkout: turn a cart into an order whose lines hold stock until paid or expired.
+
+Reserving is an atomic conditional UPDATE of a lot's ``remaining``
+(``... SET remaining = remaining - q WHERE id = :id AND remaining >= q``) checked by its
+row count, inside the caller's transaction. Two customers can never buy the last box:
+on PostgreSQL the second UPDATE waits for the first and re-checks the condition; on
+SQLite writers are serialised. If any line cannot be filled the caller rolls back.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.db import utcnow
+from core.money import mul_fen
+from shop import N_, catalog
+from shop import cart as carts
+from shop.models import Cart, Order, OrderLine, OrderLineLot, Product
+from shop.trace_models import HarvestLot
+
+STRIPE_HOLD = timedelta(minutes=30)  # Stripe's shortest Checkout Session lifetime
+PICKUP_HOLD = timedelta(days=3)  # cash on pickup: kept for the customer to come by
+PHONE_RE = re.compile(r"^[0-9+\- ]{5,20}$")
+
+
+class CheckoutError(ValueError):
+    """Checkout was refused; the message is safe to show."""
+
+
+class OutOfStock(CheckoutError):
+    def __init__(self, product: Product, available: Decimal):
+        super().__init__(f"Not enough stock of {product.name_en}.")
+        self.product = product
+        self.available = available
+
+
+@dataclass
+class Contact:
+    name: str
+    phone: str
+    email: str = ""
+    fulfilment: str = "pickup"  # delivery | pickup
+    address: str = ""
+    note: str = ""
+    payment_method: str = "cash"  # stripe | cash
+
+    def problems(self, *, stripe_enabled: bool) -> list[str]:
+        errors = []
+        if not self.name.strip():
+            errors.append(N_("Enter your name."))
+        if not PHONE_RE.match(self.phone.strip()):
+            errors.append(N_("Enter a phone number."))
+        if self.email and "@" not in self.email:
+            errors.append(N_("Enter a valid email address or leave it empty."))
+        if self.fulfilment not in ("delivery", "pickup"):
+            errors.append(N_("Choose delivery or pickup."))
+        if self.fulfilment == "delivery" and len(self.address.strip()) < 5:
+            errors.append(N_("Enter a delivery address."))
+        if self.payment_method not in ("stripe", "cash"):
+            errors.append(N_("Choose how to pay."))
+        if self.payment_method == "stripe" and not stripe_enabled:
+            errors.append(N_("Online payment is not available; pay at pickup."))
+        if self.payment_method == "cash" and self.fulfilment != "pickup":
+            errors.append(N_("Cash payment is only possible at pickup."))
+        return errors
+
+
+def checkout_key(cart: Cart) -> str:
+    """One order per cart version: a double click or a refresh finds the same order."""
+    return f"{cart.token}:{cart.version}"
+
+
+def find_order_for(session: Session, cart: Cart) -> Order | None:
+    return session.scalar(select(Order).where(Order.checkout_key == checkout_key(cart)))
+
+
+def take_from_lot(session: Session, lot_id: int, quantity: Decimal) -> bool:
+    """Atomically take ``quantity`` from a lot if it has that much left; True if taken."""
+    result = session.execute(
+        update(HarvestLot)
+        .where(HarvestLot.id == lot_id, HarvestLot.remaining >= quantity, HarvestLot.recalled_at.is_(None))
+        .values(remaining=HarvestLot.remaining - quantity)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def give_back_to_lot(session: Session, lot_id: int, quantity: Decimal) -> None:
+    session.execute(
+        update(HarvestLot)
+        .where(HarvestLot.id == lot_id)
+        .values(remaining=HarvestLot.remaining + quantity)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def reserve(session: Session, product: Product, quantity: Decimal, lot_id: int | None = None) -> list[tuple[HarvestLot, Decimal]]:
+    """Take ``quantity`` of a product from its lots, oldest first (or from the chosen lot).
+
+    Returns the allocations; raises ``OutOfStock`` after giving back anything taken.
+    """
+    taken: list[tuple[HarvestLot, Decimal]] = []
+    needed = quantity
+    for _attempt in range(20):  # each retry follows a lost race; stock only shrinks meanwhile
+        if needed <= 0:
+            return taken
+        if lot_id is not None:
+            lot = session.get(HarvestLot, lot_id)
+            lots = [lot] if lot is not None and lot.product_id == product.id else []
+        else:
+            lots = catalog.available_lots(session, product.id)
+        for lot in lots:
+            session.refresh(lot, ["remaining", "recalled_at"])
+            if lot.recalled_at is not None or lot.remaining <= 0:
+                continue
+            take = min(needed, Decimal(lot.remaining))
+            if take <= 0:
+                continue
+            if take_from_lot(session, lot.id, take):
+                taken.append((lot, take))
+                needed -= take
+                if needed <= 0:
+                    return taken
+            else:
+                break  # someone else took from it first: look again
+        else:
+            break  # went through every lot: there is no more
+    if needed > 0:
+        for lot, qty in taken:
+            give_back_to_lot(session, lot.id, qty)
+        raise OutOfStock(product, quantity - needed)
+    return taken
+
+
+def new_order_number(now: datetime) -> str:
+    return f"{now:%y%m%d}-{secrets.randbelow(10**6):06d}"
+
+
+def place_order(
+    session: Session,
+    cart: Cart,
+    contact: Contact,
+    *,
+    user_id: int | None,
+    today: date,
+    stripe_enabled: bool,
+    now: datetime | None = None,
+) -> Order:
+    """Create the order from the cart, reserving stock for every line; empties the cart.
+
+    Idempotent per cart version: a repeated submit returns the order already placed.
+    Raises ``CheckoutError``/``OutOfStock``; the caller must then roll back.
+    """
+    now = now or utcnow()
+    existing = find_order_for(session, cart)
+    if existing is not None:
+        return existing
+    problems = contact.problems(stripe_enabled=stripe_enabled)
+    if problems:
+        raise CheckoutError(problems[0])
+    if not cart.items:
+        raise CheckoutError(N_("Your cart is empty."))
+    expire_reservations(session, now=now)
+    hold = STRIPE_HOLD if contact.payment_method == "stripe" else PICKUP_HOLD
+    order = Order(
+        number=new_order_number(now),
+        token=secrets.token_urlsafe(24),
+        checkout_key=checkout_key(cart),
+        user_id=user_id,
+        status="pending_payment",
+        stock_state="held",
+        fulfilment=contact.fulfilment,
+        payment_method=contact.payment_method,
+        contact_name=contact.name.strip()[:80],
+        phone=contact.phone.strip()[:40],
+        email=contact.email.strip()[:200] or None,
+        address=contact.address.strip() or None if contact.fulfilment == "delivery" else None,
+        note=contact.note.strip()[:1000] or None,
+        reserved_until=now + hold,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(order)
+    session.flush()  # the first write: on SQLite this takes the write lock before any stock check
+    total = 0
+    for item in list(cart.items):
+        product = item.product
+        if not product.on_sale(today):
+            raise CheckoutError(N_("A product in your cart is no longer on sale."))
+        commission = catalog.terms(session, product.id).commission_pct if product.consignment else 100
+        line = OrderLine(
+            product_id=product.id,
+            name_zh=product.name_zh,
+            name_en=product.name_en,
+            unit=product.unit,
+            quantity=item.quantity,
+            unit_price_fen=product.price_fen,
+            total_fen=mul_fen(product.price_fen, item.quantity),
+            consignment=product.consignment,
+            commission_pct=commission,
+        )
+        for lot, qty in reserve(session, product, item.quantity, item.lot_id):
+            line.lots.append(OrderLineLot(lot_id=lot.id, household_id=lot.household_id, quantity=qty))
+        order.lines.append(line)
+        total += line.total_fen
+    if total <= 0:
+        raise CheckoutError(N_("Your cart is empty."))
+    order.total_fen = total
+    carts.clear(cart)
+    session.flush()
+    audit.record(session, "shop.order.place", order, user_id=user_id,
+                 details={"total_fen": total, "payment": order.payment_method, "fulfilment": order.fulfilment})
+    return order
+
+
+def release_stock(session: Session, order: Order, *, new_status: str | None = None, from_states=("held",)) -> bool:
+    """Return an order's lots to stock, once: the conditional UPDATE on the order claims it.
+
+    ``new_status`` (e.g. ``cancelled``) is set in the same statement. Returns False when
+    another request already released it.
+    """
+    values: dict = {"stock_state": "released", "updated_at": utcnow()}
+    if new_status:
+        values["status"] = new_status
+    claimed = session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.stock_state.in_(from_states))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        session.refresh(order)
+        return False
+    for line in order.lines:
+        for alloc in line.lots:
+            give_back_to_lot(session, alloc.lot_id, alloc.quantity)
+    session.refresh(order)
+    return True
+
+
+def reserve_again(session: Session, order: Order) -> bool:
+    """After expiry, try to take the same quantities again (same lots first, else FIFO).
+
+    Used when a payment arrives for an order whose reservation already lapsed.
+    """
+    taken_all: list[tuple[int, Decimal]] = []
+    new_allocs: dict[int, list[tuple[HarvestLot, Decimal]]] = {}
+    try:
+        for line in order.lines:
+            product = session.get(Product, line.product_id) if line.product_id else None
+            if product is None:
+                raise OutOfStock(Product(name_en=line.name_en), Decimal(0))
+            allocs = reserve(session, product, line.quantity)
+            taken_all += [(lot.id, q) for lot, q in allocs]
+            new_allocs[line.id] = allocs
+    except OutOfStock:
+        for lot_id, qty in taken_all:
+            give_back_to_lot(session, lot_id, qty)
+        return False
+    for line in order.lines:
+        line.lots.clear()
+        session.flush()
+        for lot, qty in new_allocs[line.id]:
+            line.lots.append(OrderLineLot(lot_id=lot.id, household_id=lot.household_id, quantity=qty))
+    order.stock_state = "sold"
+    return True
+
+
+def expire_reservations(session: Session, *, now: datetime | None = None) -> int:
+    """Cancel unpaid orders whose hold has lapsed and return their stock; returns how many."""
+    now = now or utcnow()
+    stale = list(
+        session.scalars(
+            select(Order).where(
+                Order.status == "pending_payment",
+                Order.stock_state == "held",
+                Order.reserved_until < now,
+            )
+        )
+    )
+    count = 0
+    for order in stale:
+        if release_stock(session, order, new_status="cancelled"):
+            count += 1
+    return count

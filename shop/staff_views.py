@@ -1,0 +1,317 @@
+"""The order desk and catalogue management for staff (admin, official)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+
+from coop.models import Household
+from core import audit
+from core.db import utcnow
+from core.money import MoneyError, parse_yuan
+from core.web import db_session, role_required, settings, to_local
+from shop import catalog, checkout, orders, payments, settlement
+from shop.models import Order, Product
+from shop.trace_models import HarvestLot
+
+bp = Blueprint("shop_staff", __name__, url_prefix="/shop/staff")
+STAFF = ("admin", "official")
+
+
+def _back(default: str):
+    """Where a form asked to go back to (a path on this site only), else ``default``."""
+    target = request.form.get("next") or ""
+    return redirect(target if target.startswith("/") and not target.startswith("//") else default)
+
+
+def _order(number: str) -> Order:
+    order = orders.get_by_number(db_session(), number)
+    if order is None:
+        abort(404)
+    return order
+
+
+@bp.get("/")
+@role_required(*STAFF)
+def order_list():
+    """All orders, filtered by state or search; orders and events that need attention first."""
+    status = request.args.get("status") or None
+    attention = bool(request.args.get("attention"))
+    q = (request.args.get("q") or "").strip() or None
+    s = db_session()
+    return render_template(
+        "shop/staff/orders.html",
+        orders=orders.list_orders(s, status=status, attention=attention, q=q),
+        counts=orders.counts_by_status(s),
+        flagged=orders.list_orders(s, attention=True, limit=50),
+        events=orders.attention_events(s),
+        status=status,
+        q=q or "",
+        states=orders.TRANSITIONS.keys(),
+        stripe_enabled=settings().stripe_enabled,
+    )
+
+
+@bp.get("/order/<number>")
+@role_required(*STAFF)
+def order_detail(number: str):
+    """One order: lines and the lots they came from, payments, refunds, history, actions."""
+    order = _order(number)
+    lot_ids = {a.lot_id for line in order.lines for a in line.lots}
+    lots = {lot.id: lot for lot in db_session().scalars(select(HarvestLot).where(HarvestLot.id.in_(lot_ids)))} if lot_ids else {}
+    return render_template(
+        "shop/staff/order.html",
+        order=order,
+        lots=lots,
+        history=audit.history(db_session(), "shop_orders", order.id),
+        refund_key=payments.next_refund_key(order),
+        actions=[a for a, (src, _t) in orders.STAFF_ACTIONS.items() if order.status in ((src,) if isinstance(src, str) else src)
+                 and not (a == "ship" and order.fulfilment != "delivery") and not (a == "ready" and order.fulfilment != "pickup")],
+    )
+
+
+@bp.post("/order/<number>/action")
+@role_required(*STAFF)
+def order_action(number: str):
+    """Pack, ship, make ready for pickup or complete an order."""
+    order = _order(number)
+    try:
+        orders.staff_action(db_session(), order, request.form.get("action", ""), user_id=current_user.id)
+        db_session().commit()
+        flash(_("Order updated."), "success")
+    except orders.OrderError as exc:
+        db_session().rollback()
+        flash(_(str(exc)), "error")
+    return _back(url_for("shop_staff.order_detail", number=number))
+
+
+@bp.post("/order/<number>/paid")
+@role_required(*STAFF)
+def order_paid(number: str):
+    """Record cash or a bank transfer taken at the sales centre."""
+    order = _order(number)
+    try:
+        payments.record_counter_payment(db_session(), order, method=request.form.get("method", "cash"),
+                                        user_id=current_user.id, receipt=request.form.get("receipt", "").strip())
+        db_session().commit()
+        flash(_("Payment recorded and posted to the books."), "success")
+    except payments.PaymentError as exc:
+        db_session().rollback()
+        flash(_(str(exc)), "error")
+    return _back(url_for("shop_staff.order_detail", number=number))
+
+
+@bp.post("/order/<number>/cancel")
+@role_required(*STAFF)
+def order_cancel(number: str):
+    """Cancel an unpaid order; its stock goes back on sale."""
+    order = _order(number)
+    try:
+        orders.cancel(db_session(), order, user_id=current_user.id, reason=request.form.get("reason", ""))
+        db_session().commit()
+        payments.expire_checkout(settings(), order.stripe_session_id)
+        flash(_("Order cancelled; stock returned."), "success")
+    except orders.OrderError as exc:
+        db_session().rollback()
+        flash(_(str(exc)), "error")
+    return redirect(url_for("shop_staff.order_detail", number=number))
+
+
+@bp.post("/order/<number>/refund")
+@role_required(*STAFF)
+def order_refund(number: str):
+    """Refund all or part of a paid order (through Stripe for online payments)."""
+    order = _order(number)
+    try:
+        amount = parse_yuan(request.form.get("amount", ""))
+    except MoneyError:
+        flash(_("Enter the amount in yuan, e.g. 12.50."), "error")
+        return redirect(url_for("shop_staff.order_detail", number=number))
+    line_id = request.form.get("line_id", type=int) or None
+    key = request.form.get("key") or payments.next_refund_key(order)
+    try:
+        payments.refund(db_session(), order, amount, key=key, settings=settings(),
+                        reason=request.form.get("reason", "").strip(), user_id=current_user.id, line_id=line_id)
+        db_session().commit()
+        flash(_("Refund made and posted to the books."), "success")
+    except payments.PaymentError as exc:
+        db_session().rollback()
+        flash(_(str(exc)), "error")
+    return redirect(url_for("shop_staff.order_detail", number=number))
+
+
+@bp.post("/order/<number>/resolve")
+@role_required(*STAFF)
+def order_resolve(number: str):
+    """Clear an order's attention flag with a note of what was done."""
+    order = _order(number)
+    orders.resolve_attention(db_session(), order, user_id=current_user.id, note=request.form.get("note", "").strip())
+    db_session().commit()
+    return redirect(url_for("shop_staff.order_detail", number=number))
+
+
+@bp.get("/packing")
+@role_required(*STAFF)
+def packing():
+    """Paid orders to pack, and the total of each product to pick from the store."""
+    paid, items = orders.packing_list(db_session())
+    return render_template("shop/staff/packing.html", orders=paid, items=items)
+
+
+@bp.get("/pickup")
+@role_required(*STAFF)
+def pickup():
+    """Orders to hand over (and take payment for) at the sales centre."""
+    return render_template("shop/staff/pickup.html", orders=orders.pickup_list(db_session()))
+
+
+@bp.post("/expire")
+@role_required(*STAFF)
+def expire():
+    """Cancel lapsed reservations now (a cron job runs ``flask shop expire`` too)."""
+    count = checkout.expire_reservations(db_session())
+    db_session().commit()
+    flash(_("%(count)d lapsed reservations cancelled.", count=count), "success")
+    return redirect(url_for("shop_staff.order_list"))
+
+
+# --- catalogue --------------------------------------------------------------------------
+
+
+@bp.get("/products")
+@role_required(*STAFF)
+def products():
+    """Every product with price, season and stock."""
+    today = to_local(utcnow()).date()
+    listed = catalog.list_products(db_session(), today=today, include_off_season=True)
+    inactive = list(db_session().scalars(select(Product).where(Product.active.is_(False)).order_by(Product.id)))
+    return render_template("shop/staff/products.html", listed=listed, inactive=inactive, today=today)
+
+
+def _product_form(product: Product | None):
+    s = db_session()
+    households = list(s.scalars(select(Household).where(Household.active.is_(True)).order_by(Household.code)))
+    cats = catalog.categories(s)
+    errors: list[str] = []
+    if request.method == "POST":
+        try:
+            values = catalog.parse_product_form(request.form)
+            commission = request.form.get("commission_pct", type=int)
+            product = catalog.save_product(s, product, values, user_id=current_user.id,
+                                           slug=request.form.get("slug"), commission_pct=commission)
+            supplier_ids = [int(h) for h in request.form.getlist("suppliers") if h.isdigit()]
+            catalog.set_suppliers(s, product, supplier_ids)
+            s.commit()
+            flash(_("Product saved."), "success")
+            return redirect(url_for("shop_staff.stock", product_id=product.id))
+        except catalog.CatalogError as exc:
+            s.rollback()
+            errors.append(_(str(exc)))
+    commission = catalog.terms(s, product.id).commission_pct if product else 10
+    s.rollback()  # terms() may have added a default row; nothing to save on a GET
+    return render_template("shop/staff/product_form.html", product=product, households=households,
+                           categories=cats, errors=errors, units=catalog.UNITS, commission=commission,
+                           form=request.form if request.method == "POST" else None), (400 if errors else 200)
+
+
+@bp.route("/products/new", methods=["GET", "POST"])
+@role_required(*STAFF)
+def product_new():
+    """Add a product to the catalogue."""
+    return _product_form(None)
+
+
+@bp.route("/products/<int:product_id>/edit", methods=["GET", "POST"])
+@role_required(*STAFF)
+def product_edit(product_id: int):
+    """Change a product's names, price, season, unit, photo and suppliers."""
+    product = db_session().get(Product, product_id)
+    if product is None:
+        abort(404)
+    return _product_form(product)
+
+
+@bp.route("/products/<int:product_id>/stock", methods=["GET", "POST"])
+@role_required(*STAFF)
+def stock(product_id: int):
+    """A product's lots: receive a harvest into stock, correct a count; with the audit trail."""
+    s = db_session()
+    product = s.get(Product, product_id)
+    if product is None:
+        abort(404)
+    if request.method == "POST":
+        try:
+            if request.form.get("lot_id"):
+                lot = s.get(HarvestLot, request.form.get("lot_id", type=int))
+                if lot is None or lot.product_id != product.id:
+                    abort(404)
+                catalog.adjust_lot(s, lot, _decimal(request.form.get("remaining")),
+                                   reason=request.form.get("reason", ""), user_id=current_user.id)
+            else:
+                raw_day = request.form.get("harvested_on") or ""
+                catalog.add_stock(s, product, _decimal(request.form.get("quantity")),
+                                  household_id=request.form.get("household_id", type=int) or None,
+                                  harvested_on=date.fromisoformat(raw_day) if raw_day else None,
+                                  user_id=current_user.id, grade=request.form.get("grade") or None)
+            s.commit()
+            flash(_("Stock updated."), "success")
+        except (catalog.CatalogError, ValueError) as exc:
+            s.rollback()
+            flash(_(str(exc)) if isinstance(exc, catalog.CatalogError) else _("Check the numbers and dates."), "error")
+        return redirect(url_for("shop_staff.stock", product_id=product.id))
+    lots = list(s.scalars(select(HarvestLot).where(HarvestLot.product_id == product.id)
+                          .order_by(HarvestLot.harvested_on.desc(), HarvestLot.id.desc())))
+    history = audit.history(s, "shop_products", product.id)
+    for lot in lots[:20]:
+        history += audit.history(s, "shop_lots", lot.id)
+    history.sort(key=lambda e: (e.at, e.id), reverse=True)
+    households = list(s.scalars(select(Household).where(Household.active.is_(True)).order_by(Household.code)))
+    return render_template("shop/staff/stock.html", product=product, lots=lots, history=history[:50],
+                           households=households, stock=sum((lot.remaining for lot in lots if lot.recalled_at is None), start=0))
+
+
+def _decimal(raw) -> Decimal:
+    try:
+        value = Decimal(str(raw or "").strip())
+    except InvalidOperation as exc:
+        raise catalog.CatalogError("Enter a quantity.") from exc
+    if not value.is_finite():
+        raise catalog.CatalogError("Enter a quantity.")
+    return value
+
+
+# --- statements -------------------------------------------------------------------------
+
+
+@bp.get("/statement")
+@role_required(*STAFF, "farmer")
+def statement():
+    """Monthly statement of a supplying household: sales of its goods, commission, amount owed.
+
+    Farmers see their own household's statement only.
+    """
+    s = db_session()
+    today = to_local(utcnow()).date()
+    month = request.args.get("month") or f"{today:%Y-%m}"
+    try:
+        year, mon = (int(x) for x in month.split("-", 1))
+        date(year, mon, 1)
+    except ValueError:
+        abort(400, _("Month must look like 2026-07."))
+    if current_user.role == "farmer":
+        household_id = current_user.household_id
+        if household_id is None:
+            abort(403)
+    else:
+        household_id = request.args.get("household", type=int)
+    households = list(s.scalars(select(Household).order_by(Household.code))) if current_user.role != "farmer" else []
+    data = settlement.household_statement(s, household_id, year, mon) if household_id else None
+    household = s.get(Household, household_id) if household_id else None
+    return render_template("shop/staff/statement.html", data=data, household=household, households=households,
+                           month=f"{year:04d}-{mon:02d}")
+
