@@ -1,0 +1,229 @@
+"""Time series for charts and the API, read from raw readings or a rollup chosen by range.
+
+A chart never reads more than a few thousand points: up to two days come from raw
+readings (one point per reading, capped), up to 92 days from hourly rollups, longer
+ranges from daily rollups. ``series_from_raw`` computes the same buckets from raw rows;
+it is what the rollups save (the benchmark compares both).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from iot.models import Alert, Device, Greenhouse, IrrigationEvent, LatestReading
+from iot.rollups import DAY, HOUR, LOCAL_OFFSET, day_bucket
+
+RESOLUTIONS = ("raw", "hour", "day")
+RAW_MAX_SPAN = 2 * DAY  # auto: raw up to two days
+HOUR_MAX_SPAN = 92 * DAY  # auto: hourly up to ~3 months, then daily
+RAW_POINT_LIMIT = 5000
+RANGES = {"24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY, "1y": 365 * DAY}
+
+
+@dataclass
+class Series:
+    """``points``: rows with ``ts`` (bucket start, or reading time for raw), ``avg``, ``min``,
+    ``max`` and ``n`` (readings in the bucket), in time order. Rows straight from the
+    database driver: no per-point Python object, which is most of the cost of a chart query."""
+
+    metric_id: int
+    resolution: str
+    start: int
+    end: int
+    points: list = field(default_factory=list)
+    truncated: bool = False
+
+
+def choose_resolution(start: int, end: int) -> str:
+    span = end - start
+    if span <= RAW_MAX_SPAN:
+        return "raw"
+    if span <= HOUR_MAX_SPAN:
+        return "hour"
+    return "day"
+
+
+def max_points(resolution: str, start: int, end: int) -> int:
+    """How many points a query would return at most (raw assumes one reading a minute)."""
+    span = max(end - start, 0)
+    return {"raw": span // 60, "hour": span // HOUR, "day": span // DAY}[resolution] + 1
+
+
+def series(
+    session: Session, greenhouse_id: int, metric_id: int, start: int, end: int, resolution: str | None = None
+) -> Series:
+    """Points of one metric in [start, end) at ``resolution`` (None: chosen by range)."""
+    resolution = resolution or choose_resolution(start, end)
+    out = Series(metric_id, resolution, start, end)
+    if resolution == "raw":
+        rows = session.execute(
+            text(
+                "SELECT ts, value AS avg, value AS min, value AS max, 1 AS n FROM iot_readings "
+                "WHERE greenhouse_id = :g AND metric_id = :m "
+                "AND ts >= :s AND ts < :e ORDER BY ts LIMIT :n"
+            ),
+            {"g": greenhouse_id, "m": metric_id, "s": start, "e": end, "n": RAW_POINT_LIMIT + 1},
+        ).all()
+        out.truncated = len(rows) > RAW_POINT_LIMIT
+        out.points = rows[:RAW_POINT_LIMIT]
+        return out
+    table, lo = ("iot_rollups_hourly", start - start % HOUR) if resolution == "hour" else (
+        "iot_rollups_daily",
+        day_bucket(start),
+    )
+    rows = session.execute(
+        text(
+            f"SELECT bucket AS ts, sum / count AS avg, min, max, count AS n FROM {table} "
+            "WHERE greenhouse_id = :g AND metric_id = :m "
+            "AND bucket >= :s AND bucket < :e AND count > 0 ORDER BY bucket"
+        ),
+        {"g": greenhouse_id, "m": metric_id, "s": lo, "e": end},
+    ).all()
+    out.points = rows
+    return out
+
+
+def series_from_raw(
+    session: Session, greenhouse_id: int, metric_id: int, start: int, end: int, resolution: str
+) -> Series:
+    """The same buckets as ``series`` computed by aggregating raw readings (slow; for comparison)."""
+    if resolution == "raw":
+        return series(session, greenhouse_id, metric_id, start, end, "raw")
+    if resolution == "hour":
+        bucket, lo = "ts - (ts % 3600)", start - start % HOUR
+    else:
+        bucket, lo = f"(ts + {LOCAL_OFFSET}) / {DAY} * {DAY} - {LOCAL_OFFSET}", day_bucket(start)
+    rows = session.execute(
+        text(
+            f"SELECT {bucket} AS ts, avg(value) AS avg, min(value) AS min, max(value) AS max, count(*) AS n "
+            "FROM iot_readings WHERE greenhouse_id = :g AND metric_id = :m AND ts >= :s AND ts < :e "
+            f"GROUP BY {bucket} ORDER BY 1"
+        ),
+        {"g": greenhouse_id, "m": metric_id, "s": lo, "e": end},
+    ).all()
+    return Series(metric_id, resolution, start, end, rows)
+
+
+def irrigation_events(session: Session, greenhouse_id: int, start: int, end: int) -> list[IrrigationEvent]:
+    return list(
+        session.scalars(
+            select(IrrigationEvent)
+            .where(
+                IrrigationEvent.greenhouse_id == greenhouse_id,
+                IrrigationEvent.started_at >= start,
+                IrrigationEvent.started_at < end,
+            )
+            .order_by(IrrigationEvent.started_at)
+        )
+    )
+
+
+# --- overview ---------------------------------------------------------------------------
+
+
+@dataclass
+class Latest:
+    metric_id: int
+    ts: int
+    value: float
+    age_s: int
+
+
+@dataclass
+class GreenhouseOverview:
+    greenhouse: Greenhouse
+    latest: dict[int, Latest]
+    devices_total: int
+    devices_online: int
+    open_alerts: int
+    critical_alerts: int
+    water_today_l: float
+    irrigations_today: int
+
+    @property
+    def newest_age_s(self) -> int | None:
+        return min((lt.age_s for lt in self.latest.values()), default=None)
+
+
+def visible_greenhouses(session: Session, user) -> list[Greenhouse]:
+    """Greenhouses ``user`` may see: farmers their own, officials and admins all."""
+    stmt = select(Greenhouse).order_by(Greenhouse.code)
+    if getattr(user, "role", None) not in ("admin", "official"):
+        stmt = stmt.where(Greenhouse.owner_id == user.id)
+    return list(session.scalars(stmt))
+
+
+def can_see(user, greenhouse: Greenhouse) -> bool:
+    return getattr(user, "role", None) in ("admin", "official") or (
+        getattr(user, "role", None) == "farmer" and greenhouse.owner_id == user.id
+    )
+
+
+def overview(session: Session, greenhouses: list[Greenhouse], now: int | None = None) -> list[GreenhouseOverview]:
+    """Latest readings, device state, open alerts and today's irrigation for each greenhouse.
+
+    Five indexed queries whatever the number of greenhouses.
+    """
+    now = int(time.time()) if now is None else now
+    ids = [g.id for g in greenhouses]
+    if not ids:
+        return []
+    latest: dict[int, dict[int, Latest]] = {i: {} for i in ids}
+    for row in session.scalars(select(LatestReading).where(LatestReading.greenhouse_id.in_(ids))):
+        latest[row.greenhouse_id][row.metric_id] = Latest(row.metric_id, row.ts, row.value, max(now - row.ts, 0))
+    devices = {i: [0, 0] for i in ids}
+    for gh, online, n in session.execute(
+        select(Device.greenhouse_id, Device.online, func.count())
+        .where(Device.greenhouse_id.in_(ids))
+        .group_by(Device.greenhouse_id, Device.online)
+    ):
+        devices[gh][0] += n
+        if online:
+            devices[gh][1] += n
+    alerts = {i: [0, 0] for i in ids}
+    for gh, severity, n in session.execute(
+        select(Alert.greenhouse_id, Alert.severity, func.count())
+        .where(Alert.greenhouse_id.in_(ids), Alert.closed_at.is_(None))
+        .group_by(Alert.greenhouse_id, Alert.severity)
+    ):
+        alerts[gh][0] += n
+        if severity == "critical":
+            alerts[gh][1] += n
+    today = day_bucket(now)
+    water = {i: [0.0, 0] for i in ids}
+    for gh, total, n in session.execute(
+        select(IrrigationEvent.greenhouse_id, func.sum(IrrigationEvent.water_l), func.count())
+        .where(IrrigationEvent.greenhouse_id.in_(ids), IrrigationEvent.started_at >= today)
+        .group_by(IrrigationEvent.greenhouse_id)
+    ):
+        water[gh] = [float(total or 0.0), n]
+    return [
+        GreenhouseOverview(
+            g, latest[g.id], devices[g.id][0], devices[g.id][1], alerts[g.id][0], alerts[g.id][1], *water[g.id]
+        )
+        for g in greenhouses
+    ]
+
+
+def parse_time(value: str | None, default: int) -> int:
+    """Epoch seconds from an epoch number or ISO 8601 text (naive = Asia/Shanghai); ValueError if bad."""
+    if value is None or value == "":
+        return default
+    value = value.strip()
+    try:
+        return int(float(value))
+    except OverflowError as exc:
+        raise ValueError(value) from exc
+    except ValueError:
+        pass
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        from zoneinfo import ZoneInfo
+
+        dt = dt.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    return int(dt.astimezone(UTC).timestamp())
