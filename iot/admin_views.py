@@ -1,0 +1,262 @@
+"""Greenhouse and device administration: register greenhouses and devices, assign
+auto-provisioned devices, issue MQTT credentials, list and replay quarantined messages.
+
+Admins manage; officials may look (read-only).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from wtforms import FloatField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+from core.models import User
+from core.web import database, db_session, role_required, settings
+from iot import registry
+from iot.models import Device, Greenhouse, QuarantinedMessage
+
+bp = Blueprint("iot_admin", __name__, url_prefix="/iot/admin")
+
+VIEWERS = ("admin", "official")
+KIND_LABELS = {"sensor": _l("Sensor"), "controller": _l("Fertigation controller"), "camera": _l("Camera")}
+REASON_LABELS = {
+    "malformed_json": _l("Malformed JSON"),
+    "bad_payload": _l("Payload not understood"),
+    "unknown_metric": _l("Unknown metric"),
+    "unknown_unit": _l("Unknown unit"),
+    "out_of_range": _l("Value outside physical range"),
+    "future_timestamp": _l("Timestamp in the future"),
+    "bad_timestamp": _l("Invalid timestamp"),
+    "unknown_topic": _l("Unknown topic"),
+    "unknown_device": _l("Unknown device"),
+    "unassigned_device": _l("Device not assigned to a greenhouse"),
+    "greenhouse_mismatch": _l("Device belongs to another greenhouse"),
+    "unmatched_stop": _l("Irrigation stop without start"),
+    "store_error": _l("Could not be stored"),
+}
+
+
+class GreenhouseForm(FlaskForm):
+    code = StringField(_l("Greenhouse code"), validators=[DataRequired(), Length(max=40)],
+                       description=_l("Used in MQTT topics: letters, digits, '-', '_' or '.'"))
+    name = StringField(_l("Greenhouse name"), validators=[DataRequired(), Length(max=120)])
+    owner = SelectField(_l("Owner (farmer)"), coerce=int, validators=[Optional()])
+    crop = StringField(_l("Crop"), validators=[Optional(), Length(max=60)], description=_l("e.g. peach, cucumber"))
+    area_m2 = FloatField(_l("Area (m²)"), validators=[Optional(), NumberRange(min=0)])
+    timezone = StringField(_l("Time zone"), default="Asia/Shanghai", validators=[DataRequired(), Length(max=40)])
+
+
+class DeviceForm(FlaskForm):
+    device_id = StringField(_l("Device id"), validators=[DataRequired(), Length(max=80)],
+                            description=_l("The id the device uses in its MQTT topics"))
+    greenhouse = SelectField(_l("Greenhouse"), coerce=int)
+    kind = SelectField(_l("Kind"), choices=[(k, v) for k, v in KIND_LABELS.items()])
+    name = StringField(_l("Device name"), validators=[Optional(), Length(max=120)])
+
+
+def _owner_choices() -> list[tuple[int, str]]:
+    farmers = db_session().scalars(select(User).where(User.role == "farmer").order_by(User.username))
+    return [(0, "—")] + [(u.id, f"{u.display_name} ({u.username})") for u in farmers]
+
+
+def _greenhouse_choices() -> list[tuple[int, str]]:
+    return [(0, _("Unassigned"))] + [(g.id, f"{g.code} · {g.name}") for g in registry.list_greenhouses(db_session())]
+
+
+def _require_admin() -> None:
+    if current_user.role != "admin":
+        abort(403)
+
+
+@bp.get("/")
+@role_required(*VIEWERS)
+def index():
+    """Greenhouses, devices (unassigned first) and a quarantine summary."""
+    s = db_session()
+    greenhouses = registry.list_greenhouses(s)
+    devices = sorted(registry.list_devices(s), key=lambda d: (d.greenhouse_id is not None, d.device_id))
+    owners = {u.id: u for u in s.scalars(select(User).where(User.role == "farmer"))}
+    by_id = {g.id: g for g in greenhouses}
+    quarantined = s.scalar(
+        select(func.count()).select_from(QuarantinedMessage).where(QuarantinedMessage.replayed_at.is_(None))
+    )
+    gh_form, dev_form = GreenhouseForm(prefix="gh"), DeviceForm(prefix="dev")
+    gh_form.owner.choices = _owner_choices()
+    dev_form.greenhouse.choices = _greenhouse_choices()
+    return render_template(
+        "iot/admin/index.html", greenhouses=greenhouses, devices=devices, owners=owners, by_id=by_id,
+        quarantined=quarantined, gh_form=gh_form, dev_form=dev_form, kinds=KIND_LABELS,
+        can_edit=current_user.role == "admin",
+    )
+
+
+@bp.post("/greenhouses")
+@role_required("admin")
+def add_greenhouse():
+    """Register a greenhouse."""
+    form = GreenhouseForm(prefix="gh")
+    form.owner.choices = _owner_choices()
+    if form.validate_on_submit():
+        owner = db_session().get(User, form.owner.data) if form.owner.data else None
+        try:
+            gh = registry.create_greenhouse(db_session(), form.code.data, form.name.data, owner=owner,
+                                            crop=form.crop.data, area_m2=form.area_m2.data,
+                                            timezone=form.timezone.data.strip())
+        except registry.RegistryError as exc:
+            flash(str(exc), "error")
+        else:
+            db_session().commit()
+            flash(_("Greenhouse %(code)s registered.", code=gh.code), "success")
+    else:
+        for errors in form.errors.values():
+            flash("; ".join(str(e) for e in errors), "error")
+    return redirect(url_for("iot_admin.index"))
+
+
+@bp.route("/greenhouses/<code>", methods=["GET", "POST"])
+@role_required(*VIEWERS)
+def greenhouse(code: str):
+    """One greenhouse: details (editable by admins) and its devices."""
+    s = db_session()
+    gh = registry.get_greenhouse(s, code)
+    if gh is None:
+        abort(404)
+    form = GreenhouseForm(obj=gh)
+    form.owner.choices = _owner_choices()
+    if request.method == "GET":
+        form.owner.data = gh.owner_id or 0
+    if request.method == "POST":
+        _require_admin()
+        form.code.data = gh.code  # the code is fixed: devices publish under it
+        if form.validate_on_submit():
+            owner = s.get(User, form.owner.data) if form.owner.data else None
+            try:
+                registry.update_greenhouse(s, gh, name=form.name.data, crop=form.crop.data or None,
+                                           area_m2=form.area_m2.data, timezone=form.timezone.data.strip(),
+                                           owner=owner)
+            except registry.RegistryError as exc:
+                form.timezone.errors = [str(exc)]
+            else:
+                s.commit()
+                flash(_("Greenhouse %(code)s saved.", code=gh.code), "success")
+                return redirect(url_for("iot_admin.greenhouse", code=gh.code))
+    devices = [d for d in registry.list_devices(s) if d.greenhouse_id == gh.id]
+    return render_template("iot/admin/greenhouse.html", gh=gh, form=form, devices=devices, kinds=KIND_LABELS,
+                           can_edit=current_user.role == "admin")
+
+
+@bp.post("/devices")
+@role_required("admin")
+def add_device():
+    """Register a device, in a greenhouse or in the unassigned pool."""
+    form = DeviceForm(prefix="dev")
+    form.greenhouse.choices = _greenhouse_choices()
+    if form.validate_on_submit():
+        gh = db_session().get(Greenhouse, form.greenhouse.data) if form.greenhouse.data else None
+        try:
+            device = registry.create_device(db_session(), form.device_id.data, gh, kind=form.kind.data,
+                                            name=form.name.data)
+        except registry.RegistryError as exc:
+            flash(str(exc), "error")
+        else:
+            db_session().commit()
+            flash(_("Device %(id)s registered.", id=device.device_id), "success")
+    else:
+        for errors in form.errors.values():
+            flash("; ".join(str(e) for e in errors), "error")
+    return redirect(url_for("iot_admin.index"))
+
+
+def _device_or_404(device_id: str) -> Device:
+    device = registry.get_device(db_session(), device_id)
+    if device is None:
+        abort(404)
+    return device
+
+
+@bp.route("/devices/<device_id>", methods=["GET", "POST"])
+@role_required(*VIEWERS)
+def device(device_id: str):
+    """One device: state, greenhouse assignment (admins) and MQTT credentials."""
+    d = _device_or_404(device_id)
+    form = DeviceForm(obj=d)
+    form.greenhouse.choices = _greenhouse_choices()
+    if request.method == "GET":
+        form.greenhouse.data = d.greenhouse_id or 0
+    if request.method == "POST":
+        _require_admin()
+        form.device_id.data = d.device_id
+        if form.validate_on_submit():
+            gh = db_session().get(Greenhouse, form.greenhouse.data) if form.greenhouse.data else None
+            registry.assign_device(db_session(), d, gh, kind=form.kind.data)
+            d.name = form.name.data or None
+            db_session().commit()
+            flash(_("Device %(id)s saved.", id=d.device_id), "success")
+            return redirect(url_for("iot_admin.device", device_id=d.device_id))
+    waiting = db_session().scalar(
+        select(func.count()).select_from(QuarantinedMessage).where(
+            QuarantinedMessage.replayed_at.is_(None),
+            QuarantinedMessage.reason.in_(("unknown_device", "unassigned_device", "greenhouse_mismatch")),
+            QuarantinedMessage.detail.like(f"{d.device_id}%"),
+        )
+    )
+    gh = db_session().get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
+    return render_template("iot/admin/device.html", d=d, gh=gh, form=form, kinds=KIND_LABELS, waiting=waiting,
+                           can_edit=current_user.role == "admin", prefix=settings().mqtt_topic_prefix)
+
+
+@bp.post("/devices/<device_id>/credentials")
+@role_required("admin")
+def device_credentials(device_id: str):
+    """Issue a new MQTT password for the device; shown once."""
+    d = _device_or_404(device_id)
+    password = registry.issue_credentials(db_session(), d)
+    db_session().commit()
+    gh = db_session().get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
+    form = DeviceForm(obj=d)
+    form.greenhouse.choices = _greenhouse_choices()
+    form.greenhouse.data = d.greenhouse_id or 0
+    return render_template("iot/admin/device.html", d=d, gh=gh, form=form, kinds=KIND_LABELS, waiting=0,
+                           can_edit=True, new_password=password, prefix=settings().mqtt_topic_prefix)
+
+
+@bp.get("/quarantine")
+@role_required(*VIEWERS)
+def quarantine():
+    """Quarantined messages with their reasons; filter by reason."""
+    s = db_session()
+    reason = request.args.get("reason") or None
+    show_all = request.args.get("all") == "1"
+    counts_q = select(QuarantinedMessage.reason, func.count()).group_by(QuarantinedMessage.reason)
+    rows_q = select(QuarantinedMessage).order_by(QuarantinedMessage.id.desc()).limit(200)
+    if not show_all:
+        counts_q = counts_q.where(QuarantinedMessage.replayed_at.is_(None))
+        rows_q = rows_q.where(QuarantinedMessage.replayed_at.is_(None))
+    if reason:
+        rows_q = rows_q.where(QuarantinedMessage.reason == reason)
+    counts = sorted(s.execute(counts_q).all(), key=lambda r: -r[1])
+    rows = list(s.scalars(rows_q))
+    return render_template("iot/admin/quarantine.html", counts=counts, rows=rows, reason=reason, show_all=show_all,
+                           labels=REASON_LABELS, can_edit=current_user.role == "admin")
+
+
+@bp.post("/quarantine/replay")
+@role_required("admin")
+def replay():
+    """Run quarantined messages (all, or one reason) through the ingester's checks again."""
+    from iot.ingest import replay_quarantine
+
+    reason = request.form.get("reason") or None
+    ids = [int(i) for i in request.form.getlist("id") if i.isdigit()] or None
+    cfg = settings()
+    result = replay_quarantine(database().engine, topic_prefix=cfg.mqtt_topic_prefix, reason=reason, ids=ids,
+                               unknown_device_policy=cfg.unknown_device_policy)
+    flash(_("Replayed: %(stored)d readings stored, %(failing)d messages still quarantined.",
+            stored=result.stored, failing=len(result.still_failing)),
+          "success" if not result.still_failing else "warning")
+    return redirect(url_for("iot_admin.quarantine", reason=reason or None))

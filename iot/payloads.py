@@ -1,0 +1,349 @@
+"""Pure decoders for what greenhouses publish: topic -> kind, payload -> readings/events.
+
+No database, no MQTT, no Flask: every function takes bytes (and the arrival time) and
+returns plain values or raises ``PayloadError(reason, detail)``. Reasons are the
+machine codes stored in the quarantine table (see ``REASONS``).
+
+Formats (examples in docs/mqtt.md):
+- native JSON object: ``{"ts": 1764000000, "air_temperature": 23.4}`` (``ts`` optional,
+  epoch seconds or ISO 8601 with an offset)
+- SenML pack (RFC 8428): a JSON array; ``bn``/``bt``/``bu``/``bv`` apply to later records,
+  times below 2**28 are relative to now
+- Tasmota ``tele/<device>/SENSOR``: readings nested under driver names, ``Time`` in local time
+- irrigation: a complete event, or ``start``/``stop`` messages paired by the ingester
+- status: ``online``/``offline``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from iot import metrics
+
+MAX_FUTURE_S = 600  # a device clock may run ahead this much; beyond it: "future_timestamp"
+MIN_TS = 946684800  # 2000-01-01: anything older is a device with an unset clock
+SENML_RELATIVE_LIMIT = 2**28  # RFC 8428 4.5.3: smaller times are relative to now
+MAX_PAYLOAD = 64 * 1024
+
+REASONS = {
+    "malformed_json": "Malformed JSON",
+    "bad_payload": "Payload not understood",
+    "unknown_metric": "Unknown metric",
+    "unknown_unit": "Unknown unit",
+    "out_of_range": "Value outside physical range",
+    "future_timestamp": "Timestamp in the future",
+    "bad_timestamp": "Invalid timestamp",
+    "unknown_topic": "Unknown topic",
+    "unknown_device": "Unknown device",
+    "unassigned_device": "Device not assigned to a greenhouse",
+    "greenhouse_mismatch": "Device belongs to another greenhouse",
+    "unmatched_stop": "Irrigation stop without start",
+    "store_error": "Could not be stored",
+}
+
+
+class PayloadError(ValueError):
+    """A message that cannot be stored; ``reason`` is a key of ``REASONS``."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# (metric_id, ts, value) — ts in epoch seconds UTC, value in the canonical unit
+ReadingTuple = tuple[int, int, float]
+
+
+@dataclass(frozen=True)
+class Topic:
+    kind: str  # telemetry | irrigation | status | tasmota
+    device: str
+    greenhouse: str | None = None  # None for Tasmota topics
+
+
+@dataclass
+class IrrigationMsg:
+    action: str  # complete | start | stop
+    started_at: int | None = None
+    ended_at: int | None = None
+    zone: str | None = None
+    water_l: float | None = None
+    ec: float | None = None
+    ph: float | None = None
+    fertilizer: dict[str, float] | None = field(default=None)
+
+
+def parse_topic(topic: str, prefix: str = "farm", tasmota_prefix: str = "tele") -> Topic:
+    parts = topic.split("/")
+    if (len(parts) == 4 and parts[0] == prefix and parts[3] in ("telemetry", "irrigation", "status")
+            and parts[1] and parts[2]):
+        return Topic(parts[3], parts[2], parts[1])
+    if len(parts) == 3 and parts[0] == tasmota_prefix and parts[2] == "SENSOR" and parts[1]:
+        return Topic("tasmota", parts[1])
+    raise PayloadError("unknown_topic", topic[:200])
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _json(payload: bytes):
+    if len(payload) > MAX_PAYLOAD:
+        raise PayloadError("bad_payload", f"payload larger than {MAX_PAYLOAD} bytes")
+    try:
+        return json.loads(payload.decode() if isinstance(payload, bytes | bytearray) else payload)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise PayloadError("malformed_json", str(exc)[:200]) from None
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PayloadError("bad_payload", f"{what} is not a number")
+    value = float(value)
+    if not math.isfinite(value):
+        raise PayloadError("bad_payload", f"{what} is not a finite number")
+    return value
+
+
+def _check_ts(ts: float, now: float) -> int:
+    if not math.isfinite(ts) or ts < MIN_TS:
+        raise PayloadError("bad_timestamp", f"timestamp {ts!r} before 2000")
+    if ts > now + MAX_FUTURE_S:
+        raise PayloadError("future_timestamp", f"timestamp {int(ts)} is {int(ts - now)} s ahead")
+    return int(ts)
+
+
+def parse_ts(value, now: float) -> int:
+    """Epoch seconds (number) or ISO 8601 with an offset -> checked epoch seconds."""
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise PayloadError("bad_timestamp", f"not ISO 8601: {value[:40]!r}") from None
+        if dt.tzinfo is None:
+            raise PayloadError("bad_timestamp", "ISO 8601 time needs an offset, e.g. +08:00")
+        try:
+            return _check_ts(dt.timestamp(), now)
+        except OverflowError:
+            raise PayloadError("bad_timestamp", "out of range") from None
+    return _check_ts(_number(value, "ts"), now)
+
+
+def _reading(metric: metrics.Metric, ts: int, value: float) -> ReadingTuple:
+    if not (metric.low <= value <= metric.high):
+        raise PayloadError(
+            "out_of_range", f"{metric.name}={value:g} outside {metric.low:g}..{metric.high:g} {metric.unit}"
+        )
+    return (metric.id, ts, value)
+
+
+# --- telemetry ----------------------------------------------------------------------
+
+
+def decode_telemetry(payload: bytes, now: float) -> list[ReadingTuple]:
+    """A native JSON object or a SenML pack -> readings."""
+    data = _json(payload)
+    if isinstance(data, dict):
+        return decode_native(data, now)
+    if isinstance(data, list):
+        return decode_senml(data, now)
+    raise PayloadError("bad_payload", "expected a JSON object or a SenML array")
+
+
+_BY_NAME = metrics.BY_NAME
+
+
+def decode_native(data: dict, now: float) -> list[ReadingTuple]:
+    ts = parse_ts(data["ts"], now) if "ts" in data else int(now)
+    out: list[ReadingTuple] = []
+    for key, value in data.items():
+        if key == "ts":
+            continue
+        metric = _BY_NAME.get(key)
+        if metric is None:
+            raise PayloadError("unknown_metric", str(key)[:60])
+        if value.__class__ is not float and value.__class__ is not int:  # fast path for the common case
+            value = _number(value, key)
+        elif value != value or value in (math.inf, -math.inf):
+            raise PayloadError("bad_payload", f"{key} is not a finite number")
+        if not (metric.low <= value <= metric.high):
+            _reading(metric, ts, value)  # raises out_of_range
+        out.append((metric.id, ts, float(value)))
+    if not out:
+        raise PayloadError("bad_payload", "no readings in message")
+    return out
+
+
+def decode_senml(records: list, now: float) -> list[ReadingTuple]:
+    """Resolve a SenML pack (RFC 8428 section 4.6) into canonical readings."""
+    if not records:
+        raise PayloadError("bad_payload", "empty SenML pack")
+    bn, bt, bu, bv = "", 0.0, None, 0.0
+    out: list[ReadingTuple] = []
+    for rec in records:
+        if not isinstance(rec, dict):
+            raise PayloadError("bad_payload", "SenML record is not an object")
+        for key in rec:
+            if isinstance(key, str) and key.endswith("_"):
+                raise PayloadError("bad_payload", f"SenML must-understand field {key[:40]!r}")
+        if "bn" in rec:
+            if not isinstance(rec["bn"], str):
+                raise PayloadError("bad_payload", "bn is not a string")
+            bn = rec["bn"]
+        if "bt" in rec:
+            bt = _number(rec["bt"], "bt")
+        if "bu" in rec:
+            if not isinstance(rec["bu"], str):
+                raise PayloadError("bad_payload", "bu is not a string")
+            bu = rec["bu"]
+        if "bv" in rec:
+            bv = _number(rec["bv"], "bv")
+        if "v" not in rec:
+            if any(k in rec for k in ("vs", "vb", "vd", "s")):
+                raise PayloadError("bad_payload", "only numeric SenML values (v) are supported")
+            if "n" in rec:
+                raise PayloadError("bad_payload", "SenML record without a value")
+            continue  # a record that only sets base fields
+        name = rec.get("n", "")
+        if not isinstance(name, str):
+            raise PayloadError("bad_payload", "n is not a string")
+        name = bn + name
+        if not name:
+            raise PayloadError("bad_payload", "SenML record without a name")
+        metric = metrics.senml_metric(name)
+        if metric is None:
+            raise PayloadError("unknown_metric", name[:60])
+        unit = rec.get("u", bu)
+        if unit is not None and not isinstance(unit, str):
+            raise PayloadError("bad_payload", "u is not a string")
+        value = bv + _number(rec["v"], "v")
+        converted = metrics.convert(metric, unit, value)
+        if converted is None:
+            raise PayloadError("unknown_unit", f"{name[:40]} in {unit!r}"[:80])
+        t = bt + (_number(rec["t"], "t") if "t" in rec else 0.0)
+        if not math.isfinite(t):
+            raise PayloadError("bad_timestamp", "time is not finite")
+        if t < SENML_RELATIVE_LIMIT:
+            t = now + t  # relative time (usually 0 or negative: "that many seconds ago")
+        out.append(_reading(metric, _check_ts(t, now), converted))
+    if not out:
+        raise PayloadError("bad_payload", "no readings in SenML pack")
+    return out
+
+
+def decode_tasmota(payload: bytes, now: float, timezone: str = "Asia/Shanghai") -> list[ReadingTuple]:
+    """Tasmota's tele/<device>/SENSOR: ``Time`` is local time of ``timezone`` without offset."""
+    data = _json(payload)
+    if not isinstance(data, dict):
+        raise PayloadError("bad_payload", "expected a JSON object")
+    ts = int(now)
+    if "Time" in data:
+        raw = data["Time"]
+        if not isinstance(raw, str):
+            raise PayloadError("bad_timestamp", "Time is not a string")
+        try:
+            local = datetime.fromisoformat(raw)
+        except ValueError:
+            raise PayloadError("bad_timestamp", f"not ISO 8601: {raw[:40]!r}") from None
+        if local.tzinfo is None:
+            local = local.replace(tzinfo=ZoneInfo(timezone))
+        try:
+            ts = _check_ts(local.timestamp(), now)
+        except OverflowError:
+            raise PayloadError("bad_timestamp", "out of range") from None
+    fahrenheit = data.get("TempUnit") == "F"
+    out: list[ReadingTuple] = []
+    for driver, values in data.items():
+        if not isinstance(values, dict):
+            continue  # Time, TempUnit, PressureUnit, Epoch...
+        soil = str(driver).upper().startswith(metrics.TASMOTA_SOIL_DRIVERS)
+        for key, value in values.items():
+            if key in metrics.TASMOTA_IGNORED_KEYS:
+                continue
+            name = metrics.TASMOTA_KEYS.get(key)
+            if name is None:
+                raise PayloadError("unknown_metric", f"{driver}.{key}"[:60])
+            if soil and name == "air_temperature":
+                name = "soil_temperature"
+            if soil and name == "air_humidity":
+                name = "soil_moisture"
+            value = _number(value, f"{driver}.{key}")
+            metric = metrics.BY_NAME[name]
+            if fahrenheit and metric.unit == "°C":
+                value = (value - 32.0) / 1.8
+            out.append(_reading(metric, ts, value))
+    if not out:
+        raise PayloadError("bad_payload", "no sensor readings in Tasmota message")
+    return out
+
+
+# --- irrigation and status ----------------------------------------------------------
+
+
+def _opt_number(data: dict, key: str, low: float, high: float) -> float | None:
+    if data.get(key) is None:
+        return None
+    value = _number(data[key], key)
+    if not (low <= value <= high):
+        raise PayloadError("out_of_range", f"{key}={value:g} outside {low:g}..{high:g}")
+    return value
+
+
+def decode_irrigation(payload: bytes, now: float) -> IrrigationMsg:
+    data = _json(payload)
+    if not isinstance(data, dict):
+        raise PayloadError("bad_payload", "expected a JSON object")
+    action = data.get("action", "complete")
+    if action not in ("complete", "start", "stop"):
+        raise PayloadError("bad_payload", "action must be complete, start or stop")
+    zone = data.get("zone")
+    if zone is not None:
+        if not isinstance(zone, str | int) or isinstance(zone, bool):
+            raise PayloadError("bad_payload", "zone is not a string")
+        zone = str(zone)[:40]
+    fertilizer = data.get("fertilizer")
+    if fertilizer is not None:
+        if not isinstance(fertilizer, dict) or len(fertilizer) > 16:
+            raise PayloadError("bad_payload", "fertilizer must be an object of tank: amount (at most 16)")
+        fertilizer = {str(k)[:40]: _number(v, f"fertilizer.{k}") for k, v in fertilizer.items()}
+        if any(v < 0 or v > 100000 for v in fertilizer.values()):
+            raise PayloadError("out_of_range", "fertilizer amount outside 0..100000")
+    msg = IrrigationMsg(
+        action=action,
+        zone=zone,
+        water_l=_opt_number(data, "water_l", 0.0, 1_000_000.0),
+        ec=_opt_number(data, "ec", metrics.BY_NAME["ec"].low, metrics.BY_NAME["ec"].high),
+        ph=_opt_number(data, "ph", metrics.BY_NAME["ph"].low, metrics.BY_NAME["ph"].high),
+        fertilizer=fertilizer,
+    )
+    if action == "complete":
+        if "start" not in data or "end" not in data:
+            raise PayloadError("bad_payload", "a complete irrigation event needs start and end")
+        msg.started_at = parse_ts(data["start"], now)
+        msg.ended_at = parse_ts(data["end"], now)
+        if msg.ended_at < msg.started_at:
+            raise PayloadError("bad_timestamp", "end before start")
+    elif action == "start":
+        msg.started_at = parse_ts(data["ts"], now) if "ts" in data else int(now)
+    else:
+        msg.ended_at = parse_ts(data["ts"], now) if "ts" in data else int(now)
+        if "start" in data:
+            msg.started_at = parse_ts(data["start"], now)
+    return msg
+
+
+def decode_status(payload: bytes) -> bool:
+    """``online``/``offline`` (plain text or ``{"status": ...}``) -> True/False."""
+    text = payload[:200].decode("utf-8", "replace").strip().strip('"').lower()
+    if text.startswith("{"):
+        data = _json(payload)
+        text = str(data.get("status", "")).lower() if isinstance(data, dict) else ""
+    if text in ("online", "1", "true"):
+        return True
+    if text in ("offline", "0", "false"):
+        return False
+    raise PayloadError("bad_payload", "status must be online or offline")

@@ -1,0 +1,239 @@
+"""Greenhouses and devices: services (take a session, never commit) and the ingester's
+cached device registry (one query per refresh, none per message).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.models import User
+from iot.models import Device, Greenhouse
+
+CODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")  # usable as one MQTT topic level
+DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+KINDS = ("sensor", "controller", "camera")
+
+
+class RegistryError(ValueError):
+    """A greenhouse or device operation was refused; the message is safe to show."""
+
+
+# --- greenhouses --------------------------------------------------------------------
+
+
+def create_greenhouse(
+    session: Session,
+    code: str,
+    name: str,
+    *,
+    owner: User | None = None,
+    crop: str | None = None,
+    area_m2: float | None = None,
+    timezone: str = "Asia/Shanghai",
+) -> Greenhouse:
+    code = (code or "").strip()
+    if not CODE_RE.match(code):
+        raise RegistryError("greenhouse code must be 1-40 letters, digits, '_', '.' or '-'")
+    if session.scalar(select(Greenhouse.id).where(Greenhouse.code == code)):
+        raise RegistryError(f"greenhouse {code!r} already exists")
+    _check_timezone(timezone)
+    if area_m2 is not None and area_m2 < 0:
+        raise RegistryError("area must not be negative")
+    gh = Greenhouse(code=code, name=(name or code).strip(), crop=crop or None, area_m2=area_m2, timezone=timezone)
+    set_owner(gh, owner)
+    session.add(gh)
+    session.flush()
+    return gh
+
+
+def set_owner(gh: Greenhouse, owner: User | None) -> None:
+    """The owner is a farmer; the greenhouse belongs to the farmer's household."""
+    gh.owner_id = owner.id if owner else None
+    gh.household_id = owner.household_id if owner else None
+
+
+def _check_timezone(tz: str) -> None:
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RegistryError(f"unknown time zone {tz!r} (e.g. Asia/Shanghai)") from None
+
+
+def update_greenhouse(session: Session, gh: Greenhouse, **fields) -> Greenhouse:
+    if "timezone" in fields:
+        _check_timezone(fields["timezone"])
+    if "owner" in fields:
+        set_owner(gh, fields.pop("owner"))
+    for key in ("name", "crop", "area_m2", "timezone"):
+        if key in fields:
+            setattr(gh, key, fields[key])
+    session.flush()
+    return gh
+
+
+def get_greenhouse(session: Session, code: str) -> Greenhouse | None:
+    return session.scalar(select(Greenhouse).where(Greenhouse.code == code))
+
+
+def list_greenhouses(session: Session) -> list[Greenhouse]:
+    return list(session.scalars(select(Greenhouse).order_by(Greenhouse.code)))
+
+
+# --- devices ------------------------------------------------------------------------
+
+
+def create_device(
+    session: Session,
+    device_id: str,
+    greenhouse: Greenhouse | None,
+    *,
+    kind: str = "sensor",
+    name: str | None = None,
+) -> Device:
+    device_id = (device_id or "").strip()
+    if not DEVICE_RE.match(device_id):
+        raise RegistryError("device id must be 1-80 letters, digits, '_', '.' or '-'")
+    if kind not in KINDS:
+        raise RegistryError(f"kind must be one of {', '.join(KINDS)}")
+    if session.scalar(select(Device.id).where(Device.device_id == device_id)):
+        raise RegistryError(f"device {device_id!r} already exists")
+    device = Device(
+        device_id=device_id,
+        greenhouse_id=greenhouse.id if greenhouse else None,
+        kind=kind,
+        name=name or None,
+        provisioned=False,
+    )
+    session.add(device)
+    session.flush()
+    return device
+
+
+def get_device(session: Session, device_id: str) -> Device | None:
+    return session.scalar(select(Device).where(Device.device_id == device_id))
+
+
+def assign_device(session: Session, device: Device, greenhouse: Greenhouse | None, kind: str | None = None) -> Device:
+    """Put a device (e.g. an auto-provisioned one) into a greenhouse."""
+    if kind is not None:
+        if kind not in KINDS:
+            raise RegistryError(f"kind must be one of {', '.join(KINDS)}")
+        device.kind = kind
+    device.greenhouse_id = greenhouse.id if greenhouse else None
+    if greenhouse is not None:
+        device.provisioned = False
+    session.flush()
+    return device
+
+
+def list_devices(session: Session, *, unassigned: bool = False) -> list[Device]:
+    query = select(Device).order_by(Device.device_id)
+    if unassigned:
+        query = query.where(Device.greenhouse_id.is_(None))
+    return list(session.scalars(query))
+
+
+# --- broker credentials -------------------------------------------------------------
+
+
+def mosquitto_hash(password: str, *, salt: bytes | None = None, iterations: int = 101) -> str:
+    """A password hash in Mosquitto 2's password-file format (PBKDF2-SHA512, ``$7$``)."""
+    salt = salt or secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def issue_credentials(session: Session, device: Device) -> str:
+    """A new random MQTT password for ``device`` (shown once); its hash is stored."""
+    password = secrets.token_urlsafe(18)
+    device.password_hash = mosquitto_hash(password)
+    session.flush()
+    return password
+
+
+def password_file(session: Session) -> str:
+    """Mosquitto ``password_file`` lines for every device with credentials."""
+    lines = [f"{d.device_id}:{d.password_hash}" for d in list_devices(session) if d.password_hash]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def acl_file(session: Session, *, prefix: str = "farm", tasmota_prefix: str = "tele", ingester_user: str = "ingester") -> str:
+    """A Mosquitto ACL: each device may publish only under its own greenhouse/device topics."""
+    out = [
+        "# Generated by `flask iot broker-acl`; regenerate after adding or moving devices.",
+        f"user {ingester_user}",
+        f"topic read {prefix}/#",
+        f"topic read {tasmota_prefix}/+/SENSOR",
+        "",
+    ]
+    codes = {gh.id: gh.code for gh in list_greenhouses(session)}
+    for d in list_devices(session):
+        if not d.password_hash:
+            continue
+        out.append(f"user {d.device_id}")
+        if d.greenhouse_id in codes:
+            out.append(f"topic write {prefix}/{codes[d.greenhouse_id]}/{d.device_id}/#")
+        out.append(f"topic write {tasmota_prefix}/{d.device_id}/#")
+        out.append(f"topic read cmnd/{d.device_id}/#")
+        out.append("")
+    return "\n".join(out)
+
+
+# --- the ingester's cache -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    pk: int
+    device_id: str
+    greenhouse_id: int | None
+    greenhouse_code: str | None
+    timezone: str
+
+
+class DeviceRegistry:
+    """device id -> DeviceInfo, loaded in one query and refreshed at most every
+    ``min_refresh_s`` when an unknown device shows up (so newly registered or assigned
+    devices are picked up without a restart) and every ``max_age_s`` regardless."""
+
+    def __init__(self, session_factory, *, min_refresh_s: float = 2.0, max_age_s: float = 60.0):
+        self.session_factory = session_factory
+        self.min_refresh_s = min_refresh_s
+        self.max_age_s = max_age_s
+        self.devices: dict[str, DeviceInfo] = {}
+        self.loaded_at = 0.0
+        self.version = 0
+
+    def refresh(self) -> None:
+        with self.session_factory() as session:
+            rows = session.execute(
+                select(Device.id, Device.device_id, Device.greenhouse_id, Greenhouse.code, Greenhouse.timezone)
+                .outerjoin(Greenhouse, Device.greenhouse_id == Greenhouse.id)
+            ).all()
+        self.devices = {
+            r[1]: DeviceInfo(r[0], r[1], r[2], r[3], r[4] or "Asia/Shanghai") for r in rows
+        }
+        self.loaded_at = time.monotonic()
+        self.version += 1
+
+    def maybe_refresh(self, *, force: bool = False) -> bool:
+        age = time.monotonic() - self.loaded_at
+        if age > self.max_age_s or (force and age > self.min_refresh_s):
+            self.refresh()
+            return True
+        return False
+
+    def lookup(self, device_id: str) -> DeviceInfo | None:
+        info = self.devices.get(device_id)
+        if info is None and self.maybe_refresh(force=True):
+            info = self.devices.get(device_id)
+        return info
