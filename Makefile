@@ -36,7 +36,7 @@ translations: venv
 i18n-extract: venv
 	@for area in $(I18N_AREAS); do \
 	  if [ $$area = core ]; then dir=translations; src="core app.py templates/base.html templates/macros.html templates/core"; \
-	  else dir=$$area/translations; src="$$area templates/$$area"; fi; \
+	  else dir=$$area/translations; src="$$area templates/$$area"; [ $$area = shop ] && src="$$src templates/trace"; fi; \
 	  mkdir -p $$dir; \
 	  $(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o $$dir/messages.pot $$src; \
 	  if [ -f $$dir/zh_Hans_CN/LC_MESSAGES/messages.po ]; then $(BIN)/pybabel update -N -i $$dir/messages.pot -d $$dir -l zh_Hans_CN; \

@@ -55,14 +55,27 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     from coop.views import bp as coop_bp
     from coop.views import public_bp as disclosure_bp
     from core.views import bp as core_bp
+    from iot.admin_views import bp as iot_admin_bp
+    from iot.api import bp as iot_api_bp
     from iot.views import bp as iot_bp
+    from shop.staff_views import bp as shop_staff_bp
+    from shop.trace_views import bp as trace_bp
     from shop.views import bp as shop_bp
+    from shop.webhook_views import bp as stripe_webhook_bp
 
-    app.register_blueprint(core_bp)
-    app.register_blueprint(coop_bp)
-    app.register_blueprint(disclosure_bp)
-    app.register_blueprint(iot_bp)
-    app.register_blueprint(shop_bp)
+    for blueprint in (
+        core_bp,
+        coop_bp,  # /coop: the village books (officials)
+        disclosure_bp,  # /disclosure: public accounts (anyone)
+        iot_bp,  # /iot: greenhouse dashboards
+        iot_admin_bp,  # /iot/admin: greenhouses and devices
+        iot_api_bp,  # /api/v1: greenhouse JSON API
+        shop_bp,  # /shop: catalogue, cart, checkout, my orders
+        shop_staff_bp,  # /shop/staff: order desk, products and stock
+        stripe_webhook_bp,  # POST /stripe/webhook
+        trace_bp,  # /t/<code>, /01/<gtin>/10/<lot>, /trace: lots and labels
+    ):
+        app.register_blueprint(blueprint)
 
     from coop.cli import coop_cli
     from core.cli import demo_cli, users_cli

@@ -30,6 +30,7 @@ PHASES = [
     ("coop.demo", "seed_members"),
     ("core.demo", "seed_users"),
     ("iot.demo", "seed"),
+    ("iot.demo", "seed_history"),
     ("shop.demo", "seed"),
     ("shop.trace_demo", "seed_demo"),
     ("coop.demo", "seed_books"),

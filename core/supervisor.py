@@ -38,25 +38,12 @@ def _pump(name: str, stream) -> None:
 
 
 def _broker_config(settings: Settings, port: int) -> Path:
+    from iot.broker import render_config
+
     path = settings.instance_path / "mosquitto-demo.conf"
     data = settings.instance_path / "mosquitto-data"
     data.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "\n".join(
-            [
-                "# Written by `flask demo run`: a development broker on loopback.",
-                f"listener {port} 127.0.0.1",
-                "allow_anonymous true",
-                "persistence true",
-                f"persistence_location {data}/",
-                "max_queued_messages 100000",
-                "max_inflight_messages 0",
-                "log_type error",
-                "log_type warning",
-                "",
-            ]
-        )
-    )
+    path.write_text("# Written by `flask demo run`: a development broker on loopback.\n" + render_config(port, data))
     return path
 
 

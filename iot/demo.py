@@ -13,12 +13,12 @@ from iot import registry
 
 # code, name, crop, area m², owner username
 GREENHOUSES = [
-    ("ZZ-PEACH-1", "桃园 1 号棚 (peaches)", "peach", 800.0, "zhaolin"),
-    ("ZZ-GRAPE-1", "葡萄 1 号棚 (grapes)", "grape", 1000.0, "zhaolin"),
-    ("ZZ-CUKE-1", "黄瓜 1 号棚 (cucumbers)", "cucumber", 600.0, "wangfang"),
-    ("ZZ-SEED-1", "育苗棚 (seedlings)", "seedling", 400.0, "wangfang"),
-    ("ZZ-MUSH-1", "香菇棚 (mushrooms)", "mushroom", 300.0, "liqiang"),
-    ("ZZ-MELON-1", "甜瓜 1 号棚 (melons)", "melon", 900.0, "liqiang"),
+    ("ZZ-PEACH-1", "黄桃 1 号棚", "peach", 800.0, "zhaolin"),
+    ("ZZ-GRAPE-1", "葡萄 1 号棚", "grape", 1000.0, "zhaolin"),
+    ("ZZ-CUKE-1", "黄瓜 1 号棚", "cucumber", 600.0, "wangfang"),
+    ("ZZ-SEED-1", "育苗棚", "seedling", 400.0, "wangfang"),
+    ("ZZ-MUSH-1", "香菇棚", "mushroom", 300.0, "liqiang"),
+    ("ZZ-MELON-1", "甜瓜 1 号棚", "melon", 900.0, "liqiang"),
 ]
 
 
@@ -33,3 +33,10 @@ def seed(session: Session, ctx: dict[str, Any]) -> None:
             registry.create_device(session, f"{slug}-s{n}", gh, kind="sensor", name=f"Sensor {n}")
         registry.create_device(session, f"{slug}-ctl", gh, kind="controller", name="Fertigation controller")
         ctx["greenhouses"][code] = gh
+
+
+def seed_history(session: Session, ctx: dict[str, Any]) -> None:
+    """Two weeks of readings and fertigation, so charts and summaries are alive at once."""
+    from iot.history import backfill_demo_history
+
+    backfill_demo_history(session, days=14)

@@ -204,23 +204,33 @@ class BatchResult:
     quarantined: Counter = field(default_factory=Counter)
     # for replay: quarantine_id -> (reason, detail) of messages that still fail
     still_failing: dict[int, tuple[str, str]] = field(default_factory=dict)
+    # alert notifications (topic, payload) from committed batches, published by the MQTT side
+    notifications: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _Outbox:
+    """An alert notifier that only collects: the batch's notifications leave after commit."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def publish(self, topic: str, payload: str) -> None:
+        self.items.append((topic, payload))
+
+    def flush(self, timeout: float = 5.0) -> None:
+        pass
 
 
 def _insert_fn(engine: Engine) -> Callable:
     return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
 
-def _optional_hooks() -> tuple[Callable | None, Callable | None]:
-    """iot.rollups.apply_readings and iot.alerts.evaluate_batch, if those modules exist yet."""
-    hooks: list[Callable | None] = []
-    for module_name, func_name in (("iot.rollups", "apply_readings"), ("iot.alerts", "evaluate_batch")):
-        try:
-            module = __import__(module_name, fromlist=[func_name])
-        except ImportError:
-            hooks.append(None)
-            continue
-        hooks.append(getattr(module, func_name, None))
-    return hooks[0], hooks[1]
+def _default_hooks(outbox: _Outbox, prefix: str) -> tuple[Callable, Callable]:
+    """Rollups and alert rules, updated in each batch's transaction."""
+    from iot.alerts import batch_hook
+    from iot.rollups import apply_readings
+
+    return apply_readings, batch_hook(outbox, prefix)
 
 
 class BatchWriter:
@@ -244,7 +254,10 @@ class BatchWriter:
         self.topic_prefix = topic_prefix
         self.tasmota_prefix = tasmota_prefix
         self.policy = unknown_device_policy
-        self.apply_readings, self.evaluate_batch = hooks if hooks is not None else _optional_hooks()
+        self.outbox = _Outbox()
+        self.apply_readings, self.evaluate_batch = (
+            hooks if hooks is not None else _default_hooks(self.outbox, topic_prefix)
+        )
         insert = _insert_fn(engine)
         self.insert_event = insert(EVENTS).on_conflict_do_nothing(index_elements=["device_id", "started_at"])
         self.insert_device = insert(DEVICES).on_conflict_do_nothing(index_elements=["device_id"])
@@ -321,6 +334,7 @@ class BatchWriter:
 
     def _store(self, messages: list[Message], *, replay: bool) -> BatchResult:
         result = BatchResult()
+        self.outbox.items = []
         rows: dict[tuple[int, int, int], tuple[int, int, int, int, float]] = {}
         decoded = 0
         events: list[tuple[Message, DeviceInfo, payloads.IrrigationMsg]] = []
@@ -414,6 +428,7 @@ class BatchWriter:
                         update(QUARANTINE).where(QUARANTINE.c.id == qid).values(reason=reason, detail=detail or None)
                     )
             session.commit()
+        result.notifications, self.outbox.items = self.outbox.items, []
         for pk, (t, _on) in seen.items():
             last_seen[pk] = t
         if provision:
@@ -557,7 +572,7 @@ def _writer_main(conn, database_url: str, topic_prefix: str, tasmota_prefix: str
                 continue
             backoff = 0.0
             data = (result.stored, result.duplicates, result.irrigation, result.status, dict(result.quarantined),
-                    writer.alert_errors, time.perf_counter() - started)
+                    writer.alert_errors, time.perf_counter() - started, result.notifications)
             try:
                 conn.send(("done", seq, data))
             except OSError:
@@ -687,6 +702,8 @@ class Ingester:
         client = self._client
         acked = 0
         if client is not None:
+            for topic, payload in result.notifications:  # alerts opened/closed by this batch
+                client.publish(topic, payload, qos=1)
             gen = self.generation
             for m in batch:
                 if m.qos and m.generation == gen:
@@ -741,9 +758,9 @@ class Ingester:
                 continue
             batch = self._inflight[1]
             self._inflight = None
-            stored, duplicates, irrigation, status, quarantined, alert_errors, elapsed = data
+            stored, duplicates, irrigation, status, quarantined, alert_errors, elapsed, notifications = data
             result = BatchResult(stored=stored, duplicates=duplicates, irrigation=irrigation, status=status,
-                                 quarantined=Counter(quarantined))
+                                 quarantined=Counter(quarantined), notifications=notifications)
             self._acknowledge(batch, result, elapsed, alert_errors)
         if self._inflight is not None and not self._proc.is_alive() and now - self._writer_started > 1.0:
             log.error(kv("writer_died", exitcode=self._proc.exitcode, pending=len(self._inflight[1])))

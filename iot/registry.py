@@ -52,6 +52,9 @@ def create_greenhouse(
     set_owner(gh, owner)
     session.add(gh)
     session.flush()
+    from iot.alerts import ensure_default_rules  # alerts import the registry's models only
+
+    ensure_default_rules(session, gh)  # the crop's default alert rules, which the farmer can adjust
     return gh
 
 

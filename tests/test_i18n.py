@@ -34,3 +34,22 @@ def test_home_page_in_chinese_then_english(client):
     client.get("/lang/en")
     html = client.get("/").get_data(as_text=True)
     assert "Public accounts" in html and 'lang="en"' in html
+
+
+def test_no_message_translated_two_ways_across_areas():
+    """Flask-Babel merges the area catalogues, so one msgid must mean one thing everywhere
+    (use pgettext with a context where an area needs a different word)."""
+    seen: dict[tuple, tuple[str, str]] = {}
+    clashes = []
+    for path in CATALOGUES:
+        with open(path, "rb") as fh:
+            catalogue = read_po(fh)
+        for m in catalogue:
+            if not m.id or not m.string:
+                continue
+            key = (m.context, m.id if isinstance(m.id, str) else m.id[0])
+            value = m.string if isinstance(m.string, str) else m.string[0]
+            if key in seen and seen[key][0] != value:
+                clashes.append((key[1], seen[key], (value, str(path))))
+            seen.setdefault(key, (value, str(path)))
+    assert clashes == []

@@ -56,7 +56,7 @@ def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(ConfigError):
         Settings.from_env({"TIANYUAN_INSTANCE_PATH": str(tmp_path), "TIANYUAN_ENV": "staging"})
     with pytest.raises(ConfigError):
-        Settings.from_env({"TIANYUAN_INSTANCE_PATH": str(tmp_path), "MQTT_URL": "http://x"}).mqtt_host_port
+        _ = Settings.from_env({"TIANYUAN_INSTANCE_PATH": str(tmp_path), "MQTT_URL": "http://x"}).mqtt_host_port
 
 
 @pytest.mark.parametrize("text,fen", [("12.34", 1234), ("1,234.5", 123450), ("¥8", 800), ("0.01", 1), ("-3.2", -320)])
