@@ -63,7 +63,9 @@ def plan(settings: Settings, port: int, speedup: float) -> list[tuple[str, list[
     if importlib.util.find_spec("iot.ingest") is not None:
         procs.append(("ingester", [py, "-m", "iot.ingest"]))
     if importlib.util.find_spec("iot.simulate") is not None:
-        procs.append(("simulator", [*flask, "iot", "simulate", "--speedup", str(speedup)]))
+        # the demo seed already holds two weeks of history: go on from now, a reading every 10 s
+        procs.append(("simulator", [*flask, "iot", "simulate", "--speedup", str(speedup), "--backfill-hours", "0",
+                                    "--interval", "10"]))
     procs.append(("web", [*flask, "run", "--host", "127.0.0.1", "--port", str(port), "--no-reload"]))
     return procs
 
