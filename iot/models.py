@@ -76,32 +76,28 @@ class Reading(Base):
     value: Mapped[float] = mapped_column(Float)
 
 
-class HourlyRollup(Base):
+class _RollupColumns:
+    """Columns shared by the hourly and daily rollups: count, sum, min and max per bucket."""
+
+    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"), primary_key=True)
+    metric_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    sum: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+
+
+class HourlyRollup(_RollupColumns, Base):
     """Aggregates of readings per greenhouse, metric and hour (bucket = epoch seconds of the hour)."""
 
     __tablename__ = "iot_rollups_hourly"
 
-    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"), primary_key=True)
-    metric_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    count: Mapped[int] = mapped_column(Integer)
-    sum: Mapped[float] = mapped_column(Float)
-    min: Mapped[float] = mapped_column(Float)
-    max: Mapped[float] = mapped_column(Float)
 
-
-class DailyRollup(Base):
+class DailyRollup(_RollupColumns, Base):
     """Aggregates per greenhouse, metric and local day (bucket = epoch seconds of local midnight)."""
 
     __tablename__ = "iot_rollups_daily"
-
-    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"), primary_key=True)
-    metric_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
-    bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    count: Mapped[int] = mapped_column(Integer)
-    sum: Mapped[float] = mapped_column(Float)
-    min: Mapped[float] = mapped_column(Float)
-    max: Mapped[float] = mapped_column(Float)
 
 
 class IrrigationEvent(Base):
