@@ -1,4 +1,4 @@
-"""`flask demo run`: start the broker, ingester, simulator and web app; Ctrl-C stops them all.
+"""`flask demo run`: start the broker, ingester, simulator, alert checker and web app; Ctrl-C stops them all.
 
 A small process supervisor for the demo (production uses systemd units, see
 docs/operations.md). Each child's output is prefixed with its name.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from core.config import PROJECT_ROOT, Settings
 
-COLORS = {"broker": "35", "ingester": "36", "simulator": "33", "web": "32"}
+COLORS = {"broker": "35", "ingester": "36", "simulator": "33", "alerts": "31", "web": "32"}
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -66,6 +66,8 @@ def plan(settings: Settings, port: int, speedup: float) -> list[tuple[str, list[
         # the demo seed already holds two weeks of history: go on from now, a reading every 10 s
         procs.append(("simulator", [*flask, "iot", "simulate", "--speedup", str(speedup), "--backfill-hours", "0",
                                     "--interval", "10"]))
+    # silent sensors and offline devices are noticed by time, not by a message
+    procs.append(("alerts", [*flask, "iot", "data", "check-alerts", "--every", "60"]))
     procs.append(("web", [*flask, "run", "--host", "127.0.0.1", "--port", str(port), "--no-reload"]))
     return procs
 
