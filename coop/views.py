@@ -383,6 +383,34 @@ def members():
                            total=sum(shares.values()), today=dt.date.today())
 
 
+@bp.post("/members/<int:household_id>")
+@staff
+def update_member(household_id: int):
+    """Correct a household's details (head, members, contact, active); the change is audited."""
+    session = db_session()
+    household = session.get(Household, household_id) or abort(404)
+    try:
+        head_name = request.form.get("head_name", "").strip()
+        if not head_name:
+            raise ValueError(_("the head of household is required"))
+        members = int(request.form.get("members") or 0)
+        if members < 1:
+            raise ValueError(_("a household has at least one member"))
+        members_svc.update_household(
+            session, household, user_id=current_user.id, head_name=head_name[:60], members=members,
+            phone=request.form.get("phone", "").strip()[:40] or None,
+            address=request.form.get("address", "").strip()[:200] or None,
+            active=request.form.get("active") == "on",
+        )
+    except (LedgerError, ValueError) as exc:
+        session.rollback()
+        flash(_err(exc) if isinstance(exc, LedgerError) else _("Check the form: %(error)s", error=exc), "error")
+    else:
+        session.commit()
+        flash(_("Saved."), "success")
+    return redirect(url_for("coop.member", household_id=household_id))
+
+
 @bp.get("/members/<int:household_id>")
 @staff
 def member(household_id: int):

@@ -157,3 +157,28 @@ def test_recurring_entries_post_on_schedule_once(runner, books):
     dates = sorted(books.scalars(select(Voucher.date)))
     assert dates == [dt.date(2025, 1, 31), dt.date(2025, 7, 31)]
     assert runner.invoke(args=["coop", "close-period", "2025-04"]).exit_code != 0  # already closed
+
+
+def test_an_official_corrects_a_household_and_the_change_is_audited(client, official, households, session):
+    from coop.models import Household
+    from core.models import AuditEntry
+
+    login(client, "kuaiji")
+    h = households[0]
+    response = client.post(f"/coop/members/{h.id}", data={
+        "head_name": "赵新户主", "members": "5", "phone": "13800000000", "address": "赵庄村2组8号", "active": "on"})
+    assert response.status_code == 302
+    session.expire_all()
+    saved = session.get(Household, h.id)
+    assert (saved.head_name, saved.members, saved.phone, saved.active) == ("赵新户主", 5, "13800000000", True)
+    entry = session.scalar(select(AuditEntry).where(AuditEntry.action == "household.update"))
+    assert entry is not None and entry.details["head_name"][1] == "赵新户主"
+    page = client.get(f"/coop/members/{h.id}").get_data(as_text=True)
+    assert "赵新户主" in page and "household.update" in page
+
+    # a bad form changes nothing and says why
+    html = client.post(f"/coop/members/{h.id}", data={"head_name": "", "members": "5"},
+                       follow_redirects=True).get_data(as_text=True)
+    session.expire_all()
+    assert session.get(Household, h.id).head_name == "赵新户主"
+    assert 'class="flash error"' in html and "户主不能为空" in html
