@@ -379,6 +379,24 @@ CROP_DEFAULTS: dict[str, list[tuple]] = {
         ("air_humidity", "below", 80.0, 4.0, 30, "critical"),
         ("co2", "above", 1500.0, 200.0, 30, "warning"),
     ],
+    "grape": [
+        ("air_temperature", "above", 35.0, 2.0, 15, "critical"),
+        ("air_temperature", "below", 0.0, 1.0, 15, "critical"),
+        ("air_humidity", "above", 85.0, 5.0, 120, "warning"),  # downy mildew weather
+        ("soil_moisture", "below", 50.0, 5.0, 60, "warning"),
+    ],
+    "melon": [
+        ("air_temperature", "above", 38.0, 2.0, 15, "critical"),
+        ("air_temperature", "below", 12.0, 1.5, 15, "critical"),
+        ("air_humidity", "above", 85.0, 5.0, 120, "warning"),
+        ("soil_moisture", "below", 50.0, 5.0, 60, "warning"),
+    ],
+    "seedling": [
+        ("air_temperature", "above", 32.0, 1.5, 10, "critical"),
+        ("air_temperature", "below", 15.0, 1.0, 10, "critical"),
+        ("air_humidity", "below", 60.0, 5.0, 60, "warning"),
+        ("soil_moisture", "below", 65.0, 5.0, 30, "warning"),
+    ],
     "default": [
         ("air_temperature", "above", 35.0, 2.0, 15, "critical"),
         ("air_temperature", "below", 5.0, 1.0, 15, "critical"),
@@ -391,6 +409,9 @@ CROP_ALIASES = {
     "番茄": "tomato", "西红柿": "tomato", "tomatoes": "tomato",
     "草莓": "strawberry", "strawberries": "strawberry",
     "蘑菇": "mushroom", "香菇": "mushroom", "平菇": "mushroom", "食用菌": "mushroom", "mushrooms": "mushroom",
+    "葡萄": "grape", "grapes": "grape",
+    "甜瓜": "melon", "哈密瓜": "melon", "蜜瓜": "melon", "西瓜": "melon", "melons": "melon",
+    "育苗": "seedling", "秧苗": "seedling", "seedlings": "seedling",
 }
 
 
