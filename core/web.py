@@ -10,7 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from flask import Flask, abort, current_app, g, jsonify, redirect, render_template, request, url_for
+from flask import Flask, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
@@ -57,6 +58,38 @@ def _close_session(exc: BaseException | None) -> None:
     session = g.pop("db_session", None)
     if session is not None:
         session.close()  # rolls back anything not committed
+
+
+class attempt:
+    """Run a service call in the request's transaction, the way every form view ends:
+
+        with attempt(orders.OrderError) as result:
+            orders.cancel(db_session(), order)
+        if result.ok:
+            flash(_("Order cancelled."), "success")
+
+    Without an exception the session is committed. One of ``errors`` (a refusal whose
+    message is meant for the user) rolls back, is flashed translated, and is swallowed;
+    anything else propagates.
+    """
+
+    def __init__(self, *errors: type[Exception]):
+        self.errors = errors
+        self.ok = False
+
+    def __enter__(self) -> attempt:
+        return self
+
+    def __exit__(self, exc_type, exc, _tb) -> bool:
+        if exc_type is None:
+            db_session().commit()
+            self.ok = True
+            return False
+        if self.errors and issubclass(exc_type, self.errors):
+            db_session().rollback()
+            flash(gettext(str(exc)), "error")
+            return True
+        return False
 
 
 def wants_json() -> bool:

@@ -14,7 +14,7 @@ from coop.models import Household
 from core import audit
 from core.db import utcnow
 from core.money import MoneyError, parse_yuan
-from core.web import db_session, role_required, settings, to_local
+from core.web import attempt, db_session, role_required, settings, to_local
 from shop import catalog, checkout, orders, payments, settlement
 from shop.models import Order, Product
 from shop.trace_models import HarvestLot
@@ -80,13 +80,10 @@ def order_detail(number: str):
 def order_action(number: str):
     """Pack, ship, make ready for pickup or complete an order."""
     order = _order(number)
-    try:
+    with attempt(orders.OrderError) as result:
         orders.staff_action(db_session(), order, request.form.get("action", ""), user_id=current_user.id)
-        db_session().commit()
+    if result.ok:
         flash(_("Order updated."), "success")
-    except orders.OrderError as exc:
-        db_session().rollback()
-        flash(_(str(exc)), "error")
     return _back(url_for("shop_staff.order_detail", number=number))
 
 
@@ -95,14 +92,11 @@ def order_action(number: str):
 def order_paid(number: str):
     """Record cash or a bank transfer taken at the sales centre."""
     order = _order(number)
-    try:
+    with attempt(payments.PaymentError) as result:
         payments.record_counter_payment(db_session(), order, method=request.form.get("method", "cash"),
                                         user_id=current_user.id, receipt=request.form.get("receipt", "").strip())
-        db_session().commit()
+    if result.ok:
         flash(_("Payment recorded and posted to the books."), "success")
-    except payments.PaymentError as exc:
-        db_session().rollback()
-        flash(_(str(exc)), "error")
     return _back(url_for("shop_staff.order_detail", number=number))
 
 
@@ -111,14 +105,11 @@ def order_paid(number: str):
 def order_cancel(number: str):
     """Cancel an unpaid order; its stock goes back on sale."""
     order = _order(number)
-    try:
+    with attempt(orders.OrderError) as result:
         orders.cancel(db_session(), order, user_id=current_user.id, reason=request.form.get("reason", ""))
-        db_session().commit()
+    if result.ok:
         payments.expire_checkout(settings(), order.stripe_session_id)
         flash(_("Order cancelled; stock returned."), "success")
-    except orders.OrderError as exc:
-        db_session().rollback()
-        flash(_(str(exc)), "error")
     return redirect(url_for("shop_staff.order_detail", number=number))
 
 
@@ -134,14 +125,11 @@ def order_refund(number: str):
         return redirect(url_for("shop_staff.order_detail", number=number))
     line_id = request.form.get("line_id", type=int) or None
     key = request.form.get("key") or payments.next_refund_key(order)
-    try:
+    with attempt(payments.PaymentError) as result:
         payments.refund(db_session(), order, amount, key=key, settings=settings(),
                         reason=request.form.get("reason", "").strip(), user_id=current_user.id, line_id=line_id)
-        db_session().commit()
+    if result.ok:
         flash(_("Refund made and posted to the books."), "success")
-    except payments.PaymentError as exc:
-        db_session().rollback()
-        flash(_(str(exc)), "error")
     return redirect(url_for("shop_staff.order_detail", number=number))
 
 

@@ -12,7 +12,7 @@ from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
 from core.db import utcnow
-from core.web import db_session, role_required, settings, to_local
+from core.web import attempt, db_session, role_required, settings, to_local
 from shop import cart as carts
 from shop import catalog, checkout, orders, payments
 from shop.models import Product
@@ -146,15 +146,12 @@ def cart_add():
     if item is None or not item.active:
         abort(404)
     lot_id = request.form.get("lot_id", type=int) or None
-    try:
+    with attempt(carts.CartError) as result:
         qty = carts.parse_quantity(request.form.get("quantity", "1"), item.unit)
         cart = _cart(create=True)
         carts.add_item(db_session(), cart, item, qty, today=_today(), lot_id=lot_id)
-    except carts.CartError as exc:
-        db_session().rollback()
-        flash(_(str(exc)), "error")
+    if not result.ok:
         return redirect(url_for("shop.product", slug=item.slug))
-    db_session().commit()
     flash(_("Added to your cart."), "success")
     if request.form.get("next") == "catalogue":
         return redirect(url_for("shop.index"))
@@ -182,16 +179,11 @@ def cart_update():
         return redirect(url_for("shop.view_cart"))
     item_id = request.form.get("item_id", type=int) or 0
     item = next((i for i in cart.items if i.id == item_id), None)
-    try:
+    with attempt(carts.CartError):
         if item is None:
             raise carts.CartError("That item is no longer in your cart.")
         qty = carts.parse_quantity(request.form.get("quantity", "0"), item.product.unit)
         carts.set_quantity(db_session(), cart, item_id, qty)
-    except carts.CartError as exc:
-        db_session().rollback()
-        flash(_(str(exc)), "error")
-        return redirect(url_for("shop.view_cart"))
-    db_session().commit()
     return redirect(url_for("shop.view_cart"))
 
 
@@ -326,14 +318,11 @@ def order_cancel(token: str):
     order = orders.get_by_token(db_session(), token)
     if order is None:
         abort(404)
-    try:
+    with attempt(orders.OrderError) as result:
         orders.cancel(db_session(), order, user_id=_user_id(), reason="cancelled by customer")
-        db_session().commit()
+    if result.ok:
         payments.expire_checkout(settings(), order.stripe_session_id)
         flash(_("Your order was cancelled."), "success")
-    except orders.OrderError as exc:
-        db_session().rollback()
-        flash(_(str(exc)), "error")
     return redirect(url_for("shop.order_page", token=token))
 
 
