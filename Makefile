@@ -48,8 +48,7 @@ demo: venv system-deps translations
 	$(BIN)/flask demo seed --if-empty
 	$(BIN)/flask demo run
 
-test: venv system-deps-test translations
-	$(BIN)/ruff check .
+test: venv system-deps-test translations lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The suite against PostgreSQL (installed and started on loopback by the script).
@@ -58,6 +57,7 @@ test-pg: venv system-deps-test translations
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench-quick: venv system-deps
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --quick || exit 1; done

@@ -72,12 +72,19 @@ def build(db_url: str, greenhouses: int, days: int, end: int, progress=print) ->
     for gh_id, dev_id in ghs:
         for name in METRIC_NAMES:
             mid = metrics.BY_NAME[name].id
-            base, amp = {"air_temperature": (20, 7), "air_humidity": (70, 15), "soil_moisture": (60, 8),
-                         "co2": (600, 200), "light": (20000, 20000)}[name]
+            base, amp = {
+                "air_temperature": (20, 7),
+                "air_humidity": (70, 15),
+                "soil_moisture": (60, 8),
+                "co2": (600, 200),
+                "light": (20000, 20000),
+            }[name]
             noise = rng.random
             w = 2 * math.pi / 86400
-            rows = ((dev_id, gh_id, mid, ts, round(base + amp * math.sin(ts * w) + noise(), 2))
-                    for ts in range(start, end, 60))
+            rows = (
+                (dev_id, gh_id, mid, ts, round(base + amp * math.sin(ts * w) + noise(), 2))
+                for ts in range(start, end, 60)
+            )
             cur.executemany(sql, rows)
             raw.commit()
             total += (end - start) // 60
@@ -91,7 +98,9 @@ def build(db_url: str, greenhouses: int, days: int, end: int, progress=print) ->
     rollups.rebuild(session, chunk_days=400)
     session.commit()
     progress(f"  rollups rebuilt in {time.perf_counter() - t:.1f} s")
-    session.execute(insert(Device).values(device_id="bench-extra", greenhouse_id=ghs[0][0], kind="controller"))
+    session.execute(
+        insert(Device).values(device_id="bench-extra", greenhouse_id=ghs[0][0], kind="controller")
+    )
     session.commit()
     session.close()
     engine.dispose()
@@ -119,7 +128,9 @@ def main() -> None:
     db_url = f"sqlite:///{db_path}"
     now = int(time.time())
     end = now - now % 60
-    print(f"dashboard benchmark: {greenhouses * len(METRIC_NAMES)} sensors x {args.days} days, SQLite {db_path}")
+    print(
+        f"dashboard benchmark: {greenhouses * len(METRIC_NAMES)} sensors x {args.days} days, SQLite {db_path}"
+    )
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     t0 = time.perf_counter()
     rows = build(db_url, greenhouses, args.days, end)
@@ -138,7 +149,10 @@ def main() -> None:
     gh_ids = list(range(1, greenhouses + 1))
     mids = [metrics.BY_NAME[n].id for n in METRIC_NAMES]
     results: dict[str, float] = {}
-    print(f"\n{'query':<10} {'resolution':<6} {'points':>6}   rollup/raw-table query              raw aggregation")
+    print(
+        f"\n{'query':<10} {'resolution':<6} {'points':>6}   rollup/raw-table query              raw "
+        f"aggregation"
+    )
     for key, span in RANGES.items():
         start = end - span
         res = choose_resolution(start, end)
@@ -164,8 +178,11 @@ def main() -> None:
     from app import create_app
     from core import auth
 
-    app = create_app(Settings.from_env({}, env="testing", instance_path=workdir / "instance",
-                                       database_url=db_url, secret_key="bench"))
+    app = create_app(
+        Settings.from_env(
+            {}, env="testing", instance_path=workdir / "instance", database_url=db_url, secret_key="bench"
+        )
+    )
     app.config["WTF_CSRF_ENABLED"] = False
     auth.create_user(session, "bench-admin", "bench-password", "admin")
     session.commit()
@@ -190,13 +207,22 @@ def main() -> None:
     batches = 40
     t = time.perf_counter()
     for b in range(batches):
-        rows_b = [{"greenhouse_id": gh_ids[i % len(gh_ids)], "metric_id": mids[i % len(mids)],
-                   "ts": end + b * 60 + i // 50, "value": 1.0 + i} for i in range(500)]
+        rows_b = [
+            {
+                "greenhouse_id": gh_ids[i % len(gh_ids)],
+                "metric_id": mids[i % len(mids)],
+                "ts": end + b * 60 + i // 50,
+                "value": 1.0 + i,
+            }
+            for i in range(500)
+        ]
         apply_readings(session, rows_b)
     session.rollback()
     apply_s = time.perf_counter() - t
     results["apply_rows_per_s"] = batches * 500 / apply_s
-    print(f"apply_readings: {results['apply_rows_per_s']:,.0f} readings/s folded into rollups (500-row batches)")
+    print(
+        f"apply_readings: {results['apply_rows_per_s']:,.0f} readings/s folded into rollups (500-row batches)"
+    )
 
     # alert evaluation on the ingest path, with every greenhouse on its crop's default rules
     from iot.alerts import ensure_default_rules, evaluate_batch
@@ -207,8 +233,15 @@ def main() -> None:
     session.commit()
     t = time.perf_counter()
     for b in range(batches):
-        rows_b = [{"greenhouse_id": gh_ids[i % len(gh_ids)], "metric_id": mids[i % len(mids)],
-                   "ts": end + b * 60 + i // 50, "value": 20.0 + (i % 7)} for i in range(500)]
+        rows_b = [
+            {
+                "greenhouse_id": gh_ids[i % len(gh_ids)],
+                "metric_id": mids[i % len(mids)],
+                "ts": end + b * 60 + i // 50,
+                "value": 20.0 + (i % 7),
+            }
+            for i in range(500)
+        ]
         evaluate_batch(session, rows_b)
         session.flush()
     session.rollback()
@@ -222,9 +255,29 @@ def main() -> None:
     if not args.keep and not args.dir:
         shutil.rmtree(workdir, ignore_errors=True)
     results["rows"] = rows
-    keys = ["rows", "q24h_p95_ms", "q7d_p95_ms", "q30d_p95_ms", "q1y_p95_ms", "overview_p95_ms", "page30d_p95_ms",
-            "raw30d_p95_ms", "raw1y_p95_ms", "speedup30d", "speedup1y", "apply_rows_per_s", "alerts_rows_per_s"]
-    print(" ".join(f"{k}={results[k]:.0f}" if k in ("rows", "apply_rows_per_s", "alerts_rows_per_s") else f"{k}={results[k]:.2f}" for k in keys))
+    keys = [
+        "rows",
+        "q24h_p95_ms",
+        "q7d_p95_ms",
+        "q30d_p95_ms",
+        "q1y_p95_ms",
+        "overview_p95_ms",
+        "page30d_p95_ms",
+        "raw30d_p95_ms",
+        "raw1y_p95_ms",
+        "speedup30d",
+        "speedup1y",
+        "apply_rows_per_s",
+        "alerts_rows_per_s",
+    ]
+    print(
+        " ".join(
+            f"{k}={results[k]:.0f}"
+            if k in ("rows", "apply_rows_per_s", "alerts_rows_per_s")
+            else f"{k}={results[k]:.2f}"
+            for k in keys
+        )
+    )
 
 
 if __name__ == "__main__":

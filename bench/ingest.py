@@ -126,10 +126,19 @@ def prepare_db(url: str) -> None:
     engine.dispose()
 
 
-def drain_ingester(port: int, url: str, client_id: str, n: int, batch_size: int, hooks=None) -> tuple[float, int]:
-    config = IngestConfig(database_url=url, mqtt_port=port, topic_prefix=PREFIX, client_id=client_id,
-                          batch_size=batch_size, batch_ms=100, receive_maximum=min(max(20000, batch_size * 4), 65535),
-                          log_every_s=3600)
+def drain_ingester(
+    port: int, url: str, client_id: str, n: int, batch_size: int, hooks=None
+) -> tuple[float, int]:
+    config = IngestConfig(
+        database_url=url,
+        mqtt_port=port,
+        topic_prefix=PREFIX,
+        client_id=client_id,
+        batch_size=batch_size,
+        batch_ms=100,
+        receive_maximum=min(max(20000, batch_size * 4), 65535),
+        log_every_s=3600,
+    )
     ingester = Ingester(config, hooks=hooks)
     thread = threading.Thread(target=ingester.run, daemon=True)
     thread.start()
@@ -152,23 +161,34 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=200_000, help="messages (default 200,000)")
     parser.add_argument("--quick", action="store_true", help="20,000 messages")
     parser.add_argument("--batch-size", type=int, default=5000)
-    parser.add_argument("--no-hooks", action="store_true",
-                        help="without the dashboard's rollups and alerts in the transaction (the ingester's own cost)")
-    parser.add_argument("--pg-url", default=os.environ.get("TEST_DATABASE_URL", ""),
-                        help="PostgreSQL URL (a scratch database: its tables are dropped)")
+    parser.add_argument(
+        "--no-hooks",
+        action="store_true",
+        help="without the dashboard's rollups and alerts in the transaction (the ingester's own cost)",
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("TEST_DATABASE_URL", ""),
+        help="PostgreSQL URL (a scratch database: its tables are dropped)",
+    )
     args = parser.parse_args()
     n = 20_000 if args.quick else args.n
     pg_url = args.pg_url if args.pg_url.startswith("postgresql") else ""
 
-    with tempfile.TemporaryDirectory(prefix="tianyuan-bench-") as tmp, \
-            Broker(data_dir=Path(tmp) / "broker", persistence=False) as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="tianyuan-bench-") as tmp,
+        Broker(data_dir=Path(tmp) / "broker", persistence=False) as broker,
+    ):
         sqlite_url = f"sqlite:///{tmp}/bench.sqlite3"
         prepare_db(sqlite_url)
         sessions = ["bench-raw", "bench-sqlite"] + (["bench-pg"] if pg_url else [])
         for cid in sessions:
             register_session(broker.port, cid)
         pub_s = publish(broker.port, n)
-        print(f"published {n} QoS 1 messages in {pub_s:.1f}s ({n / pub_s:,.0f}/s); queued for {len(sessions)} sessions")
+        print(
+            f"published {n} QoS 1 messages in {pub_s:.1f}s ({n / pub_s:,.0f}/s); queued for "
+            f"{len(sessions)} sessions"
+        )
 
         raw_s = drain_raw(broker.port, n)
         raw = n / raw_s
@@ -178,18 +198,27 @@ def main() -> int:
         print("rollups and alerts:", "off (--no-hooks)" if args.no_hooks else "on (as in production)")
         sq_s, sq_rows = drain_ingester(broker.port, sqlite_url, "bench-sqlite", n, args.batch_size, hooks)
         sq = n / sq_s
-        print(f"(b) ingester -> SQLite:    {sq:>9,.0f} msg/s  {sq_rows / sq_s:>9,.0f} readings/s  "
-              f"({sq_s:.2f}s, {sq_rows} rows, {sq / raw:.0%} of raw)")
+        print(
+            f"(b) ingester -> SQLite:    {sq:>9,.0f} msg/s  {sq_rows / sq_s:>9,.0f} readings/s  "
+            f"({sq_s:.2f}s, {sq_rows} rows, {sq / raw:.0%} of raw)"
+        )
         assert sq_rows == 2 * n, f"expected {2 * n} readings, found {sq_rows}"
-        figures = {"n": n, "raw_per_s": round(raw), "persisted_per_s": round(sq),
-                   "readings_per_s": round(sq_rows / sq_s), "ratio": round(sq / raw, 3)}
+        figures = {
+            "n": n,
+            "raw_per_s": round(raw),
+            "persisted_per_s": round(sq),
+            "readings_per_s": round(sq_rows / sq_s),
+            "ratio": round(sq / raw, 3),
+        }
 
         if pg_url:
             prepare_db(pg_url)
             pg_s, pg_rows = drain_ingester(broker.port, pg_url, "bench-pg", n, args.batch_size, hooks)
             pg = n / pg_s
-            print(f"(c) ingester -> PostgreSQL:{pg:>9,.0f} msg/s  {pg_rows / pg_s:>9,.0f} readings/s  "
-                  f"({pg_s:.2f}s, {pg / raw:.0%} of raw)")
+            print(
+                f"(c) ingester -> PostgreSQL:{pg:>9,.0f} msg/s  {pg_rows / pg_s:>9,.0f} readings/s  "
+                f"({pg_s:.2f}s, {pg / raw:.0%} of raw)"
+            )
             figures.update(pg_persisted_per_s=round(pg), pg_ratio=round(pg / raw, 3))
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
     return 0

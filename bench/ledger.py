@@ -30,8 +30,20 @@ from core.db import Base, load_models, make_engine, make_session_factory  # noqa
 class _V:
     """Just the attributes ``coop.ledger.canonical`` reads."""
 
-    __slots__ = ("seq", "year", "number", "date", "summary", "attachments", "kind", "preparer_id",
-                 "approver_id", "source", "source_ref", "reverses_id")
+    __slots__ = (
+        "seq",
+        "year",
+        "number",
+        "date",
+        "summary",
+        "attachments",
+        "kind",
+        "preparer_id",
+        "approver_id",
+        "source",
+        "source_ref",
+        "reverses_id",
+    )
 
     def __init__(self, **kw):
         for k, v in kw.items():
@@ -49,8 +61,13 @@ def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
             s.add(Household(code=f"B{i:03d}", head_name=f"户{i}"))
         s.flush()
         households = [ensure_account(s, "113", f"B{i:03d}", key=f"household:{i + 1}") for i in range(30)]
-        income = [ensure_account(s, "501", n, key=f"enterprise:{n}") for n in ("mill", "sales", "mugwort", "land", "pond")]
-        expense = [ensure_account(s, "511", n, key=f"enterprise:{n}:expense") for n in ("mill", "sales", "mugwort")]
+        income = [
+            ensure_account(s, "501", n, key=f"enterprise:{n}")
+            for n in ("mill", "sales", "mugwort", "land", "pond")
+        ]
+        expense = [
+            ensure_account(s, "511", n, key=f"enterprise:{n}:expense") for n in ("mill", "sales", "mugwort")
+        ]
         admin = [ensure_account(s, "513", n, key=f"admin:{n}") for n in ("office", "allowance")]
         s.commit()
         codes = dict(s.execute(select(Account.id, Account.code)).all())
@@ -58,7 +75,10 @@ def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
     cash, bank = acc["101"], acc["102"]
     subsidy = acc["503"]
     first_year = dt.date.today().year - years
-    days = [dt.date(first_year, 1, 1) + dt.timedelta(days=i) for i in range((dt.date(first_year + years, 1, 1) - dt.date(first_year, 1, 1)).days)]
+    days = [
+        dt.date(first_year, 1, 1) + dt.timedelta(days=i)
+        for i in range((dt.date(first_year + years, 1, 1) - dt.date(first_year, 1, 1)).days)
+    ]
 
     vouchers, lines, balances = [], [], {}
     prev, seq, line_id = GENESIS_HASH, 0, 0
@@ -84,34 +104,78 @@ def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
             ls = [(bank, amount, 0), (subsidy, 0, amount)]
         seq += 1
         numbers[day.year] = numbers.get(day.year, 0) + 1
-        v = _V(seq=seq, year=day.year, number=numbers[day.year], date=day, summary=f"bench {seq}", attachments=1,
-               kind="normal", preparer_id=None, approver_id=None, source=None, source_ref=None, reverses_id=None)
+        v = _V(
+            seq=seq,
+            year=day.year,
+            number=numbers[day.year],
+            date=day,
+            summary=f"bench {seq}",
+            attachments=1,
+            kind="normal",
+            preparer_id=None,
+            approver_id=None,
+            source=None,
+            source_ref=None,
+            reverses_id=None,
+        )
         h = chain_hash(prev, canonical(v, [(codes[a], d, c, "") for a, d, c in ls]))
-        vouchers.append({"id": seq, "seq": seq, "year": day.year, "number": v.number, "date": day, "summary": v.summary,
-                         "attachments": 1, "kind": "normal", "total": sum(d for _, d, _ in ls), "prev_hash": prev,
-                         "hash": h, "posted_at": dt.datetime.now(dt.UTC)})
+        vouchers.append(
+            {
+                "id": seq,
+                "seq": seq,
+                "year": day.year,
+                "number": v.number,
+                "date": day,
+                "summary": v.summary,
+                "attachments": 1,
+                "kind": "normal",
+                "total": sum(d for _, d, _ in ls),
+                "prev_hash": prev,
+                "hash": h,
+                "posted_at": dt.datetime.now(dt.UTC),
+            }
+        )
         prev = h
         period = day.year * 100 + day.month
         for no, (a, d, c) in enumerate(ls, 1):
             line_id += 1
-            lines.append({"id": line_id, "voucher_id": seq, "line_no": no, "account_id": a, "debit": d, "credit": c,
-                          "memo": ""})
+            lines.append(
+                {
+                    "id": line_id,
+                    "voucher_id": seq,
+                    "line_no": no,
+                    "account_id": a,
+                    "debit": d,
+                    "credit": c,
+                    "memo": "",
+                }
+            )
             b = balances.setdefault((a, period), [0, 0])
             b[0] += d
             b[1] += c
     t = time.perf_counter()
     with session_factory() as s:
         for i in range(0, len(vouchers), 20000):
-            s.execute(insert(Voucher.__table__), vouchers[i:i + 20000])
+            s.execute(insert(Voucher.__table__), vouchers[i : i + 20000])
         for i in range(0, len(lines), 50000):
-            s.execute(insert(VoucherLine.__table__), lines[i:i + 50000])
-        s.execute(insert(Balance.__table__), [{"account_id": a, "period": p, "closing": False, "debit": d, "credit": c}
-                                              for (a, p), (d, c) in balances.items()])
+            s.execute(insert(VoucherLine.__table__), lines[i : i + 50000])
+        s.execute(
+            insert(Balance.__table__),
+            [
+                {"account_id": a, "period": p, "closing": False, "debit": d, "credit": c}
+                for (a, p), (d, c) in balances.items()
+            ],
+        )
         head = s.get(ChainHead, 1)
         head.seq, head.hash = seq, prev
         s.commit()
-    return {"vouchers": len(vouchers), "lines": len(lines), "balance_rows": len(balances),
-            "insert_s": time.perf_counter() - t, "last_year": first_year + years - 1}
+    return {
+        "vouchers": len(vouchers),
+        "lines": len(lines),
+        "balance_rows": len(balances),
+        "insert_s": time.perf_counter() - t,
+        "last_year": first_year + years - 1,
+    }
 
 
 def timed(fn, repeat: int = 5) -> float:
@@ -124,7 +188,9 @@ def timed(fn, repeat: int = 5) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="100,000 lines instead of 1,000,000")
     parser.add_argument("--lines", type=int, default=None)
     parser.add_argument("--years", type=int, default=10)
@@ -144,8 +210,11 @@ def main() -> None:
     t0 = time.perf_counter()
     info = build(factory, n_lines, args.years)
     build_s = time.perf_counter() - t0
-    print(f"built {info['vouchers']:,} vouchers, {info['lines']:,} lines, {info['balance_rows']:,} balance rows "
-          f"in {build_s:.1f} s (insert {info['insert_s']:.1f} s) on {engine.dialect.name}")
+    print(
+        f"built {info['vouchers']:,} vouchers, {info['lines']:,} lines, {info['balance_rows']:,} balance "
+        f"rows "
+        f"in {build_s:.1f} s (insert {info['insert_s']:.1f} s) on {engine.dialect.name}"
+    )
 
     from coop import reports
     from coop.export import write_beancount

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-HELLO = '''from flask import Flask
+HELLO = """from flask import Flask
 
 app = Flask(__name__)
 
@@ -38,7 +38,7 @@ app = Flask(__name__)
 @app.get("/")
 def hello():
     return "hello"
-'''
+"""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -70,7 +70,10 @@ def gunicorn(app_spec: str, port: int, cwd: Path, env: dict) -> subprocess.Popen
     exe = Path(sys.executable).parent / "gunicorn"
     return subprocess.Popen(
         [str(exe), "-w", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning", app_spec],
-        cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=str(cwd),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -103,7 +106,9 @@ def add_products(db_url: str, n: int) -> None:
     app = create_app({"env": "testing", "database_url": db_url, "secret_key": "bench"})
     with app.extensions[EXT]["db"].session_factory() as s:
         for i in range(n):
-            p = Product(slug=f"extra-{i}", name_zh=f"样品{i}", name_en=f"Sample {i}", unit="bag", price_fen=1000 + i)
+            p = Product(
+                slug=f"extra-{i}", name_zh=f"样品{i}", name_en=f"Sample {i}", unit="bag", price_fen=1000 + i
+            )
             s.add(p)
             s.flush()
             catalog.add_stock(s, p, Decimal(5), household_id=None, harvested_on=None)
@@ -148,7 +153,9 @@ def count_queries(db_url: str, env: str = "testing") -> dict[str, int]:
     return out
 
 
-def load(url_for_thread, *, seconds: float, threads: int, method: str = "GET", prepare=None) -> tuple[float, float, int]:
+def load(
+    url_for_thread, *, seconds: float, threads: int, method: str = "GET", prepare=None
+) -> tuple[float, float, int]:
     """Hammer for ``seconds`` with ``threads`` clients; (requests/s, p95 ms, errors)."""
     import requests
 
@@ -168,8 +175,13 @@ def load(url_for_thread, *, seconds: float, threads: int, method: str = "GET", p
                 if method == "GET":
                     r = s.get(url_for_thread(i), timeout=30, allow_redirects=False)
                 else:
-                    r = s.post(url_for_thread(i), data=state["data"](), timeout=30, allow_redirects=False,
-                               headers={"X-CSRFToken": state["token"]})
+                    r = s.post(
+                        url_for_thread(i),
+                        data=state["data"](),
+                        timeout=30,
+                        allow_redirects=False,
+                        headers={"X-CSRFToken": state["token"]},
+                    )
                 ok = r.status_code in (200, 302)
             except requests.RequestException:
                 ok = False
@@ -190,7 +202,9 @@ def load(url_for_thread, *, seconds: float, threads: int, method: str = "GET", p
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="3 s per endpoint (under a minute in all)")
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--threads", type=int, default=8)
@@ -205,8 +219,14 @@ def main() -> None:
         queries10 = count_queries(db_url)
         cached = count_queries(db_url, env="development")
         (tmp / "hello.py").write_text(HELLO)
-        env = {**os.environ, "DATABASE_URL": db_url, "SECRET_KEY": "bench-secret", "TIANYUAN_ENV": "development",
-               "TIANYUAN_INSTANCE_PATH": str(tmp / "instance"), "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "DATABASE_URL": db_url,
+            "SECRET_KEY": "bench-secret",
+            "TIANYUAN_ENV": "development",
+            "TIANYUAN_INSTANCE_PATH": str(tmp / "instance"),
+            "PYTHONPATH": str(ROOT),
+        }
         hello_port, shop_port = free_port(), free_port()
         procs.append(gunicorn("hello:app", hello_port, tmp, env))
         procs.append(gunicorn("app:create_app()", shop_port, ROOT, env))
@@ -230,17 +250,27 @@ def main() -> None:
 
             def data():
                 counter[0] += 1
-                return {"product_id": product_ids[counter[0] % len(product_ids)], "quantity": "1",
-                        "csrf_token": token}
+                return {
+                    "product_id": product_ids[counter[0] % len(product_ids)],
+                    "quantity": "1",
+                    "csrf_token": token,
+                }
 
             return {"token": token, "data": data}
 
         results = {}
         results["hello"] = load(lambda i: hello_url + "/", seconds=seconds, threads=args.threads)
         results["home"] = load(lambda i: shop_url + "/shop/", seconds=seconds, threads=args.threads)
-        results["product"] = load(lambda i: shop_url + "/shop/p/yellow-peach", seconds=seconds, threads=args.threads)
-        results["add"] = load(lambda i: shop_url + "/shop/cart/add", seconds=seconds, threads=args.threads,
-                              method="POST", prepare=prepare)
+        results["product"] = load(
+            lambda i: shop_url + "/shop/p/yellow-peach", seconds=seconds, threads=args.threads
+        )
+        results["add"] = load(
+            lambda i: shop_url + "/shop/cart/add",
+            seconds=seconds,
+            threads=args.threads,
+            method="POST",
+            prepare=prepare,
+        )
         for p in procs:
             p.terminate()
         for p in procs:
@@ -249,14 +279,20 @@ def main() -> None:
         add_products(db_url, 30)
         queries40 = count_queries(db_url)
 
-        print(f"gunicorn 2 sync workers, {args.threads} client threads, {seconds:.0f} s per endpoint, SQLite (WAL)")
+        print(
+            f"gunicorn 2 sync workers, {args.threads} client threads, {seconds:.0f} s per endpoint, "
+            f"SQLite (WAL)"
+        )
         hello_rps = results["hello"][0]
         for name, (rps, p95, errs) in results.items():
             share = f"{rps / hello_rps * 100:5.1f}% of hello" if name != "hello" else ""
             print(f"  {name:8} {rps:8.1f} req/s   p95 {p95:7.1f} ms   errors {errs:3d}   {share}")
         print("SQL queries per request (10 products -> 40 products):")
         for name in queries10:
-            print(f"  {name:15} {queries10[name]} -> {queries40[name]}   (with the 3 s listing cache: {cached[name]})")
+            print(
+                f"  {name:15} {queries10[name]} -> {queries40[name]}   (with the 3 s listing cache: "
+                f"{cached[name]})"
+            )
         pairs = {
             "hello_rps": f"{hello_rps:.1f}",
             "home_rps": f"{results['home'][0]:.1f}",

@@ -67,8 +67,15 @@ def build(session, days: int):
     session.flush()
     sensor = Device(device_id="s1", greenhouse_id=gh.id)
     ctl = Device(device_id="c1", greenhouse_id=gh.id, kind="controller")
-    peach = Product(slug="peach", gtin="6970000000017", name_zh="黄桃", name_en="Yellow peaches", unit="kg",
-                    price_fen=1800, crop="peach")
+    peach = Product(
+        slug="peach",
+        gtin="6970000000017",
+        name_zh="黄桃",
+        name_en="Yellow peaches",
+        unit="kg",
+        price_fen=1800,
+        crop="peach",
+    )
     box = Product(slug="box", name_zh="礼盒", name_en="Gift box", unit="box", price_fen=9900)
     session.add_all([sensor, ctl, peach, box])
     session.flush()
@@ -82,16 +89,43 @@ def build(session, days: int):
         mid = metrics.get(name).id
         for bucket in range(start, raw_from, 3600):
             values = [centre + rng.uniform(-5, 5) for _ in range(60)]
-            rollups.append(dict(greenhouse_id=gh.id, metric_id=mid, bucket=bucket, count=60, sum=sum(values),
-                                min=min(values), max=max(values)))
+            rollups.append(
+                dict(
+                    greenhouse_id=gh.id,
+                    metric_id=mid,
+                    bucket=bucket,
+                    count=60,
+                    sum=sum(values),
+                    min=min(values),
+                    max=max(values),
+                )
+            )
         for ts in range(raw_from, end, 60):
-            raw.append(dict(device_id=sensor.id, greenhouse_id=gh.id, metric_id=mid, ts=ts,
-                            value=centre + rng.uniform(-5, 5)))
+            raw.append(
+                dict(
+                    device_id=sensor.id,
+                    greenhouse_id=gh.id,
+                    metric_id=mid,
+                    ts=ts,
+                    value=centre + rng.uniform(-5, 5),
+                )
+            )
     session.execute(insert(HourlyRollup), rollups)
     session.execute(insert(Reading), raw)
-    events = [dict(device_id=ctl.id, greenhouse_id=gh.id, started_at=t, ended_at=t + 900, water_l=300.0, ec=1.8,
-                   ph=6.2, fertilizer={"tank_a": 1.5, "tank_b": 0.5})
-              for day in range(days + 1) for t in (start + day * 86400 + 7 * 3600, start + day * 86400 + 16 * 3600)]
+    events = [
+        dict(
+            device_id=ctl.id,
+            greenhouse_id=gh.id,
+            started_at=t,
+            ended_at=t + 900,
+            water_l=300.0,
+            ec=1.8,
+            ph=6.2,
+            fertilizer={"tank_a": 1.5, "tank_b": 0.5},
+        )
+        for day in range(days + 1)
+        for t in (start + day * 86400 + 7 * 3600, start + day * 86400 + 16 * 3600)
+    ]
     session.execute(insert(IrrigationEvent), events)
     cycle = lots.create_crop_cycle(session, gh.id, "peach", planted, variety="锦绣黄桃")
     lot = lots.create_harvest_lot(session, cycle, "500", "kg", harvested_on=harvest, product_id=peach.id)
@@ -104,7 +138,9 @@ def build(session, days: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--days", type=int)
     parser.add_argument("--requests", type=int)
@@ -120,8 +156,13 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="trace-bench-"))
     try:
-        settings = Settings.from_env({}, env="testing", instance_path=tmp, database_url=f"sqlite:///{tmp}/b.sqlite3",
-                                     secret_key="bench")
+        settings = Settings.from_env(
+            {},
+            env="testing",
+            instance_path=tmp,
+            database_url=f"sqlite:///{tmp}/b.sqlite3",
+            secret_key="bench",
+        )
         load_models()
         app = create_app(settings)
         db = app.extensions[EXT]["db"]
@@ -129,8 +170,11 @@ def main() -> None:
         with db.session_factory() as session:
             t = time.perf_counter()
             pack, gift, n_roll, n_raw, n_irr = build(session, days)
-            print(f"built {days}-day cycle: {n_roll} hourly rollups, {n_raw} raw readings, {n_irr} fertigation runs"
-                  f" in {time.perf_counter() - t:.1f}s")
+            print(
+                f"built {days}-day cycle: {n_roll} hourly rollups, {n_raw} raw readings, {n_irr} "
+                f"fertigation runs"
+                f" in {time.perf_counter() - t:.1f}s"
+            )
             code, gift_id = pack.code, gift.id
 
         with db.session_factory() as session:
@@ -148,14 +192,23 @@ def main() -> None:
             client.get(f"/t/{code}")
 
         cold = timed(cold_get, max(20, n // 10))
-        med = {k: statistics.median(v) * 1000 for k, v in
-               {"story": story, "page": page, "cold": cold, "epcis": doc}.items()}
-        for k, v in (("story", story), ("page (cache warm)", page), ("page (cache cold)", cold), ("epcis", doc)):
+        med = {
+            k: statistics.median(v) * 1000
+            for k, v in {"story": story, "page": page, "cold": cold, "epcis": doc}.items()
+        }
+        for k, v in (
+            ("story", story),
+            ("page (cache warm)", page),
+            ("page (cache cold)", cold),
+            ("epcis", doc),
+        ):
             print(f"{k:18} median {statistics.median(v) * 1000:8.2f} ms   p95 {pct(v, 0.95) * 1000:8.2f} ms")
         print(f"warm page throughput (one thread): {1 / statistics.median(page):.0f} requests/s")
-        print(f"days={days} story_ms={med['story']:.2f} page_warm_ms={med['page']:.2f} "
-              f"page_cold_ms={med['cold']:.2f} epcis_ms={med['epcis']:.2f} "
-              f"warm_rps={1 / statistics.median(page):.0f} speedup={med['cold'] / med['page']:.1f}")
+        print(
+            f"days={days} story_ms={med['story']:.2f} page_warm_ms={med['page']:.2f} "
+            f"page_cold_ms={med['cold']:.2f} epcis_ms={med['epcis']:.2f} "
+            f"warm_rps={1 / statistics.median(page):.0f} speedup={med['cold'] / med['page']:.1f}"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -101,8 +101,13 @@ def recurring(until):
 @coop_cli.command("year-end")
 @click.argument("year", type=int)
 @click.option("--reserve", "reserve_percent", default="10", show_default=True, help="Reserve rate, percent.")
-@click.option("--payout", "payout_percent", default="100", show_default=True,
-              help="Percent of the rest distributed to households.")
+@click.option(
+    "--payout",
+    "payout_percent",
+    default="100",
+    show_default=True,
+    help="Percent of the rest distributed to households.",
+)
 @click.option("--post", "do_post", is_flag=True, help="Post the plan (default: preview only).")
 def year_end(year, reserve_percent, payout_percent, do_post):
     """Preview (or with --post, post) the year-end closing and distribution."""
@@ -113,13 +118,17 @@ def year_end(year, reserve_percent, payout_percent, do_post):
     with _session() as session:
         try:
             plan = preview(session, year, reserve_percent=reserve_percent, payout_percent=payout_percent)
-            click.echo(f"surplus {format_fen(plan.surplus)}, prior {format_fen(plan.prior_undistributed)}, "
-                       f"reserve {format_fen(plan.reserve)}, households {format_fen(plan.to_households)}, "
-                       f"retained {format_fen(plan.retained)}")
+            click.echo(
+                f"surplus {format_fen(plan.surplus)}, prior {format_fen(plan.prior_undistributed)}, "
+                f"reserve {format_fen(plan.reserve)}, households {format_fen(plan.to_households)}, "
+                f"retained {format_fen(plan.retained)}"
+            )
             for hid, amount in plan.parts.items():
                 click.echo(f"  {plan.names[hid]:20} {plan.shares[hid]:>5} shares {format_fen(amount):>14}")
             if do_post:
-                post_distribution(session, year, reserve_percent=reserve_percent, payout_percent=payout_percent)
+                post_distribution(
+                    session, year, reserve_percent=reserve_percent, payout_percent=payout_percent
+                )
                 session.commit()
                 click.echo("posted")
         except LedgerError as exc:

@@ -11,9 +11,38 @@ from sqlalchemy.orm import Session
 from coop.models import Household
 
 SURNAMES = "赵赵赵赵赵王王王李李李张张刘刘陈杨黄周吴徐孙马朱胡郭何高林罗郑"
-GIVEN = ["建国", "秀英", "桂兰", "志强", "海燕", "国庆", "玉梅", "红军", "春生", "小平", "金凤", "德明",
-         "淑珍", "永福", "长青", "翠花", "振华", "丽娟", "保国", "文杰", "月娥", "新民", "凤英", "卫东",
-         "秋菊", "铁柱", "巧云", "家兴", "素芬", "明亮"]
+GIVEN = [
+    "建国",
+    "秀英",
+    "桂兰",
+    "志强",
+    "海燕",
+    "国庆",
+    "玉梅",
+    "红军",
+    "春生",
+    "小平",
+    "金凤",
+    "德明",
+    "淑珍",
+    "永福",
+    "长青",
+    "翠花",
+    "振华",
+    "丽娟",
+    "保国",
+    "文杰",
+    "月娥",
+    "新民",
+    "凤英",
+    "卫东",
+    "秋菊",
+    "铁柱",
+    "巧云",
+    "家兴",
+    "素芬",
+    "明亮",
+]
 
 
 def seed_members(session: Session, ctx: dict[str, Any]) -> None:
@@ -58,30 +87,81 @@ def _month_events(rng: random.Random, year: int, month: int, acc: dict[str, str]
         ev.append((date(year, month, day), summary, lines, attachments))
 
     mill = rng.randrange(800_000, 1_600_000, 100)
-    add(rng.randint(26, 28), f"粮食加工厂{month}月加工费收入", [Line("101", debit=mill), Line(acc["mill"], credit=mill)], 3)
+    add(
+        rng.randint(26, 28),
+        f"粮食加工厂{month}月加工费收入",
+        [Line("101", debit=mill), Line(acc["mill"], credit=mill)],
+        3,
+    )
     power = rng.randrange(150_000, 320_000, 100)
-    add(rng.randint(10, 15), f"粮食加工厂{month}月电费", [Line(acc["mill_exp"], debit=power), Line("102", credit=power)], 1)
+    add(
+        rng.randint(10, 15),
+        f"粮食加工厂{month}月电费",
+        [Line(acc["mill_exp"], debit=power), Line("102", credit=power)],
+        1,
+    )
     wages = 420_000
-    add(25, f"粮食加工厂{month}月工人工资", [Line(acc["mill_exp"], debit=wages), Line("102", credit=wages)], 2)
+    add(
+        25, f"粮食加工厂{month}月工人工资", [Line(acc["mill_exp"], debit=wages), Line("102", credit=wages)], 2
+    )
     deposit = mill - 150_000
     add(28, "现金存入银行", [Line("102", debit=deposit), Line("101", credit=deposit)], 1)
-    add(5, f"村干部{month}月误工补贴", [Line(acc["allowance"], debit=600_000), Line("102", credit=600_000)], 2)
+    add(
+        5, f"村干部{month}月误工补贴", [Line(acc["allowance"], debit=600_000), Line("102", credit=600_000)], 2
+    )
     office = rng.randrange(20_000, 90_000, 100)
-    add(rng.randint(6, 20), "购买办公用品", [Line(acc["office"], debit=office), Line("101", credit=office)], 1)
+    add(
+        rng.randint(6, 20), "购买办公用品", [Line(acc["office"], debit=office), Line("101", credit=office)], 1
+    )
     sales = rng.randrange(1_200_000, 2_800_000, 100)
     cost = sales * 72 // 100
-    add(rng.randint(16, 22), f"农产品销售中心{month}月销售收入", [Line("102", debit=sales), Line(acc["sales"], credit=sales)], 4)
-    add(rng.randint(16, 22), f"农产品销售中心{month}月采购及包装", [Line(acc["sales_exp"], debit=cost), Line("102", credit=cost)], 3)
+    add(
+        rng.randint(16, 22),
+        f"农产品销售中心{month}月销售收入",
+        [Line("102", debit=sales), Line(acc["sales"], credit=sales)],
+        4,
+    )
+    add(
+        rng.randint(16, 22),
+        f"农产品销售中心{month}月采购及包装",
+        [Line(acc["sales_exp"], debit=cost), Line("102", credit=cost)],
+        3,
+    )
     if month in (5, 6, 7, 8, 9):
         mug = rng.randrange(1_500_000, 3_500_000, 100)
-        add(rng.randint(12, 20), f"艾草合作社{month}月艾草及艾条销售", [Line("102", debit=mug), Line(acc["mugwort"], credit=mug)], 4)
+        add(
+            rng.randint(12, 20),
+            f"艾草合作社{month}月艾草及艾条销售",
+            [Line("102", debit=mug), Line(acc["mugwort"], credit=mug)],
+            4,
+        )
         mug_cost = mug * 55 // 100
-        add(rng.randint(21, 24), f"艾草合作社{month}月收购社员艾草", [Line(acc["mugwort_exp"], debit=mug_cost), Line("102", credit=mug_cost)], 6)
+        add(
+            rng.randint(21, 24),
+            f"艾草合作社{month}月收购社员艾草",
+            [Line(acc["mugwort_exp"], debit=mug_cost), Line("102", credit=mug_cost)],
+            6,
+        )
     if month == 3:
-        add(18, "村级组织运转经费补助", [Line("102", debit=6_000_000), Line(acc["subsidy_ops"], credit=6_000_000)], 2)
+        add(
+            18,
+            "村级组织运转经费补助",
+            [Line("102", debit=6_000_000), Line(acc["subsidy_ops"], credit=6_000_000)],
+            2,
+        )
     if month == 6:
-        add(9, "高标准农田建设管护补助", [Line("102", debit=3_000_000), Line(acc["subsidy_farm"], credit=3_000_000)], 3)
-        add(20, "村道维修（一事一议）", [Line(acc["roads"], debit=1_800_000), Line("102", credit=1_800_000)], 5)
+        add(
+            9,
+            "高标准农田建设管护补助",
+            [Line("102", debit=3_000_000), Line(acc["subsidy_farm"], credit=3_000_000)],
+            3,
+        )
+        add(
+            20,
+            "村道维修（一事一议）",
+            [Line(acc["roads"], debit=1_800_000), Line("102", credit=1_800_000)],
+            5,
+        )
     if month == 9:
         add(12, "更换村内太阳能路灯", [Line(acc["lights"], debit=520_000), Line("102", credit=520_000)], 3)
     if month == 11:
@@ -113,14 +193,24 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
 
     # share register: 10 shares per household member (人口股), plus one transfer
     for h in households:
-        members.issue_shares(session, h.id, 10 * h.members, on=date(2019, 6, 1), note="股份合作制改革 人口股",
-                             user_id=preparer)
+        members.issue_shares(
+            session, h.id, 10 * h.members, on=date(2019, 6, 1), note="股份合作制改革 人口股", user_id=preparer
+        )
     if len(households) > 3:
-        members.transfer_shares(session, households[2].id, households[3].id, 5, on=date(year, 4, 2),
-                                note="户内分户 转让", user_id=preparer)
+        members.transfer_shares(
+            session,
+            households[2].id,
+            households[3].id,
+            5,
+            on=date(year, 4, 2),
+            note="户内分户 转让",
+            user_id=preparer,
+        )
 
-    ents = {slug: members.add_enterprise(session, slug, name, kind=kind, user_id=preparer)
-            for slug, name, kind in ENTERPRISES}
+    ents = {
+        slug: members.add_enterprise(session, slug, name, kind=kind, user_id=preparer)
+        for slug, name, kind in ENTERPRISES
+    }
     acc = {
         "mill": ents["grain-mill"].income_account.code,
         "mill_exp": ents["grain-mill"].expense_account.code,
@@ -142,17 +232,40 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
         members.set_member_account(session, ents["mugwort"].id, h.id, capital=(2 + i % 3) * 100_000)
         members.record_volume(session, ents["mugwort"].id, h.id, year, rng.randrange(300_000, 2_500_000, 100))
     # recurring contract income
-    session.add_all([
-        RecurringEntry(name="土地发包承包费", debit_account_id=_id(session, "102"),
-                       credit_account_id=ents["land-contract"].income_account_id, amount=4_800_000,
-                       every_months=12, day=15, start=date(year, 1, 15), enterprise_id=ents["land-contract"].id),
-        RecurringEntry(name="鱼塘租金", debit_account_id=_id(session, "102"),
-                       credit_account_id=ents["fish-pond"].income_account_id, amount=300_000,
-                       every_months=3, day=10, start=date(year, 1, 10), enterprise_id=ents["fish-pond"].id),
-        RecurringEntry(name="厂房租金", debit_account_id=_id(session, "102"),
-                       credit_account_id=ents["workshop-lease"].income_account_id, amount=250_000,
-                       every_months=1, day=1, start=date(year, 1, 1), enterprise_id=ents["workshop-lease"].id),
-    ])
+    session.add_all(
+        [
+            RecurringEntry(
+                name="土地发包承包费",
+                debit_account_id=_id(session, "102"),
+                credit_account_id=ents["land-contract"].income_account_id,
+                amount=4_800_000,
+                every_months=12,
+                day=15,
+                start=date(year, 1, 15),
+                enterprise_id=ents["land-contract"].id,
+            ),
+            RecurringEntry(
+                name="鱼塘租金",
+                debit_account_id=_id(session, "102"),
+                credit_account_id=ents["fish-pond"].income_account_id,
+                amount=300_000,
+                every_months=3,
+                day=10,
+                start=date(year, 1, 10),
+                enterprise_id=ents["fish-pond"].id,
+            ),
+            RecurringEntry(
+                name="厂房租金",
+                debit_account_id=_id(session, "102"),
+                credit_account_id=ents["workshop-lease"].income_account_id,
+                amount=250_000,
+                every_months=1,
+                day=1,
+                start=date(year, 1, 1),
+                enterprise_id=ents["workshop-lease"].id,
+            ),
+        ]
+    )
     session.flush()
 
     def post_month(y: int, m: int) -> None:
@@ -161,21 +274,39 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
 
         run_recurring(session, month_end(y, m), user_id=preparer)
         for day, summary, lines, attachments in _month_events(rng, y, m, acc):
-            post_voucher(session, date=day, summary=summary, lines=lines, preparer_id=preparer,
-                         approver_id=approver, attachments=attachments)
+            post_voucher(
+                session,
+                date=day,
+                summary=summary,
+                lines=lines,
+                preparer_id=preparer,
+                approver_id=approver,
+                attachments=attachments,
+            )
 
-    post_voucher(session, date=date(year, 1, 2), summary="上年结转 库存现金及银行存款", preparer_id=preparer,
-                 approver_id=approver, lines=[Line("101", debit=420_000), Line("102", debit=18_500_000),
-                                              Line("301", credit=18_920_000)])
+    post_voucher(
+        session,
+        date=date(year, 1, 2),
+        summary="上年结转 库存现金及银行存款",
+        preparer_id=preparer,
+        approver_id=approver,
+        lines=[Line("101", debit=420_000), Line("102", debit=18_500_000), Line("301", credit=18_920_000)],
+    )
     for m in range(1, 13):
         post_month(year, m)
         if m == 4:  # a mistake and its correction
-            wrong = post_voucher(session, date=date(year, 4, 16), summary="购买办公用品（金额录错）",
-                                 lines=[Line(acc["office"], debit=98_000), Line("101", credit=98_000)],
-                                 preparer_id=preparer, attachments=1)
+            wrong = post_voucher(
+                session,
+                date=date(year, 4, 16),
+                summary="购买办公用品（金额录错）",
+                lines=[Line(acc["office"], debit=98_000), Line("101", credit=98_000)],
+                preparer_id=preparer,
+                attachments=1,
+            )
             reverse_voucher(session, wrong.id, date=date(year, 4, 17), preparer_id=preparer)
-    distribution.post_distribution(session, year, reserve_percent=10, payout_percent=60, user_id=preparer,
-                                   approver_id=approver)
+    distribution.post_distribution(
+        session, year, reserve_percent=10, payout_percent=60, user_id=preparer, approver_id=approver
+    )
     published = disclosure.draft(session, year, "quarter", 4, user_id=preparer)
     disclosure.approve(session, published.id, user_id=approver or preparer)
     for m in range(1, today.month):

@@ -44,7 +44,9 @@ def snapshot(session: Session, year: int, kind: str, number: int, *, major_fen: 
     start, end = dt.date(year, m1, 1), month_end(year, m2)
     majors = session.scalars(
         select(Voucher)
-        .where(Voucher.date >= start, Voucher.date <= end, Voucher.total >= major_fen, Voucher.kind != "closing")
+        .where(
+            Voucher.date >= start, Voucher.date <= end, Voucher.total >= major_fen, Voucher.kind != "closing"
+        )
         .order_by(Voucher.date, Voucher.seq)
         .limit(50)
     )
@@ -69,24 +71,37 @@ def snapshot(session: Session, year: int, kind: str, number: int, *, major_fen: 
         },
         "distribution": dist.plan if dist is not None else None,
         "major_items": [
-            {"voucher": v.label, "date": v.date.isoformat(), "summary": v.summary, "amount": v.total} for v in majors
+            {"voucher": v.label, "date": v.date.isoformat(), "summary": v.summary, "amount": v.total}
+            for v in majors
         ],
         "chain": {"seq": seq, "hash": head},
     }
 
 
-def draft(session: Session, year: int, kind: str, number: int, *, user_id: int | None = None,
-          title: str | None = None) -> Disclosure:
+def draft(
+    session: Session,
+    year: int,
+    kind: str,
+    number: int,
+    *,
+    user_id: int | None = None,
+    title: str | None = None,
+) -> Disclosure:
     """Create (or refresh, while still a draft) the disclosure for a period."""
     if kind not in KINDS:
         raise LedgerError(N_("period kind must be month, quarter or year"))
     m1, m2 = period_range(year, kind, number)
-    existing = session.scalar(select(Disclosure).where(
-        Disclosure.year == year, Disclosure.period_kind == kind, Disclosure.period_no == number))
+    existing = session.scalar(
+        select(Disclosure).where(
+            Disclosure.year == year, Disclosure.period_kind == kind, Disclosure.period_no == number
+        )
+    )
     if existing is not None and existing.status == "approved":
         raise LedgerError(N_("this period's disclosure has been approved and published; it cannot change"))
     content = snapshot(session, year, kind, number)
-    label = {"month": f"{year}年{number}月", "quarter": f"{year}年第{number}季度", "year": f"{year}年度"}[kind]
+    label = {"month": f"{year}年{number}月", "quarter": f"{year}年第{number}季度", "year": f"{year}年度"}[
+        kind
+    ]
     d = existing or Disclosure(year=year, period_kind=kind, period_no=number)
     d.start, d.end = dt.date(year, m1, 1), month_end(year, m2)
     d.title = title or f"{label} 财务公开"
@@ -97,8 +112,13 @@ def draft(session: Session, year: int, kind: str, number: int, *, user_id: int |
     if existing is None:
         session.add(d)
     session.flush()
-    audit.record(session, "disclosure.refresh" if existing else "disclosure.draft", d, user_id=user_id,
-                 details={"title": d.title, "chain_seq": d.chain_seq, "chain_hash": d.chain_hash})
+    audit.record(
+        session,
+        "disclosure.refresh" if existing else "disclosure.draft",
+        d,
+        user_id=user_id,
+        details={"title": d.title, "chain_seq": d.chain_seq, "chain_hash": d.chain_hash},
+    )
     return d
 
 
@@ -111,13 +131,24 @@ def approve(session: Session, disclosure_id: int, *, user_id: int) -> Disclosure
         raise LedgerError(N_("this disclosure is already approved"))
     d.status, d.approved_by, d.approved_at = "approved", user_id, utcnow()
     session.flush()
-    audit.record(session, "disclosure.approve", d, user_id=user_id, details={"title": d.title, "chain_hash": d.chain_hash})
+    audit.record(
+        session,
+        "disclosure.approve",
+        d,
+        user_id=user_id,
+        details={"title": d.title, "chain_hash": d.chain_hash},
+    )
     return d
 
 
 def published(session: Session) -> list[Disclosure]:
-    return list(session.scalars(
-        select(Disclosure).where(Disclosure.status == "approved").order_by(Disclosure.end.desc(), Disclosure.id.desc())))
+    return list(
+        session.scalars(
+            select(Disclosure)
+            .where(Disclosure.status == "approved")
+            .order_by(Disclosure.end.desc(), Disclosure.id.desc())
+        )
+    )
 
 
 def _guard(_mapper, connection, target: Disclosure) -> None:

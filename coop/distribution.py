@@ -100,7 +100,9 @@ def year_surplus(session: Session, year: int) -> tuple[int, int]:
     """(本年收益 from income and expense before closing, 未分配收益 at the start of the year)."""
     start, end = year * 100 + 1, year * 100 + 12
     rows = _rolled(session, _figures(session, start, end, closing=False))
-    surplus = -sum(r.debit - r.credit for r in rows if r.depth == 0 and r.account.kind in ("income", "expense"))
+    surplus = -sum(
+        r.debit - r.credit for r in rows if r.depth == 0 and r.account.kind in ("income", "expense")
+    )
     opening_rows = _rolled(session, _figures(session, start, start))
     prior = next((-r.opening for r in opening_rows if r.code == DISTRIBUTION), 0)
     return surplus, prior
@@ -125,7 +127,11 @@ def preview(
     ids = sorted(shares, key=lambda hid: households[hid].code)
     if to_households and not ids:
         raise LedgerError(N_("no household holds shares: record the share register first"))
-    amounts = allocate(to_households, [shares[h] for h in ids], keys=[households[h].code for h in ids]) if ids else []
+    amounts = (
+        allocate(to_households, [shares[h] for h in ids], keys=[households[h].code for h in ids])
+        if ids
+        else []
+    )
     return Plan(
         year=year,
         surplus=surplus,
@@ -153,7 +159,9 @@ def cooperative_plan(
     each part by largest remainder, so everything sums exactly to ``pool``.
     """
     if _fraction(volume_percent) < 60:
-        raise LedgerError(N_("at least 60%% of a cooperative's distributable surplus is returned by transaction volume"))
+        raise LedgerError(
+            N_("at least 60%% of a cooperative's distributable surplus is returned by transaction volume")
+        )
     if not members:
         raise LedgerError(N_("a cooperative plan needs members"))
     by_volume_pool = split_by_percent(pool, volume_percent)
@@ -211,11 +219,24 @@ def close_income(session: Session, year: int, *, user_id: int | None = None) -> 
         if net:
             lines.append(Line(surplus, debit=net) if net > 0 else Line(surplus, credit=-net))
         first = post_voucher(
-            session, date=day, summary=f"{year}年 结转本年收益", lines=lines, preparer_id=user_id,
-            source="year-end", source_ref=f"{year}:close-income", kind="closing",
+            session,
+            date=day,
+            summary=f"{year}年 结转本年收益",
+            lines=lines,
+            preparer_id=user_id,
+            source="year-end",
+            source_ref=f"{year}:close-income",
+            kind="closing",
         )
     surplus_code = ensure_leaf(session, SURPLUS)
-    balance = next((r.closing for r in _rolled(session, _figures(session, 0, year * 100 + 12)) if r.code == surplus_code), 0)
+    balance = next(
+        (
+            r.closing
+            for r in _rolled(session, _figures(session, 0, year * 100 + 12))
+            if r.code == surplus_code
+        ),
+        0,
+    )
     if balance:
         amount = abs(balance)
         pair = (
@@ -224,8 +245,14 @@ def close_income(session: Session, year: int, *, user_id: int | None = None) -> 
             else [Line(undistributed.code, debit=amount), Line(surplus_code, credit=amount)]
         )
         post_voucher(
-            session, date=day, summary=f"{year}年 本年收益转入收益分配", lines=pair, preparer_id=user_id,
-            source="year-end", source_ref=f"{year}:close-surplus", kind="closing",
+            session,
+            date=day,
+            summary=f"{year}年 本年收益转入收益分配",
+            lines=pair,
+            preparer_id=user_id,
+            source="year-end",
+            source_ref=f"{year}:close-surplus",
+            kind="closing",
         )
     return first
 
@@ -238,7 +265,9 @@ def ensure_leaf(session: Session, code: str) -> str:
     if account is None:
         raise LedgerError(N_("no account %(code)s"), code=code)
     if not postable(session, account):
-        raise LedgerError(N_("account %(code)s has sub-accounts; year-end closing posts to it directly"), code=code)
+        raise LedgerError(
+            N_("account %(code)s has sub-accounts; year-end closing posts to it directly"), code=code
+        )
     return code
 
 
@@ -268,24 +297,51 @@ def post_distribution(
     if total:
         lines = [Line(appropriations.code, debit=total, memo="各项分配")]
         if plan.reserve:
-            lines.append(Line(ensure_leaf(session, RESERVE), credit=plan.reserve, memo=f"提取公积公益金 {plan.reserve_percent}%"))
+            lines.append(
+                Line(
+                    ensure_leaf(session, RESERVE),
+                    credit=plan.reserve,
+                    memo=f"提取公积公益金 {plan.reserve_percent}%",
+                )
+            )
         for hid, amount in plan.parts.items():
             if amount:
-                lines.append(Line(household_account(session, int(hid), INTERNAL).code, credit=amount, memo="按股分配"))
+                lines.append(
+                    Line(household_account(session, int(hid), INTERNAL).code, credit=amount, memo="按股分配")
+                )
         voucher = post_voucher(
-            session, date=day, summary=f"{year}年 收益分配", lines=lines, preparer_id=user_id,
-            approver_id=approver_id, source="year-end", source_ref=f"{year}:distribution", kind="distribution",
+            session,
+            date=day,
+            summary=f"{year}年 收益分配",
+            lines=lines,
+            preparer_id=user_id,
+            approver_id=approver_id,
+            source="year-end",
+            source_ref=f"{year}:distribution",
+            kind="distribution",
         )
         post_voucher(
-            session, date=day, summary=f"{year}年 结转各项分配",
+            session,
+            date=day,
+            summary=f"{year}年 结转各项分配",
             lines=[Line(undistributed.code, debit=total), Line(appropriations.code, credit=total)],
-            preparer_id=user_id, source="year-end", source_ref=f"{year}:close-appropriations", kind="closing",
+            preparer_id=user_id,
+            source="year-end",
+            source_ref=f"{year}:close-appropriations",
+            kind="closing",
         )
-    dist = Distribution(year=year, plan=plan.as_dict(), voucher_id=voucher.id if voucher else None, created_by=user_id)
+    dist = Distribution(
+        year=year, plan=plan.as_dict(), voucher_id=voucher.id if voucher else None, created_by=user_id
+    )
     session.add(dist)
     session.flush()
-    audit.record(session, "distribution.post", dist, user_id=user_id,
-                 details={"year": year, "reserve": plan.reserve, "to_households": plan.to_households})
+    audit.record(
+        session,
+        "distribution.post",
+        dist,
+        user_id=user_id,
+        details={"year": year, "reserve": plan.reserve, "to_households": plan.to_households},
+    )
     if close_months:
         done = closed_periods(session)
         for month in range(1, 13):

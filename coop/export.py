@@ -60,7 +60,9 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
-def write_beancount(session: Session, out: TextIO, *, title: str = "Tianyuan village books") -> dict[str, int]:
+def write_beancount(
+    session: Session, out: TextIO, *, title: str = "Tianyuan village books"
+) -> dict[str, int]:
     """Write every voucher as a Beancount transaction, with balance assertions at the end.
 
     Returns {"vouchers": n, "lines": n}. Amounts in CNY with exactly two decimals; the voucher
@@ -78,8 +80,19 @@ def write_beancount(session: Session, out: TextIO, *, title: str = "Tianyuan vil
         out.write(f"{open_day.isoformat()} open {name} CNY\n")
     out.write("\n")
     stmt = (
-        select(Voucher.id, Voucher.date, Voucher.year, Voucher.number, Voucher.summary, Voucher.seq, Voucher.hash,
-               Voucher.kind, VoucherLine.account_id, VoucherLine.debit, VoucherLine.credit)
+        select(
+            Voucher.id,
+            Voucher.date,
+            Voucher.year,
+            Voucher.number,
+            Voucher.summary,
+            Voucher.seq,
+            Voucher.hash,
+            Voucher.kind,
+            VoucherLine.account_id,
+            VoucherLine.debit,
+            VoucherLine.credit,
+        )
         .join(VoucherLine, VoucherLine.voucher_id == Voucher.id)
         .order_by(Voucher.date, Voucher.seq, VoucherLine.line_no)
         .execution_options(yield_per=20000)
@@ -115,7 +128,9 @@ def write_beancount(session: Session, out: TextIO, *, title: str = "Tianyuan vil
     out.write("\n; Closing balances as in Tianyuan's trial balance\n")
     for row in rows:
         if not row.empty:
-            out.write(f"{assert_day.isoformat()} balance {names[row.account.id]}  {_amount(row.closing)} CNY\n")
+            out.write(
+                f"{assert_day.isoformat()} balance {names[row.account.id]}  {_amount(row.closing)} CNY\n"
+            )
     return {"vouchers": vouchers, "lines": lines}
 
 

@@ -93,7 +93,9 @@ def load_chart(session: Session, path: Path | str | None = None) -> int:
             kind = row["class"].strip()
             if kind not in ACCOUNT_CLASSES:
                 raise LedgerError(N_("chart row %(code)s: unknown class %(kind)r"), code=code, kind=kind)
-            session.add(Account(code=code, name=row["name_zh"].strip(), name_en=row["name_en"].strip(), kind=kind))
+            session.add(
+                Account(code=code, name=row["name_zh"].strip(), name_en=row["name_en"].strip(), kind=kind)
+            )
             added += 1
     if session.get(ChainHead, 1) is None:
         session.add(ChainHead(id=1, seq=0, hash=GENESIS_HASH))
@@ -134,7 +136,10 @@ def ensure_account(session: Session, parent_code: str, name: str, *, key: str | 
         raise LedgerError(N_("a sub-account needs a name"))
     if session.scalar(select(Balance.id).where(Balance.account_id == parent.id).limit(1)) is not None:
         raise LedgerError(
-            N_("account %(code)s already has postings of its own: sub-accounts can only be added to an account without postings"),
+            N_(
+                "account %(code)s already has postings of its own: sub-accounts can only be added to an "
+                "account without postings"
+            ),
             code=parent.code,
         )
     codes = list(session.scalars(select(Account.code).where(Account.parent_id == parent.id)))
@@ -223,19 +228,27 @@ def _validate(session: Session, day: dt.date, summary: str, lines: list[Line]) -
     for i, line in enumerate(lines, 1):
         for amount in (line.debit, line.credit):
             if not isinstance(amount, int) or isinstance(amount, bool):
-                raise LedgerError(N_("line %(i)s: amounts must be whole fen (integers), got %(amount)r"), i=i, amount=amount)
+                raise LedgerError(
+                    N_("line %(i)s: amounts must be whole fen (integers), got %(amount)r"), i=i, amount=amount
+                )
         if line.debit < 0 or line.credit < 0:
             raise LedgerError(N_("line %(i)s: amounts must not be negative"), i=i)
         if (line.debit > 0) == (line.credit > 0):
-            raise LedgerError(N_("line %(i)s: give either a debit or a credit greater than zero, not both or neither"), i=i)
+            raise LedgerError(
+                N_("line %(i)s: give either a debit or a credit greater than zero, not both or neither"), i=i
+            )
         if max(line.debit, line.credit) > MAX_LINE_FEN:
             raise LedgerError(N_("line %(i)s: amount is implausibly large"), i=i)
         total_debit += line.debit
         total_credit += line.credit
     if total_debit != total_credit:
         raise LedgerError(
-            N_("voucher does not balance: debits %(debits)s ≠ credits %(credits)s (difference %(difference)s)"),
-            debits=format_yuan(total_debit), credits=format_yuan(total_credit),
+            N_(
+                "voucher does not balance: debits %(debits)s ≠ credits %(credits)s (difference "
+                "%(difference)s)"
+            ),
+            debits=format_yuan(total_debit),
+            credits=format_yuan(total_credit),
             difference=format_yuan(total_debit - total_credit),
         )
     ensure_chart(session)
@@ -243,17 +256,23 @@ def _validate(session: Session, day: dt.date, summary: str, lines: list[Line]) -
     accounts = {a.code: a for a in session.scalars(select(Account).where(Account.code.in_(codes)))}
     missing = sorted(codes - accounts.keys())
     if missing:
-        raise LedgerError(N_("no such account: %(codes)s"), codes=', '.join(missing))
+        raise LedgerError(N_("no such account: %(codes)s"), codes=", ".join(missing))
     ids = [a.id for a in accounts.values()]
     parents = set(session.scalars(select(Account.parent_id).where(Account.parent_id.in_(ids))))
     not_leaf = sorted(a.code for a in accounts.values() if a.id in parents)
     if not_leaf:
-        raise LedgerError(N_("account %(codes)s has sub-accounts: post to a sub-account"), codes=', '.join(not_leaf))
+        raise LedgerError(
+            N_("account %(codes)s has sub-accounts: post to a sub-account"), codes=", ".join(not_leaf)
+        )
     inactive = sorted(a.code for a in accounts.values() if not a.active)
     if inactive:
-        raise LedgerError(N_("account %(codes)s is inactive"), codes=', '.join(inactive))
+        raise LedgerError(N_("account %(codes)s is inactive"), codes=", ".join(inactive))
     if is_closed(session, day.year, day.month):
-        raise LedgerError(N_("period %(year)s-%(month)02d is closed: nothing can be posted into it"), year=day.year, month=day.month)
+        raise LedgerError(
+            N_("period %(year)s-%(month)02d is closed: nothing can be posted into it"),
+            year=day.year,
+            month=day.month,
+        )
     return accounts
 
 
@@ -279,7 +298,9 @@ def post_voucher(
     if (source is None) != (source_ref is None):
         raise LedgerError(N_("give both source and source_ref, or neither"))
     if source is not None:
-        existing = session.scalar(select(Voucher).where(Voucher.source == source, Voucher.source_ref == source_ref))
+        existing = session.scalar(
+            select(Voucher).where(Voucher.source == source, Voucher.source_ref == source_ref)
+        )
         if existing is not None:
             return existing
     if not isinstance(attachments, int) or attachments < 0:
@@ -289,7 +310,9 @@ def post_voucher(
 
     head = session.scalar(select(ChainHead).where(ChainHead.id == 1).with_for_update())
     if source is not None:  # a concurrent poster may have won the race while we waited for the lock
-        existing = session.scalar(select(Voucher).where(Voucher.source == source, Voucher.source_ref == source_ref))
+        existing = session.scalar(
+            select(Voucher).where(Voucher.source == source, Voucher.source_ref == source_ref)
+        )
         if existing is not None:
             return existing
     number = (session.scalar(select(func.max(Voucher.number)).where(Voucher.year == date.year)) or 0) + 1
@@ -310,14 +333,20 @@ def post_voucher(
         prev_hash=head.hash,
         hash="",
     )
-    voucher.hash = chain_hash(head.hash, canonical(voucher, [(ln.account, ln.debit, ln.credit, ln.memo) for ln in lines]))
+    voucher.hash = chain_hash(
+        head.hash, canonical(voucher, [(ln.account, ln.debit, ln.credit, ln.memo) for ln in lines])
+    )
     session.add(voucher)
     for i, ln in enumerate(lines, 1):
         voucher.lines.append(
-            VoucherLine(line_no=i, account_id=accounts[ln.account].id, debit=ln.debit, credit=ln.credit, memo=ln.memo)
+            VoucherLine(
+                line_no=i, account_id=accounts[ln.account].id, debit=ln.debit, credit=ln.credit, memo=ln.memo
+            )
         )
     head.seq, head.hash = voucher.seq, voucher.hash
-    _add_balances(session, date, kind == "closing", [(accounts[ln.account].id, ln.debit, ln.credit) for ln in lines])
+    _add_balances(
+        session, date, kind == "closing", [(accounts[ln.account].id, ln.debit, ln.credit) for ln in lines]
+    )
     session.flush()
     audit.record(
         session,
@@ -347,7 +376,9 @@ def _add_balances(session: Session, day: dt.date, closing: bool, moves: list[tup
     for account_id, (debit, credit) in sums.items():
         row = rows.get(account_id)
         if row is None:
-            session.add(Balance(account_id=account_id, period=period, closing=closing, debit=debit, credit=credit))
+            session.add(
+                Balance(account_id=account_id, period=period, closing=closing, debit=debit, credit=credit)
+            )
         else:
             row.debit += debit
             row.credit += credit
@@ -368,7 +399,9 @@ def reverse_voucher(
     if session.scalar(select(Voucher.id).where(Voucher.reverses_id == voucher_id)) is not None:
         raise LedgerError(N_("voucher %(label)s has already been reversed"), label=original.label)
     if original.kind in ("closing", "distribution"):
-        raise LedgerError(N_("voucher %(label)s is a year-end entry and cannot be reversed"), label=original.label)
+        raise LedgerError(
+            N_("voucher %(label)s is a year-end entry and cannot be reversed"), label=original.label
+        )
     lines = [Line(ln.account.code, debit=ln.credit, credit=ln.debit, memo=ln.memo) for ln in original.lines]
     return post_voucher(
         session,
@@ -424,10 +457,25 @@ def verify_chain(session: Session, *, check_balances: bool = True) -> VerifyResu
     codes = dict(session.execute(select(Account.id, Account.code)).all())
     stmt = (
         select(
-            Voucher.id, Voucher.seq, Voucher.year, Voucher.number, Voucher.date, Voucher.summary,
-            Voucher.attachments, Voucher.kind, Voucher.preparer_id, Voucher.approver_id, Voucher.source,
-            Voucher.source_ref, Voucher.reverses_id, Voucher.prev_hash, Voucher.hash,
-            VoucherLine.account_id, VoucherLine.debit, VoucherLine.credit, VoucherLine.memo,
+            Voucher.id,
+            Voucher.seq,
+            Voucher.year,
+            Voucher.number,
+            Voucher.date,
+            Voucher.summary,
+            Voucher.attachments,
+            Voucher.kind,
+            Voucher.preparer_id,
+            Voucher.approver_id,
+            Voucher.source,
+            Voucher.source_ref,
+            Voucher.reverses_id,
+            Voucher.prev_hash,
+            Voucher.hash,
+            VoucherLine.account_id,
+            VoucherLine.debit,
+            VoucherLine.credit,
+            VoucherLine.memo,
         )
         .outerjoin(VoucherLine, VoucherLine.voucher_id == Voucher.id)
         .order_by(Voucher.seq, VoucherLine.line_no)
@@ -436,7 +484,9 @@ def verify_chain(session: Session, *, check_balances: bool = True) -> VerifyResu
     published = {
         seq: (title, h)
         for seq, title, h in session.execute(
-            select(Disclosure.chain_seq, Disclosure.title, Disclosure.chain_hash).where(Disclosure.status == "approved")
+            select(Disclosure.chain_seq, Disclosure.title, Disclosure.chain_hash).where(
+                Disclosure.status == "approved"
+            )
         )
     }
     prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
@@ -448,11 +498,18 @@ def verify_chain(session: Session, *, check_balances: bool = True) -> VerifyResu
         nonlocal prev_hash, expected_seq
         label = f"{row.year}-{row.number:04d}"
         if row.seq != expected_seq:
-            return f"voucher {label} (chain position {row.seq}): position {expected_seq} is missing (deleted or moved)"
+            return (
+                f"voucher {label} (chain position {row.seq}): "
+                f"position {expected_seq} is missing (deleted or moved)"
+            )
         if numbers.get(row.year, 0) + 1 != row.number:
-            return f"voucher {label}: number {row.year}-{numbers.get(row.year, 0) + 1:04d} is missing (deleted or renumbered)"
+            missing = f"{row.year}-{numbers.get(row.year, 0) + 1:04d}"
+            return f"voucher {label}: number {missing} is missing (deleted or renumbered)"
         if row.prev_hash != prev_hash:
-            return f"voucher {label}: link to the previous voucher is broken (a voucher was deleted, inserted or reordered)"
+            return (
+                f"voucher {label}: link to the previous voucher is broken "
+                "(a voucher was deleted, inserted or reordered)"
+            )
         debits = sum(ln[1] for ln in lines)
         credits = sum(ln[2] for ln in lines)
         if chain_hash(prev_hash, canonical(row, lines)) != row.hash:
@@ -476,7 +533,9 @@ def verify_chain(session: Session, *, check_balances: bool = True) -> VerifyResu
                     count += 1
                 current, lines = row, []
             if row.account_id is not None:
-                lines.append((codes.get(row.account_id, f"#{row.account_id}"), row.debit, row.credit, row.memo))
+                lines.append(
+                    (codes.get(row.account_id, f"#{row.account_id}"), row.debit, row.credit, row.memo)
+                )
         if current is not None:
             problem = check(current)
             if problem:
@@ -485,20 +544,26 @@ def verify_chain(session: Session, *, check_balances: bool = True) -> VerifyResu
     head_seq, head_hash = chain_head(session)
     if (head_seq, head_hash) != (expected_seq - 1, prev_hash):
         return VerifyResult(
-            False, count,
-            f"chain head (position {head_seq}) does not match the last voucher (position {expected_seq - 1}): "
+            False,
+            count,
+            f"chain head (position {head_seq}) does not match the last voucher (position "
+            f"{expected_seq - 1}): "
             "the last voucher(s) were deleted or the head was changed",
         )
     beyond = [(seq, title) for seq, (title, _h) in published.items() if seq > head_seq]
     if beyond:
         seq, title = min(beyond)
-        return VerifyResult(False, count, f"{title!r} published chain position {seq}, but the chain ends at {head_seq}")
+        return VerifyResult(
+            False, count, f"{title!r} published chain position {seq}, but the chain ends at {head_seq}"
+        )
     result = VerifyResult(True, count)
     if check_balances:
         result.balance_problems = balance_problems(session)
         if result.balance_problems:
             result.ok = False
-            result.problem = "per-period balances do not match the voucher lines: " + "; ".join(result.balance_problems[:5])
+            result.problem = "per-period balances do not match the voucher lines: " + "; ".join(
+                result.balance_problems[:5]
+            )
     return result
 
 
@@ -507,7 +572,9 @@ def balance_problems(session: Session) -> list[str]:
     closing = Voucher.kind == "closing"
     period = func.extract("year", Voucher.date) * 100 + func.extract("month", Voucher.date)
     stmt = (
-        select(VoucherLine.account_id, period, closing, func.sum(VoucherLine.debit), func.sum(VoucherLine.credit))
+        select(
+            VoucherLine.account_id, period, closing, func.sum(VoucherLine.debit), func.sum(VoucherLine.credit)
+        )
         .join(Voucher, Voucher.id == VoucherLine.voucher_id)
         .group_by(VoucherLine.account_id, period, closing)
     )

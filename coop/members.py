@@ -23,8 +23,15 @@ from core import audit
 
 
 def add_household(
-    session: Session, *, code: str, head_name: str, members: int = 1, phone: str | None = None,
-    address: str | None = None, joined_on: dt.date | None = None, user_id: int | None = None,
+    session: Session,
+    *,
+    code: str,
+    head_name: str,
+    members: int = 1,
+    phone: str | None = None,
+    address: str | None = None,
+    joined_on: dt.date | None = None,
+    user_id: int | None = None,
 ) -> Household:
     code, head_name = (code or "").strip(), (head_name or "").strip()
     if not code or not head_name:
@@ -33,14 +40,20 @@ def add_household(
         raise LedgerError(N_("household %(code)s already exists"), code=code)
     if members < 1:
         raise LedgerError(N_("a household has at least one member"))
-    h = Household(code=code, head_name=head_name, members=members, phone=phone, address=address, joined_on=joined_on)
+    h = Household(
+        code=code, head_name=head_name, members=members, phone=phone, address=address, joined_on=joined_on
+    )
     session.add(h)
     session.flush()
-    audit.record(session, "household.create", h, user_id=user_id, details={"code": code, "head_name": head_name})
+    audit.record(
+        session, "household.create", h, user_id=user_id, details={"code": code, "head_name": head_name}
+    )
     return h
 
 
-def update_household(session: Session, household: Household, *, user_id: int | None = None, **changes) -> Household:
+def update_household(
+    session: Session, household: Household, *, user_id: int | None = None, **changes
+) -> Household:
     allowed = {"head_name", "members", "phone", "address", "active", "note"}
     diff = {}
     for key, value in changes.items():
@@ -59,14 +72,22 @@ def update_household(session: Session, household: Household, *, user_id: int | N
 
 
 def shares_of(session: Session, household_id: int, on: dt.date | None = None) -> int:
-    stmt = select(func.coalesce(func.sum(ShareEvent.change), 0)).where(ShareEvent.household_id == household_id)
+    stmt = select(func.coalesce(func.sum(ShareEvent.change), 0)).where(
+        ShareEvent.household_id == household_id
+    )
     if on is not None:
         stmt = stmt.where(ShareEvent.on <= on)
     return int(session.scalar(stmt) or 0)
 
 
 def issue_shares(
-    session: Session, household_id: int, shares: int, *, on: dt.date, kind: str = "initial", note: str = "",
+    session: Session,
+    household_id: int,
+    shares: int,
+    *,
+    on: dt.date,
+    kind: str = "initial",
+    note: str = "",
     user_id: int | None = None,
 ) -> ShareEvent:
     """Record shares allotted to a household (initial quantification, or an adjustment)."""
@@ -81,13 +102,24 @@ def issue_shares(
     event = ShareEvent(household_id=household_id, on=on, change=shares, kind=kind, note=note, user_id=user_id)
     session.add(event)
     session.flush()
-    audit.record(session, f"shares.{kind}", event, user_id=user_id,
-                 details={"household_id": household_id, "change": shares})
+    audit.record(
+        session,
+        f"shares.{kind}",
+        event,
+        user_id=user_id,
+        details={"household_id": household_id, "change": shares},
+    )
     return event
 
 
 def transfer_shares(
-    session: Session, from_id: int, to_id: int, shares: int, *, on: dt.date, note: str = "",
+    session: Session,
+    from_id: int,
+    to_id: int,
+    shares: int,
+    *,
+    on: dt.date,
+    note: str = "",
     user_id: int | None = None,
 ) -> tuple[ShareEvent, ShareEvent]:
     """Move shares between member households (transfers stay inside the collective)."""
@@ -101,14 +133,33 @@ def transfer_shares(
     held = shares_of(session, from_id)
     if held < shares:
         raise LedgerError(N_("the household holds only %(held)s shares"), held=held)
-    out = ShareEvent(household_id=from_id, on=on, change=-shares, kind="transfer_out", counterparty_id=to_id,
-                     note=note, user_id=user_id)
-    inn = ShareEvent(household_id=to_id, on=on, change=shares, kind="transfer_in", counterparty_id=from_id,
-                     note=note, user_id=user_id)
+    out = ShareEvent(
+        household_id=from_id,
+        on=on,
+        change=-shares,
+        kind="transfer_out",
+        counterparty_id=to_id,
+        note=note,
+        user_id=user_id,
+    )
+    inn = ShareEvent(
+        household_id=to_id,
+        on=on,
+        change=shares,
+        kind="transfer_in",
+        counterparty_id=from_id,
+        note=note,
+        user_id=user_id,
+    )
     session.add_all([out, inn])
     session.flush()
-    audit.record(session, "shares.transfer", out, user_id=user_id,
-                 details={"from": from_id, "to": to_id, "shares": shares})
+    audit.record(
+        session,
+        "shares.transfer",
+        out,
+        user_id=user_id,
+        details={"from": from_id, "to": to_id, "shares": shares},
+    )
     return out, inn
 
 
@@ -116,8 +167,14 @@ def transfer_shares(
 
 
 def add_enterprise(
-    session: Session, slug: str, name: str, *, kind: str = "enterprise", income_parent: str = "501",
-    expense_parent: str = "511", user_id: int | None = None,
+    session: Session,
+    slug: str,
+    name: str,
+    *,
+    kind: str = "enterprise",
+    income_parent: str = "501",
+    expense_parent: str = "511",
+    user_id: int | None = None,
 ) -> Enterprise:
     """A collective enterprise, cooperative or contract with its own income and expense sub-accounts."""
     if kind not in ("enterprise", "cooperative", "contract"):
@@ -126,9 +183,18 @@ def add_enterprise(
     if found is not None:
         return found
     income = ensure_account(session, income_parent, name, key=f"enterprise:{slug}")
-    expense = ensure_account(session, expense_parent, name, key=f"enterprise:{slug}:expense") if expense_parent else None
-    ent = Enterprise(slug=slug, name=name, kind=kind, income_account_id=income.id,
-                     expense_account_id=expense.id if expense else None)
+    expense = (
+        ensure_account(session, expense_parent, name, key=f"enterprise:{slug}:expense")
+        if expense_parent
+        else None
+    )
+    ent = Enterprise(
+        slug=slug,
+        name=name,
+        kind=kind,
+        income_account_id=income.id,
+        expense_account_id=expense.id if expense else None,
+    )
     session.add(ent)
     session.flush()
     audit.record(session, "enterprise.create", ent, user_id=user_id, details={"slug": slug, "name": name})
@@ -136,25 +202,44 @@ def add_enterprise(
 
 
 def set_member_account(
-    session: Session, enterprise_id: int, household_id: int, *, capital: int, reserve_share: int = 0,
+    session: Session,
+    enterprise_id: int,
+    household_id: int,
+    *,
+    capital: int,
+    reserve_share: int = 0,
     user_id: int | None = None,
 ) -> MemberAccount:
-    row = session.scalar(select(MemberAccount).where(
-        MemberAccount.enterprise_id == enterprise_id, MemberAccount.household_id == household_id))
+    row = session.scalar(
+        select(MemberAccount).where(
+            MemberAccount.enterprise_id == enterprise_id, MemberAccount.household_id == household_id
+        )
+    )
     if row is None:
         row = MemberAccount(enterprise_id=enterprise_id, household_id=household_id)
         session.add(row)
     row.capital, row.reserve_share = capital, reserve_share
     session.flush()
-    audit.record(session, "member_account.set", row, user_id=user_id,
-                 details={"capital": capital, "reserve_share": reserve_share})
+    audit.record(
+        session,
+        "member_account.set",
+        row,
+        user_id=user_id,
+        details={"capital": capital, "reserve_share": reserve_share},
+    )
     return row
 
 
-def record_volume(session: Session, enterprise_id: int, household_id: int, year: int, amount: int) -> TransactionVolume:
-    row = session.scalar(select(TransactionVolume).where(
-        TransactionVolume.enterprise_id == enterprise_id, TransactionVolume.household_id == household_id,
-        TransactionVolume.year == year))
+def record_volume(
+    session: Session, enterprise_id: int, household_id: int, year: int, amount: int
+) -> TransactionVolume:
+    row = session.scalar(
+        select(TransactionVolume).where(
+            TransactionVolume.enterprise_id == enterprise_id,
+            TransactionVolume.household_id == household_id,
+            TransactionVolume.year == year,
+        )
+    )
     if row is None:
         row = TransactionVolume(enterprise_id=enterprise_id, household_id=household_id, year=year, amount=0)
         session.add(row)
@@ -192,7 +277,9 @@ def run_recurring(session: Session, today: dt.date, *, user_id: int | None = Non
     posted = []
     from coop.ledger import is_closed
 
-    for entry in session.scalars(select(RecurringEntry).where(RecurringEntry.active.is_(True)).order_by(RecurringEntry.id)):
+    for entry in session.scalars(
+        select(RecurringEntry).where(RecurringEntry.active.is_(True)).order_by(RecurringEntry.id)
+    ):
         for day in due_dates(entry, today):
             ref = f"{entry.id}:{day.isoformat()}"
             if is_closed(session, day.year, day.month) or session.scalar(
@@ -200,9 +287,16 @@ def run_recurring(session: Session, today: dt.date, *, user_id: int | None = Non
             ):
                 continue
             v = post_voucher(
-                session, date=day, summary=f"{entry.name} {day:%Y-%m}",
-                lines=[Line(entry.debit_account.code, debit=entry.amount), Line(entry.credit_account.code, credit=entry.amount)],
-                preparer_id=user_id, source="recurring", source_ref=ref,
+                session,
+                date=day,
+                summary=f"{entry.name} {day:%Y-%m}",
+                lines=[
+                    Line(entry.debit_account.code, debit=entry.amount),
+                    Line(entry.credit_account.code, credit=entry.amount),
+                ],
+                preparer_id=user_id,
+                source="recurring",
+                source_ref=ref,
             )
             posted.append(v)
     return posted

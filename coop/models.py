@@ -108,7 +108,9 @@ class Voucher(Base):
     date: Mapped[date]
     summary: Mapped[str] = mapped_column(String(200))
     attachments: Mapped[int] = mapped_column(default=0)
-    kind: Mapped[str] = mapped_column(String(20), default="normal")  # normal | reversal | closing | distribution
+    kind: Mapped[str] = mapped_column(
+        String(20), default="normal"
+    )  # normal | reversal | closing | distribution
     preparer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     approver_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     source: Mapped[str | None] = mapped_column(String(40))
@@ -204,7 +206,9 @@ class MemberAccount(Base):
     enterprise_id: Mapped[int] = mapped_column(ForeignKey("coop_enterprises.id"))
     household_id: Mapped[int] = mapped_column(ForeignKey("coop_households.id"))
     capital: Mapped[int] = mapped_column(BigInteger, default=0)  # fen contributed
-    reserve_share: Mapped[int] = mapped_column(BigInteger, default=0)  # fen of the reserve quantified to the member
+    reserve_share: Mapped[int] = mapped_column(
+        BigInteger, default=0
+    )  # fen of the reserve quantified to the member
 
     household: Mapped[Household] = relationship()
 

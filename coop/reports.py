@@ -133,13 +133,21 @@ class TrialBalance:
     @property
     def balanced(self) -> bool:
         t = self.totals
-        return t["opening_debit"] == t["opening_credit"] and t["debit"] == t["credit"] and (
-            t["closing_debit"] == t["closing_credit"]
+        return (
+            t["opening_debit"] == t["opening_credit"]
+            and t["debit"] == t["credit"]
+            and (t["closing_debit"] == t["closing_credit"])
         )
 
 
 def trial_balance(
-    session: Session, year: int, month_from: int = 1, month_to: int = 12, *, depth: int = 9, hide_empty: bool = True
+    session: Session,
+    year: int,
+    month_from: int = 1,
+    month_to: int = 12,
+    *,
+    depth: int = 9,
+    hide_empty: bool = True,
 ) -> TrialBalance:
     """科目余额表: opening balance, movements and closing balance of every account for the months."""
     start, end = period_bounds(year, month_from, month_to)
@@ -268,7 +276,9 @@ class IncomeStatement:
         return self.distributable - self.reserve - self.to_households - self.other_appropriations
 
 
-def income_statement(session: Session, year: int, month_to: int = 12, *, distribution_code: str = "322") -> IncomeStatement:
+def income_statement(
+    session: Session, year: int, month_to: int = 12, *, distribution_code: str = "322"
+) -> IncomeStatement:
     """收益及收益分配表 for the year up to ``month_to``."""
     detail = income_expense(session, year, 1, month_to)
     income = [(r.account, r.credit - r.debit) for r in detail.income if r.depth == 0]
@@ -281,7 +291,9 @@ def income_statement(session: Session, year: int, month_to: int = 12, *, distrib
         reserve = dist.plan.get("reserve", 0)
         to_households = dist.plan.get("to_households", 0)
         other = dist.plan.get("other", 0)
-    return IncomeStatement(year, month_to, income, expense, detail.surplus, opening, reserve, to_households, other)
+    return IncomeStatement(
+        year, month_to, income, expense, detail.surplus, opening, reserve, to_households, other
+    )
 
 
 # ---------------------------------------------------------------- members
@@ -295,7 +307,11 @@ def shares_by_household(session: Session, on: dt.date | None = None) -> dict[int
 
 
 def account_lines(
-    session: Session, account_ids: list[int], start: dt.date | None = None, end: dt.date | None = None, limit: int = 500
+    session: Session,
+    account_ids: list[int],
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    limit: int = 500,
 ) -> list[tuple[Voucher, VoucherLine]]:
     stmt = (
         select(Voucher, VoucherLine)
@@ -329,7 +345,11 @@ def member_statement(session: Session, household_id: int, year: int) -> MemberSt
         raise ValueError(f"no household {household_id}")
     account = session.scalar(select(Account).where(Account.key == f"household:{household_id}"))
     events = list(
-        session.scalars(select(ShareEvent).where(ShareEvent.household_id == household_id).order_by(ShareEvent.on, ShareEvent.id))
+        session.scalars(
+            select(ShareEvent)
+            .where(ShareEvent.household_id == household_id)
+            .order_by(ShareEvent.on, ShareEvent.id)
+        )
     )
     opening, lines = 0, []
     if account is not None:
@@ -348,4 +368,6 @@ def member_statement(session: Session, household_id: int, year: int) -> MemberSt
         amount = dist.plan.get("parts", {}).get(str(household_id))
         if amount:
             distributions.append((dist.year, amount))
-    return MemberStatement(household, year, sum(e.change for e in events), events, opening, lines, distributions)
+    return MemberStatement(
+        household, year, sum(e.change for e in events), events, opening, lines, distributions
+    )

@@ -72,12 +72,17 @@ def _year() -> int:
 
 def _export(fmt: str, name: str, header: list[str], rows: list[list]) -> Response | None:
     if fmt == "csv":
-        return Response(table_csv(header, rows), mimetype="text/csv",
-                        headers={"Content-Disposition": f"attachment; filename={name}.csv"})
+        return Response(
+            table_csv(header, rows),
+            mimetype="text/csv",
+            headers={"Content-Disposition": f"attachment; filename={name}.csv"},
+        )
     if fmt == "xlsx":
-        return Response(table_xlsx(name, header, rows),
-                        mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                        headers={"Content-Disposition": f"attachment; filename={name}.xlsx"})
+        return Response(
+            table_xlsx(name, header, rows),
+            mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers={"Content-Disposition": f"attachment; filename={name}.xlsx"},
+        )
     return None
 
 
@@ -104,8 +109,15 @@ def index():
     seq, head = chain_head(session)
     drafts = session.scalar(select(func.count(Disclosure.id)).where(Disclosure.status == "draft"))
     return render_template(
-        "coop/index.html", cash=balances.get("101", 0), bank=balances.get("102", 0), ie=ie, recent=recent,
-        chain_seq=seq, chain_hash=head, drafts=drafts, year=today.year,
+        "coop/index.html",
+        cash=balances.get("101", 0),
+        bank=balances.get("102", 0),
+        ie=ie,
+        recent=recent,
+        chain_seq=seq,
+        chain_hash=head,
+        drafts=drafts,
+        year=today.year,
     )
 
 
@@ -134,12 +146,21 @@ def vouchers():
     page = _int_arg("page", 1, 1, 100000)
     stmt = select(Voucher).where(Voucher.year == year)
     if month:
-        stmt = stmt.where(Voucher.date >= dt.date(year, month, 1), Voucher.date <= reports.month_end(year, month))
+        stmt = stmt.where(
+            Voucher.date >= dt.date(year, month, 1), Voucher.date <= reports.month_end(year, month)
+        )
     total = session.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = list(session.scalars(stmt.order_by(Voucher.number.desc()).offset((page - 1) * 50).limit(50)))
-    return render_template("coop/vouchers.html", vouchers=rows, year=year, month=month, page=page,
-                           pages=max(1, (total + 49) // 50), total=total,
-                           reversed=reversed_ids(session, [v.id for v in rows]))
+    return render_template(
+        "coop/vouchers.html",
+        vouchers=rows,
+        year=year,
+        month=month,
+        page=page,
+        pages=max(1, (total + 49) // 50),
+        total=total,
+        reversed=reversed_ids(session, [v.id for v in rows]),
+    )
 
 
 @bp.route("/vouchers/new", methods=["GET", "POST"])
@@ -158,23 +179,45 @@ def new_voucher():
             attachments = int(form.get("attachments") or 0)
             for i in range(VOUCHER_ROWS):
                 code = form.get(f"account_{i}", "").strip()
-                debit_text, credit_text = form.get(f"debit_{i}", "").strip(), form.get(f"credit_{i}", "").strip()
+                debit_text, credit_text = (
+                    form.get(f"debit_{i}", "").strip(),
+                    form.get(f"credit_{i}", "").strip(),
+                )
                 if not (code or debit_text or credit_text):
                     continue
-                lines.append(Line(code, debit=parse_yuan(debit_text) if debit_text else 0,
-                                  credit=parse_yuan(credit_text) if credit_text else 0,
-                                  memo=form.get(f"memo_{i}", "")))
-            voucher = post_voucher(session, date=day, summary=form.get("summary", ""), lines=lines,
-                                   attachments=attachments, preparer_id=current_user.id)
+                lines.append(
+                    Line(
+                        code,
+                        debit=parse_yuan(debit_text) if debit_text else 0,
+                        credit=parse_yuan(credit_text) if credit_text else 0,
+                        memo=form.get(f"memo_{i}", ""),
+                    )
+                )
+            voucher = post_voucher(
+                session,
+                date=day,
+                summary=form.get("summary", ""),
+                lines=lines,
+                attachments=attachments,
+                preparer_id=current_user.id,
+            )
         except (ValueError, MoneyError) as exc:  # LedgerError is a ValueError
             session.rollback()
-            error = _err(exc) if isinstance(exc, LedgerError | MoneyError) else _("Check the date and amounts.")
+            error = (
+                _err(exc) if isinstance(exc, LedgerError | MoneyError) else _("Check the date and amounts.")
+            )
         else:
             session.commit()
             flash(_("Voucher %(label)s posted.", label=voucher.label), "success")
             return redirect(url_for("coop.voucher", voucher_id=voucher.id))
-    return render_template("coop/voucher_new.html", accounts=accounts, rows=range(VOUCHER_ROWS), form=form,
-                           error=error, today=dt.date.today()), (400 if error else 200)
+    return render_template(
+        "coop/voucher_new.html",
+        accounts=accounts,
+        rows=range(VOUCHER_ROWS),
+        form=form,
+        error=error,
+        today=dt.date.today(),
+    ), (400 if error else 200)
 
 
 @bp.get("/vouchers/<int:voucher_id>")
@@ -183,11 +226,15 @@ def voucher(voucher_id: int):
     """One voucher with its lines, hash and reversal."""
     session = db_session()
     v = session.get(Voucher, voucher_id) or abort(404)
-    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_([v.preparer_id or 0, v.approver_id or 0])))}
+    users = {
+        u.id: u
+        for u in session.scalars(select(User).where(User.id.in_([v.preparer_id or 0, v.approver_id or 0])))
+    }
     reversal = reversed_ids(session, [v.id]).get(v.id)
     original = session.get(Voucher, v.reverses_id) if v.reverses_id else None
-    return render_template("coop/voucher.html", v=v, users=users, reversal=reversal, original=original,
-                           today=dt.date.today())
+    return render_template(
+        "coop/voucher.html", v=v, users=users, reversal=reversal, original=original, today=dt.date.today()
+    )
 
 
 @bp.post("/vouchers/<int:voucher_id>/reverse")
@@ -196,7 +243,11 @@ def reverse(voucher_id: int):
     """Correct a posted voucher by posting its reversal."""
     session = db_session()
     try:
-        day = dt.date.fromisoformat(request.form.get("date", "")) if request.form.get("date") else dt.date.today()
+        day = (
+            dt.date.fromisoformat(request.form.get("date", ""))
+            if request.form.get("date")
+            else dt.date.today()
+        )
         r = reverse_voucher(session, voucher_id, date=day, preparer_id=current_user.id)
     except ValueError as exc:
         session.rollback()
@@ -248,10 +299,17 @@ def periods():
             session.commit()
             flash(_("Period closed."), "success")
         return redirect(url_for("coop.periods", year=year))
-    closed = {p.month: p for p in session.scalars(select(Period).where(Period.year == year, Period.closed.is_(True)))}
-    counts = dict(session.execute(
-        select(func.extract("month", Voucher.date), func.count(Voucher.id)).where(Voucher.year == year)
-        .group_by(func.extract("month", Voucher.date))).all())
+    closed = {
+        p.month: p
+        for p in session.scalars(select(Period).where(Period.year == year, Period.closed.is_(True)))
+    }
+    counts = dict(
+        session.execute(
+            select(func.extract("month", Voucher.date), func.count(Voucher.id))
+            .where(Voucher.year == year)
+            .group_by(func.extract("month", Voucher.date))
+        ).all()
+    )
     counts = {int(k): v for k, v in counts.items()}
     return render_template("coop/periods.html", year=year, closed=closed, counts=counts)
 
@@ -265,16 +323,38 @@ def trial_balance():
     """科目余额表 for a range of months, with CSV/XLSX export."""
     session = db_session()
     year = _year()
-    m1, m2 = _int_arg("from", 1, 1, 12), _int_arg("to", dt.date.today().month if year == dt.date.today().year else 12, 1, 12)
+    m1, m2 = (
+        _int_arg("from", 1, 1, 12),
+        _int_arg("to", dt.date.today().month if year == dt.date.today().year else 12, 1, 12),
+    )
     if m1 > m2:
         abort(400, _("The first month must not be after the last."))
     tb = reports.trial_balance(session, year, m1, m2)
-    header = [_("Code"), _("Account"), _("Opening debit"), _("Opening credit"), _("Debit"), _("Credit"),
-              _("Closing debit"), _("Closing credit")]
-    rows = [[r.code, r.account.name, *map(Fen, reports.split(r.opening)), Fen(r.debit), Fen(r.credit),
-             *map(Fen, reports.split(r.closing))] for r in tb.rows]
+    header = [
+        _("Code"),
+        _("Account"),
+        _("Opening debit"),
+        _("Opening credit"),
+        _("Debit"),
+        _("Credit"),
+        _("Closing debit"),
+        _("Closing credit"),
+    ]
+    rows = [
+        [
+            r.code,
+            r.account.name,
+            *map(Fen, reports.split(r.opening)),
+            Fen(r.debit),
+            Fen(r.credit),
+            *map(Fen, reports.split(r.closing)),
+        ]
+        for r in tb.rows
+    ]
     resp = _export(request.args.get("format", ""), f"trial-balance-{year}-{m1:02d}-{m2:02d}", header, rows)
-    return resp or render_template("coop/trial_balance.html", tb=tb, split=reports.split, year=year, m1=m1, m2=m2)
+    return resp or render_template(
+        "coop/trial_balance.html", tb=tb, split=reports.split, year=year, m1=m1, m2=m2
+    )
 
 
 @bp.get("/reports/income-expense")
@@ -289,7 +369,8 @@ def income_expense():
     ie = reports.income_expense(session, year, m1, m2)
     header = [_("Code"), _("Account"), _("Type"), pgettext("books", "Amount")]
     rows = [[r.code, r.account.name, _("Income"), Fen(r.credit - r.debit)] for r in ie.income] + [
-        [r.code, r.account.name, _("Expense"), Fen(r.debit - r.credit)] for r in ie.expense]
+        [r.code, r.account.name, _("Expense"), Fen(r.debit - r.credit)] for r in ie.expense
+    ]
     resp = _export(request.args.get("format", ""), f"income-expense-{year}-{m1:02d}-{m2:02d}", header, rows)
     return resp or render_template("coop/income_expense.html", ie=ie, year=year, m1=m1, m2=m2)
 
@@ -303,9 +384,11 @@ def balance_sheet():
     month = _int_arg("month", dt.date.today().month if year == dt.date.today().year else 12, 1, 12)
     bs = reports.balance_sheet(session, year, month)
     header = [_("Section"), _("Code"), _("Account"), pgettext("books", "Amount")]
-    rows = [[_("Assets"), a.code, a.name, Fen(v)] for a, v in bs.assets] + [
-        [_("Liabilities"), a.code, a.name, Fen(v)] for a, v in bs.liabilities] + [
-        [_("Equity"), a.code, a.name, Fen(v)] for a, v in bs.equity]
+    rows = (
+        [[_("Assets"), a.code, a.name, Fen(v)] for a, v in bs.assets]
+        + [[_("Liabilities"), a.code, a.name, Fen(v)] for a, v in bs.liabilities]
+        + [[_("Equity"), a.code, a.name, Fen(v)] for a, v in bs.equity]
+    )
     resp = _export(request.args.get("format", ""), f"balance-sheet-{year}-{month:02d}", header, rows)
     return resp or render_template("coop/balance_sheet.html", bs=bs, year=year, month=month)
 
@@ -318,11 +401,18 @@ def income_statement():
     year = _year()
     st = reports.income_statement(session, year)
     header = [_("Item"), pgettext("books", "Amount")]
-    rows = ([[f"{a.code} {a.name}", Fen(v)] for a, v in st.income] + [[f"{a.code} {a.name}", Fen(-v)] for a, v in st.expense]
-            + [[_("Surplus of the year"), Fen(st.surplus)], [_("Undistributed at the start of the year"), Fen(st.opening_undistributed)],
-               [_("Distributable surplus"), Fen(st.distributable)], [_("Reserve and public-welfare fund"), Fen(st.reserve)],
-               [_("Distributed to member households"), Fen(st.to_households)],
-               [_("Undistributed at the end of the year"), Fen(st.closing_undistributed)]])
+    rows = (
+        [[f"{a.code} {a.name}", Fen(v)] for a, v in st.income]
+        + [[f"{a.code} {a.name}", Fen(-v)] for a, v in st.expense]
+        + [
+            [_("Surplus of the year"), Fen(st.surplus)],
+            [_("Undistributed at the start of the year"), Fen(st.opening_undistributed)],
+            [_("Distributable surplus"), Fen(st.distributable)],
+            [_("Reserve and public-welfare fund"), Fen(st.reserve)],
+            [_("Distributed to member households"), Fen(st.to_households)],
+            [_("Undistributed at the end of the year"), Fen(st.closing_undistributed)],
+        ]
+    )
     resp = _export(request.args.get("format", ""), f"income-statement-{year}", header, rows)
     return resp or render_template("coop/income_statement.html", st=st, year=year)
 
@@ -358,29 +448,56 @@ def members():
             on = dt.date.fromisoformat(request.form.get("on") or dt.date.today().isoformat())
             if action == "add":
                 members_svc.add_household(
-                    session, code=request.form.get("code", ""), head_name=request.form.get("head_name", ""),
-                    members=int(request.form.get("members") or 1), phone=request.form.get("phone") or None,
-                    address=request.form.get("address") or None, joined_on=on, user_id=current_user.id)
+                    session,
+                    code=request.form.get("code", ""),
+                    head_name=request.form.get("head_name", ""),
+                    members=int(request.form.get("members") or 1),
+                    phone=request.form.get("phone") or None,
+                    address=request.form.get("address") or None,
+                    joined_on=on,
+                    user_id=current_user.id,
+                )
             elif action == "issue":
-                members_svc.issue_shares(session, int(request.form["household_id"]), int(request.form["shares"]),
-                                         on=on, kind="initial", note=request.form.get("note", ""), user_id=current_user.id)
+                members_svc.issue_shares(
+                    session,
+                    int(request.form["household_id"]),
+                    int(request.form["shares"]),
+                    on=on,
+                    kind="initial",
+                    note=request.form.get("note", ""),
+                    user_id=current_user.id,
+                )
             elif action == "transfer":
-                members_svc.transfer_shares(session, int(request.form["from_id"]), int(request.form["to_id"]),
-                                            int(request.form["shares"]), on=on, note=request.form.get("note", ""),
-                                            user_id=current_user.id)
+                members_svc.transfer_shares(
+                    session,
+                    int(request.form["from_id"]),
+                    int(request.form["to_id"]),
+                    int(request.form["shares"]),
+                    on=on,
+                    note=request.form.get("note", ""),
+                    user_id=current_user.id,
+                )
             else:
                 abort(400, _("Unknown action."))
         except (LedgerError, ValueError, KeyError) as exc:
             session.rollback()
-            flash(_err(exc) if isinstance(exc, LedgerError) else _("Check the form: %(error)s", error=exc), "error")
+            flash(
+                _err(exc) if isinstance(exc, LedgerError) else _("Check the form: %(error)s", error=exc),
+                "error",
+            )
         else:
             session.commit()
             flash(_("Saved."), "success")
         return redirect(url_for("coop.members"))
     households = list(session.scalars(select(Household).order_by(Household.code)))
     shares = reports.shares_by_household(session)
-    return render_template("coop/members.html", households=households, shares=shares,
-                           total=sum(shares.values()), today=dt.date.today())
+    return render_template(
+        "coop/members.html",
+        households=households,
+        shares=shares,
+        total=sum(shares.values()),
+        today=dt.date.today(),
+    )
 
 
 @bp.post("/members/<int:household_id>")
@@ -397,14 +514,20 @@ def update_member(household_id: int):
         if members < 1:
             raise ValueError(_("a household has at least one member"))
         members_svc.update_household(
-            session, household, user_id=current_user.id, head_name=head_name[:60], members=members,
+            session,
+            household,
+            user_id=current_user.id,
+            head_name=head_name[:60],
+            members=members,
             phone=request.form.get("phone", "").strip()[:40] or None,
             address=request.form.get("address", "").strip()[:200] or None,
             active=request.form.get("active") == "on",
         )
     except (LedgerError, ValueError) as exc:
         session.rollback()
-        flash(_err(exc) if isinstance(exc, LedgerError) else _("Check the form: %(error)s", error=exc), "error")
+        flash(
+            _err(exc) if isinstance(exc, LedgerError) else _("Check the form: %(error)s", error=exc), "error"
+        )
     else:
         session.commit()
         flash(_("Saved."), "success")
@@ -421,8 +544,14 @@ def member(household_id: int):
     except ValueError:
         abort(404)
     names = {h.id: h for h in session.scalars(select(Household))}
-    history = [e for e in session.scalars(
-        select(AuditEntry).where(AuditEntry.entity_type == "coop_households", AuditEntry.entity_id == str(household_id)))]
+    history = [
+        e
+        for e in session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.entity_type == "coop_households", AuditEntry.entity_id == str(household_id)
+            )
+        )
+    ]
     return render_template("coop/member.html", st=st, names=names, history=history)
 
 
@@ -439,7 +568,9 @@ def enterprises():
     ie = reports.income_expense(session, year)
     by_code = {r.code: r for r in ie.income + ie.expense}
     recurring = list(session.scalars(select(RecurringEntry).order_by(RecurringEntry.id)))
-    return render_template("coop/enterprises.html", ents=ents, by_code=by_code, year=year, recurring=recurring)
+    return render_template(
+        "coop/enterprises.html", ents=ents, by_code=by_code, year=year, recurring=recurring
+    )
 
 
 @bp.get("/enterprises/<slug>")
@@ -450,20 +581,39 @@ def enterprise(slug: str):
     year = _year()
     ent = session.scalar(select(Enterprise).where(Enterprise.slug == slug)) or abort(404)
     accounts = list(session.scalars(select(MemberAccount).where(MemberAccount.enterprise_id == ent.id)))
-    volumes = dict(session.execute(select(TransactionVolume.household_id, TransactionVolume.amount).where(
-        TransactionVolume.enterprise_id == ent.id, TransactionVolume.year == year)).all())
+    volumes = dict(
+        session.execute(
+            select(TransactionVolume.household_id, TransactionVolume.amount).where(
+                TransactionVolume.enterprise_id == ent.id, TransactionVolume.year == year
+            )
+        ).all()
+    )
     plan, error = None, None
     pool_text = request.args.get("pool", "")
     if pool_text and accounts:
         try:
             pool = parse_yuan(pool_text)
             plan = dist_svc.cooperative_plan(
-                pool, [(str(a.household_id), volumes.get(a.household_id, 0), a.capital + a.reserve_share) for a in accounts],
-                volume_percent=request.args.get("volume_percent", "60"))
+                pool,
+                [
+                    (str(a.household_id), volumes.get(a.household_id, 0), a.capital + a.reserve_share)
+                    for a in accounts
+                ],
+                volume_percent=request.args.get("volume_percent", "60"),
+            )
         except (LedgerError, MoneyError, ValueError) as exc:
             error = _err(exc)
-    return render_template("coop/enterprise.html", ent=ent, accounts=accounts, volumes=volumes, year=year,
-                           plan=plan, error=error, pool=pool_text, volume_percent=request.args.get("volume_percent", "60"))
+    return render_template(
+        "coop/enterprise.html",
+        ent=ent,
+        accounts=accounts,
+        volumes=volumes,
+        year=year,
+        plan=plan,
+        error=error,
+        pool=pool_text,
+        volume_percent=request.args.get("volume_percent", "60"),
+    )
 
 
 # ---------------------------------------------------------------- year end
@@ -481,8 +631,14 @@ def distribution():
     plan = error = None
     if request.method == "POST":
         try:
-            dist_svc.post_distribution(session, year, reserve_percent=reserve, payout_percent=payout,
-                                       user_id=current_user.id, expected=request.form.get("fingerprint"))
+            dist_svc.post_distribution(
+                session,
+                year,
+                reserve_percent=reserve,
+                payout_percent=payout,
+                user_id=current_user.id,
+                expected=request.form.get("fingerprint"),
+            )
         except (LedgerError, ValueError) as exc:
             session.rollback()
             error = _err(exc)
@@ -495,9 +651,16 @@ def distribution():
             plan = dist_svc.preview(session, year, reserve_percent=reserve, payout_percent=payout)
         except (LedgerError, ValueError) as exc:
             error = error or _err(exc)
-    return render_template("coop/distribution.html", year=year, reserve=reserve, payout=payout, plan=plan,
-                           posted=posted, error=error,
-                           fingerprint=dist_svc.plan_fingerprint(plan) if plan else ""), (400 if error else 200)
+    return render_template(
+        "coop/distribution.html",
+        year=year,
+        reserve=reserve,
+        payout=payout,
+        plan=plan,
+        posted=posted,
+        error=error,
+        fingerprint=dist_svc.plan_fingerprint(plan) if plan else "",
+    ), (400 if error else 200)
 
 
 # ---------------------------------------------------------------- disclosures and audit
@@ -514,8 +677,13 @@ def disclosures():
                 d = disclosure_svc.approve(session, int(request.form["id"]), user_id=current_user.id)
                 message = _("%(title)s is approved and public.", title=d.title)
             else:
-                d = disclosure_svc.draft(session, int(request.form["year"]), request.form.get("kind", "quarter"),
-                                         int(request.form.get("number") or 1), user_id=current_user.id)
+                d = disclosure_svc.draft(
+                    session,
+                    int(request.form["year"]),
+                    request.form.get("kind", "quarter"),
+                    int(request.form.get("number") or 1),
+                    user_id=current_user.id,
+                )
                 message = _("Draft %(title)s ready for review.", title=d.title)
         except (LedgerError, ValueError, KeyError) as exc:
             session.rollback()
@@ -542,10 +710,16 @@ def audit_log():
     """Who did what and when in the books."""
     session = db_session()
     page = _int_arg("page", 1, 1, 100000)
-    rows = list(session.execute(
-        select(AuditEntry, User.username).outerjoin(User, User.id == AuditEntry.user_id)
-        .where(AuditEntry.entity_type.startswith("coop_"))
-        .order_by(AuditEntry.id.desc()).offset((page - 1) * 100).limit(100)))
+    rows = list(
+        session.execute(
+            select(AuditEntry, User.username)
+            .outerjoin(User, User.id == AuditEntry.user_id)
+            .where(AuditEntry.entity_type.startswith("coop_"))
+            .order_by(AuditEntry.id.desc())
+            .offset((page - 1) * 100)
+            .limit(100)
+        )
+    )
     return render_template("coop/audit.html", rows=rows, page=page)
 
 

@@ -98,7 +98,8 @@ class Settings:
             if self.is_production:
                 raise ConfigError(
                     "SECRET_KEY is not set. In production Tianyuan refuses to start without one: "
-                    "set SECRET_KEY to a long random string (python -c 'import secrets; print(secrets.token_hex(32))')."
+                    "set SECRET_KEY to a long random string (python -c 'import secrets; "
+                    "print(secrets.token_hex(32))')."
                 )
             secret_key = _stored_secret_key(self.instance_path)
         return replace(self, database_url=database_url, secret_key=secret_key)

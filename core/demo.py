@@ -45,7 +45,9 @@ def seed_users(session: Session, ctx: dict[str, Any]) -> None:
         household_id = None
         if household_index is not None and household_index < len(households):
             household_id = households[household_index].id
-        user = auth.create_user(session, username, password, role, display_name=name, household_id=household_id)
+        user = auth.create_user(
+            session, username, password, role, display_name=name, household_id=household_id
+        )
         ctx["users"][username] = user
         ctx["accounts"].append((username, role, password))
 

@@ -34,7 +34,9 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")
     # One catalogue per area, merged by Flask-Babel: each domain owns its translations.
-    dirs = [PROJECT_ROOT / "translations"] + [PROJECT_ROOT / d / "translations" for d in ("coop", "iot", "shop")]
+    dirs = [PROJECT_ROOT / "translations"] + [
+        PROJECT_ROOT / d / "translations" for d in ("coop", "iot", "shop")
+    ]
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", ";".join(str(d) for d in dirs))
     babel.init_app(app, locale_selector=select_locale)
 
@@ -43,4 +45,7 @@ def init_app(app: Flask) -> None:
         from flask_babel import get_locale
 
         locale = get_locale()
-        return {"LANGUAGES": LANGUAGES, "current_locale": "zh_CN" if locale and locale.language == "zh" else "en"}
+        return {
+            "LANGUAGES": LANGUAGES,
+            "current_locale": "zh_CN" if locale and locale.language == "zh" else "en",
+        }

@@ -56,7 +56,9 @@ def mul_fen(fen: int, quantity: Decimal | int | str) -> int:
     return int((Decimal(fen) * Decimal(str(quantity))).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def allocate(total: int, weights: Sequence[int | Decimal | Fraction], keys: Sequence[Hashable] | None = None) -> list[int]:
+def allocate(
+    total: int, weights: Sequence[int | Decimal | Fraction], keys: Sequence[Hashable] | None = None
+) -> list[int]:
     """Split ``total`` fen by ``weights`` with the largest-remainder (Hamilton) method.
 
     The parts sum exactly to ``total`` and each is within one fen of its exact share.

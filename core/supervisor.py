@@ -43,7 +43,9 @@ def _broker_config(settings: Settings, port: int) -> Path:
     path = settings.instance_path / "mosquitto-demo.conf"
     data = settings.instance_path / "mosquitto-data"
     data.mkdir(parents=True, exist_ok=True)
-    path.write_text("# Written by `flask demo run`: a development broker on loopback.\n" + render_config(port, data))
+    path.write_text(
+        "# Written by `flask demo run`: a development broker on loopback.\n" + render_config(port, data)
+    )
     return path
 
 
@@ -58,14 +60,30 @@ def plan(settings: Settings, port: int, speedup: float) -> list[tuple[str, list[
     else:
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(mosquitto).exists():
-            raise SystemExit("demo: mosquitto is not installed (make demo installs it: apt-get install mosquitto)")
+            raise SystemExit(
+                "demo: mosquitto is not installed (make demo installs it: apt-get install mosquitto)"
+            )
         procs.append(("broker", [mosquitto, "-c", str(_broker_config(settings, mqtt_port))]))
     if importlib.util.find_spec("iot.ingest") is not None:
         procs.append(("ingester", [py, "-m", "iot.ingest"]))
     if importlib.util.find_spec("iot.simulate") is not None:
         # the demo seed already holds two weeks of history: go on from now, a reading every 10 s
-        procs.append(("simulator", [*flask, "iot", "simulate", "--speedup", str(speedup), "--backfill-hours", "0",
-                                    "--interval", "10"]))
+        procs.append(
+            (
+                "simulator",
+                [
+                    *flask,
+                    "iot",
+                    "simulate",
+                    "--speedup",
+                    str(speedup),
+                    "--backfill-hours",
+                    "0",
+                    "--interval",
+                    "10",
+                ],
+            )
+        )
     # silent sensors and offline devices are noticed by time, not by a message
     procs.append(("alerts", [*flask, "iot", "data", "check-alerts", "--every", "60"]))
     procs.append(("web", [*flask, "run", "--host", "127.0.0.1", "--port", str(port), "--no-reload"]))
@@ -87,7 +105,11 @@ def run_demo(port: int = 5000, speedup: float = 60.0) -> int:
     try:
         for name, argv in plan(settings, port, speedup):
             proc = subprocess.Popen(
-                argv, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                argv,
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             children.append((name, proc))

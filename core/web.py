@@ -185,7 +185,9 @@ def init_app(app: Flask, cfg: Settings) -> None:
     def _unauthorized():
         if wants_json():
             return json_error(401, "authentication required: log in or send 'Authorization: Bearer <token>'")
-        return redirect(url_for("core.login", next=request.full_path if request.query_string else request.path))
+        return redirect(
+            url_for("core.login", next=request.full_path if request.query_string else request.path)
+        )
 
     @app.errorhandler(CSRFError)
     def _csrf_error(exc: CSRFError):

@@ -42,18 +42,28 @@ REASON_LABELS = {
 
 
 class GreenhouseForm(FlaskForm):
-    code = StringField(_l("Greenhouse code"), validators=[DataRequired(), Length(max=40)],
-                       description=_l("Used in MQTT topics: letters, digits, '-', '_' or '.'"))
+    code = StringField(
+        _l("Greenhouse code"),
+        validators=[DataRequired(), Length(max=40)],
+        description=_l("Used in MQTT topics: letters, digits, '-', '_' or '.'"),
+    )
     name = StringField(_l("Greenhouse name"), validators=[DataRequired(), Length(max=120)])
     owner = SelectField(_l("Owner (farmer)"), coerce=int, validators=[Optional()])
-    crop = StringField(_l("Crop"), validators=[Optional(), Length(max=60)], description=_l("e.g. peach, cucumber"))
+    crop = StringField(
+        _l("Crop"), validators=[Optional(), Length(max=60)], description=_l("e.g. peach, cucumber")
+    )
     area_m2 = FloatField(_l("Area (m²)"), validators=[Optional(), NumberRange(min=0)])
-    timezone = StringField(_l("Time zone"), default="Asia/Shanghai", validators=[DataRequired(), Length(max=40)])
+    timezone = StringField(
+        _l("Time zone"), default="Asia/Shanghai", validators=[DataRequired(), Length(max=40)]
+    )
 
 
 class DeviceForm(FlaskForm):
-    device_id = StringField(_l("Device id"), validators=[DataRequired(), Length(max=80)],
-                            description=_l("The id the device uses in its MQTT topics"))
+    device_id = StringField(
+        _l("Device id"),
+        validators=[DataRequired(), Length(max=80)],
+        description=_l("The id the device uses in its MQTT topics"),
+    )
     greenhouse = SelectField(_l("Greenhouse"), coerce=int)
     kind = SelectField(_l("Kind"), choices=[(k, v) for k, v in KIND_LABELS.items()])
     name = StringField(_l("Device name"), validators=[Optional(), Length(max=120)])
@@ -65,7 +75,9 @@ def _owner_choices() -> list[tuple[int, str]]:
 
 
 def _greenhouse_choices() -> list[tuple[int, str]]:
-    return [(0, _("Unassigned"))] + [(g.id, f"{g.code} · {g.name}") for g in registry.list_greenhouses(db_session())]
+    return [(0, _("Unassigned"))] + [
+        (g.id, f"{g.code} · {g.name}") for g in registry.list_greenhouses(db_session())
+    ]
 
 
 def _require_admin() -> None:
@@ -89,8 +101,15 @@ def index():
     gh_form.owner.choices = _owner_choices()
     dev_form.greenhouse.choices = _greenhouse_choices()
     return render_template(
-        "iot/admin/index.html", greenhouses=greenhouses, devices=devices, owners=owners, by_id=by_id,
-        quarantined=quarantined, gh_form=gh_form, dev_form=dev_form, kinds=KIND_LABELS,
+        "iot/admin/index.html",
+        greenhouses=greenhouses,
+        devices=devices,
+        owners=owners,
+        by_id=by_id,
+        quarantined=quarantined,
+        gh_form=gh_form,
+        dev_form=dev_form,
+        kinds=KIND_LABELS,
         can_edit=current_user.role == "admin",
     )
 
@@ -104,9 +123,15 @@ def add_greenhouse():
     if form.validate_on_submit():
         owner = db_session().get(User, form.owner.data) if form.owner.data else None
         try:
-            gh = registry.create_greenhouse(db_session(), form.code.data, form.name.data, owner=owner,
-                                            crop=form.crop.data, area_m2=form.area_m2.data,
-                                            timezone=form.timezone.data.strip())
+            gh = registry.create_greenhouse(
+                db_session(),
+                form.code.data,
+                form.name.data,
+                owner=owner,
+                crop=form.crop.data,
+                area_m2=form.area_m2.data,
+                timezone=form.timezone.data.strip(),
+            )
         except registry.RegistryError as exc:
             flash(str(exc), "error")
         else:
@@ -136,9 +161,15 @@ def greenhouse(code: str):
         if form.validate_on_submit():
             owner = s.get(User, form.owner.data) if form.owner.data else None
             try:
-                registry.update_greenhouse(s, gh, name=form.name.data, crop=form.crop.data or None,
-                                           area_m2=form.area_m2.data, timezone=form.timezone.data.strip(),
-                                           owner=owner)
+                registry.update_greenhouse(
+                    s,
+                    gh,
+                    name=form.name.data,
+                    crop=form.crop.data or None,
+                    area_m2=form.area_m2.data,
+                    timezone=form.timezone.data.strip(),
+                    owner=owner,
+                )
             except registry.RegistryError as exc:
                 form.timezone.errors = [str(exc)]
             else:
@@ -146,8 +177,14 @@ def greenhouse(code: str):
                 flash(_("Greenhouse %(code)s saved.", code=gh.code), "success")
                 return redirect(url_for("iot_admin.greenhouse", code=gh.code))
     devices = [d for d in registry.list_devices(s) if d.greenhouse_id == gh.id]
-    return render_template("iot/admin/greenhouse.html", gh=gh, form=form, devices=devices, kinds=KIND_LABELS,
-                           can_edit=current_user.role == "admin")
+    return render_template(
+        "iot/admin/greenhouse.html",
+        gh=gh,
+        form=form,
+        devices=devices,
+        kinds=KIND_LABELS,
+        can_edit=current_user.role == "admin",
+    )
 
 
 @bp.post("/devices")
@@ -159,8 +196,9 @@ def add_device():
     if form.validate_on_submit():
         gh = db_session().get(Greenhouse, form.greenhouse.data) if form.greenhouse.data else None
         try:
-            device = registry.create_device(db_session(), form.device_id.data, gh, kind=form.kind.data,
-                                            name=form.name.data)
+            device = registry.create_device(
+                db_session(), form.device_id.data, gh, kind=form.kind.data, name=form.name.data
+            )
         except registry.RegistryError as exc:
             flash(str(exc), "error")
         else:
@@ -199,15 +237,25 @@ def device(device_id: str):
             flash(_("Device %(id)s saved.", id=d.device_id), "success")
             return redirect(url_for("iot_admin.device", device_id=d.device_id))
     waiting = db_session().scalar(
-        select(func.count()).select_from(QuarantinedMessage).where(
+        select(func.count())
+        .select_from(QuarantinedMessage)
+        .where(
             QuarantinedMessage.replayed_at.is_(None),
             QuarantinedMessage.reason.in_(("unknown_device", "unassigned_device", "greenhouse_mismatch")),
             QuarantinedMessage.detail.like(f"{d.device_id}%"),
         )
     )
     gh = db_session().get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
-    return render_template("iot/admin/device.html", d=d, gh=gh, form=form, kinds=KIND_LABELS, waiting=waiting,
-                           can_edit=current_user.role == "admin", prefix=settings().mqtt_topic_prefix)
+    return render_template(
+        "iot/admin/device.html",
+        d=d,
+        gh=gh,
+        form=form,
+        kinds=KIND_LABELS,
+        waiting=waiting,
+        can_edit=current_user.role == "admin",
+        prefix=settings().mqtt_topic_prefix,
+    )
 
 
 @bp.post("/devices/<device_id>/credentials")
@@ -221,8 +269,17 @@ def device_credentials(device_id: str):
     form = DeviceForm(obj=d)
     form.greenhouse.choices = _greenhouse_choices()
     form.greenhouse.data = d.greenhouse_id or 0
-    return render_template("iot/admin/device.html", d=d, gh=gh, form=form, kinds=KIND_LABELS, waiting=0,
-                           can_edit=True, new_password=password, prefix=settings().mqtt_topic_prefix)
+    return render_template(
+        "iot/admin/device.html",
+        d=d,
+        gh=gh,
+        form=form,
+        kinds=KIND_LABELS,
+        waiting=0,
+        can_edit=True,
+        new_password=password,
+        prefix=settings().mqtt_topic_prefix,
+    )
 
 
 @bp.get("/quarantine")
@@ -241,8 +298,15 @@ def quarantine():
         rows_q = rows_q.where(QuarantinedMessage.reason == reason)
     counts = sorted(s.execute(counts_q).all(), key=lambda r: -r[1])
     rows = list(s.scalars(rows_q))
-    return render_template("iot/admin/quarantine.html", counts=counts, rows=rows, reason=reason, show_all=show_all,
-                           labels=REASON_LABELS, can_edit=current_user.role == "admin")
+    return render_template(
+        "iot/admin/quarantine.html",
+        counts=counts,
+        rows=rows,
+        reason=reason,
+        show_all=show_all,
+        labels=REASON_LABELS,
+        can_edit=current_user.role == "admin",
+    )
 
 
 @bp.post("/quarantine/replay")
@@ -254,9 +318,19 @@ def replay():
     reason = request.form.get("reason") or None
     ids = [int(i) for i in request.form.getlist("id") if i.isdigit()] or None
     cfg = settings()
-    result = replay_quarantine(database().engine, topic_prefix=cfg.mqtt_topic_prefix, reason=reason, ids=ids,
-                               unknown_device_policy=cfg.unknown_device_policy)
-    flash(_("Replayed: %(stored)d readings stored, %(failing)d messages still quarantined.",
-            stored=result.stored, failing=len(result.still_failing)),
-          "success" if not result.still_failing else "warning")
+    result = replay_quarantine(
+        database().engine,
+        topic_prefix=cfg.mqtt_topic_prefix,
+        reason=reason,
+        ids=ids,
+        unknown_device_policy=cfg.unknown_device_policy,
+    )
+    flash(
+        _(
+            "Replayed: %(stored)d readings stored, %(failing)d messages still quarantined.",
+            stored=result.stored,
+            failing=len(result.still_failing),
+        ),
+        "success" if not result.still_failing else "warning",
+    )
     return redirect(url_for("iot_admin.quarantine", reason=reason or None))

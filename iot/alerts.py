@@ -121,7 +121,9 @@ def _ctx(notifier: Notifier | None, prefix: str) -> _Ctx:
     return _Ctx(notifier or NullNotifier(), prefix, {})
 
 
-def _open(session: Session, ctx: _Ctx, rule: AlertRule, ts: int, value: float | None, device_id=None) -> Alert:
+def _open(
+    session: Session, ctx: _Ctx, rule: AlertRule, ts: int, value: float | None, device_id=None
+) -> Alert:
     alert = Alert(
         rule_id=rule.id,
         greenhouse_id=rule.greenhouse_id,
@@ -206,12 +208,19 @@ def _step_rate(session: Session, ctx: _Ctx, rule: AlertRule, alert: Alert | None
 
 
 def batch_hook(notifier: Notifier | None, prefix: str = "farm"):
-    """``evaluate_batch`` bound to a notifier, for the ingester: ``hooks=(apply_readings, batch_hook(n, prefix))``."""
+    """``evaluate_batch`` bound to a notifier, for the ingester.
+
+    Used as ``hooks=(apply_readings, batch_hook(n, prefix))``.
+    """
     return functools.partial(evaluate_batch, notifier=notifier, prefix=prefix)
 
 
 def evaluate_batch(
-    session: Session, rows: Iterable[Mapping[str, Any]], notifier: Notifier | None = None, *, prefix: str = "farm"
+    session: Session,
+    rows: Iterable[Mapping[str, Any]],
+    notifier: Notifier | None = None,
+    *,
+    prefix: str = "farm",
 ) -> list[Alert]:
     """Advance every enabled rule touched by ``rows``; returns alerts opened or closed."""
     by_series: dict[tuple[int, int], list[tuple[int, float]]] = defaultdict(list)
@@ -238,12 +247,20 @@ def evaluate_batch(
     with session.no_autoflush:  # rule state changes need no flush before each query
         active = _active_alerts(session, [r.id for r in rules])
         for rule in rules:
-            _advance(session, ctx, rule, active.get((rule.id, None)), by_series[(rule.greenhouse_id, rule.metric_id)],
-                     changed)
+            _advance(
+                session,
+                ctx,
+                rule,
+                active.get((rule.id, None)),
+                by_series[(rule.greenhouse_id, rule.metric_id)],
+                changed,
+            )
     return changed
 
 
-def _advance(session: Session, ctx: _Ctx, rule: AlertRule, alert: Alert | None, points: list, changed: list) -> None:
+def _advance(
+    session: Session, ctx: _Ctx, rule: AlertRule, alert: Alert | None, points: list, changed: list
+) -> None:
     points = sorted(points)
     if rule.kind == "silent":  # a reading arrived: the sensor speaks again
         if alert is not None:
@@ -326,8 +343,14 @@ def evaluate_time_based(
     return changed
 
 
-def acknowledge(session: Session, alert: Alert, user_id: int | None, notifier: Notifier | None = None,
-                *, prefix: str = "farm") -> bool:
+def acknowledge(
+    session: Session,
+    alert: Alert,
+    user_id: int | None,
+    notifier: Notifier | None = None,
+    *,
+    prefix: str = "farm",
+) -> bool:
     """Mark an open alert as seen; False if it was already acknowledged or closed."""
     if alert.acknowledged_at is not None or alert.closed_at is not None:
         return False
@@ -404,14 +427,33 @@ CROP_DEFAULTS: dict[str, list[tuple]] = {
     ],
 }
 CROP_ALIASES = {
-    "桃": "peach", "桃子": "peach", "油桃": "peach", "蟠桃": "peach", "peaches": "peach",
-    "黄瓜": "cucumber", "cucumbers": "cucumber",
-    "番茄": "tomato", "西红柿": "tomato", "tomatoes": "tomato",
-    "草莓": "strawberry", "strawberries": "strawberry",
-    "蘑菇": "mushroom", "香菇": "mushroom", "平菇": "mushroom", "食用菌": "mushroom", "mushrooms": "mushroom",
-    "葡萄": "grape", "grapes": "grape",
-    "甜瓜": "melon", "哈密瓜": "melon", "蜜瓜": "melon", "西瓜": "melon", "melons": "melon",
-    "育苗": "seedling", "秧苗": "seedling", "seedlings": "seedling",
+    "桃": "peach",
+    "桃子": "peach",
+    "油桃": "peach",
+    "蟠桃": "peach",
+    "peaches": "peach",
+    "黄瓜": "cucumber",
+    "cucumbers": "cucumber",
+    "番茄": "tomato",
+    "西红柿": "tomato",
+    "tomatoes": "tomato",
+    "草莓": "strawberry",
+    "strawberries": "strawberry",
+    "蘑菇": "mushroom",
+    "香菇": "mushroom",
+    "平菇": "mushroom",
+    "食用菌": "mushroom",
+    "mushrooms": "mushroom",
+    "葡萄": "grape",
+    "grapes": "grape",
+    "甜瓜": "melon",
+    "哈密瓜": "melon",
+    "蜜瓜": "melon",
+    "西瓜": "melon",
+    "melons": "melon",
+    "育苗": "seedling",
+    "秧苗": "seedling",
+    "seedlings": "seedling",
 }
 
 
@@ -438,7 +480,9 @@ def default_rules(crop: str | None) -> list[dict]:
     return out
 
 
-def ensure_default_rules(session: Session, greenhouse: Greenhouse, *, replace: bool = False) -> list[AlertRule]:
+def ensure_default_rules(
+    session: Session, greenhouse: Greenhouse, *, replace: bool = False
+) -> list[AlertRule]:
     """Give a greenhouse its crop's default rules if it has none (or ``replace`` its rules)."""
     existing = list(session.scalars(select(AlertRule).where(AlertRule.greenhouse_id == greenhouse.id)))
     if existing and not replace:
@@ -460,8 +504,15 @@ def delete_rule(session: Session, rule: AlertRule, now: int | None = None) -> No
     session.flush()
 
 
-def validate_rule(kind: str, metric_id: int | None, threshold: float | None, hysteresis: float,
-                  duration_s: int, window_s: int, severity: str) -> str | None:
+def validate_rule(
+    kind: str,
+    metric_id: int | None,
+    threshold: float | None,
+    hysteresis: float,
+    duration_s: int,
+    window_s: int,
+    severity: str,
+) -> str | None:
     """An English error message if the rule makes no sense, else None."""
     if kind not in KINDS:
         return "unknown rule kind"

@@ -47,7 +47,12 @@ def _greenhouse(code: str) -> Greenhouse:
 
 def _latest_json(row) -> dict:
     return {
-        metrics.BY_ID[m].name: {"value": lt.value, "unit": metrics.BY_ID[m].unit, "ts": lt.ts, "age_s": lt.age_s}
+        metrics.BY_ID[m].name: {
+            "value": lt.value,
+            "unit": metrics.BY_ID[m].unit,
+            "ts": lt.ts,
+            "age_s": lt.age_s,
+        }
         for m, lt in sorted(row.latest.items())
         if m in metrics.BY_ID
     }
@@ -93,7 +98,9 @@ def series_view(code: str):
     gh = _greenhouse(code)
     names = [n.strip() for n in (request.args.get("metric") or "").split(",") if n.strip()]
     if not names:
-        return json_error(400, "metric is required, e.g. metric=air_temperature", metrics=list(metrics.BY_NAME))
+        return json_error(
+            400, "metric is required, e.g. metric=air_temperature", metrics=list(metrics.BY_NAME)
+        )
     unknown = [n for n in names if n not in metrics.BY_NAME]
     if unknown:
         return json_error(400, f"unknown metric {unknown[0]!r}", metrics=list(metrics.BY_NAME))
@@ -129,8 +136,12 @@ def series_view(code: str):
         else:
             points = [[p.ts, round(p.avg, 4), p.min, p.max, p.n] for p in s.points]
             fields = ["ts", "mean", "min", "max", "count"]
-        out.append({"metric": name, "unit": m.unit, "fields": fields, "points": points, "truncated": s.truncated})
-    return jsonify({"greenhouse": gh.code, "start": start, "end": end, "resolution": resolution, "series": out})
+        out.append(
+            {"metric": name, "unit": m.unit, "fields": fields, "points": points, "truncated": s.truncated}
+        )
+    return jsonify(
+        {"greenhouse": gh.code, "start": start, "end": end, "resolution": resolution, "series": out}
+    )
 
 
 def _alert_json(a: Alert, code: str) -> dict:
@@ -167,7 +178,12 @@ def alerts(code: str | None = None):
     limit = request.args.get("limit", 200, type=int)
     if not 1 <= limit <= 1000:
         return json_error(400, "limit must be between 1 and 1000")
-    stmt = select(Alert).where(Alert.greenhouse_id.in_(list(codes))).order_by(Alert.opened_at.desc()).limit(limit)
+    stmt = (
+        select(Alert)
+        .where(Alert.greenhouse_id.in_(list(codes)))
+        .order_by(Alert.opened_at.desc())
+        .limit(limit)
+    )
     if status in ("active", "open", "acknowledged"):
         stmt = stmt.where(Alert.closed_at.is_(None))
     if status == "open":
@@ -191,7 +207,9 @@ def acknowledge(alert_id: int):
     if not can_see(current_user, gh):
         abort(403, "this greenhouse belongs to someone else")
     notifier = current_app.config.get("IOT_ALERT_NOTIFIER")
-    if not alert_service.acknowledge(session, alert, current_user.id, notifier, prefix=settings().mqtt_topic_prefix):
+    if not alert_service.acknowledge(
+        session, alert, current_user.id, notifier, prefix=settings().mqtt_topic_prefix
+    ):
         return json_error(409, f"alert is already {alert.status}")
     session.commit()
     return jsonify(_alert_json(alert, gh.code))

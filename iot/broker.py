@@ -1,7 +1,7 @@
 """Start a Mosquitto broker from a generated configuration (tests, benchmark, demo runner).
 
-    with Broker(port=free_port(), data_dir=tmp) as broker:
-        ...  broker.url -> "mqtt://127.0.0.1:PORT"
+with Broker(port=free_port(), data_dir=tmp) as broker:
+    ...  broker.url -> "mqtt://127.0.0.1:PORT"
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ class Broker:
 
         exe = find_mosquitto()
         if exe is None:
-            raise RuntimeError("mosquitto not found: install it (apt-get install mosquitto) or `make system-deps`")
+            raise RuntimeError(
+                "mosquitto not found: install it (apt-get install mosquitto) or `make system-deps`"
+            )
         self.exe = exe
         self.port = port or free_port()
         self._tmp = None
@@ -101,7 +103,10 @@ class Broker:
     def start(self, timeout: float = 10.0) -> Broker:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.process = subprocess.Popen(
-            [self.exe, "-c", str(self.config_path)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            [self.exe, "-c", str(self.config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         deadline = time.monotonic() + timeout

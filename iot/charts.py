@@ -142,7 +142,9 @@ def render(chart: Chart) -> str:
     for t, label in _time_ticks(chart.start, chart.end):
         x = sx(t)
         parts.append(f'<line class="grid" x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y1}"/>')
-        parts.append(f'<text class="tick" x="{x:.1f}" y="{H - 8}" text-anchor="middle">{escape(label)}</text>')
+        parts.append(
+            f'<text class="tick" x="{x:.1f}" y="{H - 8}" text-anchor="middle">{escape(label)}</text>'
+        )
     has_data = False
     for i, line in enumerate(chart.lines[:2]):
         color = line.color or COLORS[i]
@@ -162,9 +164,15 @@ def render(chart: Chart) -> str:
             y = sy(v)
             if i == 0:
                 parts.append(f'<line class="grid" x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}"/>')
-                parts.append(f'<text class="tick" x="{x0 - 4}" y="{y + 4:.1f}" text-anchor="end" fill="{color}">{_fmt(v)}</text>')
+                parts.append(
+                    f'<text class="tick" x="{x0 - 4}" y="{y + 4:.1f}" text-anchor="end" '
+                    f'fill="{color}">{_fmt(v)}</text>'
+                )
             else:
-                parts.append(f'<text class="tick" x="{x1 + 4}" y="{y + 4:.1f}" text-anchor="start" fill="{color}">{_fmt(v)}</text>')
+                parts.append(
+                    f'<text class="tick" x="{x1 + 4}" y="{y + 4:.1f}" text-anchor="start" '
+                    f'fill="{color}">{_fmt(v)}</text>'
+                )
             v += step
         # split into runs at gaps (missing data is not interpolated): a gap is 2.5 times the
         # usual spacing of the points, and at least 15 minutes

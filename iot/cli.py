@@ -47,8 +47,9 @@ def greenhouse_add(code, name, owner_name, timezone, crop, area_m2):
             if owner is None:
                 raise click.ClickException(f"no user {owner_name!r}")
         try:
-            gh = registry.create_greenhouse(session, code, name, owner=owner, crop=crop, area_m2=area_m2,
-                                            timezone=timezone)
+            gh = registry.create_greenhouse(
+                session, code, name, owner=owner, crop=crop, area_m2=area_m2, timezone=timezone
+            )
         except registry.RegistryError as exc:
             _fail(exc)
         session.commit()
@@ -62,13 +63,17 @@ def greenhouse_list():
 
     with _session() as session:
         for gh in registry.list_greenhouses(session):
-            click.echo(f"{gh.code:14} {gh.name:24} {gh.crop or '-':10} {gh.timezone:16} devices={len(gh.devices)}")
+            click.echo(
+                f"{gh.code:14} {gh.name:24} {gh.crop or '-':10} {gh.timezone:16} devices={len(gh.devices)}"
+            )
 
 
 @device_cli.command("add")
 @click.argument("device_id")
 @click.option("--greenhouse", "code", help="Greenhouse code (omit to leave it unassigned).")
-@click.option("--kind", type=click.Choice(["sensor", "controller", "camera"]), default="sensor", show_default=True)
+@click.option(
+    "--kind", type=click.Choice(["sensor", "controller", "camera"]), default="sensor", show_default=True
+)
 @click.option("--name", default=None)
 def device_add(device_id, code, kind, name):
     """Register a device DEVICE_ID (the id it uses in MQTT topics)."""
@@ -99,10 +104,14 @@ def device_assign(device_id, code):
         device = registry.get_device(session, device_id)
         gh = registry.get_greenhouse(session, code)
         if device is None or gh is None:
-            raise click.ClickException(f"no device {device_id!r}" if device is None else f"no greenhouse {code!r}")
+            raise click.ClickException(
+                f"no device {device_id!r}" if device is None else f"no greenhouse {code!r}"
+            )
         registry.assign_device(session, device, gh)
         session.commit()
-        click.echo(f"device {device_id} assigned to {code}; replay its messages with `flask iot quarantine replay`")
+        click.echo(
+            f"device {device_id} assigned to {code}; replay its messages with `flask iot quarantine replay`"
+        )
 
 
 @device_cli.command("list")
@@ -123,10 +132,16 @@ def device_list(unassigned):
 
 @device_cli.command("credentials")
 @click.argument("device_id")
-@click.option("--passwd-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write Mosquitto's password_file (all devices with credentials) here.")
-@click.option("--acl-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the matching Mosquitto acl_file here.")
+@click.option(
+    "--passwd-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write Mosquitto's password_file (all devices with credentials) here.",
+)
+@click.option(
+    "--acl-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the matching Mosquitto acl_file here.",
+)
 def device_credentials(device_id, passwd_file, acl_file):
     """Issue a new MQTT password for DEVICE_ID (printed once) and write the broker files."""
     from iot import registry
@@ -162,8 +177,14 @@ def ingest(shared_group, client_id, batch_size, batch_ms, metrics_port):
     from iot.ingest import run_from_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    run_from_settings(settings(), shared_group=shared_group, client_id=client_id, batch_size=batch_size,
-                      batch_ms=batch_ms, metrics_port=metrics_port)
+    run_from_settings(
+        settings(),
+        shared_group=shared_group,
+        client_id=client_id,
+        batch_size=batch_size,
+        batch_ms=batch_ms,
+        metrics_port=metrics_port,
+    )
 
 
 @iot_cli.command("simulate")
@@ -185,7 +206,9 @@ def simulate(speedup, interval, backfill_hours, duration, count, fault_rate):
     if not greenhouses:
         raise click.ClickException("no greenhouses: run `flask demo seed` or `flask iot greenhouse add`")
     host, port, user, password, tls = cfg.mqtt_host_port
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tianyuan-simulator", protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="tianyuan-simulator", protocol=mqtt.MQTTv5
+    )
     client.max_queued_messages_set(0)
     if user:
         client.username_pw_set(user, password)
@@ -193,8 +216,14 @@ def simulate(speedup, interval, backfill_hours, duration, count, fault_rate):
         client.tls_set()
     client.connect(host, port)
     client.loop_start()
-    sim = Simulator(greenhouses, prefix=cfg.mqtt_topic_prefix, speedup=speedup, interval_s=interval,
-                    backfill_hours=backfill_hours, fault_rate=fault_rate)
+    sim = Simulator(
+        greenhouses,
+        prefix=cfg.mqtt_topic_prefix,
+        speedup=speedup,
+        interval_s=interval,
+        backfill_hours=backfill_hours,
+        fault_rate=fault_rate,
+    )
     devices = sum(len(g.devices) for g in greenhouses)
     click.echo(f"simulating {len(greenhouses)} greenhouses, {devices} devices at {speedup:g}x; Ctrl-C stops")
     try:
@@ -228,8 +257,10 @@ def quarantine_list(reason, show_all, limit):
             query = query.where(Q.replayed_at.is_(None))
         for q in session.scalars(query):
             payload = bytes(q.payload[:80]).decode("utf-8", "replace").replace("\n", " ")
-            click.echo(f"#{q.id:<6} {q.received_at:%Y-%m-%d %H:%M:%S} {q.reason:20} {q.topic}  {payload}"
-                       + (f"  ({q.detail})" if q.detail else ""))
+            click.echo(
+                f"#{q.id:<6} {q.received_at:%Y-%m-%d %H:%M:%S} {q.reason:20} {q.topic}  {payload}"
+                + (f"  ({q.detail})" if q.detail else "")
+            )
 
 
 @quarantine_cli.command("replay")
@@ -242,13 +273,24 @@ def quarantine_replay(reason, ids):
     cfg = settings()
 
     def progress(done, total, result):
-        click.echo(f"replay {done}/{total}: stored={result.stored} duplicates={result.duplicates} "
-                   f"still_quarantined={len(result.still_failing)}")
+        click.echo(
+            f"replay {done}/{total}: stored={result.stored} duplicates={result.duplicates} "
+            f"still_quarantined={len(result.still_failing)}"
+        )
 
-    result = replay_quarantine(database().engine, topic_prefix=cfg.mqtt_topic_prefix, reason=reason,
-                               ids=ids or None, progress=progress, unknown_device_policy=cfg.unknown_device_policy)
+    result = replay_quarantine(
+        database().engine,
+        topic_prefix=cfg.mqtt_topic_prefix,
+        reason=reason,
+        ids=ids or None,
+        progress=progress,
+        unknown_device_policy=cfg.unknown_device_policy,
+    )
     reasons = ", ".join(f"{r}={n}" for r, n in sorted(result.quarantined.items())) or "none"
-    click.echo(f"done: {result.stored} readings stored, {len(result.still_failing)} messages still failing ({reasons})")
+    click.echo(
+        f"done: {result.stored} readings stored, {len(result.still_failing)} messages still failing "
+        f"({reasons})"
+    )
 
 
 def _nest_dashboard_commands() -> None:

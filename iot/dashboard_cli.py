@@ -21,7 +21,9 @@ def _greenhouse_ids(codes: tuple[str, ...]) -> list[int] | None:
 
     if not codes:
         return None
-    rows = db_session().execute(select(Greenhouse.code, Greenhouse.id).where(Greenhouse.code.in_(codes))).all()
+    rows = (
+        db_session().execute(select(Greenhouse.code, Greenhouse.id).where(Greenhouse.code.in_(codes))).all()
+    )
     found = dict(rows)
     missing = [c for c in codes if c not in found]
     if missing:
@@ -58,8 +60,15 @@ def rebuild_rollups(codes: tuple[str, ...], since: str | None):
 
 
 @data_cli.command("retention")
-@click.option("--days", type=int, default=None, help="Keep this many days of raw readings (default RAW_RETENTION_DAYS).")
-@click.option("--hourly-days", type=int, default=None, help="Also prune hourly rollups older than this (daily are kept).")
+@click.option(
+    "--days", type=int, default=None, help="Keep this many days of raw readings (default RAW_RETENTION_DAYS)."
+)
+@click.option(
+    "--hourly-days",
+    type=int,
+    default=None,
+    help="Also prune hourly rollups older than this (daily are kept).",
+)
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 def retention(days: int | None, hourly_days: int | None, dry_run: bool):
     """Delete raw readings older than the retention period; rollups stay."""
@@ -96,7 +105,9 @@ def mqtt_notifier(cfg):
     from iot.alerts import MqttNotifier
 
     host, port, user, password, tls = cfg.mqtt_host_port
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{cfg.mqtt_client_id}-alerts", protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"{cfg.mqtt_client_id}-alerts", protocol=mqtt.MQTTv5
+    )
     if user:
         client.username_pw_set(user, password)
     if tls:
@@ -104,7 +115,10 @@ def mqtt_notifier(cfg):
     try:
         client.connect(host, port, keepalive=30)
     except OSError as exc:
-        click.echo(f"warning: MQTT broker {host}:{port} unreachable ({exc}); alerts are shown in the app only", err=True)
+        click.echo(
+            f"warning: MQTT broker {host}:{port} unreachable ({exc}); alerts are shown in the app only",
+            err=True,
+        )
         return None
     client.loop_start()
     return MqttNotifier(client, cfg.mqtt_topic_prefix)
@@ -122,7 +136,9 @@ def check_alerts(every: float, mqtt: bool):
     try:
         while True:
             session = db_session()
-            changed = alerts.evaluate_time_based(session, int(time.time()), notifier, prefix=cfg.mqtt_topic_prefix)
+            changed = alerts.evaluate_time_based(
+                session, int(time.time()), notifier, prefix=cfg.mqtt_topic_prefix
+            )
             session.commit()
             if notifier is not None:
                 notifier.flush()

@@ -82,9 +82,17 @@ def backfill_demo_history(session: Session, days: int = 14, now: int | None = No
                 water = area * rng.uniform(0.45, 0.6)
                 ec = round(rng.uniform(1.6, 2.2), 2)
                 events.append(
-                    dict(device_id=controller.id, greenhouse_id=gh.id, zone="1", started_at=ts,
-                         ended_at=ts + 20 * 60, water_l=round(water, 1), ec=ec, ph=round(rng.uniform(5.9, 6.4), 2),
-                         fertilizer={"A": round(water * 0.002, 2), "B": round(water * 0.0015, 2)})
+                    dict(
+                        device_id=controller.id,
+                        greenhouse_id=gh.id,
+                        zone="1",
+                        started_at=ts,
+                        ended_at=ts + 20 * 60,
+                        water_l=round(water, 1),
+                        ec=ec,
+                        ph=round(rng.uniform(5.9, 6.4), 2),
+                        fertilizer={"A": round(water * 0.002, 2), "B": round(water * 0.0015, 2)},
+                    )
                 )
                 moisture = min(moisture + 9 + rng.uniform(-1, 1), 78)
             values = {
@@ -100,7 +108,14 @@ def backfill_demo_history(session: Session, days: int = 14, now: int | None = No
             if rng.random() < 0.003:  # an occasional gap, as real sensors have
                 continue
             for name, v in values.items():
-                rows.append({"greenhouse_id": gh.id, "metric_id": metrics.BY_NAME[name].id, "ts": ts, "value": round(v, 2)})
+                rows.append(
+                    {
+                        "greenhouse_id": gh.id,
+                        "metric_id": metrics.BY_NAME[name].id,
+                        "ts": ts,
+                        "value": round(v, 2),
+                    }
+                )
         for i in range(0, len(rows), 5000):
             chunk = rows[i : i + 5000]
             session.execute(insert(Reading), [{**r, "device_id": sensor.id} for r in chunk])
@@ -110,4 +125,3 @@ def backfill_demo_history(session: Session, days: int = 14, now: int | None = No
         ensure_default_rules(session, gh)
         total += len(rows)
     return total
-

@@ -148,25 +148,49 @@ class Stats:
                 lines.append(f"tianyuan_ingest_{name}{labels} {value}")
 
         metric("messages_received_total", "counter", "MQTT messages received.", [("", self.received)])
-        metric("messages_acked_total", "counter", "MQTT messages acknowledged after commit.", [("", self.acked)])
+        metric(
+            "messages_acked_total", "counter", "MQTT messages acknowledged after commit.", [("", self.acked)]
+        )
         metric("readings_stored_total", "counter", "Readings inserted.", [("", self.stored)])
-        metric("readings_duplicate_total", "counter", "Readings already stored (redeliveries).", [("", self.duplicates)])
+        metric(
+            "readings_duplicate_total",
+            "counter",
+            "Readings already stored (redeliveries).",
+            [("", self.duplicates)],
+        )
         metric("irrigation_messages_total", "counter", "Irrigation messages stored.", [("", self.irrigation)])
         metric("status_messages_total", "counter", "Device status messages.", [("", self.status)])
         metric(
             "quarantined_total",
             "counter",
             "Messages quarantined, by reason.",
-            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.quarantined.items())] or [('{reason="none"}', 0)],
+            [(f'{{reason="{r}"}}', n) for r, n in sorted(self.quarantined.items())]
+            or [('{reason="none"}', 0)],
         )
         metric("batches_total", "counter", "Batches committed.", [("", self.batches)])
-        metric("batch_seconds_sum", "counter", "Total time spent storing batches.", [("", round(self.batch_seconds, 6))])
-        metric("batch_seconds_max", "gauge", "Longest batch so far.", [("", round(self.batch_seconds_max, 6))])
+        metric(
+            "batch_seconds_sum",
+            "counter",
+            "Total time spent storing batches.",
+            [("", round(self.batch_seconds, 6))],
+        )
+        metric(
+            "batch_seconds_max", "gauge", "Longest batch so far.", [("", round(self.batch_seconds_max, 6))]
+        )
         metric("db_errors_total", "counter", "Failed batch transactions (retried).", [("", self.db_errors)])
-        metric("alert_errors_total", "counter", "Alert evaluations that failed (readings kept).", [("", self.alert_errors)])
+        metric(
+            "alert_errors_total",
+            "counter",
+            "Alert evaluations that failed (readings kept).",
+            [("", self.alert_errors)],
+        )
         metric("connects_total", "counter", "Connections to the broker.", [("", self.connects)])
-        metric("writer_starts_total", "counter", "Writer processes started (more than 1: restarts).",
-               [("", self.writer_starts)])
+        metric(
+            "writer_starts_total",
+            "counter",
+            "Writer processes started (more than 1: restarts).",
+            [("", self.writer_starts)],
+        )
         return "\n".join(lines) + "\n"
 
     def as_dict(self) -> dict:
@@ -284,7 +308,9 @@ class BatchWriter:
             if self._topics_version != self.registry.version:  # refreshed while resolving
                 self._topics.clear()
                 self._topics_version = self.registry.version
-            if not (isinstance(cached, PayloadError) and cached.reason in ("unknown_device", "unassigned_device")):
+            if not (
+                isinstance(cached, PayloadError) and cached.reason in ("unknown_device", "unassigned_device")
+            ):
                 self._topics[topic] = cached
         if isinstance(cached, PayloadError):
             raise cached
@@ -302,7 +328,8 @@ class BatchWriter:
             return PayloadError("unassigned_device", parsed.device[:80])
         if parsed.greenhouse is not None and parsed.greenhouse != info.greenhouse_code:
             return PayloadError(
-                "greenhouse_mismatch", f"{parsed.device} belongs to {info.greenhouse_code}, not {parsed.greenhouse}"[:200]
+                "greenhouse_mismatch",
+                f"{parsed.device} belongs to {info.greenhouse_code}, not {parsed.greenhouse}"[:200],
             )
         return parsed, info
 
@@ -361,7 +388,9 @@ class BatchWriter:
                     if message.arrival - last_seen.get(pk, 0.0) > 60.0:
                         seen[pk] = (message.arrival, True)
                 elif kind == "irrigation":
-                    events.append((message, info, payloads.decode_irrigation(message.payload, message.arrival)))
+                    events.append(
+                        (message, info, payloads.decode_irrigation(message.payload, message.arrival))
+                    )
                     seen[info.pk] = (message.arrival, True)
                 else:
                     online = payloads.decode_status(message.payload)
@@ -397,8 +426,18 @@ class BatchWriter:
                 for row in touched:
                     session.execute(self.touch_devices, [row])
             for name in provision:
-                session.execute(self.insert_device, [{"device_id": name, "kind": "sensor", "provisioned": True,
-                                                      "online": False, "created_at": _dt(time.time())}])
+                session.execute(
+                    self.insert_device,
+                    [
+                        {
+                            "device_id": name,
+                            "kind": "sensor",
+                            "provisioned": True,
+                            "online": False,
+                            "created_at": _dt(time.time()),
+                        }
+                    ],
+                )
             good_qids = {m.quarantine_id for m in messages if m.quarantine_id is not None}
             if bad:
                 if replay:
@@ -410,8 +449,13 @@ class BatchWriter:
                     session.execute(
                         QUARANTINE.insert(),
                         [
-                            {"received_at": _dt(m.arrival), "topic": m.topic[:300], "payload": bytes(m.payload),
-                             "reason": e.reason, "detail": e.detail or None}
+                            {
+                                "received_at": _dt(m.arrival),
+                                "topic": m.topic[:300],
+                                "payload": bytes(m.payload),
+                                "reason": e.reason,
+                                "detail": e.detail or None,
+                            }
                             for m, e in bad
                         ],
                     )
@@ -425,7 +469,9 @@ class BatchWriter:
                     )
                 for qid, (reason, detail) in result.still_failing.items():
                     session.execute(
-                        update(QUARANTINE).where(QUARANTINE.c.id == qid).values(reason=reason, detail=detail or None)
+                        update(QUARANTINE)
+                        .where(QUARANTINE.c.id == qid)
+                        .values(reason=reason, detail=detail or None)
                     )
             session.commit()
         result.notifications, self.outbox.items = self.outbox.items, []
@@ -443,10 +489,10 @@ class BatchWriter:
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         cursor = conn.connection.cursor()  # the DBAPI cursor, inside the session's transaction
         one = f"({mark}, {mark}, {mark}, {mark}, {mark})"
-        head = (
-            "INSERT INTO iot_readings (device_id, greenhouse_id, metric_id, ts, value) VALUES "
+        head = "INSERT INTO iot_readings (device_id, greenhouse_id, metric_id, ts, value) VALUES "
+        tail = (
+            " ON CONFLICT (device_id, metric_id, ts) DO NOTHING RETURNING greenhouse_id, metric_id, ts, value"
         )
-        tail = " ON CONFLICT (device_id, metric_id, ts) DO NOTHING RETURNING greenhouse_id, metric_id, ts, value"
         values = list(rows.values())
         out: list[dict] = []
         chunk = 1000  # 5,000 parameters: within SQLite's and PostgreSQL's limits
@@ -457,7 +503,10 @@ class BatchWriter:
                 params += r
             sql = head + ", ".join([one] * len(part)) + tail
             cursor.execute(sql, params)
-            out += [{"greenhouse_id": g, "metric_id": m, "ts": ts, "value": v} for g, m, ts, v in cursor.fetchall()]
+            out += [
+                {"greenhouse_id": g, "metric_id": m, "ts": ts, "value": v}
+                for g, m, ts, v in cursor.fetchall()
+            ]
         cursor.close()
         return out
 
@@ -467,13 +516,26 @@ class BatchWriter:
         if replay and message.quarantine_id is not None:
             result.still_failing[message.quarantine_id] = (reason, detail)
             with self.session_factory() as session:
-                session.execute(update(QUARANTINE).where(QUARANTINE.c.id == message.quarantine_id)
-                                .values(reason=reason, detail=detail))
+                session.execute(
+                    update(QUARANTINE)
+                    .where(QUARANTINE.c.id == message.quarantine_id)
+                    .values(reason=reason, detail=detail)
+                )
                 session.commit()
             return result
         with self.session_factory() as session:
-            session.execute(QUARANTINE.insert(), [{"received_at": _dt(message.arrival), "topic": message.topic[:300],
-                                                   "payload": bytes(message.payload), "reason": reason, "detail": detail}])
+            session.execute(
+                QUARANTINE.insert(),
+                [
+                    {
+                        "received_at": _dt(message.arrival),
+                        "topic": message.topic[:300],
+                        "payload": bytes(message.payload),
+                        "reason": reason,
+                        "detail": detail,
+                    }
+                ],
+            )
             session.commit()
         return result
 
@@ -492,7 +554,10 @@ class BatchWriter:
         base = {"device_id": info.pk, "greenhouse_id": info.greenhouse_id, "zone": msg.zone}
         details = {"water_l": msg.water_l, "ec": msg.ec, "ph": msg.ph, "fertilizer": msg.fertilizer}
         if msg.action in ("complete", "start"):
-            session.execute(self.insert_event, [{**base, **details, "started_at": msg.started_at, "ended_at": msg.ended_at}])
+            session.execute(
+                self.insert_event,
+                [{**base, **details, "started_at": msg.started_at, "ended_at": msg.ended_at}],
+            )
             return
         # stop: close the open event it belongs to (given start, or the latest open one before it)
         query = select(EVENTS.c.id, EVENTS.c.ended_at).where(EVENTS.c.device_id == info.pk)
@@ -502,9 +567,11 @@ class BatchWriter:
             query = query.where(EVENTS.c.started_at <= msg.ended_at)
             if msg.zone is not None:
                 query = query.where(EVENTS.c.zone == msg.zone)
-            query = query.where(
-                (EVENTS.c.ended_at.is_(None)) | (EVENTS.c.ended_at == msg.ended_at)
-            ).order_by(EVENTS.c.started_at.desc()).limit(1)
+            query = (
+                query.where((EVENTS.c.ended_at.is_(None)) | (EVENTS.c.ended_at == msg.ended_at))
+                .order_by(EVENTS.c.started_at.desc())
+                .limit(1)
+            )
         row = session.execute(query).first()
         if row is None:
             raise PayloadError("unmatched_stop", f"no open irrigation before {msg.ended_at}")
@@ -513,11 +580,16 @@ class BatchWriter:
         changes = {"ended_at": msg.ended_at}
         changes.update({k: v for k, v in details.items() if v is not None})
         if msg.ended_at is not None:
-            session.execute(update(EVENTS).where(and_(EVENTS.c.id == row.id, EVENTS.c.ended_at.is_(None))).values(**changes))
+            session.execute(
+                update(EVENTS)
+                .where(and_(EVENTS.c.id == row.id, EVENTS.c.ended_at.is_(None)))
+                .values(**changes)
+            )
 
 
-def _writer_main(conn, database_url: str, topic_prefix: str, tasmota_prefix: str, policy: str,
-                 log_level: int) -> None:
+def _writer_main(
+    conn, database_url: str, topic_prefix: str, tasmota_prefix: str, policy: str, log_level: int
+) -> None:
     """The writer process: receive batches, store them, report back. Ends when the pipe
     closes (the ingester stopped or was killed) or on ``None``."""
     import os
@@ -526,13 +598,16 @@ def _writer_main(conn, database_url: str, topic_prefix: str, tasmota_prefix: str
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the ingester decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    logging.basicConfig(level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     parent = os.getppid()
     engine = make_engine(database_url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_ingest_pragmas)
-    writer = BatchWriter(engine, topic_prefix=topic_prefix, tasmota_prefix=tasmota_prefix,
-                         unknown_device_policy=policy)
+    writer = BatchWriter(
+        engine, topic_prefix=topic_prefix, tasmota_prefix=tasmota_prefix, unknown_device_policy=policy
+    )
     backoff = 0.0
     while True:  # the database may be away when we start: wait for it
         try:
@@ -560,8 +635,14 @@ def _writer_main(conn, database_url: str, topic_prefix: str, tasmota_prefix: str
                 result = writer.store(messages)
             except DBAPIError as exc:
                 backoff = min(max(backoff * 2, 0.5), 15.0)
-                log.error(kv("db_error", error=type(exc.orig).__name__ if exc.orig else type(exc).__name__,
-                             pending=len(messages), retry_in_s=backoff))
+                log.error(
+                    kv(
+                        "db_error",
+                        error=type(exc.orig).__name__ if exc.orig else type(exc).__name__,
+                        pending=len(messages),
+                        retry_in_s=backoff,
+                    )
+                )
                 try:
                     conn.send(("db_error", seq, None))
                 except OSError:
@@ -571,8 +652,16 @@ def _writer_main(conn, database_url: str, topic_prefix: str, tasmota_prefix: str
                     return  # the ingester is gone; the broker still has these messages
                 continue
             backoff = 0.0
-            data = (result.stored, result.duplicates, result.irrigation, result.status, dict(result.quarantined),
-                    writer.alert_errors, time.perf_counter() - started, result.notifications)
+            data = (
+                result.stored,
+                result.duplicates,
+                result.irrigation,
+                result.status,
+                dict(result.quarantined),
+                writer.alert_errors,
+                time.perf_counter() - started,
+                result.notifications,
+            )
             try:
                 conn.send(("done", seq, data))
             except OSError:
@@ -690,15 +779,23 @@ class Ingester:
             self.stats.db_errors += 1
             self._db_backoff = min(max(self._db_backoff * 2, 0.5), 15.0)
             self._retry_at = time.monotonic() + self._db_backoff
-            log.error(kv("db_error", error=type(exc.orig).__name__ if exc.orig else type(exc).__name__,
-                         pending=len(batch), retry_in_s=self._db_backoff))
+            log.error(
+                kv(
+                    "db_error",
+                    error=type(exc.orig).__name__ if exc.orig else type(exc).__name__,
+                    pending=len(batch),
+                    retry_in_s=self._db_backoff,
+                )
+            )
             return False
         self._db_backoff = 0.0
         self.buffer = []
         self._acknowledge(batch, result, time.perf_counter() - started, self.writer.alert_errors)
         return True
 
-    def _acknowledge(self, batch: list[Message], result: BatchResult, elapsed: float, alert_errors: int) -> None:
+    def _acknowledge(
+        self, batch: list[Message], result: BatchResult, elapsed: float, alert_errors: int
+    ) -> None:
         client = self._client
         acked = 0
         if client is not None:
@@ -732,9 +829,17 @@ class Ingester:
         self._conn, child = ctx.Pipe()
         cfg = self.config
         self._proc = ctx.Process(
-            target=_writer_main, name="ingest-writer", daemon=True,
-            args=(child, cfg.database_url, cfg.topic_prefix, cfg.tasmota_prefix, cfg.unknown_device_policy,
-                  logging.getLogger().level or logging.INFO),
+            target=_writer_main,
+            name="ingest-writer",
+            daemon=True,
+            args=(
+                child,
+                cfg.database_url,
+                cfg.topic_prefix,
+                cfg.tasmota_prefix,
+                cfg.unknown_device_policy,
+                logging.getLogger().level or logging.INFO,
+            ),
         )
         self._proc.start()
         self._writer_started = time.monotonic()
@@ -759,8 +864,14 @@ class Ingester:
             batch = self._inflight[1]
             self._inflight = None
             stored, duplicates, irrigation, status, quarantined, alert_errors, elapsed, notifications = data
-            result = BatchResult(stored=stored, duplicates=duplicates, irrigation=irrigation, status=status,
-                                 quarantined=Counter(quarantined), notifications=notifications)
+            result = BatchResult(
+                stored=stored,
+                duplicates=duplicates,
+                irrigation=irrigation,
+                status=status,
+                quarantined=Counter(quarantined),
+                notifications=notifications,
+            )
             self._acknowledge(batch, result, elapsed, alert_errors)
         if self._inflight is not None and not self._proc.is_alive() and now - self._writer_started > 1.0:
             log.error(kv("writer_died", exitcode=self._proc.exitcode, pending=len(self._inflight[1])))
@@ -848,8 +959,14 @@ class Ingester:
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         last_log = time.monotonic()
         last_received = 0
-        log.info(kv("start", broker=f"{self.config.mqtt_host}:{self.config.mqtt_port}",
-                    filters=",".join(self.config.filters()), batch_size=self.config.batch_size))
+        log.info(
+            kv(
+                "start",
+                broker=f"{self.config.mqtt_host}:{self.config.mqtt_port}",
+                filters=",".join(self.config.filters()),
+                batch_size=self.config.batch_size,
+            )
+        )
         need_connect = True
         while not self._stop.is_set() and (deadline is None or time.monotonic() < deadline):
             if need_connect:
@@ -875,8 +992,7 @@ class Ingester:
             if self._inflight is not None:
                 self._poll_writer()
             if self.buffer and (
-                time.monotonic() - self.buffer_started >= self.config.batch_ms / 1000.0
-                or not self.connected
+                time.monotonic() - self.buffer_started >= self.config.batch_ms / 1000.0 or not self.connected
             ):
                 self.flush()
             now = time.monotonic()
@@ -884,9 +1000,14 @@ class Ingester:
                 rate = (self.stats.received - last_received) / (now - last_log)
                 last_received = self.stats.received
                 last_log = now
-                log.info(kv("progress", rate_per_s=round(rate, 1), **{k: v for k, v in self.stats.as_dict().items()
-                                                                      if k != "quarantined"},
-                            quarantined=sum(self.stats.quarantined.values())))
+                log.info(
+                    kv(
+                        "progress",
+                        rate_per_s=round(rate, 1),
+                        **{k: v for k, v in self.stats.as_dict().items() if k != "quarantined"},
+                        quarantined=sum(self.stats.quarantined.values()),
+                    )
+                )
         # shutting down: store what we have and ack it while still connected; if the database
         # stays away, give up after a few seconds (unacknowledged messages stay with the broker)
         if self.use_process:
@@ -951,8 +1072,12 @@ def replay_quarantine(
     """Feed quarantined messages (not yet replayed) through the writer again.
 
     Stored ones get ``replayed_at``; the rest keep their row with the new reason."""
-    writer = BatchWriter(engine, topic_prefix=topic_prefix, tasmota_prefix=tasmota_prefix,
-                         unknown_device_policy=unknown_device_policy)
+    writer = BatchWriter(
+        engine,
+        topic_prefix=topic_prefix,
+        tasmota_prefix=tasmota_prefix,
+        unknown_device_policy=unknown_device_policy,
+    )
     writer.registry.refresh()
     query = select(QUARANTINE.c.id).where(QUARANTINE.c.replayed_at.is_(None)).order_by(QUARANTINE.c.id)
     if reason:
@@ -968,10 +1093,15 @@ def replay_quarantine(
         with writer.session_factory() as session:
             rows = session.execute(
                 select(QUARANTINE.c.id, QUARANTINE.c.topic, QUARANTINE.c.payload, QUARANTINE.c.received_at)
-                .where(QUARANTINE.c.id.in_(chunk)).order_by(QUARANTINE.c.id)
+                .where(QUARANTINE.c.id.in_(chunk))
+                .order_by(QUARANTINE.c.id)
             ).all()
-        messages = [Message(r.topic, bytes(r.payload), r.received_at.replace(tzinfo=UTC).timestamp(),
-                            quarantine_id=r.id) for r in rows]
+        messages = [
+            Message(
+                r.topic, bytes(r.payload), r.received_at.replace(tzinfo=UTC).timestamp(), quarantine_id=r.id
+            )
+            for r in rows
+        ]
         result = writer.store(messages, replay=True)
         total.stored += result.stored
         total.duplicates += result.duplicates
@@ -988,23 +1118,32 @@ def replay_quarantine(
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m iot.ingest", description="Store greenhouse MQTT data.")
-    p.add_argument("--shared-group", help="subscribe as $share/NAME/... to split the stream with other ingesters")
+    p.add_argument(
+        "--shared-group", help="subscribe as $share/NAME/... to split the stream with other ingesters"
+    )
     p.add_argument("--client-id", help="MQTT client id (fixed per instance; default MQTT_CLIENT_ID)")
     p.add_argument("--batch-size", type=int, default=5000)
     p.add_argument("--batch-ms", type=int, default=100)
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus text on 127.0.0.1:PORT/metrics (0: any port)")
+    p.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus text on 127.0.0.1:PORT/metrics (0: any port)"
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
 
-def run_from_settings(settings, *, shared_group=None, client_id=None, batch_size=None, batch_ms=None,
-                      metrics_port=None) -> Stats:
+def run_from_settings(
+    settings, *, shared_group=None, client_id=None, batch_size=None, batch_ms=None, metrics_port=None
+) -> Stats:
     """What ``python -m iot.ingest`` and ``flask iot ingest`` both run."""
     if shared_group and not client_id and settings.mqtt_client_id == "tianyuan-ingester":
         # each member of a group needs its own (stable) id; the host name is stable per machine
         client_id = f"tianyuan-ingester-{shared_group}-{socket.gethostname()}"
     config = IngestConfig.from_settings(
-        settings, shared_group=shared_group, client_id=client_id, batch_size=batch_size, batch_ms=batch_ms,
+        settings,
+        shared_group=shared_group,
+        client_id=client_id,
+        batch_size=batch_size,
+        batch_ms=batch_ms,
         metrics_port=metrics_port,
     )
     ingester = Ingester(config)
@@ -1022,11 +1161,20 @@ def main(argv: list[str] | None = None) -> int:
     from core.config import Settings
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     settings = Settings.from_env()
-    run_from_settings(settings, shared_group=args.shared_group, client_id=args.client_id,
-                      batch_size=args.batch_size, batch_ms=args.batch_ms, metrics_port=args.metrics_port)
+    run_from_settings(
+        settings,
+        shared_group=args.shared_group,
+        client_id=args.client_id,
+        batch_size=args.batch_size,
+        batch_ms=args.batch_ms,
+        metrics_port=args.metrics_port,
+    )
     return 0
 
 

@@ -123,4 +123,6 @@ def compare(session: Session, greenhouse: Greenhouse, period: str, at: int) -> C
     """The period containing ``at`` and the one before it."""
     start, end = period_bounds(period, at)
     p_start, p_end = previous_bounds(period, start)
-    return Comparison(period, summarize(session, greenhouse, start, end), summarize(session, greenhouse, p_start, p_end))
+    return Comparison(
+        period, summarize(session, greenhouse, start, end), summarize(session, greenhouse, p_start, p_end)
+    )

@@ -47,7 +47,9 @@ class Device(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[str] = mapped_column(String(80), unique=True)  # the id used in MQTT topics
-    greenhouse_id: Mapped[int | None] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="SET NULL"), index=True)
+    greenhouse_id: Mapped[int | None] = mapped_column(
+        ForeignKey("iot_greenhouses.id", ondelete="SET NULL"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(20), default="sensor")  # sensor | controller | camera
     name: Mapped[str | None] = mapped_column(String(120))
     password_hash: Mapped[str | None] = mapped_column(String(255))  # MQTT credentials (broker side)
@@ -79,7 +81,9 @@ class Reading(Base):
 class _RollupColumns:
     """Columns shared by the hourly and daily rollups: count, sum, min and max per bucket."""
 
-    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"), primary_key=True)
+    greenhouse_id: Mapped[int] = mapped_column(
+        ForeignKey("iot_greenhouses.id", ondelete="CASCADE"), primary_key=True
+    )
     metric_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     bucket: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
@@ -145,7 +149,9 @@ class LatestReading(Base):
 
     __tablename__ = "iot_latest"
 
-    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"), primary_key=True)
+    greenhouse_id: Mapped[int] = mapped_column(
+        ForeignKey("iot_greenhouses.id", ondelete="CASCADE"), primary_key=True
+    )
     metric_id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     ts: Mapped[int] = mapped_column(BigInteger)
     value: Mapped[float] = mapped_column(Float)
@@ -185,7 +191,9 @@ class Alert(Base):
     __table_args__ = (Index("ix_iot_alerts_gh_closed", "greenhouse_id", "closed_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    rule_id: Mapped[int | None] = mapped_column(ForeignKey("iot_alert_rules.id", ondelete="SET NULL"), index=True)
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("iot_alert_rules.id", ondelete="SET NULL"), index=True
+    )
     greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"))
     metric_id: Mapped[int | None] = mapped_column(SmallInteger)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("iot_devices.id", ondelete="SET NULL"))
@@ -210,11 +218,21 @@ class Alert(Base):
 # without a lookup into the table per bucket (about 20-30% faster on SQLite).
 Index(
     "ix_iot_rollups_hourly_series",
-    HourlyRollup.greenhouse_id, HourlyRollup.metric_id, HourlyRollup.bucket,
-    HourlyRollup.count, HourlyRollup.sum, HourlyRollup.min, HourlyRollup.max,
+    HourlyRollup.greenhouse_id,
+    HourlyRollup.metric_id,
+    HourlyRollup.bucket,
+    HourlyRollup.count,
+    HourlyRollup.sum,
+    HourlyRollup.min,
+    HourlyRollup.max,
 )
 Index(
     "ix_iot_rollups_daily_series",
-    DailyRollup.greenhouse_id, DailyRollup.metric_id, DailyRollup.bucket,
-    DailyRollup.count, DailyRollup.sum, DailyRollup.min, DailyRollup.max,
+    DailyRollup.greenhouse_id,
+    DailyRollup.metric_id,
+    DailyRollup.bucket,
+    DailyRollup.count,
+    DailyRollup.sum,
+    DailyRollup.min,
+    DailyRollup.max,
 )

@@ -80,8 +80,13 @@ class IrrigationMsg:
 
 def parse_topic(topic: str, prefix: str = "farm", tasmota_prefix: str = "tele") -> Topic:
     parts = topic.split("/")
-    if (len(parts) == 4 and parts[0] == prefix and parts[3] in ("telemetry", "irrigation", "status")
-            and parts[1] and parts[2]):
+    if (
+        len(parts) == 4
+        and parts[0] == prefix
+        and parts[3] in ("telemetry", "irrigation", "status")
+        and parts[1]
+        and parts[2]
+    ):
         return Topic(parts[3], parts[2], parts[1])
     if len(parts) == 3 and parts[0] == tasmota_prefix and parts[2] == "SENSOR" and parts[1]:
         return Topic("tasmota", parts[1])

@@ -39,7 +39,9 @@ def count_older(session: Session, before: int, table: str = "iot_readings") -> i
     return session.execute(text(f"SELECT count(*) FROM {table} WHERE {col} < :c"), {"c": before}).scalar_one()
 
 
-def prune(session: Session, before: int, *, table: str = "iot_readings", slice_days: int = 7) -> Iterator[Slice]:
+def prune(
+    session: Session, before: int, *, table: str = "iot_readings", slice_days: int = 7
+) -> Iterator[Slice]:
     """Delete rows older than ``before`` from ``table`` (iot_readings or iot_rollups_hourly),
     one greenhouse and ``slice_days`` at a time; yields after each slice (commit there)."""
     if table not in ("iot_readings", "iot_rollups_hourly"):

@@ -83,7 +83,9 @@ def _fold(rows: Iterable[Mapping[str, Any]]):
 
 
 def _params(acc):
-    return [{"g": g, "m": m, "b": b, "c": a[0], "s": a[1], "lo": a[2], "hi": a[3]} for (g, m, b), a in acc.items()]
+    return [
+        {"g": g, "m": m, "b": b, "c": a[0], "s": a[1], "lo": a[2], "hi": a[3]} for (g, m, b), a in acc.items()
+    ]
 
 
 def apply_readings(bind: Session | Connection, rows: list[Mapping[str, Any]]) -> int:
@@ -148,11 +150,14 @@ def rebuild(
     for i, (gh, s, e) in enumerate(chunks):
         p = {"g": gh, "s": s, "e": e}
         for table in ("iot_rollups_hourly", "iot_rollups_daily"):
-            session.execute(text(f"DELETE FROM {table} WHERE greenhouse_id = :g AND bucket >= :s AND bucket < :e"), p)
+            session.execute(
+                text(f"DELETE FROM {table} WHERE greenhouse_id = :g AND bucket >= :s AND bucket < :e"), p
+            )
         result = session.execute(
             text(
                 "INSERT INTO iot_rollups_hourly (greenhouse_id, metric_id, bucket, count, sum, min, max) "
-                "SELECT greenhouse_id, metric_id, ts - (ts % 3600), count(*), sum(value), min(value), max(value) "
+                "SELECT greenhouse_id, metric_id, ts - (ts % 3600), count(*), sum(value), min(value), "
+                "max(value) "
                 "FROM iot_readings WHERE greenhouse_id = :g AND ts >= :s AND ts < :e "
                 "GROUP BY greenhouse_id, metric_id, ts - (ts % 3600)"
             ),
@@ -163,10 +168,12 @@ def rebuild(
         session.execute(
             text(
                 "INSERT INTO iot_rollups_daily (greenhouse_id, metric_id, bucket, count, sum, min, max) "
-                f"SELECT greenhouse_id, metric_id, (bucket + {LOCAL_OFFSET}) / {DAY} * {DAY} - {LOCAL_OFFSET}, "
+                f"SELECT greenhouse_id, metric_id, (bucket + {LOCAL_OFFSET}) / {DAY} * {DAY} - "
+                f"{LOCAL_OFFSET}, "
                 "sum(count), sum(sum), min(min), max(max) FROM iot_rollups_hourly "
                 "WHERE greenhouse_id = :g AND bucket >= :s AND bucket < :e "
-                f"GROUP BY greenhouse_id, metric_id, (bucket + {LOCAL_OFFSET}) / {DAY} * {DAY} - {LOCAL_OFFSET}"
+                f"GROUP BY greenhouse_id, metric_id, (bucket + {LOCAL_OFFSET}) / {DAY} * {DAY} - "
+                f"{LOCAL_OFFSET}"
             ),
             p,
         )
@@ -185,7 +192,8 @@ def _rebuild_latest(session: Session, greenhouse_ids: list[int] | None, dialect:
         text(
             "INSERT INTO iot_latest (greenhouse_id, metric_id, ts, value) "
             "SELECT r.greenhouse_id, r.metric_id, r.ts, max(r.value) FROM iot_readings r "
-            "JOIN (SELECT greenhouse_id, metric_id, max(ts) AS ts FROM iot_readings GROUP BY greenhouse_id, metric_id) l "
+            "JOIN (SELECT greenhouse_id, metric_id, max(ts) AS ts FROM iot_readings GROUP BY "
+            "greenhouse_id, metric_id) l "
             "ON l.greenhouse_id = r.greenhouse_id AND l.metric_id = r.metric_id AND l.ts = r.ts "
             f"{where} GROUP BY r.greenhouse_id, r.metric_id, r.ts"
         )

@@ -72,9 +72,13 @@ def series(
         out.truncated = len(rows) > RAW_POINT_LIMIT
         out.points = rows[:RAW_POINT_LIMIT]
         return out
-    table, lo = ("iot_rollups_hourly", start - start % HOUR) if resolution == "hour" else (
-        "iot_rollups_daily",
-        day_bucket(start),
+    table, lo = (
+        ("iot_rollups_hourly", start - start % HOUR)
+        if resolution == "hour"
+        else (
+            "iot_rollups_daily",
+            day_bucket(start),
+        )
     )
     rows = session.execute(
         text(
@@ -164,7 +168,9 @@ def can_see(user, greenhouse: Greenhouse) -> bool:
     )
 
 
-def overview(session: Session, greenhouses: list[Greenhouse], now: int | None = None) -> list[GreenhouseOverview]:
+def overview(
+    session: Session, greenhouses: list[Greenhouse], now: int | None = None
+) -> list[GreenhouseOverview]:
     """Latest readings, device state, open alerts and today's irrigation for each greenhouse.
 
     Five indexed queries whatever the number of greenhouses.
@@ -175,7 +181,9 @@ def overview(session: Session, greenhouses: list[Greenhouse], now: int | None = 
         return []
     latest: dict[int, dict[int, Latest]] = {i: {} for i in ids}
     for row in session.scalars(select(LatestReading).where(LatestReading.greenhouse_id.in_(ids))):
-        latest[row.greenhouse_id][row.metric_id] = Latest(row.metric_id, row.ts, row.value, max(now - row.ts, 0))
+        latest[row.greenhouse_id][row.metric_id] = Latest(
+            row.metric_id, row.ts, row.value, max(now - row.ts, 0)
+        )
     devices = {i: [0, 0] for i in ids}
     for gh, online, n in session.execute(
         select(Device.greenhouse_id, Device.online, func.count())
@@ -204,7 +212,13 @@ def overview(session: Session, greenhouses: list[Greenhouse], now: int | None = 
         water[gh] = [float(total or 0.0), n]
     return [
         GreenhouseOverview(
-            g, latest[g.id], devices[g.id][0], devices[g.id][1], alerts[g.id][0], alerts[g.id][1], *water[g.id]
+            g,
+            latest[g.id],
+            devices[g.id][0],
+            devices[g.id][1],
+            alerts[g.id][0],
+            alerts[g.id][1],
+            *water[g.id],
         )
         for g in greenhouses
     ]

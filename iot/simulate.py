@@ -63,7 +63,9 @@ def load_greenhouses(session: Session) -> list[SimGreenhouse]:
     """Every greenhouse with its assigned devices, sensors alternating formats."""
     out = []
     for gh in session.scalars(select(Greenhouse).order_by(Greenhouse.code)):
-        devices = session.scalars(select(Device).where(Device.greenhouse_id == gh.id).order_by(Device.device_id))
+        devices = session.scalars(
+            select(Device).where(Device.greenhouse_id == gh.id).order_by(Device.device_id)
+        )
         sims, n = [], 0
         for d in devices:
             if d.kind == "sensor":
@@ -72,8 +74,16 @@ def load_greenhouses(session: Session) -> list[SimGreenhouse]:
             elif d.kind == "controller":
                 sims.append(SimDevice(d.device_id, d.kind))
         climate = CLIMATES.get((gh.crop or "").lower(), DEFAULT_CLIMATE)
-        out.append(SimGreenhouse(gh.code, gh.crop, gh.timezone or "Asia/Shanghai", sims, soil=climate[4],
-                                 rng=random.Random(gh.code)))
+        out.append(
+            SimGreenhouse(
+                gh.code,
+                gh.crop,
+                gh.timezone or "Asia/Shanghai",
+                sims,
+                soil=climate[4],
+                rng=random.Random(gh.code),
+            )
+        )
     return out
 
 
@@ -105,20 +115,32 @@ def sensor_message(gh: SimGreenhouse, dev: SimDevice, t: float, prefix: str, fau
         values["air_temperature"] = 85.0 + gh.rng.random() * 10
     ts = int(t)
     if dev.fmt == "senml":
-        pack = [{"bn": f"urn:dev:{dev.device_id}:", "bt": ts, "n": "temperature", "u": "Cel",
-                 "v": values["air_temperature"]},
-                {"n": "humidity", "u": "%RH", "v": values["air_humidity"]},
-                {"n": "co2", "u": "ppm", "v": values["co2"]},
-                {"n": "soil_moisture", "u": "%", "v": values["soil_moisture"]}]
+        pack = [
+            {
+                "bn": f"urn:dev:{dev.device_id}:",
+                "bt": ts,
+                "n": "temperature",
+                "u": "Cel",
+                "v": values["air_temperature"],
+            },
+            {"n": "humidity", "u": "%RH", "v": values["air_humidity"]},
+            {"n": "co2", "u": "ppm", "v": values["co2"]},
+            {"n": "soil_moisture", "u": "%", "v": values["soil_moisture"]},
+        ]
         return f"{prefix}/{gh.code}/{dev.device_id}/telemetry", json.dumps(pack)
     if dev.fmt == "tasmota":
         local = datetime.fromtimestamp(ts, ZoneInfo(gh.timezone)).replace(tzinfo=None)
-        doc = {"Time": local.isoformat(timespec="seconds"),
-               "AM2301": {"Temperature": values["air_temperature"], "Humidity": values["air_humidity"],
-                          "DewPoint": round(values["air_temperature"] - 5, 1)},
-               "BH1750": {"Illuminance": values["light"]},
-               "DS18B20": {"Id": "01144A", "Temperature": values["soil_temperature"]},
-               "TempUnit": "C"}
+        doc = {
+            "Time": local.isoformat(timespec="seconds"),
+            "AM2301": {
+                "Temperature": values["air_temperature"],
+                "Humidity": values["air_humidity"],
+                "DewPoint": round(values["air_temperature"] - 5, 1),
+            },
+            "BH1750": {"Illuminance": values["light"]},
+            "DS18B20": {"Id": "01144A", "Temperature": values["soil_temperature"]},
+            "TempUnit": "C",
+        }
         return f"tele/{dev.device_id}/SENSOR", json.dumps(doc)
     return f"{prefix}/{gh.code}/{dev.device_id}/telemetry", json.dumps({"ts": ts, **values})
 
@@ -138,20 +160,58 @@ def controller_messages(gh: SimGreenhouse, dev: SimDevice, t: float, prefix: str
             gh.irrigating_since = int(start_t)
             gh.zone = "A" if gh.zone == "B" else "B"
             if style == "startstop":
-                out.append((f"{topic}/irrigation", json.dumps({"action": "start", "ts": int(start_t),
-                                                              "zone": gh.zone, "ec": ec, "ph": ph})))
-        elif not in_window and gh.irrigating_since is not None and minute_of_day >= start_min + 20 \
-                and gh.irrigating_since == int(start_t):
+                out.append(
+                    (
+                        f"{topic}/irrigation",
+                        json.dumps(
+                            {"action": "start", "ts": int(start_t), "zone": gh.zone, "ec": ec, "ph": ph}
+                        ),
+                    )
+                )
+        elif (
+            not in_window
+            and gh.irrigating_since is not None
+            and minute_of_day >= start_min + 20
+            and gh.irrigating_since == int(start_t)
+        ):
             end = gh.irrigating_since + 20 * 60
             water = round(gh.rng.uniform(300, 600), 1)
-            fert = {"tank_a": round(gh.rng.uniform(0.8, 1.5), 2), "tank_b": round(gh.rng.uniform(0.5, 1.0), 2)}
+            fert = {
+                "tank_a": round(gh.rng.uniform(0.8, 1.5), 2),
+                "tank_b": round(gh.rng.uniform(0.5, 1.0), 2),
+            }
             if style == "startstop":
-                out.append((f"{topic}/irrigation", json.dumps({"action": "stop", "ts": end, "zone": gh.zone,
-                                                              "water_l": water, "fertilizer": fert})))
+                out.append(
+                    (
+                        f"{topic}/irrigation",
+                        json.dumps(
+                            {
+                                "action": "stop",
+                                "ts": end,
+                                "zone": gh.zone,
+                                "water_l": water,
+                                "fertilizer": fert,
+                            }
+                        ),
+                    )
+                )
             else:
-                out.append((f"{topic}/irrigation", json.dumps({"start": gh.irrigating_since, "end": end,
-                                                              "zone": gh.zone, "water_l": water, "ec": ec,
-                                                              "ph": ph, "fertilizer": fert})))
+                out.append(
+                    (
+                        f"{topic}/irrigation",
+                        json.dumps(
+                            {
+                                "start": gh.irrigating_since,
+                                "end": end,
+                                "zone": gh.zone,
+                                "water_l": water,
+                                "ec": ec,
+                                "ph": ph,
+                                "fertilizer": fert,
+                            }
+                        ),
+                    )
+                )
             gh.soil = min(gh.soil + gh.rng.uniform(10, 15), 60.0 if (gh.crop or "") != "mushroom" else 75.0)
             gh.irrigating_since = None
     out.append((f"{topic}/telemetry", json.dumps({"ts": int(t), "ec": ec, "ph": ph})))
@@ -159,9 +219,17 @@ def controller_messages(gh: SimGreenhouse, dev: SimDevice, t: float, prefix: str
 
 
 class Simulator:
-    def __init__(self, greenhouses: list[SimGreenhouse], *, prefix: str = "farm", speedup: float = 60.0,
-                 interval_s: float = 60.0, backfill_hours: float = 24.0, fault_rate: float = 0.002,
-                 start: float | None = None):
+    def __init__(
+        self,
+        greenhouses: list[SimGreenhouse],
+        *,
+        prefix: str = "farm",
+        speedup: float = 60.0,
+        interval_s: float = 60.0,
+        backfill_hours: float = 24.0,
+        fault_rate: float = 0.002,
+        start: float | None = None,
+    ):
         self.greenhouses = greenhouses
         self.prefix = prefix
         self.speedup = speedup
@@ -191,11 +259,22 @@ class Simulator:
         return out
 
     def status_messages(self, online: bool) -> list[tuple[str, str]]:
-        return [(f"{self.prefix}/{gh.code}/{d.device_id}/status", "online" if online else "offline")
-                for gh in self.greenhouses for d in gh.devices]
+        return [
+            (f"{self.prefix}/{gh.code}/{d.device_id}/status", "online" if online else "offline")
+            for gh in self.greenhouses
+            for d in gh.devices
+        ]
 
-    def run(self, client, *, duration_s: float | None = None, max_messages: int | None = None,
-            tick_s: float = 0.5, qos: int = 1, on_progress=None) -> int:
+    def run(
+        self,
+        client,
+        *,
+        duration_s: float | None = None,
+        max_messages: int | None = None,
+        tick_s: float = 0.5,
+        qos: int = 1,
+        on_progress=None,
+    ) -> int:
         """Publish with a connected paho client until ``duration_s``/``max_messages`` (or forever)."""
         for topic, payload in self.status_messages(True):
             client.publish(topic, payload, qos=qos, retain=True)

@@ -170,7 +170,9 @@ def index():
 
 
 def _key_metrics() -> list[int]:
-    return [metrics.BY_NAME[n].id for n in ("air_temperature", "air_humidity", "soil_moisture", "co2", "ec", "ph")]
+    return [
+        metrics.BY_NAME[n].id for n in ("air_temperature", "air_humidity", "soil_moisture", "co2", "ec", "ph")
+    ]
 
 
 def _range_bounds() -> tuple[str, int, int]:
@@ -201,7 +203,14 @@ def greenhouse(code: str):
 
     events = irrigation_events(session, gh.id, start, end)
     markers = [
-        (ev.started_at, _("Irrigation %(time)s, %(water)s L", time=epoch_local(ev.started_at), water=fmt_value(ev.water_l)))
+        (
+            ev.started_at,
+            _(
+                "Irrigation %(time)s, %(water)s L",
+                time=epoch_local(ev.started_at),
+                water=fmt_value(ev.water_l),
+            ),
+        )
         for ev in events
     ]
     blocks = []
@@ -221,15 +230,17 @@ def greenhouse(code: str):
         lines = [line(n) for n in names]
         title = " · ".join(cs.label for cs in lines)
         svg = charts.render(charts.Chart(start, end, lines, marks, title=title, no_data=no_data))
-        blocks.append(
-            dict(id=block_id, title=title, svg=Markup(svg), lines=lines, markers=len(marks))
-        )
+        blocks.append(dict(id=block_id, title=title, svg=Markup(svg), lines=lines, markers=len(marks)))
     open_alerts = list(
         session.scalars(
-            select(Alert).where(Alert.greenhouse_id == gh.id, Alert.closed_at.is_(None)).order_by(Alert.opened_at.desc())
+            select(Alert)
+            .where(Alert.greenhouse_id == gh.id, Alert.closed_at.is_(None))
+            .order_by(Alert.opened_at.desc())
         )
     )
-    devices = list(session.scalars(select(Device).where(Device.greenhouse_id == gh.id).order_by(Device.device_id)))
+    devices = list(
+        session.scalars(select(Device).where(Device.greenhouse_id == gh.id).order_by(Device.device_id))
+    )
     today = irrigation.compare(session, gh, "day", now_ts())
     return render_template(
         "iot/greenhouse.html",
@@ -279,7 +290,9 @@ def acknowledge(alert_id: int):
     gh = session.get(Greenhouse, alert.greenhouse_id)
     if not can_see(current_user, gh):
         abort(403)
-    if alert_service.acknowledge(session, alert, current_user.id, _notifier(), prefix=settings().mqtt_topic_prefix):
+    if alert_service.acknowledge(
+        session, alert, current_user.id, _notifier(), prefix=settings().mqtt_topic_prefix
+    ):
         session.commit()
         flash(_("Alert acknowledged."), "success")
     else:
@@ -326,7 +339,9 @@ def rules(code: str):
     gh = greenhouse_for(code)
     rows = list(
         session.scalars(
-            select(AlertRule).where(AlertRule.greenhouse_id == gh.id).order_by(AlertRule.metric_id, AlertRule.kind)
+            select(AlertRule)
+            .where(AlertRule.greenhouse_id == gh.id)
+            .order_by(AlertRule.metric_id, AlertRule.kind)
         )
     )
     return render_template(
@@ -361,7 +376,9 @@ def save_rule(code: str):
     duration_s = _minutes("duration_min")
     window_s = _minutes("window_min")
     severity = request.form.get("severity", "warning")
-    error = alert_service.validate_rule(kind, metric_id, threshold, hysteresis, duration_s, window_s, severity)
+    error = alert_service.validate_rule(
+        kind, metric_id, threshold, hysteresis, duration_s, window_s, severity
+    )
     if error:
         flash(_("Rule not saved: %(error)s", error=RULE_ERRORS.get(error, error)), "error")
         return redirect(url_for("iot.rules", code=gh.code))
@@ -420,10 +437,18 @@ def irrigation_page(code: str):
     if period not in irrigation.PERIODS:
         period = "week"
     comparison = irrigation.compare(session, gh, period, now_ts())
-    events = list(reversed(irrigation_events(session, gh.id, comparison.current.start, comparison.current.end)))
+    events = list(
+        reversed(irrigation_events(session, gh.id, comparison.current.start, comparison.current.end))
+    )
     tanks = sorted(set(comparison.current.fertilizer) | set(comparison.previous.fertilizer))
     return render_template(
-        "iot/irrigation.html", gh=gh, c=comparison, period=period, periods=PERIOD_LABELS, events=events, tanks=tanks
+        "iot/irrigation.html",
+        gh=gh,
+        c=comparison,
+        period=period,
+        periods=PERIOD_LABELS,
+        events=events,
+        tanks=tanks,
     )
 
 
@@ -495,12 +520,16 @@ def export_rows(session, gh: Greenhouse, start: int, end: int, resolution: str, 
         )
         for i, (ts, device, metric_id, value) in enumerate(result):
             m = metrics.BY_ID.get(metric_id)
-            out.writerow([*times(ts), gh.code, device, m.name if m else metric_id, m.unit if m else "", value])
+            out.writerow(
+                [*times(ts), gh.code, device, m.name if m else metric_id, m.unit if m else "", value]
+            )
             if i % 2000 == 1999:
                 yield flush()
     else:
         table = "iot_rollups_hourly" if resolution == "hour" else "iot_rollups_daily"
-        out.writerow(["bucket_utc", "bucket_local", "greenhouse", "metric", "unit", "count", "min", "mean", "max"])
+        out.writerow(
+            ["bucket_utc", "bucket_local", "greenhouse", "metric", "unit", "count", "min", "mean", "max"]
+        )
         rows = session.execute(
             text(
                 f"SELECT bucket, metric_id, count, sum, min, max FROM {table} "
@@ -511,6 +540,15 @@ def export_rows(session, gh: Greenhouse, start: int, end: int, resolution: str, 
         for b, metric_id, count, total, mn, mx in rows:
             m = metrics.BY_ID.get(metric_id)
             out.writerow(
-                [*times(b), gh.code, m.name if m else metric_id, m.unit if m else "", count, mn, round(total / count, 4), mx]
+                [
+                    *times(b),
+                    gh.code,
+                    m.name if m else metric_id,
+                    m.unit if m else "",
+                    count,
+                    mn,
+                    round(total / count, 4),
+                    mx,
+                ]
             )
     yield flush()

@@ -70,7 +70,9 @@ def new_cart(session: Session, user_id: int | None = None) -> Cart:
 def lines(cart: Cart | None) -> list[CartLine]:
     if cart is None:
         return []
-    return [CartLine(item, item.product, mul_fen(item.product.price_fen, item.quantity)) for item in cart.items]
+    return [
+        CartLine(item, item.product, mul_fen(item.product.price_fen, item.quantity)) for item in cart.items
+    ]
 
 
 def total_fen(cart: Cart | None) -> int:

@@ -131,8 +131,21 @@ def terms(session: Session, product_id: int) -> ProductTerms:
 
 # --- staff edits -----------------------------------------------------------------------
 
-EDITABLE = ("name_zh", "name_en", "description_zh", "description_en", "unit", "price_fen", "active",
-            "on_sale_from", "on_sale_to", "consignment", "category_id", "image", "crop")
+EDITABLE = (
+    "name_zh",
+    "name_en",
+    "description_zh",
+    "description_en",
+    "unit",
+    "price_fen",
+    "active",
+    "on_sale_from",
+    "on_sale_to",
+    "consignment",
+    "category_id",
+    "image",
+    "crop",
+)
 
 
 def parse_product_form(form) -> dict:
@@ -170,8 +183,15 @@ def parse_product_form(form) -> dict:
     return values
 
 
-def save_product(session: Session, product: Product | None, values: dict, *, user_id: int | None,
-                 slug: str | None = None, commission_pct: int | None = None) -> Product:
+def save_product(
+    session: Session,
+    product: Product | None,
+    values: dict,
+    *,
+    user_id: int | None,
+    slug: str | None = None,
+    commission_pct: int | None = None,
+) -> Product:
     """Create or update a product; every changed field goes to the audit log."""
     created = product is None
     if created:
@@ -181,8 +201,13 @@ def save_product(session: Session, product: Product | None, values: dict, *, use
         product = Product(slug=slug, **{k: v for k, v in values.items() if k in EDITABLE})
         session.add(product)
         session.flush()
-        audit.record(session, "shop.product.create", product, user_id=user_id,
-                     details={k: _plain(v) for k, v in values.items()})
+        audit.record(
+            session,
+            "shop.product.create",
+            product,
+            user_id=user_id,
+            details={k: _plain(v) for k, v in values.items()},
+        )
     else:
         changes = {}
         for key, value in values.items():
@@ -196,13 +221,20 @@ def save_product(session: Session, product: Product | None, values: dict, *, use
             raise CatalogError(N_("Commission must be between 0 and 100 percent."))
         row = terms(session, product.id)
         if row.commission_pct != commission_pct:
-            audit.record(session, "shop.product.commission", product, user_id=user_id,
-                         details={"commission_pct": [row.commission_pct, commission_pct]})
+            audit.record(
+                session,
+                "shop.product.commission",
+                product,
+                user_id=user_id,
+                details={"commission_pct": [row.commission_pct, commission_pct]},
+            )
             row.commission_pct = commission_pct
     return product
 
 
-def set_suppliers(session: Session, product: Product, household_ids: list[int], greenhouse_id: int | None = None) -> None:
+def set_suppliers(
+    session: Session, product: Product, household_ids: list[int], greenhouse_id: int | None = None
+) -> None:
     existing = {s.household_id: s for s in product.suppliers}
     for hid in household_ids:
         if hid not in existing:
@@ -235,17 +267,31 @@ def add_stock(
 
     try:
         lot = lot_service.create_harvest_lot(
-            session, None, quantity, product.unit, harvested_on=harvested_on, product_id=product.id,
-            household_id=household_id, grade=grade, user_id=user_id,
+            session,
+            None,
+            quantity,
+            product.unit,
+            harvested_on=harvested_on,
+            product_id=product.id,
+            household_id=household_id,
+            grade=grade,
+            user_id=user_id,
         )
     except lot_service.LotError as exc:
         raise CatalogError(str(exc)) from exc
-    audit.record(session, "shop.stock.receive", lot, user_id=user_id,
-                 details={"product_id": product.id, "quantity": str(quantity)})
+    audit.record(
+        session,
+        "shop.stock.receive",
+        lot,
+        user_id=user_id,
+        details={"product_id": product.id, "quantity": str(quantity)},
+    )
     return lot
 
 
-def adjust_lot(session: Session, lot: HarvestLot, remaining: Decimal, *, reason: str, user_id: int | None) -> None:
+def adjust_lot(
+    session: Session, lot: HarvestLot, remaining: Decimal, *, reason: str, user_id: int | None
+) -> None:
     """Correct a lot's remaining quantity after a stock count (spoilage, breakage)."""
     if remaining < 0:
         raise CatalogError(N_("Stock cannot be negative."))
@@ -253,5 +299,11 @@ def adjust_lot(session: Session, lot: HarvestLot, remaining: Decimal, *, reason:
         raise CatalogError(N_("Say why the stock changes."))
     before = lot.remaining
     lot.remaining = remaining
-    audit.record(session, "shop.stock.adjust", lot, user_id=user_id,
-                 details={"remaining": [str(before), str(remaining)]}, note=reason.strip())
+    audit.record(
+        session,
+        "shop.stock.adjust",
+        lot,
+        user_id=user_id,
+        details={"remaining": [str(before), str(remaining)]},
+        note=reason.strip(),
+    )

@@ -102,7 +102,9 @@ def give_back_to_lot(session: Session, lot_id: int, quantity: Decimal) -> None:
     )
 
 
-def reserve(session: Session, product: Product, quantity: Decimal, lot_id: int | None = None) -> list[tuple[HarvestLot, Decimal]]:
+def reserve(
+    session: Session, product: Product, quantity: Decimal, lot_id: int | None = None
+) -> list[tuple[HarvestLot, Decimal]]:
     """Take ``quantity`` of a product from its lots, oldest first (or from the chosen lot).
 
     Returns the allocations; raises ``OutOfStock`` after giving back anything taken.
@@ -216,12 +218,19 @@ def place_order(
     order.total_fen = total
     carts.clear(cart)
     session.flush()
-    audit.record(session, "shop.order.place", order, user_id=user_id,
-                 details={"total_fen": total, "payment": order.payment_method, "fulfilment": order.fulfilment})
+    audit.record(
+        session,
+        "shop.order.place",
+        order,
+        user_id=user_id,
+        details={"total_fen": total, "payment": order.payment_method, "fulfilment": order.fulfilment},
+    )
     return order
 
 
-def release_stock(session: Session, order: Order, *, new_status: str | None = None, from_states=("held",)) -> bool:
+def release_stock(
+    session: Session, order: Order, *, new_status: str | None = None, from_states=("held",)
+) -> bool:
     """Return an order's lots to stock, once: the conditional UPDATE on the order claims it.
 
     ``new_status`` (e.g. ``cancelled``) is set in the same statement. Returns False when

@@ -68,10 +68,14 @@ def statement(household_code, month):
         data = household_statement(session, household.id, year, mon)
     click.echo(f"{household.code} {household.head_name} {year:04d}-{mon:02d}")
     for e in data["entries"]:
-        click.echo(f"{e['at']:%Y-%m-%d} {e['order']:14} {e['name_zh']:16} {format_fen(e['gross']):>12} "
-                   f"{format_fen(e['commission']):>10} {format_fen(e['owed']):>12}")
-    click.echo(f"total sales {format_fen(data['gross'])}, commission {format_fen(data['commission'])}, "
-               f"owed {format_fen(data['owed'])}")
+        click.echo(
+            f"{e['at']:%Y-%m-%d} {e['order']:14} {e['name_zh']:16} {format_fen(e['gross']):>12} "
+            f"{format_fen(e['commission']):>10} {format_fen(e['owed']):>12}"
+        )
+    click.echo(
+        f"total sales {format_fen(data['gross'])}, commission {format_fen(data['commission'])}, "
+        f"owed {format_fen(data['owed'])}"
+    )
 
 
 def _add_trace_commands() -> None:

@@ -41,7 +41,12 @@ from shop.trace_models import HarvestLot, Inspection, LotEvent
 
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 GS1_ID = "https://id.gs1.org"
-UOM = {"kg": ("KGM", Decimal(1)), "g": ("GRM", Decimal(1)), "jin": ("KGM", Decimal("0.5")), "t": ("TNE", Decimal(1))}
+UOM = {
+    "kg": ("KGM", Decimal(1)),
+    "g": ("GRM", Decimal(1)),
+    "jin": ("KGM", Decimal("0.5")),
+    "t": ("TNE", Decimal(1)),
+}
 SENSOR_TYPES = {
     # metric: (EPCIS measurement type, UN/ECE Rec 20 unit)
     "air_temperature": ("Temperature", "CEL"),
@@ -94,7 +99,10 @@ class Exporter:
     def when(at: datetime) -> dict[str, str]:
         local = at.astimezone(LOCAL_TZ)
         offset = local.strftime("%z")  # "+0800"
-        return {"eventTime": local.isoformat(timespec="seconds"), "eventTimeZoneOffset": f"{offset[:3]}:{offset[3:]}"}
+        return {
+            "eventTime": local.isoformat(timespec="seconds"),
+            "eventTimeZoneOffset": f"{offset[:3]}:{offset[3:]}",
+        }
 
     # events --------------------------------------------------------------------------
 
@@ -143,28 +151,39 @@ class Exporter:
         for name, stats in cond.stats.items():
             mtype, uom = SENSOR_TYPES[name]
             summary: dict[str, Any] = {
-                "type": mtype, "minValue": stats.min, "maxValue": stats.max, "meanValue": round(stats.mean, 4),
-                "ty:metric": name, "ty:count": stats.count,
+                "type": mtype,
+                "minValue": stats.min,
+                "maxValue": stats.max,
+                "meanValue": round(stats.mean, 4),
+                "ty:metric": name,
+                "ty:count": stats.count,
             }
             reports = [summary]
             for day in cond.daily.get(name, []):
-                reports.append({
-                    "type": mtype,
-                    "time": datetime.fromtimestamp(day.ts, LOCAL_TZ).isoformat(timespec="seconds"),
-                    "minValue": day.min, "maxValue": day.max, "meanValue": round(day.avg, 4),
-                    "ty:metric": name, "ty:count": day.count,
-                })
+                reports.append(
+                    {
+                        "type": mtype,
+                        "time": datetime.fromtimestamp(day.ts, LOCAL_TZ).isoformat(timespec="seconds"),
+                        "minValue": day.min,
+                        "maxValue": day.max,
+                        "meanValue": round(day.avg, 4),
+                        "ty:metric": name,
+                        "ty:count": day.count,
+                    }
+                )
             if uom:
                 for report in reports:
                     report["uom"] = uom
-            elements.append({
-                "sensorMetadata": {
-                    "startTime": start.astimezone(LOCAL_TZ).isoformat(timespec="seconds"),
-                    "endTime": end.astimezone(LOCAL_TZ).isoformat(timespec="seconds"),
-                    "dataProcessingMethod": f"{self.ns}dailyAggregate",
-                },
-                "sensorReport": reports,
-            })
+            elements.append(
+                {
+                    "sensorMetadata": {
+                        "startTime": start.astimezone(LOCAL_TZ).isoformat(timespec="seconds"),
+                        "endTime": end.astimezone(LOCAL_TZ).isoformat(timespec="seconds"),
+                        "dataProcessingMethod": f"{self.ns}dailyAggregate",
+                    },
+                    "sensorReport": reports,
+                }
+            )
         return {
             "type": "ObjectEvent",
             **self.when(min(end, datetime.now(UTC))),
@@ -207,24 +226,27 @@ class Exporter:
         input_list = [self.quantity(src, q) for src, q in inputs]
         out_q = self.quantity(lot, lot.quantity)
         base = self.when(event.at)
-        events = [{
-            "type": "TransformationEvent",
-            **base,
-            "eventID": self.event_id(f"event/{event.id}/transform"),
-            "inputQuantityList": input_list,
-            "outputQuantityList": [out_q],
-            "bizStep": "repackaging" if event.kind == "packed" else "assembling",
-            "disposition": "active",
-        }, {
-            "type": "AggregationEvent",
-            **base,
-            "eventID": self.event_id(f"event/{event.id}/aggregate"),
-            "parentID": self.instance(lot),
-            "childQuantityList": input_list,
-            "action": "ADD",
-            "bizStep": "packing",
-            "disposition": "container_closed",
-        }]
+        events = [
+            {
+                "type": "TransformationEvent",
+                **base,
+                "eventID": self.event_id(f"event/{event.id}/transform"),
+                "inputQuantityList": input_list,
+                "outputQuantityList": [out_q],
+                "bizStep": "repackaging" if event.kind == "packed" else "assembling",
+                "disposition": "active",
+            },
+            {
+                "type": "AggregationEvent",
+                **base,
+                "eventID": self.event_id(f"event/{event.id}/aggregate"),
+                "parentID": self.instance(lot),
+                "childQuantityList": input_list,
+                "action": "ADD",
+                "bizStep": "packing",
+                "disposition": "container_closed",
+            },
+        ]
         return events
 
     def observe(self, lot: HarvestLot, event: LotEvent) -> dict:
@@ -318,5 +340,6 @@ def validate(document: dict, schema: dict) -> list[str]:
     from jsonschema import Draft7Validator
 
     validator = Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
-    return [f"{'/'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
-
+    return [
+        f"{'/'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)
+    ]

@@ -256,12 +256,18 @@ def create_harvest_lot(
         created_by_id=user_id,
     )
     _insert_lot(session, lot, lambda: _next_number(session, "L" + harvested_on.strftime("%y%m%d")))
-    add_event(session, lot, "harvested", at=_event_time(harvested_on), quantity=qty, user_id=user_id, note=note)
-    audit.record(session, "lot.harvest", lot, user_id=user_id, details={"lot": lot.lot_number, "qty": str(qty)})
+    add_event(
+        session, lot, "harvested", at=_event_time(harvested_on), quantity=qty, user_id=user_id, note=note
+    )
+    audit.record(
+        session, "lot.harvest", lot, user_id=user_id, details={"lot": lot.lot_number, "qty": str(qty)}
+    )
     return lot
 
 
-def _guess_cycle(session: Session, household_id: int | None, product_id: int | None, day: date) -> CropCycle | None:
+def _guess_cycle(
+    session: Session, household_id: int | None, product_id: int | None, day: date
+) -> CropCycle | None:
     if household_id is None or product_id is None:
         return None
     from shop.models import Product
@@ -271,9 +277,13 @@ def _guess_cycle(session: Session, household_id: int | None, product_id: int | N
     if product is None or not product.crop:
         return None
     cycles = [
-        c for c in session.scalars(
-            select(CropCycle).where(CropCycle.household_id == household_id, CropCycle.planted_on <= day,
-                                    (CropCycle.ended_on.is_(None)) | (CropCycle.ended_on >= day))
+        c
+        for c in session.scalars(
+            select(CropCycle).where(
+                CropCycle.household_id == household_id,
+                CropCycle.planted_on <= day,
+                (CropCycle.ended_on.is_(None)) | (CropCycle.ended_on >= day),
+            )
         )
         if crop_key(c.crop) == crop_key(product.crop)
     ]
@@ -327,7 +337,9 @@ def split_lot(
     from shop.models import Product
 
     product = session.get(Product, product_id) if product_id else lot.product
-    by_piece = product is not None and product.unit not in (lot.unit,) and product.unit in ("box", "bag", "piece")
+    by_piece = (
+        product is not None and product.unit not in (lot.unit,) and product.unit in ("box", "bag", "piece")
+    )
     day = on or utcnow().astimezone(LOCAL_TZ).date()
     start = session.scalar(select(func.count()).select_from(LotLink).where(LotLink.parent_id == lot.id)) or 0
     packs = []
@@ -346,13 +358,27 @@ def split_lot(
         )
         _insert_lot(session, pack, lambda i=i: _child_number(session, lot, i, day))
         session.add(LotLink(parent_id=lot.id, child_id=pack.id, quantity=qty))
-        add_event(session, pack, "packed", at=_event_time(day), quantity=pack.quantity, user_id=user_id,
-                  details={"inputs": [[lot.id, str(qty)]]})
+        add_event(
+            session,
+            pack,
+            "packed",
+            at=_event_time(day),
+            quantity=pack.quantity,
+            user_id=user_id,
+            details={"inputs": [[lot.id, str(qty)]]},
+        )
         packs.append(pack)
     total = sum(quantities, Decimal(0))
     lot.remaining -= total
-    add_event(session, lot, "split", at=_event_time(day), quantity=total, user_id=user_id,
-              details={"outputs": [[p.id, str(q)] for p, q in zip(packs, quantities, strict=True)]})
+    add_event(
+        session,
+        lot,
+        "split",
+        at=_event_time(day),
+        quantity=total,
+        user_id=user_id,
+        details={"outputs": [[p.id, str(q)] for p, q in zip(packs, quantities, strict=True)]},
+    )
     session.flush()
     return packs
 
@@ -396,10 +422,24 @@ def merge_lots(
     for lot, q in parts:
         session.add(LotLink(parent_id=lot.id, child_id=box.id, quantity=q))
         lot.remaining -= q
-        add_event(session, lot, "split", at=_event_time(day), quantity=q, user_id=user_id,
-                  details={"outputs": [[box.id, str(q)]]})
-    add_event(session, box, "merged", at=_event_time(day), quantity=qty, user_id=user_id,
-              details={"inputs": [[lot.id, str(q)] for lot, q in parts]})
+        add_event(
+            session,
+            lot,
+            "split",
+            at=_event_time(day),
+            quantity=q,
+            user_id=user_id,
+            details={"outputs": [[box.id, str(q)]]},
+        )
+    add_event(
+        session,
+        box,
+        "merged",
+        at=_event_time(day),
+        quantity=qty,
+        user_id=user_id,
+        details={"inputs": [[lot.id, str(q)] for lot, q in parts]},
+    )
     session.flush()
     return box
 
@@ -501,8 +541,14 @@ def record_inspection(
     )
     session.add(inspection)
     session.flush()
-    add_event(session, lot, "inspected", at=_event_time(tested_on), user_id=user_id,
-              details={"inspection_id": inspection.id, "result": result, "lab": lab})
+    add_event(
+        session,
+        lot,
+        "inspected",
+        at=_event_time(tested_on),
+        user_id=user_id,
+        details={"inspection_id": inspection.id, "result": result, "lab": lab},
+    )
     audit.record(session, "lot.inspect", lot, user_id=user_id, details={"result": result, "lab": lab})
     return inspection
 
@@ -511,18 +557,31 @@ def inspections_for(session: Session, lot: HarvestLot) -> list[Inspection]:
     """Inspections of the lot and of every lot it was made from."""
     ids = [lot.id] + [r.lot.id for r in ancestry(session, lot)]
     return list(
-        session.scalars(select(Inspection).where(Inspection.lot_id.in_(ids)).order_by(Inspection.tested_on, Inspection.id))
+        session.scalars(
+            select(Inspection).where(Inspection.lot_id.in_(ids)).order_by(Inspection.tested_on, Inspection.id)
+        )
     )
 
 
 # --- sale, shipping, recall -------------------------------------------------------------
 
 
-def record_sale(session: Session, lot: HarvestLot, quantity: Any, *, order_number: str | None = None,
-                shipped: bool = False) -> LotEvent:
+def record_sale(
+    session: Session,
+    lot: HarvestLot,
+    quantity: Any,
+    *,
+    order_number: str | None = None,
+    shipped: bool = False,
+) -> LotEvent:
     """Note that ``quantity`` of the lot was sold (or shipped); for the shop to call."""
-    return add_event(session, lot, "shipped" if shipped else "sold", quantity=_qty(quantity),
-                     details={"order": order_number} if order_number else None)
+    return add_event(
+        session,
+        lot,
+        "shipped" if shipped else "sold",
+        quantity=_qty(quantity),
+        details={"order": order_number} if order_number else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -537,8 +596,14 @@ def sales_of(session: Session, lot_id: int) -> list[Sale]:
     from shop.models import Order, OrderLine, OrderLineLot
 
     rows = session.execute(
-        select(Order.paid_at, Order.created_at, Order.status, Order.fulfilment, Order.updated_at,
-               OrderLineLot.quantity)
+        select(
+            Order.paid_at,
+            Order.created_at,
+            Order.status,
+            Order.fulfilment,
+            Order.updated_at,
+            OrderLineLot.quantity,
+        )
         .select_from(OrderLineLot)
         .join(OrderLine, OrderLine.id == OrderLineLot.line_id)
         .join(Order, Order.id == OrderLine.order_id)
@@ -546,13 +611,18 @@ def sales_of(session: Session, lot_id: int) -> list[Sale]:
         .order_by(Order.paid_at, Order.id)
     ).all()
     return [
-        Sale(paid or created, qty,
-             updated if status == "shipped" or (status == "completed" and fulfilment == "delivery") else None)
+        Sale(
+            paid or created,
+            qty,
+            updated if status == "shipped" or (status == "completed" and fulfilment == "delivery") else None,
+        )
         for paid, created, status, fulfilment, updated, qty in rows
     ]
 
 
-def recall_lot(session: Session, lot: HarvestLot, reason: str, *, user_id: int | None = None) -> list[HarvestLot]:
+def recall_lot(
+    session: Session, lot: HarvestLot, reason: str, *, user_id: int | None = None
+) -> list[HarvestLot]:
     """Recall a lot and everything made from it; the shop stops selling them at once.
 
     Returns the recalled lots (the lot first). A lot already recalled keeps its first
@@ -569,8 +639,14 @@ def recall_lot(session: Session, lot: HarvestLot, reason: str, *, user_id: int |
         each.recalled_at = now
         each.recall_reason = reason if each is lot else f"{reason} (from {lot.lot_number})"
         add_event(session, each, "recalled", at=now, note=each.recall_reason, user_id=user_id)
-    audit.record(session, "lot.recall", lot, user_id=user_id, note=reason,
-                 details={"lots": [each.lot_number for each in affected]})
+    audit.record(
+        session,
+        "lot.recall",
+        lot,
+        user_id=user_id,
+        note=reason,
+        details={"lots": [each.lot_number for each in affected]},
+    )
     session.flush()
     return affected
 
@@ -640,10 +716,14 @@ def orders_for_lot(session: Session, lot_id: int, *, include_descendants: bool =
 
 def recalled_lots(session: Session) -> list[HarvestLot]:
     """Lots recalled at the source (not the packs recalled with them), newest first."""
-    stmt = select(HarvestLot).where(HarvestLot.recalled_at.is_not(None)).order_by(HarvestLot.recalled_at.desc())
+    stmt = (
+        select(HarvestLot).where(HarvestLot.recalled_at.is_not(None)).order_by(HarvestLot.recalled_at.desc())
+    )
     lots = list(session.scalars(stmt))
     ids = {lot.id for lot in lots}
     parents_recalled = {
-        child for child, parent in session.execute(select(LotLink.child_id, LotLink.parent_id)) if parent in ids
+        child
+        for child, parent in session.execute(select(LotLink.child_id, LotLink.parent_id))
+        if parent in ids
     }
     return [lot for lot in lots if lot.id not in parents_recalled]

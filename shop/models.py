@@ -39,7 +39,9 @@ class Product(Base):
     name_en: Mapped[str] = mapped_column(String(120))
     description_zh: Mapped[str] = mapped_column(Text, default="")
     description_en: Mapped[str] = mapped_column(Text, default="")
-    category_id: Mapped[int | None] = mapped_column(ForeignKey("shop_categories.id", ondelete="SET NULL"), index=True)
+    category_id: Mapped[int | None] = mapped_column(
+        ForeignKey("shop_categories.id", ondelete="SET NULL"), index=True
+    )
     unit: Mapped[str] = mapped_column(String(20))  # kg | jin | box | bag
     price_fen: Mapped[int]
     crop: Mapped[str | None] = mapped_column(String(60))  # links to greenhouse crop / crop cycles
@@ -51,7 +53,9 @@ class Product(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     category: Mapped[Category | None] = relationship()
-    suppliers: Mapped[list[ProductSupplier]] = relationship(cascade="all, delete-orphan", order_by="ProductSupplier.id")
+    suppliers: Mapped[list[ProductSupplier]] = relationship(
+        cascade="all, delete-orphan", order_by="ProductSupplier.id"
+    )
 
     def name(self, locale: str) -> str:
         return self.name_zh if locale == "zh_CN" else self.name_en
@@ -95,7 +99,9 @@ class ProductTerms(Base):
 
     __tablename__ = "shop_product_terms"
 
-    product_id: Mapped[int] = mapped_column(ForeignKey("shop_products.id", ondelete="CASCADE"), primary_key=True)
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("shop_products.id", ondelete="CASCADE"), primary_key=True
+    )
     commission_pct: Mapped[int] = mapped_column(default=10)
     max_per_order: Mapped[Decimal | None] = mapped_column(QTY)
 
@@ -127,7 +133,9 @@ class CartItem(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     cart_id: Mapped[int] = mapped_column(ForeignKey("shop_carts.id", ondelete="CASCADE"), index=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("shop_products.id", ondelete="CASCADE"))
-    lot_id: Mapped[int | None] = mapped_column(ForeignKey("shop_lots.id", ondelete="SET NULL"))  # customer's pick
+    lot_id: Mapped[int | None] = mapped_column(
+        ForeignKey("shop_lots.id", ondelete="SET NULL")
+    )  # customer's pick
     quantity: Mapped[Decimal] = mapped_column(QTY)
 
     cart: Mapped[Cart] = relationship(back_populates="items")
@@ -200,7 +208,9 @@ class OrderLine(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("shop_orders.id", ondelete="CASCADE"), index=True)
-    product_id: Mapped[int | None] = mapped_column(ForeignKey("shop_products.id", ondelete="SET NULL"), index=True)
+    product_id: Mapped[int | None] = mapped_column(
+        ForeignKey("shop_products.id", ondelete="SET NULL"), index=True
+    )
     name_zh: Mapped[str] = mapped_column(String(120))
     name_en: Mapped[str] = mapped_column(String(120))
     unit: Mapped[str] = mapped_column(String(20))
@@ -277,7 +287,9 @@ class StripeEvent(Base):
     type: Mapped[str] = mapped_column(String(80))
     created: Mapped[int] = mapped_column(BigInteger, default=0)  # Stripe's event timestamp
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    order_id: Mapped[int | None] = mapped_column(ForeignKey("shop_orders.id", ondelete="SET NULL"), index=True)
+    order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("shop_orders.id", ondelete="SET NULL"), index=True
+    )
     outcome: Mapped[str] = mapped_column(String(200), default="")
     attention: Mapped[str | None] = mapped_column(Text)  # e.g. a payment for no known order
 

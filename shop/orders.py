@@ -45,8 +45,15 @@ def allowed(from_state: str, to_state: str) -> bool:
     return to_state in TRANSITIONS.get(from_state, set())
 
 
-def move(session: Session, order: Order, to_state: str, *, user_id: int | None = None, note: str | None = None,
-         extra: dict | None = None) -> None:
+def move(
+    session: Session,
+    order: Order,
+    to_state: str,
+    *,
+    user_id: int | None = None,
+    note: str | None = None,
+    extra: dict | None = None,
+) -> None:
     """Move ``order`` to ``to_state`` if allowed and nobody moved it meanwhile."""
     from_state = order.status
     if not allowed(from_state, to_state):
@@ -61,8 +68,14 @@ def move(session: Session, order: Order, to_state: str, *, user_id: int | None =
     session.refresh(order)
     if changed != 1:
         raise OrderError(N_("The order was changed by someone else; reload and try again."))
-    audit.record(session, "shop.order.status", order, user_id=user_id,
-                 details={"from": from_state, "to": to_state}, note=note)
+    audit.record(
+        session,
+        "shop.order.status",
+        order,
+        user_id=user_id,
+        details={"from": from_state, "to": to_state},
+        note=note,
+    )
 
 
 def staff_action(session: Session, order: Order, action: str, *, user_id: int | None) -> None:
@@ -85,8 +98,14 @@ def cancel(session: Session, order: Order, *, user_id: int | None, reason: str =
         raise OrderError(N_("Only unpaid orders can be cancelled; refund a paid order."))
     if not release_stock(session, order, new_status="cancelled"):
         raise OrderError(N_("The order was changed by someone else; reload and try again."))
-    audit.record(session, "shop.order.status", order, user_id=user_id,
-                 details={"from": "pending_payment", "to": "cancelled"}, note=reason or None)
+    audit.record(
+        session,
+        "shop.order.status",
+        order,
+        user_id=user_id,
+        details={"from": "pending_payment", "to": "cancelled"},
+        note=reason or None,
+    )
 
 
 def get_by_token(session: Session, token: str) -> Order | None:
@@ -97,8 +116,14 @@ def get_by_number(session: Session, number: str) -> Order | None:
     return session.scalar(select(Order).where(Order.number == number).options(selectinload(Order.lines)))
 
 
-def list_orders(session: Session, *, status: str | None = None, attention: bool = False,
-                q: str | None = None, limit: int = 200) -> list[Order]:
+def list_orders(
+    session: Session,
+    *,
+    status: str | None = None,
+    attention: bool = False,
+    q: str | None = None,
+    limit: int = 200,
+) -> list[Order]:
     stmt = select(Order).options(selectinload(Order.lines)).order_by(Order.created_at.desc(), Order.id.desc())
     if status:
         stmt = stmt.where(Order.status == status)
@@ -113,7 +138,9 @@ def list_orders(session: Session, *, status: str | None = None, attention: bool 
 def orders_of_user(session: Session, user_id: int) -> list[Order]:
     return list(
         session.scalars(
-            select(Order).where(Order.user_id == user_id).options(selectinload(Order.lines))
+            select(Order)
+            .where(Order.user_id == user_id)
+            .options(selectinload(Order.lines))
             .order_by(Order.created_at.desc(), Order.id.desc())
         )
     )
@@ -153,13 +180,24 @@ def pickup_list(session: Session) -> list[Order]:
 
 
 def attention_events(session: Session) -> list[StripeEvent]:
-    return list(session.scalars(select(StripeEvent).where(StripeEvent.attention.is_not(None))
-                                .order_by(StripeEvent.received_at.desc())))
+    return list(
+        session.scalars(
+            select(StripeEvent)
+            .where(StripeEvent.attention.is_not(None))
+            .order_by(StripeEvent.received_at.desc())
+        )
+    )
 
 
 def resolve_attention(session: Session, order: Order, *, user_id: int | None, note: str) -> None:
-    audit.record(session, "shop.order.resolve", order, user_id=user_id, details={"attention": order.attention},
-                 note=note or None)
+    audit.record(
+        session,
+        "shop.order.resolve",
+        order,
+        user_id=user_id,
+        details={"attention": order.attention},
+        note=note or None,
+    )
     order.attention = None
 
 
@@ -169,7 +207,9 @@ def lines_for_lot(session: Session, lot_id: int) -> list[OrderLine]:
 
     return list(
         session.scalars(
-            select(OrderLine).join(OrderLineLot, OrderLineLot.line_id == OrderLine.id)
-            .where(OrderLineLot.lot_id == lot_id).options(selectinload(OrderLine.order))
+            select(OrderLine)
+            .join(OrderLineLot, OrderLineLot.line_id == OrderLine.id)
+            .where(OrderLineLot.lot_id == lot_id)
+            .options(selectinload(OrderLine.order))
         )
     )

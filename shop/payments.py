@@ -49,7 +49,9 @@ def payment_method_types(settings: Settings) -> list[str]:
     return list(DEFAULT_METHODS)
 
 
-def start_checkout(session: Session, order: Order, settings: Settings, *, success_url: str, cancel_url: str) -> str:
+def start_checkout(
+    session: Session, order: Order, settings: Settings, *, success_url: str, cancel_url: str
+) -> str:
     """The Stripe Checkout URL for an unpaid order, creating the session once.
 
     The idempotency key is the order number, so a double click, a refresh or a retry
@@ -72,7 +74,9 @@ def start_checkout(session: Session, order: Order, settings: Settings, *, succes
                 "price_data": {
                     "currency": "cny",
                     "unit_amount": line.total_fen,
-                    "product_data": {"name": f"{line.name_zh} {line.name_en} × {line.quantity.normalize():f} {line.unit}"},
+                    "product_data": {
+                        "name": f"{line.name_zh} {line.name_en} × {line.quantity.normalize():f} {line.unit}"
+                    },
                 },
                 "quantity": 1,
             }
@@ -81,7 +85,9 @@ def start_checkout(session: Session, order: Order, settings: Settings, *, succes
         "payment_method_types": methods,
         "metadata": {"order_id": str(order.id), "order_number": order.number},
         "payment_intent_data": {"metadata": {"order_id": str(order.id), "order_number": order.number}},
-        "success_url": success_url + ("&" if "?" in success_url else "?") + "session_id={CHECKOUT_SESSION_ID}",
+        "success_url": success_url
+        + ("&" if "?" in success_url else "?")
+        + "session_id={CHECKOUT_SESSION_ID}",
         "cancel_url": cancel_url,
     }
     if "wechat_pay" in methods:
@@ -91,7 +97,9 @@ def start_checkout(session: Session, order: Order, settings: Settings, *, succes
     if order.email:
         params["customer_email"] = order.email
     try:
-        cs = client.v1.checkout.sessions.create(params, {"idempotency_key": f"tianyuan-checkout-{order.number}"})
+        cs = client.v1.checkout.sessions.create(
+            params, {"idempotency_key": f"tianyuan-checkout-{order.number}"}
+        )
     except stripe.StripeError as exc:
         log.warning("Stripe checkout for order %s failed: %s", order.number, exc)
         raise PaymentError(N_("The payment service did not answer; try again in a moment.")) from exc
@@ -201,11 +209,20 @@ def mark_paid(
                 return "order changed meanwhile"
             session.refresh(order)
             if order.stock_state == "released" and not reserve_again(session, order):
-                attention.append("Paid after its reservation expired and the stock is gone; refund or source the goods.")
+                attention.append(
+                    "Paid after its reservation expired and the stock is gone; refund or source the goods."
+                )
             elif order.stock_state == "held":
                 order.stock_state = "sold"
-    payment = Payment(order_id=order.id, method=method, amount_fen=amount_fen, fee_fen=fee_fen,
-                      reference=reference, received_by_id=user_id, created_at=now)
+    payment = Payment(
+        order_id=order.id,
+        method=method,
+        amount_fen=amount_fen,
+        fee_fen=fee_fen,
+        reference=reference,
+        received_by_id=user_id,
+        created_at=now,
+    )
     session.add(payment)
     session.flush()
     session.refresh(order)
@@ -213,9 +230,19 @@ def mark_paid(
         order.stripe_payment_intent = payment_intent
     if attention:
         order.attention = " ".join(filter(None, [order.attention, *attention]))
-    audit.record(session, "shop.order.paid", order, user_id=user_id,
-                 details={"method": method, "amount_fen": amount_fen, "fee_fen": fee_fen, "reference": reference,
-                          "duplicate": duplicate})
+    audit.record(
+        session,
+        "shop.order.paid",
+        order,
+        user_id=user_id,
+        details={
+            "method": method,
+            "amount_fen": amount_fen,
+            "fee_fen": fee_fen,
+            "reference": reference,
+            "duplicate": duplicate,
+        },
+    )
     if duplicate:
         settlement.post_overpayment(session, order, payment, user_id=user_id)
         return "duplicate payment (flagged)"
@@ -228,14 +255,18 @@ def mark_paid(
     return "paid" + (" (flagged)" if attention else "")
 
 
-def record_counter_payment(session: Session, order: Order, *, method: str, user_id: int, receipt: str = "") -> str:
+def record_counter_payment(
+    session: Session, order: Order, *, method: str, user_id: int, receipt: str = ""
+) -> str:
     """Staff took cash or a transfer at the sales centre for the full order total."""
     if method not in ("cash", "transfer"):
         raise PaymentError(N_("Choose cash or transfer."))
     if order.status != "pending_payment":
         raise PaymentError(N_("This order is not waiting for payment."))
     reference = f"{method}:{order.number}"
-    result = mark_paid(session, order, method=method, amount_fen=order.total_fen, reference=reference, user_id=user_id)
+    result = mark_paid(
+        session, order, method=method, amount_fen=order.total_fen, reference=reference, user_id=user_id
+    )
     if receipt:
         audit.record(session, "shop.order.receipt", order, user_id=user_id, note=receipt)
     return result
@@ -301,8 +332,11 @@ def refund(
             raise PaymentError(N_("Stripe is not configured; refund in cash and record it."))
         try:
             sr = client.v1.refunds.create(
-                {"payment_intent": order.stripe_payment_intent, "amount": amount_fen,
-                 "metadata": {"order_number": order.number, "key": key}},
+                {
+                    "payment_intent": order.stripe_payment_intent,
+                    "amount": amount_fen,
+                    "metadata": {"order_number": order.number, "key": key},
+                },
                 {"idempotency_key": key},
             )
         except stripe.StripeError as exc:
@@ -312,17 +346,49 @@ def refund(
         status = sr.to_dict().get("status") or "succeeded"
         if status == "failed":
             raise PaymentError(N_("The payment service refused the refund."))
-    return _record_refund(session, order, amount_fen, method=method, key=key, reason=reason, user_id=user_id,
-                          line_id=line_id, stripe_refund_id=stripe_refund_id, status=status, now=now)
+    return _record_refund(
+        session,
+        order,
+        amount_fen,
+        method=method,
+        key=key,
+        reason=reason,
+        user_id=user_id,
+        line_id=line_id,
+        stripe_refund_id=stripe_refund_id,
+        status=status,
+        now=now,
+    )
 
 
-def _record_refund(session: Session, order: Order, amount_fen: int, *, method: str, key: str, reason: str,
-                   user_id: int | None, line_id: int | None, stripe_refund_id: str | None, status: str,
-                   now: datetime) -> Refund:
+def _record_refund(
+    session: Session,
+    order: Order,
+    amount_fen: int,
+    *,
+    method: str,
+    key: str,
+    reason: str,
+    user_id: int | None,
+    line_id: int | None,
+    stripe_refund_id: str | None,
+    status: str,
+    now: datetime,
+) -> Refund:
     amounts = settlement.refund_amounts(order, amount_fen, line_id)
-    row = Refund(order_id=order.id, order=order, amount_fen=amount_fen, method=method, reason=reason[:1000],
-                 status=status, idempotency_key=key, stripe_refund_id=stripe_refund_id, line_id=line_id,
-                 created_by_id=user_id, created_at=now)
+    row = Refund(
+        order_id=order.id,
+        order=order,
+        amount_fen=amount_fen,
+        method=method,
+        reason=reason[:1000],
+        status=status,
+        idempotency_key=key,
+        stripe_refund_id=stripe_refund_id,
+        line_id=line_id,
+        created_by_id=user_id,
+        created_at=now,
+    )
     session.add(row)
     session.flush()
     for line in order.lines:
@@ -335,15 +401,29 @@ def _record_refund(session: Session, order: Order, amount_fen: int, *, method: s
             row.restocked = True
         order.status = "refunded"
         order.updated_at = now
-        audit.record(session, "shop.order.status", order, user_id=user_id, details={"from": before, "to": "refunded"})
-    audit.record(session, "shop.order.refund", order, user_id=user_id,
-                 details={"amount_fen": amount_fen, "method": method, "key": key, "stripe_refund_id": stripe_refund_id},
-                 note=reason or None)
+        audit.record(
+            session, "shop.order.status", order, user_id=user_id, details={"from": before, "to": "refunded"}
+        )
+    audit.record(
+        session,
+        "shop.order.refund",
+        order,
+        user_id=user_id,
+        details={
+            "amount_fen": amount_fen,
+            "method": method,
+            "key": key,
+            "stripe_refund_id": stripe_refund_id,
+        },
+        note=reason or None,
+    )
     settlement.post_refund(session, row, amounts, user_id=user_id)
     return row
 
 
-def record_stripe_refunds(session: Session, order: Order, charge: dict, *, now: datetime | None = None) -> int:
+def record_stripe_refunds(
+    session: Session, order: Order, charge: dict, *, now: datetime | None = None
+) -> int:
     """Bring our refunds in line with a ``charge.refunded`` event (e.g. made in the Dashboard).
 
     Refunds we made ourselves are already recorded (by refund id); anything else Stripe
@@ -358,17 +438,36 @@ def record_stripe_refunds(session: Session, order: Order, charge: dict, *, now: 
             continue
         amount = min(int(sr.get("amount") or 0), order.refundable_fen)
         if amount > 0:
-            _record_refund(session, order, amount, method="stripe", key=f"stripe-{sr['id']}",
-                           reason="Refunded in Stripe", user_id=None, line_id=None,
-                           stripe_refund_id=sr["id"], status=sr.get("status"), now=now)
+            _record_refund(
+                session,
+                order,
+                amount,
+                method="stripe",
+                key=f"stripe-{sr['id']}",
+                reason="Refunded in Stripe",
+                user_id=None,
+                line_id=None,
+                stripe_refund_id=sr["id"],
+                status=sr.get("status"),
+                now=now,
+            )
             added += 1
     missing = int(charge.get("amount_refunded") or 0) - order.refunded_fen
     if missing > 0 and not listed:
         amount = min(missing, order.refundable_fen)
         if amount > 0:
-            _record_refund(session, order, amount, method="stripe",
-                           key=f"stripe-{charge.get('id')}-{charge.get('amount_refunded')}",
-                           reason="Refunded in Stripe", user_id=None, line_id=None,
-                           stripe_refund_id=None, status="succeeded", now=now)
+            _record_refund(
+                session,
+                order,
+                amount,
+                method="stripe",
+                key=f"stripe-{charge.get('id')}-{charge.get('amount_refunded')}",
+                reason="Refunded in Stripe",
+                user_id=None,
+                line_id=None,
+                stripe_refund_id=None,
+                status="succeeded",
+                now=now,
+            )
             added += 1
     return added

@@ -143,14 +143,27 @@ def post_sale(session: Session, order: Order, payment: Payment, *, user_id: int 
     for code, amount in sorted(revenue.items()):
         lines.append(Line(code, credit=amount, memo=f"订单 {order.number}"))
     for hid, amount in sorted(owed.items()):
-        lines.append(Line(household_account(session, hid), credit=amount, memo=f"订单 {order.number} 代销货款"))
+        lines.append(
+            Line(household_account(session, hid), credit=amount, memo=f"订单 {order.number} 代销货款")
+        )
     difference = payment.amount_fen - order.total_fen
     if difference:  # paid more or less than the order total: keep the books balanced, flag it
-        other = ledger.ensure_account(session, "504" if difference > 0 else "515", "商城收款差额", key=f"shop:diff:{difference > 0}").code
+        other = ledger.ensure_account(
+            session, "504" if difference > 0 else "515", "商城收款差额", key=f"shop:diff:{difference > 0}"
+        ).code
         lines.append(Line(other, credit=difference) if difference > 0 else Line(other, debit=-difference))
     for line, hid, gross, part in credits:
-        session.add(SupplierCredit(household_id=hid, order_id=order.id, line_id=line.id, gross_fen=gross,
-                                   commission_fen=gross - part, owed_fen=part, at=payment.created_at))
+        session.add(
+            SupplierCredit(
+                household_id=hid,
+                order_id=order.id,
+                line_id=line.id,
+                gross_fen=gross,
+                commission_fen=gross - part,
+                owed_fen=part,
+                at=payment.created_at,
+            )
+        )
     method = {"stripe": "Stripe", "transfer": "转账"}.get(payment.method, "现金")
     return ledger.post_voucher(
         session,
@@ -171,9 +184,14 @@ def post_overpayment(session: Session, order: Order, payment: Payment, *, user_i
         date=local_day(payment.created_at),
         summary=f"商城订单 {order.number} 重复收款，待退还",
         lines=[
-            Line(money_account(session, payment.method), debit=payment.amount_fen, memo=f"订单 {order.number}"),
-            Line(ledger.ensure_account(session, "211", "商城待退款", key="shop:refunds-due").code,
-                 credit=payment.amount_fen, memo=f"订单 {order.number}"),
+            Line(
+                money_account(session, payment.method), debit=payment.amount_fen, memo=f"订单 {order.number}"
+            ),
+            Line(
+                ledger.ensure_account(session, "211", "商城待退款", key="shop:refunds-due").code,
+                credit=payment.amount_fen,
+                memo=f"订单 {order.number}",
+            ),
         ],
         preparer_id=user_id,
         source=SOURCE,
@@ -185,7 +203,9 @@ def refund_amounts(order: Order, amount: int, line_id: int | None = None) -> dic
     """Spread a refund over lines in proportion to what each can still give back."""
     if line_id is not None:
         return {line_id: amount}
-    refundable = [(ln.id, ln.total_fen - ln.refunded_fen) for ln in order.lines if ln.total_fen > ln.refunded_fen]
+    refundable = [
+        (ln.id, ln.total_fen - ln.refunded_fen) for ln in order.lines if ln.total_fen > ln.refunded_fen
+    ]
     parts = allocate(amount, [r for _i, r in refundable], keys=[i for i, _r in refundable])
     return {i: p for (i, _r), p in zip(refundable, parts, strict=True) if p}
 
@@ -194,14 +214,25 @@ def post_refund(session: Session, refund: Refund, amounts: dict[int, int], *, us
     order = refund.order
     revenue, owed, credits = _split_lines(session, order, amounts)
     credit_account = money_account(session, refund.method)
-    lines = [Line(code, debit=amount, memo=f"订单 {order.number} 退款") for code, amount in sorted(revenue.items())]
+    lines = [
+        Line(code, debit=amount, memo=f"订单 {order.number} 退款") for code, amount in sorted(revenue.items())
+    ]
     for hid, amount in sorted(owed.items()):
         lines.append(Line(household_account(session, hid), debit=amount, memo=f"订单 {order.number} 退款"))
     lines.append(Line(credit_account, credit=refund.amount_fen, memo=f"订单 {order.number} 退款"))
     for line, hid, gross, part in credits:
-        session.add(SupplierCredit(household_id=hid, order_id=order.id, line_id=line.id, refund_id=refund.id,
-                                   gross_fen=-gross, commission_fen=-(gross - part), owed_fen=-part,
-                                   at=refund.created_at))
+        session.add(
+            SupplierCredit(
+                household_id=hid,
+                order_id=order.id,
+                line_id=line.id,
+                refund_id=refund.id,
+                gross_fen=-gross,
+                commission_fen=-(gross - part),
+                owed_fen=-part,
+                at=refund.created_at,
+            )
+        )
     return ledger.post_voucher(
         session,
         date=local_day(refund.created_at),
@@ -213,7 +244,9 @@ def post_refund(session: Session, refund: Refund, amounts: dict[int, int], *, us
     )
 
 
-def post_payout(session: Session, payout_id: str, amount_fen: int, *, arrived: dt.date, user_id: int | None = None):
+def post_payout(
+    session: Session, payout_id: str, amount_fen: int, *, arrived: dt.date, user_id: int | None = None
+):
     """Stripe paid out ``amount_fen`` to the bank account (idempotent per payout id)."""
     if amount_fen <= 0:
         return None
@@ -242,12 +275,22 @@ def household_statement(session: Session, household_id: int, year: int, month: i
         select(SupplierCredit, Order.number, OrderLine.name_zh, OrderLine.name_en)
         .join(Order, Order.id == SupplierCredit.order_id)
         .join(OrderLine, OrderLine.id == SupplierCredit.line_id)
-        .where(SupplierCredit.household_id == household_id, SupplierCredit.at >= start, SupplierCredit.at < end)
+        .where(
+            SupplierCredit.household_id == household_id, SupplierCredit.at >= start, SupplierCredit.at < end
+        )
         .order_by(SupplierCredit.at, SupplierCredit.id)
     ).all()
     entries = [
-        {"at": c.at, "order": number, "name_zh": zh, "name_en": en, "gross": c.gross_fen,
-         "commission": c.commission_fen, "owed": c.owed_fen, "refund": c.refund_id is not None}
+        {
+            "at": c.at,
+            "order": number,
+            "name_zh": zh,
+            "name_en": en,
+            "gross": c.gross_fen,
+            "commission": c.commission_fen,
+            "owed": c.owed_fen,
+            "refund": c.refund_id is not None,
+        }
         for c, number, zh, en in rows
     ]
     return {

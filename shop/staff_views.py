@@ -63,15 +63,24 @@ def order_detail(number: str):
     """One order: lines and the lots they came from, payments, refunds, history, actions."""
     order = _order(number)
     lot_ids = {a.lot_id for line in order.lines for a in line.lots}
-    lots = {lot.id: lot for lot in db_session().scalars(select(HarvestLot).where(HarvestLot.id.in_(lot_ids)))} if lot_ids else {}
+    lots = (
+        {lot.id: lot for lot in db_session().scalars(select(HarvestLot).where(HarvestLot.id.in_(lot_ids)))}
+        if lot_ids
+        else {}
+    )
     return render_template(
         "shop/staff/order.html",
         order=order,
         lots=lots,
         history=audit.history(db_session(), "shop_orders", order.id),
         refund_key=payments.next_refund_key(order),
-        actions=[a for a, (src, _t) in orders.STAFF_ACTIONS.items() if order.status in ((src,) if isinstance(src, str) else src)
-                 and not (a == "ship" and order.fulfilment != "delivery") and not (a == "ready" and order.fulfilment != "pickup")],
+        actions=[
+            a
+            for a, (src, _t) in orders.STAFF_ACTIONS.items()
+            if order.status in ((src,) if isinstance(src, str) else src)
+            and not (a == "ship" and order.fulfilment != "delivery")
+            and not (a == "ready" and order.fulfilment != "pickup")
+        ],
     )
 
 
@@ -93,8 +102,13 @@ def order_paid(number: str):
     """Record cash or a bank transfer taken at the sales centre."""
     order = _order(number)
     with attempt(payments.PaymentError) as result:
-        payments.record_counter_payment(db_session(), order, method=request.form.get("method", "cash"),
-                                        user_id=current_user.id, receipt=request.form.get("receipt", "").strip())
+        payments.record_counter_payment(
+            db_session(),
+            order,
+            method=request.form.get("method", "cash"),
+            user_id=current_user.id,
+            receipt=request.form.get("receipt", "").strip(),
+        )
     if result.ok:
         flash(_("Payment recorded and posted to the books."), "success")
     return _back(url_for("shop_staff.order_detail", number=number))
@@ -126,8 +140,16 @@ def order_refund(number: str):
     line_id = request.form.get("line_id", type=int) or None
     key = request.form.get("key") or payments.next_refund_key(order)
     with attempt(payments.PaymentError) as result:
-        payments.refund(db_session(), order, amount, key=key, settings=settings(),
-                        reason=request.form.get("reason", "").strip(), user_id=current_user.id, line_id=line_id)
+        payments.refund(
+            db_session(),
+            order,
+            amount,
+            key=key,
+            settings=settings(),
+            reason=request.form.get("reason", "").strip(),
+            user_id=current_user.id,
+            line_id=line_id,
+        )
     if result.ok:
         flash(_("Refund made and posted to the books."), "success")
     return redirect(url_for("shop_staff.order_detail", number=number))
@@ -138,7 +160,9 @@ def order_refund(number: str):
 def order_resolve(number: str):
     """Clear an order's attention flag with a note of what was done."""
     order = _order(number)
-    orders.resolve_attention(db_session(), order, user_id=current_user.id, note=request.form.get("note", "").strip())
+    orders.resolve_attention(
+        db_session(), order, user_id=current_user.id, note=request.form.get("note", "").strip()
+    )
     db_session().commit()
     return redirect(url_for("shop_staff.order_detail", number=number))
 
@@ -177,7 +201,9 @@ def products():
     """Every product with price, season and stock."""
     today = to_local(utcnow()).date()
     listed = catalog.list_products(db_session(), today=today, include_off_season=True)
-    inactive = list(db_session().scalars(select(Product).where(Product.active.is_(False)).order_by(Product.id)))
+    inactive = list(
+        db_session().scalars(select(Product).where(Product.active.is_(False)).order_by(Product.id))
+    )
     return render_template("shop/staff/products.html", listed=listed, inactive=inactive, today=today)
 
 
@@ -190,8 +216,14 @@ def _product_form(product: Product | None):
         try:
             values = catalog.parse_product_form(request.form)
             commission = request.form.get("commission_pct", type=int)
-            product = catalog.save_product(s, product, values, user_id=current_user.id,
-                                           slug=request.form.get("slug"), commission_pct=commission)
+            product = catalog.save_product(
+                s,
+                product,
+                values,
+                user_id=current_user.id,
+                slug=request.form.get("slug"),
+                commission_pct=commission,
+            )
             supplier_ids = [int(h) for h in request.form.getlist("suppliers") if h.isdigit()]
             catalog.set_suppliers(s, product, supplier_ids)
             s.commit()
@@ -202,9 +234,16 @@ def _product_form(product: Product | None):
             errors.append(_(str(exc)))
     commission = catalog.terms(s, product.id).commission_pct if product else 10
     s.rollback()  # terms() may have added a default row; nothing to save on a GET
-    return render_template("shop/staff/product_form.html", product=product, households=households,
-                           categories=cats, errors=errors, units=catalog.UNITS, commission=commission,
-                           form=request.form if request.method == "POST" else None), (400 if errors else 200)
+    return render_template(
+        "shop/staff/product_form.html",
+        product=product,
+        households=households,
+        categories=cats,
+        errors=errors,
+        units=catalog.UNITS,
+        commission=commission,
+        form=request.form if request.method == "POST" else None,
+    ), (400 if errors else 200)
 
 
 @bp.route("/products/new", methods=["GET", "POST"])
@@ -238,29 +277,53 @@ def stock(product_id: int):
                 lot = s.get(HarvestLot, request.form.get("lot_id", type=int))
                 if lot is None or lot.product_id != product.id:
                     abort(404)
-                catalog.adjust_lot(s, lot, _decimal(request.form.get("remaining")),
-                                   reason=request.form.get("reason", ""), user_id=current_user.id)
+                catalog.adjust_lot(
+                    s,
+                    lot,
+                    _decimal(request.form.get("remaining")),
+                    reason=request.form.get("reason", ""),
+                    user_id=current_user.id,
+                )
             else:
                 raw_day = request.form.get("harvested_on") or ""
-                catalog.add_stock(s, product, _decimal(request.form.get("quantity")),
-                                  household_id=request.form.get("household_id", type=int) or None,
-                                  harvested_on=date.fromisoformat(raw_day) if raw_day else None,
-                                  user_id=current_user.id, grade=request.form.get("grade") or None)
+                catalog.add_stock(
+                    s,
+                    product,
+                    _decimal(request.form.get("quantity")),
+                    household_id=request.form.get("household_id", type=int) or None,
+                    harvested_on=date.fromisoformat(raw_day) if raw_day else None,
+                    user_id=current_user.id,
+                    grade=request.form.get("grade") or None,
+                )
             s.commit()
             flash(_("Stock updated."), "success")
         except (catalog.CatalogError, ValueError) as exc:
             s.rollback()
-            flash(_(str(exc)) if isinstance(exc, catalog.CatalogError) else _("Check the numbers and dates."), "error")
+            flash(
+                _(str(exc)) if isinstance(exc, catalog.CatalogError) else _("Check the numbers and dates."),
+                "error",
+            )
         return redirect(url_for("shop_staff.stock", product_id=product.id))
-    lots = list(s.scalars(select(HarvestLot).where(HarvestLot.product_id == product.id)
-                          .order_by(HarvestLot.harvested_on.desc(), HarvestLot.id.desc())))
+    lots = list(
+        s.scalars(
+            select(HarvestLot)
+            .where(HarvestLot.product_id == product.id)
+            .order_by(HarvestLot.harvested_on.desc(), HarvestLot.id.desc())
+        )
+    )
     history = audit.history(s, "shop_products", product.id)
     for lot in lots[:20]:
         history += audit.history(s, "shop_lots", lot.id)
     history.sort(key=lambda e: (e.at, e.id), reverse=True)
     households = list(s.scalars(select(Household).where(Household.active.is_(True)).order_by(Household.code)))
-    return render_template("shop/staff/stock.html", product=product, lots=lots, history=history[:50],
-                           households=households, stock=sum((lot.remaining for lot in lots if lot.recalled_at is None), start=0))
+    return render_template(
+        "shop/staff/stock.html",
+        product=product,
+        lots=lots,
+        history=history[:50],
+        households=households,
+        stock=sum((lot.remaining for lot in lots if lot.recalled_at is None), start=0),
+    )
 
 
 def _decimal(raw) -> Decimal:
@@ -297,9 +360,15 @@ def statement():
             abort(403)
     else:
         household_id = request.args.get("household", type=int)
-    households = list(s.scalars(select(Household).order_by(Household.code))) if current_user.role != "farmer" else []
+    households = (
+        list(s.scalars(select(Household).order_by(Household.code))) if current_user.role != "farmer" else []
+    )
     data = settlement.household_statement(s, household_id, year, mon) if household_id else None
     household = s.get(Household, household_id) if household_id else None
-    return render_template("shop/staff/statement.html", data=data, household=household, households=households,
-                           month=f"{year:04d}-{mon:02d}")
-
+    return render_template(
+        "shop/staff/statement.html",
+        data=data,
+        household=household,
+        households=households,
+        month=f"{year:04d}-{mon:02d}",
+    )

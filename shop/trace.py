@@ -45,10 +45,25 @@ COMFORT: dict[str, tuple[float, float, float]] = {
     "default": (10.0, 30.0, 85.0),
 }
 CROP_ALIASES = {
-    "桃": "peach", "桃子": "peach", "黄桃": "peach", "油桃": "peach", "蟠桃": "peach", "yellow peach": "peach",
-    "葡萄": "grape", "grapes": "grape", "草莓": "strawberry", "番茄": "tomato", "西红柿": "tomato",
-    "黄瓜": "cucumber", "甜瓜": "melon", "哈密瓜": "melon", "香瓜": "melon", "honey melon": "melon",
-    "辣椒": "pepper", "蘑菇": "mushroom", "香菇": "mushroom",
+    "桃": "peach",
+    "桃子": "peach",
+    "黄桃": "peach",
+    "油桃": "peach",
+    "蟠桃": "peach",
+    "yellow peach": "peach",
+    "葡萄": "grape",
+    "grapes": "grape",
+    "草莓": "strawberry",
+    "番茄": "tomato",
+    "西红柿": "tomato",
+    "黄瓜": "cucumber",
+    "甜瓜": "melon",
+    "哈密瓜": "melon",
+    "香瓜": "melon",
+    "honey melon": "melon",
+    "辣椒": "pepper",
+    "蘑菇": "mushroom",
+    "香菇": "mushroom",
 }
 
 
@@ -151,10 +166,19 @@ def hourly_buckets(
     """
     out: dict[int, dict[int, list]] = {m: {} for m in metric_ids}
     rollups = session.execute(
-        select(HourlyRollup.metric_id, HourlyRollup.bucket, HourlyRollup.count, HourlyRollup.sum,
-               HourlyRollup.min, HourlyRollup.max)
-        .where(HourlyRollup.greenhouse_id == greenhouse_id, HourlyRollup.metric_id.in_(metric_ids),
-               HourlyRollup.bucket >= start, HourlyRollup.bucket < end)
+        select(
+            HourlyRollup.metric_id,
+            HourlyRollup.bucket,
+            HourlyRollup.count,
+            HourlyRollup.sum,
+            HourlyRollup.min,
+            HourlyRollup.max,
+        ).where(
+            HourlyRollup.greenhouse_id == greenhouse_id,
+            HourlyRollup.metric_id.in_(metric_ids),
+            HourlyRollup.bucket >= start,
+            HourlyRollup.bucket < end,
+        )
     ).all()
     for m, bucket, count, total, lo, hi in rollups:
         out[m][bucket] = [count, total, lo, hi]
@@ -168,10 +192,19 @@ def hourly_buckets(
             if lo_ts >= hi_ts:
                 continue
             rows = session.execute(
-                select(bucket_expr, func.count(), func.sum(Reading.value), func.min(Reading.value),
-                       func.max(Reading.value))
-                .where(Reading.greenhouse_id == greenhouse_id, Reading.metric_id == m,
-                       Reading.ts >= lo_ts, Reading.ts < hi_ts)
+                select(
+                    bucket_expr,
+                    func.count(),
+                    func.sum(Reading.value),
+                    func.min(Reading.value),
+                    func.max(Reading.value),
+                )
+                .where(
+                    Reading.greenhouse_id == greenhouse_id,
+                    Reading.metric_id == m,
+                    Reading.ts >= lo_ts,
+                    Reading.ts < hi_ts,
+                )
                 .group_by(bucket_expr)
             ).all()
             for bucket, count, total, lo, hi in rows:
@@ -231,10 +264,16 @@ def growing_conditions(session: Session, cycle: CropCycle, until: date | None = 
     out.irrigations = irrigation.count
     out.water_l = irrigation.water_l
     out.fertigation = dict(sorted(irrigation.fertilizer.items()))
-    out.mean_ec = irrigation.avg_ec if irrigation.avg_ec is not None else (
-        out.stats["ec"].mean if "ec" in out.stats else None)
-    out.mean_ph = irrigation.avg_ph if irrigation.avg_ph is not None else (
-        out.stats["ph"].mean if "ph" in out.stats else None)
+    out.mean_ec = (
+        irrigation.avg_ec
+        if irrigation.avg_ec is not None
+        else (out.stats["ec"].mean if "ec" in out.stats else None)
+    )
+    out.mean_ph = (
+        irrigation.avg_ph
+        if irrigation.avg_ph is not None
+        else (out.stats["ph"].mean if "ph" in out.stats else None)
+    )
 
     last_day = datetime.fromtimestamp(end - 1, LOCAL_TZ).date()
     totals: dict[tuple[str, str], Decimal] = {}
@@ -298,7 +337,9 @@ def label_url(base_url: str, lot: HarvestLot, company_prefix: str) -> str:
     return digital_link(base_url, gtin, lot.lot_number) if gtin else short_url(base_url, lot.code)
 
 
-def lot_for_digital_link(session: Session, gtin: str, lot_number: str, company_prefix: str) -> HarvestLot | None:
+def lot_for_digital_link(
+    session: Session, gtin: str, lot_number: str, company_prefix: str
+) -> HarvestLot | None:
     """The lot a Digital Link names, or None if the lot is unknown or the GTIN is not its product's."""
     if not gtin.isdigit() or len(gtin) not in (8, 12, 13, 14):
         return None
@@ -428,8 +469,16 @@ def build_story(session: Session, lot: HarvestLot, base_url: str, company_prefix
             events.append(StoryEvent(sale.shipped_at, "shipped", lot.lot_number, sale.quantity, lot.unit))
     events.sort(key=lambda e: e.at)
     inspections = [
-        StoryInspection(i.id, family[i.lot_id].lot_number, i.kind, i.lab, i.tested_on, i.result, i.summary,
-                        bool(i.certificate_file))
+        StoryInspection(
+            i.id,
+            family[i.lot_id].lot_number,
+            i.kind,
+            i.lab,
+            i.tested_on,
+            i.result,
+            i.summary,
+            bool(i.certificate_file),
+        )
         for i in inspections_for(session, lot)
     ]
     gtin = product_gtin(lot.product, company_prefix)

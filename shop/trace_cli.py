@@ -10,8 +10,12 @@ from flask.cli import with_appcontext
 
 @click.command("export-epcis")
 @click.argument("lot")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
-              help="Write the document to FILE instead of standard output.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the document to FILE instead of standard output.",
+)
 @with_appcontext
 def export_epcis(lot, output):
     """Write LOT's events (lot number or trace code) as an EPCIS 2.0 JSON-LD document."""
@@ -28,6 +32,8 @@ def export_epcis(lot, output):
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")
-        click.echo(f"wrote {len(document['epcisBody']['eventList'])} events of lot {found.lot_number} to {output}")
+        click.echo(
+            f"wrote {len(document['epcisBody']['eventList'])} events of lot {found.lot_number} to {output}"
+        )
     else:
         click.echo(text)

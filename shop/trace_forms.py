@@ -18,8 +18,11 @@ class CropCycleForm(FlaskForm):
     variety = StringField(_l("Variety"), validators=[Optional(), Length(max=80)])
     planted_on = DateField(_l("Planted on"), validators=[DataRequired()])
     expected_harvest_on = DateField(_l("Expected harvest"), validators=[Optional()])
-    comfort_min_c = FloatField(_l("Comfortable from (°C)"), validators=[Optional(), NumberRange(-20, 50)],
-                               description=_l("Leave empty for the crop's usual range."))
+    comfort_min_c = FloatField(
+        _l("Comfortable from (°C)"),
+        validators=[Optional(), NumberRange(-20, 50)],
+        description=_l("Leave empty for the crop's usual range."),
+    )
     comfort_max_c = FloatField(_l("Comfortable up to (°C)"), validators=[Optional(), NumberRange(-20, 60)])
 
 
@@ -29,8 +32,12 @@ class HarvestForm(FlaskForm):
     harvested_on = DateField(_l("Harvested on"), validators=[DataRequired()])
     quantity = DecimalField(_l("Quantity"), places=3, validators=[InputRequired(), NumberRange(min=0.001)])
     unit = SelectField(_l("Unit"), choices=UNITS, default="kg")
-    grade = SelectField(_l("Grade"), choices=[("", "—"), ("A", "A"), ("B", "B"), ("C", "C")], default="",
-                        validators=[Optional()])
+    grade = SelectField(
+        _l("Grade"),
+        choices=[("", "—"), ("A", "A"), ("B", "B"), ("C", "C")],
+        default="",
+        validators=[Optional()],
+    )
 
 
 class InputForm(FlaskForm):
@@ -41,7 +48,9 @@ class InputForm(FlaskForm):
 
 
 class SplitForm(FlaskForm):
-    count = IntegerField(_l("Number of packs"), validators=[InputRequired(), NumberRange(min=1, max=500)], default=10)
+    count = IntegerField(
+        _l("Number of packs"), validators=[InputRequired(), NumberRange(min=1, max=500)], default=10
+    )
     size = DecimalField(_l("Each pack holds"), places=3, validators=[InputRequired(), NumberRange(min=0.001)])
     product_id = SelectField(_l("Sold as"), coerce=int, validators=[Optional()])
 
@@ -49,11 +58,18 @@ class SplitForm(FlaskForm):
 class InspectionForm(FlaskForm):
     lab = StringField(_l("Laboratory"), validators=[DataRequired(), Length(max=120)])
     tested_on = DateField(_l("Tested on"), validators=[DataRequired()])
-    result = SelectField(_l("Result"), choices=[("pass", _l("Passed")), ("fail", _l("Failed"))], default="pass")
-    summary = StringField(_l("Findings"), validators=[Optional(), Length(max=300)],
-                          description=_l("For example: 62 pesticides tested, none detected."))
-    certificate = FileField(_l("Certificate (PDF or photo)"),
-                            validators=[FileAllowed(["pdf", "png", "jpg", "jpeg", "webp"], _l("PDF or image files only."))])
+    result = SelectField(
+        _l("Result"), choices=[("pass", _l("Passed")), ("fail", _l("Failed"))], default="pass"
+    )
+    summary = StringField(
+        _l("Findings"),
+        validators=[Optional(), Length(max=300)],
+        description=_l("For example: 62 pesticides tested, none detected."),
+    )
+    certificate = FileField(
+        _l("Certificate (PDF or photo)"),
+        validators=[FileAllowed(["pdf", "png", "jpg", "jpeg", "webp"], _l("PDF or image files only."))],
+    )
 
 
 class RecallForm(FlaskForm):

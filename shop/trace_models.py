@@ -32,7 +32,9 @@ class CropCycle(Base):
     __tablename__ = "shop_crop_cycles"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="RESTRICT"), index=True)
+    greenhouse_id: Mapped[int] = mapped_column(
+        ForeignKey("iot_greenhouses.id", ondelete="RESTRICT"), index=True
+    )
     household_id: Mapped[int | None] = mapped_column(ForeignKey("coop_households.id", ondelete="SET NULL"))
     crop: Mapped[str] = mapped_column(String(60))
     variety: Mapped[str | None] = mapped_column(String(80))
@@ -61,7 +63,9 @@ class HarvestLot(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     lot_number: Mapped[str] = mapped_column(String(40), unique=True)  # GS1 AI (10), at most 20 chars
     code: Mapped[str] = mapped_column(String(16), unique=True)  # short unguessable public trace code
-    product_id: Mapped[int | None] = mapped_column(ForeignKey("shop_products.id", ondelete="SET NULL"), index=True)
+    product_id: Mapped[int | None] = mapped_column(
+        ForeignKey("shop_products.id", ondelete="SET NULL"), index=True
+    )
     crop_cycle_id: Mapped[int | None] = mapped_column(ForeignKey("shop_crop_cycles.id", ondelete="SET NULL"))
     household_id: Mapped[int | None] = mapped_column(ForeignKey("coop_households.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(10), default="harvest")  # harvest | pack | merge
@@ -138,7 +142,9 @@ class Inspection(Base):
     tested_on: Mapped[date]
     result: Mapped[str] = mapped_column(String(10))  # pass | fail
     summary: Mapped[str | None] = mapped_column(Text)  # e.g. "organophosphates not detected"
-    certificate_file: Mapped[str | None] = mapped_column(String(120))  # stored name under instance/certificates
+    certificate_file: Mapped[str | None] = mapped_column(
+        String(120)
+    )  # stored name under instance/certificates
     certificate_name: Mapped[str | None] = mapped_column(String(200))  # original file name
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -159,7 +165,9 @@ class InputUse(Base):
     __tablename__ = "shop_input_uses"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    crop_cycle_id: Mapped[int] = mapped_column(ForeignKey("shop_crop_cycles.id", ondelete="CASCADE"), index=True)
+    crop_cycle_id: Mapped[int] = mapped_column(
+        ForeignKey("shop_crop_cycles.id", ondelete="CASCADE"), index=True
+    )
     applied_on: Mapped[date]
     product: Mapped[str] = mapped_column(String(120))  # e.g. "Organic compost", "Calcium nitrate"
     amount: Mapped[Decimal] = mapped_column(QTY)

@@ -165,7 +165,9 @@ def _greenhouses():
 
 
 def _product_choices(crop: str | None = None, blank: bool = True):
-    products = list(db_session().scalars(select(Product).where(Product.active.is_(True)).order_by(Product.name_zh)))
+    products = list(
+        db_session().scalars(select(Product).where(Product.active.is_(True)).order_by(Product.name_zh))
+    )
     if crop:
         key = trace.crop_key(crop)
         matching = [p for p in products if p.crop and trace.crop_key(p.crop) == key]
@@ -275,7 +277,9 @@ def certificate(code: str, inspection_id: int):
     if found is None or not found.certificate_file:
         abort(404)
     return send_from_directory(
-        _certificate_dir(), found.certificate_file, download_name=found.certificate_name or found.certificate_file,
+        _certificate_dir(),
+        found.certificate_file,
+        download_name=found.certificate_name or found.certificate_file,
         max_age=86400,
     )
 
@@ -295,8 +299,10 @@ def _chart(origin: trace.Origin, which: str) -> Markup:
         return Series(0, "day", cond.start, cond.end, list(cond.daily.get(name, [])))
 
     if which == "climate":
-        lines = [ChartSeries(series("air_temperature"), _("Air temperature"), "°C"),
-                 ChartSeries(series("air_humidity"), _("Air humidity"), "%")]
+        lines = [
+            ChartSeries(series("air_temperature"), _("Air temperature"), "°C"),
+            ChartSeries(series("air_humidity"), _("Air humidity"), "%"),
+        ]
         title = _("Daily air temperature (°C, left) and humidity (%, right)")
     else:
         lines = [ChartSeries(series("soil_moisture"), _("Soil moisture"), "%", color="#8a5a2b")]
@@ -342,9 +348,15 @@ def new_cycle():
             abort(404)
         try:
             cycle = lots.create_crop_cycle(
-                db_session(), gh.id, form.crop.data, form.planted_on.data, variety=form.variety.data,
-                expected_harvest_on=form.expected_harvest_on.data, comfort_min_c=form.comfort_min_c.data,
-                comfort_max_c=form.comfort_max_c.data, user_id=_uid(),
+                db_session(),
+                gh.id,
+                form.crop.data,
+                form.planted_on.data,
+                variety=form.variety.data,
+                expected_harvest_on=form.expected_harvest_on.data,
+                comfort_min_c=form.comfort_min_c.data,
+                comfort_max_c=form.comfort_max_c.data,
+                user_id=_uid(),
             )
         except lots.LotError as exc:
             flash(_lot_error(exc), "error")
@@ -374,8 +386,9 @@ def add_input(cycle_id: int):
     form = InputForm()
     if form.validate_on_submit():
         try:
-            lots.add_input(db_session(), cycle, form.product.data, form.amount.data, form.unit.data,
-                           form.applied_on.data)
+            lots.add_input(
+                db_session(), cycle, form.product.data, form.amount.data, form.unit.data, form.applied_on.data
+            )
         except lots.LotError as exc:
             flash(_lot_error(exc), "error")
         else:
@@ -412,8 +425,9 @@ def new_lot():
     household = None if current_user.role in STAFF_ROLES else current_user.household_id
     cycles = [c for c in lots.active_cycles(session, household) if _can_manage_household(c.household_id)]
     form = HarvestForm()
-    form.cycle_id.choices = [(c.id, f"{c.greenhouse.name} · {c.crop}" + (f" {c.variety}" if c.variety else ""))
-                             for c in cycles]
+    form.cycle_id.choices = [
+        (c.id, f"{c.greenhouse.name} · {c.crop}" + (f" {c.variety}" if c.variety else "")) for c in cycles
+    ]
     selected = request.args.get("cycle", type=int) or (cycles[0].id if cycles else None)
     if request.method == "GET":
         form.cycle_id.data = selected
@@ -432,8 +446,14 @@ def new_lot():
             abort(404)
         try:
             lot = lots.create_harvest_lot(
-                session, chosen, form.quantity.data, form.unit.data, harvested_on=form.harvested_on.data,
-                product_id=form.product_id.data or None, grade=form.grade.data or None, user_id=_uid(),
+                session,
+                chosen,
+                form.quantity.data,
+                form.unit.data,
+                harvested_on=form.harvested_on.data,
+                product_id=form.product_id.data or None,
+                grade=form.grade.data or None,
+                user_id=_uid(),
             )
         except lots.LotError as exc:
             flash(_lot_error(exc), "error")
@@ -467,7 +487,9 @@ def lot(lot_id: int):
         label_url=_qr_target(lot),
         short_url=trace.short_url(_base_url(), lot.code),
         staff=current_user.role in STAFF_ROLES,
-        affected=lots.orders_for_lot(session, lot.id) if lot.recalled_at and current_user.role in STAFF_ROLES else [],
+        affected=lots.orders_for_lot(session, lot.id)
+        if lot.recalled_at and current_user.role in STAFF_ROLES
+        else [],
     )
 
 
@@ -482,8 +504,13 @@ def split(lot_id: int):
         flash(_("Give the number of packs and the size of each."), "error")
         return redirect(url_for("trace.lot", lot_id=lot.id))
     try:
-        packs = lots.split_lot(db_session(), lot, [form.size.data] * form.count.data,
-                               product_id=form.product_id.data or None, user_id=_uid())
+        packs = lots.split_lot(
+            db_session(),
+            lot,
+            [form.size.data] * form.count.data,
+            product_id=form.product_id.data or None,
+            user_id=_uid(),
+        )
     except lots.LotError as exc:
         flash(_lot_error(exc), "error")
         return redirect(url_for("trace.lot", lot_id=lot.id))
@@ -510,8 +537,15 @@ def add_inspection(lot_id: int):
             name = upload.filename
             stored = lots.save_certificate(_certificate_dir(), name, upload.read())
         lots.record_inspection(
-            db_session(), lot, form.lab.data, form.tested_on.data, form.result.data, summary=form.summary.data,
-            certificate_file=stored, certificate_name=name, user_id=_uid(),
+            db_session(),
+            lot,
+            form.lab.data,
+            form.tested_on.data,
+            form.result.data,
+            summary=form.summary.data,
+            certificate_file=stored,
+            certificate_name=name,
+            user_id=_uid(),
         )
     except lots.LotError as exc:
         flash(_lot_error(exc), "error")
@@ -545,8 +579,10 @@ def recall(lot_id: int):
 def recalls():
     """Recalled lots, with the orders and customers that received them."""
     session = db_session()
-    rows = [(lot, lots.descendants(session, lot), lots.orders_for_lot(session, lot.id))
-            for lot in lots.recalled_lots(session)]
+    rows = [
+        (lot, lots.descendants(session, lot), lots.orders_for_lot(session, lot.id))
+        for lot in lots.recalled_lots(session)
+    ]
     return render_template("trace/recalls.html", rows=rows, highlight=request.args.get("lot", type=int))
 
 
@@ -583,8 +619,13 @@ def merge():
                     parts.append((each, qty))
         product = session.get(Product, form.product_id.data)
         try:
-            box = lots.merge_lots(session, parts, product_id=product.id if product else None,
-                                  unit=product.unit if product else "box", user_id=_uid())
+            box = lots.merge_lots(
+                session,
+                parts,
+                product_id=product.id if product else None,
+                unit=product.unit if product else "box",
+                user_id=_uid(),
+            )
         except lots.LotError as exc:
             flash(_lot_error(exc), "error")
         else:
@@ -608,8 +649,16 @@ def labels():
     items = []
     for lot in chosen:
         target = _qr_target(lot)
-        items.extend([{"lot": lot, "qr": Markup(trace.qr_svg(target, scale=3, inline=True)),
-                       "short_url": trace.short_url(_base_url(), lot.code)}] * copies)
+        items.extend(
+            [
+                {
+                    "lot": lot,
+                    "qr": Markup(trace.qr_svg(target, scale=3, inline=True)),
+                    "short_url": trace.short_url(_base_url(), lot.code),
+                }
+            ]
+            * copies
+        )
     return render_template("trace/labels.html", items=items)
 
 

@@ -62,8 +62,14 @@ def _listing_html(q: str, category: str | None) -> str:
         if hit is not None and hit[0] > now:
             return hit[1]
     listed = catalog.list_products(db_session(), today=_today(), q=q or None, category_slug=category)
-    html = render_template("shop/_listing.html", listed=listed, categories=catalog.categories(db_session()),
-                           q=q, category=category, token=TOKEN_SLOT)
+    html = render_template(
+        "shop/_listing.html",
+        listed=listed,
+        categories=catalog.categories(db_session()),
+        q=q,
+        category=category,
+        token=TOKEN_SLOT,
+    )
     if ttl > 0 and not q:
         if len(cache) > 100:
             cache.clear()
@@ -210,11 +216,18 @@ def checkout_page():
             return redirect(url_for("shop.view_cart"))
         defaults = {"payment_method": "stripe" if stripe_enabled else "cash", "fulfilment": "pickup"}
         if current_user.is_authenticated:
-            defaults.update(name=current_user.display_name, email=current_user.email or "",
-                            phone=current_user.phone or "")
-        return render_template("shop/checkout.html", lines=lines, total=sum(ln.total_fen for ln in lines),
-                               form=defaults, stripe_enabled=stripe_enabled, version=cart.version if cart else 0,
-                               errors=[])
+            defaults.update(
+                name=current_user.display_name, email=current_user.email or "", phone=current_user.phone or ""
+            )
+        return render_template(
+            "shop/checkout.html",
+            lines=lines,
+            total=sum(ln.total_fen for ln in lines),
+            form=defaults,
+            stripe_enabled=stripe_enabled,
+            version=cart.version if cart else 0,
+            errors=[],
+        )
     if cart is None:
         return redirect(url_for("shop.view_cart"))
     contact = _contact_from(request.form)
@@ -227,18 +240,31 @@ def checkout_page():
     problems = contact.problems(stripe_enabled=stripe_enabled)
     if problems or not lines:
         errors = [_(p) for p in problems] or [_("Your cart is empty.")]
-        return render_template("shop/checkout.html", lines=lines, total=sum(ln.total_fen for ln in lines),
-                               form=request.form, stripe_enabled=stripe_enabled, version=cart.version,
-                               errors=errors), 400
+        return render_template(
+            "shop/checkout.html",
+            lines=lines,
+            total=sum(ln.total_fen for ln in lines),
+            form=request.form,
+            stripe_enabled=stripe_enabled,
+            version=cart.version,
+            errors=errors,
+        ), 400
     s = db_session()
     try:
-        order = checkout.place_order(s, cart, contact, user_id=_user_id(), today=_today(),
-                                     stripe_enabled=stripe_enabled)
+        order = checkout.place_order(
+            s, cart, contact, user_id=_user_id(), today=_today(), stripe_enabled=stripe_enabled
+        )
         s.commit()
     except checkout.OutOfStock as exc:
         s.rollback()
-        flash(_("Sorry, there is not enough %(name)s left (%(available)s available).",
-                name=exc.product.name(_locale()), available=f"{exc.available.normalize():f}"), "error")
+        flash(
+            _(
+                "Sorry, there is not enough %(name)s left (%(available)s available).",
+                name=exc.product.name(_locale()),
+                available=f"{exc.available.normalize():f}",
+            ),
+            "error",
+        )
         return redirect(url_for("shop.view_cart"))
     except checkout.CheckoutError as exc:
         s.rollback()
@@ -270,7 +296,9 @@ def _to_stripe(order):
     base = settings().public_base_url
     try:
         url = payments.start_checkout(
-            s, order, settings(),
+            s,
+            order,
+            settings(),
             success_url=base + url_for("shop.order_page", token=order.token),
             cancel_url=base + url_for("shop.order_page", token=order.token, cancelled=1),
         )
@@ -298,9 +326,13 @@ def order_page(token: str):
     if waiting and returned and returned == order.stripe_session_id:
         stripe_state = payments.checkout_session_state(settings(), order.stripe_session_id)
     _remember_order(order.token)
-    return render_template("shop/order.html", order=order, stripe_state=stripe_state,
-                           came_back_cancelled=bool(request.args.get("cancelled")),
-                           stripe_enabled=settings().stripe_enabled)
+    return render_template(
+        "shop/order.html",
+        order=order,
+        stripe_state=stripe_state,
+        came_back_cancelled=bool(request.args.get("cancelled")),
+        stripe_enabled=settings().stripe_enabled,
+    )
 
 
 @bp.post("/order/<token>/pay")
@@ -342,5 +374,9 @@ def recent_orders():
     from shop.models import Order
 
     tokens = session.get(RECENT_KEY, [])
-    rows = list(db_session().scalars(select(Order).where(Order.token.in_(tokens)).order_by(Order.id.desc()))) if tokens else []
+    rows = (
+        list(db_session().scalars(select(Order).where(Order.token.in_(tokens)).order_by(Order.id.desc())))
+        if tokens
+        else []
+    )
     return render_template("shop/orders.html", orders=rows, recent=True)

@@ -19,7 +19,9 @@ def stripe_webhook():
     """Verify the signature on the raw body, record the event once, act on it."""
     payload = request.get_data(cache=False)
     try:
-        event = webhooks.verify(payload, request.headers.get("Stripe-Signature"), settings().stripe_webhook_secret)
+        event = webhooks.verify(
+            payload, request.headers.get("Stripe-Signature"), settings().stripe_webhook_secret
+        )
     except webhooks.BadSignature as exc:
         log.warning("rejected Stripe webhook: %s", exc)
         return json_error(400, "invalid signature")

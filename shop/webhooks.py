@@ -88,14 +88,24 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
         return row.outcome
     if kind == "payout.paid":
         arrived = datetime.fromtimestamp(int(obj.get("arrival_date") or event.get("created") or 0), UTC)
-        settlement.post_payout(session, obj.get("id") or event["id"], int(obj.get("amount") or 0),
-                               arrived=settlement.local_day(arrived))
+        settlement.post_payout(
+            session,
+            obj.get("id") or event["id"],
+            int(obj.get("amount") or 0),
+            arrived=settlement.local_day(arrived),
+        )
         row.outcome = "payout posted"
         return row.outcome
     order = _order_for(session, obj)
     if order is None:
-        if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded", "charge.refunded"):
-            row.attention = f"{kind} for no known order ({obj.get('id')}, {obj.get('amount_total') or obj.get('amount')})"
+        if kind in (
+            "checkout.session.completed",
+            "checkout.session.async_payment_succeeded",
+            "charge.refunded",
+        ):
+            row.attention = (
+                f"{kind} for no known order ({obj.get('id')}, {obj.get('amount_total') or obj.get('amount')})"
+            )
             log.warning("Stripe %s %s: %s", kind, event["id"], row.attention)
         row.outcome = "no order"
         return row.outcome
@@ -112,8 +122,13 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
         fee, pi = payments.stripe_fee(settings, obj["id"])
         pi = pi or (obj.get("payment_intent") if isinstance(obj.get("payment_intent"), str) else None)
         row.outcome = payments.mark_paid(
-            session, order, method="stripe", amount_fen=int(obj.get("amount_total") or 0),
-            reference=f"stripe:{obj['id']}", fee_fen=fee, payment_intent=pi,
+            session,
+            order,
+            method="stripe",
+            amount_fen=int(obj.get("amount_total") or 0),
+            reference=f"stripe:{obj['id']}",
+            fee_fen=fee,
+            payment_intent=pi,
         )
     elif kind in ("checkout.session.async_payment_failed", "checkout.session.expired"):
         cancelled = payments.cancel_unpaid(session, order, reason=kind)

@@ -22,7 +22,8 @@ def test_every_message_is_translated(path):
     with open(path, "rb") as fh:
         catalogue = read_po(fh)
     missing = [
-        m.id for m in catalogue
+        m.id
+        for m in catalogue
         if m.id and (not m.string or (isinstance(m.string, tuple) and not all(m.string)) or m.fuzzy)
     ]
     assert missing == [], f"untranslated in {path}: {missing[:10]}"

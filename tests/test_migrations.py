@@ -50,15 +50,18 @@ def test_upgrade_empty_database_to_head_matches_models(empty_database_url, tmp_p
     from app import create_app
     from core.web import EXT
 
-    settings = Settings.from_env({}, env="testing", instance_path=tmp_path, database_url=empty_database_url,
-                                 secret_key="x")
+    settings = Settings.from_env(
+        {}, env="testing", instance_path=tmp_path, database_url=empty_database_url, secret_key="x"
+    )
     app = create_app(settings)
     with app.app_context():
         upgrade()
         engine = app.extensions[EXT]["db"].engine
         load_models()
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            )
         summary = [f"{d[0]} {getattr(d[1], 'name', '')}" if isinstance(d, tuple) else str(d) for d in diff]
         assert summary == [], "models and migrations disagree; run `flask db migrate -m ...`"
         downgrade(revision="base")

@@ -39,8 +39,9 @@ def households(books):
 
 def post(session, day, summary, *pairs, **kwargs):
     """``post(s, date, "x", ("101", 100, 0), ("501", 0, 100))``."""
-    return post_voucher(session, date=day, summary=summary,
-                        lines=[Line(a, debit=d, credit=c) for a, d, c in pairs], **kwargs)
+    return post_voucher(
+        session, date=day, summary=summary, lines=[Line(a, debit=d, credit=c) for a, d, c in pairs], **kwargs
+    )
 
 
 @pytest.fixture
@@ -48,7 +49,9 @@ def demo_books(session, make_user):
     """Zhaozhuang's demo books (members, shares, a closed year with a distribution, a disclosure)."""
     from coop.demo import seed_books, seed_members
 
-    ctx = {"users": {"kuaiji": make_user("kuaiji", "official"), "cunzhang": make_user("cunzhang", "official")}}
+    ctx = {
+        "users": {"kuaiji": make_user("kuaiji", "official"), "cunzhang": make_user("cunzhang", "official")}
+    }
     seed_members(session, ctx)
     seed_books(session, ctx)
     session.commit()

@@ -13,8 +13,16 @@ from tests.coop.conftest import post
 
 @pytest.fixture
 def chain(books):
-    vs = [post(books, dt.date(2025, 1, i + 1), f"voucher {i + 1}", ("101", 100 * (i + 1), 0), ("501", 0, 100 * (i + 1)))
-          for i in range(5)]
+    vs = [
+        post(
+            books,
+            dt.date(2025, 1, i + 1),
+            f"voucher {i + 1}",
+            ("101", 100 * (i + 1), 0),
+            ("501", 0, 100 * (i + 1)),
+        )
+        for i in range(5)
+    ]
     books.commit()
     return vs
 
@@ -31,8 +39,14 @@ def test_intact_chain_verifies(runner, chain):
 
 def test_changed_amount_is_detected(runner, books, chain):
     with books.begin():
-        books.execute(text("UPDATE coop_voucher_lines SET debit = 900 WHERE voucher_id = :v AND debit > 0"), {"v": chain[2].id})
-        books.execute(text("UPDATE coop_voucher_lines SET credit = 900 WHERE voucher_id = :v AND credit > 0"), {"v": chain[2].id})
+        books.execute(
+            text("UPDATE coop_voucher_lines SET debit = 900 WHERE voucher_id = :v AND debit > 0"),
+            {"v": chain[2].id},
+        )
+        books.execute(
+            text("UPDATE coop_voucher_lines SET credit = 900 WHERE voucher_id = :v AND credit > 0"),
+            {"v": chain[2].id},
+        )
     result = verify(runner)
     assert result.exit_code == 1
     assert "voucher 2025-0003: content does not match its hash" in result.output
@@ -66,8 +80,14 @@ def test_swapped_vouchers_are_detected(runner, books, chain):
     a, b = chain[1], chain[3]
     with books.begin():  # swap their positions in the chain (and numbers), as a forger would
         books.execute(text("UPDATE coop_vouchers SET seq = -1, number = -1 WHERE id = :a"), {"a": a.id})
-        books.execute(text("UPDATE coop_vouchers SET seq = :s, number = :n WHERE id = :b"), {"s": a.seq, "n": a.number, "b": b.id})
-        books.execute(text("UPDATE coop_vouchers SET seq = :s, number = :n WHERE id = :a"), {"s": b.seq, "n": b.number, "a": a.id})
+        books.execute(
+            text("UPDATE coop_vouchers SET seq = :s, number = :n WHERE id = :b"),
+            {"s": a.seq, "n": a.number, "b": b.id},
+        )
+        books.execute(
+            text("UPDATE coop_vouchers SET seq = :s, number = :n WHERE id = :a"),
+            {"s": b.seq, "n": b.number, "a": a.id},
+        )
     result = verify(runner)
     assert result.exit_code == 1
     assert "voucher 2025-0002" in result.output
@@ -76,10 +96,14 @@ def test_swapped_vouchers_are_detected(runner, books, chain):
 def test_swapped_contents_are_detected(runner, books, chain):
     a, b = chain[0], chain[4]
     with books.begin():  # keep the chain fields, swap what the vouchers say
-        books.execute(text("UPDATE coop_vouchers SET summary = :s, date = :d WHERE id = :i"),
-                      {"s": b.summary, "d": b.date, "i": a.id})
-        books.execute(text("UPDATE coop_vouchers SET summary = :s, date = :d WHERE id = :i"),
-                      {"s": a.summary, "d": a.date, "i": b.id})
+        books.execute(
+            text("UPDATE coop_vouchers SET summary = :s, date = :d WHERE id = :i"),
+            {"s": b.summary, "d": b.date, "i": a.id},
+        )
+        books.execute(
+            text("UPDATE coop_vouchers SET summary = :s, date = :d WHERE id = :i"),
+            {"s": a.summary, "d": a.date, "i": b.id},
+        )
     result = verify(runner)
     assert result.exit_code == 1 and "voucher 2025-0001" in result.output
 
@@ -100,8 +124,10 @@ def test_rewritten_chain_is_caught_by_the_published_hash(runner, books, chain):
         for v in books.scalars(select(Voucher).order_by(Voucher.seq)):
             lines = [(ln.account.code, ln.debit, ln.credit, ln.memo) for ln in v.lines]
             new = chain_hash(prev, canonical(v, lines))
-            books.execute(text("UPDATE coop_vouchers SET prev_hash = :p, hash = :h WHERE id = :i"),
-                          {"p": prev, "h": new, "i": v.id})
+            books.execute(
+                text("UPDATE coop_vouchers SET prev_hash = :p, hash = :h WHERE id = :i"),
+                {"p": prev, "h": new, "i": v.id},
+            )
             prev = new
         books.execute(text("UPDATE coop_chain_head SET hash = :h"), {"h": prev})
     assert books.get(ChainHead, 1) is not None
@@ -112,6 +138,8 @@ def test_rewritten_chain_is_caught_by_the_published_hash(runner, books, chain):
 
 def test_balances_table_tampering_is_detected(runner, books, chain):
     with books.begin():
-        books.execute(text("UPDATE coop_balances SET debit = debit + 1 WHERE id = (SELECT MIN(id) FROM coop_balances)"))
+        books.execute(
+            text("UPDATE coop_balances SET debit = debit + 1 WHERE id = (SELECT MIN(id) FROM coop_balances)")
+        )
     result = verify(runner)
     assert result.exit_code == 1 and "balances" in result.output

@@ -27,7 +27,10 @@ def test_snapshot_has_the_figures_and_the_chain_head(q1):
     c = d.content
     assert (c["total_income"], c["total_expense"], c["surplus"]) == (300_000, 1_800_000, -1_500_000)
     assert [m["summary"] for m in c["major_items"]] == ["村道维修"]  # at least ¥10,000
-    assert c["balance_sheet"]["total_assets"] == c["balance_sheet"]["total_liabilities"] + c["balance_sheet"]["total_equity"]
+    assert (
+        c["balance_sheet"]["total_assets"]
+        == c["balance_sheet"]["total_liabilities"] + c["balance_sheet"]["total_equity"]
+    )
     assert (d.chain_seq, d.chain_hash) == chain_head(q1)
 
 

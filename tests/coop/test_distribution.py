@@ -31,14 +31,19 @@ def test_preview_writes_nothing_and_splits_by_shares(year_2025, households):
     assert plan.reserve == 1_200_000  # 10% of 120,000.01 yuan, largest remainder
     assert plan.to_households == 10_800_001
     # shares 10 : 20 : 35 of 10,800,001 fen = 1,661,538.6 / 3,323,077.2 / 5,815,385.1
-    assert plan.parts == {str(households[0].id): 1_661_539, str(households[1].id): 3_323_077,
-                          str(households[2].id): 5_815_385}
+    assert plan.parts == {
+        str(households[0].id): 1_661_539,
+        str(households[1].id): 3_323_077,
+        str(households[2].id): 5_815_385,
+    }
     assert sum(plan.parts.values()) == plan.to_households
 
 
 def test_posting_closes_the_year_into_322_and_distributes(year_2025, households):
     plan = preview(year_2025, 2025, reserve_percent=10, payout_percent=60)
-    dist = post_distribution(year_2025, 2025, reserve_percent=10, payout_percent=60, expected=plan_fingerprint(plan))
+    dist = post_distribution(
+        year_2025, 2025, reserve_percent=10, payout_percent=60, expected=plan_fingerprint(plan)
+    )
     year_2025.commit()
     balances = account_balances(year_2025, 2025, 12)
     assert balances["501"] == 0 and balances["503"] == 0 and balances["513"] == 0  # income and expense closed
@@ -54,7 +59,11 @@ def test_posting_closes_the_year_into_322_and_distributes(year_2025, households)
     assert income_expense(year_2025, 2025).surplus == 12_000_001
     st = income_statement(year_2025, 2025)
     assert (st.surplus, st.reserve, st.to_households, st.closing_undistributed) == (
-        12_000_001, plan.reserve, plan.to_households, plan.retained)
+        12_000_001,
+        plan.reserve,
+        plan.to_households,
+        plan.retained,
+    )
     with pytest.raises(LedgerError, match="already been posted"):
         post_distribution(year_2025, 2025)
 

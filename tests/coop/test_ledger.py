@@ -40,7 +40,9 @@ def test_chart_is_loaded_from_the_csv(books):
 
 
 def test_a_balanced_voucher_posts_and_moves_balances(books):
-    v = post(books, D, "粮食加工厂加工费", ("101", 12_345, 0), ("501", 0, 12_345), preparer_id=None, attachments=2)
+    v = post(
+        books, D, "粮食加工厂加工费", ("101", 12_345, 0), ("501", 0, 12_345), preparer_id=None, attachments=2
+    )
     books.commit()
     assert v.label == "2025-0001" and v.total == 12_345 and len(v.hash) == 64
     assert account_balances(books, 2025, 3) == {"101": 12_345, "501": -12_345}
@@ -68,7 +70,9 @@ def test_invalid_vouchers_are_refused_and_nothing_is_written(books, lines, messa
 
 def test_unbalanced_message_shows_both_sides_in_yuan(books):
     with pytest.raises(LedgerError) as err:
-        post_voucher(books, date=D, summary="bad", lines=[Line("101", debit=10_000), Line("501", credit=9_999)])
+        post_voucher(
+            books, date=D, summary="bad", lines=[Line("101", debit=10_000), Line("501", credit=9_999)]
+        )
     assert "100.00" in str(err.value) and "99.99" in str(err.value)
 
 
@@ -123,8 +127,12 @@ def test_numbers_are_gapless_per_year_and_the_chain_links(books):
 
 
 def test_same_source_ref_returns_the_existing_voucher(books):
-    first = post(books, D, "订单 1", ("101", 2500, 0), ("501", 0, 2500), source="shop", source_ref="payment:1")
-    again = post(books, D, "订单 1", ("101", 2500, 0), ("501", 0, 2500), source="shop", source_ref="payment:1")
+    first = post(
+        books, D, "订单 1", ("101", 2500, 0), ("501", 0, 2500), source="shop", source_ref="payment:1"
+    )
+    again = post(
+        books, D, "订单 1", ("101", 2500, 0), ("501", 0, 2500), source="shop", source_ref="payment:1"
+    )
     books.commit()
     assert again.id == first.id
     assert books.scalar(select(func.count(Voucher.id))) == 1
@@ -138,7 +146,10 @@ def test_reversal_undoes_a_voucher_exactly_and_only_once(books):
     r = reverse_voucher(books, wrong.id, date=dt.date(2025, 3, 11), preparer_id=None)
     books.commit()
     assert r.reverses_id == wrong.id and r.kind == "reversal"
-    assert [(ln.account.code, ln.debit, ln.credit) for ln in r.lines] == [("513", 0, 98_000), ("102", 98_000, 0)]
+    assert [(ln.account.code, ln.debit, ln.credit) for ln in r.lines] == [
+        ("513", 0, 98_000),
+        ("102", 98_000, 0),
+    ]
     after = {k: v for k, v in account_balances(books, 2025, 12).items() if v}
     assert after == {k: v for k, v in before.items() if v}
     with pytest.raises(LedgerError, match="already been reversed"):

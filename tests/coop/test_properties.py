@@ -16,7 +16,9 @@ from coop.reports import account_balances, trial_balance
 from core.money import allocate
 
 ACCOUNTS = ["101", "102", "112", "121", "201", "211", "301", "501", "502", "503", "511", "513", "514"]
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 amounts = st.integers(min_value=1, max_value=10**10)
 
@@ -27,8 +29,20 @@ def vouchers(draw):
     debits = draw(st.lists(amounts, min_size=1, max_size=4))
     total = sum(debits)
     n_credits = draw(st.integers(min_value=1, max_value=4))
-    cuts = sorted(draw(st.lists(st.integers(min_value=1, max_value=total - 1), min_size=n_credits - 1,
-                                max_size=n_credits - 1, unique=True))) if total > n_credits else []
+    cuts = (
+        sorted(
+            draw(
+                st.lists(
+                    st.integers(min_value=1, max_value=total - 1),
+                    min_size=n_credits - 1,
+                    max_size=n_credits - 1,
+                    unique=True,
+                )
+            )
+        )
+        if total > n_credits
+        else []
+    )
     credits = [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
     lines = [Line(draw(st.sampled_from(ACCOUNTS)), debit=d) for d in debits]
     lines += [Line(draw(st.sampled_from(ACCOUNTS)), credit=c) for c in credits]
@@ -79,8 +93,12 @@ def test_reversals_bring_balances_back_exactly(books, base, extra):
 
 
 @settings(max_examples=300, deadline=None)
-@given(total=st.integers(min_value=0, max_value=10**12),
-       weights=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=40).filter(lambda w: sum(w) > 0))
+@given(
+    total=st.integers(min_value=0, max_value=10**12),
+    weights=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=40).filter(
+        lambda w: sum(w) > 0
+    ),
+)
 def test_allocation_sums_to_the_pool_and_each_part_is_within_one_fen(total, weights):
     parts = allocate(total, weights)
     assert sum(parts) == total
@@ -90,9 +108,12 @@ def test_allocation_sums_to_the_pool_and_each_part_is_within_one_fen(total, weig
 
 
 @SETTINGS
-@given(surplus=st.integers(min_value=1, max_value=10**9),
-       shares=st.lists(st.integers(min_value=1, max_value=500), min_size=1, max_size=8),
-       reserve=st.integers(min_value=0, max_value=50), payout=st.integers(min_value=0, max_value=100))
+@given(
+    surplus=st.integers(min_value=1, max_value=10**9),
+    shares=st.lists(st.integers(min_value=1, max_value=500), min_size=1, max_size=8),
+    reserve=st.integers(min_value=0, max_value=50),
+    payout=st.integers(min_value=0, max_value=100),
+)
 def test_distribution_plan_sums_to_the_pool(books, surplus, shares, reserve, payout):
     from coop import members
 
@@ -100,8 +121,12 @@ def test_distribution_plan_sums_to_the_pool(books, surplus, shares, reserve, pay
         for i, n in enumerate(shares):
             h = members.add_household(books, code=f"P{i:03d}", head_name=f"户{i}")
             members.issue_shares(books, h.id, n, on=dt.date(2020, 1, 1))
-        post_voucher(books, date=dt.date(2025, 6, 1), summary="income",
-                     lines=[Line("102", debit=surplus), Line("503", credit=surplus)])
+        post_voucher(
+            books,
+            date=dt.date(2025, 6, 1),
+            summary="income",
+            lines=[Line("102", debit=surplus), Line("503", credit=surplus)],
+        )
         plan = preview(books, 2025, reserve_percent=reserve, payout_percent=payout)
         assert plan.surplus == surplus
         assert plan.reserve + plan.to_households + plan.retained == surplus
@@ -116,12 +141,19 @@ def test_distribution_plan_sums_to_the_pool(books, surplus, shares, reserve, pay
 
 
 @settings(max_examples=200, deadline=None)
-@given(pool=st.integers(min_value=0, max_value=10**10),
-       members_=st.lists(st.tuples(st.integers(min_value=0, max_value=10**7), st.integers(min_value=0, max_value=10**7)),
-                         min_size=1, max_size=15).filter(lambda m: sum(v for v, _ in m) > 0 and sum(c for _, c in m) > 0),
-       volume_percent=st.integers(min_value=60, max_value=100))
+@given(
+    pool=st.integers(min_value=0, max_value=10**10),
+    members_=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=10**7), st.integers(min_value=0, max_value=10**7)),
+        min_size=1,
+        max_size=15,
+    ).filter(lambda m: sum(v for v, _ in m) > 0 and sum(c for _, c in m) > 0),
+    volume_percent=st.integers(min_value=60, max_value=100),
+)
 def test_cooperative_returns_at_least_sixty_percent_by_volume(pool, members_, volume_percent):
-    plan = cooperative_plan(pool, [(f"m{i}", v, c) for i, (v, c) in enumerate(members_)], volume_percent=volume_percent)
+    plan = cooperative_plan(
+        pool, [(f"m{i}", v, c) for i, (v, c) in enumerate(members_)], volume_percent=volume_percent
+    )
     assert sum(p["total"] for p in plan.values()) == pool
     by_volume = sum(p["by_volume"] for p in plan.values())
     assert by_volume * 100 >= pool * 60 - 100

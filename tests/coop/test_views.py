@@ -25,13 +25,29 @@ def test_only_officials_and_admins_see_the_books(client, make_user, books):
 def test_every_page_renders_with_the_demo_books(client, demo_books, session):
     login(client, "kuaiji")
     v = session.scalar(select(Voucher).order_by(Voucher.id))
-    urls = ["/coop/", "/coop/vouchers", f"/coop/vouchers?year={YEAR}&month=4", "/coop/vouchers/new",
-            f"/coop/vouchers/{v.id}", "/coop/accounts", "/coop/accounts/501", f"/coop/periods?year={YEAR}",
-            f"/coop/reports/trial-balance?year={YEAR}", f"/coop/reports/income-expense?year={YEAR}&from=1&to=3",
-            f"/coop/reports/balance-sheet?year={YEAR}&month=12", f"/coop/reports/income-statement?year={YEAR}",
-            "/coop/members", "/coop/members/1", "/coop/enterprises", "/coop/enterprises/mugwort?pool=10000.00",
-            f"/coop/distribution?year={YEAR}", f"/coop/distribution?year={YEAR + 1}", "/coop/disclosures",
-            "/coop/audit", "/disclosure"]
+    urls = [
+        "/coop/",
+        "/coop/vouchers",
+        f"/coop/vouchers?year={YEAR}&month=4",
+        "/coop/vouchers/new",
+        f"/coop/vouchers/{v.id}",
+        "/coop/accounts",
+        "/coop/accounts/501",
+        f"/coop/periods?year={YEAR}",
+        f"/coop/reports/trial-balance?year={YEAR}",
+        f"/coop/reports/income-expense?year={YEAR}&from=1&to=3",
+        f"/coop/reports/balance-sheet?year={YEAR}&month=12",
+        f"/coop/reports/income-statement?year={YEAR}",
+        "/coop/members",
+        "/coop/members/1",
+        "/coop/enterprises",
+        "/coop/enterprises/mugwort?pool=10000.00",
+        f"/coop/distribution?year={YEAR}",
+        f"/coop/distribution?year={YEAR + 1}",
+        "/coop/disclosures",
+        "/coop/audit",
+        "/disclosure",
+    ]
     for lang in ("zh_CN", "en"):
         for url in urls:
             r = client.get(url + ("&" if "?" in url else "?") + f"lang={lang}")
@@ -50,8 +66,15 @@ def test_bad_report_parameters_are_400(client, official, books):
 
 def test_posting_a_voucher_through_the_form(client, official, books):
     login(client, "kuaiji")
-    form = {"date": "2025-05-06", "summary": "粮食加工厂加工费", "attachments": "2",
-            "account_0": "101", "debit_0": "1,234.50", "account_1": "501", "credit_1": "1234.5"}
+    form = {
+        "date": "2025-05-06",
+        "summary": "粮食加工厂加工费",
+        "attachments": "2",
+        "account_0": "101",
+        "debit_0": "1,234.50",
+        "account_1": "501",
+        "credit_1": "1234.5",
+    }
     r = client.post("/coop/vouchers/new", data=form)
     assert r.status_code == 302
     v = books.scalar(select(Voucher))
@@ -62,8 +85,14 @@ def test_posting_a_voucher_through_the_form(client, official, books):
 
 def test_unbalanced_form_is_refused_with_a_clear_message(client, official, books):
     login(client, "kuaiji")
-    form = {"date": "2025-05-06", "summary": "x", "account_0": "101", "debit_0": "100", "account_1": "501",
-            "credit_1": "99.99"}
+    form = {
+        "date": "2025-05-06",
+        "summary": "x",
+        "account_0": "101",
+        "debit_0": "100",
+        "account_1": "501",
+        "credit_1": "99.99",
+    }
     r = client.post("/coop/vouchers/new", data=form)
     assert r.status_code == 400
     text = r.get_data(as_text=True)
@@ -89,11 +118,27 @@ def test_reverse_through_the_web(client, official, books):
 
 def test_members_shares_and_transfers(client, official, households, books):
     login(client, "kuaiji")
-    client.post("/coop/members", data={"action": "transfer", "from_id": households[0].id,
-                                       "to_id": households[1].id, "shares": 4, "on": "2025-02-01"})
-    r = client.post("/coop/members", data={"action": "transfer", "from_id": households[0].id,
-                                           "to_id": households[1].id, "shares": 40, "on": "2025-02-01"},
-                    follow_redirects=True)
+    client.post(
+        "/coop/members",
+        data={
+            "action": "transfer",
+            "from_id": households[0].id,
+            "to_id": households[1].id,
+            "shares": 4,
+            "on": "2025-02-01",
+        },
+    )
+    r = client.post(
+        "/coop/members",
+        data={
+            "action": "transfer",
+            "from_id": households[0].id,
+            "to_id": households[1].id,
+            "shares": 40,
+            "on": "2025-02-01",
+        },
+        follow_redirects=True,
+    )
     assert "该户只持有 6 股" in r.get_data(as_text=True)
     client.post("/coop/members", data={"action": "add", "code": "ZZ099", "head_name": "新户", "members": 2})
     page = client.get(f"/coop/members/{households[1].id}").get_data(as_text=True)
@@ -106,8 +151,17 @@ def test_close_a_period_through_the_web(client, official, books):
     login(client, "kuaiji")
     client.post("/coop/periods?year=2025", data={"month": 2})
     assert books.scalar(select(Period).where(Period.year == 2025, Period.month == 2)).closed
-    r = client.post("/coop/vouchers/new", data={"date": "2025-02-10", "summary": "late", "account_0": "101",
-                                                "debit_0": "1", "account_1": "501", "credit_1": "1"})
+    r = client.post(
+        "/coop/vouchers/new",
+        data={
+            "date": "2025-02-10",
+            "summary": "late",
+            "account_0": "101",
+            "debit_0": "1",
+            "account_1": "501",
+            "credit_1": "1",
+        },
+    )
     assert r.status_code == 400 and "2025-02" in r.get_data(as_text=True)
 
 
@@ -118,21 +172,31 @@ def test_year_end_preview_then_post(client, official, households, books):
     page = client.get(f"/coop/distribution?year={YEAR}&reserve=10&payout=100").get_data(as_text=True)
     assert "¥1,000.00" in page  # reserve of ¥10,000 surplus
     token = page.split('name="fingerprint" value="')[1].split('"')[0]
-    r = client.post(f"/coop/distribution?year={YEAR}", data={"reserve": "10", "payout": "100", "fingerprint": token})
+    r = client.post(
+        f"/coop/distribution?year={YEAR}", data={"reserve": "10", "payout": "100", "fingerprint": token}
+    )
     assert r.status_code == 302
     dist = books.scalar(select(Distribution))
     assert dist.year == YEAR and dist.plan["to_households"] == 900_000
-    assert "id=\"distribution-posted\"" in client.get(f"/coop/distribution?year={YEAR}").get_data(as_text=True)
+    assert 'id="distribution-posted"' in client.get(f"/coop/distribution?year={YEAR}").get_data(as_text=True)
 
 
 def test_forms_need_a_csrf_token(csrf_app, make_user, books):
     client = csrf_app.test_client()
     make_user("kuaiji2", "official")
     page = client.get("/login").get_data(as_text=True)
-    client.post("/login", data={"username": "kuaiji2", "password": "correct-horse-9",
-                                "csrf_token": csrf_token_from(page)})
-    form = {"date": "2025-05-06", "summary": "x", "account_0": "101", "debit_0": "1", "account_1": "501",
-            "credit_1": "1"}
+    client.post(
+        "/login",
+        data={"username": "kuaiji2", "password": "correct-horse-9", "csrf_token": csrf_token_from(page)},
+    )
+    form = {
+        "date": "2025-05-06",
+        "summary": "x",
+        "account_0": "101",
+        "debit_0": "1",
+        "account_1": "501",
+        "credit_1": "1",
+    }
     assert client.post("/coop/vouchers/new", data=form).status_code == 400
     assert books.scalar(select(func.count(Voucher.id))) == 0
     token = csrf_token_from(client.get("/coop/vouchers/new").get_data(as_text=True))
@@ -145,15 +209,25 @@ def test_recurring_entries_post_on_schedule_once(runner, books):
     from coop.models import RecurringEntry
 
     pond = add_enterprise(books, "fish-pond", "鱼塘租赁", kind="contract")
-    books.add(RecurringEntry(name="鱼塘租金", debit_account_id=get_account(books, "102").id,
-                             credit_account_id=pond.income_account_id, amount=300_000, every_months=3, day=31,
-                             start=dt.date(2025, 1, 31)))
+    books.add(
+        RecurringEntry(
+            name="鱼塘租金",
+            debit_account_id=get_account(books, "102").id,
+            credit_account_id=pond.income_account_id,
+            amount=300_000,
+            every_months=3,
+            day=31,
+            start=dt.date(2025, 1, 31),
+        )
+    )
     books.commit()
     assert runner.invoke(args=["coop", "close-period", "2025-04"]).exit_code == 0
     result = runner.invoke(args=["coop", "recurring", "--until", "2025-08-15"])
     assert result.exit_code == 0, result.output
     assert "2 voucher(s) posted" in result.output  # 2025-01-31 and 2025-07-31; April is closed
-    assert "2 voucher(s) posted" not in runner.invoke(args=["coop", "recurring", "--until", "2025-08-15"]).output
+    assert (
+        "2 voucher(s) posted" not in runner.invoke(args=["coop", "recurring", "--until", "2025-08-15"]).output
+    )
     dates = sorted(books.scalars(select(Voucher.date)))
     assert dates == [dt.date(2025, 1, 31), dt.date(2025, 7, 31)]
     assert runner.invoke(args=["coop", "close-period", "2025-04"]).exit_code != 0  # already closed
@@ -165,8 +239,16 @@ def test_an_official_corrects_a_household_and_the_change_is_audited(client, offi
 
     login(client, "kuaiji")
     h = households[0]
-    response = client.post(f"/coop/members/{h.id}", data={
-        "head_name": "赵新户主", "members": "5", "phone": "13800000000", "address": "赵庄村2组8号", "active": "on"})
+    response = client.post(
+        f"/coop/members/{h.id}",
+        data={
+            "head_name": "赵新户主",
+            "members": "5",
+            "phone": "13800000000",
+            "address": "赵庄村2组8号",
+            "active": "on",
+        },
+    )
     assert response.status_code == 302
     session.expire_all()
     saved = session.get(Household, h.id)
@@ -177,8 +259,9 @@ def test_an_official_corrects_a_household_and_the_change_is_audited(client, offi
     assert "赵新户主" in page and "household.update" in page
 
     # a bad form changes nothing and says why
-    html = client.post(f"/coop/members/{h.id}", data={"head_name": "", "members": "5"},
-                       follow_redirects=True).get_data(as_text=True)
+    html = client.post(
+        f"/coop/members/{h.id}", data={"head_name": "", "members": "5"}, follow_redirects=True
+    ).get_data(as_text=True)
     session.expire_all()
     assert session.get(Household, h.id).head_name == "赵新户主"
     assert 'class="flash error"' in html and "户主不能为空" in html

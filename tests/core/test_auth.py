@@ -115,7 +115,9 @@ def test_login_form_with_csrf_token_works(csrf_app, make_user):
     make_user("kuaiji", "official")
     client = csrf_app.test_client()
     token = csrf_token_from(client.get("/login").get_data(as_text=True))
-    response = client.post("/login", data={"username": "kuaiji", "password": DEFAULT_PASSWORD, "csrf_token": token})
+    response = client.post(
+        "/login", data={"username": "kuaiji", "password": DEFAULT_PASSWORD, "csrf_token": token}
+    )
     assert response.status_code == 302
     assert client.get("/coop/").status_code == 200
 

@@ -7,7 +7,9 @@ from tests.conftest import login
 
 
 def test_users_create_prompts_for_password_and_user_can_log_in(runner, client):
-    result = runner.invoke(args=["users", "create", "kuaiji", "--role", "official"], input="s3cret-pass\ns3cret-pass\n")
+    result = runner.invoke(
+        args=["users", "create", "kuaiji", "--role", "official"], input="s3cret-pass\ns3cret-pass\n"
+    )
     assert result.exit_code == 0, result.output
     assert "created user kuaiji (official)" in result.output
     assert login(client, "kuaiji", "s3cret-pass").status_code == 302
@@ -15,7 +17,10 @@ def test_users_create_prompts_for_password_and_user_can_log_in(runner, client):
 
 
 def test_users_create_refuses_bad_input(runner):
-    assert runner.invoke(args=["users", "create", "x", "--role", "king", "--password", "longenough"]).exit_code != 0
+    assert (
+        runner.invoke(args=["users", "create", "x", "--role", "king", "--password", "longenough"]).exit_code
+        != 0
+    )
     result = runner.invoke(args=["users", "create", "bob", "--role", "customer", "--password", "short"])
     assert result.exit_code != 0 and "at least 8" in result.output
     runner.invoke(args=["users", "create", "bob", "--role", "customer", "--password", "longenough"])

@@ -28,7 +28,9 @@ def test_production_refuses_to_start_without_secret_key(tmp_path):
     with pytest.raises(ConfigError, match="SECRET_KEY"):
         Settings.from_env({"TIANYUAN_ENV": "production", "TIANYUAN_INSTANCE_PATH": str(tmp_path)})
     assert not (tmp_path / "secret_key").exists()
-    s = Settings.from_env({"TIANYUAN_ENV": "production", "SECRET_KEY": "k" * 40, "TIANYUAN_INSTANCE_PATH": str(tmp_path)})
+    s = Settings.from_env(
+        {"TIANYUAN_ENV": "production", "SECRET_KEY": "k" * 40, "TIANYUAN_INSTANCE_PATH": str(tmp_path)}
+    )
     assert s.is_production and s.secret_key == "k" * 40
 
 
@@ -43,10 +45,14 @@ def test_create_app_refuses_production_without_secret(tmp_path, monkeypatch):
 
 
 def test_environment_is_read(tmp_path):
-    s = Settings.from_env({
-        "TIANYUAN_INSTANCE_PATH": str(tmp_path), "DATABASE_URL": "postgresql+psycopg://u@h/db",
-        "MQTT_URL": "mqtts://dev:p%40ss@broker.local", "STRIPE_SECRET_KEY": "sk_test_x",
-    })
+    s = Settings.from_env(
+        {
+            "TIANYUAN_INSTANCE_PATH": str(tmp_path),
+            "DATABASE_URL": "postgresql+psycopg://u@h/db",
+            "MQTT_URL": "mqtts://dev:p%40ss@broker.local",
+            "STRIPE_SECRET_KEY": "sk_test_x",
+        }
+    )
     assert s.database_url == "postgresql+psycopg://u@h/db"
     assert s.mqtt_host_port == ("broker.local", 8883, "dev", "p@ss", True)
     assert s.stripe_enabled
@@ -56,10 +62,14 @@ def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(ConfigError):
         Settings.from_env({"TIANYUAN_INSTANCE_PATH": str(tmp_path), "TIANYUAN_ENV": "staging"})
     with pytest.raises(ConfigError):
-        _ = Settings.from_env({"TIANYUAN_INSTANCE_PATH": str(tmp_path), "MQTT_URL": "http://x"}).mqtt_host_port
+        _ = Settings.from_env(
+            {"TIANYUAN_INSTANCE_PATH": str(tmp_path), "MQTT_URL": "http://x"}
+        ).mqtt_host_port
 
 
-@pytest.mark.parametrize("text,fen", [("12.34", 1234), ("1,234.5", 123450), ("¥8", 800), ("0.01", 1), ("-3.2", -320)])
+@pytest.mark.parametrize(
+    "text,fen", [("12.34", 1234), ("1,234.5", 123450), ("¥8", 800), ("0.01", 1), ("-3.2", -320)]
+)
 def test_parse_yuan(text, fen):
     assert parse_yuan(text) == fen
 
@@ -85,7 +95,9 @@ def test_allocate_largest_remainder_example():
 
 @given(
     total=st.integers(min_value=0, max_value=10**12),
-    weights=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=40).filter(lambda w: sum(w) > 0),
+    weights=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=40).filter(
+        lambda w: sum(w) > 0
+    ),
 )
 def test_allocate_sums_exactly_and_is_within_one_fen(total, weights):
     parts = allocate(total, weights)

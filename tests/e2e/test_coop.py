@@ -25,8 +25,12 @@ def village(session, make_user):
     for i, (name, shares) in enumerate([("赵建国", 30), ("王秀英", 40), ("李志强", 50)], 1):
         h = members.add_household(session, code=f"ZZ{i:03d}", head_name=name, members=3)
         members.issue_shares(session, h.id, shares, on=dt.date(2020, 1, 1))
-    post_voucher(session, date=dt.date(YEAR, 3, 18), summary="村级组织运转经费补助",
-                 lines=[Line("102", debit=6_000_000), Line("503", credit=6_000_000)])
+    post_voucher(
+        session,
+        date=dt.date(YEAR, 3, 18),
+        summary="村级组织运转经费补助",
+        lines=[Line("102", debit=6_000_000), Line("503", credit=6_000_000)],
+    )
     session.commit()
     return session
 

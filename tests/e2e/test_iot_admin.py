@@ -48,10 +48,12 @@ def test_quarantine_review_and_replay_on_desktop(live_server, browser_page, make
     gh = registry.create_greenhouse(session, "GH1", "One")
     session.commit()
     now = time.time()
-    BatchWriter(session.get_bind()).store([
-        Message("farm/GH1/late/telemetry", json.dumps({"ts": int(now) - 9, "co2": 480}).encode(), now),
-        Message("farm/GH1/late/telemetry", b"{broken", now),
-    ])
+    BatchWriter(session.get_bind()).store(
+        [
+            Message("farm/GH1/late/telemetry", json.dumps({"ts": int(now) - 9, "co2": 480}).encode(), now),
+            Message("farm/GH1/late/telemetry", b"{broken", now),
+        ]
+    )
     registry.create_device(session, "late", gh)
     session.commit()
     page = browser_page

@@ -28,8 +28,16 @@ def farm(session, make_user):
     add_readings(session, gh, dev, "air_humidity", [(t, 70 - 15 * math.sin(t / 13751)) for t in pts])
     add_readings(session, gh, dev, "soil_moisture", [(t, 60 + 5 * math.cos(t / 20000)) for t in pts])
     add_irrigation(session, gh, dev, now - 5 * 3600, water_l=280)
-    alert = Alert(greenhouse_id=gh.id, metric_id=1, kind="above", severity="critical", threshold=32.0,
-                  value=33.2, peak=34.1, opened_at=now - 900)
+    alert = Alert(
+        greenhouse_id=gh.id,
+        metric_id=1,
+        kind="above",
+        severity="critical",
+        threshold=32.0,
+        value=33.2,
+        peak=34.1,
+        opened_at=now - 900,
+    )
     session.add(alert)
     session.commit()
     return alert
@@ -64,7 +72,13 @@ def test_farmer_switches_ranges_and_acknowledges_an_alert(live_server, browser_p
 def test_phone_layout_has_no_horizontal_scroll(live_server, phone_page, farm):
     page = phone_page
     browser_login(page, live_server.url, "laowang", DEFAULT_PASSWORD)
-    for path in ("/iot/", "/iot/g/WANG-1?range=30d", "/iot/g/WANG-1/rules", "/iot/g/WANG-1/irrigation", "/iot/alerts"):
+    for path in (
+        "/iot/",
+        "/iot/g/WANG-1?range=30d",
+        "/iot/g/WANG-1/rules",
+        "/iot/g/WANG-1/irrigation",
+        "/iot/alerts",
+    ):
         page.goto(live_server.url + path)
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, (path, overflow)

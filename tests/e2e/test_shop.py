@@ -21,16 +21,24 @@ pytestmark = pytest.mark.e2e
 def stripe_live(app, settings):
     """A live server with Stripe pointed at a local stub that sends signed webhooks on payment."""
     stub = StripeStub().start()
-    cfg = replace(settings, stripe_secret_key="sk_test_stub", stripe_webhook_secret=WEBHOOK_SECRET,
-                  stripe_api_base=stub.url)
+    cfg = replace(
+        settings,
+        stripe_secret_key="sk_test_stub",
+        stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=stub.url,
+    )
     server = LiveServer(make_test_app(cfg)).start()
     cfg = replace(cfg, public_base_url=server.url)
     server.app.extensions["tianyuan"]["settings"] = cfg
 
     def send_webhook(checkout_session: dict) -> None:
         body = json.dumps(event("checkout.session.completed", checkout_session)).encode()
-        r = requests.post(f"{server.url}/stripe/webhook", data=body, timeout=30,
-                          headers={"Stripe-Signature": sign(body, WEBHOOK_SECRET), "Content-Type": "application/json"})
+        r = requests.post(
+            f"{server.url}/stripe/webhook",
+            data=body,
+            timeout=30,
+            headers={"Stripe-Signature": sign(body, WEBHOOK_SECRET), "Content-Type": "application/json"},
+        )
         assert r.status_code == 200, r.text
 
     stub.on_paid = send_webhook
@@ -40,11 +48,21 @@ def stripe_live(app, settings):
     server.app.extensions["tianyuan"]["db"].engine.dispose()
 
 
-def test_guest_buys_peaches_online_and_staff_hand_them_over(stripe_live, browser_page, phone_page, session, make_user):
+def test_guest_buys_peaches_online_and_staff_hand_them_over(
+    stripe_live, browser_page, phone_page, session, make_user
+):
     shop = Shop(session)
     fruit = shop.category("fruit", "时令水果", "Fruit")
-    shop.product("yellow-peach", price=690, unit="jin", name_zh="赵庄黄桃", name_en="Zhaozhuang yellow peaches",
-                 category=fruit, stock=[20], image="img/products/peach.svg")
+    shop.product(
+        "yellow-peach",
+        price=690,
+        unit="jin",
+        name_zh="赵庄黄桃",
+        name_en="Zhaozhuang yellow peaches",
+        category=fruit,
+        stock=[20],
+        image="img/products/peach.svg",
+    )
     shop.product("millet", price=4500, unit="bag", name_zh="小米", name_en="Millet", stock=[10])
     make_user("kuaiji", "official", display_name="赵会计")
 

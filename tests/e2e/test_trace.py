@@ -17,13 +17,18 @@ pytestmark = pytest.mark.e2e
 def labelled_pack(session):
     farm = make_farm(session, planted_on=date(2026, 3, 1))
     start = local_ts(date(2026, 3, 1))
-    add_readings(session, farm, "air_temperature", [(start + i * 3600, 12 + (i % 24) * 0.8) for i in range(24 * 30)])
+    add_readings(
+        session, farm, "air_temperature", [(start + i * 3600, 12 + (i % 24) * 0.8) for i in range(24 * 30)]
+    )
     add_readings(session, farm, "air_humidity", [(start + i * 3600, 60 + (i % 24)) for i in range(24 * 30)])
     add_readings(session, farm, "soil_moisture", [(start + i * 3600, 50 + (i % 10)) for i in range(24 * 30)])
     add_irrigation(session, farm, start + 86400 * 3, 150, ec=1.8, ph=6.3, fertilizer={"tank_a": 1.5})
-    lot = lots.create_harvest_lot(session, farm.cycle, "80", "kg", harvested_on=date(2026, 3, 30),
-                                  product_id=farm.peach.id)
-    lots.record_inspection(session, lot, "青岛市农产品质量检测中心", date(2026, 3, 30), "pass", summary="62 项农残未检出")
+    lot = lots.create_harvest_lot(
+        session, farm.cycle, "80", "kg", harvested_on=date(2026, 3, 30), product_id=farm.peach.id
+    )
+    lots.record_inspection(
+        session, lot, "青岛市农产品质量检测中心", date(2026, 3, 30), "pass", summary="62 项农残未检出"
+    )
     pack = lots.split_lot(session, lot, ["2"])[0]
     session.commit()
     return pack

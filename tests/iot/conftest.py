@@ -17,7 +17,9 @@ import pytest
 from iot import registry
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05, message: str = "") -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05, message: str = ""
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -59,7 +61,8 @@ class Publisher:
         import paho.mqtt.client as mqtt
 
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "pub-" + uuid.uuid4().hex[:8],
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or "pub-" + uuid.uuid4().hex[:8],
             protocol=mqtt.MQTTv5,
         )
         self.client.max_queued_messages_set(0)

@@ -1,4 +1,7 @@
-"""Small factories for the dashboard tests (plain functions: tests/iot/conftest.py belongs to the ingester)."""
+"""Small factories for the dashboard tests.
+
+Plain functions: tests/iot/conftest.py belongs to the ingester.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,13 @@ T0 = 1_764_000_000 - 1_764_000_000 % 86400 - 8 * 3600  # a local (UTC+8) midnigh
 
 
 def make_greenhouse(session, code="GH1", owner=None, crop="cucumber", area_m2=500.0, device="dev-1"):
-    gh = Greenhouse(code=code, name=f"Greenhouse {code}", crop=crop, area_m2=area_m2,
-                    owner_id=owner.id if owner is not None else None)
+    gh = Greenhouse(
+        code=code,
+        name=f"Greenhouse {code}",
+        crop=crop,
+        area_m2=area_m2,
+        owner_id=owner.id if owner is not None else None,
+    )
     session.add(gh)
     session.flush()
     dev = Device(device_id=f"{code}-{device}", greenhouse_id=gh.id, kind="sensor")
@@ -34,9 +42,16 @@ def add_readings(session, gh, dev, metric: str, points, apply: bool = True) -> l
 
 
 def add_irrigation(session, gh, dev, started_at, minutes=20, water_l=300.0, ec=2.0, ph=6.2, fertilizer=None):
-    ev = IrrigationEvent(device_id=dev.id, greenhouse_id=gh.id, started_at=started_at,
-                         ended_at=started_at + minutes * 60, water_l=water_l, ec=ec, ph=ph,
-                         fertilizer=fertilizer or {"A": 1.0, "B": 0.5})
+    ev = IrrigationEvent(
+        device_id=dev.id,
+        greenhouse_id=gh.id,
+        started_at=started_at,
+        ended_at=started_at + minutes * 60,
+        water_l=water_l,
+        ec=ec,
+        ph=ph,
+        fertilizer=fertilizer or {"A": 1.0, "B": 0.5},
+    )
     session.add(ev)
     session.flush()
     return ev

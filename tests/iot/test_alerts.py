@@ -15,8 +15,15 @@ TEMP = 1
 
 
 def rule(session, gh, kind="above", metric_id=TEMP, threshold=30.0, hysteresis=2.0, duration_s=0, **kw):
-    r = AlertRule(greenhouse_id=gh.id, metric_id=metric_id, kind=kind, threshold=threshold, hysteresis=hysteresis,
-                  duration_s=duration_s, **kw)
+    r = AlertRule(
+        greenhouse_id=gh.id,
+        metric_id=metric_id,
+        kind=kind,
+        threshold=threshold,
+        hysteresis=hysteresis,
+        duration_s=duration_s,
+        **kw,
+    )
     session.add(r)
     session.flush()
     return r
@@ -92,7 +99,10 @@ def test_notifications_go_to_the_greenhouse_alert_topic(session):
     rule(session, gh, threshold=30.0, hysteresis=1.0, severity="critical")
     note = alerts.ListNotifier()
     feed(session, gh, dev, [31, 28], notifier=note)
-    assert [(t, m["event"]) for t, m in note.messages] == [("farm/PEACH-3/alerts", "opened"), ("farm/PEACH-3/alerts", "closed")]
+    assert [(t, m["event"]) for t, m in note.messages] == [
+        ("farm/PEACH-3/alerts", "opened"),
+        ("farm/PEACH-3/alerts", "closed"),
+    ]
     assert note.messages[0][1]["metric"] == "air_temperature" and note.messages[0][1]["value"] == 31
     assert note.messages[0][1]["severity"] == "critical"
 

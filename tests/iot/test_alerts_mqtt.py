@@ -24,8 +24,17 @@ def client_for(broker, name):
 
 def test_opened_and_closed_alerts_are_published(broker, prefix, session):
     gh, dev = make_greenhouse(session, code="GH-MQ")
-    session.add(AlertRule(greenhouse_id=gh.id, metric_id=1, kind="above", threshold=30.0, hysteresis=1.0,
-                          duration_s=0, severity="critical"))
+    session.add(
+        AlertRule(
+            greenhouse_id=gh.id,
+            metric_id=1,
+            kind="above",
+            threshold=30.0,
+            hysteresis=1.0,
+            duration_s=0,
+            severity="critical",
+        )
+    )
     session.flush()
     got: list[tuple[str, dict]] = []
     subscribed, two = threading.Event(), threading.Event()
@@ -54,5 +63,8 @@ def test_opened_and_closed_alerts_are_published(broker, prefix, session):
             c.disconnect()
     assert [t for t, _ in got] == [f"{prefix}/GH-MQ/alerts"] * 2
     assert [m["event"] for _, m in got] == ["opened", "closed"]
-    assert got[0][1]["value"] == 31.5 and got[0][1]["severity"] == "critical" and got[1][1]["closed_at"] == T0 + 60
-
+    assert (
+        got[0][1]["value"] == 31.5
+        and got[0][1]["severity"] == "critical"
+        and got[1][1]["closed_at"] == T0 + 60
+    )

@@ -19,10 +19,14 @@ def farm(session, make_user, monkeypatch):
     monkeypatch.setattr(iot.api, "_now", lambda: NOW)
     alice = make_user("alice", "farmer")
     gh, dev = make_greenhouse(session, code="GH-A", owner=alice)
-    add_readings(session, gh, dev, "air_temperature", [(t, 10 + (t - T0) / 3600) for t in range(T0, NOW, 300)])
+    add_readings(
+        session, gh, dev, "air_temperature", [(t, 10 + (t - T0) / 3600) for t in range(T0, NOW, 300)]
+    )
     add_readings(session, gh, dev, "air_humidity", [(t, 60.0) for t in range(T0, NOW, 300)])
     add_irrigation(session, gh, dev, NOW - 7200, water_l=100, fertilizer={"A": 2.0})
-    alert = Alert(greenhouse_id=gh.id, metric_id=1, kind="above", threshold=30.0, value=31.0, opened_at=NOW - 100)
+    alert = Alert(
+        greenhouse_id=gh.id, metric_id=1, kind="above", threshold=30.0, value=31.0, opened_at=NOW - 100
+    )
     session.add(alert)
     session.commit()
     _, token = auth.issue_token(session, alice, "phone")
@@ -36,7 +40,15 @@ def bearer(token):
 
 def test_series_hourly_with_bands(client, farm):
     login(client, "alice")
-    r = client.get(f"/api/v1/greenhouses/GH-A/series?metric=air_temperature,air_humidity&start={T0}&end={T0 + 86400}&resolution=hour")
+    r = client.get(
+        "/api/v1/greenhouses/GH-A/series",
+        query_string={
+            "metric": "air_temperature,air_humidity",
+            "start": T0,
+            "end": T0 + 86400,
+            "resolution": "hour",
+        },
+    )
     assert r.status_code == 200
     data = r.get_json()
     assert data["resolution"] == "hour" and len(data["series"]) == 2
@@ -50,11 +62,15 @@ def test_series_hourly_with_bands(client, farm):
 
 def test_series_auto_resolution_and_iso_times(client, farm):
     login(client, "alice")
-    r = client.get("/api/v1/greenhouses/GH-A/series?metric=air_temperature&start=2025-11-24T00:00:00%2B08:00&end=2025-11-24T02:00:00%2B08:00")
+    r = client.get(
+        "/api/v1/greenhouses/GH-A/series?metric=air_temperature&start=2025-11-24T00:00:00%2B08:00&end=2025-11-24T02:00:00%2B08:00"
+    )
     data = r.get_json()
     assert data["resolution"] == "raw" and data["start"] == T0
     assert data["series"][0]["fields"] == ["ts", "value"] and len(data["series"][0]["points"]) == 24
-    r = client.get(f"/api/v1/greenhouses/GH-A/series?metric=air_temperature&start={T0 - 200 * 86400}&end={NOW}")
+    r = client.get(
+        f"/api/v1/greenhouses/GH-A/series?metric=air_temperature&start={T0 - 200 * 86400}&end={NOW}"
+    )
     assert r.get_json()["resolution"] == "day"
 
 

@@ -33,8 +33,16 @@ def farm(session, make_user, monkeypatch):
     add_readings(session, a, dev, "soil_moisture", [(t, 55.0) for t, _ in pts])
     add_readings(session, b, bdev, "air_temperature", [(NOW - 60, 99.0)])
     add_irrigation(session, a, dev, NOW - 3 * 3600, water_l=321)
-    alert = Alert(greenhouse_id=a.id, metric_id=1, kind="above", severity="critical", threshold=32.0, value=33.5,
-                  peak=34.0, opened_at=NOW - 1800)
+    alert = Alert(
+        greenhouse_id=a.id,
+        metric_id=1,
+        kind="above",
+        severity="critical",
+        threshold=32.0,
+        value=33.5,
+        peak=34.0,
+        opened_at=NOW - 1800,
+    )
     session.add(alert)
     session.commit()
     return dict(alice=alice, bob=bob, a=a, b=b, alert=alert)
@@ -83,14 +91,21 @@ def test_posting_to_another_farmers_greenhouse_is_forbidden(client, farm, sessio
     session.commit()
     login(client, "alice")
     assert client.post(f"/iot/alerts/{b_alert.id}/ack").status_code == 403
-    assert client.post("/iot/g/BOB-1/rules", data={"kind": "above", "metric_id": 1, "threshold": "1"}).status_code == 403
+    assert (
+        client.post(
+            "/iot/g/BOB-1/rules", data={"kind": "above", "metric_id": 1, "threshold": "1"}
+        ).status_code
+        == 403
+    )
     assert client.post("/iot/g/BOB-1/rules/defaults").status_code == 403
     session.expire_all()
     assert session.get(Alert, b_alert.id).acknowledged_at is None
     assert session.scalars(select(AlertRule)).all() == []
 
 
-@pytest.mark.parametrize("range_key,resolution", [("24h", "raw"), ("7d", "hour"), ("30d", "hour"), ("1y", "day")])
+@pytest.mark.parametrize(
+    "range_key,resolution", [("24h", "raw"), ("7d", "hour"), ("30d", "hour"), ("1y", "day")]
+)
 def test_greenhouse_page_ranges(client, farm, range_key, resolution):
     login(client, "alice")
     response = client.get(f"/iot/g/ALICE-1?range={range_key}")
@@ -98,7 +113,7 @@ def test_greenhouse_page_ranges(client, farm, range_key, resolution):
     html = response.get_data(as_text=True)
     assert f'data-resolution="{resolution}"' in html
     assert f'data-range="{range_key}" aria-current="true"' in html
-    assert html.count("<svg class=\"chart\"") >= 2
+    assert html.count('<svg class="chart"') >= 2
     assert 'data-chart="climate"' in html and 'data-chart="soil"' in html
     # the irrigation three hours ago is marked on the soil-moisture chart
     assert ('class="marker"' in html) == (range_key in ("24h", "7d", "30d", "1y"))
@@ -108,7 +123,10 @@ def test_greenhouse_page_ranges(client, farm, range_key, resolution):
 def test_alert_shown_and_acknowledged_with_csrf(csrf_app, farm):
     client = csrf_app.test_client()
     page = client.get("/login").get_data(as_text=True)
-    client.post("/login", data={"username": "alice", "password": "correct-horse-9", "csrf_token": csrf_token_from(page)})
+    client.post(
+        "/login",
+        data={"username": "alice", "password": "correct-horse-9", "csrf_token": csrf_token_from(page)},
+    )
     html = client.get("/iot/g/ALICE-1?lang=en").get_data(as_text=True)
     assert "Air temperature above 32.0 °C" in html
     alert_id = farm["alert"].id
@@ -130,20 +148,52 @@ def test_rules_defaults_edit_add_and_validation(client, farm, session):
     assert hot.threshold == 32.0  # peach default
     html = client.get("/iot/g/ALICE-1/rules").get_data(as_text=True)
     assert f'data-rule="{hot.id}"' in html
-    client.post("/iot/g/ALICE-1/rules", data={"rule_id": hot.id, "threshold": "33,5", "hysteresis": "1",
-                                              "duration_min": "20", "severity": "critical", "enabled": "on"})
+    client.post(
+        "/iot/g/ALICE-1/rules",
+        data={
+            "rule_id": hot.id,
+            "threshold": "33,5",
+            "hysteresis": "1",
+            "duration_min": "20",
+            "severity": "critical",
+            "enabled": "on",
+        },
+    )
     session.expire_all()
     hot = session.get(AlertRule, hot.id)
     assert (hot.threshold, hot.duration_s, hot.enabled) == (33.5, 1200, True)
-    client.post("/iot/g/ALICE-1/rules", data={"kind": "below", "metric_id": "3", "threshold": "40",
-                                              "duration_min": "30", "severity": "warning", "enabled": "on"})
-    assert session.scalars(select(AlertRule).where(AlertRule.metric_id == 3, AlertRule.kind == "below",
-                                                   AlertRule.threshold == 40.0)).first() is not None
+    client.post(
+        "/iot/g/ALICE-1/rules",
+        data={
+            "kind": "below",
+            "metric_id": "3",
+            "threshold": "40",
+            "duration_min": "30",
+            "severity": "warning",
+            "enabled": "on",
+        },
+    )
+    assert (
+        session.scalars(
+            select(AlertRule).where(
+                AlertRule.metric_id == 3, AlertRule.kind == "below", AlertRule.threshold == 40.0
+            )
+        ).first()
+        is not None
+    )
     before = len(session.scalars(select(AlertRule)).all())
-    response = client.post("/iot/g/ALICE-1/rules?lang=en", data={"kind": "above", "metric_id": "1",
-                                                                 "severity": "warning"}, follow_redirects=True)
+    response = client.post(
+        "/iot/g/ALICE-1/rules?lang=en",
+        data={"kind": "above", "metric_id": "1", "severity": "warning"},
+        follow_redirects=True,
+    )
     assert "a threshold is required" in response.get_data(as_text=True)
-    assert client.post("/iot/g/ALICE-1/rules", data={"kind": "above", "metric_id": "1", "threshold": "hot"}).status_code == 400
+    assert (
+        client.post(
+            "/iot/g/ALICE-1/rules", data={"kind": "above", "metric_id": "1", "threshold": "hot"}
+        ).status_code
+        == 400
+    )
     assert len(session.scalars(select(AlertRule)).all()) == before
 
 
@@ -164,7 +214,13 @@ def test_csv_export_of_raw_readings_and_daily_aggregates(client, farm):
     assert len(rows) == 1 + 3 * 143  # every 10 minutes in the last 24 hours
     assert rows[1][2:6] == ["ALICE-1", "ALICE-1-dev-1", "air_temperature", "°C"]
     assert rows[1][1].endswith("+08:00")
-    daily = list(csv.reader(io.StringIO(client.get("/iot/g/ALICE-1/export.csv?range=1y&resolution=day").get_data(as_text=True))))
+    daily = list(
+        csv.reader(
+            io.StringIO(
+                client.get("/iot/g/ALICE-1/export.csv?range=1y&resolution=day").get_data(as_text=True)
+            )
+        )
+    )
     assert daily[0][-4:] == ["count", "min", "mean", "max"]
     assert {r[3] for r in daily[1:]} == {"air_temperature", "air_humidity", "soil_moisture"}
     custom = client.get("/iot/g/ALICE-1/export.csv?start=2025-12-02&end=2025-12-03")

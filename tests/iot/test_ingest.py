@@ -33,12 +33,20 @@ def count(session, model) -> int:
 
 def test_every_payload_format_lands_as_readings(session, greenhouse, start_ingester, publisher, prefix):
     ing = start_ingester()
-    publisher.publish(f"{prefix}/GH1/dev1/telemetry", {"ts": T0, "air_temperature": 23.4, "air_humidity": 61.2})
+    publisher.publish(
+        f"{prefix}/GH1/dev1/telemetry", {"ts": T0, "air_temperature": 23.4, "air_humidity": 61.2}
+    )
     publisher.publish(f"{prefix}/GH1/dev1/telemetry", {"ts": "2025-11-25T00:10:00+08:00", "co2": 612})
     publisher.publish(
         f"{prefix}/GH1/dev1/telemetry",
         [
-            {"bn": "urn:dev:mac:0024befffe804ff1:", "bt": T0 + 60, "bu": "Cel", "n": "temperature", "v": 21.5},
+            {
+                "bn": "urn:dev:mac:0024befffe804ff1:",
+                "bt": T0 + 60,
+                "bu": "Cel",
+                "n": "temperature",
+                "v": 21.5,
+            },
             {"n": "temperature", "t": 60, "v": 22.0},
             {"n": "humidity", "u": "%RH", "v": 55},
             {"n": "soil_temp", "t": 120, "u": "K", "v": 290.15},
@@ -48,8 +56,12 @@ def test_every_payload_format_lands_as_readings(session, greenhouse, start_inges
     # Tasmota: local time of the greenhouse (Asia/Shanghai, UTC+8), no offset
     publisher.publish(
         f"{prefix}tele/dev1/SENSOR",
-        {"Time": "2025-11-25T08:00:00", "AM2301": {"Temperature": 19.5, "Humidity": 70.1, "DewPoint": 14.0},
-         "DS18B20": {"Id": "0316", "Temperature": 15.25}, "TempUnit": "C"},
+        {
+            "Time": "2025-11-25T08:00:00",
+            "AM2301": {"Temperature": 19.5, "Humidity": 70.1, "DewPoint": 14.0},
+            "DS18B20": {"Id": "0316", "Temperature": 15.25},
+            "TempUnit": "C",
+        },
     )
     wait_for(lambda: count(session, Reading) >= 11, message="11 readings")
     assert readings(session) == {
@@ -127,7 +139,9 @@ def test_bad_input_is_quarantined_with_reason_and_stream_goes_on(
     assert session.scalar(select(Reading.value)) == 401
 
 
-def test_unknown_device_auto_provisioned_then_replayed(session, greenhouse, start_ingester, publisher, prefix):
+def test_unknown_device_auto_provisioned_then_replayed(
+    session, greenhouse, start_ingester, publisher, prefix
+):
     from iot import registry
     from iot.ingest import replay_quarantine
 
@@ -151,11 +165,11 @@ def test_unknown_device_auto_provisioned_then_replayed(session, greenhouse, star
 def test_status_sets_online_and_last_seen(session, greenhouse, start_ingester, publisher, prefix):
     ing = start_ingester()
     publisher.publish(f"{prefix}/GH1/ctl1/status", b"online")
-    wait_for(lambda: (session.expire_all() or registry_device(session, "ctl1").online))
+    wait_for(lambda: session.expire_all() or registry_device(session, "ctl1").online)
     seen = registry_device(session, "ctl1").last_seen_at
     assert seen is not None and abs((datetime.now(UTC) - seen).total_seconds()) < 30
     publisher.publish(f"{prefix}/GH1/ctl1/status", b"offline")
-    wait_for(lambda: (session.expire_all() or not registry_device(session, "ctl1").online))
+    wait_for(lambda: session.expire_all() or not registry_device(session, "ctl1").online)
     wait_for(lambda: ing.stats.status == 2, 5)
 
 
@@ -166,11 +180,22 @@ def registry_device(session, device_id) -> Device:
 def test_irrigation_complete_and_paired_start_stop(session, greenhouse, start_ingester, publisher, prefix):
     ing = start_ingester()
     topic = f"{prefix}/GH1/ctl1/irrigation"
-    publisher.publish(topic, {"start": T0, "end": T0 + 900, "zone": "A", "water_l": 420.5, "ec": 1.8, "ph": 6.1,
-                              "fertilizer": {"tank_a": 1.2, "tank_b": 0.8}})
+    publisher.publish(
+        topic,
+        {
+            "start": T0,
+            "end": T0 + 900,
+            "zone": "A",
+            "water_l": 420.5,
+            "ec": 1.8,
+            "ph": 6.1,
+            "fertilizer": {"tank_a": 1.2, "tank_b": 0.8},
+        },
+    )
     publisher.publish(topic, {"action": "start", "ts": T0 + 3600, "zone": "B", "ec": 2.0, "ph": 6.0})
-    publisher.publish(topic, {"action": "stop", "ts": T0 + 4200, "zone": "B", "water_l": 300,
-                              "fertilizer": {"tank_a": 0.9}})
+    publisher.publish(
+        topic, {"action": "stop", "ts": T0 + 4200, "zone": "B", "water_l": 300, "fertilizer": {"tank_a": 0.9}}
+    )
     publisher.publish(topic, {"action": "stop", "ts": T0 + 4200, "zone": "B", "water_l": 300})  # redelivered
     publisher.publish(topic, {"action": "stop", "ts": T0 + 7200, "zone": "C"})  # no start
     wait_for(lambda: count(session, QuarantinedMessage) == 1)

@@ -17,8 +17,17 @@ pytestmark = pytest.mark.mqtt
 
 
 def test_ingester_publishes_opened_alert(session, greenhouse, start_ingester, publisher, prefix, broker):
-    session.add(AlertRule(greenhouse_id=greenhouse.id, metric_id=metrics.BY_NAME["air_temperature"].id,
-                          kind="above", threshold=35.0, hysteresis=1.0, duration_s=0, severity="critical"))
+    session.add(
+        AlertRule(
+            greenhouse_id=greenhouse.id,
+            metric_id=metrics.BY_NAME["air_temperature"].id,
+            kind="above",
+            threshold=35.0,
+            hysteresis=1.0,
+            duration_s=0,
+            severity="critical",
+        )
+    )
     session.commit()
     got: list[dict] = []
     subscribed, arrived = threading.Event(), threading.Event()

@@ -10,7 +10,9 @@ def test_week_summary_and_comparison(session):
     gh, dev = make_greenhouse(session, area_m2=500.0)
     start, end = irrigation.period_bounds("week", T0)  # T0 is Monday 2025-11-24, local midnight
     assert (end - start) == 7 * 86400 and start == T0
-    add_irrigation(session, gh, dev, T0 + 7 * 3600, water_l=300, ec=2.0, ph=6.0, fertilizer={"A": 1.0, "B": 0.5})
+    add_irrigation(
+        session, gh, dev, T0 + 7 * 3600, water_l=300, ec=2.0, ph=6.0, fertilizer={"A": 1.0, "B": 0.5}
+    )
     add_irrigation(session, gh, dev, T0 + 16 * 3600, water_l=100, ec=1.0, ph=7.0, fertilizer={"A": 0.5})
     add_irrigation(session, gh, dev, start - 3600, water_l=200, ec=1.5, ph=6.5)  # last week
     add_irrigation(session, gh, dev, end + 60, water_l=999)  # next week: not counted

@@ -39,7 +39,13 @@ def test_topics():
     assert parse_topic("farm/GH1/ctl/irrigation").kind == "irrigation"
     assert parse_topic("x/GH1/dev1/status", prefix="x") == Topic("status", "dev1", "GH1")
     assert parse_topic("tele/tasmota_1/SENSOR") == Topic("tasmota", "tasmota_1", None)
-    for bad in ("farm/GH1/dev1", "farm/GH1/dev1/foo", "farm//dev1/telemetry", "tele/x/STATE", "other/a/b/telemetry"):
+    for bad in (
+        "farm/GH1/dev1",
+        "farm/GH1/dev1/foo",
+        "farm//dev1/telemetry",
+        "tele/x/STATE",
+        "other/a/b/telemetry",
+    ):
         assert reason_of(parse_topic, bad) == "unknown_topic"
 
 
@@ -64,28 +70,40 @@ def test_senml_base_fields_and_relative_times():
         {"n": "vwc", "u": "/", "t": -5, "v": 0.31},
         {"n": "air_temperature", "u": "degF", "t": 0, "v": 68},
     ]
-    assert ids(decode_telemetry(json.dumps(pack).encode(), NOW)) == sorted([
-        ("air_humidity", NOW - 120, 55.5),
-        ("air_temperature", NOW, 20.0),
-        ("air_temperature", NOW - 120, 21.5),
-        ("air_temperature", NOW - 60, 22.5),
-        ("co2", NOW - 10, 700.0),
-        ("soil_moisture", NOW - 5, 31.0),
-    ])
+    assert ids(decode_telemetry(json.dumps(pack).encode(), NOW)) == sorted(
+        [
+            ("air_humidity", NOW - 120, 55.5),
+            ("air_temperature", NOW, 20.0),
+            ("air_temperature", NOW - 120, 21.5),
+            ("air_temperature", NOW - 60, 22.5),
+            ("co2", NOW - 10, 700.0),
+            ("soil_moisture", NOW - 5, 31.0),
+        ]
+    )
 
 
 def test_tasmota_local_time_in_greenhouse_zone():
-    payload = json.dumps({"Time": "2025-11-25T00:00:00", "SHT3X": {"Temperature": 20.1, "Humidity": 50,
-                          "DewPoint": 9.4}, "BH1750": {"Illuminance": 35000}, "TempUnit": "C"}).encode()
+    payload = json.dumps(
+        {
+            "Time": "2025-11-25T00:00:00",
+            "SHT3X": {"Temperature": 20.1, "Humidity": 50, "DewPoint": 9.4},
+            "BH1750": {"Illuminance": 35000},
+            "TempUnit": "C",
+        }
+    ).encode()
     assert ids(decode_tasmota(payload, NOW, "Asia/Shanghai")) == [
         ("air_humidity", 1764000000, 50.0),
         ("air_temperature", 1764000000, 20.1),
         ("light", 1764000000, 35000.0),
     ]
     # the same wall clock in another zone is another instant
-    assert ids(decode_tasmota(payload, NOW + 9 * 3600, "Europe/Berlin"))[0][1] == 1764000000 + 7 * 3600  # UTC+1
+    assert (
+        ids(decode_tasmota(payload, NOW + 9 * 3600, "Europe/Berlin"))[0][1] == 1764000000 + 7 * 3600
+    )  # UTC+1
     fahrenheit = json.dumps({"Time": "2025-11-25T00:00:00", "DS18B20": {"Temperature": 50}, "TempUnit": "F"})
-    assert ids(decode_tasmota(fahrenheit.encode(), NOW, "Asia/Shanghai")) == [("soil_temperature", 1764000000, 10.0)]
+    assert ids(decode_tasmota(fahrenheit.encode(), NOW, "Asia/Shanghai")) == [
+        ("soil_temperature", 1764000000, 10.0)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -126,9 +144,15 @@ def test_bad_telemetry_reasons(payload, reason):
 def test_irrigation_messages():
     complete = decode_irrigation(
         b'{"start": 1763990000, "end": 1763990900, "zone": "A", "water_l": 400, "ec": 1.9, "ph": 6.2,'
-        b' "fertilizer": {"tank_a": 1.5}}', NOW)
+        b' "fertilizer": {"tank_a": 1.5}}',
+        NOW,
+    )
     assert (complete.action, complete.started_at, complete.ended_at, complete.fertilizer) == (
-        "complete", 1763990000, 1763990900, {"tank_a": 1.5})
+        "complete",
+        1763990000,
+        1763990900,
+        {"tank_a": 1.5},
+    )
     assert decode_irrigation(b'{"action": "start", "ts": 1763990000}', NOW).started_at == 1763990000
     stop = decode_irrigation(b'{"action": "stop", "water_l": 12}', NOW)
     assert (stop.action, stop.ended_at, stop.started_at, stop.water_l) == ("stop", int(NOW), None, 12.0)
@@ -136,7 +160,9 @@ def test_irrigation_messages():
     assert reason_of(decode_irrigation, b'{"action": "pause"}', NOW) == "bad_payload"
     assert reason_of(decode_irrigation, b'{"start": 1763990000}', NOW) == "bad_payload"
     assert reason_of(decode_irrigation, b'{"action": "start", "ph": 20}', NOW) == "out_of_range"
-    assert reason_of(decode_irrigation, b'{"action": "start", "fertilizer": {"a": -1}}', NOW) == "out_of_range"
+    assert (
+        reason_of(decode_irrigation, b'{"action": "start", "fertilizer": {"a": -1}}', NOW) == "out_of_range"
+    )
 
 
 def test_status():
@@ -162,8 +188,13 @@ def _survives(payload: bytes) -> None:
             result = decode(payload)
         except PayloadError as exc:
             assert exc.reason in {
-                "malformed_json", "bad_payload", "unknown_metric", "unknown_unit", "out_of_range",
-                "future_timestamp", "bad_timestamp",
+                "malformed_json",
+                "bad_payload",
+                "unknown_metric",
+                "unknown_unit",
+                "out_of_range",
+                "future_timestamp",
+                "bad_timestamp",
             }
             continue
         if isinstance(result, list):  # readings: always in range, canonical, and not in the future
@@ -182,20 +213,55 @@ def test_random_bytes_crash_nothing(payload):
     _survives(payload)
 
 
-json_scalars = st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=True) | st.text(
-    max_size=20
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=20)
 )
 keys = st.sampled_from(
-    ["ts", "air_temperature", "air_humidity", "co2", "n", "v", "t", "u", "bn", "bt", "bu", "bv", "Time", "AM2301",
-     "DS18B20", "Temperature", "Humidity", "TempUnit", "action", "start", "end", "zone", "water_l", "fertilizer",
-     "status", "vs", "x_"]
+    [
+        "ts",
+        "air_temperature",
+        "air_humidity",
+        "co2",
+        "n",
+        "v",
+        "t",
+        "u",
+        "bn",
+        "bt",
+        "bu",
+        "bv",
+        "Time",
+        "AM2301",
+        "DS18B20",
+        "Temperature",
+        "Humidity",
+        "TempUnit",
+        "action",
+        "start",
+        "end",
+        "zone",
+        "water_l",
+        "fertilizer",
+        "status",
+        "vs",
+        "x_",
+    ]
 ) | st.text(max_size=8)
 json_values = st.recursive(
-    json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3), max_leaves=4
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+    max_leaves=4,
 )
 VALID = [
     {"ts": 1764000000, "air_temperature": 23.4, "air_humidity": 61.2},
-    [{"bn": "urn:dev:x:", "bt": 1764000000, "bu": "Cel", "n": "temp", "v": 20}, {"n": "humidity", "u": "%RH", "v": 5}],
+    [
+        {"bn": "urn:dev:x:", "bt": 1764000000, "bu": "Cel", "n": "temp", "v": 20},
+        {"n": "humidity", "u": "%RH", "v": 5},
+    ],
     {"Time": "2025-11-25T08:00:00", "AM2301": {"Temperature": 19.5, "Humidity": 70.1}, "TempUnit": "C"},
     {"action": "stop", "ts": 1764000000, "zone": "A", "water_l": 3, "fertilizer": {"a": 1}},
 ]

@@ -38,7 +38,10 @@ def stored_ts(session) -> list[int]:
 
 def messages(prefix: str, start: int, n: int):
     return [
-        (f"{prefix}/GH1/dev1/telemetry", json.dumps({"ts": T0 - 10**6 + i, "air_temperature": 20 + (i % 100) / 10}))
+        (
+            f"{prefix}/GH1/dev1/telemetry",
+            json.dumps({"ts": T0 - 10**6 + i, "air_temperature": 20 + (i % 100) / 10}),
+        )
         for i in range(start, start + n)
     ]
 
@@ -60,13 +63,18 @@ def _spawn(settings, broker, prefix, metrics_port, client_id):
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "iot.ingest", "--metrics-port", str(metrics_port), "--log-level", "WARNING"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
     def subscribed():
         assert proc.poll() is None, proc.stderr.read().decode()
         try:
-            status = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/status", timeout=1).read())
+            status = json.loads(
+                urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/status", timeout=1).read()
+            )
         except OSError:
             return False
         return status["subscribed"] == 1
@@ -75,7 +83,9 @@ def _spawn(settings, broker, prefix, metrics_port, client_id):
     return proc
 
 
-def test_sigkill_mid_stream_then_restart_stores_every_message_once(session, greenhouse, broker, settings, prefix):
+def test_sigkill_mid_stream_then_restart_stores_every_message_once(
+    session, greenhouse, broker, settings, prefix
+):
     n = 20_000
     client_id = f"ing-{prefix}"
     port = free_port()
@@ -99,6 +109,7 @@ def test_sigkill_mid_stream_then_restart_stores_every_message_once(session, gree
         wait_for(lambda: stored(session) >= n, 90, 0.2, f"{n} readings after restart")
         time.sleep(0.5)  # anything extra (a duplicate) would show now
         assert stored_ts(session) == expected_ts(0, n)
+
         def status():
             return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2).read())
 
@@ -113,7 +124,9 @@ def test_sigkill_mid_stream_then_restart_stores_every_message_once(session, gree
         drop_session(broker, client_id)
 
 
-def test_broker_restart_mid_stream_loses_nothing_acknowledged(session, greenhouse, settings, prefix, tmp_path):
+def test_broker_restart_mid_stream_loses_nothing_acknowledged(
+    session, greenhouse, settings, prefix, tmp_path
+):
     from iot.ingest import IngestConfig, Ingester
     from tests.iot.conftest import RunningIngester
 
@@ -122,8 +135,15 @@ def test_broker_restart_mid_stream_loses_nothing_acknowledged(session, greenhous
 
     broker = Broker(data_dir=tmp_path / "broker").start()
     try:
-        config = IngestConfig(database_url=settings.database_url, mqtt_port=broker.port, topic_prefix=prefix,
-                              client_id=f"ing-{prefix}", batch_size=100, batch_ms=20, log_every_s=3600)
+        config = IngestConfig(
+            database_url=settings.database_url,
+            mqtt_port=broker.port,
+            topic_prefix=prefix,
+            client_id=f"ing-{prefix}",
+            batch_size=100,
+            batch_ms=20,
+            log_every_s=3600,
+        )
         ing = RunningIngester(Ingester(config, hooks=(slow_rollups, None)))
         pub = Publisher(broker)
         pub.publish_many(messages(prefix, 0, 3000))  # every one PUBACKed by the broker
@@ -147,7 +167,9 @@ def test_broker_restart_mid_stream_loses_nothing_acknowledged(session, greenhous
         broker.close()
 
 
-def test_database_outage_keeps_messages_unacknowledged(session, greenhouse, start_ingester, publisher, prefix):
+def test_database_outage_keeps_messages_unacknowledged(
+    session, greenhouse, start_ingester, publisher, prefix
+):
     down = threading.Event()
 
     def fail_while_down(conn, *_args):
@@ -171,13 +193,17 @@ def test_database_outage_keeps_messages_unacknowledged(session, greenhouse, star
     first.stop()
     assert first.stats.acked == 50 and stored(session) == 50
     down.clear()
-    second = start_ingester(writer_process=False)  # same client id: the broker redelivers what was never acknowledged
+    second = start_ingester(
+        writer_process=False
+    )  # same client id: the broker redelivers what was never acknowledged
     wait_for(lambda: stored(session) == 100, 30, message="redelivered after restart")
     assert stored_ts(session) == expected_ts(0, 100)
     assert second.stats.received == 50
 
 
-def test_two_ingesters_in_a_shared_group_split_the_stream(session, greenhouse, start_ingester, publisher, prefix):
+def test_two_ingesters_in_a_shared_group_split_the_stream(
+    session, greenhouse, start_ingester, publisher, prefix
+):
     a = start_ingester(shared_group="g1", client_id=f"ing-{prefix}-a")
     b = start_ingester(shared_group="g1", client_id=f"ing-{prefix}-b")
     publisher.publish_many(messages(prefix, 0, 4000))
@@ -190,15 +216,22 @@ def test_two_ingesters_in_a_shared_group_split_the_stream(session, greenhouse, s
     assert min(a.stats.received, b.stats.received) > 4000 * 0.2, (a.stats.received, b.stats.received)
 
 
-def test_broker_without_persistence_restarted_ingester_subscribes_again(session, greenhouse, settings, prefix,
-                                                                        tmp_path):
+def test_broker_without_persistence_restarted_ingester_subscribes_again(
+    session, greenhouse, settings, prefix, tmp_path
+):
     from iot.ingest import IngestConfig, Ingester
     from tests.iot.conftest import RunningIngester
 
     broker = Broker(data_dir=tmp_path / "broker", persistence=False).start()
     try:
-        config = IngestConfig(database_url=settings.database_url, mqtt_port=broker.port, topic_prefix=prefix,
-                              client_id=f"ing-{prefix}", batch_ms=20, log_every_s=3600)
+        config = IngestConfig(
+            database_url=settings.database_url,
+            mqtt_port=broker.port,
+            topic_prefix=prefix,
+            client_id=f"ing-{prefix}",
+            batch_ms=20,
+            log_every_s=3600,
+        )
         ing = RunningIngester(Ingester(config))
         broker.stop()
         broker.start()  # the broker forgot the session and its subscriptions
@@ -213,7 +246,9 @@ def test_broker_without_persistence_restarted_ingester_subscribes_again(session,
         broker.close()
 
 
-def test_writer_process_killed_is_restarted_and_nothing_lost(session, greenhouse, start_ingester, publisher, prefix):
+def test_writer_process_killed_is_restarted_and_nothing_lost(
+    session, greenhouse, start_ingester, publisher, prefix
+):
     ing = start_ingester(writer_process=True, batch_size=200)
     first_writer = ing.ingester._proc
     sender = threading.Thread(target=publisher.publish_many, args=(messages(prefix, 0, 6000),))

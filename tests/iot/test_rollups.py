@@ -17,7 +17,9 @@ def hour_row(session, gh, bucket, metric=TEMP):
 
 def test_readings_fold_into_hour_and_day(session):
     gh, dev = make_greenhouse(session)
-    add_readings(session, gh, dev, "air_temperature", [(T0 + 60, 20.0), (T0 + 120, 22.0), (T0 + 3600 + 5, 30.0)])
+    add_readings(
+        session, gh, dev, "air_temperature", [(T0 + 60, 20.0), (T0 + 120, 22.0), (T0 + 3600 + 5, 30.0)]
+    )
     h0 = hour_row(session, gh, T0)
     assert (h0.count, h0.sum, h0.min, h0.max) == (2, 42.0, 20.0, 22.0)
     assert hour_row(session, gh, T0 + 3600).count == 1
@@ -56,16 +58,28 @@ def test_rebuild_reproduces_incremental_rollups(session):
     points = [(T0 + i * 137, 15 + (i % 23) * 0.5) for i in range(2000)]
     add_readings(session, gh, dev, "air_temperature", points)
     session.commit()
-    before_h = [(r.bucket, r.count, round(r.sum, 6), r.min, r.max) for r in session.scalars(select(HourlyRollup).order_by(HourlyRollup.bucket))]
-    before_d = [(r.bucket, r.count, round(r.sum, 6), r.min, r.max) for r in session.scalars(select(DailyRollup).order_by(DailyRollup.bucket))]
+    before_h = [
+        (r.bucket, r.count, round(r.sum, 6), r.min, r.max)
+        for r in session.scalars(select(HourlyRollup).order_by(HourlyRollup.bucket))
+    ]
+    before_d = [
+        (r.bucket, r.count, round(r.sum, 6), r.min, r.max)
+        for r in session.scalars(select(DailyRollup).order_by(DailyRollup.bucket))
+    ]
     # wreck them, then rebuild
     session.execute(HourlyRollup.__table__.update().values(count=1, sum=0))
     session.execute(DailyRollup.__table__.delete())
     calls = []
     rollups.rebuild(session, progress=lambda done, total: calls.append((done, total)))
     session.commit()
-    after_h = [(r.bucket, r.count, round(r.sum, 6), r.min, r.max) for r in session.scalars(select(HourlyRollup).order_by(HourlyRollup.bucket))]
-    after_d = [(r.bucket, r.count, round(r.sum, 6), r.min, r.max) for r in session.scalars(select(DailyRollup).order_by(DailyRollup.bucket))]
+    after_h = [
+        (r.bucket, r.count, round(r.sum, 6), r.min, r.max)
+        for r in session.scalars(select(HourlyRollup).order_by(HourlyRollup.bucket))
+    ]
+    after_d = [
+        (r.bucket, r.count, round(r.sum, 6), r.min, r.max)
+        for r in session.scalars(select(DailyRollup).order_by(DailyRollup.bucket))
+    ]
     assert after_h == before_h and after_d == before_d
     assert calls and calls[-1][0] == calls[-1][1]
 

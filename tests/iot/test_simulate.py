@@ -40,12 +40,15 @@ def test_simulated_day_is_stored_with_cycles_irrigation_and_faults(session, make
     now = time.time()
     result = writer.store([Message(t, p.encode(), now) for t, p in sent])
     assert result.stored > 3000
-    assert set(result.quarantined) <= {"out_of_range"} and sum(result.quarantined.values()) > 0  # sensor faults
+    assert (
+        set(result.quarantined) <= {"out_of_range"} and sum(result.quarantined.values()) > 0
+    )  # sensor faults
 
     peach = session.scalar(select(Greenhouse).where(Greenhouse.code == "ZZ-PEACH-1"))
     tz = ZoneInfo(peach.timezone)
-    temps = session.execute(select(Reading.ts, Reading.value).where(
-        Reading.greenhouse_id == peach.id, Reading.metric_id == 1)).all()
+    temps = session.execute(
+        select(Reading.ts, Reading.value).where(Reading.greenhouse_id == peach.id, Reading.metric_id == 1)
+    ).all()
     by_hour: dict[int, list[float]] = {}
     for ts, value in temps:
         by_hour.setdefault(datetime.fromtimestamp(ts, tz).hour, []).append(value)
@@ -53,7 +56,9 @@ def test_simulated_day_is_stored_with_cycles_irrigation_and_faults(session, make
     events = session.scalars(select(IrrigationEvent).where(IrrigationEvent.greenhouse_id == peach.id)).all()
     assert len(events) == 2 and all(e.ended_at - e.started_at == 1200 and e.water_l > 0 for e in events)
     assert {datetime.fromtimestamp(e.started_at, tz).hour for e in events} == {6, 16}
-    assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == sum(result.quarantined.values())
+    assert session.scalar(select(func.count()).select_from(QuarantinedMessage)) == sum(
+        result.quarantined.values()
+    )
     assert session.scalar(select(func.count()).select_from(Device)) == 24
 
 

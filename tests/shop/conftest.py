@@ -51,11 +51,14 @@ def stripe_client(stripe_app):
     return stripe_app.test_client()
 
 
-def post_event(client, evt: dict, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None, signature=None):
+def post_event(
+    client, evt: dict, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None, signature=None
+):
     body = json.dumps(evt).encode()
     header = signature if signature is not None else sign(body, secret, timestamp)
-    return client.post("/stripe/webhook", data=body, headers={"Stripe-Signature": header},
-                       content_type="application/json")
+    return client.post(
+        "/stripe/webhook", data=body, headers={"Stripe-Signature": header}, content_type="application/json"
+    )
 
 
 class Shop:
@@ -72,13 +75,33 @@ class Shop:
         self.session.commit()
         return h
 
-    def product(self, slug: str = "yellow-peach", *, price: int = 690, unit: str = "jin", name_zh: str = "黄桃",
-                name_en: str = "Yellow peaches", stock=(), consignment: bool = False, commission: int = 10,
-                household=None, category=None, **kwargs):
+    def product(
+        self,
+        slug: str = "yellow-peach",
+        *,
+        price: int = 690,
+        unit: str = "jin",
+        name_zh: str = "黄桃",
+        name_en: str = "Yellow peaches",
+        stock=(),
+        consignment: bool = False,
+        commission: int = 10,
+        household=None,
+        category=None,
+        **kwargs,
+    ):
         from shop.models import Product, ProductSupplier, ProductTerms
 
-        p = Product(slug=slug, name_zh=name_zh, name_en=name_en, unit=unit, price_fen=price,
-                    consignment=consignment, category_id=category.id if category else None, **kwargs)
+        p = Product(
+            slug=slug,
+            name_zh=name_zh,
+            name_en=name_en,
+            unit=unit,
+            price_fen=price,
+            consignment=consignment,
+            category_id=category.id if category else None,
+            **kwargs,
+        )
         self.session.add(p)
         self.session.flush()
         if consignment:
@@ -93,8 +116,13 @@ class Shop:
     def lot(self, product, qty, *, days_ago: int = 1, household=None):
         from shop.catalog import add_stock
 
-        lot = add_stock(self.session, product, Decimal(str(qty)), household_id=household.id if household else None,
-                        harvested_on=date.today() - timedelta(days=days_ago))
+        lot = add_stock(
+            self.session,
+            product,
+            Decimal(str(qty)),
+            household_id=household.id if household else None,
+            harvested_on=date.today() - timedelta(days=days_ago),
+        )
         self.session.commit()
         return lot
 
@@ -136,12 +164,15 @@ class Books:
         from coop.models import Account, VoucherLine
 
         self.session.expire_all()
-        account = self.session.scalar(select(Account).where(Account.key == key) if key else select(Account).where(Account.code == code))
+        account = self.session.scalar(
+            select(Account).where(Account.key == key) if key else select(Account).where(Account.code == code)
+        )
         if account is None:
             return 0
         debit, credit = self.session.execute(
-            select(func.coalesce(func.sum(VoucherLine.debit), 0), func.coalesce(func.sum(VoucherLine.credit), 0))
-            .where(VoucherLine.account_id == account.id)
+            select(
+                func.coalesce(func.sum(VoucherLine.debit), 0), func.coalesce(func.sum(VoucherLine.credit), 0)
+            ).where(VoucherLine.account_id == account.id)
         ).one()
         return int(debit) - int(credit)
 
@@ -151,8 +182,11 @@ class Books:
 
         self.session.expire_all()
         debit, credit = self.session.execute(
-            select(func.coalesce(func.sum(VoucherLine.debit), 0), func.coalesce(func.sum(VoucherLine.credit), 0))
-            .join(Account, Account.id == VoucherLine.account_id).where(Account.code.like(prefix + "%"))
+            select(
+                func.coalesce(func.sum(VoucherLine.debit), 0), func.coalesce(func.sum(VoucherLine.credit), 0)
+            )
+            .join(Account, Account.id == VoucherLine.account_id)
+            .where(Account.code.like(prefix + "%"))
         ).one()
         return int(debit) - int(credit)
 
@@ -163,7 +197,9 @@ class Books:
         for v in self.vouchers():
             assert sum(ln.debit for ln in v.lines) == sum(ln.credit for ln in v.lines), v.summary
         debit, credit = self.session.execute(
-            select(func.coalesce(func.sum(VoucherLine.debit), 0), func.coalesce(func.sum(VoucherLine.credit), 0))
+            select(
+                func.coalesce(func.sum(VoucherLine.debit), 0), func.coalesce(func.sum(VoucherLine.credit), 0)
+            )
         ).one()
         assert debit == credit
 

@@ -84,7 +84,9 @@ class StripeStub:
             def log_message(self, *args):  # quiet
                 pass
 
-            def _send(self, status: int, body: dict | str, content_type: str = "application/json", headers=None):
+            def _send(
+                self, status: int, body: dict | str, content_type: str = "application/json", headers=None
+            ):
                 data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -99,7 +101,9 @@ class StripeStub:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode() if length else ""
                 query = urlsplit(self.path).query
-                return _nested(parse_qsl(raw, keep_blank_values=True) + parse_qsl(query, keep_blank_values=True))
+                return _nested(
+                    parse_qsl(raw, keep_blank_values=True) + parse_qsl(query, keep_blank_values=True)
+                )
 
             def do_GET(self):
                 path = urlsplit(self.path).path
@@ -119,7 +123,8 @@ class StripeStub:
                     html = (
                         "<!doctype html><meta charset=utf-8><title>Stripe Checkout (test stub)</title>"
                         f"<h1>Pay ¥{found['amount_total'] / 100:.2f}</h1>"
-                        f"<form method=post action=/pay/{found['id']}><button id=pay type=submit>Pay</button></form>"
+                        f"<form method=post action=/pay/{found['id']}><button id=pay "
+                        f"type=submit>Pay</button></form>"
                     )
                     return self._send(200, html, "text/html; charset=utf-8")
                 return self._send(404, stub.error("Unrecognized request URL", "invalid_request_error"))
@@ -140,12 +145,16 @@ class StripeStub:
                 if m := re.fullmatch(r"/v1/checkout/sessions/([\w]+)/expire", path):
                     found = stub.sessions.get(m.group(1))
                     if found is None or found["status"] != "open":
-                        return self._send(400, stub.error("Only open sessions can be expired", "invalid_request_error"))
+                        return self._send(
+                            400, stub.error("Only open sessions can be expired", "invalid_request_error")
+                        )
                     return self._send(200, stub.expire(found["id"]))
                 key = self.headers.get("Idempotency-Key")
                 with stub.lock:
                     if key and (path, key) in stub.idempotent:
-                        return self._send(200, stub.idempotent[(path, key)], headers={"Idempotent-Replayed": "true"})
+                        return self._send(
+                            200, stub.idempotent[(path, key)], headers={"Idempotent-Replayed": "true"}
+                        )
                     if path == "/v1/checkout/sessions":
                         status, body = 200, stub.create_session(params, self.headers.get("Host"))
                     elif path == "/v1/refunds":
@@ -271,7 +280,9 @@ class StripeStub:
             return 400, self.error(f"No such payment_intent: '{pi}'", "resource_missing")
         amount = int(params.get("amount") or session["amount_total"] - self.refunded(pi))
         if amount <= 0 or amount > session["amount_total"] - self.refunded(pi):
-            return 400, self.error("Refund amount is greater than unrefunded amount on charge", "amount_too_large")
+            return 400, self.error(
+                "Refund amount is greater than unrefunded amount on charge", "amount_too_large"
+            )
         rid = f"re_{secrets.token_hex(12)}"
         refund = {
             "id": rid,

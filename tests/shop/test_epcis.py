@@ -13,7 +13,9 @@ from core import auth
 from shop import epcis, lots
 from tests.shop.trace_factories import add_readings, local_ts, make_farm
 
-SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "data" / "epcis-2.0-json-schema.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parent.parent / "data" / "epcis-2.0-json-schema.json").read_text()
+)
 BASE = "https://trace.example.cn"
 
 
@@ -28,10 +30,18 @@ def family(session):
     add_readings(session, farm, "soil_moisture", [(start + i * 3600, 55 + i % 5) for i in range(100)])
     add_readings(session, farm, "ec", [(start + i * 3600, 1.5) for i in range(50)])
     add_readings(session, farm, "ph", [(start + i * 3600, 6.4) for i in range(50)])
-    lot = lots.create_harvest_lot(session, farm.cycle, "100", "kg", harvested_on=date(2026, 3, 10),
-                                  product_id=farm.peach.id)
-    lots.record_inspection(session, lot, "SGS", date(2026, 3, 10), "pass", certificate_file="abc.pdf",
-                           certificate_name="report.pdf")
+    lot = lots.create_harvest_lot(
+        session, farm.cycle, "100", "kg", harvested_on=date(2026, 3, 10), product_id=farm.peach.id
+    )
+    lots.record_inspection(
+        session,
+        lot,
+        "SGS",
+        date(2026, 3, 10),
+        "pass",
+        certificate_file="abc.pdf",
+        certificate_name="report.pdf",
+    )
     packs = lots.split_lot(session, lot, ["2", "2"])
     jin_lot = lots.create_harvest_lot(session, other.cycle, "40", "jin", harvested_on=date(2026, 3, 11))
     box = lots.merge_lots(session, [(packs[0], 2), (jin_lot, 4)], product_id=farm.gift_box.id)
@@ -51,25 +61,39 @@ def test_export_validates_against_the_gs1_schema(session, family):
     assert epcis.validate(document, SCHEMA) == []
     types = _types(document)
     for expected in [
-        ("ObjectEvent", "commissioning"), ("ObjectEvent", "sensor_reporting"), ("ObjectEvent", "inspecting"),
-        ("TransformationEvent", "repackaging"), ("TransformationEvent", "assembling"),
-        ("AggregationEvent", "packing"), ("ObjectEvent", "holding"),
+        ("ObjectEvent", "commissioning"),
+        ("ObjectEvent", "sensor_reporting"),
+        ("ObjectEvent", "inspecting"),
+        ("TransformationEvent", "repackaging"),
+        ("TransformationEvent", "assembling"),
+        ("AggregationEvent", "packing"),
+        ("ObjectEvent", "holding"),
     ]:
         assert expected in types, expected
     # the box document is about the box's family: the pack sold to someone else is not in it
     assert ("ObjectEvent", "retail_selling") not in types
     assert packs[1].lot_number not in json.dumps(document)
     harvest = next(e for e in document["epcisBody"]["eventList"] if e.get("bizStep") == "commissioning")
-    assert harvest["quantityList"][0]["epcClass"] == f"https://id.gs1.org/01/06970000000017/10/{lot.lot_number}"
+    assert (
+        harvest["quantityList"][0]["epcClass"] == f"https://id.gs1.org/01/06970000000017/10/{lot.lot_number}"
+    )
     assert harvest["ilmd"]["cbvmda:harvestStartDate"] == "2026-03-10"
     assert harvest["eventTimeZoneOffset"] == "+08:00"
     sensors = next(e for e in document["epcisBody"]["eventList"] if e.get("bizStep") == "sensor_reporting")
-    temperature = next(s for s in sensors["sensorElementList"] if s["sensorReport"][0]["type"] == "Temperature")
-    assert temperature["sensorReport"][0]["minValue"] == 15 and temperature["sensorReport"][0]["maxValue"] == 21
+    temperature = next(
+        s for s in sensors["sensorElementList"] if s["sensorReport"][0]["type"] == "Temperature"
+    )
+    assert (
+        temperature["sensorReport"][0]["minValue"] == 15 and temperature["sensorReport"][0]["maxValue"] == 21
+    )
     assert temperature["sensorReport"][0]["uom"] == "CEL"
     jin_lot = lots.lot_by_number(session, "L260311-001")  # no product, so no GTIN: its public URL
-    jin = [q for e in document["epcisBody"]["eventList"] for q in e.get("inputQuantityList", [])
-           if q["epcClass"] == f"{BASE}/t/{jin_lot.code}"]
+    jin = [
+        q
+        for e in document["epcisBody"]["eventList"]
+        for q in e.get("inputQuantityList", [])
+        if q["epcClass"] == f"{BASE}/t/{jin_lot.code}"
+    ]
     assert jin and jin[0] == {"epcClass": jin[0]["epcClass"], "quantity": 2.0, "uom": "KGM"}  # 4 jin = 2 kg
 
 
@@ -90,7 +114,9 @@ def test_every_lot_of_the_family_exports_valid_documents(session, family):
         lambda d: d.update(creationDate="yesterday"),  # needs the date-time format check
         lambda d: d["epcisBody"]["eventList"][0].pop("eventTimeZoneOffset"),
         lambda d: d["epcisBody"]["eventList"][0].update(action="EAT"),
-        lambda d: d["epcisBody"]["eventList"][0]["quantityList"][0].update(epcClass="not a uri"),  # format: uri
+        lambda d: d["epcisBody"]["eventList"][0]["quantityList"][0].update(
+            epcClass="not a uri"
+        ),  # format: uri
         lambda d: d["epcisBody"]["eventList"][0]["quantityList"][0].update(uom="kilogram"),
         lambda d: d["epcisBody"]["eventList"][0].update(colour="green"),
     ],
@@ -139,8 +165,9 @@ def test_paid_orders_become_sales_on_the_page_and_in_the_export(client, session,
     _farm, _lot, packs, _box = family
     order = make_order(session, packs[1], "2", name="陈女士", phone="13800000001", status="shipped")
     order.paid_at = utcnow()
-    make_order(session, packs[1], "1", name="周女士", phone="13800000002", stock_state="released",
-               status="cancelled")
+    make_order(
+        session, packs[1], "1", name="周女士", phone="13800000002", stock_state="released", status="cancelled"
+    )
     session.commit()
     html = client.get(f"/t/{packs[1].code}?lang=en").get_data(as_text=True)
     assert html.count('data-event="sold"') == 2  # the shop's LotEvent and the paid order

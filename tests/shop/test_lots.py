@@ -138,8 +138,9 @@ def test_inputs_and_cycle_validation(session):
     row = lots.add_input(session, farm.cycle, "Compost", "10", "kg", date(2026, 3, 5))
     assert row.source == "manual" and row.amount == Decimal("10.000")
     with pytest.raises(lots.LotError):
-        lots.create_crop_cycle(session, farm.greenhouse.id, "peach", date(2026, 3, 1),
-                               expected_harvest_on=date(2026, 1, 1))
+        lots.create_crop_cycle(
+            session, farm.greenhouse.id, "peach", date(2026, 3, 1), expected_harvest_on=date(2026, 1, 1)
+        )
     with pytest.raises(lots.LotError):
         lots.create_harvest_lot(session, farm.cycle, "5", harvested_on=date(2025, 1, 1))
 
@@ -147,11 +148,24 @@ def test_inputs_and_cycle_validation(session):
 def test_stock_received_in_the_shop_finds_its_crop_cycle(session):
     """The shop's "receive stock" calls create_harvest_lot without a cycle."""
     farm = make_farm(session)
-    lot = lots.create_harvest_lot(session, product_id=farm.peach.id, household_id=farm.household.id,
-                                  harvested_on=date(2026, 6, 25), quantity=Decimal("12"), unit="kg", grade=None)
+    lot = lots.create_harvest_lot(
+        session,
+        product_id=farm.peach.id,
+        household_id=farm.household.id,
+        harvested_on=date(2026, 6, 25),
+        quantity=Decimal("12"),
+        unit="kg",
+        grade=None,
+    )
     assert lot.crop_cycle_id == farm.cycle.id
-    stray = lots.create_harvest_lot(session, product_id=farm.peach.id, household_id=None,
-                                    harvested_on=date(2026, 6, 25), quantity=Decimal("1"), unit="kg")
+    stray = lots.create_harvest_lot(
+        session,
+        product_id=farm.peach.id,
+        household_id=None,
+        harvested_on=date(2026, 6, 25),
+        quantity=Decimal("1"),
+        unit="kg",
+    )
     assert stray.crop_cycle_id is None and stray.code
 
 

@@ -16,18 +16,28 @@ from tests.shop.trace_factories import make_farm, make_order
 @pytest.fixture
 def sold(session):
     farm = make_farm(session)
-    lot = lots.create_harvest_lot(session, farm.cycle, "100", "kg", harvested_on=date(2026, 6, 20),
-                                  product_id=farm.peach.id)
-    good = lots.create_harvest_lot(session, farm.cycle, "50", "kg", harvested_on=date(2026, 6, 21),
-                                   product_id=farm.peach.id)
+    lot = lots.create_harvest_lot(
+        session, farm.cycle, "100", "kg", harvested_on=date(2026, 6, 20), product_id=farm.peach.id
+    )
+    good = lots.create_harvest_lot(
+        session, farm.cycle, "50", "kg", harvested_on=date(2026, 6, 21), product_id=farm.peach.id
+    )
     pack = lots.split_lot(session, lot, ["2"])[0]
     orders = {
         "direct": make_order(session, lot, "3", name="陈女士", phone="13800000001", email="chen@example.cn"),
         "pack": make_order(session, pack, "2", name="刘先生", phone="13800000002"),
-        "pending": make_order(session, lot, "1", name="周女士", phone="13800000004", stock_state="held",
-                          status="pending_payment"),
-        "cancelled": make_order(session, lot, "1", name="孙先生", phone="13800000003", stock_state="released",
-                            status="cancelled"),
+        "pending": make_order(
+            session,
+            lot,
+            "1",
+            name="周女士",
+            phone="13800000004",
+            stock_state="held",
+            status="pending_payment",
+        ),
+        "cancelled": make_order(
+            session, lot, "1", name="孙先生", phone="13800000003", stock_state="released", status="cancelled"
+        ),
         "other": make_order(session, good, "5", name="吴女士", phone="13800000005"),
     }
     session.commit()

@@ -89,8 +89,17 @@ def test_staff_edit_product_price_is_audited(client, make_user, shop):
     p = shop.product("yellow-peach", price=690, stock=[5])
     make_user("kuaiji", "official")
     login(client, "kuaiji")
-    form = {"name_zh": "黄桃", "name_en": "Yellow peaches", "unit": "jin", "price": "7.50", "active": "1",
-            "category_id": "", "description_zh": "", "description_en": "", "commission_pct": "10"}
+    form = {
+        "name_zh": "黄桃",
+        "name_en": "Yellow peaches",
+        "unit": "jin",
+        "price": "7.50",
+        "active": "1",
+        "category_id": "",
+        "description_zh": "",
+        "description_en": "",
+        "commission_pct": "10",
+    }
     r = client.post(f"/shop/staff/products/{p.id}/edit", data=form)
     assert r.status_code == 302
     assert "¥7.50" in client.get("/shop/").get_data(as_text=True)
@@ -100,7 +109,9 @@ def test_staff_edit_product_price_is_audited(client, make_user, shop):
     from shop.trace_models import HarvestLot
 
     lot = shop.session.query(HarvestLot).filter_by(product_id=p.id).one()
-    client.post(f"/shop/staff/products/{p.id}/stock", data={"lot_id": lot.id, "remaining": "3", "reason": "bruised"})
+    client.post(
+        f"/shop/staff/products/{p.id}/stock", data={"lot_id": lot.id, "remaining": "3", "reason": "bruised"}
+    )
     assert shop.stock(p) == 3
     assert "bruised" in client.get(f"/shop/staff/products/{p.id}/stock").get_data(as_text=True)
 
@@ -124,7 +135,9 @@ def test_listing_is_kept_briefly_and_each_visitor_gets_their_own_csrf_token(app,
     shop.lot(peach, 5)
     second = bob.get("/shop/?lang=en").get_data(as_text=True)
     assert "In stock: 10 jin" in first and "In stock: 10 jin" in second  # kept for a while
-    assert "In stock: 15" in bob.get("/shop/p/yellow-peach?lang=en").get_data(as_text=True)  # product page is live
+    assert "In stock: 15" in bob.get("/shop/p/yellow-peach?lang=en").get_data(
+        as_text=True
+    )  # product page is live
     token = csrf_token_from(second.split('class="products"')[1])
     assert token != csrf_token_from(first.split('class="products"')[1])
     r = bob.post("/shop/cart/add", data={"product_id": peach.id, "quantity": "1", "csrf_token": token})

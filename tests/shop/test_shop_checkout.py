@@ -155,8 +155,12 @@ def test_forms_carry_csrf_tokens_when_protection_is_on(csrf_app, app, shop, sess
     client = csrf_app.test_client()
     assert client.post("/shop/cart/add", data={"product_id": peach.id, "quantity": "1"}).status_code == 400
     token = csrf_token_from(client.get("/shop/p/yellow-peach").get_data(as_text=True))
-    assert client.post("/shop/cart/add", data={"product_id": peach.id, "quantity": "1",
-                                               "csrf_token": token}).status_code == 302
+    assert (
+        client.post(
+            "/shop/cart/add", data={"product_id": peach.id, "quantity": "1", "csrf_token": token}
+        ).status_code
+        == 302
+    )
     form = client.get("/shop/checkout").get_data(as_text=True)
     r = client.post("/shop/checkout", data={**PICKUP, "csrf_token": csrf_token_from(form)})
     assert r.status_code == 302 and "/shop/order/" in r.headers["Location"]

@@ -14,8 +14,10 @@ from shop.models import Order, Product
 def test_expire_command_cancels_lapsed_orders(runner, client, shop, session):
     peach = shop.product(stock=[5])
     client.post("/shop/cart/add", data={"product_id": peach.id, "quantity": "2"})
-    client.post("/shop/checkout", data={"name": "陈", "phone": "13800000000", "fulfilment": "pickup",
-                                        "payment_method": "cash"})
+    client.post(
+        "/shop/checkout",
+        data={"name": "陈", "phone": "13800000000", "fulfilment": "pickup", "payment_method": "cash"},
+    )
     order = session.scalars(select(Order)).one()
     order.reserved_until = utcnow() - timedelta(minutes=1)
     session.commit()

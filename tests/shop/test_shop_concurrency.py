@@ -26,14 +26,25 @@ def test_fifty_concurrent_checkouts_for_the_last_ten_units(app, shop, session):
     try:
         clients = [requests.Session() for _ in range(CUSTOMERS)]
         for c in clients:
-            r = c.post(f"{base}/shop/cart/add", data={"product_id": box.id, "quantity": "1"}, allow_redirects=False)
+            r = c.post(
+                f"{base}/shop/cart/add", data={"product_id": box.id, "quantity": "1"}, allow_redirects=False
+            )
             assert r.status_code == 302
         start = threading.Barrier(CUSTOMERS)
 
         def checkout(c: requests.Session) -> str:
             start.wait()
-            r = c.post(f"{base}/shop/checkout", data={"name": "客户", "phone": "13900000000", "fulfilment": "pickup",
-                                                      "payment_method": "cash"}, allow_redirects=False, timeout=120)
+            r = c.post(
+                f"{base}/shop/checkout",
+                data={
+                    "name": "客户",
+                    "phone": "13900000000",
+                    "fulfilment": "pickup",
+                    "payment_method": "cash",
+                },
+                allow_redirects=False,
+                timeout=120,
+            )
             assert r.status_code == 302, r.text[:500]
             return r.headers["Location"]
 

@@ -34,12 +34,16 @@ def staff(stripe_client, make_user):
     return stripe_client
 
 
-def test_full_refund_through_stripe_returns_stock_and_reverses_the_books(staff, stripe_stub, shop, session, books):
+def test_full_refund_through_stripe_returns_stock_and_reverses_the_books(
+    staff, stripe_stub, shop, session, books
+):
     peach = shop.product(stock=[10])
     order = order_paid_online(staff, stripe_stub, session, peach, "2")
     assert shop.stock(peach) == 8
-    r = staff.post(f"/shop/staff/order/{order.number}/refund", data={"amount": "13.80", "reason": "changed mind",
-                                                                       "key": payments.next_refund_key(order)})
+    r = staff.post(
+        f"/shop/staff/order/{order.number}/refund",
+        data={"amount": "13.80", "reason": "changed mind", "key": payments.next_refund_key(order)},
+    )
     assert r.status_code == 302
     session.expire_all()
     order = session.get(Order, order.id)
@@ -63,8 +67,9 @@ def test_partial_refunds_and_their_limits(staff, stripe_stub, shop, session, boo
     order = order_paid_online(staff, stripe_stub, session, peach, "2")  # 1380 + 1600 = 2980
     assert order.total_fen == 2980
     melon_line = next(ln for ln in order.lines if ln.product_id == melon.id)
-    refund = payments.refund(session, order, 500, key="r1", settings=stripe_settings, line_id=melon_line.id,
-                             reason="bruised")
+    refund = payments.refund(
+        session, order, 500, key="r1", settings=stripe_settings, line_id=melon_line.id, reason="bruised"
+    )
     session.commit()
     # the same key again (double submit) refunds nothing more
     again = payments.refund(session, order, 500, key="r1", settings=stripe_settings, line_id=melon_line.id)
@@ -82,12 +87,16 @@ def test_partial_refunds_and_their_limits(staff, stripe_stub, shop, session, boo
     assert stripe_stub.refunded(order.stripe_payment_intent) == 1500
     assert shop.stock(peach) == 8  # partial refunds do not restock
     # revenue: 2980 sold - 500 melon - 1000 spread over both lines by what each could give back
-    assert books.balance(key=f"product:{melon.id}") + books.balance(key=f"product:{peach.id}") == -(2980 - 1500)
+    assert books.balance(key=f"product:{melon.id}") + books.balance(key=f"product:{peach.id}") == -(
+        2980 - 1500
+    )
     assert books.balance(key=f"product:{melon.id}") < -(1600 - 500 - 1000)
     books.assert_balanced()
 
 
-def test_refund_made_in_the_stripe_dashboard_is_recorded_once(stripe_client, stripe_stub, shop, session, books):
+def test_refund_made_in_the_stripe_dashboard_is_recorded_once(
+    stripe_client, stripe_stub, shop, session, books
+):
     peach = shop.product(stock=[10])
     order = order_paid_online(stripe_client, stripe_stub, session, peach, "2")
     stripe_stub.create_refund({"payment_intent": order.stripe_payment_intent, "amount": "380"})
@@ -152,14 +161,26 @@ def test_transitions_are_enforced(staff, shop, session):
     assert 'data-action="ready"' in html and 'data-action="ship"' not in html
 
 
-def test_consignment_sales_owe_the_household_and_show_on_its_statement(staff, stripe_stub, shop, session, books):
+def test_consignment_sales_owe_the_household_and_show_on_its_statement(
+    staff, stripe_stub, shop, session, books
+):
     h = shop.household("ZZ003", "李桂兰")
-    grapes = shop.product("grapes", name_zh="葡萄", name_en="Grapes", price=1200, consignment=True, commission=15,
-                          household=h, stock=[20])
+    grapes = shop.product(
+        "grapes",
+        name_zh="葡萄",
+        name_en="Grapes",
+        price=1200,
+        consignment=True,
+        commission=15,
+        household=h,
+        stock=[20],
+    )
     order = order_paid_online(staff, stripe_stub, session, grapes, "5")  # ¥60.00
     assert books.balance(key=f"household:{h.id}") == -5100  # 85 % owed to the household (credit)
     assert books.balance(key=f"product:{grapes.id}") == -900  # 15 % commission is revenue
-    payments.refund(session, order, 1200, key="r", settings=staff.application.extensions["tianyuan"]["settings"])
+    payments.refund(
+        session, order, 1200, key="r", settings=staff.application.extensions["tianyuan"]["settings"]
+    )
     session.commit()
     assert books.balance(key=f"household:{h.id}") == -(5100 - 1020)
     books.assert_balanced()
@@ -179,11 +200,19 @@ def test_farmer_sees_only_their_own_statement(client, shop, make_user):
     assert client.get("/shop/staff/").status_code == 403
 
 
-def test_payout_moves_money_from_stripe_clearing_to_the_bank(stripe_client, stripe_stub, shop, session, books):
+def test_payout_moves_money_from_stripe_clearing_to_the_bank(
+    stripe_client, stripe_stub, shop, session, books
+):
     peach = shop.product(stock=[10])
     order_paid_online(stripe_client, stripe_stub, session, peach, "2")
-    payout = {"id": "po_123", "object": "payout", "amount": 1339, "currency": "cny", "arrival_date": 1764000000,
-              "status": "paid"}
+    payout = {
+        "id": "po_123",
+        "object": "payout",
+        "amount": 1339,
+        "currency": "cny",
+        "arrival_date": 1764000000,
+        "status": "paid",
+    }
     evt = event("payout.paid", payout)
     assert post_event(stripe_client, evt).json["outcome"] == "payout posted"
     post_event(stripe_client, event("payout.paid", payout))  # another event id, same payout: once

@@ -13,8 +13,13 @@ from shop.models import Order, Payment, StripeEvent
 from tests.shop.conftest import post_event
 from tests.shop.stripe_stub import event
 
-ONLINE = {"name": "陈女士", "phone": "13800000000", "fulfilment": "delivery", "address": "上海市徐汇区某路1号",
-          "payment_method": "stripe"}
+ONLINE = {
+    "name": "陈女士",
+    "phone": "13800000000",
+    "fulfilment": "delivery",
+    "address": "上海市徐汇区某路1号",
+    "payment_method": "stripe",
+}
 
 
 def buy(client, product, qty="2"):
@@ -31,7 +36,9 @@ def paid_event(stub, order, event_id=None):
     return event("checkout.session.completed", stub.complete(order.stripe_session_id), event_id)
 
 
-def test_checkout_redirects_to_stripe_with_cny_amounts_and_payment_methods(stripe_client, stripe_stub, shop, session):
+def test_checkout_redirects_to_stripe_with_cny_amounts_and_payment_methods(
+    stripe_client, stripe_stub, shop, session
+):
     peach = shop.product(stock=[10])
     r = buy(stripe_client, peach, "2")
     assert r.status_code == 303
@@ -145,7 +152,9 @@ def test_expired_after_completed_has_no_effect(stripe_client, stripe_stub, shop,
     buy(stripe_client, peach, "3")
     order = the_order(session)
     post_event(stripe_client, paid_event(stripe_stub, order))
-    r = post_event(stripe_client, event("checkout.session.expired", stripe_stub.expire(order.stripe_session_id)))
+    r = post_event(
+        stripe_client, event("checkout.session.expired", stripe_stub.expire(order.stripe_session_id))
+    )
     assert r.status_code == 200
     assert the_order(session).status == "paid"
     assert shop.stock(peach) == 7
@@ -196,7 +205,9 @@ def test_payment_after_reservation_lapsed_takes_stock_again(stripe_client, strip
     assert shop.stock(peach) == 3
 
 
-def test_paid_order_whose_stock_is_gone_is_flagged_for_staff(stripe_client, stripe_stub, shop, session, make_user, books):
+def test_paid_order_whose_stock_is_gone_is_flagged_for_staff(
+    stripe_client, stripe_stub, shop, session, make_user, books
+):
     from tests.conftest import login
 
     peach = shop.product(stock=[2])
@@ -224,8 +235,16 @@ def test_paid_order_whose_stock_is_gone_is_flagged_for_staff(stripe_client, stri
 
 
 def test_payment_for_unknown_order_is_recorded_and_flagged(stripe_client, stripe_stub, session):
-    obj = {"id": "cs_test_unknown", "object": "checkout.session", "payment_status": "paid", "amount_total": 500,
-           "currency": "cny", "metadata": {}, "client_reference_id": None, "payment_intent": "pi_x"}
+    obj = {
+        "id": "cs_test_unknown",
+        "object": "checkout.session",
+        "payment_status": "paid",
+        "amount_total": 500,
+        "currency": "cny",
+        "metadata": {},
+        "client_reference_id": None,
+        "payment_intent": "pi_x",
+    }
     r = post_event(stripe_client, event("checkout.session.completed", obj, "evt_unknown"))
     assert r.status_code == 200
     row = session.get(StripeEvent, "evt_unknown")
@@ -237,17 +256,29 @@ def test_webhook_without_configured_secret_rejects(client):
     assert r.status_code == 400
 
 
-def test_webhook_needs_no_csrf_token_even_with_protection_on(app, stripe_settings, stripe_stub, shop, session):
+def test_webhook_needs_no_csrf_token_even_with_protection_on(
+    app, stripe_settings, stripe_stub, shop, session
+):
     from tests.conftest import make_test_app
 
     protected = make_test_app(stripe_settings, WTF_CSRF_ENABLED=True).test_client()
-    obj = {"id": "cs_test_x", "object": "checkout.session", "payment_status": "paid", "amount_total": 1,
-           "currency": "cny", "metadata": {}, "client_reference_id": None, "payment_intent": None}
+    obj = {
+        "id": "cs_test_x",
+        "object": "checkout.session",
+        "payment_status": "paid",
+        "amount_total": 1,
+        "currency": "cny",
+        "metadata": {},
+        "client_reference_id": None,
+        "payment_intent": None,
+    }
     assert post_event(protected, event("checkout.session.completed", obj, "evt_csrf")).status_code == 200
     assert session.get(StripeEvent, "evt_csrf") is not None
 
 
-def test_cancelling_an_unpaid_online_order_closes_its_stripe_session(stripe_client, stripe_stub, shop, session):
+def test_cancelling_an_unpaid_online_order_closes_its_stripe_session(
+    stripe_client, stripe_stub, shop, session
+):
     peach = shop.product(stock=[10])
     buy(stripe_client, peach, "2")
     order = the_order(session)

@@ -64,7 +64,9 @@ def grown(session):
     lots.add_input(session, farm.cycle, "Organic compost", "20", "kg", date(2026, 3, 2))
     lots.add_input(session, farm.cycle, "Potassium sulphate", "3", "kg", date(2026, 3, 4))
     lots.add_input(session, farm.cycle, "Late dressing", "9", "kg", date(2026, 3, 20))  # after harvest
-    lot = lots.create_harvest_lot(session, farm.cycle, "80", "kg", harvested_on=HARVESTED, product_id=farm.peach.id)
+    lot = lots.create_harvest_lot(
+        session, farm.cycle, "80", "kg", harvested_on=HARVESTED, product_id=farm.peach.id
+    )
     session.commit()
     return farm, lot, readings, irrigations, (start, end)
 
@@ -83,8 +85,10 @@ def _expected(readings, irrigations, window):
     events = [e for e in irrigations if start <= e[0] < end]
     weighted = [(e[2], e[1]) for e in events if e[2] is not None]
     return {
-        "stats": {m: (len(v), statistics.fmean(x for _t, x in v), min(x for _t, x in v), max(x for _t, x in v))
-                  for m, v in inside.items()},
+        "stats": {
+            m: (len(v), statistics.fmean(x for _t, x in v), min(x for _t, x in v), max(x for _t, x in v))
+            for m, v in inside.items()
+        },
         "hours": len(hour_means),
         "cold": sum(1 for m in hour_means if m < 8.0),
         "hot": sum(1 for m in hour_means if m > 30.0),
@@ -127,7 +131,9 @@ def test_growing_conditions_are_the_same_from_hourly_rollups(session, grown):
     start, end = window
     rows = [
         {"greenhouse_id": farm.greenhouse.id, "metric_id": metrics.get(m).id, "ts": ts, "value": v}
-        for m, pts in readings.items() for ts, v in pts if start + 86400 <= ts < end - 86400
+        for m, pts in readings.items()
+        for ts, v in pts
+        if start + 86400 <= ts < end - 86400
     ]
     apply_readings(session, rows)
     session.commit()
@@ -161,15 +167,30 @@ def test_gtin_and_digital_link(session):
 
 def test_trace_page_tells_the_story_in_chinese(client, session, grown):
     farm, lot, *_ = grown
-    lots.record_inspection(session, lot, "青岛市农产品质量检测中心", HARVESTED, "pass", summary="62 项农残未检出")
+    lots.record_inspection(
+        session, lot, "青岛市农产品质量检测中心", HARVESTED, "pass", summary="62 项农残未检出"
+    )
     pack = lots.split_lot(session, lot, ["2"])[0]
     session.commit()
     response = client.get(f"/t/{pack.code}")
     assert response.status_code == 200
     html = response.get_data(as_text=True)
-    for text in ("黄桃", "赵建国", "Peach house GH1", "2026-03-01", "2026-03-04", pack.lot_number,
-                 "青岛市农产品质量检测中心", "62 项农残未检出", 'data-fact="temperature"', 'data-fact="comfort"',
-                 'data-fact="irrigation"', "<svg", 'data-event="harvested"', 'data-event="packed"'):
+    for text in (
+        "黄桃",
+        "赵建国",
+        "Peach house GH1",
+        "2026-03-01",
+        "2026-03-04",
+        pack.lot_number,
+        "青岛市农产品质量检测中心",
+        "62 项农残未检出",
+        'data-fact="temperature"',
+        'data-fact="comfort"',
+        'data-fact="irrigation"',
+        "<svg",
+        'data-event="harvested"',
+        'data-event="packed"',
+    ):
         assert text in html, text
     assert "data-recalled" not in html
     assert response.headers["Cache-Control"] == "private, max-age=60"
@@ -246,10 +267,17 @@ def test_farmer_records_a_harvest_in_a_few_taps(client, session, farmer):
     login(client, "zhaolin")
     page = client.get(f"/trace/lots/new?cycle={farmer.cycle.id}")
     assert page.status_code == 200 and "黄桃" in page.get_data(as_text=True)
-    response = client.post("/trace/lots/new", data={
-        "cycle_id": farmer.cycle.id, "product_id": farmer.peach.id, "quantity": "36.5", "unit": "kg",
-        "harvested_on": "2026-03-05", "grade": "A",
-    })
+    response = client.post(
+        "/trace/lots/new",
+        data={
+            "cycle_id": farmer.cycle.id,
+            "product_id": farmer.peach.id,
+            "quantity": "36.5",
+            "unit": "kg",
+            "harvested_on": "2026-03-05",
+            "grade": "A",
+        },
+    )
     assert response.status_code == 302
     lot = lots.lot_by_number(session, "L260305-001")
     assert lot is not None and lot.quantity == 36.5 and lot.crop_cycle_id == farmer.cycle.id
@@ -259,9 +287,15 @@ def test_farmer_records_a_harvest_in_a_few_taps(client, session, farmer):
 
 def test_farmer_starts_a_crop_cycle(client, session, farmer):
     login(client, "zhaolin")
-    response = client.post("/trace/cycles/new", data={
-        "greenhouse_id": farmer.greenhouse.id, "crop": "peach", "variety": "锦绣", "planted_on": "2026-09-01",
-    })
+    response = client.post(
+        "/trace/cycles/new",
+        data={
+            "greenhouse_id": farmer.greenhouse.id,
+            "crop": "peach",
+            "variety": "锦绣",
+            "planted_on": "2026-09-01",
+        },
+    )
     assert response.status_code == 302
     html = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "锦绣" in html
@@ -270,7 +304,9 @@ def test_farmer_starts_a_crop_cycle(client, session, farmer):
 def test_split_leads_to_a_printable_label_sheet(client, session, farmer, grown):
     lot = grown[1]
     login(client, "zhaolin")
-    response = client.post(f"/trace/lots/{lot.id}/split", data={"count": "4", "size": "2.5", "product_id": "0"})
+    response = client.post(
+        f"/trace/lots/{lot.id}/split", data={"count": "4", "size": "2.5", "product_id": "0"}
+    )
     assert response.status_code == 302 and "/trace/labels?" in response.headers["Location"]
     sheet = client.get(response.headers["Location"]).get_data(as_text=True)
     assert sheet.count('class="label"') == 4 and sheet.count("<svg") >= 4 and "黄桃" in sheet
@@ -282,10 +318,17 @@ def test_inspection_with_certificate_is_public(client, session, farmer, grown):
     lot = grown[1]
     login(client, "zhaolin")
     pdf = b"%PDF-1.4 residue test report"
-    response = client.post(f"/trace/lots/{lot.id}/inspections", data={
-        "lab": "SGS Qingdao", "tested_on": "2026-03-04", "result": "pass", "summary": "none detected",
-        "certificate": (io.BytesIO(pdf), "report.pdf"),
-    }, content_type="multipart/form-data")
+    response = client.post(
+        f"/trace/lots/{lot.id}/inspections",
+        data={
+            "lab": "SGS Qingdao",
+            "tested_on": "2026-03-04",
+            "result": "pass",
+            "summary": "none detected",
+            "certificate": (io.BytesIO(pdf), "report.pdf"),
+        },
+        content_type="multipart/form-data",
+    )
     assert response.status_code == 302
     (inspection,) = lots.inspections_for(session, lot)
     client.post("/logout")
@@ -299,9 +342,14 @@ def test_merge_page_makes_a_gift_box(client, session, farmer, grown):
     other = lots.create_harvest_lot(session, farmer.cycle, "10", "kg", harvested_on=HARVESTED)
     session.commit()
     login(client, "zhaolin")
-    response = client.post("/trace/merge", data={
-        "product_id": farmer.gift_box.id, f"qty_{lot.id}": "2", f"qty_{other.id}": "1",
-    })
+    response = client.post(
+        "/trace/merge",
+        data={
+            "product_id": farmer.gift_box.id,
+            f"qty_{lot.id}": "2",
+            f"qty_{other.id}": "1",
+        },
+    )
     assert response.status_code == 302
     box = session.scalars(select(HarvestLot).where(HarvestLot.kind == "merge")).one()
     assert box.product_id == farmer.gift_box.id

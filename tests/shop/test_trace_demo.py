@@ -15,7 +15,9 @@ from shop.models import Product
 from shop.trace_demo import seed_demo
 from shop.trace_models import CropCycle, HarvestLot
 
-SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "data" / "epcis-2.0-json-schema.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parent.parent / "data" / "epcis-2.0-json-schema.json").read_text()
+)
 
 
 def test_demo_traceability(client, session):
@@ -31,7 +33,8 @@ def test_demo_traceability(client, session):
 
     assert set(made["cycles"]) == {"peach", "grape", "melon"}
     unlinked_fruit = session.scalar(
-        select(func.count(HarvestLot.id)).join(Product, Product.id == HarvestLot.product_id)
+        select(func.count(HarvestLot.id))
+        .join(Product, Product.id == HarvestLot.product_id)
         .where(HarvestLot.crop_cycle_id.is_(None), Product.crop.in_(["peach", "grape", "melon"]))
     )
     assert made["linked_lots"] >= 4 and unlinked_fruit == 0

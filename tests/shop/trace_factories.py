@@ -36,8 +36,14 @@ def local_ts(day: date, hour: int = 0, minute: int = 0) -> int:
     return int(datetime.combine(day, time(hour, minute), LOCAL).timestamp())
 
 
-def make_farm(session, *, code: str = "GH1", household_code: str = "ZZ001", planted_on: date = date(2026, 3, 1),
-              crop: str = "peach") -> Farm:
+def make_farm(
+    session,
+    *,
+    code: str = "GH1",
+    household_code: str = "ZZ001",
+    planted_on: date = date(2026, 3, 1),
+    crop: str = "peach",
+) -> Farm:
     household = Household(code=household_code, head_name="赵建国")
     session.add(household)
     session.flush()
@@ -47,14 +53,27 @@ def make_farm(session, *, code: str = "GH1", household_code: str = "ZZ001", plan
     sensor = Device(device_id=f"{code}-s", greenhouse_id=gh.id, kind="sensor")
     controller = Device(device_id=f"{code}-c", greenhouse_id=gh.id, kind="controller")
     session.add_all([sensor, controller])
-    peach = Product(slug=f"yellow-peach-{code.lower()}", gtin=PEACH_GTIN if code == "GH1" else None,
-                    name_zh="黄桃", name_en="Yellow peaches", unit="kg", price_fen=1800, crop="peach")
-    gift = Product(slug=f"gift-box-{code.lower()}", name_zh="鲜果礼盒", name_en="Fruit gift box", unit="box",
-                   price_fen=16800)
+    peach = Product(
+        slug=f"yellow-peach-{code.lower()}",
+        gtin=PEACH_GTIN if code == "GH1" else None,
+        name_zh="黄桃",
+        name_en="Yellow peaches",
+        unit="kg",
+        price_fen=1800,
+        crop="peach",
+    )
+    gift = Product(
+        slug=f"gift-box-{code.lower()}",
+        name_zh="鲜果礼盒",
+        name_en="Fruit gift box",
+        unit="box",
+        price_fen=16800,
+    )
     session.add_all([peach, gift])
     session.flush()
-    cycle = lots.create_crop_cycle(session, gh.id, crop, planted_on, variety="锦绣黄桃",
-                                   expected_harvest_on=date(2026, 7, 1))
+    cycle = lots.create_crop_cycle(
+        session, gh.id, crop, planted_on, variety="锦绣黄桃", expected_harvest_on=date(2026, 7, 1)
+    )
     session.commit()
     return Farm(household, gh, sensor, controller, peach, gift, cycle)
 
@@ -68,10 +87,25 @@ def add_readings(session, farm: Farm, metric: str, points: list[tuple[int, float
     session.flush()
 
 
-def add_irrigation(session, farm: Farm, started_at: int, water_l: float, ec: float | None = None,
-                   ph: float | None = None, fertilizer: dict | None = None) -> IrrigationEvent:
-    ev = IrrigationEvent(device_id=farm.controller.id, greenhouse_id=farm.greenhouse.id, started_at=started_at,
-                         ended_at=started_at + 600, water_l=water_l, ec=ec, ph=ph, fertilizer=fertilizer)
+def add_irrigation(
+    session,
+    farm: Farm,
+    started_at: int,
+    water_l: float,
+    ec: float | None = None,
+    ph: float | None = None,
+    fertilizer: dict | None = None,
+) -> IrrigationEvent:
+    ev = IrrigationEvent(
+        device_id=farm.controller.id,
+        greenhouse_id=farm.greenhouse.id,
+        started_at=started_at,
+        ended_at=started_at + 600,
+        water_l=water_l,
+        ec=ec,
+        ph=ph,
+        fertilizer=fertilizer,
+    )
     session.add(ev)
     session.flush()
     return ev
@@ -79,12 +113,27 @@ def add_irrigation(session, farm: Farm, started_at: int, water_l: float, ec: flo
 
 def make_order(session, lot, qty, *, name, phone, email=None, stock_state="sold", status="paid"):
     order = Order(
-        number=f"TY{secrets.token_hex(4).upper()}", token=secrets.token_urlsafe(16),
-        checkout_key=secrets.token_hex(16), status=status, stock_state=stock_state, fulfilment="delivery",
-        payment_method="cash", contact_name=name, phone=phone, email=email, total_fen=3600,
+        number=f"TY{secrets.token_hex(4).upper()}",
+        token=secrets.token_urlsafe(16),
+        checkout_key=secrets.token_hex(16),
+        status=status,
+        stock_state=stock_state,
+        fulfilment="delivery",
+        payment_method="cash",
+        contact_name=name,
+        phone=phone,
+        email=email,
+        total_fen=3600,
     )
-    line = OrderLine(product_id=lot.product_id, name_zh="黄桃", name_en="Yellow peaches", unit=lot.unit,
-                     quantity=Decimal(qty), unit_price_fen=1800, total_fen=3600)
+    line = OrderLine(
+        product_id=lot.product_id,
+        name_zh="黄桃",
+        name_en="Yellow peaches",
+        unit=lot.unit,
+        quantity=Decimal(qty),
+        unit_price_fen=1800,
+        total_fen=3600,
+    )
     line.lots.append(OrderLineLot(lot_id=lot.id, household_id=lot.household_id, quantity=Decimal(qty)))
     order.lines.append(line)
     session.add(order)
