@@ -74,7 +74,9 @@ def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
         acc = {a.code: a.id for a in s.scalars(select(Account))}
     cash, bank = acc["101"], acc["102"]
     subsidy = acc["503"]
-    first_year = dt.date.today().year - years
+    from core import clock
+
+    first_year = clock.today().year - years
     days = [
         dt.date(first_year, 1, 1) + dt.timedelta(days=i)
         for i in range((dt.date(first_year + years, 1, 1) - dt.date(first_year, 1, 1)).days)

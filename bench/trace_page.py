@@ -26,7 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -79,7 +79,9 @@ def build(session, days: int):
     box = Product(slug="box", name_zh="礼盒", name_en="Gift box", unit="box", price_fen=9900)
     session.add_all([sensor, ctl, peach, box])
     session.flush()
-    harvest = date.today() - timedelta(days=1)
+    from core import clock
+
+    harvest = clock.today() - timedelta(days=1)
     planted = harvest - timedelta(days=days)
     start, end = _local_midnight(planted), _local_midnight(harvest + timedelta(days=1))
     raw_from = end - 2 * 86400

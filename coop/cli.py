@@ -7,6 +7,7 @@ import datetime as dt
 import click
 from flask.cli import AppGroup
 
+from core import clock
 from core.web import database
 
 coop_cli = AppGroup("coop", help="The village books: verify, export, close periods, recurring entries.")
@@ -86,7 +87,7 @@ def recurring(until):
     from coop.ledger import LedgerError
     from coop.members import run_recurring
 
-    day = dt.date.fromisoformat(until) if until else dt.date.today()
+    day = dt.date.fromisoformat(until) if until else clock.today()
     with _session() as session:
         try:
             posted = run_recurring(session, day)

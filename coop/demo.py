@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from coop.models import Household
+from core import clock
 
 SURNAMES = "赵赵赵赵赵王王王李李李张张刘刘陈杨黄周吴徐孙马朱胡郭何高林罗郑"
 GIVEN = [
@@ -187,7 +188,7 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
     households = ctx.get("households") or list(session.scalars(select(Household).order_by(Household.code)))
     if not households or session.scalar(select(ShareEvent.id).limit(1)) is not None:
         return
-    today = date.today()
+    today = clock.today()
     year = today.year - 1
     rng = random.Random(20241125)
 

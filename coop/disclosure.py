@@ -12,11 +12,12 @@ import datetime as dt
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from coop.ledger import N_, LedgerError, chain_head
+from coop.ledger import LedgerError, chain_head
 from coop.models import Disclosure, Distribution, Voucher
 from coop.reports import balance_sheet, income_expense, month_end
 from core import audit
 from core.db import utcnow
+from core.errors import N_
 
 MAJOR_ITEM_FEN = 1_000_000  # ¥10,000: vouchers at or above this are listed as major items
 KINDS = ("month", "quarter", "year")

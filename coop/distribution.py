@@ -21,11 +21,12 @@ from fractions import Fraction
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from coop.ledger import N_, LedgerError, Line, ensure_account, household_account, post_voucher
+from coop.ledger import LedgerError, Line, ensure_account, household_account, post_voucher
 from coop.models import Account, Distribution, Household, Period, Voucher
 from coop.reports import _figures, _rolled, shares_by_household
 from core import audit
 from core.db import utcnow
+from core.errors import N_
 from core.money import allocate
 
 SURPLUS = "321"  # 本年收益

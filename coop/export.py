@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from coop.models import Account, Voucher, VoucherLine
 from coop.reports import _rolled
+from core import clock
 from core.money import format_yuan
 
 ROOTS = {
@@ -69,7 +70,7 @@ def write_beancount(
     number, chain position and hash are metadata.
     """
     names = beancount_names(session)
-    first = session.scalar(select(Voucher.date).order_by(Voucher.date).limit(1)) or dt.date.today()
+    first = session.scalar(select(Voucher.date).order_by(Voucher.date).limit(1)) or clock.today()
     last = session.scalar(select(Voucher.date).order_by(Voucher.date.desc()).limit(1)) or first
     out.write(f"; {title}: exported from Tianyuan\n")
     out.write(f'option "title" {_quote(title)}\noption "operating_currency" "CNY"\n')

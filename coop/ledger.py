@@ -34,6 +34,7 @@ from coop.models import (
     VoucherLine,
 )
 from core import audit
+from core.errors import N_, DomainError
 from core.money import format_yuan
 
 CHART_CSV = Path(__file__).resolve().parent / "data" / "chart-of-accounts-village-collective-2023.csv"
@@ -41,28 +42,8 @@ GENESIS_HASH = "0" * 64
 MAX_LINE_FEN = 10**15  # ¥10 trillion: a typo guard, far above any village's books
 
 
-def N_(message: str) -> str:
-    """Mark a message for translation (extracted by Babel); views translate ``LedgerError.template``."""
-    return message
-
-
-class LedgerError(ValueError):
-    """A posting or other ledger operation was refused; the message says why. Nothing was written.
-
-    ``template`` (English, marked with ``N_``) and ``params`` let a view show the message in the
-    user's language: ``gettext(exc.template) % exc.params``. ``str(exc)`` is the English text.
-    """
-
-    def __init__(self, template: str, **params):
-        self.template = template
-        self.params = params
-        super().__init__(template % params)
-
-    def translated(self, gettext) -> str:
-        try:
-            return gettext(self.template) % self.params
-        except (KeyError, TypeError, ValueError):  # a broken translation must not hide the error
-            return str(self)
+class LedgerError(DomainError):
+    """A posting or other ledger operation was refused; the message says why. Nothing was written."""
 
 
 @dataclass

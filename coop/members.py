@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from coop.ledger import N_, LedgerError, Line, ensure_account, post_voucher
+from coop.ledger import LedgerError, Line, ensure_account, post_voucher
 from coop.models import (
     Enterprise,
     Household,
@@ -18,6 +18,7 @@ from coop.models import (
     Voucher,
 )
 from core import audit
+from core.errors import N_
 
 # ---------------------------------------------------------------- households
 

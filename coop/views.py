@@ -41,6 +41,7 @@ from coop.models import (
     TransactionVolume,
     Voucher,
 )
+from core import clock
 from core.models import AuditEntry, User
 from core.money import MoneyError, parse_yuan
 from core.web import db_session, role_required
@@ -67,7 +68,7 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
 
 
 def _year() -> int:
-    return _int_arg("year", dt.date.today().year, 1990, 2200)
+    return _int_arg("year", clock.today().year, 1990, 2200)
 
 
 def _export(fmt: str, name: str, header: list[str], rows: list[list]) -> Response | None:
@@ -102,7 +103,7 @@ def index():
     session = db_session()
     ensure_chart(session)
     session.commit()
-    today = dt.date.today()
+    today = clock.today()
     balances = reports.account_balances(session, today.year, today.month)
     ie = reports.income_expense(session, today.year, 1, today.month)
     recent = list(session.scalars(select(Voucher).order_by(Voucher.seq.desc()).limit(8)))
@@ -216,7 +217,7 @@ def new_voucher():
         rows=range(VOUCHER_ROWS),
         form=form,
         error=error,
-        today=dt.date.today(),
+        today=clock.today(),
     ), (400 if error else 200)
 
 
@@ -233,7 +234,7 @@ def voucher(voucher_id: int):
     reversal = reversed_ids(session, [v.id]).get(v.id)
     original = session.get(Voucher, v.reverses_id) if v.reverses_id else None
     return render_template(
-        "coop/voucher.html", v=v, users=users, reversal=reversal, original=original, today=dt.date.today()
+        "coop/voucher.html", v=v, users=users, reversal=reversal, original=original, today=clock.today()
     )
 
 
@@ -244,9 +245,7 @@ def reverse(voucher_id: int):
     session = db_session()
     try:
         day = (
-            dt.date.fromisoformat(request.form.get("date", ""))
-            if request.form.get("date")
-            else dt.date.today()
+            dt.date.fromisoformat(request.form.get("date", "")) if request.form.get("date") else clock.today()
         )
         r = reverse_voucher(session, voucher_id, date=day, preparer_id=current_user.id)
     except ValueError as exc:
@@ -325,7 +324,7 @@ def trial_balance():
     year = _year()
     m1, m2 = (
         _int_arg("from", 1, 1, 12),
-        _int_arg("to", dt.date.today().month if year == dt.date.today().year else 12, 1, 12),
+        _int_arg("to", clock.today().month if year == clock.today().year else 12, 1, 12),
     )
     if m1 > m2:
         abort(400, _("The first month must not be after the last."))
@@ -381,7 +380,7 @@ def balance_sheet():
     """资产负债表 at the end of a month."""
     session = db_session()
     year = _year()
-    month = _int_arg("month", dt.date.today().month if year == dt.date.today().year else 12, 1, 12)
+    month = _int_arg("month", clock.today().month if year == clock.today().year else 12, 1, 12)
     bs = reports.balance_sheet(session, year, month)
     header = [_("Section"), _("Code"), _("Account"), pgettext("books", "Amount")]
     rows = (
@@ -445,7 +444,7 @@ def members():
     if request.method == "POST":
         action = request.form.get("action")
         try:
-            on = dt.date.fromisoformat(request.form.get("on") or dt.date.today().isoformat())
+            on = dt.date.fromisoformat(request.form.get("on") or clock.today().isoformat())
             if action == "add":
                 members_svc.add_household(
                     session,
@@ -496,7 +495,7 @@ def members():
         households=households,
         shares=shares,
         total=sum(shares.values()),
-        today=dt.date.today(),
+        today=clock.today(),
     )
 
 
@@ -624,7 +623,7 @@ def enterprise(slug: str):
 def distribution():
     """Year-end closing and distribution: preview the plan, then post it."""
     session = db_session()
-    year = _int_arg("year", dt.date.today().year - 1, 1990, 2200)
+    year = _int_arg("year", clock.today().year - 1, 1990, 2200)
     reserve = request.values.get("reserve", "10")
     payout = request.values.get("payout", "100")
     posted = session.scalar(select(Distribution).where(Distribution.year == year))
@@ -693,7 +692,7 @@ def disclosures():
             flash(message, "success")
         return redirect(url_for("coop.disclosures"))
     rows = list(session.scalars(select(Disclosure).order_by(Disclosure.end.desc(), Disclosure.id.desc())))
-    return render_template("coop/disclosures.html", rows=rows, today=dt.date.today())
+    return render_template("coop/disclosures.html", rows=rows, today=clock.today())
 
 
 @bp.get("/disclosures/<int:disclosure_id>")

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.db import utcnow
+from core.errors import N_, DomainError
 from core.models import ROLES, ApiToken, LoginAttempt, User
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{2,80}$")
@@ -24,8 +25,8 @@ TOKEN_PREFIX = "ty_"
 MIN_PASSWORD_LENGTH = 8
 
 
-class AuthError(ValueError):
-    """A user or token operation was refused; the message is safe to show."""
+class AuthError(DomainError):
+    """A user or token operation was refused."""
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,13 @@ def create_user(
     email: str | None = None,
 ) -> User:
     if not USERNAME_RE.match(username or ""):
-        raise AuthError("username must be 2-80 letters, digits, '_', '.' or '-'")
+        raise AuthError(N_("username must be 2-80 letters, digits, '_', '.' or '-'"))
     if role not in ROLES:
-        raise AuthError(f"role must be one of {', '.join(ROLES)}")
+        raise AuthError(N_("role must be one of %(roles)s"), roles=", ".join(ROLES))
     if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise AuthError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+        raise AuthError(N_("password must be at least %(n)d characters"), n=MIN_PASSWORD_LENGTH)
     if session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
-        raise AuthError(f"user {username!r} already exists")
+        raise AuthError(N_("user %(name)s already exists"), name=username)
     user = User(
         username=username,
         password_hash=hash_password(password),
@@ -76,7 +77,7 @@ def get_user(session: Session, username: str) -> User | None:
 
 def set_password(user: User, password: str) -> None:
     if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise AuthError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+        raise AuthError(N_("password must be at least %(n)d characters"), n=MIN_PASSWORD_LENGTH)
     user.password_hash = hash_password(password)
 
 

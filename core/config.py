@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from core.clock import DEFAULT_TIMEZONE, valid_timezone
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,10 +22,20 @@ class ConfigError(RuntimeError):
     """A setting is missing or invalid; the message says which and how to fix it."""
 
 
-def _bool(value: str | None, default: bool = False) -> bool:
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    try:
+        return int(raw) if raw.strip() else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name, "")
+    try:
+        return float(raw) if raw.strip() else None
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
 
 
 @dataclass(frozen=True)
@@ -45,10 +57,11 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:5000"
     gs1_company_prefix: str = "6970000"
     raw_retention_days: int = 90
-    timezone: str = "Asia/Shanghai"
+    timezone: str = DEFAULT_TIMEZONE
     login_max_failures: int = 5
     login_lockout_minutes: int = 15
-    extra: dict[str, Any] = field(default_factory=dict)
+    stripe_payment_methods: str = "card,alipay,wechat_pay"  # Checkout payment method types, comma-separated
+    shop_listing_cache_seconds: float | None = None  # None: 3 s, or 0 when testing
 
     @property
     def is_production(self) -> bool:
@@ -78,8 +91,10 @@ class Settings:
             stripe_api_base=env.get("STRIPE_API_BASE", ""),
             public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
             gs1_company_prefix=env.get("GS1_COMPANY_PREFIX", "6970000"),
-            raw_retention_days=int(env.get("RAW_RETENTION_DAYS", "90")),
-            timezone=env.get("TIANYUAN_TIMEZONE", "Asia/Shanghai"),
+            raw_retention_days=_int(env, "RAW_RETENTION_DAYS", 90),
+            timezone=env.get("TIANYUAN_TIMEZONE", DEFAULT_TIMEZONE),
+            stripe_payment_methods=env.get("STRIPE_PAYMENT_METHODS", "card,alipay,wechat_pay"),
+            shop_listing_cache_seconds=_float(env, "SHOP_LISTING_CACHE_SECONDS"),
         )
         values.update(overrides)
         values["instance_path"] = Path(values["instance_path"])
@@ -92,6 +107,8 @@ class Settings:
             raise ConfigError(f"TIANYUAN_ENV must be development, production or testing, not {self.env!r}")
         if self.unknown_device_policy not in {"quarantine", "provision"}:
             raise ConfigError("IOT_UNKNOWN_DEVICE_POLICY must be 'quarantine' or 'provision'")
+        if not valid_timezone(self.timezone):
+            raise ConfigError(f"TIANYUAN_TIMEZONE {self.timezone!r} is not a time zone (e.g. Asia/Shanghai)")
         database_url = self.database_url or f"sqlite:///{self.instance_path / 'tianyuan.sqlite3'}"
         secret_key = self.secret_key
         if not secret_key:

@@ -10,6 +10,7 @@ from flask import Flask, request, session
 from flask_babel import Babel
 from flask_login import current_user
 
+from core import clock
 from core.config import PROJECT_ROOT
 
 LANGUAGES = {"zh_CN": "中文", "en": "English"}
@@ -32,7 +33,7 @@ def select_locale() -> str:
 
 def init_app(app: Flask) -> None:
     app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LOCALE)
-    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "Asia/Shanghai")
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", clock.zone_name())  # core.web.init_app configured it
     # One catalogue per area, merged by Flask-Babel: each domain owns its translations.
     dirs = [PROJECT_ROOT / "translations"] + [
         PROJECT_ROOT / d / "translations" for d in ("coop", "iot", "shop")

@@ -10,8 +10,10 @@ from collections.abc import Hashable, Sequence
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
 
+from core.errors import N_, DomainError
 
-class MoneyError(ValueError):
+
+class MoneyError(DomainError):
     """An amount could not be understood or is not a whole number of fen."""
 
 
@@ -21,16 +23,16 @@ def parse_yuan(text: str | int | Decimal) -> int:
         return text * 100
     raw = str(text).strip().replace(",", "").replace("¥", "").replace("￥", "").strip()
     if not raw:
-        raise MoneyError("amount is empty")
+        raise MoneyError(N_("amount is empty"))
     try:
         value = Decimal(raw)
     except InvalidOperation as exc:
-        raise MoneyError(f"not an amount: {text!r}") from exc
+        raise MoneyError(N_("not an amount: %(text)s"), text=str(text)[:40]) from exc
     if not value.is_finite():
-        raise MoneyError(f"not an amount: {text!r}")
+        raise MoneyError(N_("not an amount: %(text)s"), text=str(text)[:40])
     fen = value * 100
     if fen != fen.to_integral_value():
-        raise MoneyError(f"at most two decimals (whole fen): {text!r}")
+        raise MoneyError(N_("at most two decimals (whole fen): %(text)s"), text=str(text)[:40])
     return int(fen)
 
 
@@ -69,14 +71,14 @@ def allocate(
         return [-p for p in allocate(-total, weights, keys)]
     fractions = [Fraction(w) if not isinstance(w, Decimal) else Fraction(str(w)) for w in weights]
     if any(f < 0 for f in fractions):
-        raise MoneyError("weights must not be negative")
+        raise MoneyError(N_("weights must not be negative"))
     weight_sum = sum(fractions, Fraction(0))
     if not fractions:
         if total:
-            raise MoneyError("nothing to allocate to")
+            raise MoneyError(N_("nothing to allocate to"))
         return []
     if weight_sum == 0:
-        raise MoneyError("weights sum to zero")
+        raise MoneyError(N_("weights sum to zero"))
     exact = [total * f / weight_sum for f in fractions]
     parts = [int(e) for e in exact]  # floor, e >= 0
     short = total - sum(parts)

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from types import TracebackType
 
 from flask import Flask, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext
@@ -17,9 +16,10 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
-from core import auth
+from core import auth, clock
 from core.config import Settings
 from core.db import make_engine, make_session_factory
+from core.errors import DomainError
 from core.money import format_fen, format_yuan
 
 csrf = CSRFProtect()
@@ -61,33 +61,43 @@ def _close_session(exc: BaseException | None) -> None:
 
 
 class attempt:
-    """Run a service call in the request's transaction, the way every form view ends:
+    """The one way a view ends its transaction: commit, or roll back and say why.
 
-        with attempt(orders.OrderError) as result:
+        with attempt() as result:
             orders.cancel(db_session(), order)
         if result.ok:
             flash(_("Order cancelled."), "success")
 
-    Without an exception the session is committed. One of ``errors`` (a refusal whose
-    message is meant for the user) rolls back, is flashed translated, and is swallowed;
-    anything else propagates.
+    Without an exception the request's session is committed. A ``DomainError`` (of the
+    given classes, default any) rolls back, is flashed in the user's language (unless
+    ``flash_error=False``: then read ``result.error``, e.g. to show it beside a field
+    or in a JSON error) and is swallowed; anything else rolls back and propagates.
     """
 
-    def __init__(self, *errors: type[Exception]):
-        self.errors = errors
+    def __init__(self, *errors: type[DomainError], flash_error: bool = True) -> None:
+        self.errors: tuple[type[DomainError], ...] = errors or (DomainError,)
+        self.flash_error = flash_error
         self.ok = False
+        self.error: str | None = None
+        self.exception: DomainError | None = None
 
     def __enter__(self) -> attempt:
         return self
 
-    def __exit__(self, exc_type, exc, _tb) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: TracebackType | None
+    ) -> bool:
+        session = db_session()
         if exc_type is None:
-            db_session().commit()
+            session.commit()
             self.ok = True
             return False
-        if self.errors and issubclass(exc_type, self.errors):
-            db_session().rollback()
-            flash(gettext(str(exc)), "error")
+        session.rollback()
+        if isinstance(exc, self.errors):
+            self.exception = exc
+            self.error = exc.translated(gettext)
+            if self.flash_error:
+                flash(self.error, "error")
             return True
         return False
 
@@ -130,15 +140,8 @@ def csrf_exempt(view: Callable) -> Callable:
     return view
 
 
-def to_local(value: datetime | None, tz: str | None = None) -> datetime | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(ZoneInfo(tz or settings().timezone))
-
-
 def init_app(app: Flask, cfg: Settings) -> None:
+    clock.configure(cfg.timezone)
     app.extensions[EXT] = {"settings": cfg, "db": _Database(cfg)}
     app.teardown_appcontext(_close_session)
 
@@ -206,5 +209,5 @@ def init_app(app: Flask, cfg: Settings) -> None:
     app.jinja_env.filters["fen"] = format_fen
     app.jinja_env.filters["yuan"] = format_yuan
     app.jinja_env.filters["localtime"] = lambda v, fmt="%Y-%m-%d %H:%M": (
-        to_local(v).strftime(fmt) if v is not None else ""
+        clock.local(v).strftime(fmt) if v is not None else ""
     )

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from wtforms import FloatField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
+from core import clock
 from core.models import User
 from core.web import database, db_session, role_required, settings
 from iot import registry
@@ -54,7 +55,7 @@ class GreenhouseForm(FlaskForm):
     )
     area_m2 = FloatField(_l("Area (m²)"), validators=[Optional(), NumberRange(min=0)])
     timezone = StringField(
-        _l("Time zone"), default="Asia/Shanghai", validators=[DataRequired(), Length(max=40)]
+        _l("Time zone"), default=clock.zone_name, validators=[DataRequired(), Length(max=40)]
     )
 
 

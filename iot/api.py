@@ -6,12 +6,11 @@ Documented in docs/api.md.
 
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint, abort, current_app, jsonify, request
 from flask_login import current_user
 from sqlalchemy import select
 
+from core import clock
 from core.web import db_session, json_error, role_required, settings
 from iot import alerts as alert_service
 from iot import irrigation, metrics
@@ -22,7 +21,6 @@ from iot.series import (
     choose_resolution,
     max_points,
     overview,
-    parse_time,
     series,
     visible_greenhouses,
 )
@@ -33,7 +31,7 @@ MAX_POINTS = 5000
 
 
 def _now() -> int:
-    return int(time.time())
+    return clock.now_ts()
 
 
 def _greenhouse(code: str) -> Greenhouse:
@@ -106,8 +104,8 @@ def series_view(code: str):
         return json_error(400, f"unknown metric {unknown[0]!r}", metrics=list(metrics.BY_NAME))
     now = _now()
     try:
-        end = parse_time(request.args.get("end"), now)
-        start = parse_time(request.args.get("start"), end - 86400)
+        end = clock.parse_time(request.args.get("end"), now)
+        start = clock.parse_time(request.args.get("start"), end - 86400)
     except ValueError:
         return json_error(400, "start and end must be epoch seconds or ISO 8601 times")
     if end <= start:
@@ -224,7 +222,7 @@ def irrigation_summary(code: str):
     if period not in irrigation.PERIODS:
         return json_error(400, "period must be day, week or month")
     try:
-        at = parse_time(request.args.get("at"), _now())
+        at = clock.parse_time(request.args.get("at"), _now())
     except ValueError:
         return json_error(400, "at must be epoch seconds or an ISO 8601 time")
     comparison = irrigation.compare(db_session(), gh, period, at)

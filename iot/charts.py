@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
 from html import escape
-from zoneinfo import ZoneInfo
 
+from core import clock
 from iot.rollups import DAY, HOUR
 from iot.series import Series
 
@@ -30,7 +29,6 @@ METRIC_COLORS = {
     "ec": "#7b4fa0",
     "ph": "#138d90",
 }
-LOCAL = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass
@@ -79,13 +77,13 @@ def _time_ticks(start: int, end: int) -> list[tuple[int, str]]:
         step, fmt = 0, "%Y-%m"
     ticks = []
     if step:
-        offset = 8 * HOUR  # align ticks on local (UTC+8) hours and midnights
-        t = (start + offset) // step * step - offset + step
+        offset = int(clock.local(start).utcoffset().total_seconds())  # type: ignore[union-attr]
+        t = (start + offset) // step * step - offset + step  # on local hours and midnights
         while t < end:
-            ticks.append((t, datetime.fromtimestamp(t, LOCAL).strftime(fmt)))
+            ticks.append((t, clock.local(t).strftime(fmt)))
             t += step
     else:
-        d = datetime.fromtimestamp(start, LOCAL).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        d = clock.local(start).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         while True:
             d = d.replace(year=d.year + 1, month=1) if d.month == 12 else d.replace(month=d.month + 1)
             t = int(d.timestamp())

@@ -32,7 +32,9 @@ def _fail(exc: Exception):
 @click.argument("code")
 @click.option("--name", required=True)
 @click.option("--owner", "owner_name", help="Username of the farmer who owns it.")
-@click.option("--timezone", default="Asia/Shanghai", show_default=True)
+@click.option(
+    "--timezone", default=None, help="Zone of the devices' local clocks (default TIANYUAN_TIMEZONE)."
+)
 @click.option("--crop", help="e.g. peach, grape, cucumber, seedling, mushroom, melon")
 @click.option("--area", "area_m2", type=float, help="Area in m².")
 def greenhouse_add(code, name, owner_name, timezone, crop, area_m2):

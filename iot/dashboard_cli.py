@@ -11,6 +11,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from core import clock
 from core.web import db_session, settings
 
 data_cli = AppGroup("data", help="Rollups, retention of raw readings and time-based alerts.")
@@ -37,13 +38,12 @@ def _greenhouse_ids(codes: tuple[str, ...]) -> list[int] | None:
 def rebuild_rollups(codes: tuple[str, ...], since: str | None):
     """Recompute hourly and daily rollups from raw readings, with a progress bar."""
     from iot import rollups
-    from iot.series import parse_time
 
     session = db_session()
     start = None
     if since:
         try:
-            start = parse_time(since + "T00:00:00" if len(since) == 10 else since, 0)
+            start = clock.parse_time(since + "T00:00:00" if len(since) == 10 else since, 0)
         except ValueError as exc:
             raise click.BadParameter("use YYYY-MM-DD", param_hint="--since") from exc
     ids = _greenhouse_ids(codes)
@@ -75,7 +75,7 @@ def retention(days: int | None, hourly_days: int | None, dry_run: bool):
     from iot import retention as svc
 
     session = db_session()
-    now = int(time.time())
+    now = clock.now_ts()
     days = days if days is not None else settings().raw_retention_days
     plans = [("iot_readings", days)]
     if hourly_days is not None:
@@ -137,7 +137,7 @@ def check_alerts(every: float, mqtt: bool):
         while True:
             session = db_session()
             changed = alerts.evaluate_time_based(
-                session, int(time.time()), notifier, prefix=cfg.mqtt_topic_prefix
+                session, clock.now_ts(), notifier, prefix=cfg.mqtt_topic_prefix
             )
             session.commit()
             if notifier is not None:

@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import math
 import random
-import time
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from core import clock
 from iot import metrics
 from iot.alerts import ensure_default_rules
 from iot.models import Device, Greenhouse, IrrigationEvent, Reading
-from iot.rollups import HOUR, LOCAL_OFFSET, apply_readings
+from iot.rollups import HOUR, apply_readings
 
 STEP = 600  # one reading per metric every 10 minutes
 IRRIGATION_SECONDS = (7 * HOUR, 16 * HOUR)  # local 07:00 and 16:00
 
 
+def _local_seconds(ts: int) -> int:
+    """Seconds since local midnight."""
+    return ts - clock.day_bucket(ts)
+
+
 def _local_hour(ts: int) -> float:
-    return ((ts + LOCAL_OFFSET) % 86400) / 3600
+    return _local_seconds(ts) / 3600
 
 
 def _device(session: Session, gh: Greenhouse, kind: str) -> Device:
@@ -42,7 +47,7 @@ def _device(session: Session, gh: Greenhouse, kind: str) -> Device:
 
 def backfill_demo_history(session: Session, days: int = 14, now: int | None = None, seed: int = 7) -> int:
     """Generate readings every 10 minutes and two fertigations a day; returns readings added."""
-    now = int(time.time()) if now is None else now
+    now = clock.now_ts() if now is None else now
     end = now - now % STEP - STEP
     start = end - days * 86400
     total = 0
@@ -78,7 +83,7 @@ def backfill_demo_history(session: Session, days: int = 14, now: int | None = No
                 co2 = 700 - 300 * sun + rng.gauss(0, 20)
             # soil dries through the day and jumps after each irrigation
             moisture -= (0.12 + 0.25 * sun) * STEP / 3600
-            if (ts + LOCAL_OFFSET) % 86400 in IRRIGATION_SECONDS:
+            if _local_seconds(ts) in IRRIGATION_SECONDS:
                 water = area * rng.uniform(0.45, 0.6)
                 ec = round(rng.uniform(1.6, 2.2), 2)
                 events.append(

@@ -1,22 +1,21 @@
 """Irrigation and fertigation per greenhouse and period, compared with the previous period.
 
-Periods are local (Asia/Shanghai) days, weeks (Monday first) or months. Events count in
-the period in which they started.
+Periods are local days (in the configured zone, ``core.clock``), weeks (Monday first) or
+months. Events count in the period in which they started.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import clock
 from iot.models import Greenhouse, IrrigationEvent
 
 PERIODS = ("day", "week", "month")
-LOCAL = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass
@@ -71,16 +70,16 @@ def period_bounds(period: str, at: int) -> tuple[int, int]:
     """[start, end) epoch seconds of the local period containing ``at``."""
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
-    local = datetime.fromtimestamp(at, LOCAL).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = clock.local_date(at)
     if period == "day":
-        start, end = local, local + timedelta(days=1)
+        start, end = day, day + timedelta(days=1)
     elif period == "week":
-        start = local - timedelta(days=local.weekday())
+        start = day - timedelta(days=day.weekday())
         end = start + timedelta(days=7)
     else:
-        start = local.replace(day=1)
+        start = day.replace(day=1)
         end = (start + timedelta(days=32)).replace(day=1)
-    return int(start.astimezone(UTC).timestamp()), int(end.astimezone(UTC).timestamp())
+    return clock.day_start_ts(start), clock.day_start_ts(end)
 
 
 def previous_bounds(period: str, start: int) -> tuple[int, int]:

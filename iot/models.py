@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from core import clock
 from core.db import Base, UTCDateTime, utcnow
 
 
@@ -34,7 +35,7 @@ class Greenhouse(Base):
     name: Mapped[str] = mapped_column(String(120))
     crop: Mapped[str | None] = mapped_column(String(60))  # key into default alert rules, e.g. "peach"
     area_m2: Mapped[float | None] = mapped_column(Float)
-    timezone: Mapped[str] = mapped_column(String(40), default="Asia/Shanghai")
+    timezone: Mapped[str] = mapped_column(String(40), default=clock.zone_name)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     household_id: Mapped[int | None] = mapped_column(ForeignKey("coop_households.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

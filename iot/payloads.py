@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from core.clock import DEFAULT_TIMEZONE
 from iot import metrics
 
 MAX_FUTURE_S = 600  # a device clock may run ahead this much; beyond it: "future_timestamp"
@@ -240,7 +241,7 @@ def decode_senml(records: list, now: float) -> list[ReadingTuple]:
     return out
 
 
-def decode_tasmota(payload: bytes, now: float, timezone: str = "Asia/Shanghai") -> list[ReadingTuple]:
+def decode_tasmota(payload: bytes, now: float, timezone: str = DEFAULT_TIMEZONE) -> list[ReadingTuple]:
     """Tasmota's tele/<device>/SENSOR: ``Time`` is local time of ``timezone`` without offset."""
     data = _json(payload)
     if not isinstance(data, dict):

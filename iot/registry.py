@@ -10,11 +10,12 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import clock
+from core.errors import N_, DomainError
 from core.models import User
 from iot.models import Device, Greenhouse
 
@@ -23,8 +24,8 @@ DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 KINDS = ("sensor", "controller", "camera")
 
 
-class RegistryError(ValueError):
-    """A greenhouse or device operation was refused; the message is safe to show."""
+class RegistryError(DomainError):
+    """A greenhouse or device operation was refused."""
 
 
 # --- greenhouses --------------------------------------------------------------------
@@ -38,16 +39,17 @@ def create_greenhouse(
     owner: User | None = None,
     crop: str | None = None,
     area_m2: float | None = None,
-    timezone: str = "Asia/Shanghai",
+    timezone: str | None = None,
 ) -> Greenhouse:
     code = (code or "").strip()
     if not CODE_RE.match(code):
-        raise RegistryError("greenhouse code must be 1-40 letters, digits, '_', '.' or '-'")
+        raise RegistryError(N_("greenhouse code must be 1-40 letters, digits, '_', '.' or '-'"))
     if session.scalar(select(Greenhouse.id).where(Greenhouse.code == code)):
-        raise RegistryError(f"greenhouse {code!r} already exists")
+        raise RegistryError(N_("greenhouse %(code)s already exists"), code=code)
+    timezone = timezone or clock.zone_name()
     _check_timezone(timezone)
     if area_m2 is not None and area_m2 < 0:
-        raise RegistryError("area must not be negative")
+        raise RegistryError(N_("area must not be negative"))
     gh = Greenhouse(
         code=code, name=(name or code).strip(), crop=crop or None, area_m2=area_m2, timezone=timezone
     )
@@ -67,10 +69,8 @@ def set_owner(gh: Greenhouse, owner: User | None) -> None:
 
 
 def _check_timezone(tz: str) -> None:
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise RegistryError(f"unknown time zone {tz!r} (e.g. Asia/Shanghai)") from None
+    if not clock.valid_timezone(tz):
+        raise RegistryError(N_("unknown time zone %(tz)s (e.g. Asia/Shanghai)"), tz=tz[:60])
 
 
 def update_greenhouse(session: Session, gh: Greenhouse, **fields) -> Greenhouse:
@@ -106,11 +106,11 @@ def create_device(
 ) -> Device:
     device_id = (device_id or "").strip()
     if not DEVICE_RE.match(device_id):
-        raise RegistryError("device id must be 1-80 letters, digits, '_', '.' or '-'")
+        raise RegistryError(N_("device id must be 1-80 letters, digits, '_', '.' or '-'"))
     if kind not in KINDS:
-        raise RegistryError(f"kind must be one of {', '.join(KINDS)}")
+        raise RegistryError(N_("kind must be one of %(kinds)s"), kinds=", ".join(KINDS))
     if session.scalar(select(Device.id).where(Device.device_id == device_id)):
-        raise RegistryError(f"device {device_id!r} already exists")
+        raise RegistryError(N_("device %(device)s already exists"), device=device_id)
     device = Device(
         device_id=device_id,
         greenhouse_id=greenhouse.id if greenhouse else None,
@@ -133,7 +133,7 @@ def assign_device(
     """Put a device (e.g. an auto-provisioned one) into a greenhouse."""
     if kind is not None:
         if kind not in KINDS:
-            raise RegistryError(f"kind must be one of {', '.join(KINDS)}")
+            raise RegistryError(N_("kind must be one of %(kinds)s"), kinds=", ".join(KINDS))
         device.kind = kind
     device.greenhouse_id = greenhouse.id if greenhouse else None
     if greenhouse is not None:
@@ -229,7 +229,7 @@ class DeviceRegistry:
                     Device.id, Device.device_id, Device.greenhouse_id, Greenhouse.code, Greenhouse.timezone
                 ).outerjoin(Greenhouse, Device.greenhouse_id == Greenhouse.id)
             ).all()
-        self.devices = {r[1]: DeviceInfo(r[0], r[1], r[2], r[3], r[4] or "Asia/Shanghai") for r in rows}
+        self.devices = {r[1]: DeviceInfo(r[0], r[1], r[2], r[3], r[4] or clock.zone_name()) for r in rows}
         self.loaded_at = time.monotonic()
         self.version += 1
 

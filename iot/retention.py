@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from iot.rollups import DAY, day_bucket
+from core import clock
+from iot.rollups import DAY
 
 
 @dataclass
@@ -31,7 +33,7 @@ def cutoff(now: int, days: int) -> int:
     """Local midnight ``days`` days before ``now``'s day: everything before it goes."""
     if days < 1:
         raise ValueError("retention must be at least one day")
-    return day_bucket(now) - days * DAY
+    return clock.day_start_ts(clock.local_date(now) - timedelta(days=days))
 
 
 def count_older(session: Session, before: int, table: str = "iot_readings") -> int:

@@ -4,9 +4,8 @@
 inserted (inside its batch transaction) and it folds them into the rollups with three
 set-based upserts (hourly, daily, latest value). Each bucket keeps count, sum, min and
 max, so adding a late or replayed reading only ever *adds* to the right bucket; the mean
-is sum / count. Hourly buckets are UTC hours; daily buckets are local days in
-Asia/Shanghai (UTC+8 all year, no daylight saving), keyed by the epoch second of local
-midnight.
+is sum / count. Hourly buckets are UTC hours; daily buckets are local days in the
+configured zone (``core.clock``), keyed by the epoch second of local midnight.
 
 ``rebuild`` recomputes the rollups from raw readings (e.g. after a bulk import); it only
 touches days for which raw readings still exist, so rollups of pruned days survive.
@@ -21,20 +20,16 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from core import clock
+
 HOUR = 3600
 DAY = 86400
-LOCAL_OFFSET = 8 * HOUR  # Asia/Shanghai: UTC+8, no DST since 1991
 
 Progress = Callable[[int, int], None]
 
 
 def hour_bucket(ts: int) -> int:
     return ts - ts % HOUR
-
-
-def day_bucket(ts: int) -> int:
-    """Epoch second of the local (Asia/Shanghai) midnight that starts ``ts``'s day."""
-    return (ts + LOCAL_OFFSET) // DAY * DAY - LOCAL_OFFSET
 
 
 def _dialect(bind: Session | Connection) -> str:
@@ -60,12 +55,13 @@ LATEST_SQL = (
 
 
 def _fold(rows: Iterable[Mapping[str, Any]]):
+    day = clock.day_bucket
     hourly: dict[tuple[int, int, int], list] = {}
     daily: dict[tuple[int, int, int], list] = {}
     latest: dict[tuple[int, int], tuple[int, float]] = {}
     for row in rows:
         g, m, ts, v = row["greenhouse_id"], row["metric_id"], int(row["ts"]), float(row["value"])
-        for acc, key in ((hourly, (g, m, ts - ts % HOUR)), (daily, (g, m, day_bucket(ts)))):
+        for acc, key in ((hourly, (g, m, ts - ts % HOUR)), (daily, (g, m, day(ts)))):
             a = acc.get(key)
             if a is None:
                 acc[key] = [1, v, v, v]
@@ -140,11 +136,10 @@ def rebuild(
     ).all()
     chunks: list[tuple[int, int, int]] = []
     for gh, lo, hi in spans:
-        lo = day_bucket(max(lo, start) if start is not None else lo)
-        hi = day_bucket(min(hi, end - 1) if end is not None else hi) + DAY
-        step = chunk_days * DAY
-        for s in range(lo, hi, step):
-            chunks.append((gh, s, min(s + step, hi)))
+        first = max(lo, start) if start is not None else lo
+        days = clock.midnights(first, min(hi, end - 1) if end is not None else hi)
+        for i in range(0, len(days) - 1, chunk_days):
+            chunks.append((gh, days[i], days[min(i + chunk_days, len(days) - 1)]))
     dialect = session.get_bind().dialect.name
     hourly_total = 0
     for i, (gh, s, e) in enumerate(chunks):
@@ -164,23 +159,30 @@ def rebuild(
             p,
         )
         hourly_total += max(result.rowcount or 0, 0)
-        # local days are whole UTC hours (UTC+8), so a day is the sum of its 24 hours
-        session.execute(
-            text(
-                "INSERT INTO iot_rollups_daily (greenhouse_id, metric_id, bucket, count, sum, min, max) "
-                f"SELECT greenhouse_id, metric_id, (bucket + {LOCAL_OFFSET}) / {DAY} * {DAY} - "
-                f"{LOCAL_OFFSET}, "
-                "sum(count), sum(sum), min(min), max(max) FROM iot_rollups_hourly "
-                "WHERE greenhouse_id = :g AND bucket >= :s AND bucket < :e "
-                f"GROUP BY greenhouse_id, metric_id, (bucket + {LOCAL_OFFSET}) / {DAY} * {DAY} - "
-                f"{LOCAL_OFFSET}"
-            ),
-            p,
-        )
+        session.execute(text(_daily_sql(s, e)), p)
         if progress:
             progress(i + 1, len(chunks))
     _rebuild_latest(session, greenhouse_ids, dialect)
     return hourly_total
+
+
+def _daily_sql(start: int, end: int) -> str:
+    """Daily rollups of the local days in [start, end): the sum of their hours when every local
+    midnight falls on a UTC hour (all whole-hour zones), else straight from raw readings."""
+    head = "INSERT INTO iot_rollups_daily (greenhouse_id, metric_id, bucket, count, sum, min, max) "
+    if all(m % HOUR == 0 for m in clock.midnights(start, end - 1)):
+        day = clock.day_bucket_sql("bucket", start, end)
+        return (
+            f"{head}SELECT greenhouse_id, metric_id, {day}, sum(count), sum(sum), min(min), max(max) "
+            "FROM iot_rollups_hourly WHERE greenhouse_id = :g AND bucket >= :s AND bucket < :e "
+            f"GROUP BY greenhouse_id, metric_id, {day}"
+        )
+    day = clock.day_bucket_sql("ts", start, end)
+    return (
+        f"{head}SELECT greenhouse_id, metric_id, {day}, count(*), sum(value), min(value), max(value) "
+        "FROM iot_readings WHERE greenhouse_id = :g AND ts >= :s AND ts < :e "
+        f"GROUP BY greenhouse_id, metric_id, {day}"
+    )
 
 
 def _rebuild_latest(session: Session, greenhouse_ids: list[int] | None, dialect: str) -> None:

@@ -8,15 +8,14 @@ it is what the rollups save (the benchmark compares both).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from core import clock
 from iot.models import Alert, Device, Greenhouse, IrrigationEvent, LatestReading
-from iot.rollups import DAY, HOUR, LOCAL_OFFSET, day_bucket
+from iot.rollups import DAY, HOUR
 
 RESOLUTIONS = ("raw", "hour", "day")
 RAW_MAX_SPAN = 2 * DAY  # auto: raw up to two days
@@ -77,7 +76,7 @@ def series(
         if resolution == "hour"
         else (
             "iot_rollups_daily",
-            day_bucket(start),
+            clock.day_bucket(start),
         )
     )
     rows = session.execute(
@@ -101,7 +100,7 @@ def series_from_raw(
     if resolution == "hour":
         bucket, lo = "ts - (ts % 3600)", start - start % HOUR
     else:
-        bucket, lo = f"(ts + {LOCAL_OFFSET}) / {DAY} * {DAY} - {LOCAL_OFFSET}", day_bucket(start)
+        bucket, lo = clock.day_bucket_sql("ts", start, end), clock.day_bucket(start)
     rows = session.execute(
         text(
             f"SELECT {bucket} AS ts, avg(value) AS avg, min(value) AS min, max(value) AS max, count(*) AS n "
@@ -175,7 +174,7 @@ def overview(
 
     Five indexed queries whatever the number of greenhouses.
     """
-    now = int(time.time()) if now is None else now
+    now = clock.now_ts() if now is None else now
     ids = [g.id for g in greenhouses]
     if not ids:
         return []
@@ -202,7 +201,7 @@ def overview(
         alerts[gh][0] += n
         if severity == "critical":
             alerts[gh][1] += n
-    today = day_bucket(now)
+    today = clock.day_bucket(now)
     water = {i: [0.0, 0] for i in ids}
     for gh, total, n in session.execute(
         select(IrrigationEvent.greenhouse_id, func.sum(IrrigationEvent.water_l), func.count())
@@ -222,22 +221,3 @@ def overview(
         )
         for g in greenhouses
     ]
-
-
-def parse_time(value: str | None, default: int) -> int:
-    """Epoch seconds from an epoch number or ISO 8601 text (naive = Asia/Shanghai); ValueError if bad."""
-    if value is None or value == "":
-        return default
-    value = value.strip()
-    try:
-        return int(float(value))
-    except OverflowError as exc:
-        raise ValueError(value) from exc
-    except ValueError:
-        pass
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        from zoneinfo import ZoneInfo
-
-        dt = dt.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
-    return int(dt.astimezone(UTC).timestamp())

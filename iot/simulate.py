@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import clock
 from iot.models import Device, Greenhouse
 
 # Climate per crop: (night air °C, day air °C, peak light lx, CO2 ppm, soil moisture start %)
@@ -78,7 +79,7 @@ def load_greenhouses(session: Session) -> list[SimGreenhouse]:
             SimGreenhouse(
                 gh.code,
                 gh.crop,
-                gh.timezone or "Asia/Shanghai",
+                gh.timezone or clock.zone_name(),
                 sims,
                 soil=climate[4],
                 rng=random.Random(gh.code),

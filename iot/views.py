@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from datetime import UTC, datetime
 
 from flask import (
@@ -26,18 +25,17 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select, text
 
+from core import clock
 from core.web import database, db_session, role_required, settings
 from iot import alerts as alert_service
 from iot import charts, irrigation, metrics
 from iot.models import Alert, AlertRule, Device, Greenhouse
-from iot.rollups import day_bucket
 from iot.series import (
     RANGES,
     can_see,
     choose_resolution,
     irrigation_events,
     overview,
-    parse_time,
     series,
     visible_greenhouses,
 )
@@ -91,9 +89,7 @@ def metric_unit(metric_id: int | None) -> str:
 def epoch_local(ts: int | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if ts is None:
         return ""
-    from zoneinfo import ZoneInfo
-
-    return datetime.fromtimestamp(ts, ZoneInfo(settings().timezone)).strftime(fmt)
+    return clock.local(ts).strftime(fmt)
 
 
 def age_text(seconds: int | None) -> str:
@@ -147,7 +143,7 @@ def _iot_helpers():
 
 
 def now_ts() -> int:
-    return int(time.time())
+    return clock.now_ts()
 
 
 def greenhouse_for(code: str) -> Greenhouse:
@@ -463,8 +459,8 @@ def export_csv(code: str):
     key, start, end = _range_bounds()
     if request.args.get("start") or request.args.get("end"):
         try:
-            end = parse_time(request.args.get("end"), now_ts())
-            start = parse_time(request.args.get("start"), end - RANGES["24h"])
+            end = clock.parse_time(request.args.get("end"), now_ts())
+            start = clock.parse_time(request.args.get("start"), end - RANGES["24h"])
         except ValueError:
             abort(400, _("start and end must be dates, ISO 8601 times or epoch seconds"))
         if end <= start or end - start > 400 * 86400:
@@ -473,13 +469,12 @@ def export_csv(code: str):
     resolution = request.args.get("resolution", "raw")
     if resolution not in ("raw", "hour", "day"):
         abort(400, _("resolution must be raw, hour or day"))
-    tz = settings().timezone
     filename = f"{gh.code}-{key}-{resolution}.csv"
     factory = database().session_factory  # the stream outlives the request's session
 
     def stream():
         with factory() as own:
-            yield from export_rows(own, gh, start, end, resolution, tz)
+            yield from export_rows(own, gh, start, end, resolution)
 
     return Response(
         stream(),
@@ -488,10 +483,8 @@ def export_csv(code: str):
     )
 
 
-def export_rows(session, gh: Greenhouse, start: int, end: int, resolution: str, tz: str):
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo(tz)
+def export_rows(session, gh: Greenhouse, start: int, end: int, resolution: str):
+    zone = clock.zone()
     buf = io.StringIO()
     out = csv.writer(buf)
 
@@ -535,7 +528,11 @@ def export_rows(session, gh: Greenhouse, start: int, end: int, resolution: str, 
                 f"SELECT bucket, metric_id, count, sum, min, max FROM {table} "
                 "WHERE greenhouse_id = :g AND bucket >= :s AND bucket < :e ORDER BY bucket, metric_id"
             ),
-            {"g": gh.id, "s": start - start % 3600 if resolution == "hour" else day_bucket(start), "e": end},
+            {
+                "g": gh.id,
+                "s": start - start % 3600 if resolution == "hour" else clock.day_bucket(start),
+                "e": end,
+            },
         )
         for b, metric_id, count, total, mn, mx in rows:
             m = metrics.BY_ID.get(metric_id)

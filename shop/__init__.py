@@ -1,6 +1,8 @@
-"""The produce shop: catalogue, checkout, payments, orders, traceability, settlement."""
+"""The produce shop: catalogue, cart, checkout, payments, orders and settlement into the books.
 
+Traceability (harvest lots, trace codes, recalls, EPCIS) is its own package, ``shop.trace``.
+"""
 
-def N_(message: str) -> str:
-    """Mark a message for the translation catalogue; the view translates it when shown."""
-    return message
+from core.errors import N_
+
+__all__ = ["N_"]

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from core.db import utcnow
+from core.errors import DomainError
 from core.money import mul_fen
 from shop import N_
 from shop.models import Cart, CartItem, Product
@@ -24,8 +25,8 @@ STEP = Decimal("0.5")  # kg and jin sell in half units; boxes and bags in whole 
 MAX_QTY = Decimal("100")
 
 
-class CartError(ValueError):
-    """The cart change was refused; the message is safe to show."""
+class CartError(DomainError):
+    """The cart change was refused."""
 
 
 @dataclass

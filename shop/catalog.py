@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core import audit
+from core.errors import DomainError
 from core.money import MoneyError, parse_yuan
 from shop import N_
 from shop.models import Category, Product, ProductSupplier, ProductTerms
@@ -25,8 +26,8 @@ UNITS = ("kg", "jin", "box", "bag")
 ZERO = Decimal("0")
 
 
-class CatalogError(ValueError):
-    """A catalogue change was refused; the message is safe to show."""
+class CatalogError(DomainError):
+    """A catalogue or stock change was refused."""
 
 
 @dataclass
@@ -278,7 +279,7 @@ def add_stock(
             user_id=user_id,
         )
     except lot_service.LotError as exc:
-        raise CatalogError(str(exc)) from exc
+        raise CatalogError(exc.template, **exc.params) from exc
     audit.record(
         session,
         "shop.stock.receive",

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import utcnow
+from core.errors import DomainError
 from core.money import mul_fen
 from shop import N_, catalog
 from shop import cart as carts
@@ -31,13 +32,19 @@ PICKUP_HOLD = timedelta(days=3)  # cash on pickup: kept for the customer to come
 PHONE_RE = re.compile(r"^[0-9+\- ]{5,20}$")
 
 
-class CheckoutError(ValueError):
-    """Checkout was refused; the message is safe to show."""
+class CheckoutError(DomainError):
+    """Checkout was refused."""
 
 
 class OutOfStock(CheckoutError):
+    """Not enough stock of ``product``: ``available`` is what is left."""
+
     def __init__(self, product: Product, available: Decimal):
-        super().__init__(f"Not enough stock of {product.name_en}.")
+        super().__init__(
+            N_("Sorry, there is not enough %(name)s left (%(available)s available)."),
+            name=product.name_zh or product.name_en,
+            available=f"{available.normalize():f}",
+        )
         self.product = product
         self.available = available
 
@@ -167,7 +174,7 @@ def place_order(
         return existing
     problems = contact.problems(stripe_enabled=stripe_enabled)
     if problems:
-        raise CheckoutError(problems[0])
+        raise CheckoutError(problems[0])  # an N_ template
     if not cart.items:
         raise CheckoutError(N_("Your cart is empty."))
     expire_reservations(session, now=now)

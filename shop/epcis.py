@@ -29,9 +29,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import clock
 from shop.lots import ancestry, descendants, sales_of
 from shop.trace import (
-    LOCAL_TZ,
     digital_link,
     growing_conditions,
     product_gtin,
@@ -97,7 +97,7 @@ class Exporter:
 
     @staticmethod
     def when(at: datetime) -> dict[str, str]:
-        local = at.astimezone(LOCAL_TZ)
+        local = clock.local(at)
         offset = local.strftime("%z")  # "+0800"
         return {
             "eventTime": local.isoformat(timespec="seconds"),
@@ -163,7 +163,7 @@ class Exporter:
                 reports.append(
                     {
                         "type": mtype,
-                        "time": datetime.fromtimestamp(day.ts, LOCAL_TZ).isoformat(timespec="seconds"),
+                        "time": clock.local(day.ts).isoformat(timespec="seconds"),
                         "minValue": day.min,
                         "maxValue": day.max,
                         "meanValue": round(day.avg, 4),
@@ -177,8 +177,8 @@ class Exporter:
             elements.append(
                 {
                     "sensorMetadata": {
-                        "startTime": start.astimezone(LOCAL_TZ).isoformat(timespec="seconds"),
-                        "endTime": end.astimezone(LOCAL_TZ).isoformat(timespec="seconds"),
+                        "startTime": clock.local(start).isoformat(timespec="seconds"),
+                        "endTime": clock.local(end).isoformat(timespec="seconds"),
                         "dataProcessingMethod": f"{self.ns}dailyAggregate",
                     },
                     "sensorReport": reports,
@@ -186,7 +186,7 @@ class Exporter:
             )
         return {
             "type": "ObjectEvent",
-            **self.when(min(end, datetime.now(UTC))),
+            **self.when(min(end, clock.now())),
             "eventID": self.event_id(f"conditions/{lot.id}"),
             "action": "OBSERVE",
             "bizStep": "sensor_reporting",
@@ -323,7 +323,7 @@ class Exporter:
             "@context": [EPCIS_CONTEXT, {"ty": self.ns}],
             "type": "EPCISDocument",
             "schemaVersion": "2.0",
-            "creationDate": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "creationDate": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
             "instanceIdentifier": self.event_id(f"document/{lot.lot_number}/{uuid.uuid4()}"),
             "sender": self.base,
             "epcisBody": {"eventList": [e for _at, _id, e in events]},

@@ -9,18 +9,18 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, clock
 from core.db import utcnow
+from core.errors import N_, DomainError
 from shop.trace_models import (
     INSPECTION_RESULTS,
     CropCycle,
@@ -36,13 +36,12 @@ from shop.trace_models import (
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 10
 LOT_NUMBER_MAX = 20  # GS1 AI (10) batch/lot is at most 20 characters
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 CERTIFICATE_TYPES = {".pdf", ".png", ".jpg", ".jpeg", ".webp"}
 ACTIVE_ORDER_STATES = ("held", "sold")
 
 
-class LotError(ValueError):
-    """A lot operation was refused; the message is safe to show (English, translate in views)."""
+class LotError(DomainError):
+    """A lot operation was refused."""
 
 
 def new_code() -> str:
@@ -61,22 +60,33 @@ def _unique_code(session: Session) -> str:
             return code
 
 
+MAX_QTY = Decimal("999999999")  # what a quantity column (12 digits, 3 decimals) holds
+_QTY_MESSAGES = {
+    "quantity": (N_("the quantity is not a number"), N_("the quantity must be more than zero")),
+    "amount": (N_("the amount is not a number"), N_("the amount must be more than zero")),
+    "pack size": (N_("the pack size is not a number"), N_("the pack size must be more than zero")),
+}
+
+
 def _qty(value: Any, what: str = "quantity") -> Decimal:
+    not_number, not_positive = _QTY_MESSAGES[what]
     try:
-        q = Decimal(str(value)).quantize(Decimal("0.001"))
+        q = Decimal(str(value).strip()).quantize(Decimal("0.001"))
     except (InvalidOperation, ValueError) as exc:
-        raise LotError(f"{what} is not a number") from exc
+        raise LotError(not_number) from exc
     if not q.is_finite() or q <= 0:
-        raise LotError(f"{what} must be more than zero")
+        raise LotError(not_positive)
+    if q > MAX_QTY:
+        raise LotError(N_("%(value)s is too large"), value=f"{q.normalize():f}")
     return q
 
 
 def _event_time(day: date | None) -> datetime:
     """When a dated event happened: now if ``day`` is today (or None), local noon otherwise."""
     now = utcnow()
-    if day is None or day >= now.astimezone(LOCAL_TZ).date():
+    if day is None or day >= clock.today():
         return now
-    return datetime.combine(day, time(12, 0), LOCAL_TZ).astimezone(UTC)
+    return clock.at_local(day, 12)
 
 
 def _next_number(session: Session, prefix: str) -> str:
@@ -103,7 +113,7 @@ def _insert_lot(session: Session, lot: HarvestLot, number) -> HarvestLot:
             return lot
         except IntegrityError:
             continue
-    raise LotError("could not allocate a lot number; try again")
+    raise LotError(N_("could not allocate a lot number; try again"))
 
 
 def add_event(
@@ -146,14 +156,14 @@ def create_crop_cycle(
 
     greenhouse = session.get(Greenhouse, greenhouse_id)
     if greenhouse is None:
-        raise LotError("unknown greenhouse")
+        raise LotError(N_("unknown greenhouse"))
     crop = (crop or "").strip()
     if not crop:
-        raise LotError("crop is required")
+        raise LotError(N_("crop is required"))
     if expected_harvest_on and expected_harvest_on < planted_on:
-        raise LotError("expected harvest is before planting")
+        raise LotError(N_("expected harvest is before planting"))
     if comfort_min_c is not None and comfort_max_c is not None and comfort_min_c >= comfort_max_c:
-        raise LotError("comfortable range: minimum must be below maximum")
+        raise LotError(N_("comfortable range: minimum must be below maximum"))
     cycle = CropCycle(
         greenhouse_id=greenhouse.id,
         household_id=household_id if household_id is not None else greenhouse.household_id,
@@ -173,7 +183,7 @@ def create_crop_cycle(
 
 def end_crop_cycle(session: Session, cycle: CropCycle, ended_on: date) -> CropCycle:
     if ended_on < cycle.planted_on:
-        raise LotError("a cycle cannot end before it was planted")
+        raise LotError(N_("a cycle cannot end before it was planted"))
     cycle.ended_on = ended_on
     return cycle
 
@@ -191,9 +201,9 @@ def add_input(
     """Record a fertilizer (or other input) applied by hand on a crop cycle."""
     product = (product or "").strip()
     if not product:
-        raise LotError("input product is required")
+        raise LotError(N_("input product is required"))
     if applied_on < cycle.planted_on:
-        raise LotError("input applied before planting")
+        raise LotError(N_("The date is before planting."))
     row = InputUse(
         crop_cycle_id=cycle.id if cycle is not None else None,
         product=product,
@@ -237,11 +247,11 @@ def create_harvest_lot(
     cycle of the product's crop is used when there is exactly one, so the lot still
     traces back to its greenhouse.
     """
-    harvested_on = harvested_on or utcnow().astimezone(LOCAL_TZ).date()
+    harvested_on = harvested_on or clock.today()
     if cycle is None:
         cycle = _guess_cycle(session, household_id, product_id, harvested_on)
     if cycle is not None and harvested_on < cycle.planted_on:
-        raise LotError("harvest date is before planting")
+        raise LotError(N_("harvest date is before planting"))
     qty = _qty(quantity)
     lot = HarvestLot(
         product_id=product_id,
@@ -303,9 +313,14 @@ def lot_by_number(session: Session, lot_number: str) -> HarvestLot | None:
 
 def _check_usable(lot: HarvestLot, qty: Decimal) -> None:
     if lot.recalled_at is not None:
-        raise LotError(f"lot {lot.lot_number} is recalled")
+        raise LotError(N_("lot %(lot)s is recalled"), lot=lot.lot_number)
     if qty > lot.remaining:
-        raise LotError(f"lot {lot.lot_number} has only {lot.remaining} {lot.unit} left")
+        raise LotError(
+            N_("lot %(lot)s has only %(left)s %(unit)s left"),
+            lot=lot.lot_number,
+            left=lot.remaining,
+            unit=lot.unit,
+        )
 
 
 def _child_number(session: Session, parent: HarvestLot, index: int, day: date) -> str:
@@ -331,7 +346,7 @@ def split_lot(
     quantity is 1 of that unit and the link records how much of the lot went in.
     """
     if not sizes:
-        raise LotError("give at least one pack size")
+        raise LotError(N_("give at least one pack size"))
     quantities = [_qty(s, "pack size") for s in sizes]
     _check_usable(lot, sum(quantities, Decimal(0)))
     from shop.models import Product
@@ -340,7 +355,7 @@ def split_lot(
     by_piece = (
         product is not None and product.unit not in (lot.unit,) and product.unit in ("box", "bag", "piece")
     )
-    day = on or utcnow().astimezone(LOCAL_TZ).date()
+    day = on or clock.today()
     start = session.scalar(select(func.count()).select_from(LotLink).where(LotLink.parent_id == lot.id)) or 0
     packs = []
     for i, qty in enumerate(quantities, start=start + 1):
@@ -397,12 +412,12 @@ def merge_lots(
     """Merge quantities of several lots into one new lot (e.g. a gift box)."""
     parts = [(lot, _qty(q)) for lot, q in parts]
     if len(parts) < 2:
-        raise LotError("a merge needs at least two lots")
+        raise LotError(N_("Choose at least two lots for a gift box."))
     if len({lot.id for lot, _q in parts}) != len(parts):
-        raise LotError("each lot may appear only once in a merge")
+        raise LotError(N_("each lot may appear only once in a merge"))
     for lot, q in parts:
         _check_usable(lot, q)
-    day = on or utcnow().astimezone(LOCAL_TZ).date()
+    day = on or clock.today()
     households = {lot.household_id for lot, _q in parts}
     harvest_days = [lot.harvested_on for lot, _q in parts if lot.harvested_on]
     qty = _qty(quantity)
@@ -499,9 +514,9 @@ def save_certificate(directory: Path, filename: str, data: bytes) -> str:
     """Store an uploaded certificate under ``directory`` with a random name; returns that name."""
     suffix = Path(filename or "").suffix.lower()
     if suffix not in CERTIFICATE_TYPES:
-        raise LotError("certificate must be a PDF or an image (PDF, PNG, JPEG, WebP)")
+        raise LotError(N_("The certificate must be a PDF or an image."))
     if not data:
-        raise LotError("certificate file is empty")
+        raise LotError(N_("certificate file is empty"))
     directory.mkdir(parents=True, exist_ok=True)
     name = secrets.token_hex(12) + suffix
     (directory / name).write_bytes(data)
@@ -524,11 +539,11 @@ def record_inspection(
     """Record a test of a lot (and so of every pack and box made from it)."""
     lab = (lab or "").strip()
     if not lab:
-        raise LotError("lab is required")
+        raise LotError(N_("lab is required"))
     if result not in INSPECTION_RESULTS:
-        raise LotError("result must be pass or fail")
+        raise LotError(N_("result must be pass or fail"))
     if lot.harvested_on and tested_on < lot.harvested_on - timedelta(days=30):
-        raise LotError("test date is long before the harvest")
+        raise LotError(N_("test date is long before the harvest"))
     inspection = Inspection(
         lot=lot,
         kind=kind,
@@ -630,7 +645,7 @@ def recall_lot(
     """
     reason = (reason or "").strip()
     if not reason:
-        raise LotError("a recall needs a reason")
+        raise LotError(N_("Give a reason for the recall."))
     now = utcnow()
     affected = [lot] + [r.lot for r in descendants(session, lot)]
     for each in affected:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from core import audit
 from core.db import utcnow
+from core.errors import DomainError
 from shop import N_
 from shop.checkout import release_stock
 from shop.models import Order, OrderLine, StripeEvent
@@ -37,8 +38,8 @@ STAFF_ACTIONS = {
 }
 
 
-class OrderError(ValueError):
-    """An order change was refused; the message is safe to show."""
+class OrderError(DomainError):
+    """An order change was refused."""
 
 
 def allowed(from_state: str, to_state: str) -> bool:

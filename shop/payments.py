@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.config import Settings
 from core.db import utcnow
+from core.errors import DomainError
 from shop import N_, settlement
 from shop.checkout import release_stock, reserve_again
 from shop.models import Order, OrderLine, Payment, Refund
@@ -25,8 +26,8 @@ log = logging.getLogger(__name__)
 DEFAULT_METHODS = ("card", "alipay", "wechat_pay")
 
 
-class PaymentError(ValueError):
-    """A payment operation was refused or failed; the message is safe to show."""
+class PaymentError(DomainError):
+    """A payment operation was refused or failed."""
 
 
 # --- Stripe ---------------------------------------------------------------------------
@@ -43,10 +44,8 @@ def stripe_client(settings: Settings) -> stripe.StripeClient | None:
 
 
 def payment_method_types(settings: Settings) -> list[str]:
-    raw = settings.extra.get("stripe_payment_methods")
-    if raw:
-        return [m.strip() for m in str(raw).split(",") if m.strip()]
-    return list(DEFAULT_METHODS)
+    methods = [m.strip() for m in settings.stripe_payment_methods.split(",") if m.strip()]
+    return methods or list(DEFAULT_METHODS)
 
 
 def start_checkout(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,15 +23,16 @@ from sqlalchemy.orm import Session
 from coop import ledger
 from coop.ledger import Line
 from coop.models import Account
+from core import clock
 from core.money import allocate
 from shop.models import Order, OrderLine, Payment, Refund, SupplierCredit
 
 SOURCE = "shop"
-TZ = ZoneInfo("Asia/Shanghai")
 
 
 def local_day(at: dt.datetime | None) -> dt.date:
-    return (at or dt.datetime.now(dt.UTC)).astimezone(TZ).date()
+    """The local date of ``at`` (default now)."""
+    return clock.local_date(at or clock.now())
 
 
 # --- accounts ----------------------------------------------------------------------
@@ -269,8 +269,8 @@ def post_payout(
 
 def household_statement(session: Session, household_id: int, year: int, month: int) -> dict:
     """Sales, refunds, commission and the amount owed to one household in one month."""
-    start = dt.datetime(year, month, 1, tzinfo=TZ)
-    end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=TZ)
+    start = clock.day_start(dt.date(year, month, 1))
+    end = clock.day_start(dt.date(year + (month == 12), month % 12 + 1, 1))
     rows = session.execute(
         select(SupplierCredit, Order.number, OrderLine.name_zh, OrderLine.name_en)
         .join(Order, Order.id == SupplierCredit.order_id)

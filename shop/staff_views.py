@@ -11,10 +11,9 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from coop.models import Household
-from core import audit
-from core.db import utcnow
+from core import audit, clock
 from core.money import MoneyError, parse_yuan
-from core.web import attempt, db_session, role_required, settings, to_local
+from core.web import attempt, db_session, role_required, settings
 from shop import catalog, checkout, orders, payments, settlement
 from shop.models import Order, Product
 from shop.trace_models import HarvestLot
@@ -199,7 +198,7 @@ def expire():
 @role_required(*STAFF)
 def products():
     """Every product with price, season and stock."""
-    today = to_local(utcnow()).date()
+    today = clock.today()
     listed = catalog.list_products(db_session(), today=today, include_off_season=True)
     inactive = list(
         db_session().scalars(select(Product).where(Product.active.is_(False)).order_by(Product.id))
@@ -347,7 +346,7 @@ def statement():
     Farmers see their own household's statement only.
     """
     s = db_session()
-    today = to_local(utcnow()).date()
+    today = clock.today()
     month = request.args.get("month") or f"{today:%Y-%m}"
     try:
         year, mon = (int(x) for x in month.split("-", 1))

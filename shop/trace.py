@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import segno
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core import clock
 from iot import metrics
 from iot.irrigation import summarize as irrigation_summary
 from iot.models import Greenhouse, HourlyRollup, Reading
@@ -25,7 +25,6 @@ from shop.lots import ancestry, inspections_for, sales_of, source_lots
 from shop.trace_models import CropCycle, HarvestLot, InputUse, LotEvent
 
 HOUR = 3600
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 SUMMARY_METRICS = ("air_temperature", "air_humidity", "soil_moisture", "ec", "ph")
 
 
@@ -145,12 +144,12 @@ class Conditions:
 
 
 def _local_midnight(day: date) -> int:
-    return int(datetime.combine(day, time(0), LOCAL_TZ).timestamp())
+    return clock.day_start_ts(day)
 
 
 def cycle_window(cycle: CropCycle, until: date | None) -> tuple[int, int]:
     """[local midnight of planting, local midnight after ``until``) in epoch seconds."""
-    last = until or cycle.ended_on or datetime.now(UTC).astimezone(LOCAL_TZ).date()
+    last = until or cycle.ended_on or clock.today()
     return _local_midnight(cycle.planted_on), _local_midnight(last + timedelta(days=1))
 
 
@@ -215,8 +214,7 @@ def hourly_buckets(
 def _daily(hours: dict[int, list]) -> list[DayPoint]:
     days: dict[int, list] = {}
     for bucket, (count, total, lo, hi) in hours.items():
-        local = datetime.fromtimestamp(bucket, LOCAL_TZ)
-        day = int(datetime.combine(local.date(), time(0), LOCAL_TZ).timestamp())
+        day = clock.day_bucket(bucket)
         acc = days.setdefault(day, [0, 0.0, lo, hi])
         acc[0] += count
         acc[1] += total
@@ -275,7 +273,7 @@ def growing_conditions(session: Session, cycle: CropCycle, until: date | None = 
         else (out.stats["ph"].mean if "ph" in out.stats else None)
     )
 
-    last_day = datetime.fromtimestamp(end - 1, LOCAL_TZ).date()
+    last_day = clock.local_date(end - 1)
     totals: dict[tuple[str, str], Decimal] = {}
     for row in session.scalars(
         select(InputUse).where(InputUse.crop_cycle_id == cycle.id, InputUse.applied_on <= last_day)
@@ -428,7 +426,7 @@ class Story:
     source_count: int
     digital_link: str | None
     short_url: str
-    built_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    built_at: datetime = field(default_factory=clock.now)
 
 
 def build_story(session: Session, lot: HarvestLot, base_url: str, company_prefix: str) -> Story:

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.db import utcnow
+from core import clock
 from shop import lots
 from shop.models import Category, Product
-from shop.trace import LOCAL_TZ, crop_key
+from shop.trace import crop_key
 from shop.trace_models import CropCycle, HarvestLot
 
 # crop key: (days since planting, variety, days until expected harvest)
@@ -40,7 +40,7 @@ LAB = "青岛市农产品质量安全检测中心"
 
 
 def _today():
-    return utcnow().astimezone(LOCAL_TZ).date()
+    return clock.today()
 
 
 def seed_demo(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:

@@ -36,8 +36,8 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select
 
-from core.db import utcnow
-from core.web import db_session, role_required, settings, to_local
+from core import clock
+from core.web import db_session, role_required, settings
 from shop import epcis, lots, trace
 from shop.models import Product
 from shop.trace_forms import (
@@ -122,7 +122,7 @@ def _lang() -> str:
 
 
 def _today() -> date:
-    return to_local(utcnow()).date()
+    return clock.today()
 
 
 def _base_url() -> str:
@@ -178,20 +178,7 @@ def _product_choices(crop: str | None = None, blank: bool = True):
 
 
 def _lot_error(exc: lots.LotError) -> str:
-    # Service messages are English; the common ones are translated here.
-    known = {
-        "is recalled": _("This lot is recalled."),
-        "left": _("Not enough left in the lot."),
-        "before planting": _("The date is before planting."),
-        "a recall needs a reason": _("Give a reason for the recall."),
-        "a merge needs at least two lots": _("Choose at least two lots for a gift box."),
-        "certificate must be": _("The certificate must be a PDF or an image."),
-    }
-    text = str(exc)
-    for fragment, message in known.items():
-        if fragment in text:
-            return message
-    return text
+    return exc.translated(_)
 
 
 # --- public: the trace page, QR codes, certificates -------------------------------------

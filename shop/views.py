@@ -11,8 +11,8 @@ from flask_login import current_user
 from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
-from core.db import utcnow
-from core.web import attempt, db_session, role_required, settings, to_local
+from core import clock
+from core.web import attempt, db_session, role_required, settings
 from shop import cart as carts
 from shop import catalog, checkout, orders, payments
 from shop.models import Product
@@ -23,7 +23,7 @@ RECENT_KEY = "shop_orders"
 
 
 def _today() -> date:
-    return to_local(utcnow()).date()
+    return clock.today()
 
 
 def _user_id() -> int | None:
@@ -51,7 +51,7 @@ def _listing_html(q: str, category: str | None) -> str:
 
     Listing pages are the busiest; stock shown there may be a few seconds old (the product
     page and checkout always read live stock). ``shop_listing_cache_seconds`` in
-    ``Settings.extra`` sets the lifetime (default 3 s; 0 in tests). Searches are not kept.
+    ``SHOP_LISTING_CACHE_SECONDS`` sets the lifetime (default 3 s; 0 in tests). Searches are not kept.
     """
     ttl = _ttl()
     key = (_locale(), category)
@@ -95,7 +95,9 @@ def index():
 
 def _ttl() -> float:
     cfg = settings()
-    return float(cfg.extra.get("shop_listing_cache_seconds", 0 if cfg.env == "testing" else 3))
+    if cfg.shop_listing_cache_seconds is not None:
+        return cfg.shop_listing_cache_seconds
+    return 0.0 if cfg.env == "testing" else 3.0
 
 
 def _product_info(slug: str) -> dict | None:

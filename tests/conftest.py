@@ -20,6 +20,16 @@ from core.db import Base, load_models, make_engine
 DEFAULT_PASSWORD = "correct-horse-9"
 
 
+@pytest.fixture(autouse=True)
+def _default_clock():
+    """Every test starts in the default zone with a running clock (apps configure it)."""
+    from core import clock
+
+    clock.configure(clock.DEFAULT_TIMEZONE)
+    yield
+    clock.configure(clock.DEFAULT_TIMEZONE)
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory) -> str:
     url = os.environ.get("TEST_DATABASE_URL")

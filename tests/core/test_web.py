@@ -6,11 +6,12 @@ import pytest
 from flask import get_flashed_messages
 from sqlalchemy import select
 
+from core.errors import DomainError
 from core.models import User
 from core.web import attempt, db_session
 
 
-class Refused(ValueError):
+class Refused(DomainError):
     pass
 
 

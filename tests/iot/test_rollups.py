@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from core import clock
 from iot import retention, rollups
 from iot.models import DailyRollup, HourlyRollup, LatestReading, Reading
 from tests.iot.dash_helpers import T0, add_readings, make_greenhouse
@@ -50,7 +51,7 @@ def test_daily_buckets_follow_the_local_day(session):
     add_readings(session, gh, dev, "air_temperature", [(T0 - 1800, 10.0), (T0 + 1800, 30.0)])
     days = session.scalars(select(DailyRollup).order_by(DailyRollup.bucket)).all()
     assert [(d.bucket, d.count, d.max) for d in days] == [(T0 - 86400, 1, 10.0), (T0, 1, 30.0)]
-    assert rollups.day_bucket(T0 - 1) == T0 - 86400 and rollups.day_bucket(T0) == T0
+    assert clock.day_bucket(T0 - 1) == T0 - 86400 and clock.day_bucket(T0) == T0
 
 
 def test_rebuild_reproduces_incremental_rollups(session):

@@ -71,15 +71,3 @@ def test_visibility_by_role(session, make_user):
     assert [g.code for g in S.visible_greenhouses(session, alice)] == ["A"]
     assert [g.code for g in S.visible_greenhouses(session, official)] == ["A", "B"]
     assert S.can_see(alice, a) and not S.can_see(bob, a)
-
-
-def test_parse_time():
-    assert S.parse_time("1764000000", 0) == 1764000000
-    assert S.parse_time("2025-11-25T00:00:00+08:00", 0) == S.parse_time("2025-11-25", 0) == 1764000000
-    assert S.parse_time(None, 5) == 5
-    for bad in ("yesterday", "inf", "nan"):
-        try:
-            S.parse_time(bad, 0)
-        except ValueError:
-            continue
-        raise AssertionError(bad)

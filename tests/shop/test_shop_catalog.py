@@ -128,7 +128,7 @@ def test_listing_is_kept_briefly_and_each_visitor_gets_their_own_csrf_token(app,
 
     from tests.conftest import csrf_token_from, make_test_app
 
-    cached = make_test_app(replace(settings, extra={"shop_listing_cache_seconds": 60}), WTF_CSRF_ENABLED=True)
+    cached = make_test_app(replace(settings, shop_listing_cache_seconds=60), WTF_CSRF_ENABLED=True)
     peach = shop.product(stock=[10])
     alice, bob = cached.test_client(), cached.test_client()
     first = alice.get("/shop/?lang=en").get_data(as_text=True)
