@@ -43,7 +43,7 @@ def build(db_url: str, greenhouses: int, days: int, end: int, progress=print) ->
     from sqlalchemy import insert
 
     from core.db import Base, load_models, make_engine, make_session_factory
-    from iot import metrics
+    from iot import quantities
     from iot.models import Device, Greenhouse
 
     load_models()
@@ -71,7 +71,7 @@ def build(db_url: str, greenhouses: int, days: int, end: int, progress=print) ->
     sql = "INSERT INTO iot_readings (device_id, greenhouse_id, metric_id, ts, value) VALUES (?, ?, ?, ?, ?)"
     for gh_id, dev_id in ghs:
         for name in METRIC_NAMES:
-            mid = metrics.BY_NAME[name].id
+            mid = quantities.BY_NAME[name].id
             base, amp = {
                 "air_temperature": (20, 7),
                 "air_humidity": (70, 15),
@@ -139,7 +139,7 @@ def main() -> None:
 
     from core.config import Settings
     from core.db import load_models, make_engine, make_session_factory
-    from iot import metrics
+    from iot import quantities
     from iot.series import RANGES, choose_resolution, series, series_from_raw
 
     load_models()
@@ -147,7 +147,7 @@ def main() -> None:
     session = make_session_factory(engine)()
     rng = random.Random(7)
     gh_ids = list(range(1, greenhouses + 1))
-    mids = [metrics.BY_NAME[n].id for n in METRIC_NAMES]
+    mids = [quantities.BY_NAME[n].id for n in METRIC_NAMES]
     results: dict[str, float] = {}
     print(
         f"\n{'query':<10} {'resolution':<6} {'points':>6}   rollup/raw-table query              raw "

@@ -52,7 +52,7 @@ def build(session, days: int):
     from sqlalchemy import insert
 
     from coop.models import Household
-    from iot import metrics
+    from iot import quantities
     from iot.models import Device, Greenhouse, HourlyRollup, IrrigationEvent, Reading
     from shop import lots
     from shop.models import Product
@@ -88,7 +88,7 @@ def build(session, days: int):
     centres = {"air_temperature": 21, "air_humidity": 70, "soil_moisture": 58, "ec": 1.8, "ph": 6.3}
     rollups, raw = [], []
     for name, centre in centres.items():
-        mid = metrics.get(name).id
+        mid = quantities.get(name).id
         for bucket in range(start, raw_from, 3600):
             values = [centre + rng.uniform(-5, 5) for _ in range(60)]
             rollups.append(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import json
 import time
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
-from iot import metrics
+from iot import crops, quantities
 from iot.models import Alert, AlertRule, Device, Greenhouse, LatestReading
 
 KINDS = ("above", "below", "rate", "silent", "offline")
@@ -97,7 +96,7 @@ def alert_topic(code: str, prefix: str = "farm") -> str:
 
 
 def _notify(session: Session, ctx: _Ctx, event: str, alert: Alert, ts: int | None = None) -> None:
-    metric = metrics.BY_ID.get(alert.metric_id) if alert.metric_id else None
+    metric = quantities.BY_ID.get(alert.metric_id) if alert.metric_id else None
     code = ctx.code(session, alert.greenhouse_id)
     payload = {
         "event": event,
@@ -360,115 +359,15 @@ def acknowledge(
     return True
 
 
-# --- default rules per crop --------------------------------------------------------------
-
-# (metric, kind, threshold, hysteresis, duration minutes, severity); window for rate rules
-# is one hour. Sources: common protected-cultivation guidance for north China greenhouses.
-_COMMON = [
-    (None, "offline", None, 0.0, 15, "warning"),
-    ("air_temperature", "silent", None, 0.0, 30, "warning"),
-    ("air_temperature", "rate", 8.0, 2.0, 60, "warning"),
-]
-CROP_DEFAULTS: dict[str, list[tuple]] = {
-    "peach": [
-        ("air_temperature", "above", 32.0, 2.0, 15, "critical"),
-        ("air_temperature", "below", 0.0, 1.0, 15, "critical"),
-        ("air_humidity", "above", 85.0, 5.0, 60, "warning"),
-        ("soil_moisture", "below", 55.0, 5.0, 60, "warning"),
-    ],
-    "cucumber": [
-        ("air_temperature", "above", 35.0, 2.0, 15, "critical"),
-        ("air_temperature", "below", 10.0, 1.5, 15, "critical"),
-        ("air_humidity", "above", 90.0, 5.0, 120, "warning"),
-        ("soil_moisture", "below", 60.0, 5.0, 60, "warning"),
-        ("ec", "above", 3.0, 0.3, 30, "warning"),
-    ],
-    "tomato": [
-        ("air_temperature", "above", 32.0, 2.0, 15, "critical"),
-        ("air_temperature", "below", 8.0, 1.5, 15, "critical"),
-        ("air_humidity", "above", 85.0, 5.0, 120, "warning"),
-        ("soil_moisture", "below", 55.0, 5.0, 60, "warning"),
-        ("ec", "above", 4.0, 0.3, 30, "warning"),
-    ],
-    "strawberry": [
-        ("air_temperature", "above", 30.0, 2.0, 15, "critical"),
-        ("air_temperature", "below", 5.0, 1.0, 15, "critical"),
-        ("air_humidity", "above", 85.0, 5.0, 120, "warning"),
-        ("soil_moisture", "below", 60.0, 5.0, 60, "warning"),
-    ],
-    "mushroom": [
-        ("air_temperature", "above", 24.0, 1.5, 30, "critical"),
-        ("air_temperature", "below", 8.0, 1.0, 30, "warning"),
-        ("air_humidity", "below", 80.0, 4.0, 30, "critical"),
-        ("co2", "above", 1500.0, 200.0, 30, "warning"),
-    ],
-    "grape": [
-        ("air_temperature", "above", 35.0, 2.0, 15, "critical"),
-        ("air_temperature", "below", 0.0, 1.0, 15, "critical"),
-        ("air_humidity", "above", 85.0, 5.0, 120, "warning"),  # downy mildew weather
-        ("soil_moisture", "below", 50.0, 5.0, 60, "warning"),
-    ],
-    "melon": [
-        ("air_temperature", "above", 38.0, 2.0, 15, "critical"),
-        ("air_temperature", "below", 12.0, 1.5, 15, "critical"),
-        ("air_humidity", "above", 85.0, 5.0, 120, "warning"),
-        ("soil_moisture", "below", 50.0, 5.0, 60, "warning"),
-    ],
-    "seedling": [
-        ("air_temperature", "above", 32.0, 1.5, 10, "critical"),
-        ("air_temperature", "below", 15.0, 1.0, 10, "critical"),
-        ("air_humidity", "below", 60.0, 5.0, 60, "warning"),
-        ("soil_moisture", "below", 65.0, 5.0, 30, "warning"),
-    ],
-    "default": [
-        ("air_temperature", "above", 35.0, 2.0, 15, "critical"),
-        ("air_temperature", "below", 5.0, 1.0, 15, "critical"),
-        ("air_humidity", "above", 90.0, 5.0, 120, "warning"),
-    ],
-}
-CROP_ALIASES = {
-    "桃": "peach",
-    "桃子": "peach",
-    "油桃": "peach",
-    "蟠桃": "peach",
-    "peaches": "peach",
-    "黄瓜": "cucumber",
-    "cucumbers": "cucumber",
-    "番茄": "tomato",
-    "西红柿": "tomato",
-    "tomatoes": "tomato",
-    "草莓": "strawberry",
-    "strawberries": "strawberry",
-    "蘑菇": "mushroom",
-    "香菇": "mushroom",
-    "平菇": "mushroom",
-    "食用菌": "mushroom",
-    "mushrooms": "mushroom",
-    "葡萄": "grape",
-    "grapes": "grape",
-    "甜瓜": "melon",
-    "哈密瓜": "melon",
-    "蜜瓜": "melon",
-    "西瓜": "melon",
-    "melons": "melon",
-    "育苗": "seedling",
-    "秧苗": "seedling",
-    "seedlings": "seedling",
-}
-
-
-def crop_key(crop: str | None) -> str:
-    key = unicodedata.normalize("NFKC", (crop or "")).strip().lower()
-    key = CROP_ALIASES.get(key, key)
-    return key if key in CROP_DEFAULTS else "default"
+# --- default rules per crop (iot.crops) ---------------------------------------------------
 
 
 def default_rules(crop: str | None) -> list[dict]:
     out = []
-    for metric_name, kind, threshold, hyst, minutes, severity in CROP_DEFAULTS[crop_key(crop)] + _COMMON:
+    for metric_name, kind, threshold, hyst, minutes, severity in crops.rule_specs(crop):
         out.append(
             dict(
-                metric_id=metrics.BY_NAME[metric_name].id if metric_name else None,
+                metric_id=quantities.BY_NAME[metric_name].id if metric_name else None,
                 kind=kind,
                 threshold=threshold,
                 hysteresis=hyst,
@@ -518,7 +417,7 @@ def validate_rule(
         return "unknown rule kind"
     if severity not in SEVERITIES:
         return "unknown severity"
-    if kind != "offline" and metric_id not in metrics.BY_ID:
+    if kind != "offline" and metric_id not in quantities.BY_ID:
         return "choose a metric"
     if kind in ("above", "below", "rate") and threshold is None:
         return "a threshold is required"

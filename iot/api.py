@@ -13,16 +13,15 @@ from sqlalchemy import select
 from core import clock
 from core.web import db_session, json_error, role_required, settings
 from iot import alerts as alert_service
-from iot import irrigation, metrics
+from iot import irrigation, quantities
+from iot.access import can_see, visible_greenhouses
 from iot.models import Alert, Greenhouse
 from iot.series import (
     RESOLUTIONS,
-    can_see,
     choose_resolution,
     max_points,
     overview,
     series,
-    visible_greenhouses,
 )
 
 bp = Blueprint("iot_api", __name__, url_prefix="/api/v1")
@@ -45,14 +44,14 @@ def _greenhouse(code: str) -> Greenhouse:
 
 def _latest_json(row) -> dict:
     return {
-        metrics.BY_ID[m].name: {
+        quantities.BY_ID[m].name: {
             "value": lt.value,
-            "unit": metrics.BY_ID[m].unit,
+            "unit": quantities.BY_ID[m].unit,
             "ts": lt.ts,
             "age_s": lt.age_s,
         }
         for m, lt in sorted(row.latest.items())
-        if m in metrics.BY_ID
+        if m in quantities.BY_ID
     }
 
 
@@ -97,11 +96,11 @@ def series_view(code: str):
     names = [n.strip() for n in (request.args.get("metric") or "").split(",") if n.strip()]
     if not names:
         return json_error(
-            400, "metric is required, e.g. metric=air_temperature", metrics=list(metrics.BY_NAME)
+            400, "metric is required, e.g. metric=air_temperature", metrics=list(quantities.BY_NAME)
         )
-    unknown = [n for n in names if n not in metrics.BY_NAME]
+    unknown = [n for n in names if n not in quantities.BY_NAME]
     if unknown:
-        return json_error(400, f"unknown metric {unknown[0]!r}", metrics=list(metrics.BY_NAME))
+        return json_error(400, f"unknown metric {unknown[0]!r}", metrics=list(quantities.BY_NAME))
     now = _now()
     try:
         end = clock.parse_time(request.args.get("end"), now)
@@ -126,7 +125,7 @@ def series_view(code: str):
     session = db_session()
     out = []
     for name in names:
-        m = metrics.BY_NAME[name]
+        m = quantities.BY_NAME[name]
         s = series(session, gh.id, m.id, start, end, resolution)
         if resolution == "raw":
             points = [[p.ts, p.avg] for p in s.points]
@@ -143,7 +142,7 @@ def series_view(code: str):
 
 
 def _alert_json(a: Alert, code: str) -> dict:
-    m = metrics.BY_ID.get(a.metric_id) if a.metric_id else None
+    m = quantities.BY_ID.get(a.metric_id) if a.metric_id else None
     return {
         "id": a.id,
         "greenhouse": code,

@@ -14,7 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from core import clock
-from iot import metrics
+from iot import crops, quantities
 from iot.alerts import ensure_default_rules
 from iot.models import Device, Greenhouse, IrrigationEvent, Reading
 from iot.rollups import HOUR, apply_readings
@@ -60,7 +60,7 @@ def backfill_demo_history(session: Session, days: int = 14, now: int | None = No
         rng = random.Random(f"{seed}-{gh.code}")
         sensor = _device(session, gh, "sensor")
         controller = _device(session, gh, "controller")
-        mushroom = "mushroom" in (gh.crop or "").lower() or "菇" in (gh.crop or "")
+        mushroom = crops.crop_key(gh.crop) == "mushroom"
         area = gh.area_m2 or 500.0
         rows: list[dict] = []
         events: list[dict] = []
@@ -116,7 +116,7 @@ def backfill_demo_history(session: Session, days: int = 14, now: int | None = No
                 rows.append(
                     {
                         "greenhouse_id": gh.id,
-                        "metric_id": metrics.BY_NAME[name].id,
+                        "metric_id": quantities.BY_NAME[name].id,
                         "ts": ts,
                         "value": round(v, 2),
                     }

@@ -2,7 +2,7 @@
 
 Timestamps of readings and rollup buckets are integer epoch seconds (UTC): compact,
 fast to index and compare, and identical on SQLite and PostgreSQL. Metrics are small
-integer ids from ``iot.metrics`` (the canonical metric registry).
+integer ids from ``iot.quantities`` (the canonical metric registry).
 """
 
 from __future__ import annotations

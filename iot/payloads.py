@@ -23,7 +23,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from core.clock import DEFAULT_TIMEZONE
-from iot import metrics
+from iot import quantities
 
 MAX_FUTURE_S = 600  # a device clock may run ahead this much; beyond it: "future_timestamp"
 MIN_TS = 946684800  # 2000-01-01: anything older is a device with an unset clock
@@ -139,7 +139,7 @@ def parse_ts(value, now: float) -> int:
     return _check_ts(_number(value, "ts"), now)
 
 
-def _reading(metric: metrics.Metric, ts: int, value: float) -> ReadingTuple:
+def _reading(metric: quantities.Metric, ts: int, value: float) -> ReadingTuple:
     if not (metric.low <= value <= metric.high):
         raise PayloadError(
             "out_of_range", f"{metric.name}={value:g} outside {metric.low:g}..{metric.high:g} {metric.unit}"
@@ -160,7 +160,7 @@ def decode_telemetry(payload: bytes, now: float) -> list[ReadingTuple]:
     raise PayloadError("bad_payload", "expected a JSON object or a SenML array")
 
 
-_BY_NAME = metrics.BY_NAME
+_BY_NAME = quantities.BY_NAME
 
 
 def decode_native(data: dict, now: float) -> list[ReadingTuple]:
@@ -220,14 +220,14 @@ def decode_senml(records: list, now: float) -> list[ReadingTuple]:
         name = bn + name
         if not name:
             raise PayloadError("bad_payload", "SenML record without a name")
-        metric = metrics.senml_metric(name)
+        metric = quantities.senml_metric(name)
         if metric is None:
             raise PayloadError("unknown_metric", name[:60])
         unit = rec.get("u", bu)
         if unit is not None and not isinstance(unit, str):
             raise PayloadError("bad_payload", "u is not a string")
         value = bv + _number(rec["v"], "v")
-        converted = metrics.convert(metric, unit, value)
+        converted = quantities.convert(metric, unit, value)
         if converted is None:
             raise PayloadError("unknown_unit", f"{name[:40]} in {unit!r}"[:80])
         t = bt + (_number(rec["t"], "t") if "t" in rec else 0.0)
@@ -266,11 +266,11 @@ def decode_tasmota(payload: bytes, now: float, timezone: str = DEFAULT_TIMEZONE)
     for driver, values in data.items():
         if not isinstance(values, dict):
             continue  # Time, TempUnit, PressureUnit, Epoch...
-        soil = str(driver).upper().startswith(metrics.TASMOTA_SOIL_DRIVERS)
+        soil = str(driver).upper().startswith(quantities.TASMOTA_SOIL_DRIVERS)
         for key, value in values.items():
-            if key in metrics.TASMOTA_IGNORED_KEYS:
+            if key in quantities.TASMOTA_IGNORED_KEYS:
                 continue
-            name = metrics.TASMOTA_KEYS.get(key)
+            name = quantities.TASMOTA_KEYS.get(key)
             if name is None:
                 raise PayloadError("unknown_metric", f"{driver}.{key}"[:60])
             if soil and name == "air_temperature":
@@ -278,7 +278,7 @@ def decode_tasmota(payload: bytes, now: float, timezone: str = DEFAULT_TIMEZONE)
             if soil and name == "air_humidity":
                 name = "soil_moisture"
             value = _number(value, f"{driver}.{key}")
-            metric = metrics.BY_NAME[name]
+            metric = quantities.BY_NAME[name]
             if fahrenheit and metric.unit == "°C":
                 value = (value - 32.0) / 1.8
             out.append(_reading(metric, ts, value))
@@ -322,8 +322,8 @@ def decode_irrigation(payload: bytes, now: float) -> IrrigationMsg:
         action=action,
         zone=zone,
         water_l=_opt_number(data, "water_l", 0.0, 1_000_000.0),
-        ec=_opt_number(data, "ec", metrics.BY_NAME["ec"].low, metrics.BY_NAME["ec"].high),
-        ph=_opt_number(data, "ph", metrics.BY_NAME["ph"].low, metrics.BY_NAME["ph"].high),
+        ec=_opt_number(data, "ec", quantities.BY_NAME["ec"].low, quantities.BY_NAME["ec"].high),
+        ph=_opt_number(data, "ph", quantities.BY_NAME["ph"].low, quantities.BY_NAME["ph"].high),
         fertilizer=fertilizer,
     )
     if action == "complete":

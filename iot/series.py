@@ -153,20 +153,6 @@ class GreenhouseOverview:
         return min((lt.age_s for lt in self.latest.values()), default=None)
 
 
-def visible_greenhouses(session: Session, user) -> list[Greenhouse]:
-    """Greenhouses ``user`` may see: farmers their own, officials and admins all."""
-    stmt = select(Greenhouse).order_by(Greenhouse.code)
-    if getattr(user, "role", None) not in ("admin", "official"):
-        stmt = stmt.where(Greenhouse.owner_id == user.id)
-    return list(session.scalars(stmt))
-
-
-def can_see(user, greenhouse: Greenhouse) -> bool:
-    return getattr(user, "role", None) in ("admin", "official") or (
-        getattr(user, "role", None) == "farmer" and greenhouse.owner_id == user.id
-    )
-
-
 def overview(
     session: Session, greenhouses: list[Greenhouse], now: int | None = None
 ) -> list[GreenhouseOverview]:

@@ -25,18 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import clock
+from iot import crops
 from iot.models import Device, Greenhouse
 
-# Climate per crop: (night air °C, day air °C, peak light lx, CO2 ppm, soil moisture start %)
-CLIMATES = {
-    "peach": (8.0, 24.0, 60000, 420, 32.0),
-    "grape": (10.0, 28.0, 70000, 430, 30.0),
-    "cucumber": (16.0, 30.0, 65000, 480, 38.0),
-    "seedling": (18.0, 26.0, 30000, 500, 45.0),
-    "mushroom": (14.0, 18.0, 300, 1200, 60.0),
-    "melon": (15.0, 32.0, 75000, 440, 28.0),
-}
-DEFAULT_CLIMATE = (12.0, 26.0, 50000, 450, 35.0)
 FORMATS = ("native", "senml", "tasmota")
 
 
@@ -74,14 +65,14 @@ def load_greenhouses(session: Session) -> list[SimGreenhouse]:
                 n += 1
             elif d.kind == "controller":
                 sims.append(SimDevice(d.device_id, d.kind))
-        climate = CLIMATES.get((gh.crop or "").lower(), DEFAULT_CLIMATE)
+        climate = crops.climate(gh.crop)
         out.append(
             SimGreenhouse(
                 gh.code,
                 gh.crop,
                 gh.timezone or clock.zone_name(),
                 sims,
-                soil=climate[4],
+                soil=climate.soil_start,
                 rng=random.Random(gh.code),
             )
         )
@@ -92,7 +83,8 @@ def climate_at(gh: SimGreenhouse, t: float) -> dict[str, float]:
     """The greenhouse's air, light and CO2 at epoch ``t`` (local solar day)."""
     local = datetime.fromtimestamp(t, ZoneInfo(gh.timezone))
     hour = local.hour + local.minute / 60 + local.second / 3600
-    night, day, peak_light, co2, _soil = CLIMATES.get((gh.crop or "").lower(), DEFAULT_CLIMATE)
+    c = crops.climate(gh.crop)
+    night, day, peak_light, co2 = c.night_c, c.day_c, c.peak_light_lx, c.co2_ppm
     rng = gh.rng
     warm = (math.sin((hour - 8) / 24 * 2 * math.pi) + 1) / 2  # coolest ~02:00, warmest ~14:00
     air = night + (day - night) * warm + rng.gauss(0, 0.3)
@@ -213,7 +205,7 @@ def controller_messages(gh: SimGreenhouse, dev: SimDevice, t: float, prefix: str
                         ),
                     )
                 )
-            gh.soil = min(gh.soil + gh.rng.uniform(10, 15), 60.0 if (gh.crop or "") != "mushroom" else 75.0)
+            gh.soil = min(gh.soil + gh.rng.uniform(10, 15), crops.climate(gh.crop).soil_max)
             gh.irrigating_since = None
     out.append((f"{topic}/telemetry", json.dumps({"ts": int(t), "ec": ec, "ph": ph})))
     return out

@@ -28,16 +28,15 @@ from sqlalchemy import select, text
 from core import clock
 from core.web import database, db_session, role_required, settings
 from iot import alerts as alert_service
-from iot import charts, irrigation, metrics
+from iot import charts, crops, irrigation, quantities
+from iot.access import can_see, visible_greenhouses
 from iot.models import Alert, AlertRule, Device, Greenhouse
 from iot.series import (
     RANGES,
-    can_see,
     choose_resolution,
     irrigation_events,
     overview,
     series,
-    visible_greenhouses,
 )
 
 bp = Blueprint("iot", __name__, url_prefix="/iot")
@@ -77,12 +76,12 @@ RESOLUTION_LABELS = {"raw": _l("every reading"), "hour": _l("hourly"), "day": _l
 
 
 def metric_label(metric_id: int | None) -> str:
-    m = metrics.BY_ID.get(metric_id) if metric_id else None
+    m = quantities.BY_ID.get(metric_id) if metric_id else None
     return str(METRIC_LABELS.get(m.name, m.label)) if m else ""
 
 
 def metric_unit(metric_id: int | None) -> str:
-    m = metrics.BY_ID.get(metric_id) if metric_id else None
+    m = quantities.BY_ID.get(metric_id) if metric_id else None
     return m.unit if m else ""
 
 
@@ -107,9 +106,9 @@ def age_text(seconds: int | None) -> str:
 def fmt_value(value: float | None, metric_id: int | None = None) -> str:
     if value is None:
         return "–"
-    if metric_id == metrics.BY_NAME["light"].id or abs(value) >= 1000:
+    if metric_id == quantities.BY_NAME["light"].id or abs(value) >= 1000:
         return f"{value:,.0f}"
-    return f"{value:.1f}" if metric_id != metrics.BY_NAME["ph"].id else f"{value:.2f}"
+    return f"{value:.1f}" if metric_id != quantities.BY_NAME["ph"].id else f"{value:.2f}"
 
 
 def alert_text(alert: Alert) -> str:
@@ -167,7 +166,8 @@ def index():
 
 def _key_metrics() -> list[int]:
     return [
-        metrics.BY_NAME[n].id for n in ("air_temperature", "air_humidity", "soil_moisture", "co2", "ec", "ph")
+        quantities.BY_NAME[n].id
+        for n in ("air_temperature", "air_humidity", "soil_moisture", "co2", "ec", "ph")
     ]
 
 
@@ -193,7 +193,7 @@ def greenhouse(code: str):
     no_data = _("No data in this range")
 
     def line(name: str) -> charts.ChartSeries:
-        m = metrics.BY_NAME[name]
+        m = quantities.BY_NAME[name]
         s = series(session, gh.id, m.id, start, end, resolution)
         return charts.ChartSeries(s, metric_label(m.id), m.unit, charts.METRIC_COLORS.get(name, ""))
 
@@ -220,7 +220,7 @@ def greenhouse(code: str):
         ("nutrients", ["ec", "ph"], []),
     ]
     for block_id, names, marks in groups:
-        ids = [metrics.BY_NAME[n].id for n in names]
+        ids = [quantities.BY_NAME[n].id for n in names]
         if block_id not in ("climate", "soil") and not present.intersection(ids):
             continue
         lines = [line(n) for n in names]
@@ -344,8 +344,8 @@ def rules(code: str):
         "iot/rules.html",
         gh=gh,
         rules=rows,
-        metric_choices=[(m.id, metric_label(m.id), m.unit) for m in metrics.METRICS],
-        crop_key=alert_service.crop_key(gh.crop),
+        metric_choices=[(m.id, metric_label(m.id), m.unit) for m in quantities.METRICS],
+        crop_key=crops.crop_key(gh.crop),
     )
 
 
@@ -512,7 +512,7 @@ def export_rows(session, gh: Greenhouse, start: int, end: int, resolution: str):
             {"g": gh.id, "s": start, "e": end},
         )
         for i, (ts, device, metric_id, value) in enumerate(result):
-            m = metrics.BY_ID.get(metric_id)
+            m = quantities.BY_ID.get(metric_id)
             out.writerow(
                 [*times(ts), gh.code, device, m.name if m else metric_id, m.unit if m else "", value]
             )
@@ -535,7 +535,7 @@ def export_rows(session, gh: Greenhouse, start: int, end: int, resolution: str):
             },
         )
         for b, metric_id, count, total, mn, mx in rows:
-            m = metrics.BY_ID.get(metric_id)
+            m = quantities.BY_ID.get(metric_id)
             out.writerow(
                 [
                     *times(b),

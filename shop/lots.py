@@ -280,8 +280,8 @@ def _guess_cycle(
 ) -> CropCycle | None:
     if household_id is None or product_id is None:
         return None
+    from iot.crops import crop_key
     from shop.models import Product
-    from shop.trace import crop_key
 
     product = session.get(Product, product_id)
     if product is None or not product.crop:

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import clock
-from iot import metrics
+from iot import crops, quantities
 from iot.irrigation import summarize as irrigation_summary
 from iot.models import Greenhouse, HourlyRollup, Reading
 from shop.lots import ancestry, inspections_for, sales_of, source_lots
@@ -28,57 +28,12 @@ HOUR = 3600
 SUMMARY_METRICS = ("air_temperature", "air_humidity", "soil_moisture", "ec", "ph")
 
 
-# --- the crop's comfortable range -------------------------------------------------------
-
-# Air temperature (°C) and the humidity (%) above which disease pressure rises, for
-# protected cultivation in north China. A cycle may override the temperatures.
-COMFORT: dict[str, tuple[float, float, float]] = {
-    "peach": (8.0, 30.0, 85.0),
-    "grape": (10.0, 32.0, 85.0),
-    "strawberry": (8.0, 28.0, 85.0),
-    "tomato": (12.0, 30.0, 85.0),
-    "cucumber": (15.0, 32.0, 90.0),
-    "melon": (15.0, 33.0, 85.0),
-    "pepper": (15.0, 30.0, 85.0),
-    "mushroom": (10.0, 22.0, 98.0),
-    "default": (10.0, 30.0, 85.0),
-}
-CROP_ALIASES = {
-    "桃": "peach",
-    "桃子": "peach",
-    "黄桃": "peach",
-    "油桃": "peach",
-    "蟠桃": "peach",
-    "yellow peach": "peach",
-    "葡萄": "grape",
-    "grapes": "grape",
-    "草莓": "strawberry",
-    "番茄": "tomato",
-    "西红柿": "tomato",
-    "黄瓜": "cucumber",
-    "甜瓜": "melon",
-    "哈密瓜": "melon",
-    "香瓜": "melon",
-    "honey melon": "melon",
-    "辣椒": "pepper",
-    "蘑菇": "mushroom",
-    "香菇": "mushroom",
-}
-
-
-def crop_key(crop: str | None) -> str:
-    """``"黄桃"``, ``"Peaches"``, ``"peach"`` → ``"peach"``; unknown crops → ``"default"``."""
-    key = (crop or "").strip().lower()
-    key = CROP_ALIASES.get(key, key)
-    for suffix in ("es", "s"):
-        if key not in COMFORT and key.endswith(suffix) and key[: -len(suffix)] in COMFORT:
-            key = key[: -len(suffix)]
-    return key if key in COMFORT else "default"
+# --- the crop's comfortable range (iot.crops) -------------------------------------------
 
 
 def comfort_range(cycle: CropCycle) -> tuple[float, float, float]:
     """(min °C, max °C, max humidity %) for the cycle's crop."""
-    lo, hi, humid = COMFORT[crop_key(cycle.crop)]
+    lo, hi, humid = crops.comfort(cycle.crop)
     return (
         cycle.comfort_min_c if cycle.comfort_min_c is not None else lo,
         cycle.comfort_max_c if cycle.comfort_max_c is not None else hi,
@@ -234,7 +189,7 @@ def growing_conditions(session: Session, cycle: CropCycle, until: date | None = 
     start, end = cycle_window(cycle, until)
     lo_c, hi_c, humid = comfort_range(cycle)
     out = Conditions(start, end, lo_c, hi_c, humid)
-    ids = {name: metrics.get(name).id for name in SUMMARY_METRICS}
+    ids = {name: quantities.get(name).id for name in SUMMARY_METRICS}
     buckets = hourly_buckets(session, cycle.greenhouse_id, list(ids.values()), start, end)
     for name, mid in ids.items():
         hours = buckets[mid]
@@ -243,7 +198,7 @@ def growing_conditions(session: Session, cycle: CropCycle, until: date | None = 
             continue
         out.stats[name] = MetricStats(
             name,
-            metrics.get(name).unit,
+            quantities.get(name).unit,
             count,
             sum(h[1] for h in hours.values()) / count,
             min(h[2] for h in hours.values()),

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import clock
+from iot.crops import crop_key
 from shop import lots
 from shop.models import Category, Product
-from shop.trace import crop_key
 from shop.trace_models import CropCycle, HarvestLot
 
 # crop key: (days since planting, variety, days until expected harvest)

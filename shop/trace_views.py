@@ -38,6 +38,8 @@ from sqlalchemy import select
 
 from core import clock
 from core.web import db_session, role_required, settings
+from iot.access import visible_greenhouses
+from iot.crops import crop_key
 from shop import epcis, lots, trace
 from shop.models import Product
 from shop.trace_forms import (
@@ -154,14 +156,7 @@ def _cycle_or_404(cycle_id: int) -> CropCycle:
 
 
 def _greenhouses():
-    from iot.models import Greenhouse
-
-    stmt = select(Greenhouse).order_by(Greenhouse.code)
-    if current_user.role not in STAFF_ROLES:
-        stmt = stmt.where(
-            (Greenhouse.household_id == current_user.household_id) | (Greenhouse.owner_id == current_user.id)
-        )
-    return list(db_session().scalars(stmt))
+    return visible_greenhouses(db_session(), current_user)
 
 
 def _product_choices(crop: str | None = None, blank: bool = True):
@@ -169,8 +164,8 @@ def _product_choices(crop: str | None = None, blank: bool = True):
         db_session().scalars(select(Product).where(Product.active.is_(True)).order_by(Product.name_zh))
     )
     if crop:
-        key = trace.crop_key(crop)
-        matching = [p for p in products if p.crop and trace.crop_key(p.crop) == key]
+        key = crop_key(crop)
+        matching = [p for p in products if p.crop and crop_key(p.crop) == key]
         products = matching + [p for p in products if p not in matching]
     lang = _lang()
     choices = [(p.id, p.name(lang)) for p in products]

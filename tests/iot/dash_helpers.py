@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import insert
 
-from iot import metrics
+from iot import quantities
 from iot.models import Device, Greenhouse, IrrigationEvent, Reading
 from iot.rollups import apply_readings
 
@@ -32,7 +32,7 @@ def make_greenhouse(session, code="GH1", owner=None, crop="cucumber", area_m2=50
 
 def add_readings(session, gh, dev, metric: str, points, apply: bool = True) -> list[dict]:
     """Insert readings [(ts, value), ...] and fold them into the rollups, as the ingester does."""
-    m = metrics.BY_NAME[metric]
+    m = quantities.BY_NAME[metric]
     rows = [{"greenhouse_id": gh.id, "metric_id": m.id, "ts": int(ts), "value": float(v)} for ts, v in points]
     if rows:
         session.execute(insert(Reading), [{**r, "device_id": dev.id} for r in rows])

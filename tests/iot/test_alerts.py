@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from iot import alerts
+from iot import alerts, crops
 from iot.models import Alert, AlertRule, Device
 from tests.iot.dash_helpers import T0, add_readings, make_greenhouse
 
@@ -164,7 +164,7 @@ def test_crop_defaults_differ_and_can_be_adjusted(session):
     session.flush()
     again = alerts.ensure_default_rules(session, peach)  # existing rules are kept
     assert hot(again).threshold == 34.0
-    assert alerts.crop_key("unknown crop") == "default"
+    assert crops.crop_key("unknown crop") == "default"
 
 
 def test_rule_validation_messages():

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from iot import metrics
+from iot import quantities
 from iot.models import Device, IrrigationEvent, QuarantinedMessage, Reading
 from tests.iot.conftest import wait_for
 
@@ -23,7 +23,7 @@ T0 = 1764000000  # 2025-11-24T16:00:00Z
 def readings(session) -> set[tuple[str, int, float]]:
     session.expire_all()
     rows = session.execute(select(Reading.metric_id, Reading.ts, Reading.value)).all()
-    return {(metrics.BY_ID[m].name, ts, round(v, 3)) for m, ts, v in rows}
+    return {(quantities.BY_ID[m].name, ts, round(v, 3)) for m, ts, v in rows}
 
 
 def count(session, model) -> int:

@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import select
 
-from iot import metrics
+from iot import quantities
 from iot.models import Alert, AlertRule
 from tests.iot.conftest import wait_for
 
@@ -20,7 +20,7 @@ def test_ingester_publishes_opened_alert(session, greenhouse, start_ingester, pu
     session.add(
         AlertRule(
             greenhouse_id=greenhouse.id,
-            metric_id=metrics.BY_NAME["air_temperature"].id,
+            metric_id=quantities.BY_NAME["air_temperature"].id,
             kind="above",
             threshold=35.0,
             hysteresis=1.0,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iot import metrics
+from iot import quantities
 from iot.payloads import (
     PayloadError,
     Topic,
@@ -21,11 +21,11 @@ from iot.payloads import (
 )
 
 NOW = 1764000000.0
-M = metrics.BY_NAME
+M = quantities.BY_NAME
 
 
 def ids(readings):
-    return sorted((metrics.BY_ID[m].name, ts, round(v, 4)) for m, ts, v in readings)
+    return sorted((quantities.BY_ID[m].name, ts, round(v, 4)) for m, ts, v in readings)
 
 
 def reason_of(fn, *args) -> str:
@@ -199,7 +199,7 @@ def _survives(payload: bytes) -> None:
             continue
         if isinstance(result, list):  # readings: always in range, canonical, and not in the future
             for metric_id, ts, value in result:
-                metric = metrics.BY_ID[metric_id]
+                metric = quantities.BY_ID[metric_id]
                 assert metric.low <= value <= metric.high
                 assert isinstance(ts, int) and ts <= NOW + 600
 

@@ -61,13 +61,3 @@ def test_overview_latest_devices_alerts_and_water_today(session, make_user):
     assert (row.devices_total, row.devices_online) == (2, 1)
     assert (row.open_alerts, row.critical_alerts) == (1, 1)
     assert (row.water_today_l, row.irrigations_today) == (250.0, 1)
-
-
-def test_visibility_by_role(session, make_user):
-    alice, bob = make_user("alice", "farmer"), make_user("bob", "farmer")
-    official = make_user("kuaiji", "official")
-    a, _ = make_greenhouse(session, code="A", owner=alice, device="1")
-    make_greenhouse(session, code="B", owner=bob, device="2")
-    assert [g.code for g in S.visible_greenhouses(session, alice)] == ["A"]
-    assert [g.code for g in S.visible_greenhouses(session, official)] == ["A", "B"]
-    assert S.can_see(alice, a) and not S.can_see(bob, a)

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from iot import metrics
+from iot import crops, quantities
 from iot.rollups import apply_readings
 from shop import lots, trace
 from shop.trace_models import HarvestLot
@@ -130,7 +130,7 @@ def test_growing_conditions_are_the_same_from_hourly_rollups(session, grown):
     farm, lot, readings, irrigations, window = grown
     start, end = window
     rows = [
-        {"greenhouse_id": farm.greenhouse.id, "metric_id": metrics.get(m).id, "ts": ts, "value": v}
+        {"greenhouse_id": farm.greenhouse.id, "metric_id": quantities.get(m).id, "ts": ts, "value": v}
         for m, pts in readings.items()
         for ts, v in pts
         if start + 86400 <= ts < end - 86400
@@ -145,10 +145,10 @@ def test_comfort_range_by_crop_and_override(session):
     farm = make_farm(session)
     assert trace.comfort_range(farm.cycle)[:2] == (8.0, 30.0)
     farm.cycle.crop = "黄桃"
-    assert trace.crop_key(farm.cycle.crop) == "peach"
+    assert crops.crop_key(farm.cycle.crop) == "peach"
     farm.cycle.comfort_max_c = 27.5
     assert trace.comfort_range(farm.cycle)[:2] == (8.0, 27.5)
-    assert trace.crop_key("dragon fruit") == "default"
+    assert crops.crop_key("dragon fruit") == "default"
 
 
 def test_gtin_and_digital_link(session):

@@ -11,7 +11,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from coop.models import Household
-from iot import metrics
+from iot import quantities
 from iot.models import Device, Greenhouse, IrrigationEvent, Reading
 from shop import lots
 from shop.models import Order, OrderLine, OrderLineLot, Product
@@ -79,7 +79,7 @@ def make_farm(
 
 
 def add_readings(session, farm: Farm, metric: str, points: list[tuple[int, float]]) -> None:
-    mid = metrics.get(metric).id
+    mid = quantities.get(metric).id
     session.add_all(
         Reading(device_id=farm.sensor.id, greenhouse_id=farm.greenhouse.id, metric_id=mid, ts=ts, value=v)
         for ts, v in points

@@ -1,5 +1,6 @@
-"""The canonical metric registry: every quantity a greenhouse reports, with its unit,
-a small stable integer id (stored in ``iot_readings.metric_id``) and a physical range.
+"""The quantities a greenhouse reports (the "metrics" of readings, charts and the API): each
+with its unit, a small stable integer id (stored in ``iot_readings.metric_id``) and a
+physical range.
 
 Ids are part of the stored data: never renumber or reuse one, only append.
 Decoders map foreign names and units (SenML, Tasmota) onto these metrics here, so the
