@@ -1,4 +1,8 @@
-"""CLI: ``flask coop ...`` (verify, export-beancount, close-period, year-end, recurring, load-chart)."""
+"""CLI: ``flask coop ...`` (load-chart, verify, export-beancount, close-period, recurring, year-end).
+
+Thin: parse, call a service in ``coop/``, and let ``core.cli.transaction`` commit (or roll
+back and print why).
+"""
 
 from __future__ import annotations
 
@@ -8,33 +12,28 @@ import click
 from flask.cli import AppGroup
 
 from core import clock
-from core.web import database
+from core.cli import transaction
 
 coop_cli = AppGroup("coop", help="The village books: verify, export, close periods, recurring entries.")
 
 
-def _session():
-    return database().session_factory()
-
-
 @coop_cli.command("load-chart")
-def load_chart_cmd():
+def load_chart_cmd() -> None:
     """Load the official chart of accounts (财会〔2023〕14号) from coop/data; idempotent."""
     from coop.ledger import load_chart
 
-    with _session() as session:
+    with transaction() as session:
         added = load_chart(session)
-        session.commit()
     click.echo(f"{added} account(s) added")
 
 
 @coop_cli.command("verify")
 @click.option("--no-balances", is_flag=True, help="Check only the hash chain, not the per-period balances.")
-def verify(no_balances):
+def verify(no_balances: bool) -> None:
     """Recompute the voucher hash chain; exit 1 naming the first bad voucher."""
     from coop.ledger import chain_head, verify_chain
 
-    with _session() as session:
+    with transaction() as session:
         result = verify_chain(session, check_balances=not no_balances)
         seq, head = chain_head(session)
     if not result.ok:
@@ -45,11 +44,11 @@ def verify(no_balances):
 
 @coop_cli.command("export-beancount")
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
-def export_beancount(path):
+def export_beancount(path: str) -> None:
     """Write the whole ledger as a Beancount file (check it with bean-check)."""
     from coop.export import write_beancount
 
-    with _session() as session, open(path, "w", encoding="utf-8") as fh:
+    with transaction() as session, open(path, "w", encoding="utf-8") as fh:
         counts = write_beancount(session, fh)
     click.echo(f"wrote {counts['vouchers']} voucher(s), {counts['lines']} line(s) to {path}")
 
@@ -65,37 +64,31 @@ def _parse_month(text: str) -> tuple[int, int]:
 
 @coop_cli.command("close-period")
 @click.argument("month", metavar="YYYY-MM")
-def close_period_cmd(month):
+def close_period_cmd(month: str) -> None:
     """Close a month: nothing can be posted into it afterwards."""
-    from coop.distribution import close_period
-    from coop.ledger import LedgerError
+    from coop.periods import close_period
 
     year, m = _parse_month(month)
-    with _session() as session:
-        try:
-            close_period(session, year, m)
-        except LedgerError as exc:
-            raise click.ClickException(str(exc)) from exc
-        session.commit()
+    with transaction() as session:
+        close_period(session, year, m)
     click.echo(f"closed {year}-{m:02d}")
 
 
 @coop_cli.command("recurring")
 @click.option("--until", "until", default=None, help="Post occurrences up to this date (default: today).")
-def recurring(until):
+def recurring(until: str | None) -> None:
     """Post the due recurring entries (contract fees, leases); safe to run daily."""
-    from coop.ledger import LedgerError
-    from coop.members import run_recurring
+    from coop.recurring import run_recurring
 
-    day = dt.date.fromisoformat(until) if until else clock.today()
-    with _session() as session:
-        try:
-            posted = run_recurring(session, day)
-        except LedgerError as exc:
-            raise click.ClickException(str(exc)) from exc
-        session.commit()
-    for v in posted:
-        click.echo(f"posted {v.label} {v.date} {v.summary}")
+    try:
+        day = dt.date.fromisoformat(until) if until else clock.today()
+    except ValueError as exc:
+        raise click.BadParameter("use YYYY-MM-DD", param_hint="--until") from exc
+    with transaction() as session:
+        posted = run_recurring(session, day)
+        lines = [f"posted {v.label} {v.date} {v.summary}" for v in posted]
+    for line in lines:
+        click.echo(line)
     click.echo(f"{len(posted)} voucher(s) posted")
 
 
@@ -110,27 +103,21 @@ def recurring(until):
     help="Percent of the rest distributed to households.",
 )
 @click.option("--post", "do_post", is_flag=True, help="Post the plan (default: preview only).")
-def year_end(year, reserve_percent, payout_percent, do_post):
+def year_end(year: int, reserve_percent: str, payout_percent: str, do_post: bool) -> None:
     """Preview (or with --post, post) the year-end closing and distribution."""
     from coop.distribution import post_distribution, preview
-    from coop.ledger import LedgerError
     from core.money import format_fen
 
-    with _session() as session:
-        try:
-            plan = preview(session, year, reserve_percent=reserve_percent, payout_percent=payout_percent)
-            click.echo(
-                f"surplus {format_fen(plan.surplus)}, prior {format_fen(plan.prior_undistributed)}, "
-                f"reserve {format_fen(plan.reserve)}, households {format_fen(plan.to_households)}, "
-                f"retained {format_fen(plan.retained)}"
-            )
-            for hid, amount in plan.parts.items():
-                click.echo(f"  {plan.names[hid]:20} {plan.shares[hid]:>5} shares {format_fen(amount):>14}")
-            if do_post:
-                post_distribution(
-                    session, year, reserve_percent=reserve_percent, payout_percent=payout_percent
-                )
-                session.commit()
-                click.echo("posted")
-        except LedgerError as exc:
-            raise click.ClickException(str(exc)) from exc
+    with transaction() as session:
+        plan = preview(session, year, reserve_percent=reserve_percent, payout_percent=payout_percent)
+        click.echo(
+            f"surplus {format_fen(plan.surplus)}, prior {format_fen(plan.prior_undistributed)}, "
+            f"reserve {format_fen(plan.reserve)}, households {format_fen(plan.to_households)}, "
+            f"retained {format_fen(plan.retained)}"
+        )
+        for hid, amount in plan.parts.items():
+            click.echo(f"  {plan.names[hid]:20} {plan.shares[hid]:>5} shares {format_fen(amount):>14}")
+        if do_post:
+            post_distribution(session, year, reserve_percent=reserve_percent, payout_percent=payout_percent)
+    if do_post:
+        click.echo("posted")

@@ -270,7 +270,7 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
     session.flush()
 
     def post_month(y: int, m: int) -> None:
-        from coop.members import run_recurring
+        from coop.recurring import run_recurring
         from coop.reports import month_end
 
         run_recurring(session, month_end(y, m), user_id=preparer)

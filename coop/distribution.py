@@ -22,10 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from coop.ledger import LedgerError, Line, ensure_account, household_account, post_voucher
-from coop.models import Account, Distribution, Household, Period, Voucher
+from coop.models import Account, Distribution, Household, Voucher
+from coop.periods import close_period, closed_periods
 from coop.reports import _figures, _rolled, shares_by_household
 from core import audit
-from core.db import utcnow
 from core.errors import N_
 from core.money import allocate
 
@@ -33,29 +33,6 @@ SURPLUS = "321"  # 本年收益
 DISTRIBUTION = "322"  # 收益分配
 RESERVE = "311"  # 公积公益金
 INTERNAL = "113"  # 内部往来
-
-
-# ---------------------------------------------------------------- periods
-
-
-def close_period(session: Session, year: int, month: int, *, user_id: int | None = None) -> Period:
-    """Close a month: nothing can be posted into it afterwards."""
-    if not (1 <= month <= 12):
-        raise LedgerError(N_("month must be 1-12"))
-    period = session.scalar(select(Period).where(Period.year == year, Period.month == month))
-    if period is None:
-        period = Period(year=year, month=month)
-        session.add(period)
-    if period.closed:
-        raise LedgerError(N_("period %(year)s-%(month)02d is already closed"), year=year, month=month)
-    period.closed, period.closed_at, period.closed_by = True, utcnow(), user_id
-    session.flush()
-    audit.record(session, "period.close", period, user_id=user_id, details={"period": f"{year}-{month:02d}"})
-    return period
-
-
-def closed_periods(session: Session) -> set[tuple[int, int]]:
-    return {(p.year, p.month) for p in session.scalars(select(Period).where(Period.closed.is_(True)))}
 
 
 # ---------------------------------------------------------------- plans
@@ -85,7 +62,10 @@ class Plan:
 
 
 def _fraction(percent: Decimal | int | str) -> Fraction:
-    value = Fraction(str(percent))
+    try:
+        value = Fraction(str(percent).strip())
+    except (ValueError, ZeroDivisionError):
+        raise LedgerError(N_("%(text)s is not a percentage"), text=str(percent)[:20]) from None
     if not (0 <= value <= 100):
         raise LedgerError(N_("percentages must be between 0 and 100"))
     return value

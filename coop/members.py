@@ -1,4 +1,4 @@
-"""Member households, the share register, enterprises and recurring entries. Callers commit."""
+"""Member households, the share register and the cooperatives' member accounts. Callers commit."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from coop.ledger import LedgerError, Line, ensure_account, post_voucher
+from coop.ledger import LedgerError, ensure_account
 from coop.models import (
     Enterprise,
     Household,
     MemberAccount,
-    RecurringEntry,
     ShareEvent,
     TransactionVolume,
-    Voucher,
 )
 from core import audit
 from core.errors import N_
@@ -56,6 +54,12 @@ def update_household(
     session: Session, household: Household, *, user_id: int | None = None, **changes
 ) -> Household:
     allowed = {"head_name", "members", "phone", "address", "active", "note"}
+    if "head_name" in changes:
+        changes["head_name"] = (changes["head_name"] or "").strip()[:60]
+        if not changes["head_name"]:
+            raise LedgerError(N_("the head of household is required"))
+    if "members" in changes and changes["members"] < 1:
+        raise LedgerError(N_("a household has at least one member"))
     diff = {}
     for key, value in changes.items():
         if key not in allowed:
@@ -246,58 +250,3 @@ def record_volume(
         session.add(row)
     row.amount += amount
     return row
-
-
-# ---------------------------------------------------------------- recurring entries
-
-
-def _add_months(day: dt.date, months: int, dom: int) -> dt.date:
-    y, m = divmod(day.month - 1 + months, 12)
-    year, month = day.year + y, m + 1
-    import calendar
-
-    return dt.date(year, month, min(dom, calendar.monthrange(year, month)[1]))
-
-
-def due_dates(entry: RecurringEntry, until: dt.date) -> list[dt.date]:
-    out, i = [], 0
-    while True:
-        day = _add_months(entry.start.replace(day=1), i * entry.every_months, entry.day)
-        if day > until or (entry.end is not None and day > entry.end):
-            return out
-        if day >= entry.start:
-            out.append(day)
-        i += 1
-
-
-def run_recurring(session: Session, today: dt.date, *, user_id: int | None = None) -> list:
-    """Post every due occurrence of every active recurring entry up to ``today``; returns the new vouchers.
-
-    Idempotent (each occurrence is keyed by entry and date); occurrences in closed months are skipped.
-    """
-    posted = []
-    from coop.ledger import is_closed
-
-    for entry in session.scalars(
-        select(RecurringEntry).where(RecurringEntry.active.is_(True)).order_by(RecurringEntry.id)
-    ):
-        for day in due_dates(entry, today):
-            ref = f"{entry.id}:{day.isoformat()}"
-            if is_closed(session, day.year, day.month) or session.scalar(
-                select(Voucher.id).where(Voucher.source == "recurring", Voucher.source_ref == ref)
-            ):
-                continue
-            v = post_voucher(
-                session,
-                date=day,
-                summary=f"{entry.name} {day:%Y-%m}",
-                lines=[
-                    Line(entry.debit_account.code, debit=entry.amount),
-                    Line(entry.credit_account.code, credit=entry.amount),
-                ],
-                preparer_id=user_id,
-                source="recurring",
-                source_ref=ref,
-            )
-            posted.append(v)
-    return posted

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from coop import disclosure as disclosure_svc
 from coop import distribution as dist_svc
 from coop import members as members_svc
+from coop import periods as periods_svc
 from coop import reports
 from coop.export import Fen, table_csv, table_xlsx
 from coop.ledger import (
@@ -41,20 +42,16 @@ from coop.models import (
     TransactionVolume,
     Voucher,
 )
-from core import clock
+from core import clock, parse
+from core.errors import DomainError
 from core.models import AuditEntry, User
-from core.money import MoneyError, parse_yuan
-from core.web import db_session, role_required
+from core.money import parse_yuan
+from core.web import attempt, db_session, role_required
 
 bp = Blueprint("coop", __name__, url_prefix="/coop")
 public_bp = Blueprint("disclosure", __name__)
 staff = role_required("admin", "official")
 VOUCHER_ROWS = 6  # line rows on the new-voucher form (empty rows are ignored)
-
-
-def _err(exc: Exception) -> str:
-    """A refusal's message in the user's language."""
-    return exc.translated(_) if isinstance(exc, LedgerError) else str(exc)
 
 
 def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
@@ -101,8 +98,6 @@ def _postable_accounts(session) -> list[Account]:
 def index():
     """The books' front page: key balances, recent vouchers, the chain head."""
     session = db_session()
-    ensure_chart(session)
-    session.commit()
     today = clock.today()
     balances = reports.account_balances(session, today.year, today.month)
     ie = reports.income_expense(session, today.year, 1, today.month)
@@ -119,7 +114,27 @@ def index():
         chain_hash=head,
         drafts=drafts,
         year=today.year,
+        chart_loaded=_chart_loaded(session),
     )
+
+
+def _chart_loaded(session) -> bool:
+    return session.scalar(select(func.count(Account.id))) > 0
+
+
+@bp.post("/chart")
+@staff
+def load_chart():
+    """Load the official chart of accounts into empty books (the same as `flask coop load-chart`)."""
+    with attempt() as result:
+        ensure_chart(db_session())
+    if result.ok:
+        flash(_("The chart of accounts is loaded."), "success")
+    return redirect(request.form.get("next") if _local(request.form.get("next")) else url_for("coop.index"))
+
+
+def _local(target: str | None) -> bool:
+    return bool(target) and target.startswith("/") and not target.startswith("//")
 
 
 @bp.post("/verify")
@@ -169,15 +184,12 @@ def vouchers():
 def new_voucher():
     """Enter a voucher (记账凭证): date, summary, attachments and two or more lines."""
     session = db_session()
-    ensure_chart(session)
     accounts = _postable_accounts(session)
     form = request.form
     error = None
     if request.method == "POST":
-        lines = []
-        try:
-            day = dt.date.fromisoformat(form.get("date", ""))
-            attachments = int(form.get("attachments") or 0)
+        with attempt(flash_error=False) as result:
+            lines = []
             for i in range(VOUCHER_ROWS):
                 code = form.get(f"account_{i}", "").strip()
                 debit_text, credit_text = (
@@ -196,21 +208,16 @@ def new_voucher():
                 )
             voucher = post_voucher(
                 session,
-                date=day,
+                date=parse.date_field(form.get("date")),
                 summary=form.get("summary", ""),
                 lines=lines,
-                attachments=attachments,
+                attachments=parse.whole_number(form.get("attachments"), hi=999, default=0),
                 preparer_id=current_user.id,
             )
-        except (ValueError, MoneyError) as exc:  # LedgerError is a ValueError
-            session.rollback()
-            error = (
-                _err(exc) if isinstance(exc, LedgerError | MoneyError) else _("Check the date and amounts.")
-            )
-        else:
-            session.commit()
+        if result.ok:
             flash(_("Voucher %(label)s posted.", label=voucher.label), "success")
             return redirect(url_for("coop.voucher", voucher_id=voucher.id))
+        error = result.error
     return render_template(
         "coop/voucher_new.html",
         accounts=accounts,
@@ -218,6 +225,7 @@ def new_voucher():
         form=form,
         error=error,
         today=clock.today(),
+        chart_loaded=bool(accounts) or _chart_loaded(session),
     ), (400 if error else 200)
 
 
@@ -242,17 +250,11 @@ def voucher(voucher_id: int):
 @staff
 def reverse(voucher_id: int):
     """Correct a posted voucher by posting its reversal."""
-    session = db_session()
-    try:
-        day = (
-            dt.date.fromisoformat(request.form.get("date", "")) if request.form.get("date") else clock.today()
-        )
-        r = reverse_voucher(session, voucher_id, date=day, preparer_id=current_user.id)
-    except ValueError as exc:
-        session.rollback()
-        flash(_err(exc), "error")
+    with attempt() as result:
+        day = parse.date_field(request.form.get("date"), default=clock.today())
+        r = reverse_voucher(db_session(), voucher_id, date=day, preparer_id=current_user.id)
+    if not result.ok:
         return redirect(url_for("coop.voucher", voucher_id=voucher_id))
-    session.commit()
     flash(_("Reversal %(label)s posted.", label=r.label), "success")
     return redirect(url_for("coop.voucher", voucher_id=r.id))
 
@@ -265,21 +267,15 @@ def reverse(voucher_id: int):
 def accounts():
     """The chart of accounts; officials add sub-accounts."""
     session = db_session()
-    ensure_chart(session)
     if request.method == "POST":
-        try:
+        with attempt() as result:
             a = ensure_account(session, request.form.get("parent", ""), request.form.get("name", ""))
-        except LedgerError as exc:
-            session.rollback()
-            flash(_err(exc), "error")
-        else:
-            session.commit()
+        if result.ok:
             flash(_("Account %(code)s %(name)s ready.", code=a.code, name=a.name), "success")
         return redirect(url_for("coop.accounts"))
-    session.commit()
     rows = list(session.scalars(select(Account).order_by(Account.code)))
     _by_id, depth = reports._tree(rows)
-    return render_template("coop/accounts.html", rows=rows, depth=depth)
+    return render_template("coop/accounts.html", rows=rows, depth=depth, chart_loaded=bool(rows))
 
 
 @bp.route("/periods", methods=["GET", "POST"])
@@ -289,13 +285,10 @@ def periods():
     session = db_session()
     year = _year()
     if request.method == "POST":
-        try:
-            dist_svc.close_period(session, year, int(request.form.get("month", 0)), user_id=current_user.id)
-        except (LedgerError, ValueError) as exc:
-            session.rollback()
-            flash(_err(exc), "error")
-        else:
-            session.commit()
+        with attempt() as result:
+            month = parse.whole_number(request.form.get("month"), lo=1, hi=12)
+            periods_svc.close_period(session, year, month, user_id=current_user.id)
+        if result.ok:
             flash(_("Period closed."), "success")
         return redirect(url_for("coop.periods", year=year))
     closed = {
@@ -442,50 +435,42 @@ def members():
     """Member households and the share register; add households, issue and transfer shares."""
     session = db_session()
     if request.method == "POST":
-        action = request.form.get("action")
-        try:
-            on = dt.date.fromisoformat(request.form.get("on") or clock.today().isoformat())
+        form = request.form
+        with attempt() as result:
+            action = parse.choice(form.get("action"), ("add", "issue", "transfer"))
+            on = parse.date_field(form.get("on"), default=clock.today())
             if action == "add":
                 members_svc.add_household(
                     session,
-                    code=request.form.get("code", ""),
-                    head_name=request.form.get("head_name", ""),
-                    members=int(request.form.get("members") or 1),
-                    phone=request.form.get("phone") or None,
-                    address=request.form.get("address") or None,
+                    code=form.get("code", ""),
+                    head_name=form.get("head_name", ""),
+                    members=parse.whole_number(form.get("members"), lo=1, hi=1000, default=1),
+                    phone=form.get("phone") or None,
+                    address=form.get("address") or None,
                     joined_on=on,
                     user_id=current_user.id,
                 )
             elif action == "issue":
                 members_svc.issue_shares(
                     session,
-                    int(request.form["household_id"]),
-                    int(request.form["shares"]),
+                    parse.whole_number(form.get("household_id")),
+                    parse.whole_number(form.get("shares"), lo=-(10**9), hi=10**9),
                     on=on,
                     kind="initial",
-                    note=request.form.get("note", ""),
-                    user_id=current_user.id,
-                )
-            elif action == "transfer":
-                members_svc.transfer_shares(
-                    session,
-                    int(request.form["from_id"]),
-                    int(request.form["to_id"]),
-                    int(request.form["shares"]),
-                    on=on,
-                    note=request.form.get("note", ""),
+                    note=form.get("note", ""),
                     user_id=current_user.id,
                 )
             else:
-                abort(400, _("Unknown action."))
-        except (LedgerError, ValueError, KeyError) as exc:
-            session.rollback()
-            flash(
-                _err(exc) if isinstance(exc, LedgerError) else _("Check the form: %(error)s", error=exc),
-                "error",
-            )
-        else:
-            session.commit()
+                members_svc.transfer_shares(
+                    session,
+                    parse.whole_number(form.get("from_id")),
+                    parse.whole_number(form.get("to_id")),
+                    parse.whole_number(form.get("shares"), lo=1, hi=10**9),
+                    on=on,
+                    note=form.get("note", ""),
+                    user_id=current_user.id,
+                )
+        if result.ok:
             flash(_("Saved."), "success")
         return redirect(url_for("coop.members"))
     households = list(session.scalars(select(Household).order_by(Household.code)))
@@ -505,30 +490,19 @@ def update_member(household_id: int):
     """Correct a household's details (head, members, contact, active); the change is audited."""
     session = db_session()
     household = session.get(Household, household_id) or abort(404)
-    try:
-        head_name = request.form.get("head_name", "").strip()
-        if not head_name:
-            raise ValueError(_("the head of household is required"))
-        members = int(request.form.get("members") or 0)
-        if members < 1:
-            raise ValueError(_("a household has at least one member"))
+    form = request.form
+    with attempt() as result:
         members_svc.update_household(
             session,
             household,
             user_id=current_user.id,
-            head_name=head_name[:60],
-            members=members,
-            phone=request.form.get("phone", "").strip()[:40] or None,
-            address=request.form.get("address", "").strip()[:200] or None,
-            active=request.form.get("active") == "on",
+            head_name=form.get("head_name", ""),
+            members=parse.whole_number(form.get("members"), lo=0, hi=1000, default=0),
+            phone=form.get("phone", "").strip()[:40] or None,
+            address=form.get("address", "").strip()[:200] or None,
+            active=form.get("active") == "on",
         )
-    except (LedgerError, ValueError) as exc:
-        session.rollback()
-        flash(
-            _err(exc) if isinstance(exc, LedgerError) else _("Check the form: %(error)s", error=exc), "error"
-        )
-    else:
-        session.commit()
+    if result.ok:
         flash(_("Saved."), "success")
     return redirect(url_for("coop.member", household_id=household_id))
 
@@ -600,8 +574,8 @@ def enterprise(slug: str):
                 ],
                 volume_percent=request.args.get("volume_percent", "60"),
             )
-        except (LedgerError, MoneyError, ValueError) as exc:
-            error = _err(exc)
+        except DomainError as exc:  # a preview writes nothing
+            error = exc.translated(_)
     return render_template(
         "coop/enterprise.html",
         ent=ent,
@@ -629,7 +603,7 @@ def distribution():
     posted = session.scalar(select(Distribution).where(Distribution.year == year))
     plan = error = None
     if request.method == "POST":
-        try:
+        with attempt(flash_error=False) as result:
             dist_svc.post_distribution(
                 session,
                 year,
@@ -638,18 +612,15 @@ def distribution():
                 user_id=current_user.id,
                 expected=request.form.get("fingerprint"),
             )
-        except (LedgerError, ValueError) as exc:
-            session.rollback()
-            error = _err(exc)
-        else:
-            session.commit()
+        if result.ok:
             flash(_("The %(year)d distribution has been posted and the year closed.", year=year), "success")
             return redirect(url_for("coop.distribution", year=year))
+        error = result.error
     if posted is None:
         try:
             plan = dist_svc.preview(session, year, reserve_percent=reserve, payout_percent=payout)
-        except (LedgerError, ValueError) as exc:
-            error = error or _err(exc)
+        except LedgerError as exc:  # a preview writes nothing: just say why there is none
+            error = error or exc.translated(_)
     return render_template(
         "coop/distribution.html",
         year=year,
@@ -671,24 +642,23 @@ def disclosures():
     """Draft a disclosure for a month, quarter or year, and approve drafts for publication."""
     session = db_session()
     if request.method == "POST":
-        try:
-            if request.form.get("action") == "approve":
-                d = disclosure_svc.approve(session, int(request.form["id"]), user_id=current_user.id)
+        form = request.form
+        with attempt() as result:
+            if form.get("action") == "approve":
+                d = disclosure_svc.approve(
+                    session, parse.whole_number(form.get("id")), user_id=current_user.id
+                )
                 message = _("%(title)s is approved and public.", title=d.title)
             else:
                 d = disclosure_svc.draft(
                     session,
-                    int(request.form["year"]),
-                    request.form.get("kind", "quarter"),
-                    int(request.form.get("number") or 1),
+                    parse.whole_number(form.get("year"), lo=1900, hi=2200),
+                    form.get("kind", "quarter"),
+                    parse.whole_number(form.get("number"), lo=1, hi=12, default=1),
                     user_id=current_user.id,
                 )
                 message = _("Draft %(title)s ready for review.", title=d.title)
-        except (LedgerError, ValueError, KeyError) as exc:
-            session.rollback()
-            flash(_err(exc), "error")
-        else:
-            session.commit()
+        if result.ok:
             flash(message, "success")
         return redirect(url_for("coop.disclosures"))
     rows = list(session.scalars(select(Disclosure).order_by(Disclosure.end.desc(), Disclosure.id.desc())))

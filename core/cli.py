@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 from flask.cli import AppGroup
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from core import auth
-from core.models import ROLES
+from core.errors import DomainError
+from core.models import ROLES, User
 from core.web import database
 
 users_cli = AppGroup("users", help="Manage user accounts and API tokens.")
 demo_cli = AppGroup("demo", help="Demo data and the all-in-one demo runner.")
 
 
-def _session():
-    return database().session_factory()
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """The one way a CLI command ends its transaction (the CLI's ``core.web.attempt``).
+
+    The block's session is committed when it ends and rolled back on any error; a
+    ``DomainError`` becomes a clean ``Error: <why>`` and exit status 1, nothing written.
+    """
+    session = database().session_factory()
+    try:
+        yield session
+        session.commit()
+    except DomainError as exc:
+        session.rollback()
+        raise click.ClickException(str(exc)) from exc
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _user(session: Session, username: str) -> User:
+    user = auth.get_user(session, username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    return user
 
 
 @users_cli.command("create")
@@ -27,25 +57,17 @@ def create_user(username, role, password, display_name, household_id):
     """Create a user with a role."""
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    with _session() as session:
-        try:
-            user = auth.create_user(
-                session, username, password, role, display_name=display_name, household_id=household_id
-            )
-        except auth.AuthError as exc:
-            raise click.ClickException(str(exc)) from exc
-        session.commit()
-        click.echo(f"created user {user.username} ({user.role})")
+    with transaction() as session:
+        user = auth.create_user(
+            session, username, password, role, display_name=display_name, household_id=household_id
+        )
+    click.echo(f"created user {user.username} ({user.role})")
 
 
 @users_cli.command("list")
 def list_users():
     """List users and their roles."""
-    from sqlalchemy import select
-
-    from core.models import User
-
-    with _session() as session:
+    with transaction() as session:
         for user in session.scalars(select(User).order_by(User.username)):
             state = "" if user.active else " (disabled)"
             click.echo(f"{user.username:20} {user.role:10} {user.display_name}{state}")
@@ -57,18 +79,13 @@ def list_users():
 @click.option("--revoke", "revoke_all", is_flag=True, help="Revoke all of the user's tokens instead.")
 def token(username, name, revoke_all):
     """Print a new personal API token for USERNAME (shown once), or revoke them all."""
-    with _session() as session:
-        user = auth.get_user(session, username)
-        if user is None:
-            raise click.ClickException(f"no user {username!r}")
+    with transaction() as session:
+        user = _user(session, username)
         if revoke_all:
             count = auth.revoke_tokens(session, user)
-            session.commit()
-            click.echo(f"revoked {count} token(s) of {user.username}")
-            return
-        _row, text = auth.issue_token(session, user, name)
-        session.commit()
-        click.echo(text)
+        else:
+            _row, text = auth.issue_token(session, user, name)
+    click.echo(f"revoked {count} token(s) of {user.username}" if revoke_all else text)
 
 
 @users_cli.command("set-password")
@@ -78,16 +95,9 @@ def set_password(username, password):
     """Change a user's password."""
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    with _session() as session:
-        user = auth.get_user(session, username)
-        if user is None:
-            raise click.ClickException(f"no user {username!r}")
-        try:
-            auth.set_password(user, password)
-        except auth.AuthError as exc:
-            raise click.ClickException(str(exc)) from exc
-        session.commit()
-        click.echo("password changed")
+    with transaction() as session:
+        auth.set_password(_user(session, username), password)
+    click.echo("password changed")
 
 
 @demo_cli.command("seed")
@@ -97,16 +107,11 @@ def seed(if_empty, password):
     """Create a believable demo village: households, greenhouses, products, users."""
     from core.demo import seed_all
 
-    with _session() as session:
-        from sqlalchemy import func, select
-
-        from core.models import User
-
+    with transaction() as session:
         if if_empty and session.scalar(select(func.count(User.id))):
             click.echo("database already has data; demo seed skipped")
             return
         accounts = seed_all(session, password=password)
-        session.commit()
     click.echo("Demo data created. Accounts (passwords are shown only now):")
     for username, role, pw in accounts:
         click.echo(f"  {role:9} {username:14} {pw}")

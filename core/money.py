@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Hashable, Sequence
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
@@ -21,7 +22,7 @@ def parse_yuan(text: str | int | Decimal) -> int:
     """Parse an amount in yuan ("12.34", "1,234.5", "¥8") into fen; at most two decimals."""
     if isinstance(text, int):
         return text * 100
-    raw = str(text).strip().replace(",", "").replace("¥", "").replace("￥", "").strip()
+    raw = unicodedata.normalize("NFKC", str(text)).strip().replace(",", "").replace("¥", "").strip()
     if not raw:
         raise MoneyError(N_("amount is empty"))
     try:
@@ -30,6 +31,8 @@ def parse_yuan(text: str | int | Decimal) -> int:
         raise MoneyError(N_("not an amount: %(text)s"), text=str(text)[:40]) from exc
     if not value.is_finite():
         raise MoneyError(N_("not an amount: %(text)s"), text=str(text)[:40])
+    if value.adjusted() >= 16:  # ¥10^16: beyond any book (and before Decimal overflows)
+        raise MoneyError(N_("amount is too large: %(text)s"), text=str(text)[:40])
     fen = value * 100
     if fen != fen.to_integral_value():
         raise MoneyError(N_("at most two decimals (whole fen): %(text)s"), text=str(text)[:40])

@@ -12,7 +12,7 @@ from flask_login import current_user, login_user, logout_user
 from core import auth
 from core.forms import LoginForm, TokenForm
 from core.i18n import LANGUAGES
-from core.web import db_session, login_required, settings
+from core.web import attempt, db_session, login_required, settings
 
 bp = Blueprint("core", __name__)
 
@@ -38,15 +38,15 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         cfg = settings()
-        result = auth.authenticate(
-            db_session(),
-            form.username.data,
-            form.password.data,
-            remote_addr=request.remote_addr or "",
-            max_failures=cfg.login_max_failures,
-            lockout=timedelta(minutes=cfg.login_lockout_minutes),
-        )
-        db_session().commit()
+        with attempt():  # failed attempts are recorded (throttling) whatever the outcome
+            result = auth.authenticate(
+                db_session(),
+                form.username.data,
+                form.password.data,
+                remote_addr=request.remote_addr or "",
+                max_failures=cfg.login_max_failures,
+                lockout=timedelta(minutes=cfg.login_lockout_minutes),
+            )
         if result.user is not None:
             login_user(result.user)
             if result.user.locale in LANGUAGES and "lang" not in session:
@@ -76,8 +76,8 @@ def set_language(code: str):
     if code in LANGUAGES:
         session["lang"] = code
         if current_user.is_authenticated:
-            current_user.locale = code
-            db_session().commit()
+            with attempt():  # remembered for the next login
+                current_user.locale = code
     return redirect(_safe_next(request.args.get("next")) or url_for("core.home"))
 
 
@@ -88,8 +88,8 @@ def tokens():
     form = TokenForm()
     new_token = None
     if form.validate_on_submit():
-        _row, new_token = auth.issue_token(db_session(), current_user, form.name.data or "web")
-        db_session().commit()
+        with attempt():
+            _row, new_token = auth.issue_token(db_session(), current_user, form.name.data or "web")
     rows = sorted(current_user.tokens, key=lambda t: t.id, reverse=True)
     return render_template("core/tokens.html", form=form, tokens=rows, new_token=new_token)
 
@@ -98,8 +98,9 @@ def tokens():
 @login_required
 def revoke_token(token_id: int):
     """Revoke one of the user's API tokens."""
-    if auth.revoke_tokens(db_session(), current_user, token_id):
-        db_session().commit()
+    with attempt():
+        revoked = auth.revoke_tokens(db_session(), current_user, token_id)
+    if revoked:
         flash(_("Token revoked."), "success")
     return redirect(url_for("core.tokens"))
 

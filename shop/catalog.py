@@ -122,10 +122,20 @@ def available_lots(session: Session, product_id: int) -> list[HarvestLot]:
     return list(session.scalars(_available_lots_stmt(), {"product_id": product_id}))
 
 
+DEFAULT_COMMISSION_PCT = 10
+
+
+def commission_pct(session: Session, product_id: int) -> int:
+    """The collective's share of a consignment product's sales, in percent (read only)."""
+    row = session.get(ProductTerms, product_id)
+    return row.commission_pct if row is not None else DEFAULT_COMMISSION_PCT
+
+
 def terms(session: Session, product_id: int) -> ProductTerms:
+    """The product's terms row, created with the defaults if it has none (for changing it)."""
     row = session.get(ProductTerms, product_id)
     if row is None:
-        row = ProductTerms(product_id=product_id, commission_pct=10)
+        row = ProductTerms(product_id=product_id, commission_pct=DEFAULT_COMMISSION_PCT)
         session.add(row)
     return row
 

@@ -204,7 +204,7 @@ def place_order(
         product = item.product
         if not product.on_sale(today):
             raise CheckoutError(N_("A product in your cart is no longer on sale."))
-        commission = catalog.terms(session, product.id).commission_pct if product.consignment else 100
+        commission = catalog.commission_pct(session, product.id) if product.consignment else 100
         line = OrderLine(
             product_id=product.id,
             name_zh=product.name_zh,

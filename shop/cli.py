@@ -7,13 +7,9 @@ import datetime as dt
 import click
 from flask.cli import AppGroup
 
+from core.cli import transaction
+
 shop_cli = AppGroup("shop", help="The produce shop: reservations, payouts, statements.")
-
-
-def _session():
-    from core.web import database
-
-    return database().session_factory()
 
 
 @shop_cli.command("expire")
@@ -21,9 +17,8 @@ def expire():
     """Cancel unpaid orders whose reservation has lapsed and return their stock (run from cron)."""
     from shop.checkout import expire_reservations
 
-    with _session() as session:
+    with transaction() as session:
         count = expire_reservations(session)
-        session.commit()
     click.echo(f"{count} lapsed reservation(s) cancelled")
 
 
@@ -33,18 +28,14 @@ def expire():
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Arrival date (default today).")
 def payout(payout_id, amount, day):
     """Record a Stripe payout of AMOUNT yuan into the bank (when the webhook is not used)."""
-    from core.money import MoneyError, parse_yuan
+    from core.money import parse_yuan
     from shop.settlement import local_day, post_payout
 
-    try:
-        fen = parse_yuan(amount)
-    except MoneyError as exc:
-        raise click.ClickException(str(exc)) from exc
     arrived = day.date() if day else local_day(None)
-    with _session() as session:
-        voucher = post_payout(session, payout_id, fen, arrived=arrived)
-        session.commit()
-        click.echo(f"posted voucher {voucher.label if voucher else '-'}")
+    with transaction() as session:
+        voucher = post_payout(session, payout_id, parse_yuan(amount), arrived=arrived)
+        label = voucher.label if voucher else "-"
+    click.echo(f"posted voucher {label}")
 
 
 @shop_cli.command("statement")
@@ -59,9 +50,12 @@ def statement(household_code, month):
     from shop.settlement import household_statement, local_day
 
     today = local_day(None)
-    year, mon = (int(x) for x in (month or f"{today:%Y-%m}").split("-", 1))
-    dt.date(year, mon, 1)
-    with _session() as session:
+    try:
+        year, mon = (int(x) for x in (month or f"{today:%Y-%m}").split("-", 1))
+        dt.date(year, mon, 1)
+    except ValueError as exc:
+        raise click.BadParameter("use YYYY-MM", param_hint="--month") from exc
+    with transaction() as session:
         household = session.scalar(select(Household).where(Household.code == household_code))
         if household is None:
             raise click.ClickException(f"no household {household_code!r}")

@@ -11,8 +11,9 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from coop.models import Household
-from core import audit, clock
-from core.money import MoneyError, parse_yuan
+from core import audit, clock, parse
+from core.errors import N_
+from core.money import parse_yuan
 from core.web import attempt, db_session, role_required, settings
 from shop import catalog, checkout, orders, payments, settlement
 from shop.models import Order, Product
@@ -131,18 +132,13 @@ def order_cancel(number: str):
 def order_refund(number: str):
     """Refund all or part of a paid order (through Stripe for online payments)."""
     order = _order(number)
-    try:
-        amount = parse_yuan(request.form.get("amount", ""))
-    except MoneyError:
-        flash(_("Enter the amount in yuan, e.g. 12.50."), "error")
-        return redirect(url_for("shop_staff.order_detail", number=number))
     line_id = request.form.get("line_id", type=int) or None
     key = request.form.get("key") or payments.next_refund_key(order)
-    with attempt(payments.PaymentError) as result:
+    with attempt() as result:
         payments.refund(
             db_session(),
             order,
-            amount,
+            parse_yuan(request.form.get("amount", "")),
             key=key,
             settings=settings(),
             reason=request.form.get("reason", "").strip(),
@@ -159,10 +155,10 @@ def order_refund(number: str):
 def order_resolve(number: str):
     """Clear an order's attention flag with a note of what was done."""
     order = _order(number)
-    orders.resolve_attention(
-        db_session(), order, user_id=current_user.id, note=request.form.get("note", "").strip()
-    )
-    db_session().commit()
+    with attempt():
+        orders.resolve_attention(
+            db_session(), order, user_id=current_user.id, note=request.form.get("note", "").strip()
+        )
     return redirect(url_for("shop_staff.order_detail", number=number))
 
 
@@ -185,8 +181,8 @@ def pickup():
 @role_required(*STAFF)
 def expire():
     """Cancel lapsed reservations now (a cron job runs ``flask shop expire`` too)."""
-    count = checkout.expire_reservations(db_session())
-    db_session().commit()
+    with attempt():
+        count = checkout.expire_reservations(db_session())
     flash(_("%(count)d lapsed reservations cancelled.", count=count), "success")
     return redirect(url_for("shop_staff.order_list"))
 
@@ -212,27 +208,24 @@ def _product_form(product: Product | None):
     cats = catalog.categories(s)
     errors: list[str] = []
     if request.method == "POST":
-        try:
+        with attempt(flash_error=False) as result:
             values = catalog.parse_product_form(request.form)
-            commission = request.form.get("commission_pct", type=int)
-            product = catalog.save_product(
+            saved = catalog.save_product(
                 s,
                 product,
                 values,
                 user_id=current_user.id,
                 slug=request.form.get("slug"),
-                commission_pct=commission,
+                commission_pct=request.form.get("commission_pct", type=int),
             )
             supplier_ids = [int(h) for h in request.form.getlist("suppliers") if h.isdigit()]
-            catalog.set_suppliers(s, product, supplier_ids)
-            s.commit()
+            catalog.set_suppliers(s, saved, supplier_ids)
+        if result.ok:
             flash(_("Product saved."), "success")
-            return redirect(url_for("shop_staff.stock", product_id=product.id))
-        except catalog.CatalogError as exc:
-            s.rollback()
-            errors.append(_(str(exc)))
-    commission = catalog.terms(s, product.id).commission_pct if product else 10
-    s.rollback()  # terms() may have added a default row; nothing to save on a GET
+            return redirect(url_for("shop_staff.stock", product_id=saved.id))
+        errors.append(result.error or "")
+        product = s.get(Product, product.id) if product is not None else None
+    commission = catalog.commission_pct(s, product.id) if product else catalog.DEFAULT_COMMISSION_PCT
     return render_template(
         "shop/staff/product_form.html",
         product=product,
@@ -271,7 +264,7 @@ def stock(product_id: int):
     if product is None:
         abort(404)
     if request.method == "POST":
-        try:
+        with attempt() as result:
             if request.form.get("lot_id"):
                 lot = s.get(HarvestLot, request.form.get("lot_id", type=int))
                 if lot is None or lot.product_id != product.id:
@@ -284,24 +277,17 @@ def stock(product_id: int):
                     user_id=current_user.id,
                 )
             else:
-                raw_day = request.form.get("harvested_on") or ""
                 catalog.add_stock(
                     s,
                     product,
                     _decimal(request.form.get("quantity")),
                     household_id=request.form.get("household_id", type=int) or None,
-                    harvested_on=date.fromisoformat(raw_day) if raw_day else None,
+                    harvested_on=parse.optional_date(request.form.get("harvested_on")),
                     user_id=current_user.id,
                     grade=request.form.get("grade") or None,
                 )
-            s.commit()
+        if result.ok:
             flash(_("Stock updated."), "success")
-        except (catalog.CatalogError, ValueError) as exc:
-            s.rollback()
-            flash(
-                _(str(exc)) if isinstance(exc, catalog.CatalogError) else _("Check the numbers and dates."),
-                "error",
-            )
         return redirect(url_for("shop_staff.stock", product_id=product.id))
     lots = list(
         s.scalars(
@@ -329,9 +315,9 @@ def _decimal(raw) -> Decimal:
     try:
         value = Decimal(str(raw or "").strip())
     except InvalidOperation as exc:
-        raise catalog.CatalogError("Enter a quantity.") from exc
+        raise catalog.CatalogError(N_("Enter a quantity.")) from exc
     if not value.is_finite():
-        raise catalog.CatalogError("Enter a quantity.")
+        raise catalog.CatalogError(N_("Enter a quantity."))
     return value
 
 

@@ -12,6 +12,7 @@ from flask_wtf.csrf import generate_csrf
 from markupsafe import Markup
 
 from core import clock
+from core.errors import N_
 from core.web import attempt, db_session, role_required, settings
 from shop import cart as carts
 from shop import catalog, checkout, orders, payments
@@ -189,7 +190,7 @@ def cart_update():
     item = next((i for i in cart.items if i.id == item_id), None)
     with attempt(carts.CartError):
         if item is None:
-            raise carts.CartError("That item is no longer in your cart.")
+            raise carts.CartError(N_("That item is no longer in your cart."))
         qty = carts.parse_quantity(request.form.get("quantity", "0"), item.product.unit)
         carts.set_quantity(db_session(), cart, item_id, qty)
     return redirect(url_for("shop.view_cart"))
@@ -251,26 +252,23 @@ def checkout_page():
             version=cart.version,
             errors=errors,
         ), 400
-    s = db_session()
-    try:
+    with attempt(flash_error=False) as result:
         order = checkout.place_order(
-            s, cart, contact, user_id=_user_id(), today=_today(), stripe_enabled=stripe_enabled
+            db_session(), cart, contact, user_id=_user_id(), today=_today(), stripe_enabled=stripe_enabled
         )
-        s.commit()
-    except checkout.OutOfStock as exc:
-        s.rollback()
-        flash(
-            _(
-                "Sorry, there is not enough %(name)s left (%(available)s available).",
-                name=exc.product.name(_locale()),
-                available=f"{exc.available.normalize():f}",
-            ),
-            "error",
-        )
-        return redirect(url_for("shop.view_cart"))
-    except checkout.CheckoutError as exc:
-        s.rollback()
-        flash(_(str(exc)), "error")
+    if not result.ok:
+        exc = result.exception
+        if isinstance(exc, checkout.OutOfStock):  # the product's name in the reader's language
+            flash(
+                _(
+                    "Sorry, there is not enough %(name)s left (%(available)s available).",
+                    name=exc.product.name(_locale()),
+                    available=f"{exc.available.normalize():f}",
+                ),
+                "error",
+            )
+        else:
+            flash(result.error or "", "error")
         return redirect(url_for("shop.view_cart"))
     _remember_order(order.token)
     if order.payment_method == "stripe" and order.status == "pending_payment":
@@ -294,20 +292,16 @@ def _locale() -> str:
 
 
 def _to_stripe(order):
-    s = db_session()
     base = settings().public_base_url
-    try:
+    with attempt() as result:
         url = payments.start_checkout(
-            s,
+            db_session(),
             order,
             settings(),
             success_url=base + url_for("shop.order_page", token=order.token),
             cancel_url=base + url_for("shop.order_page", token=order.token, cancelled=1),
         )
-        s.commit()
-    except payments.PaymentError as exc:
-        s.rollback()
-        flash(_(str(exc)), "error")
+    if not result.ok:
         return redirect(url_for("shop.order_page", token=order.token))
     return redirect(url, code=303)
 

@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, request
 
-from core.web import csrf_exempt, db_session, json_error, settings
+from core.web import attempt, csrf_exempt, db_session, json_error, settings
 from shop import webhooks
 
 bp = Blueprint("stripe_webhook", __name__)
@@ -25,12 +25,13 @@ def stripe_webhook():
     except webhooks.BadSignature as exc:
         log.warning("rejected Stripe webhook: %s", exc)
         return json_error(400, "invalid signature")
-    session = db_session()
     try:
-        outcome = webhooks.handle(session, event, settings())
-        session.commit()
-    except Exception:
-        session.rollback()
+        with attempt(flash_error=False) as result:
+            outcome = webhooks.handle(db_session(), event, settings())
+    except Exception:  # rolled back; Stripe retries, so nothing is lost
         log.exception("Stripe event %s failed", event.get("id"))
+        return json_error(500, "event not processed; Stripe will retry")
+    if not result.ok:
+        log.error("Stripe event %s refused: %s", event.get("id"), result.exception)
         return json_error(500, "event not processed; Stripe will retry")
     return {"received": True, "outcome": outcome}

@@ -69,20 +69,31 @@ def _order_for(session: Session, obj: dict) -> Order | None:
     return None
 
 
+PAID = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+
+
 def handle(session: Session, event: dict, settings: Settings) -> str:
     """Apply a verified event once; returns a short outcome. The caller commits.
 
     Raises nothing for events we do not act on (they are recorded and acknowledged).
+    What Stripe must tell us (the payment's fee) is asked before anything is written, so
+    no write transaction waits on the network; the event id is recorded in a savepoint,
+    so a concurrent delivery of the same event changes nothing and the caller's
+    transaction stays usable.
     """
-    row = StripeEvent(id=event["id"], type=event["type"][:80], created=int(event.get("created") or 0))
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError:
-        session.rollback()
+    if session.get(StripeEvent, event["id"]) is not None:
         return "duplicate event"
     obj = (event.get("data") or {}).get("object") or {}
     kind = event["type"]
+    fee: tuple[int, str | None] = (0, None)
+    if kind in PAID and obj.get("payment_status") == "paid" and obj.get("id"):
+        fee = payments.stripe_fee(settings, obj["id"])
+    row = StripeEvent(id=event["id"], type=event["type"][:80], created=int(event.get("created") or 0))
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return "duplicate event"
     if kind not in HANDLED:
         row.outcome = "ignored"
         return row.outcome
@@ -110,7 +121,7 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
         row.outcome = "no order"
         return row.outcome
     row.order_id = order.id
-    if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
+    if kind in PAID:
         if obj.get("payment_status") != "paid":
             row.outcome = "waiting for asynchronous payment"
             return row.outcome
@@ -119,7 +130,7 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
         if session.scalar(select(Payment.id).where(Payment.reference == f"stripe:{obj['id']}")) is not None:
             row.outcome = "duplicate payment"
             return row.outcome
-        fee, pi = payments.stripe_fee(settings, obj["id"])
+        fee_fen, pi = fee
         pi = pi or (obj.get("payment_intent") if isinstance(obj.get("payment_intent"), str) else None)
         row.outcome = payments.mark_paid(
             session,
@@ -127,7 +138,7 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
             method="stripe",
             amount_fen=int(obj.get("amount_total") or 0),
             reference=f"stripe:{obj['id']}",
-            fee_fen=fee,
+            fee_fen=fee_fen,
             payment_intent=pi,
         )
     elif kind in ("checkout.session.async_payment_failed", "checkout.session.expired"):

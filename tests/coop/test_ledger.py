@@ -7,7 +7,6 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from coop.distribution import close_period
 from coop.ledger import (
     LedgerError,
     Line,
@@ -17,6 +16,7 @@ from coop.ledger import (
     reverse_voucher,
 )
 from coop.models import Account, Balance, Voucher, VoucherLine
+from coop.periods import close_period
 from coop.reports import account_balances, trial_balance
 from core.models import AuditEntry
 from tests.coop.conftest import post

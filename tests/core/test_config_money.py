@@ -68,13 +68,22 @@ def test_bad_settings_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text,fen", [("12.34", 1234), ("1,234.5", 123450), ("¥8", 800), ("0.01", 1), ("-3.2", -320)]
+    "text,fen",
+    [
+        ("12.34", 1234),
+        ("1,234.5", 123450),
+        ("¥8", 800),
+        ("0.01", 1),
+        ("-3.2", -320),
+        ("１２.５", 1250),
+        ("￥3", 300),
+    ],
 )
 def test_parse_yuan(text, fen):
     assert parse_yuan(text) == fen
 
 
-@pytest.mark.parametrize("text", ["", "abc", "1.234", "NaN", "Infinity"])
+@pytest.mark.parametrize("text", ["", "abc", "1.234", "NaN", "Infinity", "1e999999", "-1e30", "1,2,3.4.5"])
 def test_parse_yuan_refuses(text):
     with pytest.raises(MoneyError):
         parse_yuan(text)

@@ -1,0 +1,65 @@
+"""Reading what people type into forms: dates and whole numbers (amounts: ``core.money``).
+
+Each parser returns the value or raises ``InputError`` (a ``DomainError``), so a view
+handles a mistyped field exactly like a refused operation: ``core.web.attempt`` rolls
+back and shows the message. Full-width digits from a Chinese keyboard are accepted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+
+from core.errors import N_, DomainError
+
+MAX_INT = 2**63 - 1  # what a database integer holds
+
+
+class InputError(DomainError):
+    """A form field could not be understood."""
+
+
+def _clean(text: object) -> str:
+    return unicodedata.normalize("NFKC", str(text if text is not None else "")).strip()
+
+
+def date_field(text: object, *, default: dt.date | None = None) -> dt.date:
+    """An ISO date (``2026-12-01``); ``default`` when empty (InputError if there is none)."""
+    raw = _clean(text)
+    if not raw:
+        if default is None:
+            raise InputError(N_("Enter a date as YYYY-MM-DD."))
+        return default
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise InputError(N_("%(text)s is not a date: enter it as YYYY-MM-DD."), text=raw[:20]) from None
+
+
+def optional_date(text: object) -> dt.date | None:
+    """An ISO date, or None when the field is empty."""
+    return date_field(text) if _clean(text) else None
+
+
+def whole_number(text: object, *, lo: int = 0, hi: int = MAX_INT, default: int | None = None) -> int:
+    """A whole number within [lo, hi]; ``default`` when empty (InputError if there is none)."""
+    raw = _clean(text).replace(",", "")
+    if not raw:
+        if default is None:
+            raise InputError(N_("Enter a whole number."))
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputError(N_("%(text)s is not a whole number."), text=raw[:20]) from None
+    if not lo <= value <= hi:
+        raise InputError(N_("Enter a whole number from %(lo)d to %(hi)d."), lo=lo, hi=hi)
+    return value
+
+
+def choice(text: object, options: tuple[str, ...] | list[str]) -> str:
+    """One of ``options`` (InputError otherwise)."""
+    raw = _clean(text)
+    if raw not in options:
+        raise InputError(N_("Choose one of the options."))
+    return raw

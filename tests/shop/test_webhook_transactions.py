@@ -1,0 +1,74 @@
+"""The webhook's transaction: nothing is written while Stripe is asked for the fee, and a
+concurrent delivery of the same event is absorbed by a savepoint, not by rolling back the
+caller's transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.models import AuditEntry
+from shop import payments, webhooks
+from shop.models import Order, Payment, StripeEvent
+from tests.shop.conftest import post_event
+from tests.shop.test_shop_stripe import buy, paid_event, the_order
+
+
+def test_no_write_is_pending_while_stripe_is_asked_for_the_fee(
+    stripe_client, stripe_stub, shop, session, books, monkeypatch
+):
+    peach = shop.product(stock=[10])
+    buy(stripe_client, peach, "2")
+    order = the_order(session)
+    flushed: list[int] = []
+
+    def count_flushes(sess, _context):
+        flushed.append(len(sess.new) + len(sess.dirty))
+
+    sa_event.listen(Session, "after_flush", count_flushes)
+    real = payments.stripe_fee
+    seen: list[int] = []
+
+    def fee(settings, session_id):
+        seen.append(len(flushed))  # how many flushes had happened when the network call started
+        return real(settings, session_id)
+
+    monkeypatch.setattr(payments, "stripe_fee", fee)
+    try:
+        r = post_event(stripe_client, paid_event(stripe_stub, order))
+    finally:
+        sa_event.remove(Session, "after_flush", count_flushes)
+    assert r.status_code == 200 and r.json["outcome"] == "paid"
+    assert seen == [0]  # asked before anything was written
+    assert the_order(session).fee_fen == 41 and flushed  # and then it was written
+
+
+def test_a_concurrent_duplicate_is_absorbed_by_a_savepoint(stripe_app, stripe_stub, shop, session, books):
+    from core.web import EXT
+
+    peach = shop.product(stock=[10])
+    buy(stripe_app.test_client(), peach, "2")
+    order = the_order(session)
+    evt = paid_event(stripe_stub, order, "evt_race")
+    factory = stripe_app.extensions[EXT]["db"].session_factory
+    settings = stripe_app.extensions[EXT]["settings"]
+    with factory() as first:
+        assert webhooks.handle(first, evt, settings) == "paid"
+        first.commit()
+    with factory() as second:
+        audit.record(second, "test.before", entity_type="test", entity_id=1)  # the caller's own work
+        # the other delivery's row is not visible to the check (committed after it looked) ...
+        real_get = second.get
+        second.get = lambda model, ident, **kw: None if model is StripeEvent else real_get(model, ident, **kw)
+        assert webhooks.handle(second, evt, settings) == "duplicate event"
+        # ... and the caller's transaction is still usable: nothing was rolled back under it
+        assert second.scalar(select(Order.status).where(Order.id == order.id)) == "paid"
+        second.commit()
+    session.expire_all()
+    assert len(session.scalars(select(Payment)).all()) == 1
+    assert len(session.scalars(select(StripeEvent)).all()) == 1
+    assert (
+        session.scalar(select(AuditEntry.action).where(AuditEntry.action == "test.before")) == "test.before"
+    )
