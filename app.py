@@ -13,6 +13,8 @@ from flask_migrate import Migrate
 
 from core.config import PROJECT_ROOT, Settings
 
+AREAS = ("coop", "iot", "shop")  # the domains, each with its blueprints, CLI and catalogue
+
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     """Build the Flask app. ``config`` is a ``Settings`` or a dict of overrides.
@@ -49,7 +51,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     app.config.update(flask_overrides)
 
     web.init_app(app, settings)
-    i18n.init_app(app)
+    i18n.init_app(app, [PROJECT_ROOT / area / "translations" for area in AREAS])
     Migrate(app, web_database(app), directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
 
     from coop.views import bp as coop_bp

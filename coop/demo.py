@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from coop.models import Household
+from coop.models import Account, Household
 from core import clock
 
 SURNAMES = "赵赵赵赵赵王王王李李李张张刘刘陈杨黄周吴徐孙马朱胡郭何高林罗郑"
@@ -213,12 +213,12 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
         for slug, name, kind in ENTERPRISES
     }
     acc = {
-        "mill": ents["grain-mill"].income_account.code,
-        "mill_exp": ents["grain-mill"].expense_account.code,
-        "sales": ents["sales-centre"].income_account.code,
-        "sales_exp": ents["sales-centre"].expense_account.code,
-        "mugwort": ents["mugwort"].income_account.code,
-        "mugwort_exp": ents["mugwort"].expense_account.code,
+        "mill": _code(ents["grain-mill"].income_account),
+        "mill_exp": _code(ents["grain-mill"].expense_account),
+        "sales": _code(ents["sales-centre"].income_account),
+        "sales_exp": _code(ents["sales-centre"].expense_account),
+        "mugwort": _code(ents["mugwort"].income_account),
+        "mugwort_exp": _code(ents["mugwort"].expense_account),
         "subsidy_ops": ensure_account(session, "503", "村级组织运转经费", key="subsidy:operations").code,
         "subsidy_farm": ensure_account(session, "503", "高标准农田管护补助", key="subsidy:farmland").code,
         "interest": ensure_account(session, "504", "利息收入", key="other-income:interest").code,
@@ -314,7 +314,14 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
         post_month(today.year, m)
 
 
+def _code(account: Account | None) -> str:
+    assert account is not None  # add_enterprise gives every enterprise its accounts
+    return account.code
+
+
 def _id(session: Session, code: str) -> int:
     from coop.ledger import get_account
 
-    return get_account(session, code).id
+    account = get_account(session, code)
+    assert account is not None, code  # the chart is loaded before the demo posts
+    return account.id

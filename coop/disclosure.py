@@ -123,7 +123,7 @@ def draft(
     return d
 
 
-def approve(session: Session, disclosure_id: int, *, user_id: int) -> Disclosure:
+def approve(session: Session, disclosure_id: int, *, user_id: int | None) -> Disclosure:
     """Approve a draft: it becomes public and read-only."""
     d = session.get(Disclosure, disclosure_id)
     if d is None:

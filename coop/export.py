@@ -125,13 +125,11 @@ def write_beancount(
     assert_day = last + dt.timedelta(days=1)
     from coop.reports import _figures
 
-    rows = _rolled(session, _figures(session, 0, 999912))
     out.write("\n; Closing balances as in Tianyuan's trial balance\n")
-    for row in rows:
-        if not row.empty:
-            out.write(
-                f"{assert_day.isoformat()} balance {names[row.account.id]}  {_amount(row.closing)} CNY\n"
-            )
+    for closing in _rolled(session, _figures(session, 0, 999912)):
+        if not closing.empty:
+            name, amount = names[closing.account.id], _amount(closing.closing)
+            out.write(f"{assert_day.isoformat()} balance {name}  {amount} CNY\n")
     return {"vouchers": vouchers, "lines": lines}
 
 

@@ -18,6 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
@@ -290,6 +291,8 @@ def post_voucher(
     accounts = _validate(session, date, summary, lines)
 
     head = session.scalar(select(ChainHead).where(ChainHead.id == 1).with_for_update())
+    if head is None:  # _validate loads the chart, which starts the chain
+        raise LedgerError(N_("the books have no chain head: load the chart of accounts"))
     if source is not None:  # a concurrent poster may have won the race while we waited for the lock
         existing = session.scalar(
             select(Voucher).where(Voucher.source == source, Voucher.source_ref == source_ref)
@@ -400,13 +403,13 @@ def reversed_ids(session: Session, voucher_ids: list[int]) -> dict[int, Voucher]
     if not voucher_ids:
         return {}
     rows = session.scalars(select(Voucher).where(Voucher.reverses_id.in_(voucher_ids)))
-    return {v.reverses_id: v for v in rows}
+    return {v.reverses_id: v for v in rows if v.reverses_id is not None}
 
 
 # ---------------------------------------------------------------- immutability
 
 
-def _refuse_change(_mapper, _connection, target) -> None:
+def _refuse_change(_mapper: Any, _connection: Any, target: Any) -> None:
     raise LedgerError(N_("posted vouchers are immutable: post a reversing voucher instead"))
 
 
@@ -475,7 +478,7 @@ def verify_chain(session: Session, *, check_balances: bool = True) -> VerifyResu
     current = None
     lines: list[tuple[str, int, int, str]] = []
 
-    def check(row) -> str | None:
+    def check(row: Any) -> str | None:
         nonlocal prev_hash, expected_seq
         label = f"{row.year}-{row.number:04d}"
         if row.seq != expected_seq:

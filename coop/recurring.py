@@ -23,7 +23,8 @@ def _add_months(day: dt.date, months: int, dom: int) -> dt.date:
 
 
 def due_dates(entry: RecurringEntry, until: dt.date) -> list[dt.date]:
-    out, i = [], 0
+    out: list[dt.date] = []
+    i = 0
     while True:
         day = _add_months(entry.start.replace(day=1), i * entry.every_months, entry.day)
         if day > until or (entry.end is not None and day > entry.end):

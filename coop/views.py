@@ -130,11 +130,10 @@ def load_chart():
         ensure_chart(db_session())
     if result.ok:
         flash(_("The chart of accounts is loaded."), "success")
-    return redirect(request.form.get("next") if _local(request.form.get("next")) else url_for("coop.index"))
-
-
-def _local(target: str | None) -> bool:
-    return bool(target) and target.startswith("/") and not target.startswith("//")
+    target = request.form.get("next") or ""
+    return redirect(
+        target if target.startswith("/") and not target.startswith("//") else url_for("coop.index")
+    )
 
 
 @bp.post("/verify")

@@ -18,7 +18,7 @@ def record(
     entity_type: str | None = None,
     entity_id: Any = None,
     user_id: int | None = None,
-    details: dict | None = None,
+    details: dict[str, Any] | None = None,
     note: str | None = None,
 ) -> AuditEntry:
     """Add an audit entry for ``entity`` (any mapped object with an ``id``)."""

@@ -53,7 +53,9 @@ def _user(session: Session, username: str) -> User:
 @click.option("--password", help="Prompted for (twice, hidden) when not given.")
 @click.option("--name", "display_name", default="", help="Display name.")
 @click.option("--household", "household_id", type=int, help="Member household id (farmers).")
-def create_user(username, role, password, display_name, household_id):
+def create_user(
+    username: str, role: str, password: str | None, display_name: str, household_id: int | None
+) -> None:
     """Create a user with a role."""
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -65,7 +67,7 @@ def create_user(username, role, password, display_name, household_id):
 
 
 @users_cli.command("list")
-def list_users():
+def list_users() -> None:
     """List users and their roles."""
     with transaction() as session:
         for user in session.scalars(select(User).order_by(User.username)):
@@ -77,7 +79,7 @@ def list_users():
 @click.argument("username")
 @click.option("--name", default="cli", help="A label for the token.")
 @click.option("--revoke", "revoke_all", is_flag=True, help="Revoke all of the user's tokens instead.")
-def token(username, name, revoke_all):
+def token(username: str, name: str, revoke_all: bool) -> None:
     """Print a new personal API token for USERNAME (shown once), or revoke them all."""
     with transaction() as session:
         user = _user(session, username)
@@ -91,7 +93,7 @@ def token(username, name, revoke_all):
 @users_cli.command("set-password")
 @click.argument("username")
 @click.option("--password")
-def set_password(username, password):
+def set_password(username: str, password: str | None) -> None:
     """Change a user's password."""
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -103,7 +105,7 @@ def set_password(username, password):
 @demo_cli.command("seed")
 @click.option("--if-empty", is_flag=True, help="Do nothing when the database already has users.")
 @click.option("--password", default=None, help="One password for every demo user (default: random, printed).")
-def seed(if_empty, password):
+def seed(if_empty: bool, password: str | None) -> None:
     """Create a believable demo village: households, greenhouses, products, users."""
     from core.demo import seed_all
 
@@ -120,7 +122,7 @@ def seed(if_empty, password):
 @demo_cli.command("run")
 @click.option("--port", default=5000, show_default=True)
 @click.option("--speedup", default=60.0, show_default=True, help="Simulated seconds per real second.")
-def run_demo(port, speedup):
+def run_demo(port: int, speedup: float) -> None:
     """Start the broker, ingester, simulator and web app; Ctrl-C stops them all."""
     from core.supervisor import run_demo as _run
 

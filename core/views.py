@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 
@@ -27,13 +29,13 @@ def _safe_next(target: str | None) -> str | None:
 
 
 @bp.get("/")
-def home():
+def home() -> ResponseReturnValue:
     """Landing page: the three areas, with shortcuts for the logged-in role."""
     return render_template("core/home.html")
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login():
+def login() -> ResponseReturnValue:
     """Log in with username and password; repeated failures lock the username for a while."""
     form = LoginForm()
     if form.validate_on_submit():
@@ -41,8 +43,8 @@ def login():
         with attempt():  # failed attempts are recorded (throttling) whatever the outcome
             result = auth.authenticate(
                 db_session(),
-                form.username.data,
-                form.password.data,
+                form.username.data or "",
+                form.password.data or "",
                 remote_addr=request.remote_addr or "",
                 max_failures=cfg.login_max_failures,
                 lockout=timedelta(minutes=cfg.login_lockout_minutes),
@@ -52,26 +54,26 @@ def login():
             if result.user.locale in LANGUAGES and "lang" not in session:
                 session["lang"] = result.user.locale
             return redirect(_safe_next(request.args.get("next")) or url_for("core.home"))
-        if result.error == "locked":
+        if result.error == "locked" and result.retry_after is not None:
             minutes = max(1, int(result.retry_after.total_seconds() // 60) + 1)
-            form.username.errors.append(
+            cast(list[str], form.username.errors).append(
                 _("Too many failed attempts. Try again in %(minutes)d minutes.", minutes=minutes)
             )
             return render_template("core/login.html", form=form), 429
-        form.password.errors.append(_("Wrong username or password."))
+        cast(list[str], form.password.errors).append(_("Wrong username or password."))
         return render_template("core/login.html", form=form), 401
     return render_template("core/login.html", form=form), (400 if form.errors else 200)
 
 
 @bp.post("/logout")
-def logout():
+def logout() -> ResponseReturnValue:
     """Log out (POST with CSRF token, so other sites cannot log users out)."""
     logout_user()
     return redirect(url_for("core.home"))
 
 
 @bp.get("/lang/<code>")
-def set_language(code: str):
+def set_language(code: str) -> ResponseReturnValue:
     """Switch the interface language and go back where the user was."""
     if code in LANGUAGES:
         session["lang"] = code
@@ -83,7 +85,7 @@ def set_language(code: str):
 
 @bp.route("/account/tokens", methods=["GET", "POST"])
 @login_required
-def tokens():
+def tokens() -> ResponseReturnValue:
     """List, create and revoke the user's personal API tokens."""
     form = TokenForm()
     new_token = None
@@ -96,7 +98,7 @@ def tokens():
 
 @bp.post("/account/tokens/<int:token_id>/revoke")
 @login_required
-def revoke_token(token_id: int):
+def revoke_token(token_id: int) -> ResponseReturnValue:
     """Revoke one of the user's API tokens."""
     with attempt():
         revoked = auth.revoke_tokens(db_session(), current_user, token_id)
@@ -106,6 +108,6 @@ def revoke_token(token_id: int):
 
 
 @bp.get("/healthz")
-def healthz():
+def healthz() -> ResponseReturnValue:
     """Liveness probe for process supervisors."""
     return {"status": "ok"}

@@ -7,9 +7,25 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
+from typing import Any, TypeVar, cast
 
-from flask import Flask, abort, current_app, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Flask,
+    Request,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -20,6 +36,7 @@ from core import auth, clock
 from core.config import Settings
 from core.db import make_engine, make_session_factory
 from core.errors import DomainError
+from core.models import User
 from core.money import format_fen, format_yuan
 
 csrf = CSRFProtect()
@@ -40,18 +57,21 @@ class _Database:
 
 
 def settings() -> Settings:
-    return current_app.extensions[EXT]["settings"]
+    found: Settings = current_app.extensions[EXT]["settings"]
+    return found
 
 
 def database() -> _Database:
-    return current_app.extensions[EXT]["db"]
+    found: _Database = current_app.extensions[EXT]["db"]
+    return found
 
 
 def db_session() -> Session:
     """The session of the current request (or app context), created on first use."""
     if "db_session" not in g:
         g.db_session = database().session_factory()
-    return g.db_session
+    session: Session = g.db_session
+    return session
 
 
 def _close_session(exc: BaseException | None) -> None:
@@ -108,25 +128,28 @@ def wants_json() -> bool:
     )
 
 
-def json_error(status: int, message: str, **extra):
+def json_error(status: int, message: str, **extra: Any) -> Response:
     response = jsonify({"error": {"status": status, "message": message, **extra}})
     response.status_code = status
     return response
 
 
-def role_required(*roles: str) -> Callable:
+View = TypeVar("View", bound=Callable[..., ResponseReturnValue])
+
+
+def role_required(*roles: str) -> Callable[[View], View]:
     """Allow only logged-in users with one of ``roles`` (401/redirect if anonymous, 403 otherwise)."""
 
-    def decorator(view: Callable) -> Callable:
+    def decorator(view: View) -> View:
         @functools.wraps(view)
-        def wrapped(*args, **kwargs):
+        def wrapped(*args: Any, **kwargs: Any) -> ResponseReturnValue:
             if not current_user.is_authenticated:
-                return login_manager.unauthorized()
+                return cast(ResponseReturnValue, login_manager.unauthorized())
             if roles and current_user.role not in roles:
                 abort(403)
             return view(*args, **kwargs)
 
-        return wrapped
+        return cast(View, wrapped)
 
     return decorator
 
@@ -134,7 +157,7 @@ def role_required(*roles: str) -> Callable:
 login_required = role_required()
 
 
-def csrf_exempt(view: Callable) -> Callable:
+def csrf_exempt(view: View) -> View:
     """Mark a view (e.g. a signed webhook) as not needing a CSRF token."""
     view._csrf_exempt = True  # type: ignore[attr-defined]
     return view
@@ -149,7 +172,7 @@ def init_app(app: Flask, cfg: Settings) -> None:
     csrf.init_app(app)
 
     @app.before_request
-    def _csrf_unless_token_or_exempt():
+    def _csrf_unless_token_or_exempt() -> None:
         if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
             return
         if request.headers.get("Authorization", "").startswith("Bearer "):
@@ -165,27 +188,26 @@ def init_app(app: Flask, cfg: Settings) -> None:
     login_manager.login_view = "core.login"
     login_manager.session_protection = "basic"
 
-    @login_manager.user_loader
-    def _load_user(user_id: str):
-        from core.models import User
-
+    def _load_user(user_id: str) -> User | None:
         try:
             return db_session().get(User, int(user_id))
         except ValueError:
             return None
 
-    @login_manager.request_loader
-    def _load_user_from_token(req):
+    def _load_user_from_token(req: Request) -> User | None:
         header = req.headers.get("Authorization", "")
         if header.startswith("Bearer "):
             user = auth.user_for_token(db_session(), header[7:].strip())
             if user is not None:
-                db_session().commit()  # last_used_at
+                db_session().commit()  # the token's last_used_at, the one write a request loader makes
             return user
         return None
 
-    @login_manager.unauthorized_handler
-    def _unauthorized():
+    login_manager.user_loader(_load_user)
+    login_manager.request_loader(_load_user_from_token)
+
+    @login_manager.unauthorized_handler  # type: ignore[untyped-decorator]
+    def _unauthorized() -> ResponseReturnValue:
         if wants_json():
             return json_error(401, "authentication required: log in or send 'Authorization: Bearer <token>'")
         return redirect(
@@ -193,13 +215,13 @@ def init_app(app: Flask, cfg: Settings) -> None:
         )
 
     @app.errorhandler(CSRFError)
-    def _csrf_error(exc: CSRFError):
+    def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
         if wants_json():
             return json_error(400, f"CSRF check failed: {exc.description}")
         return render_template("core/error.html", code=400, message=exc.description, csrf=True), 400
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
         if exc.code is None or exc.code < 400:
             return exc
         if wants_json():
@@ -208,6 +230,9 @@ def init_app(app: Flask, cfg: Settings) -> None:
 
     app.jinja_env.filters["fen"] = format_fen
     app.jinja_env.filters["yuan"] = format_yuan
-    app.jinja_env.filters["localtime"] = lambda v, fmt="%Y-%m-%d %H:%M": (
-        clock.local(v).strftime(fmt) if v is not None else ""
-    )
+    app.jinja_env.filters["localtime"] = _localtime
+
+
+def _localtime(value: datetime | int | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Jinja filter: a stored UTC time (or epoch seconds) in the configured zone."""
+    return clock.local(value).strftime(fmt) if value is not None else ""

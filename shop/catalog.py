@@ -204,8 +204,7 @@ def save_product(
     commission_pct: int | None = None,
 ) -> Product:
     """Create or update a product; every changed field goes to the audit log."""
-    created = product is None
-    if created:
+    if product is None:
         slug = (slug or "").strip().lower() or f"p-{secrets.token_hex(3)}"
         if session.scalar(select(Product.id).where(Product.slug == slug)):
             raise CatalogError(N_("That short name is already used."))

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.db import utcnow
+from core.db import rows_affected, utcnow
 from core.errors import DomainError
 from core.money import mul_fen
 from shop import N_, catalog
@@ -97,7 +97,7 @@ def take_from_lot(session: Session, lot_id: int, quantity: Decimal) -> bool:
         .values(remaining=HarvestLot.remaining - quantity)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return rows_affected(result) == 1
 
 
 def give_back_to_lot(session: Session, lot_id: int, quantity: Decimal) -> None:
@@ -246,12 +246,14 @@ def release_stock(
     values: dict = {"stock_state": "released", "updated_at": utcnow()}
     if new_status:
         values["status"] = new_status
-    claimed = session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.stock_state.in_(from_states))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    claimed = rows_affected(
+        session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.stock_state.in_(from_states))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if claimed != 1:
         session.refresh(order)
         return False

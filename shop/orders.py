@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from core import audit
-from core.db import utcnow
+from core.db import rows_affected, utcnow
 from core.errors import DomainError
 from shop import N_
 from shop.checkout import release_stock
@@ -60,12 +60,14 @@ def move(
     if not allowed(from_state, to_state):
         raise OrderError(N_("This change is not allowed for the order in its current state."))
     values = {"status": to_state, "updated_at": utcnow(), **(extra or {})}
-    changed = session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.status == from_state)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    changed = rows_affected(
+        session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.status == from_state)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.refresh(order)
     if changed != 1:
         raise OrderError(N_("The order was changed by someone else; reload and try again."))

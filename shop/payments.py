@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any, cast
 
 import stripe
 from sqlalchemy import select, update
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.config import Settings
-from core.db import utcnow
+from core.db import rows_affected, utcnow
 from core.errors import DomainError
 from shop import N_, settlement
 from shop.checkout import release_stock, reserve_again
@@ -64,7 +65,7 @@ def start_checkout(
     if client is None:
         raise PaymentError(N_("Online payment is not available; pay at pickup."))
     methods = payment_method_types(settings)
-    params: dict = {
+    params: dict[str, Any] = {
         "mode": "payment",
         "currency": "cny",
         "client_reference_id": order.number,
@@ -97,11 +98,13 @@ def start_checkout(
         params["customer_email"] = order.email
     try:
         cs = client.v1.checkout.sessions.create(
-            params, {"idempotency_key": f"tianyuan-checkout-{order.number}"}
+            cast(Any, params), {"idempotency_key": f"tianyuan-checkout-{order.number}"}
         )
     except stripe.StripeError as exc:
         log.warning("Stripe checkout for order %s failed: %s", order.number, exc)
         raise PaymentError(N_("The payment service did not answer; try again in a moment.")) from exc
+    if not cs.url:
+        raise PaymentError(N_("The payment service did not answer; try again in a moment."))
     order.stripe_session_id = cs.id
     order.stripe_checkout_url = cs.url
     return cs.url
@@ -183,12 +186,14 @@ def mark_paid(
     now = now or utcnow()
     if session.scalar(select(Payment.id).where(Payment.reference == reference)) is not None:
         return "duplicate payment"
-    claim = session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.status == "pending_payment", Order.stock_state == "held")
-        .values(status="paid", stock_state="sold", paid_at=now, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    claim = rows_affected(
+        session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.status == "pending_payment", Order.stock_state == "held")
+            .values(status="paid", stock_state="sold", paid_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
     attention: list[str] = []
     duplicate = False
     if claim != 1:
@@ -198,12 +203,14 @@ def mark_paid(
             attention.append("A second payment arrived for an order that was already paid; refund it.")
         else:
             # the reservation lapsed (or was cancelled) before the payment came in
-            late = session.execute(
-                update(Order)
-                .where(Order.id == order.id, Order.status == order.status, Order.paid_fen == 0)
-                .values(status="paid", paid_at=now, updated_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
+            late = rows_affected(
+                session.execute(
+                    update(Order)
+                    .where(Order.id == order.id, Order.status == order.status, Order.paid_fen == 0)
+                    .values(status="paid", paid_at=now, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            )
             if late != 1:
                 return "order changed meanwhile"
             session.refresh(order)
@@ -331,11 +338,14 @@ def refund(
             raise PaymentError(N_("Stripe is not configured; refund in cash and record it."))
         try:
             sr = client.v1.refunds.create(
-                {
-                    "payment_intent": order.stripe_payment_intent,
-                    "amount": amount_fen,
-                    "metadata": {"order_number": order.number, "key": key},
-                },
+                cast(
+                    Any,
+                    {
+                        "payment_intent": order.stripe_payment_intent,
+                        "amount": amount_fen,
+                        "metadata": {"order_number": order.number, "key": key},
+                    },
+                ),
                 {"idempotency_key": key},
             )
         except stripe.StripeError as exc:
