@@ -58,8 +58,10 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     from iot.admin_views import bp as iot_admin_bp
     from iot.api import bp as iot_api_bp
     from iot.views import bp as iot_bp
+    from shop import catalog, orders
     from shop.staff_views import bp as shop_staff_bp
-    from shop.trace_views import bp as trace_bp
+    from shop.trace.ports import ShopPort
+    from shop.trace.views import bp as trace_bp
     from shop.views import bp as shop_bp
     from shop.webhook_views import bp as stripe_webhook_bp
 
@@ -73,9 +75,14 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         shop_bp,  # /shop: catalogue, cart, checkout, my orders
         shop_staff_bp,  # /shop/staff: order desk, products and stock
         stripe_webhook_bp,  # POST /stripe/webhook
-        trace_bp,  # /t/<code>, /01/<gtin>/10/<lot>, /trace: lots and labels
     ):
         app.register_blueprint(blueprint)
+    # /t/<code>, /01/<gtin>/10/<lot>, /trace: lots and labels. Traceability imports nothing
+    # of the shop; what it needs from orders and the catalogue is handed in here, once.
+    trace_shop = ShopPort(
+        sales_of=orders.sales_of, orders_for_lot=orders.orders_for_lot, products=catalog.active_products
+    )
+    app.register_blueprint(trace_bp, shop=trace_shop)
 
     from coop.cli import coop_cli
     from core.cli import demo_cli, users_cli

@@ -1,0 +1,183 @@
+"""Traceability tables (shop_*): crop cycles, harvest lots, their ancestry and story.
+
+A product's stock is the sum of its lots' ``remaining`` quantity; the shop takes from
+the oldest lot first and never from a lot with ``recalled_at`` set.
+
+A lot is a harvest lot (``kind="harvest"``, from a crop cycle), a pack split from a
+lot (``"pack"``) or a box merged from several lots (``"merge"``). ``LotLink`` rows keep
+the ancestry; ``LotEvent`` rows are the story shown on the trace page and exported as
+EPCIS. Inputs (fertilizer) and inspections belong to the cycle and the lot.
+
+``HarvestLot.product`` is the shop's ``Product``, named by class (this package imports
+no other shop module); traceability reads it as a ``ports.Sellable``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from core.db import Base, UTCDateTime, utcnow
+from shop.trace.ports import Sellable
+
+QTY = Numeric(12, 3)
+
+LOT_KINDS = ("harvest", "pack", "merge")
+EVENT_KINDS = ("harvested", "packed", "split", "merged", "inspected", "sold", "shipped", "recalled")
+INSPECTION_RESULTS = ("pass", "fail")
+
+
+class CropCycle(Base):
+    """One planting in one greenhouse: crop, variety, planting date, expected harvest."""
+
+    __tablename__ = "shop_crop_cycles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    greenhouse_id: Mapped[int] = mapped_column(
+        ForeignKey("iot_greenhouses.id", ondelete="RESTRICT"), index=True
+    )
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("coop_households.id", ondelete="SET NULL"))
+    crop: Mapped[str] = mapped_column(String(60))
+    variety: Mapped[str | None] = mapped_column(String(80))
+    planted_on: Mapped[date]
+    expected_harvest_on: Mapped[date | None]
+    ended_on: Mapped[date | None]
+    # The crop's comfortable air temperature (°C); None = the default for the crop.
+    comfort_min_c: Mapped[float | None]
+    comfort_max_c: Mapped[float | None]
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    greenhouse = relationship("Greenhouse", lazy="joined")
+    household = relationship("Household")
+    lots: Mapped[list[HarvestLot]] = relationship(back_populates="crop_cycle")
+    inputs: Mapped[list[InputUse]] = relationship(
+        back_populates="crop_cycle", cascade="all, delete-orphan", order_by="InputUse.applied_on"
+    )
+
+
+class HarvestLot(Base):
+    """A harvest lot (or a pack split from one, or a box merged from several)."""
+
+    __tablename__ = "shop_lots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lot_number: Mapped[str] = mapped_column(String(40), unique=True)  # GS1 AI (10), at most 20 chars
+    code: Mapped[str] = mapped_column(String(16), unique=True)  # short unguessable public trace code
+    product_id: Mapped[int | None] = mapped_column(
+        ForeignKey("shop_products.id", ondelete="SET NULL"), index=True
+    )
+    crop_cycle_id: Mapped[int | None] = mapped_column(ForeignKey("shop_crop_cycles.id", ondelete="SET NULL"))
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("coop_households.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(10), default="harvest")  # harvest | pack | merge
+    harvested_on: Mapped[date | None]
+    quantity: Mapped[Decimal] = mapped_column(QTY)
+    remaining: Mapped[Decimal] = mapped_column(QTY)  # what the shop can still sell
+    unit: Mapped[str] = mapped_column(String(20))
+    grade: Mapped[str | None] = mapped_column(String(20))
+    recalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recall_reason: Mapped[str | None] = mapped_column(Text)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    product: Mapped[Sellable | None] = relationship("Product")
+    household = relationship("Household")
+    crop_cycle: Mapped[CropCycle | None] = relationship(back_populates="lots")
+    events: Mapped[list[LotEvent]] = relationship(
+        back_populates="lot", cascade="all, delete-orphan", order_by="[LotEvent.at, LotEvent.id]"
+    )
+    inspections: Mapped[list[Inspection]] = relationship(
+        back_populates="lot", cascade="all, delete-orphan", order_by="Inspection.tested_on"
+    )
+
+    @property
+    def is_recalled(self) -> bool:
+        return self.recalled_at is not None
+
+    def __repr__(self) -> str:
+        return f"<HarvestLot {self.lot_number} ({self.kind})>"
+
+
+class LotLink(Base):
+    """Ancestry: ``child`` was made from ``parent`` (split into packs, merged into a box).
+
+    ``quantity`` is how much of the parent (in the parent's unit) went into the child.
+    """
+
+    __tablename__ = "shop_lot_links"
+    __table_args__ = (Index("ix_shop_lot_links_child", "child_id"),)
+
+    parent_id: Mapped[int] = mapped_column(ForeignKey("shop_lots.id", ondelete="CASCADE"), primary_key=True)
+    child_id: Mapped[int] = mapped_column(ForeignKey("shop_lots.id", ondelete="CASCADE"), primary_key=True)
+    quantity: Mapped[Decimal] = mapped_column(QTY)
+
+
+class LotEvent(Base):
+    """One step in a lot's story: harvested, packed, split, merged, inspected, sold, shipped, recalled."""
+
+    __tablename__ = "shop_lot_events"
+    __table_args__ = (Index("ix_shop_lot_events_lot_at", "lot_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("shop_lots.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(12))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    quantity: Mapped[Decimal | None] = mapped_column(QTY)
+    # Lots on the other side of a split/merge: {"inputs": [[lot_id, qty], ...], "outputs": [...]}
+    details: Mapped[dict | None] = mapped_column(JSON)
+    note: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+    lot: Mapped[HarvestLot] = relationship(back_populates="events")
+
+
+class Inspection(Base):
+    """A test of a lot, e.g. a pesticide residue test: lab, date, result, certificate file."""
+
+    __tablename__ = "shop_inspections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("shop_lots.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40), default="pesticide_residue")
+    lab: Mapped[str] = mapped_column(String(120))
+    tested_on: Mapped[date]
+    result: Mapped[str] = mapped_column(String(10))  # pass | fail
+    summary: Mapped[str | None] = mapped_column(Text)  # e.g. "organophosphates not detected"
+    certificate_file: Mapped[str | None] = mapped_column(
+        String(120)
+    )  # stored name under instance/certificates
+    certificate_name: Mapped[str | None] = mapped_column(String(200))  # original file name
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    lot: Mapped[HarvestLot] = relationship(back_populates="inspections")
+
+    @property
+    def passed(self) -> bool:
+        return self.result == "pass"
+
+
+class InputUse(Base):
+    """A fertilizer (or other input) applied on a crop cycle by hand.
+
+    Fertigation from the greenhouse controller is not copied here: ``shop.trace.conditions``
+    derives it from ``iot_irrigation_events`` when it builds a lot's story.
+    """
+
+    __tablename__ = "shop_input_uses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crop_cycle_id: Mapped[int] = mapped_column(
+        ForeignKey("shop_crop_cycles.id", ondelete="CASCADE"), index=True
+    )
+    applied_on: Mapped[date]
+    product: Mapped[str] = mapped_column(String(120))  # e.g. "Organic compost", "Calcium nitrate"
+    amount: Mapped[Decimal] = mapped_column(QTY)
+    unit: Mapped[str] = mapped_column(String(20))  # kg | L | g
+    source: Mapped[str] = mapped_column(String(12), default="manual")
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    crop_cycle: Mapped[CropCycle] = relationship(back_populates="inputs")
