@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from shop.trace import ancestry, cycles, inspections, lots, recall
-from shop.trace.codes import CODE_ALPHABET, CODE_LENGTH
+from shop.trace.codes import CODE_ALPHABET, CODE_LENGTH, normalize_code
 from shop.trace.models import LotEvent
 from tests.shop.trace_factories import make_farm
 
@@ -194,3 +194,28 @@ def test_recall_reaches_every_pack_and_box(session):
         lots.split_lot(session, lot, ["1"])
     with pytest.raises(lots.LotError):
         recall.recall_lot(session, other, "  ")
+
+
+def test_what_a_typed_code_may_get_wrong():
+    """Case, spaces and dashes, and the full-width forms a Chinese input method types."""
+    code = "AB2CD-3EF4G".replace("-", "")
+    for typed in (
+        "ab2cd3ef4g",
+        " AB2CD 3EF4G ",
+        "AB2CD-3EF4G",
+        "ＡＢ２ＣＤ－３ＥＦ４Ｇ",
+        "ab2cd\u30003ef4g",
+        "AB2CD—3EF4G",
+    ):
+        assert normalize_code(typed) == code, typed
+    # 0, O, 1, I and L are not in the alphabet: nothing is guessed for them
+    assert normalize_code("0O1IL") == "0O1IL"
+    assert not set("0O1IL") & set(CODE_ALPHABET)
+    assert normalize_code(None) == ""
+
+
+def test_a_code_typed_full_width_finds_its_lot(session):
+    farm = make_farm(session)
+    lot = _harvest(session, farm)
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in lot.code.lower())
+    assert lots.lot_by_code(session, full_width) is lot

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from iot import crops, quantities
 from iot.rollups import apply_readings
 from shop.trace import ancestry, conditions, cycles, gs1, inspections, lots, qr
-from shop.trace.models import HarvestLot
+from shop.trace.models import CropCycle, HarvestLot
 from tests.conftest import login
 from tests.shop.trace_factories import PEACH_GTIN, add_irrigation, add_readings, local_ts, make_farm
 
@@ -369,3 +369,76 @@ def test_farmers_see_only_their_household(client, session, make_user, grown):
     assert client.get("/trace/").status_code == 403
     client.post("/logout")
     assert client.get("/trace/").status_code == 302
+
+
+# --- refusals: one way to end a transaction (core.web.attempt) ----------------------------
+
+
+def test_a_refused_split_says_why_in_the_users_language_and_writes_nothing(client, session, farmer, grown):
+    lot = grown[1]
+    login(client, "zhaolin")
+    response = client.post(
+        f"/trace/lots/{lot.id}/split", data={"count": "9", "size": "10", "product_id": "0"}
+    )  # 90 kg from a lot of 80
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/trace/lots/{lot.id}")
+    page = client.get(response.headers["Location"] + "?lang=zh_CN").get_data(as_text=True)
+    assert f"批次 {lot.lot_number} 只剩 80.000 kg" in page
+    session.expire_all()
+    assert session.get(HarvestLot, lot.id).remaining == 80
+    assert session.scalars(select(HarvestLot).where(HarvestLot.kind == "pack")).all() == []
+    # the message is translated when it is flashed, in the language of that request
+    client.post(f"/trace/lots/{lot.id}/split?lang=en", data={"count": "9", "size": "10", "product_id": "0"})
+    page = client.get(f"/trace/lots/{lot.id}").get_data(as_text=True)
+    assert f"lot {lot.lot_number} has only 80.000 kg left" in page
+
+
+def test_a_refused_cycle_form_is_shown_again_with_the_reason(client, session, farmer):
+    login(client, "zhaolin")
+    response = client.post(
+        "/trace/cycles/new?lang=en",
+        data={
+            "greenhouse_id": farmer.greenhouse.id,
+            "crop": "peach",
+            "planted_on": "2026-09-01",
+            "expected_harvest_on": "2026-08-01",
+        },
+    )
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "expected harvest is before planting" in html and 'name="crop"' in html
+    assert session.scalars(select(CropCycle).where(CropCycle.planted_on == date(2026, 9, 1))).all() == []
+
+
+def test_a_merge_of_one_lot_is_refused_and_the_cache_kept(app, client, session, farmer, grown):
+    lot = grown[1]
+    client.get(f"/t/{lot.code}")
+    cache = app.extensions["trace_cache"]
+    login(client, "zhaolin")
+    response = client.post(
+        "/trace/merge?lang=en", data={"product_id": farmer.gift_box.id, f"qty_{lot.id}": "2"}
+    )
+    assert response.status_code == 200
+    assert "Choose at least two lots for a gift box." in response.get_data(as_text=True)
+    assert session.scalars(select(HarvestLot).where(HarvestLot.kind == "merge")).all() == []
+    before = cache.hits
+    client.get(f"/t/{lot.code}")
+    assert cache.hits == before + 1  # nothing changed, so nothing was forgotten
+
+
+def test_a_refused_inspection_leaves_no_certificate_behind(app, client, session, farmer, grown):
+    lot = grown[1]
+    login(client, "zhaolin")
+    response = client.post(
+        f"/trace/lots/{lot.id}/inspections",
+        data={
+            "lab": "SGS Qingdao",
+            "tested_on": "2025-01-01",  # long before the harvest
+            "result": "pass",
+            "certificate": (io.BytesIO(b"%PDF-1.4"), "report.pdf"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 302
+    assert inspections.inspections_for(session, lot) == []
+    certificates = app.extensions["tianyuan"]["settings"].instance_path / "certificates"
+    assert not certificates.exists() or list(certificates.iterdir()) == []
