@@ -6,12 +6,17 @@ Run with ``flask --app app run`` (the Makefile does this for you).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
+import click
 from flask import Flask
+from flask.cli import AppGroup
 from flask_migrate import Migrate
+from sqlalchemy.orm import Session
 
 from core.config import PROJECT_ROOT, Settings
+from core.supervisor import Process, port_open, run
 
 AREAS = ("coop", "iot", "shop")  # the domains, each with its blueprints, CLI and catalogue
 
@@ -50,6 +55,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     )
     app.config.update(flask_overrides)
 
+    load_models()
     web.init_app(app, settings)
     i18n.init_app(app, [PROJECT_ROOT / area / "translations" for area in AREAS])
     Migrate(app, web_database(app), directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
@@ -60,8 +66,10 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     from iot.admin_views import bp as iot_admin_bp
     from iot.api import bp as iot_api_bp
     from iot.views import bp as iot_bp
+    from shop import catalog, orders
     from shop.staff_views import bp as shop_staff_bp
-    from shop.trace_views import bp as trace_bp
+    from shop.trace.ports import ShopPort
+    from shop.trace.views import bp as trace_bp
     from shop.views import bp as shop_bp
     from shop.webhook_views import bp as stripe_webhook_bp
 
@@ -75,12 +83,17 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         shop_bp,  # /shop: catalogue, cart, checkout, my orders
         shop_staff_bp,  # /shop/staff: order desk, products and stock
         stripe_webhook_bp,  # POST /stripe/webhook
-        trace_bp,  # /t/<code>, /01/<gtin>/10/<lot>, /trace: lots and labels
     ):
         app.register_blueprint(blueprint)
+    # /t/<code>, /01/<gtin>/10/<lot>, /trace: lots and labels. Traceability imports nothing
+    # of the shop; what it needs from orders and the catalogue is handed in here, once.
+    trace_shop = ShopPort(
+        sales_of=orders.sales_of, orders_for_lot=orders.orders_for_lot, products=catalog.active_products
+    )
+    app.register_blueprint(trace_bp, shop=trace_shop)
 
     from coop.cli import coop_cli
-    from core.cli import demo_cli, users_cli
+    from core.cli import users_cli
     from iot.cli import iot_cli
     from shop.cli import shop_cli
 
@@ -89,7 +102,156 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def web_database(app: Flask):
+def web_database(app: Flask) -> Any:
     from core.web import EXT
 
     return app.extensions[EXT]["db"]
+
+
+def load_models() -> None:
+    """Import every module that defines tables, so ``core.db.Base.metadata`` holds the whole
+    schema (the app, migrations and tests; a worker imports only the models it uses)."""
+    import coop.models  # noqa: F401
+    import core.models  # noqa: F401
+    import iot.models  # noqa: F401
+    import shop.models  # noqa: F401
+    import shop.trace.models  # noqa: F401
+
+
+# --- the demo: a village to try, and every process it needs ---------------------------
+
+
+def seed_demo(session: Session, password: str | None = None) -> list[tuple[str, str, str]]:
+    """Create the demo village, Zhaozhuang (赵庄); returns (username, role, password) of its users.
+
+    Each area seeds its own part, in this order: member households (coop), users linked
+    to them (core), greenhouses, devices and two weeks of history (iot), products and
+    their stock (shop), crop cycles, inspections, packs and a recall (trace), the books
+    (coop). Each phase takes (session, ctx) and may leave what later phases need in ctx.
+    """
+    import coop.demo
+    import core.demo
+    import iot.demo
+    import shop.demo
+
+    ctx: dict[str, Any] = {"password": password, "accounts": []}
+    for phase in (
+        coop.demo.seed_members,
+        core.demo.seed_users,
+        iot.demo.seed,
+        iot.demo.seed_history,
+        shop.demo.seed,
+        shop.demo.seed_trace,
+        coop.demo.seed_books,
+    ):
+        phase(session, ctx)
+        session.flush()
+    accounts: list[tuple[str, str, str]] = ctx["accounts"]
+    return accounts
+
+
+def demo_processes(settings: Settings, port: int, speedup: float) -> list[Process]:
+    """What ``flask demo run`` starts: a broker (unless one listens), the ingester, the
+    simulator, the alert checker and the web app."""
+    import shutil
+
+    from iot.broker import find_mosquitto, render_config
+
+    py = sys.executable
+    host, mqtt_port, *_ = settings.mqtt_host_port
+    procs: list[Process] = []
+    if port_open(host, mqtt_port):
+        print(f"demo: an MQTT broker already listens on {host}:{mqtt_port}; using it")
+    else:
+        mosquitto = find_mosquitto() or shutil.which("mosquitto")
+        if mosquitto is None:
+            raise SystemExit(
+                "demo: mosquitto is not installed (make demo installs it: apt-get install mosquitto)"
+            )
+        data = settings.instance_path / "mosquitto-data"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = settings.instance_path / "mosquitto-demo.conf"
+        conf.write_text(
+            "# Written by `flask demo run`: a development broker.\n" + render_config(mqtt_port, data)
+        )
+        procs.append(
+            Process("broker", [mosquitto, "-c", str(conf)], ready=lambda: port_open(host, mqtt_port))
+        )
+    procs.append(Process("ingester", [py, "-m", "iot.ingest"]))
+    # the demo seed holds two weeks of history: go on from now, a reading every 10 s
+    procs.append(
+        Process(
+            "simulator",
+            [
+                py,
+                "-m",
+                "flask",
+                "--app",
+                "app",
+                "iot",
+                "simulate",
+                "--speedup",
+                str(speedup),
+                "--backfill-hours",
+                "0",
+                "--interval",
+                "10",
+            ],
+        )
+    )
+    # silent sensors and offline devices are noticed by time, not by a message
+    procs.append(
+        Process("alerts", [py, "-m", "flask", "--app", "app", "iot", "data", "check-alerts", "--every", "60"])
+    )
+    procs.append(
+        Process(
+            "web",
+            [
+                py,
+                "-m",
+                "flask",
+                "--app",
+                "app",
+                "run",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-reload",
+            ],
+        )
+    )
+    return procs
+
+
+demo_cli = AppGroup("demo", help="Demo data and the all-in-one demo runner.")
+
+
+@demo_cli.command("seed")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the database already has users.")
+@click.option("--password", default=None, help="One password for every demo user (default: random, printed).")
+def seed_command(if_empty: bool, password: str | None) -> None:
+    """Create a believable demo village: households, greenhouses, products, users."""
+    from sqlalchemy import func, select
+
+    from core.cli import transaction
+    from core.models import User
+
+    with transaction() as session:
+        if if_empty and session.scalar(select(func.count(User.id))):
+            click.echo("database already has data; demo seed skipped")
+            return
+        accounts = seed_demo(session, password=password)
+    click.echo("Demo data created. Accounts (passwords are shown only now):")
+    for username, role, pw in accounts:
+        click.echo(f"  {role:9} {username:14} {pw}")
+
+
+@demo_cli.command("run")
+@click.option("--port", default=5000, show_default=True)
+@click.option("--speedup", default=60.0, show_default=True, help="Simulated seconds per real second.")
+def run_command(port: int, speedup: float) -> None:
+    """Start the broker, ingester, simulator, alert checker and web app; Ctrl-C stops them all."""
+    settings = Settings.from_env()
+    banner = f"demo: Tianyuan is running on http://127.0.0.1:{port}  (Ctrl-C stops everything)"
+    raise SystemExit(run(demo_processes(settings, port, speedup), cwd=PROJECT_ROOT, banner=banner))

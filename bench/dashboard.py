@@ -42,7 +42,8 @@ def fmt(values: list[float]) -> str:
 def build(db_url: str, greenhouses: int, days: int, end: int, progress=print) -> int:
     from sqlalchemy import insert
 
-    from core.db import Base, load_models, make_engine, make_session_factory
+    from app import load_models
+    from core.db import Base, make_engine, make_session_factory
     from iot import quantities
     from iot.models import Device, Greenhouse
 
@@ -137,8 +138,9 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     print(f"built {rows:,} readings + rollups in {build_s:.1f} s ({rows / build_s:,.0f} rows/s)")
 
+    from app import load_models
     from core.config import Settings
-    from core.db import load_models, make_engine, make_session_factory
+    from core.db import make_engine, make_session_factory
     from iot import quantities
     from iot.series import RANGES, choose_resolution, series, series_from_raw
 

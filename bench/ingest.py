@@ -32,7 +32,8 @@ from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
-from core.db import Base, load_models, make_engine, make_session_factory  # noqa: E402
+from app import load_models  # noqa: E402
+from core.db import Base, make_engine, make_session_factory  # noqa: E402
 from iot import registry  # noqa: E402
 from iot.broker import Broker  # noqa: E402
 from iot.ingest import IngestConfig, Ingester  # noqa: E402

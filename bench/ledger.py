@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert, select  # noqa: E402
 
-from core.db import Base, load_models, make_engine, make_session_factory  # noqa: E402
+from app import load_models  # noqa: E402
+from core.db import Base, make_engine, make_session_factory  # noqa: E402
 
 
 class _V:

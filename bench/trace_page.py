@@ -52,11 +52,11 @@ def build(session, days: int):
     from sqlalchemy import insert
 
     from coop.models import Household
+    from core import clock
     from iot import quantities
     from iot.models import Device, Greenhouse, HourlyRollup, IrrigationEvent, Reading
-    from shop import lots
     from shop.models import Product
-    from shop.trace import _local_midnight
+    from shop.trace import cycles, inspections, lots
 
     rng = random.Random(1)
     household = Household(code="ZZ001", head_name="赵建国")
@@ -79,11 +79,9 @@ def build(session, days: int):
     box = Product(slug="box", name_zh="礼盒", name_en="Gift box", unit="box", price_fen=9900)
     session.add_all([sensor, ctl, peach, box])
     session.flush()
-    from core import clock
-
     harvest = clock.today() - timedelta(days=1)
     planted = harvest - timedelta(days=days)
-    start, end = _local_midnight(planted), _local_midnight(harvest + timedelta(days=1))
+    start, end = clock.day_start_ts(planted), clock.day_start_ts(harvest + timedelta(days=1))
     raw_from = end - 2 * 86400
     centres = {"air_temperature": 21, "air_humidity": 70, "soil_moisture": 58, "ec": 1.8, "ph": 6.3}
     rollups, raw = [], []
@@ -129,9 +127,9 @@ def build(session, days: int):
         for t in (start + day * 86400 + 7 * 3600, start + day * 86400 + 16 * 3600)
     ]
     session.execute(insert(IrrigationEvent), events)
-    cycle = lots.create_crop_cycle(session, gh.id, "peach", planted, variety="锦绣黄桃")
+    cycle = cycles.create_crop_cycle(session, gh.id, "peach", planted, variety="锦绣黄桃")
     lot = lots.create_harvest_lot(session, cycle, "500", "kg", harvested_on=harvest, product_id=peach.id)
-    lots.record_inspection(session, lot, "Lab", harvest, "pass")
+    inspections.record_inspection(session, lot, "Lab", harvest, "pass")
     packs = lots.split_lot(session, lot, ["5"] * 20)
     other = lots.create_harvest_lot(session, cycle, "100", "kg", harvested_on=harvest, product_id=peach.id)
     gift = lots.merge_lots(session, [(packs[0], "5"), (other, "3")], product_id=box.id)
@@ -150,11 +148,13 @@ def main() -> None:
     days = args.days or (60 if args.quick else 150)
     n = args.requests or (200 if args.quick else 1000)
 
-    from app import create_app
+    from app import create_app, load_models
     from core.config import Settings
-    from core.db import Base, load_models
+    from core.db import Base
     from core.web import EXT
-    from shop import epcis, trace
+    from shop.orders import sales_of
+    from shop.trace import epcis
+    from shop.trace.story import build_story
 
     tmp = Path(tempfile.mkdtemp(prefix="trace-bench-"))
     try:
@@ -181,9 +181,13 @@ def main() -> None:
 
         with db.session_factory() as session:
             pack_lot = session.get(type(pack), pack.id)
-            story = timed(lambda: trace.build_story(session, pack_lot, "https://x.cn", "6970000"), 20)
+            story = timed(
+                lambda: build_story(session, pack_lot, "https://x.cn", "6970000", sales_of=sales_of), 20
+            )
             gift_lot = session.get(type(gift), gift_id)
-            doc = timed(lambda: epcis.export_lot(session, gift_lot, "https://x.cn", "6970000"), 5)
+            doc = timed(
+                lambda: epcis.export_lot(session, gift_lot, "https://x.cn", "6970000", sales_of=sales_of), 5
+            )
         client = app.test_client()
         cache = app.extensions["trace_cache"]
         assert client.get(f"/t/{code}").status_code == 200

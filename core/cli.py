@@ -1,4 +1,4 @@
-"""CLI: ``flask users ...`` and ``flask demo ...``."""
+"""CLI: ``flask users ...``, and ``transaction()``: the one way a command ends its transaction."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import auth
@@ -16,7 +16,6 @@ from core.models import ROLES, User
 from core.web import database
 
 users_cli = AppGroup("users", help="Manage user accounts and API tokens.")
-demo_cli = AppGroup("demo", help="Demo data and the all-in-one demo runner.")
 
 
 @contextmanager
@@ -100,30 +99,3 @@ def set_password(username: str, password: str | None) -> None:
     with transaction() as session:
         auth.set_password(_user(session, username), password)
     click.echo("password changed")
-
-
-@demo_cli.command("seed")
-@click.option("--if-empty", is_flag=True, help="Do nothing when the database already has users.")
-@click.option("--password", default=None, help="One password for every demo user (default: random, printed).")
-def seed(if_empty: bool, password: str | None) -> None:
-    """Create a believable demo village: households, greenhouses, products, users."""
-    from core.demo import seed_all
-
-    with transaction() as session:
-        if if_empty and session.scalar(select(func.count(User.id))):
-            click.echo("database already has data; demo seed skipped")
-            return
-        accounts = seed_all(session, password=password)
-    click.echo("Demo data created. Accounts (passwords are shown only now):")
-    for username, role, pw in accounts:
-        click.echo(f"  {role:9} {username:14} {pw}")
-
-
-@demo_cli.command("run")
-@click.option("--port", default=5000, show_default=True)
-@click.option("--speedup", default=60.0, show_default=True, help="Simulated seconds per real second.")
-def run_demo(port: int, speedup: float) -> None:
-    """Start the broker, ingester, simulator and web app; Ctrl-C stops them all."""
-    from core.supervisor import run_demo as _run
-
-    raise SystemExit(_run(port=port, speedup=speedup))

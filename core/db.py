@@ -5,7 +5,6 @@ No Flask here: the ingester, CLI scripts and benchmarks use this module directly
 
 from __future__ import annotations
 
-import importlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -24,10 +23,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-# Every module that defines tables. Loading them all gives one complete metadata for
-# migrations and tests; the ingester loads only what it needs by importing iot.models.
-MODEL_MODULES = ("core.models", "coop.models", "iot.models", "shop.models", "shop.trace_models")
 
 
 class Base(DeclarativeBase):
@@ -65,12 +60,6 @@ def rows_affected(result: Result[Any]) -> int:
 def utcnow() -> datetime:
     """Now, aware UTC: ``core.clock.now()`` (so a frozen test clock applies to column defaults)."""
     return clock.now()
-
-
-def load_models() -> None:
-    """Import every model module so ``Base.metadata`` holds every table."""
-    for name in MODEL_MODULES:
-        importlib.import_module(name)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -1,12 +1,8 @@
-"""Seed a believable demo village, Zhaozhuang (赵庄), by calling each domain's demo module.
-
-Order matters: member households first (coop), then users linked to them, then
-greenhouses and sensors (iot), products and lots (shop), then the books (coop).
-"""
+"""Core's part of the demo village: its users (the app runs every area's demo phase, in
+order, from ``app.seed_demo``)."""
 
 from __future__ import annotations
 
-import importlib
 import secrets
 from typing import Any
 
@@ -25,17 +21,6 @@ DEMO_USERS = [
     ("customer", "customer", "陈女士", None),
 ]
 
-# (module, function) run in order; each takes (session, ctx) and may add to ctx.
-PHASES = [
-    ("coop.demo", "seed_members"),
-    ("core.demo", "seed_users"),
-    ("iot.demo", "seed"),
-    ("iot.demo", "seed_history"),
-    ("shop.demo", "seed"),
-    ("shop.trace_demo", "seed_demo"),
-    ("coop.demo", "seed_books"),
-]
-
 
 def seed_users(session: Session, ctx: dict[str, Any]) -> None:
     households = ctx.get("households", [])
@@ -50,15 +35,3 @@ def seed_users(session: Session, ctx: dict[str, Any]) -> None:
         )
         ctx["users"][username] = user
         ctx["accounts"].append((username, role, password))
-
-
-def seed_all(session: Session, password: str | None = None) -> list[tuple[str, str, str]]:
-    """Create the demo village; returns (username, role, password) for each demo user."""
-    ctx: dict[str, Any] = {"password": password, "accounts": []}
-    for module_name, func_name in PHASES:
-        module = importlib.import_module(module_name)
-        func = getattr(module, func_name, None)
-        if func is not None:
-            func(session, ctx)
-            session.flush()
-    return ctx["accounts"]

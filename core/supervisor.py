@@ -1,35 +1,41 @@
-"""`flask demo run`: start the broker, ingester, simulator, alert checker and web app; Ctrl-C stops them all.
+"""A small process supervisor: start a list of commands, prefix each one's output with its
+name, and stop them all when one exits or on Ctrl-C / SIGTERM.
 
-A small process supervisor for the demo (production uses systemd units, see
-docs/operations.md). Each child's output is prefixed with its name.
+No domain here: the app (``app.demo_processes``) says which processes the demo runs.
+Production uses systemd units instead (docs/operations.md).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
-from core.config import PROJECT_ROOT, Settings
-
-COLORS = {"broker": "35", "ingester": "36", "simulator": "33", "alerts": "31", "web": "32"}
+COLORS = ("36", "33", "31", "32", "35", "34")
 
 
-def _port_open(host: str, port: int) -> bool:
+@dataclass(frozen=True)
+class Process:
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool] | None = None  # wait for this (up to 5 s) before starting the next
+
+
+def port_open(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.3)
         return sock.connect_ex((host, port)) == 0
 
 
-def _pump(name: str, stream) -> None:
-    color = COLORS.get(name, "0")
+def _pump(name: str, color: str, stream: IO[bytes]) -> None:
     tty = sys.stdout.isatty()
     for raw in iter(stream.readline, b""):
         line = raw.decode(errors="replace").rstrip()
@@ -37,65 +43,12 @@ def _pump(name: str, stream) -> None:
         print(f"{prefix} {line}", flush=True)
 
 
-def _broker_config(settings: Settings, port: int) -> Path:
-    from iot.broker import render_config
-
-    path = settings.instance_path / "mosquitto-demo.conf"
-    data = settings.instance_path / "mosquitto-data"
-    data.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        "# Written by `flask demo run`: a development broker on loopback.\n" + render_config(port, data)
-    )
-    return path
-
-
-def plan(settings: Settings, port: int, speedup: float) -> list[tuple[str, list[str]]]:
-    """The processes to start, in order, skipping parts that are not built or already running."""
-    py = sys.executable
-    flask = [py, "-m", "flask", "--app", "app"]
-    host, mqtt_port, *_ = settings.mqtt_host_port
-    procs: list[tuple[str, list[str]]] = []
-    if _port_open(host, mqtt_port):
-        print(f"demo: an MQTT broker already listens on {host}:{mqtt_port}; using it")
-    else:
-        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(mosquitto).exists():
-            raise SystemExit(
-                "demo: mosquitto is not installed (make demo installs it: apt-get install mosquitto)"
-            )
-        procs.append(("broker", [mosquitto, "-c", str(_broker_config(settings, mqtt_port))]))
-    if importlib.util.find_spec("iot.ingest") is not None:
-        procs.append(("ingester", [py, "-m", "iot.ingest"]))
-    if importlib.util.find_spec("iot.simulate") is not None:
-        # the demo seed already holds two weeks of history: go on from now, a reading every 10 s
-        procs.append(
-            (
-                "simulator",
-                [
-                    *flask,
-                    "iot",
-                    "simulate",
-                    "--speedup",
-                    str(speedup),
-                    "--backfill-hours",
-                    "0",
-                    "--interval",
-                    "10",
-                ],
-            )
-        )
-    # silent sensors and offline devices are noticed by time, not by a message
-    procs.append(("alerts", [*flask, "iot", "data", "check-alerts", "--every", "60"]))
-    procs.append(("web", [*flask, "run", "--host", "127.0.0.1", "--port", str(port), "--no-reload"]))
-    return procs
-
-
-def run_demo(port: int = 5000, speedup: float = 60.0) -> int:
-    settings = Settings.from_env()
-    children: list[tuple[str, subprocess.Popen]] = []
+def run(processes: Sequence[Process], *, cwd: Path, banner: str = "") -> int:
+    """Run ``processes`` until one exits (its code is returned) or we are told to stop (0)."""
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = threading.Event()
 
-    def stop(*_args) -> None:
+    def stop(*_args: Any) -> None:
         stopping.set()
 
     signal.signal(signal.SIGINT, stop)
@@ -103,28 +56,30 @@ def run_demo(port: int = 5000, speedup: float = 60.0) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     exit_code = 0
     try:
-        for name, argv in plan(settings, port, speedup):
+        for i, proc_spec in enumerate(processes):
             proc = subprocess.Popen(
-                argv,
-                cwd=PROJECT_ROOT,
+                proc_spec.argv,
+                cwd=cwd,
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            children.append((name, proc))
-            threading.Thread(target=_pump, args=(name, proc.stdout), daemon=True).start()
-            if name == "broker":
-                host, mqtt_port, *_ = settings.mqtt_host_port
+            children.append((proc_spec.name, proc))
+            assert proc.stdout is not None
+            color = COLORS[i % len(COLORS)]
+            threading.Thread(target=_pump, args=(proc_spec.name, color, proc.stdout), daemon=True).start()
+            if proc_spec.ready is not None:
                 for _ in range(50):
-                    if _port_open(host, mqtt_port):
+                    if proc_spec.ready():
                         break
                     time.sleep(0.1)
-        print(f"demo: Tianyuan is running on http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
+        if banner:
+            print(banner, flush=True)
         while not stopping.is_set():
             for name, proc in children:
                 if proc.poll() is not None:
-                    print(f"demo: {name} exited with code {proc.returncode}; stopping the rest", flush=True)
+                    print(f"{name} exited with code {proc.returncode}; stopping the rest", flush=True)
                     exit_code = proc.returncode or 1
                     stopping.set()
                     break
@@ -139,5 +94,5 @@ def run_demo(port: int = 5000, speedup: float = 60.0) -> int:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-        print("demo: stopped", flush=True)
+        print("stopped", flush=True)
     return exit_code

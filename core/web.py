@@ -48,9 +48,8 @@ class _Database:
     """What Flask-Migrate needs (``engine`` and ``metadata``) plus our session factory."""
 
     def __init__(self, settings: Settings):
-        from core.db import Base, load_models
+        from core.db import Base
 
-        load_models()
         self.engine = make_engine(settings.database_url)
         self.session_factory = make_session_factory(self.engine)
         self.metadata = Base.metadata

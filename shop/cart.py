@@ -19,7 +19,7 @@ from core.errors import DomainError
 from core.money import mul_fen
 from shop import N_
 from shop.models import Cart, CartItem, Product
-from shop.trace_models import HarvestLot
+from shop.trace.models import HarvestLot
 
 STEP = Decimal("0.5")  # kg and jin sell in half units; boxes and bags in whole units
 MAX_QTY = Decimal("100")

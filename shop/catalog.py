@@ -20,7 +20,8 @@ from core.errors import DomainError
 from core.money import MoneyError, parse_yuan
 from shop import N_
 from shop.models import Category, Product, ProductSupplier, ProductTerms
-from shop.trace_models import HarvestLot
+from shop.trace import lots as lot_service
+from shop.trace.models import HarvestLot
 
 UNITS = ("kg", "jin", "box", "bag")
 ZERO = Decimal("0")
@@ -93,6 +94,12 @@ def list_products(
             )
         )
     return [Listed(p, Decimal(s or 0)) for p, s in session.execute(stmt)]
+
+
+def active_products(session: Session) -> list[Product]:
+    """Active products by Chinese name: what a farmer may put a lot or pack under
+    (``shop.trace.ports.ShopPort.products``)."""
+    return list(session.scalars(select(Product).where(Product.active.is_(True)).order_by(Product.name_zh)))
 
 
 def get_product(session: Session, slug: str) -> Product | None:
@@ -270,11 +277,10 @@ def add_stock(
     user_id: int | None = None,
     grade: str | None = None,
 ) -> HarvestLot:
-    """Receive a harvest lot into stock (the traceability service when available)."""
+    """Receive a harvest lot into stock: traceability gives it a lot number, a trace code
+    and the first event of its story (and its crop cycle, when the household has one)."""
     if quantity <= 0:
         raise CatalogError(N_("Quantity must be more than zero."))
-    from shop import lots as lot_service  # traceability: lot number, trace code, first event
-
     try:
         lot = lot_service.create_harvest_lot(
             session,

@@ -25,7 +25,7 @@ from core.money import mul_fen
 from shop import N_, catalog
 from shop import cart as carts
 from shop.models import Cart, Order, OrderLine, OrderLineLot, Product
-from shop.trace_models import HarvestLot
+from shop.trace.models import HarvestLot
 
 STRIPE_HOLD = timedelta(minutes=30)  # Stripe's shortest Checkout Session lifetime
 PICKUP_HOLD = timedelta(days=3)  # cash on pickup: kept for the customer to come by

@@ -1,4 +1,5 @@
-"""CLI: ``flask shop ...`` (expire reservations, record a payout, household statements)."""
+"""CLI: ``flask shop ...`` (expire reservations, record a payout, household statements, and
+traceability's ``export-epcis``)."""
 
 from __future__ import annotations
 
@@ -73,14 +74,11 @@ def statement(household_code, month):
 
 
 def _add_trace_commands() -> None:
-    """The traceability helper's commands live in ``shop.trace_cli``; they join this group."""
-    try:
-        from shop import trace_cli
-    except ImportError:  # pragma: no cover
-        return
-    for name in dir(trace_cli):
-        command = getattr(trace_cli, name)
-        if isinstance(command, click.Command) and command.name not in shop_cli.commands:
+    """Traceability's commands (``shop.trace.cli``) join this group."""
+    from shop.trace import cli as trace_cli
+
+    for command in trace_cli.COMMANDS:
+        if command.name not in shop_cli.commands:
             shop_cli.add_command(command)
 
 

@@ -1,4 +1,5 @@
-"""Demo data for the shop: categories, the cooperative's products and their harvest lots."""
+"""Demo data for the shop: categories, the cooperative's products and their harvest lots,
+and the shop's side of the traceability demo (``seed_trace``: the products it packs and boxes)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from core.db import utcnow
 from shop import catalog
 from shop.models import Category, Product, ProductSupplier, ProductTerms
+from shop.trace import demo as trace_demo
 
 CATEGORIES = [
     ("fruit", "时令水果", "Fruit", 1),
@@ -230,3 +232,44 @@ def _greenhouses(session: Session) -> dict:
         found.setdefault((gh.household_id, gh.crop), gh.id)
         found.setdefault((gh.household_id, None), gh.id)
     return found
+
+
+def seed_trace(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The demo's traceability phase (after ``seed``): crop cycles, packs, a gift box, a recall.
+
+    Traceability cannot look up the shop's products itself, so the shop hands them in.
+    """
+    products = trace_demo.DemoProducts(
+        peach=_product(session, "yellow-peach"),
+        grapes=_product(session, "kyoho-grapes"),
+        gift_box=lambda: _gift_box(session),
+    )
+    return trace_demo.seed_demo(session, ctx, products)
+
+
+def _product(session: Session, slug: str) -> Product | None:
+    return session.scalar(select(Product).where(Product.slug == slug))
+
+
+def _gift_box(session: Session) -> Product:
+    """The orchard gift box the traceability demo merges peaches and grapes into."""
+    product = _product(session, "orchard-gift-box")
+    if product is None:
+        fruit = session.scalar(select(Category).where(Category.slug == "fruit"))
+        product = Product(
+            slug="orchard-gift-box",
+            name_zh="田园鲜果礼盒（黄桃+葡萄）",
+            name_en="Orchard gift box (peaches and grapes)",
+            description_zh="同一天装箱的黄桃和巨峰葡萄，每盒扫码可见两个大棚的生长记录。",
+            description_en=(
+                "Yellow peaches and Kyoho grapes boxed the same day; scan to see both greenhouses' records."
+            ),
+            category_id=fruit.id if fruit else None,
+            unit="box",
+            price_fen=12800,
+            crop=None,
+            image="img/products/peach.svg",
+        )
+        session.add(product)
+        session.flush()
+    return product

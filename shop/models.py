@@ -1,6 +1,6 @@
 """Tables of the shop (shop_*): catalogue, carts, reservations, orders, payments.
 
-Harvest lots (the stock behind products) live in ``shop.trace_models``.
+Harvest lots (the stock behind products) live in ``shop.trace.models``.
 """
 
 from __future__ import annotations

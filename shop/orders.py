@@ -1,7 +1,12 @@
-"""Order states, the transitions allowed between them, and the staff lists.
+"""Order states, the transitions allowed between them, the staff lists, and what
+traceability asks of orders.
 
 Every change of state is a conditional UPDATE (``WHERE status = <expected>``), so two
 staff members (or a webhook and a person) cannot both move the same order.
+
+``sales_of`` and ``orders_for_lot`` implement ``shop.trace.ports.ShopPort``: the trace
+page and the EPCIS export show a lot's sales, and a recall lists the orders that
+received it, without traceability knowing about orders.
 """
 
 from __future__ import annotations
@@ -17,7 +22,10 @@ from core.db import rows_affected, utcnow
 from core.errors import DomainError
 from shop import N_
 from shop.checkout import release_stock
-from shop.models import Order, OrderLine, StripeEvent
+from shop.models import Order, OrderLine, OrderLineLot, StripeEvent
+from shop.trace.ancestry import descendants
+from shop.trace.models import HarvestLot
+from shop.trace.ports import AffectedOrder, Sale
 
 TRANSITIONS: dict[str, set[str]] = {
     "pending_payment": {"paid", "cancelled"},
@@ -36,6 +44,11 @@ STAFF_ACTIONS = {
     "ready": ("packed", "ready_for_pickup"),
     "complete": (("shipped", "ready_for_pickup"), "completed"),
 }
+
+
+# An order that took stock and still counts: held for its customer, or sold. Released
+# reservations (cancelled or expired before payment) never reached the customer.
+ACTIVE_STOCK_STATES = ("held", "sold")
 
 
 class OrderError(DomainError):
@@ -204,15 +217,75 @@ def resolve_attention(session: Session, order: Order, *, user_id: int | None, no
     order.attention = None
 
 
-def lines_for_lot(session: Session, lot_id: int) -> list[OrderLine]:
-    """Order lines that received goods from a lot (for a recall)."""
-    from shop.models import OrderLineLot
+# --- what traceability asks of orders (shop.trace.ports.ShopPort) -----------------------
 
-    return list(
-        session.scalars(
-            select(OrderLine)
-            .join(OrderLineLot, OrderLineLot.line_id == OrderLine.id)
-            .where(OrderLineLot.lot_id == lot_id)
-            .options(selectinload(OrderLine.order))
+
+def sales_of(session: Session, lot_id: int) -> list[Sale]:
+    """Paid orders' takings from a lot (no customer data): when, how much, shipped when."""
+    rows = session.execute(
+        select(
+            Order.paid_at,
+            Order.created_at,
+            Order.status,
+            Order.fulfilment,
+            Order.updated_at,
+            OrderLineLot.quantity,
         )
-    )
+        .select_from(OrderLineLot)
+        .join(OrderLine, OrderLine.id == OrderLineLot.line_id)
+        .join(Order, Order.id == OrderLine.order_id)
+        .where(OrderLineLot.lot_id == lot_id, Order.stock_state == "sold")
+        .order_by(Order.paid_at, Order.id)
+    ).all()
+    return [
+        Sale(
+            paid or created,
+            qty,
+            updated if status == "shipped" or (status == "completed" and fulfilment == "delivery") else None,
+        )
+        for paid, created, status, fulfilment, updated, qty in rows
+    ]
+
+
+def orders_for_lot(session: Session, lot_id: int, *, include_descendants: bool = True) -> list[AffectedOrder]:
+    """Orders (and their customers' contacts) that took stock from the lot or anything made from it.
+
+    Released reservations (cancelled or expired before payment) are left out: those
+    customers never received the goods.
+    """
+    lot = session.get(HarvestLot, lot_id)
+    if lot is None:
+        return []
+    lots = {lot.id: lot}
+    if include_descendants:
+        lots.update({r.lot.id: r.lot for r in descendants(session, lot)})
+    rows = session.execute(
+        select(Order, OrderLine.unit, OrderLineLot.lot_id, OrderLineLot.quantity)
+        .join(OrderLine, OrderLine.order_id == Order.id)
+        .join(OrderLineLot, OrderLineLot.line_id == OrderLine.id)
+        .where(OrderLineLot.lot_id.in_(list(lots)), Order.stock_state.in_(ACTIVE_STOCK_STATES))
+        .order_by(Order.created_at, Order.id)
+    ).all()
+    grouped: dict[int, tuple[Order, list[str], list[Decimal], str]] = {}
+    for order, unit, lot_ref, qty in rows:
+        _order, numbers, taken, _unit = grouped.setdefault(order.id, (order, [], [], unit))
+        if lots[lot_ref].lot_number not in numbers:
+            numbers.append(lots[lot_ref].lot_number)
+        taken.append(qty)
+    return [
+        AffectedOrder(
+            order_id=o.id,
+            number=o.number,
+            status=o.status,
+            stock_state=o.stock_state,
+            created_at=o.created_at,
+            contact_name=o.contact_name,
+            phone=o.phone,
+            email=o.email,
+            user_id=o.user_id,
+            lot_numbers=tuple(numbers),
+            quantity=sum(taken, Decimal(0)),
+            unit=unit,
+        )
+        for o, numbers, taken, unit in grouped.values()
+    ]

@@ -17,7 +17,7 @@ from core.money import parse_yuan
 from core.web import attempt, db_session, role_required, settings
 from shop import catalog, checkout, orders, payments, settlement
 from shop.models import Order, Product
-from shop.trace_models import HarvestLot
+from shop.trace.models import HarvestLot
 
 bp = Blueprint("shop_staff", __name__, url_prefix="/shop/staff")
 STAFF = ("admin", "official")

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
+from app import load_models
 from core.config import Settings
-from core.db import Base, load_models, make_engine
+from core.db import Base, make_engine
 
 DEFAULT_PASSWORD = "correct-horse-9"
 

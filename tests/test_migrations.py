@@ -11,8 +11,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from app import load_models
 from core.config import PROJECT_ROOT, Settings
-from core.db import Base, load_models
+from core.db import Base
 
 
 def _alembic_config():

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from shop import lots, trace
+from shop.trace import gs1, inspections, lots
 from tests.shop.trace_factories import add_irrigation, add_readings, local_ts, make_farm
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,7 @@ def labelled_pack(session):
     lot = lots.create_harvest_lot(
         session, farm.cycle, "80", "kg", harvested_on=date(2026, 3, 30), product_id=farm.peach.id
     )
-    lots.record_inspection(
+    inspections.record_inspection(
         session, lot, "青岛市农产品质量检测中心", date(2026, 3, 30), "pass", summary="62 项农残未检出"
     )
     pack = lots.split_lot(session, lot, ["2"])[0]
@@ -36,7 +36,7 @@ def labelled_pack(session):
 
 def test_scanning_a_label_on_a_phone_shows_the_story(live_server, phone_page, labelled_pack):
     page = phone_page
-    label = trace.label_url("http://127.0.0.1:5000", labelled_pack, "6970000")
+    label = gs1.label_url("http://127.0.0.1:5000", labelled_pack, "6970000")
     assert "/01/" in label  # the QR holds the GS1 Digital Link
     page.goto(live_server.url + urlsplit(label).path)
     assert page.locator("h1").first.inner_text() == "黄桃"

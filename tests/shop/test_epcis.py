@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from core import auth
-from shop import epcis, lots
-from tests.shop.trace_factories import add_readings, local_ts, make_farm
+from shop.orders import sales_of
+from shop.trace import epcis, inspections, lots, recall
+from tests.shop.trace_factories import add_readings, local_ts, make_farm, sell
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parent.parent / "data" / "epcis-2.0-json-schema.json").read_text()
@@ -33,7 +34,7 @@ def family(session):
     lot = lots.create_harvest_lot(
         session, farm.cycle, "100", "kg", harvested_on=date(2026, 3, 10), product_id=farm.peach.id
     )
-    lots.record_inspection(
+    inspections.record_inspection(
         session,
         lot,
         "SGS",
@@ -45,8 +46,8 @@ def family(session):
     packs = lots.split_lot(session, lot, ["2", "2"])
     jin_lot = lots.create_harvest_lot(session, other.cycle, "40", "jin", harvested_on=date(2026, 3, 11))
     box = lots.merge_lots(session, [(packs[0], 2), (jin_lot, 4)], product_id=farm.gift_box.id)
-    lots.record_sale(session, packs[1], 2, order_number="TY-1")
-    lots.recall_lot(session, jin_lot, "Label error")
+    sell(session, packs[1], "2")  # a paid order, through cart, checkout and payment
+    recall.recall_lot(session, jin_lot, "Label error")
     session.commit()
     return farm, lot, packs, box
 
@@ -57,7 +58,7 @@ def _types(document):
 
 def test_export_validates_against_the_gs1_schema(session, family):
     _farm, lot, packs, box = family
-    document = epcis.export_lot(session, box, BASE, "6970000")
+    document = epcis.export_lot(session, box, BASE, "6970000", sales_of=sales_of)
     assert epcis.validate(document, SCHEMA) == []
     types = _types(document)
     for expected in [
@@ -100,9 +101,9 @@ def test_export_validates_against_the_gs1_schema(session, family):
 def test_every_lot_of_the_family_exports_valid_documents(session, family):
     _farm, lot, packs, _box = family
     for each in [lot, *packs]:
-        document = epcis.export_lot(session, each, BASE, "6970000")
+        document = epcis.export_lot(session, each, BASE, "6970000", sales_of=sales_of)
         assert epcis.validate(document, SCHEMA) == [], each.lot_number
-    sold = epcis.export_lot(session, packs[1], BASE, "6970000")
+    sold = epcis.export_lot(session, packs[1], BASE, "6970000", sales_of=sales_of)
     assert ("ObjectEvent", "retail_selling") in _types(sold)
 
 
@@ -123,7 +124,7 @@ def test_every_lot_of_the_family_exports_valid_documents(session, family):
 )
 def test_a_broken_document_does_not_validate(session, family, breakage):
     _farm, lot, _packs, _box = family
-    document = epcis.export_lot(session, lot, BASE, "6970000")
+    document = epcis.export_lot(session, lot, BASE, "6970000", sales_of=sales_of)
     broken = copy.deepcopy(document)
     breakage(broken)
     assert epcis.validate(document, SCHEMA) == []
@@ -172,7 +173,7 @@ def test_paid_orders_become_sales_on_the_page_and_in_the_export(client, session,
     html = client.get(f"/t/{packs[1].code}?lang=en").get_data(as_text=True)
     assert html.count('data-event="sold"') == 2  # the shop's LotEvent and the paid order
     assert 'data-event="shipped"' in html and "陈女士" not in html and "周女士" not in html
-    document = epcis.export_lot(session, packs[1], BASE, "6970000")
+    document = epcis.export_lot(session, packs[1], BASE, "6970000", sales_of=sales_of)
     assert epcis.validate(document, SCHEMA) == []
     sales = [e for e in document["epcisBody"]["eventList"] if e.get("bizStep") == "retail_selling"]
     assert sorted(e["quantityList"][0]["quantity"] for e in sales) == [2.0, 2.0]

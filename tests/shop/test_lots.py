@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from shop import lots
-from shop.trace_models import LotEvent
+from shop.trace import ancestry, cycles, inspections, lots, recall
+from shop.trace.codes import CODE_ALPHABET, CODE_LENGTH, normalize_code
+from shop.trace.models import LotEvent
 from tests.shop.trace_factories import make_farm
 
 
@@ -24,7 +25,7 @@ def test_harvest_gets_lot_number_code_and_first_event(session):
     second = _harvest(session, farm, "40")
     session.commit()
     assert lot.lot_number == "L260620-001" and second.lot_number == "L260620-002"
-    assert re.fullmatch(f"[{lots.CODE_ALPHABET}]{{{lots.CODE_LENGTH}}}", lot.code)
+    assert re.fullmatch(f"[{CODE_ALPHABET}]{{{CODE_LENGTH}}}", lot.code)
     assert lot.household_id == farm.household.id and lot.remaining == Decimal("100")
     assert [e.kind for e in lot.events] == ["harvested"]
     assert lots.lot_by_code(session, lot.code.lower()) is lot
@@ -38,7 +39,7 @@ def test_codes_are_not_guessable_by_counting(session):
     assert len(set(codes)) == len(codes)
     # neighbours share no structure: no common prefix, and no code is its predecessor plus one
     assert len({c[:4] for c in codes}) > 35
-    alphabet = lots.CODE_ALPHABET
+    alphabet = CODE_ALPHABET
 
     def as_int(code):
         n = 0
@@ -53,7 +54,7 @@ def test_codes_are_not_guessable_by_counting(session):
     neighbour = first[:-1] + alphabet[(alphabet.index(first[-1]) + 1) % len(alphabet)]
     assert neighbour in codes or lots.lot_by_code(session, neighbour) is None
     # 31^10 possible codes: guessing one of 40 lots takes ~2e13 tries on average
-    assert len(alphabet) ** lots.CODE_LENGTH > 10**14
+    assert len(alphabet) ** CODE_LENGTH > 10**14
 
 
 def test_split_into_packs_keeps_ancestry_and_stock(session):
@@ -65,8 +66,8 @@ def test_split_into_packs_keeps_ancestry_and_stock(session):
     assert lot.remaining == Decimal("90")
     assert all(p.kind == "pack" and p.crop_cycle_id == farm.cycle.id for p in packs)
     assert len({p.code for p in packs} | {lot.code}) == 4
-    assert [(r.lot.id, r.depth) for r in lots.ancestry(session, packs[0])] == [(lot.id, 1)]
-    assert {r.lot.id for r in lots.descendants(session, lot)} == {p.id for p in packs}
+    assert [(r.lot.id, r.depth) for r in ancestry.ancestry(session, packs[0])] == [(lot.id, 1)]
+    assert {r.lot.id for r in ancestry.descendants(session, lot)} == {p.id for p in packs}
     assert [e.kind for e in packs[1].events] == ["packed"]
     # a second packing run continues the numbering
     more = lots.split_lot(session, lot, ["1"])
@@ -76,7 +77,7 @@ def test_split_into_packs_keeps_ancestry_and_stock(session):
 def test_pack_sold_by_the_box_counts_one_box(session):
     farm = make_farm(session)
     lot = _harvest(session, farm)
-    (box,) = lots.split_lot(session, lot, ["3"], product_id=farm.gift_box.id)
+    (box,) = lots.split_lot(session, lot, ["3"], product=farm.gift_box)
     assert (box.quantity, box.unit, box.product_id) == (Decimal(1), "box", farm.gift_box.id)
     assert lot.remaining == Decimal("97")
 
@@ -104,10 +105,14 @@ def test_pack_of_a_merged_gift_box_traces_back_to_every_source_lot(session):
     assert box.kind == "merge" and box.household_id is None  # two households
     assert box.harvested_on == date(2026, 6, 22)
     assert grapes.remaining == Decimal("28.5") and peach_pack.remaining == 0
-    ancestors = {r.lot.id: r.depth for r in lots.ancestry(session, half_boxes[0])}
+    ancestors = {r.lot.id: r.depth for r in ancestry.ancestry(session, half_boxes[0])}
     assert ancestors == {box.id: 1, peach_pack.id: 2, grapes.id: 2, peaches.id: 3}
-    assert {s.id for s in lots.source_lots(session, half_boxes[0])} == {peaches.id, grapes.id}
-    assert {r.lot.id for r in lots.descendants(session, peaches)} == {peach_pack.id, box.id, half_boxes[0].id}
+    assert {s.id for s in ancestry.source_lots(session, half_boxes[0])} == {peaches.id, grapes.id}
+    assert {r.lot.id for r in ancestry.descendants(session, peaches)} == {
+        peach_pack.id,
+        box.id,
+        half_boxes[0].id,
+    }
 
 
 def test_merge_needs_two_distinct_lots(session):
@@ -123,22 +128,24 @@ def test_inspection_is_inherited_by_packs(session):
     farm = make_farm(session)
     lot = _harvest(session, farm)
     pack = lots.split_lot(session, lot, ["2"])[0]
-    lots.record_inspection(session, lot, "青岛农检中心", date(2026, 6, 21), "pass", summary="62 项未检出")
+    inspections.record_inspection(
+        session, lot, "青岛农检中心", date(2026, 6, 21), "pass", summary="62 项未检出"
+    )
     session.commit()
-    found = lots.inspections_for(session, pack)
+    found = inspections.inspections_for(session, pack)
     assert [(i.lab, i.result) for i in found] == [("青岛农检中心", "pass")]
     with pytest.raises(lots.LotError):
-        lots.record_inspection(session, lot, "lab", date(2026, 6, 21), "maybe")
+        inspections.record_inspection(session, lot, "lab", date(2026, 6, 21), "maybe")
 
 
 def test_inputs_and_cycle_validation(session):
     farm = make_farm(session)
     with pytest.raises(lots.LotError):
-        lots.add_input(session, farm.cycle, "Compost", "10", "kg", date(2026, 2, 1))  # before planting
-    row = lots.add_input(session, farm.cycle, "Compost", "10", "kg", date(2026, 3, 5))
+        cycles.add_input(session, farm.cycle, "Compost", "10", "kg", date(2026, 2, 1))  # before planting
+    row = cycles.add_input(session, farm.cycle, "Compost", "10", "kg", date(2026, 3, 5))
     assert row.source == "manual" and row.amount == Decimal("10.000")
     with pytest.raises(lots.LotError):
-        lots.create_crop_cycle(
+        cycles.create_crop_cycle(
             session, farm.greenhouse.id, "peach", date(2026, 3, 1), expected_harvest_on=date(2026, 1, 1)
         )
     with pytest.raises(lots.LotError):
@@ -175,15 +182,40 @@ def test_recall_reaches_every_pack_and_box(session):
     other = _harvest(session, farm, "20")
     pack = lots.split_lot(session, lot, ["2"])[0]
     box = lots.merge_lots(session, [(pack, 1), (other, 1)], product_id=farm.gift_box.id)
-    recalled = lots.recall_lot(session, lot, "Residue above limit")
+    recalled = recall.recall_lot(session, lot, "Residue above limit")
     session.commit()
     assert {x.id for x in recalled} == {lot.id, pack.id, box.id}
     assert other.recalled_at is None
     assert "L260620-001" in box.recall_reason
-    assert [x.id for x in lots.recalled_lots(session)] == [lot.id]
+    assert [x.id for x in recall.recalled_lots(session)] == [lot.id]
     kinds = session.scalars(select(LotEvent.kind).where(LotEvent.lot_id == box.id)).all()
     assert "recalled" in kinds
     with pytest.raises(lots.LotError, match="recalled"):
         lots.split_lot(session, lot, ["1"])
     with pytest.raises(lots.LotError):
-        lots.recall_lot(session, other, "  ")
+        recall.recall_lot(session, other, "  ")
+
+
+def test_what_a_typed_code_may_get_wrong():
+    """Case, spaces and dashes, and the full-width forms a Chinese input method types."""
+    code = "AB2CD-3EF4G".replace("-", "")
+    for typed in (
+        "ab2cd3ef4g",
+        " AB2CD 3EF4G ",
+        "AB2CD-3EF4G",
+        "ＡＢ２ＣＤ－３ＥＦ４Ｇ",
+        "ab2cd\u30003ef4g",
+        "AB2CD—3EF4G",
+    ):
+        assert normalize_code(typed) == code, typed
+    # 0, O, 1, I and L are not in the alphabet: nothing is guessed for them
+    assert normalize_code("0O1IL") == "0O1IL"
+    assert not set("0O1IL") & set(CODE_ALPHABET)
+    assert normalize_code(None) == ""
+
+
+def test_a_code_typed_full_width_finds_its_lot(session):
+    farm = make_farm(session)
+    lot = _harvest(session, farm)
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in lot.code.lower())
+    assert lots.lot_by_code(session, full_width) is lot

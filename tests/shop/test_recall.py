@@ -8,7 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from shop import catalog, lots
+from shop import catalog
+from shop.orders import orders_for_lot
+from shop.trace import lots, recall
 from tests.conftest import login
 from tests.shop.trace_factories import make_farm, make_order
 
@@ -46,20 +48,20 @@ def sold(session):
 
 def test_orders_for_lot_lists_who_received_it(session, sold):
     _farm, lot, _good, pack, orders = sold
-    found = lots.orders_for_lot(session, lot.id)
+    found = orders_for_lot(session, lot.id)
     assert [o.number for o in found] == [orders[k].number for k in ("direct", "pack", "pending")]
     by_number = {o.number: o for o in found}
     assert by_number[orders["pack"].number].lot_numbers == (pack.lot_number,)
     assert by_number[orders["direct"].number].email == "chen@example.cn"
     assert by_number[orders["direct"].number].quantity == Decimal("3")
-    assert [o.number for o in lots.orders_for_lot(session, pack.id)] == [orders["pack"].number]
+    assert [o.number for o in orders_for_lot(session, pack.id)] == [orders["pack"].number]
 
 
 def test_shop_stops_selling_a_recalled_lot_and_its_packs(session, sold):
     farm, lot, good, pack, _orders = sold
     assert {x.id for x in catalog.available_lots(session, farm.peach.id)} == {lot.id, good.id, pack.id}
     before = catalog.stock_of(session, farm.peach.id)
-    lots.recall_lot(session, lot, "Residue above the limit")
+    recall.recall_lot(session, lot, "Residue above the limit")
     session.commit()
     assert [x.id for x in catalog.available_lots(session, farm.peach.id)] == [good.id]
     assert catalog.stock_of(session, farm.peach.id) == before - lot.remaining - pack.remaining

@@ -17,7 +17,7 @@ def test_catalogue_lists_products_with_stock_from_lots(client, shop):
     assert "In stock: 20 jin" in html
     assert "Sold out" in html  # millet has no lots
     # a recalled lot no longer counts
-    from shop.trace_models import HarvestLot
+    from shop.trace.models import HarvestLot
 
     lot = shop.session.query(HarvestLot).filter_by(product_id=peach.id).first()
     from core.db import utcnow
@@ -106,7 +106,7 @@ def test_staff_edit_product_price_is_audited(client, make_user, shop):
     stock_page = client.get(f"/shop/staff/products/{p.id}/stock").get_data(as_text=True)
     assert "shop.product.update" in stock_page and "750" in stock_page
     # a stock correction needs a reason and is recorded
-    from shop.trace_models import HarvestLot
+    from shop.trace.models import HarvestLot
 
     lot = shop.session.query(HarvestLot).filter_by(product_id=p.id).one()
     client.post(

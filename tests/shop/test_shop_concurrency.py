@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from shop.models import Order, OrderLineLot
-from shop.trace_models import HarvestLot
+from shop.trace.models import HarvestLot
 
 CUSTOMERS = 50
 

@@ -218,7 +218,7 @@ def test_paid_order_whose_stock_is_gone_is_flagged_for_staff(
     other = stripe_stub  # someone else buys the last two meanwhile
     assert other
     from shop.checkout import take_from_lot
-    from shop.trace_models import HarvestLot
+    from shop.trace.models import HarvestLot
 
     lot = session.scalars(select(HarvestLot)).one()
     assert take_from_lot(session, lot.id, 2)

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from iot import crops, quantities
 from iot.rollups import apply_readings
-from shop import lots, trace
-from shop.trace_models import HarvestLot
+from shop.trace import ancestry, conditions, cycles, gs1, inspections, lots, qr
+from shop.trace.models import CropCycle, HarvestLot
 from tests.conftest import login
 from tests.shop.trace_factories import PEACH_GTIN, add_irrigation, add_readings, local_ts, make_farm
 
@@ -60,10 +60,10 @@ def grown(session):
     ]
     for ts, water, ec, ph, fert in irrigations:
         add_irrigation(session, farm, ts, water, ec, ph, fert)
-    lots.add_input(session, farm.cycle, "Organic compost", "50", "kg", PLANTED)
-    lots.add_input(session, farm.cycle, "Organic compost", "20", "kg", date(2026, 3, 2))
-    lots.add_input(session, farm.cycle, "Potassium sulphate", "3", "kg", date(2026, 3, 4))
-    lots.add_input(session, farm.cycle, "Late dressing", "9", "kg", date(2026, 3, 20))  # after harvest
+    cycles.add_input(session, farm.cycle, "Organic compost", "50", "kg", PLANTED)
+    cycles.add_input(session, farm.cycle, "Organic compost", "20", "kg", date(2026, 3, 2))
+    cycles.add_input(session, farm.cycle, "Potassium sulphate", "3", "kg", date(2026, 3, 4))
+    cycles.add_input(session, farm.cycle, "Late dressing", "9", "kg", date(2026, 3, 20))  # after harvest
     lot = lots.create_harvest_lot(
         session, farm.cycle, "80", "kg", harvested_on=HARVESTED, product_id=farm.peach.id
     )
@@ -118,7 +118,7 @@ def _assert_matches(cond, exp):
 
 def test_growing_conditions_equal_what_the_readings_say(session, grown):
     farm, lot, readings, irrigations, window = grown
-    cond = trace.growing_conditions(session, farm.cycle, lot.harvested_on)
+    cond = conditions.growing_conditions(session, farm.cycle, lot.harvested_on)
     assert (cond.start, cond.end) == window
     _assert_matches(cond, _expected(readings, irrigations, window))
     assert cond.manual_inputs == [("Organic compost", "kg", 70), ("Potassium sulphate", "kg", 3)]
@@ -137,27 +137,27 @@ def test_growing_conditions_are_the_same_from_hourly_rollups(session, grown):
     ]
     apply_readings(session, rows)
     session.commit()
-    cond = trace.growing_conditions(session, farm.cycle, lot.harvested_on)
+    cond = conditions.growing_conditions(session, farm.cycle, lot.harvested_on)
     _assert_matches(cond, _expected(readings, irrigations, window))
 
 
 def test_comfort_range_by_crop_and_override(session):
     farm = make_farm(session)
-    assert trace.comfort_range(farm.cycle)[:2] == (8.0, 30.0)
+    assert conditions.comfort_range(farm.cycle)[:2] == (8.0, 30.0)
     farm.cycle.crop = "黄桃"
     assert crops.crop_key(farm.cycle.crop) == "peach"
     farm.cycle.comfort_max_c = 27.5
-    assert trace.comfort_range(farm.cycle)[:2] == (8.0, 27.5)
+    assert conditions.comfort_range(farm.cycle)[:2] == (8.0, 27.5)
     assert crops.crop_key("dragon fruit") == "default"
 
 
 def test_gtin_and_digital_link(session):
     farm = make_farm(session)
-    assert trace.valid_gtin(PEACH_GTIN) and not trace.valid_gtin("6970000000018")
-    assert trace.product_gtin(farm.peach, "6970000") == "0" + PEACH_GTIN
-    derived = trace.product_gtin(farm.gift_box, "6970000")  # no GTIN of its own
-    assert derived.startswith("06970000") and trace.valid_gtin(derived)
-    assert trace.digital_link("https://trace.example.cn/", PEACH_GTIN, "L260620-001") == (
+    assert gs1.valid_gtin(PEACH_GTIN) and not gs1.valid_gtin("6970000000018")
+    assert gs1.product_gtin(farm.peach, "6970000") == "0" + PEACH_GTIN
+    derived = gs1.product_gtin(farm.gift_box, "6970000")  # no GTIN of its own
+    assert derived.startswith("06970000") and gs1.valid_gtin(derived)
+    assert gs1.digital_link("https://trace.example.cn/", PEACH_GTIN, "L260620-001") == (
         "https://trace.example.cn/01/06970000000017/10/L260620-001"
     )
 
@@ -167,7 +167,7 @@ def test_gtin_and_digital_link(session):
 
 def test_trace_page_tells_the_story_in_chinese(client, session, grown):
     farm, lot, *_ = grown
-    lots.record_inspection(
+    inspections.record_inspection(
         session, lot, "青岛市农产品质量检测中心", HARVESTED, "pass", summary="62 项农残未检出"
     )
     pack = lots.split_lot(session, lot, ["2"])[0]
@@ -230,7 +230,7 @@ def test_qr_codes_hold_the_digital_link(client, grown):
     _farm, lot, *_ = grown
     svg = client.get(f"/t/{lot.code}/qr.svg")
     expected = f"{BASE}/01/0{PEACH_GTIN}/10/{lot.lot_number}"
-    assert svg.mimetype == "image/svg+xml" and svg.get_data(as_text=True) == trace.qr_svg(expected)
+    assert svg.mimetype == "image/svg+xml" and svg.get_data(as_text=True) == qr.qr_svg(expected)
     png = client.get(f"/t/{lot.code}/qr.png")
     assert png.mimetype == "image/png" and png.data[:8] == b"\x89PNG\r\n\x1a\n"
     assert "public" in png.headers["Cache-Control"]
@@ -330,7 +330,7 @@ def test_inspection_with_certificate_is_public(client, session, farmer, grown):
         content_type="multipart/form-data",
     )
     assert response.status_code == 302
-    (inspection,) = lots.inspections_for(session, lot)
+    (inspection,) = inspections.inspections_for(session, lot)
     client.post("/logout")
     anonymous = client.get(f"/t/{lot.code}/certificate/{inspection.id}")
     assert anonymous.status_code == 200 and anonymous.data == pdf
@@ -353,7 +353,7 @@ def test_merge_page_makes_a_gift_box(client, session, farmer, grown):
     assert response.status_code == 302
     box = session.scalars(select(HarvestLot).where(HarvestLot.kind == "merge")).one()
     assert box.product_id == farmer.gift_box.id
-    assert {s.id for s in lots.source_lots(session, box)} == {lot.id, other.id}
+    assert {s.id for s in ancestry.source_lots(session, box)} == {lot.id, other.id}
 
 
 def test_farmers_see_only_their_household(client, session, make_user, grown):
@@ -369,3 +369,76 @@ def test_farmers_see_only_their_household(client, session, make_user, grown):
     assert client.get("/trace/").status_code == 403
     client.post("/logout")
     assert client.get("/trace/").status_code == 302
+
+
+# --- refusals: one way to end a transaction (core.web.attempt) ----------------------------
+
+
+def test_a_refused_split_says_why_in_the_users_language_and_writes_nothing(client, session, farmer, grown):
+    lot = grown[1]
+    login(client, "zhaolin")
+    response = client.post(
+        f"/trace/lots/{lot.id}/split", data={"count": "9", "size": "10", "product_id": "0"}
+    )  # 90 kg from a lot of 80
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/trace/lots/{lot.id}")
+    page = client.get(response.headers["Location"] + "?lang=zh_CN").get_data(as_text=True)
+    assert f"批次 {lot.lot_number} 只剩 80.000 kg" in page
+    session.expire_all()
+    assert session.get(HarvestLot, lot.id).remaining == 80
+    assert session.scalars(select(HarvestLot).where(HarvestLot.kind == "pack")).all() == []
+    # the message is translated when it is flashed, in the language of that request
+    client.post(f"/trace/lots/{lot.id}/split?lang=en", data={"count": "9", "size": "10", "product_id": "0"})
+    page = client.get(f"/trace/lots/{lot.id}").get_data(as_text=True)
+    assert f"lot {lot.lot_number} has only 80.000 kg left" in page
+
+
+def test_a_refused_cycle_form_is_shown_again_with_the_reason(client, session, farmer):
+    login(client, "zhaolin")
+    response = client.post(
+        "/trace/cycles/new?lang=en",
+        data={
+            "greenhouse_id": farmer.greenhouse.id,
+            "crop": "peach",
+            "planted_on": "2026-09-01",
+            "expected_harvest_on": "2026-08-01",
+        },
+    )
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "expected harvest is before planting" in html and 'name="crop"' in html
+    assert session.scalars(select(CropCycle).where(CropCycle.planted_on == date(2026, 9, 1))).all() == []
+
+
+def test_a_merge_of_one_lot_is_refused_and_the_cache_kept(app, client, session, farmer, grown):
+    lot = grown[1]
+    client.get(f"/t/{lot.code}")
+    cache = app.extensions["trace_cache"]
+    login(client, "zhaolin")
+    response = client.post(
+        "/trace/merge?lang=en", data={"product_id": farmer.gift_box.id, f"qty_{lot.id}": "2"}
+    )
+    assert response.status_code == 200
+    assert "Choose at least two lots for a gift box." in response.get_data(as_text=True)
+    assert session.scalars(select(HarvestLot).where(HarvestLot.kind == "merge")).all() == []
+    before = cache.hits
+    client.get(f"/t/{lot.code}")
+    assert cache.hits == before + 1  # nothing changed, so nothing was forgotten
+
+
+def test_a_refused_inspection_leaves_no_certificate_behind(app, client, session, farmer, grown):
+    lot = grown[1]
+    login(client, "zhaolin")
+    response = client.post(
+        f"/trace/lots/{lot.id}/inspections",
+        data={
+            "lab": "SGS Qingdao",
+            "tested_on": "2025-01-01",  # long before the harvest
+            "result": "pass",
+            "certificate": (io.BytesIO(b"%PDF-1.4"), "report.pdf"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 302
+    assert inspections.inspections_for(session, lot) == []
+    certificates = app.extensions["tianyuan"]["settings"].instance_path / "certificates"
+    assert not certificates.exists() or list(certificates.iterdir()) == []

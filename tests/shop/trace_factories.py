@@ -11,11 +11,14 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from coop.models import Household
+from core import clock
 from iot import quantities
 from iot.models import Device, Greenhouse, IrrigationEvent, Reading
-from shop import lots
+from shop import cart as carts
+from shop import checkout, payments
 from shop.models import Order, OrderLine, OrderLineLot, Product
-from shop.trace_models import CropCycle
+from shop.trace import cycles
+from shop.trace.models import CropCycle
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 PEACH_GTIN = "6970000000017"  # a valid GTIN-13 (check digit 7)
@@ -71,7 +74,7 @@ def make_farm(
     )
     session.add_all([peach, gift])
     session.flush()
-    cycle = lots.create_crop_cycle(
+    cycle = cycles.create_crop_cycle(
         session, gh.id, crop, planted_on, variety="锦绣黄桃", expected_harvest_on=date(2026, 7, 1)
     )
     session.commit()
@@ -137,5 +140,19 @@ def make_order(session, lot, qty, *, name, phone, email=None, stock_state="sold"
     line.lots.append(OrderLineLot(lot_id=lot.id, household_id=lot.household_id, quantity=Decimal(qty)))
     order.lines.append(line)
     session.add(order)
+    session.flush()
+    return order
+
+
+def sell(session, lot, qty, *, name: str = "王先生", phone: str = "13800000009") -> Order:
+    """Sell ``qty`` of ``lot`` the way the shop does: a cart, checkout (cash at pickup), payment."""
+    today = clock.today()
+    cart = carts.new_cart(session)
+    carts.add_item(session, cart, lot.product, Decimal(qty), today=today, lot_id=lot.id)
+    contact = checkout.Contact(name=name, phone=phone)
+    order = checkout.place_order(session, cart, contact, user_id=None, today=today, stripe_enabled=False)
+    payments.mark_paid(
+        session, order, method="cash", amount_fen=order.total_fen, reference=f"cash:{order.number}"
+    )
     session.flush()
     return order

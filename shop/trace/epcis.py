@@ -17,6 +17,7 @@ Mapping (CBV 2.0 vocabulary):
 Lots are identified as GS1 Digital Link URIs on the canonical ``https://id.gs1.org``
 domain; a lot whose product has no GTIN falls back to the public short URL. The
 document covers the lot, everything it was made from and everything made from it.
+Sales come from the shop's paid orders, handed in as ``sales_of`` (``ShopPort``).
 """
 
 from __future__ import annotations
@@ -30,14 +31,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import clock
-from shop.lots import ancestry, descendants, sales_of
-from shop.trace import (
-    digital_link,
-    growing_conditions,
-    product_gtin,
-    short_url,
-)
-from shop.trace_models import HarvestLot, Inspection, LotEvent
+from shop.trace.ancestry import ancestry, descendants
+from shop.trace.conditions import growing_conditions
+from shop.trace.gs1 import digital_link, product_gtin, short_url
+from shop.trace.models import HarvestLot, Inspection, LotEvent
+from shop.trace.ports import Sale, SalesOf
 
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 GS1_ID = "https://id.gs1.org"
@@ -58,8 +56,9 @@ SENSOR_TYPES = {
 
 
 class Exporter:
-    def __init__(self, session: Session, base_url: str, company_prefix: str):
+    def __init__(self, session: Session, base_url: str, company_prefix: str, *, sales_of: SalesOf):
         self.session = session
+        self.sales_of = sales_of
         self.base = base_url.rstrip("/")
         self.prefix = company_prefix
         self.ns = f"{self.base}/ns/epcis#"
@@ -219,14 +218,14 @@ class Exporter:
 
     def transformation(self, lot: HarvestLot, event: LotEvent, lots: dict[int, HarvestLot]) -> list[dict]:
         """A pack's ``packed`` or a box's ``merged`` event: transformation + aggregation."""
-        inputs = [(self._lot(lots, int(i)), Decimal(q)) for i, q in (event.details or {}).get("inputs", [])]
-        inputs = [(src, q) for src, q in inputs if src is not None]
+        found = [(self._lot(lots, int(i)), Decimal(q)) for i, q in (event.details or {}).get("inputs", [])]
+        inputs = [(src, q) for src, q in found if src is not None]
         if not inputs:
             return []
         input_list = [self.quantity(src, q) for src, q in inputs]
         out_q = self.quantity(lot, lot.quantity)
         base = self.when(event.at)
-        events = [
+        events: list[dict] = [
             {
                 "type": "TransformationEvent",
                 **base,
@@ -268,7 +267,7 @@ class Exporter:
             out["ty:note"] = event.note
         return out
 
-    def sale(self, lot: HarvestLot, sale, n: int) -> dict:
+    def sale(self, lot: HarvestLot, sale: Sale, n: int) -> dict:
         """A paid order's taking from the lot (recorded by the shop, not as a LotEvent)."""
         return {
             "type": "ObjectEvent",
@@ -308,7 +307,7 @@ class Exporter:
                 if cond:
                     events.append((ev.at, ev.id, cond))
             elif ev.kind == "inspected":
-                insp = inspections.get((ev.details or {}).get("inspection_id"))
+                insp = inspections.get(int((ev.details or {}).get("inspection_id") or 0))
                 events.append((ev.at, ev.id, self.inspection(owner, ev, insp)))
             elif ev.kind in ("packed", "merged"):
                 events.extend((ev.at, ev.id, e) for e in self.transformation(owner, ev, lots))
@@ -316,7 +315,7 @@ class Exporter:
                 events.append((ev.at, ev.id, self.observe(owner, ev)))
             # "split" is the parent's side of a pack/merge event: exported once, from the child
         for lot_id, each in lots.items():
-            for n, sale in enumerate(sales_of(self.session, lot_id)):
+            for n, sale in enumerate(self.sales_of(self.session, lot_id)):
                 events.append((sale.at, 0, self.sale(each, sale, n)))
         events.sort(key=lambda t: (t[0], t[1]))
         return {
@@ -330,14 +329,16 @@ class Exporter:
         }
 
 
-def export_lot(session: Session, lot: HarvestLot, base_url: str, company_prefix: str) -> dict:
+def export_lot(
+    session: Session, lot: HarvestLot, base_url: str, company_prefix: str, *, sales_of: SalesOf
+) -> dict:
     """The EPCIS 2.0 document (a JSON-serialisable dict) for ``lot`` and its family."""
-    return Exporter(session, base_url, company_prefix).document(lot)
+    return Exporter(session, base_url, company_prefix, sales_of=sales_of).document(lot)
 
 
 def validate(document: dict, schema: dict) -> list[str]:
     """Schema errors of ``document`` (empty when valid), with formats (URI, date-time) checked."""
-    from jsonschema import Draft7Validator
+    from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 
     validator = Draft7Validator(schema, format_checker=Draft7Validator.FORMAT_CHECKER)
     return [

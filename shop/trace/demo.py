@@ -1,13 +1,16 @@
 """Demo traceability: crop cycles for the demo greenhouses, lots tied to them, inspections,
 packs, a gift box and one recalled lot.
 
-Call ``seed_demo(session, ctx)`` after the greenhouse (iot) and shop demo phases: it links
-the shop's demo harvest lots to the crop cycles it creates. It does not commit.
+``shop.demo.seed_trace`` calls ``seed_demo(session, ctx, products)`` after the greenhouse
+(iot) and shop demo phases, handing in the shop's demo products: it links the shop's demo
+harvest lots to the crop cycles it creates. It does not commit.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -15,9 +18,11 @@ from sqlalchemy.orm import Session
 
 from core import clock
 from iot.crops import crop_key
-from shop import lots
-from shop.models import Category, Product
-from shop.trace_models import CropCycle, HarvestLot
+from iot.models import Greenhouse
+from shop.trace import cycles as cycle_service
+from shop.trace import inspections, lots, recall
+from shop.trace.models import CropCycle, HarvestLot
+from shop.trace.ports import Sellable
 
 # crop key: (days since planting, variety, days until expected harvest)
 CYCLES = {
@@ -39,14 +44,21 @@ INPUTS = {
 LAB = "青岛市农产品质量安全检测中心"
 
 
-def _today():
+@dataclass(frozen=True)
+class DemoProducts:
+    """The shop's demo products that the demo's lots, packs and gift box are sold as."""
+
+    peach: Sellable | None
+    grapes: Sellable | None
+    gift_box: Callable[[], Sellable]  # made when the demo first needs it
+
+
+def _today() -> date:
     return clock.today()
 
 
-def seed_demo(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
+def seed_demo(session: Session, ctx: dict[str, Any], products: DemoProducts) -> dict[str, Any]:
     """Create the demo's traceability data; returns (and stores in ``ctx["trace"]``) what it made."""
-    from iot.models import Greenhouse
-
     if session.scalar(select(CropCycle.id).limit(1)) is not None:
         return ctx.get("trace", {})
     today = _today()
@@ -59,7 +71,7 @@ def seed_demo(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
             continue
         days, variety, until_harvest = CYCLES[key]
         planted = today - timedelta(days=days)
-        cycle = lots.create_crop_cycle(
+        cycle = cycle_service.create_crop_cycle(
             session,
             gh.id,
             gh.crop or key,
@@ -68,7 +80,7 @@ def seed_demo(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
             expected_harvest_on=today + timedelta(days=until_harvest),
         )
         for offset, product, amount, unit in INPUTS.get(key, []):
-            lots.add_input(session, cycle, product, amount, unit, planted + timedelta(days=offset))
+            cycle_service.add_input(session, cycle, product, amount, unit, planted + timedelta(days=offset))
         cycles[key] = cycle
 
     # the shop's demo stock: tie each harvest lot to its household's cycle of the same crop
@@ -76,19 +88,18 @@ def seed_demo(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
     for lot in session.scalars(
         select(HarvestLot).where(HarvestLot.crop_cycle_id.is_(None), HarvestLot.kind == "harvest")
     ):
-        product = lot.product
-        cycle = cycles.get(crop_key(product.crop)) if product is not None and product.crop else None
-        if cycle is None or (lot.harvested_on and lot.harvested_on < cycle.planted_on):
+        sold_as = lot.product
+        grown_in = cycles.get(crop_key(sold_as.crop)) if sold_as is not None and sold_as.crop else None
+        if grown_in is None or (lot.harvested_on and lot.harvested_on < grown_in.planted_on):
             continue
-        if lot.household_id is None or lot.household_id == cycle.household_id:
-            lot.crop_cycle = cycle
-            lot.household_id = cycle.household_id
+        if lot.household_id is None or lot.household_id == grown_in.household_id:
+            lot.crop_cycle = grown_in
+            lot.household_id = grown_in.household_id
             linked += 1
     session.flush()
 
     made: dict[str, Any] = {"cycles": {k: c.id for k, c in cycles.items()}, "linked_lots": linked}
-    peach = _product(session, "yellow-peach")
-    grapes = _product(session, "kyoho-grapes")
+    peach, grapes = products.peach, products.grapes
     if "peach" in cycles:
         peach_cycle = cycles["peach"]
         picked = lots.create_harvest_lot(
@@ -100,7 +111,7 @@ def seed_demo(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
             product_id=peach.id if peach else None,
             grade="A",
         )
-        lots.record_inspection(
+        inspections.record_inspection(
             session,
             picked,
             LAB,
@@ -121,7 +132,7 @@ def seed_demo(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
             product_id=peach.id if peach else None,
             grade="B",
         )
-        lots.record_inspection(
+        inspections.record_inspection(
             session,
             bad,
             LAB,
@@ -129,7 +140,7 @@ def seed_demo(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
             "fail",
             summary="毒死蜱 0.08 mg/kg，超出限量 0.05 mg/kg (chlorpyrifos above limit)",
         )
-        lots.recall_lot(session, bad, "抽检农残超标，已全部下架。请勿食用，可联系合作社退款。")
+        recall.recall_lot(session, bad, "抽检农残超标，已全部下架。请勿食用，可联系合作社退款。")
         made.update(recalled=bad.lot_number, recalled_code=bad.code)
 
         if "grape" in cycles:
@@ -142,8 +153,10 @@ def seed_demo(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
                 product_id=grapes.id if grapes else None,
                 grade="A",
             )
-            lots.record_inspection(session, grape_lot, LAB, today, "pass", summary="62 项农药残留均未检出")
-            box_product = _gift_box(session)
+            inspections.record_inspection(
+                session, grape_lot, LAB, today, "pass", summary="62 项农药残留均未检出"
+            )
+            box_product = products.gift_box()
             box = lots.merge_lots(
                 session,
                 [(packs[0], "10"), (grape_lot, "4")],
@@ -155,30 +168,3 @@ def seed_demo(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
     session.flush()
     ctx["trace"] = made
     return made
-
-
-def _product(session: Session, slug: str) -> Product | None:
-    return session.scalar(select(Product).where(Product.slug == slug))
-
-
-def _gift_box(session: Session) -> Product:
-    product = _product(session, "orchard-gift-box")
-    if product is None:
-        fruit = session.scalar(select(Category).where(Category.slug == "fruit"))
-        product = Product(
-            slug="orchard-gift-box",
-            name_zh="田园鲜果礼盒（黄桃+葡萄）",
-            name_en="Orchard gift box (peaches and grapes)",
-            description_zh="同一天装箱的黄桃和巨峰葡萄，每盒扫码可见两个大棚的生长记录。",
-            description_en=(
-                "Yellow peaches and Kyoho grapes boxed the same day; scan to see both greenhouses' records."
-            ),
-            category_id=fruit.id if fruit else None,
-            unit="box",
-            price_fen=12800,
-            crop=None,
-            image="img/products/peach.svg",
-        )
-        session.add(product)
-        session.flush()
-    return product

@@ -30,6 +30,7 @@ from flask import (
     send_from_directory,
     url_for,
 )
+from flask.blueprints import BlueprintSetupState
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -37,12 +38,13 @@ from markupsafe import Markup
 from sqlalchemy import select
 
 from core import clock
-from core.web import db_session, role_required, settings
+from core.web import attempt, db_session, role_required, settings
 from iot.access import visible_greenhouses
 from iot.crops import crop_key
-from shop import epcis, lots, trace
-from shop.models import Product
-from shop.trace_forms import (
+from shop.trace import cycles, epcis, gs1, inspections, lots, qr, recall
+from shop.trace.ancestry import ancestry, descendants
+from shop.trace.conditions import growing_conditions
+from shop.trace.forms import (
     CropCycleForm,
     HarvestForm,
     InputForm,
@@ -51,7 +53,9 @@ from shop.trace_forms import (
     RecallForm,
     SplitForm,
 )
-from shop.trace_models import CropCycle, HarvestLot
+from shop.trace.models import CropCycle, HarvestLot
+from shop.trace.ports import EXTENSION, Sellable, ShopPort, port_of
+from shop.trace.story import Origin, Story, build_story
 
 bp = Blueprint("trace", __name__)
 FARM_ROLES = ("admin", "official", "farmer")
@@ -73,11 +77,11 @@ class StoryCache:
 
     def __init__(self, ttl: float = PAGE_MAX_AGE, size: int = 2048):
         self.ttl, self.size = ttl, size
-        self._items: OrderedDict[str, tuple[float, trace.Story]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, Story]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def get(self, key: str) -> trace.Story | None:
+    def get(self, key: str) -> Story | None:
         with self._lock:
             item = self._items.get(key)
             if item is None or item[0] < time.monotonic():
@@ -87,7 +91,7 @@ class StoryCache:
             self.hits += 1
             return item[1]
 
-    def put(self, key: str, story: trace.Story) -> None:
+    def put(self, key: str, story: Story) -> None:
         with self._lock:
             self._items[key] = (time.monotonic() + self.ttl, story)
             self._items.move_to_end(key)
@@ -100,7 +104,12 @@ class StoryCache:
 
 
 @bp.record_once
-def _setup(state) -> None:
+def _setup(state: BlueprintSetupState) -> None:
+    """Registered with ``app.register_blueprint(bp, shop=ShopPort(...))`` (the composition root)."""
+    shop = state.options.get("shop")
+    if not isinstance(shop, ShopPort):
+        raise RuntimeError("register the trace blueprint with shop=ShopPort(...) (see shop.trace.ports)")
+    state.app.extensions[EXTENSION] = shop
     state.app.extensions.setdefault(CACHE_KEY, StoryCache())
     state.app.jinja_env.globals["trace_chart"] = _chart
 
@@ -109,10 +118,8 @@ def story_cache() -> StoryCache:
     return current_app.extensions[CACHE_KEY]
 
 
-def _changed() -> None:
-    """A lot changed: commit and forget cached stories."""
-    db_session().commit()
-    story_cache().clear()
+def _shop() -> ShopPort:
+    return port_of(current_app)
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -159,36 +166,45 @@ def _greenhouses():
     return visible_greenhouses(db_session(), current_user)
 
 
-def _product_choices(crop: str | None = None, blank: bool = True):
-    products = list(
-        db_session().scalars(select(Product).where(Product.active.is_(True)).order_by(Product.name_zh))
-    )
+def _products() -> dict[int, Sellable]:
+    """The products a farmer may choose (the shop's active ones), by id, in the shop's order."""
+    return {p.id: p for p in _shop().products(db_session())}
+
+
+def _product_choices(
+    products: dict[int, Sellable], crop: str | None = None, blank: bool = True
+) -> list[tuple[int, str]]:
+    """Select choices: products of ``crop`` first, then the others; "—" (0) first if ``blank``."""
+    listed = list(products.values())
     if crop:
         key = crop_key(crop)
-        matching = [p for p in products if p.crop and crop_key(p.crop) == key]
-        products = matching + [p for p in products if p not in matching]
+        matching = [p for p in listed if p.crop and crop_key(p.crop) == key]
+        listed = matching + [p for p in listed if p not in matching]
     lang = _lang()
-    choices = [(p.id, p.name(lang)) for p in products]
+    choices = [(p.id, p.name(lang)) for p in listed]
     return ([(0, "—")] if blank else []) + choices
 
 
-def _lot_error(exc: lots.LotError) -> str:
-    return exc.translated(_)
+def _stories_changed() -> None:
+    """A lot's story changed (and is committed): forget the cached stories."""
+    story_cache().clear()
 
 
 # --- public: the trace page, QR codes, certificates -------------------------------------
 
 
-def _story_for(lot: HarvestLot) -> trace.Story:
+def _story_for(lot: HarvestLot) -> Story:
     cache = story_cache()
     story = cache.get(lot.code)
     if story is None:
-        story = trace.build_story(db_session(), lot, _base_url(), settings().gs1_company_prefix)
+        story = build_story(
+            db_session(), lot, _base_url(), settings().gs1_company_prefix, sales_of=_shop().sales_of
+        )
         cache.put(lot.code, story)
     return story
 
 
-def _public_page(lot: HarvestLot | None):
+def _public_page(lot: HarvestLot | None) -> Response:
     if lot is None:
         response = Response(render_template("trace/not_found.html"), status=404)
         response.headers["Cache-Control"] = "no-store"
@@ -224,19 +240,19 @@ def public_by_code(code: str):
 @bp.get("/01/<gtin>/10/<path:lot_number>")
 def public_by_digital_link(gtin: str, lot_number: str):
     """The same page at its GS1 Digital Link address (GTIN + batch/lot)."""
-    lot = trace.lot_for_digital_link(db_session(), gtin, lot_number, settings().gs1_company_prefix)
+    lot = gs1.lot_for_digital_link(db_session(), gtin, lot_number, settings().gs1_company_prefix)
     return _public_page(lot)
 
 
 def _qr_target(lot: HarvestLot) -> str:
-    return trace.label_url(_base_url(), lot, settings().gs1_company_prefix)
+    return gs1.label_url(_base_url(), lot, settings().gs1_company_prefix)
 
 
 @bp.get("/t/<code>/qr.svg")
 def qr_svg(code: str):
     """The lot's QR code as SVG (what the label prints)."""
     lot = _lookup_code(code) or abort(404)
-    response = Response(trace.qr_svg(_qr_target(lot)), mimetype="image/svg+xml")
+    response = Response(qr.qr_svg(_qr_target(lot)), mimetype="image/svg+xml")
     response.headers["Cache-Control"] = "public, max-age=86400"
     return response
 
@@ -246,7 +262,7 @@ def qr_png(code: str):
     """The lot's QR code as PNG (for messaging apps and label printers)."""
     lot = _lookup_code(code) or abort(404)
     scale = min(max(request.args.get("scale", 8, type=int), 2), 20)
-    response = Response(trace.qr_png(_qr_target(lot), scale=scale), mimetype="image/png")
+    response = Response(qr.qr_png(_qr_target(lot), scale=scale), mimetype="image/png")
     response.headers["Cache-Control"] = "public, max-age=86400"
     return response
 
@@ -255,7 +271,7 @@ def qr_png(code: str):
 def certificate(code: str, inspection_id: int):
     """An inspection certificate of the lot (or of a lot it was made from)."""
     lot = _lookup_code(code) or abort(404)
-    found = next((i for i in lots.inspections_for(db_session(), lot) if i.id == inspection_id), None)
+    found = next((i for i in inspections.inspections_for(db_session(), lot) if i.id == inspection_id), None)
     if found is None or not found.certificate_file:
         abort(404)
     return send_from_directory(
@@ -270,7 +286,7 @@ def _certificate_dir():
     return settings().instance_path / "certificates"
 
 
-def _chart(origin: trace.Origin, which: str) -> Markup:
+def _chart(origin: Origin, which: str) -> Markup:
     """A small server-side SVG chart of daily values over the cycle (Jinja global)."""
     from iot.charts import Chart, ChartSeries, render
     from iot.series import Series
@@ -328,22 +344,20 @@ def new_cycle():
         gh = next((g for g in greenhouses if g.id == form.greenhouse_id.data), None)
         if gh is None:
             abort(404)
-        try:
-            cycle = lots.create_crop_cycle(
+        with attempt() as result:
+            cycle = cycles.create_crop_cycle(
                 db_session(),
                 gh.id,
-                form.crop.data,
-                form.planted_on.data,
+                form.crop.data or "",
+                form.planted_on.data or _today(),
                 variety=form.variety.data,
                 expected_harvest_on=form.expected_harvest_on.data,
                 comfort_min_c=form.comfort_min_c.data,
                 comfort_max_c=form.comfort_max_c.data,
                 user_id=_uid(),
             )
-        except lots.LotError as exc:
-            flash(_lot_error(exc), "error")
-        else:
-            _changed()
+        if result.ok:
+            _stories_changed()
             flash(_("Crop cycle started."), "success")
             return redirect(url_for("trace.cycle", cycle_id=cycle.id))
     return render_template("trace/cycle_form.html", form=form), (400 if form.errors else 200)
@@ -356,7 +370,7 @@ def cycle(cycle_id: int):
     cycle = _cycle_or_404(cycle_id)
     form = InputForm()
     form.applied_on.data = _today()
-    conditions = trace.growing_conditions(db_session(), cycle, min(_today(), cycle.ended_on or _today()))
+    conditions = growing_conditions(db_session(), cycle, min(_today(), cycle.ended_on or _today()))
     return render_template("trace/cycle.html", cycle=cycle, form=form, conditions=conditions)
 
 
@@ -366,18 +380,21 @@ def add_input(cycle_id: int):
     """Record a fertilizer applied by hand."""
     cycle = _cycle_or_404(cycle_id)
     form = InputForm()
-    if form.validate_on_submit():
-        try:
-            lots.add_input(
-                db_session(), cycle, form.product.data, form.amount.data, form.unit.data, form.applied_on.data
-            )
-        except lots.LotError as exc:
-            flash(_lot_error(exc), "error")
-        else:
-            _changed()
-            flash(_("Input recorded."), "success")
-    else:
+    if not form.validate_on_submit():
         flash(_("Check the input: product, amount and date are needed."), "error")
+        return redirect(url_for("trace.cycle", cycle_id=cycle.id))
+    with attempt() as result:
+        cycles.add_input(
+            db_session(),
+            cycle,
+            form.product.data,
+            form.amount.data,
+            form.unit.data,
+            form.applied_on.data or _today(),
+        )
+    if result.ok:
+        _stories_changed()
+        flash(_("Input recorded."), "success")
     return redirect(url_for("trace.cycle", cycle_id=cycle.id))
 
 
@@ -386,12 +403,10 @@ def add_input(cycle_id: int):
 def end_cycle(cycle_id: int):
     """Close a crop cycle (no more harvests from it)."""
     cycle = _cycle_or_404(cycle_id)
-    try:
-        lots.end_crop_cycle(db_session(), cycle, _today())
-    except lots.LotError as exc:
-        flash(_lot_error(exc), "error")
-    else:
-        _changed()
+    with attempt() as result:
+        cycles.end_crop_cycle(db_session(), cycle, _today())
+    if result.ok:
+        _stories_changed()
         flash(_("Crop cycle ended."), "success")
     return redirect(url_for("trace.cycle", cycle_id=cycle.id))
 
@@ -405,28 +420,29 @@ def new_lot():
     """Record a harvest in a few taps: cycle, product, quantity (today is the default date)."""
     session = db_session()
     household = None if current_user.role in STAFF_ROLES else current_user.household_id
-    cycles = [c for c in lots.active_cycles(session, household) if _can_manage_household(c.household_id)]
+    growing = [c for c in cycles.active_cycles(session, household) if _can_manage_household(c.household_id)]
     form = HarvestForm()
     form.cycle_id.choices = [
-        (c.id, f"{c.greenhouse.name} · {c.crop}" + (f" {c.variety}" if c.variety else "")) for c in cycles
+        (c.id, f"{c.greenhouse.name} · {c.crop}" + (f" {c.variety}" if c.variety else "")) for c in growing
     ]
-    selected = request.args.get("cycle", type=int) or (cycles[0].id if cycles else None)
+    selected = request.args.get("cycle", type=int) or (growing[0].id if growing else None)
     if request.method == "GET":
         form.cycle_id.data = selected
         form.harvested_on.data = _today()
-    chosen = next((c for c in cycles if c.id == (form.cycle_id.data or selected)), None)
-    form.product_id.choices = _product_choices(chosen.crop if chosen else None)
+    chosen = next((c for c in growing if c.id == (form.cycle_id.data or selected)), None)
+    products = _products()
+    form.product_id.choices = _product_choices(products, chosen.crop if chosen else None)
     if request.method == "GET" and chosen is not None and len(form.product_id.choices) > 1:
         form.product_id.data = form.product_id.choices[1][0]
-        product = session.get(Product, form.product_id.data)
+        product = products.get(form.product_id.data)
         if product is not None and product.unit in dict(form.unit.choices):
             form.unit.data = product.unit
-    if not cycles:
-        return render_template("trace/lot_form.html", form=form, cycles=cycles)
+    if not growing:
+        return render_template("trace/lot_form.html", form=form, cycles=growing)
     if form.validate_on_submit():
         if chosen is None:
             abort(404)
-        try:
+        with attempt() as result:
             lot = lots.create_harvest_lot(
                 session,
                 chosen,
@@ -437,13 +453,11 @@ def new_lot():
                 grade=form.grade.data or None,
                 user_id=_uid(),
             )
-        except lots.LotError as exc:
-            flash(_lot_error(exc), "error")
-        else:
-            _changed()
+        if result.ok:
+            _stories_changed()
             flash(_("Harvest lot %(lot)s recorded.", lot=lot.lot_number), "success")
             return redirect(url_for("trace.lot", lot_id=lot.id))
-    return render_template("trace/lot_form.html", form=form, cycles=cycles), (400 if form.errors else 200)
+    return render_template("trace/lot_form.html", form=form, cycles=growing), (400 if form.errors else 200)
 
 
 @bp.get("/trace/lots/<int:lot_id>")
@@ -452,26 +466,25 @@ def lot(lot_id: int):
     """A lot for its farmer and staff: label, QR, ancestry, packs, inspections, recall."""
     lot = _lot_or_404(lot_id)
     session = db_session()
+    staff = current_user.role in STAFF_ROLES
     split_form = SplitForm()
-    split_form.product_id.choices = _product_choices(lot.product.crop if lot.product else None)
+    split_form.product_id.choices = _product_choices(_products(), lot.product.crop if lot.product else None)
     split_form.product_id.data = lot.product_id or 0
     inspection_form = InspectionForm()
     inspection_form.tested_on.data = _today()
     return render_template(
         "trace/lot.html",
         lot=lot,
-        parents=lots.ancestry(session, lot),
-        children=lots.descendants(session, lot),
-        inspections=lots.inspections_for(session, lot),
+        parents=ancestry(session, lot),
+        children=descendants(session, lot),
+        inspections=inspections.inspections_for(session, lot),
         split_form=split_form,
         inspection_form=inspection_form,
         recall_form=RecallForm(),
         label_url=_qr_target(lot),
-        short_url=trace.short_url(_base_url(), lot.code),
-        staff=current_user.role in STAFF_ROLES,
-        affected=lots.orders_for_lot(session, lot.id)
-        if lot.recalled_at and current_user.role in STAFF_ROLES
-        else [],
+        short_url=gs1.short_url(_base_url(), lot.code),
+        staff=staff,
+        affected=_shop().orders_for_lot(session, lot.id) if lot.recalled_at and staff else [],
     )
 
 
@@ -480,23 +493,23 @@ def lot(lot_id: int):
 def split(lot_id: int):
     """Pack part of a lot into packs of equal size, each with its own code and label."""
     lot = _lot_or_404(lot_id)
+    products = _products()
     form = SplitForm()
-    form.product_id.choices = _product_choices()
-    if not form.validate_on_submit():
+    form.product_id.choices = _product_choices(products)
+    if not form.validate_on_submit() or form.count.data is None:
         flash(_("Give the number of packs and the size of each."), "error")
         return redirect(url_for("trace.lot", lot_id=lot.id))
-    try:
+    with attempt() as result:
         packs = lots.split_lot(
             db_session(),
             lot,
             [form.size.data] * form.count.data,
-            product_id=form.product_id.data or None,
+            product=products.get(form.product_id.data or 0),
             user_id=_uid(),
         )
-    except lots.LotError as exc:
-        flash(_lot_error(exc), "error")
+    if not result.ok:
         return redirect(url_for("trace.lot", lot_id=lot.id))
-    _changed()
+    _stories_changed()
     flash(_("%(count)d packs made. Print their labels now.", count=len(packs)), "success")
     return redirect(url_for("trace.labels", lot=[p.id for p in packs]))
 
@@ -514,44 +527,44 @@ def add_inspection(lot_id: int):
         return redirect(url_for("trace.lot", lot_id=lot.id))
     stored = name = None
     upload = form.certificate.data
-    try:
+    with attempt() as result:
         if upload and getattr(upload, "filename", ""):
             name = upload.filename
-            stored = lots.save_certificate(_certificate_dir(), name, upload.read())
-        lots.record_inspection(
+            stored = inspections.save_certificate(_certificate_dir(), name, upload.read())
+        inspections.record_inspection(
             db_session(),
             lot,
             form.lab.data,
-            form.tested_on.data,
+            form.tested_on.data or _today(),
             form.result.data,
             summary=form.summary.data,
             certificate_file=stored,
             certificate_name=name,
             user_id=_uid(),
         )
-    except lots.LotError as exc:
-        flash(_lot_error(exc), "error")
+    if not result.ok:
+        if stored:  # the inspection was refused: its certificate must not linger
+            (_certificate_dir() / stored).unlink(missing_ok=True)
         return redirect(url_for("trace.lot", lot_id=lot.id))
-    _changed()
+    _stories_changed()
     flash(_("Inspection recorded."), "success")
     return redirect(url_for("trace.lot", lot_id=lot.id))
 
 
-@bp.post("/trace/lots/<int:lot_id>/recall")
+@bp.post("/trace/lots/<int:lot_id>/recall", endpoint="recall")
 @role_required(*STAFF_ROLES)
-def recall(lot_id: int):
+def recall_lot(lot_id: int):
     """Recall a lot and everything made from it; the shop stops selling them."""
     lot = _lot_or_404(lot_id)
     form = RecallForm()
     if not form.validate_on_submit():
         flash(_("Give a reason for the recall."), "error")
         return redirect(url_for("trace.lot", lot_id=lot.id))
-    try:
-        affected = lots.recall_lot(db_session(), lot, form.reason.data, user_id=_uid())
-    except lots.LotError as exc:
-        flash(_lot_error(exc), "error")
+    with attempt() as result:
+        affected = recall.recall_lot(db_session(), lot, form.reason.data, user_id=_uid())
+    if not result.ok:
         return redirect(url_for("trace.lot", lot_id=lot.id))
-    _changed()
+    _stories_changed()
     flash(_("%(count)d lot(s) recalled. Contact the customers listed below.", count=len(affected)), "warning")
     return redirect(url_for("trace.recalls", lot=lot.id))
 
@@ -561,11 +574,27 @@ def recall(lot_id: int):
 def recalls():
     """Recalled lots, with the orders and customers that received them."""
     session = db_session()
+    orders_for_lot = _shop().orders_for_lot
     rows = [
-        (lot, lots.descendants(session, lot), lots.orders_for_lot(session, lot.id))
-        for lot in lots.recalled_lots(session)
+        (lot, descendants(session, lot), orders_for_lot(session, lot.id))
+        for lot in recall.recalled_lots(session)
     ]
     return render_template("trace/recalls.html", rows=rows, highlight=request.args.get("lot", type=int))
+
+
+def _merge_parts(available: list[HarvestLot]) -> list[tuple[HarvestLot, Decimal]]:
+    """The quantities typed beside each lot on the merge page (empty or not a number: none)."""
+    parts = []
+    for each in available:
+        raw = (request.form.get(f"qty_{each.id}") or "").strip()
+        if raw:
+            try:
+                qty = Decimal(raw)
+            except ArithmeticError:
+                qty = Decimal(0)
+            if qty > 0:
+                parts.append((each, qty))
+    return parts
 
 
 @bp.route("/trace/merge", methods=["GET", "POST"])
@@ -582,36 +611,25 @@ def merge():
     if current_user.role not in STAFF_ROLES:
         stmt = stmt.where(HarvestLot.household_id == current_user.household_id)
     available = list(session.scalars(stmt))
+    products = _products()
     form = MergeForm()
-    form.product_id.choices = _product_choices(blank=False)
+    form.product_id.choices = _product_choices(products, blank=False)
     if request.method == "GET":
-        box = next((p for p in session.scalars(select(Product).where(Product.unit == "box"))), None)
-        if box:
-            form.product_id.data = box.id
+        boxes = sorted(p.id for p in products.values() if p.unit == "box")
+        if boxes:
+            form.product_id.data = boxes[0]
     if form.validate_on_submit():
-        parts = []
-        for each in available:
-            raw = (request.form.get(f"qty_{each.id}") or "").strip()
-            if raw:
-                try:
-                    qty = Decimal(raw)
-                except ArithmeticError:
-                    qty = Decimal(0)
-                if qty > 0:
-                    parts.append((each, qty))
-        product = session.get(Product, form.product_id.data)
-        try:
+        product = products.get(form.product_id.data or 0)
+        with attempt() as result:
             box = lots.merge_lots(
                 session,
-                parts,
+                _merge_parts(available),
                 product_id=product.id if product else None,
                 unit=product.unit if product else "box",
                 user_id=_uid(),
             )
-        except lots.LotError as exc:
-            flash(_lot_error(exc), "error")
-        else:
-            _changed()
+        if result.ok:
+            _stories_changed()
             flash(_("Gift box %(lot)s made.", lot=box.lot_number), "success")
             return redirect(url_for("trace.lot", lot_id=box.id))
     return render_template("trace/merge.html", form=form, available=available)
@@ -635,8 +653,8 @@ def labels():
             [
                 {
                     "lot": lot,
-                    "qr": Markup(trace.qr_svg(target, scale=3, inline=True)),
-                    "short_url": trace.short_url(_base_url(), lot.code),
+                    "qr": Markup(qr.qr_svg(target, scale=3, inline=True)),
+                    "short_url": gs1.short_url(_base_url(), lot.code),
                 }
             ]
             * copies
@@ -655,7 +673,9 @@ def api_epcis(lot_ref: str):
     lot = lots.lot_by_number(session, lot_ref) or lots.lot_by_code(session, lot_ref)
     if lot is None or not _can_manage_household(lot.household_id):
         abort(404, f"no lot {lot_ref!r}")
-    document = epcis.export_lot(session, lot, _base_url(), settings().gs1_company_prefix)
+    document = epcis.export_lot(
+        session, lot, _base_url(), settings().gs1_company_prefix, sales_of=_shop().sales_of
+    )
     response = Response(json.dumps(document, ensure_ascii=False, indent=1), mimetype="application/ld+json")
     if request.args.get("download"):
         response.headers["Content-Disposition"] = f'attachment; filename="epcis-{lot.lot_number}.jsonld"'

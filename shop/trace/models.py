@@ -7,6 +7,9 @@ A lot is a harvest lot (``kind="harvest"``, from a crop cycle), a pack split fro
 lot (``"pack"``) or a box merged from several lots (``"merge"``). ``LotLink`` rows keep
 the ancestry; ``LotEvent`` rows are the story shown on the trace page and exported as
 EPCIS. Inputs (fertilizer) and inspections belong to the cycle and the lot.
+
+``HarvestLot.product`` is the shop's ``Product``, named by class (this package imports
+no other shop module); traceability reads it as a ``ports.Sellable``.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import JSON, Double, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
+from shop.trace.ports import Sellable
 
 QTY = Numeric(12, 3)
 
@@ -42,8 +46,10 @@ class CropCycle(Base):
     expected_harvest_on: Mapped[date | None]
     ended_on: Mapped[date | None]
     # The crop's comfortable air temperature (°C); None = the default for the crop.
-    comfort_min_c: Mapped[float | None]
-    comfort_max_c: Mapped[float | None]
+    comfort_min_c: Mapped[float | None] = mapped_column(
+        Double
+    )  # as migrated (a bare float is Float on SQLAlchemy 2.0)
+    comfort_max_c: Mapped[float | None] = mapped_column(Double)
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -79,7 +85,7 @@ class HarvestLot(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    product = relationship("Product")
+    product: Mapped[Sellable | None] = relationship("Product")
     household = relationship("Household")
     crop_cycle: Mapped[CropCycle | None] = relationship(back_populates="lots")
     events: Mapped[list[LotEvent]] = relationship(
@@ -158,7 +164,7 @@ class Inspection(Base):
 class InputUse(Base):
     """A fertilizer (or other input) applied on a crop cycle by hand.
 
-    Fertigation from the greenhouse controller is not copied here: ``shop.trace``
+    Fertigation from the greenhouse controller is not copied here: ``shop.trace.conditions``
     derives it from ``iot_irrigation_events`` when it builds a lot's story.
     """
 

@@ -1,0 +1,123 @@
+"""Crop cycles: one planting in one greenhouse, with the inputs (fertilizer) applied by hand.
+
+Plain services over a SQLAlchemy session: they flush but never commit.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.errors import N_
+from iot.crops import crop_key
+from iot.models import Greenhouse
+from shop.trace.errors import LotError
+from shop.trace.models import CropCycle, InputUse
+from shop.trace.quantity import parse_quantity
+
+
+def create_crop_cycle(
+    session: Session,
+    greenhouse_id: int,
+    crop: str,
+    planted_on: date,
+    *,
+    variety: str | None = None,
+    expected_harvest_on: date | None = None,
+    household_id: int | None = None,
+    comfort_min_c: float | None = None,
+    comfort_max_c: float | None = None,
+    note: str | None = None,
+    user_id: int | None = None,
+) -> CropCycle:
+    """Start a crop cycle in a greenhouse; the household defaults to the greenhouse's."""
+    greenhouse = session.get(Greenhouse, greenhouse_id)
+    if greenhouse is None:
+        raise LotError(N_("unknown greenhouse"))
+    crop = (crop or "").strip()
+    if not crop:
+        raise LotError(N_("crop is required"))
+    if expected_harvest_on and expected_harvest_on < planted_on:
+        raise LotError(N_("expected harvest is before planting"))
+    if comfort_min_c is not None and comfort_max_c is not None and comfort_min_c >= comfort_max_c:
+        raise LotError(N_("comfortable range: minimum must be below maximum"))
+    cycle = CropCycle(
+        greenhouse_id=greenhouse.id,
+        household_id=household_id if household_id is not None else greenhouse.household_id,
+        crop=crop,
+        variety=(variety or "").strip() or None,
+        planted_on=planted_on,
+        expected_harvest_on=expected_harvest_on,
+        comfort_min_c=comfort_min_c,
+        comfort_max_c=comfort_max_c,
+        note=note,
+    )
+    session.add(cycle)
+    session.flush()
+    audit.record(session, "crop_cycle.create", cycle, user_id=user_id, details={"crop": crop})
+    return cycle
+
+
+def end_crop_cycle(session: Session, cycle: CropCycle, ended_on: date) -> CropCycle:
+    if ended_on < cycle.planted_on:
+        raise LotError(N_("a cycle cannot end before it was planted"))
+    cycle.ended_on = ended_on
+    return cycle
+
+
+def add_input(
+    session: Session,
+    cycle: CropCycle,
+    product: str | None,
+    amount: Any,
+    unit: str | None,
+    applied_on: date,
+    *,
+    note: str | None = None,
+) -> InputUse:
+    """Record a fertilizer (or other input) applied by hand on a crop cycle."""
+    product = (product or "").strip()
+    if not product:
+        raise LotError(N_("input product is required"))
+    if applied_on < cycle.planted_on:
+        raise LotError(N_("The date is before planting."))
+    row = InputUse(
+        crop_cycle_id=cycle.id,
+        product=product,
+        amount=parse_quantity(amount, "amount"),
+        unit=(unit or "kg").strip(),
+        applied_on=applied_on,
+        source="manual",
+        note=note,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def active_cycles(session: Session, household_id: int | None = None) -> list[CropCycle]:
+    stmt = select(CropCycle).where(CropCycle.ended_on.is_(None)).order_by(CropCycle.planted_on.desc())
+    if household_id is not None:
+        stmt = stmt.where(CropCycle.household_id == household_id)
+    return list(session.scalars(stmt))
+
+
+def cycle_for_crop(session: Session, household_id: int, crop: str, day: date) -> CropCycle | None:
+    """The household's one crop cycle of ``crop`` growing on ``day``; None if none or several."""
+    key = crop_key(crop)
+    cycles = [
+        c
+        for c in session.scalars(
+            select(CropCycle).where(
+                CropCycle.household_id == household_id,
+                CropCycle.planted_on <= day,
+                (CropCycle.ended_on.is_(None)) | (CropCycle.ended_on >= day),
+            )
+        )
+        if crop_key(c.crop) == key
+    ]
+    return cycles[0] if len(cycles) == 1 else None

@@ -1,0 +1,30 @@
+"""Quantities a farmer types (harvest, pack size, fertilizer amount): parsed or refused."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from core.errors import N_
+from shop.trace.errors import LotError
+
+MAX_QTY = Decimal("999999999")  # what a quantity column (12 digits, 3 decimals) holds
+_MESSAGES = {
+    "quantity": (N_("the quantity is not a number"), N_("the quantity must be more than zero")),
+    "amount": (N_("the amount is not a number"), N_("the amount must be more than zero")),
+    "pack size": (N_("the pack size is not a number"), N_("the pack size must be more than zero")),
+}
+
+
+def parse_quantity(value: Any, what: str = "quantity") -> Decimal:
+    """``value`` as a positive Decimal with three decimals; ``what`` names it in the refusal."""
+    not_number, not_positive = _MESSAGES[what]
+    try:
+        q = Decimal(str(value).strip()).quantize(Decimal("0.001"))
+    except (InvalidOperation, ValueError) as exc:
+        raise LotError(not_number) from exc
+    if not q.is_finite() or q <= 0:
+        raise LotError(not_positive)
+    if q > MAX_QTY:
+        raise LotError(N_("%(value)s is too large"), value=f"{q.normalize():f}")
+    return q
