@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 
 from app import load_models
@@ -19,6 +20,16 @@ from core.config import Settings
 from core.db import Base, make_engine
 
 DEFAULT_PASSWORD = "correct-horse-9"
+
+# Property tests: a few hundred examples while developing, thousands in CI, a handful in
+# `make test-fast`. HYPOTHESIS_PROFILE picks one; CI=true means "ci". Tests set only what
+# else they need (deadline, health checks), so the profile decides how many examples run.
+hypothesis_settings.register_profile("fast", max_examples=20, deadline=None)
+hypothesis_settings.register_profile("dev", max_examples=300, deadline=None)
+hypothesis_settings.register_profile("ci", max_examples=3000, deadline=None, print_blob=True)
+hypothesis_settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev")
+)
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +40,19 @@ def _default_clock():
     clock.configure(clock.DEFAULT_TIMEZONE)
     yield
     clock.configure(clock.DEFAULT_TIMEZONE)
+
+
+@pytest.fixture(autouse=True)
+def _quick_password_hashing(request, monkeypatch):
+    """scrypt costs ~80 ms a user; tests make hundreds. Tests marked ``real_hashing`` keep it."""
+    if request.node.get_closest_marker("real_hashing") is None:
+        from werkzeug.security import generate_password_hash
+
+        import core.auth
+
+        monkeypatch.setattr(
+            core.auth, "hash_password", lambda pw: generate_password_hash(pw, "pbkdf2:sha256:1")
+        )
 
 
 @pytest.fixture(scope="session")

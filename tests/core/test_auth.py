@@ -69,6 +69,7 @@ def test_successful_login_clears_failures(session, make_user):
     assert auth.authenticate(session, "target", DEFAULT_PASSWORD).user is not None
 
 
+@pytest.mark.real_hashing
 def test_passwords_are_hashed_with_scrypt(make_user):
     user = make_user("someone", "customer")
     assert user.password_hash.startswith("scrypt:")
