@@ -11,15 +11,16 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+from sqlalchemy import select
 from wtforms import FloatField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from core import clock
 from core.models import User
 from core.web import database, db_session, role_required, settings
+from iot import quarantine as quarantine_service
 from iot import registry
-from iot.models import Device, Greenhouse, QuarantinedMessage
+from iot.models import Device, Greenhouse
 
 bp = Blueprint("iot_admin", __name__, url_prefix="/iot/admin")
 
@@ -95,9 +96,7 @@ def index():
     devices = sorted(registry.list_devices(s), key=lambda d: (d.greenhouse_id is not None, d.device_id))
     owners = {u.id: u for u in s.scalars(select(User).where(User.role == "farmer"))}
     by_id = {g.id: g for g in greenhouses}
-    quarantined = s.scalar(
-        select(func.count()).select_from(QuarantinedMessage).where(QuarantinedMessage.replayed_at.is_(None))
-    )
+    quarantined = quarantine_service.pending_count(s)
     gh_form, dev_form = GreenhouseForm(prefix="gh"), DeviceForm(prefix="dev")
     gh_form.owner.choices = _owner_choices()
     dev_form.greenhouse.choices = _greenhouse_choices()
@@ -237,15 +236,7 @@ def device(device_id: str):
             db_session().commit()
             flash(_("Device %(id)s saved.", id=d.device_id), "success")
             return redirect(url_for("iot_admin.device", device_id=d.device_id))
-    waiting = db_session().scalar(
-        select(func.count())
-        .select_from(QuarantinedMessage)
-        .where(
-            QuarantinedMessage.replayed_at.is_(None),
-            QuarantinedMessage.reason.in_(("unknown_device", "unassigned_device", "greenhouse_mismatch")),
-            QuarantinedMessage.detail.like(f"{d.device_id}%"),
-        )
-    )
+    waiting = quarantine_service.waiting_for_device(db_session(), d.device_id)
     gh = db_session().get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
     return render_template(
         "iot/admin/device.html",
@@ -290,15 +281,8 @@ def quarantine():
     s = db_session()
     reason = request.args.get("reason") or None
     show_all = request.args.get("all") == "1"
-    counts_q = select(QuarantinedMessage.reason, func.count()).group_by(QuarantinedMessage.reason)
-    rows_q = select(QuarantinedMessage).order_by(QuarantinedMessage.id.desc()).limit(200)
-    if not show_all:
-        counts_q = counts_q.where(QuarantinedMessage.replayed_at.is_(None))
-        rows_q = rows_q.where(QuarantinedMessage.replayed_at.is_(None))
-    if reason:
-        rows_q = rows_q.where(QuarantinedMessage.reason == reason)
-    counts = sorted(s.execute(counts_q).all(), key=lambda r: -r[1])
-    rows = list(s.scalars(rows_q))
+    counts = quarantine_service.counts_by_reason(s, include_replayed=show_all)
+    rows = quarantine_service.newest(s, reason=reason, include_replayed=show_all, limit=200)
     return render_template(
         "iot/admin/quarantine.html",
         counts=counts,
@@ -314,12 +298,10 @@ def quarantine():
 @role_required("admin")
 def replay():
     """Run quarantined messages (all, or one reason) through the ingester's checks again."""
-    from iot.ingest import replay_quarantine
-
     reason = request.form.get("reason") or None
     ids = [int(i) for i in request.form.getlist("id") if i.isdigit()] or None
     cfg = settings()
-    result = replay_quarantine(
+    result = quarantine_service.replay(
         database().engine,
         topic_prefix=cfg.mqtt_topic_prefix,
         reason=reason,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from core.web import database, settings
 
@@ -176,7 +176,7 @@ def ingest(shared_group, client_id, batch_size, batch_ms, metrics_port):
     """Run the MQTT ingester (same as `python -m iot.ingest`)."""
     import logging
 
-    from iot.ingest import run_from_settings
+    from iot.ingest.__main__ import run_from_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     run_from_settings(
@@ -244,20 +244,12 @@ def simulate(speedup, interval, backfill_hours, duration, count, fault_rate):
 @click.option("--limit", default=50, show_default=True)
 def quarantine_list(reason, show_all, limit):
     """Quarantined messages, newest first, with a count per reason."""
-    from iot.models import QuarantinedMessage as Q
+    from iot import quarantine
 
     with _session() as session:
-        base = select(Q.reason, func.count()).group_by(Q.reason)
-        if not show_all:
-            base = base.where(Q.replayed_at.is_(None))
-        counts = session.execute(base).all()
+        counts = quarantine.counts_by_reason(session, include_replayed=show_all)
         click.echo("by reason: " + (", ".join(f"{r}={n}" for r, n in sorted(counts)) or "none"))
-        query = select(Q).order_by(Q.id.desc()).limit(limit)
-        if reason:
-            query = query.where(Q.reason == reason)
-        if not show_all:
-            query = query.where(Q.replayed_at.is_(None))
-        for q in session.scalars(query):
+        for q in quarantine.newest(session, reason=reason, include_replayed=show_all, limit=limit):
             payload = bytes(q.payload[:80]).decode("utf-8", "replace").replace("\n", " ")
             click.echo(
                 f"#{q.id:<6} {q.received_at:%Y-%m-%d %H:%M:%S} {q.reason:20} {q.topic}  {payload}"
@@ -270,7 +262,7 @@ def quarantine_list(reason, show_all, limit):
 @click.option("--id", "ids", type=int, multiple=True, help="Only these ids (repeatable).")
 def quarantine_replay(reason, ids):
     """Feed quarantined messages through the ingester's checks again (after fixing the cause)."""
-    from iot.ingest import replay_quarantine
+    from iot import quarantine
 
     cfg = settings()
 
@@ -280,7 +272,7 @@ def quarantine_replay(reason, ids):
             f"still_quarantined={len(result.still_failing)}"
         )
 
-    result = replay_quarantine(
+    result = quarantine.replay(
         database().engine,
         topic_prefix=cfg.mqtt_topic_prefix,
         reason=reason,

@@ -23,6 +23,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+# iot tables refer to users (owners, acknowledgements) and households: their tables must be
+# in the metadata wherever iot.models is used alone (the ingester's processes), or the ORM
+# cannot order a flush
+import coop.models  # noqa: F401
+import core.models  # noqa: F401
 from core import clock
 from core.db import Base, UTCDateTime, utcnow
 

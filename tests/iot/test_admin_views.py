@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from iot import registry
-from iot.ingest import BatchWriter, Message
+from iot.ingest.writer import BatchWriter, Message
 from iot.models import Device, Greenhouse, QuarantinedMessage, Reading
 from tests.conftest import csrf_token_from, login
 
