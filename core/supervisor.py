@@ -72,9 +72,9 @@ def plan(settings: Settings, port: int, speedup: float) -> list[tuple[str, list[
             (
                 "simulator",
                 [
-                    *flask,
-                    "iot",
-                    "simulate",
+                    py,
+                    "-m",
+                    "iot.simulate",
                     "--speedup",
                     str(speedup),
                     "--backfill-hours",
@@ -85,7 +85,7 @@ def plan(settings: Settings, port: int, speedup: float) -> list[tuple[str, list[
             )
         )
     # silent sensors and offline devices are noticed by time, not by a message
-    procs.append(("alerts", [*flask, "iot", "data", "check-alerts", "--every", "60"]))
+    procs.append(("alerts", [py, "-m", "iot.check_alerts", "--every", "60"]))
     procs.append(("web", [*flask, "run", "--host", "127.0.0.1", "--port", str(port), "--no-reload"]))
     return procs
 

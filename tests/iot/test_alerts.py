@@ -175,7 +175,7 @@ def test_rule_validation_messages():
 
 
 def test_check_alerts_command_opens_offline_alert(app, session, runner):
-    from iot.dashboard_cli import data_cli
+    from iot.cli import data_cli
 
     gh, dev = make_greenhouse(session)
     dev.last_seen_at = datetime(2020, 1, 1, tzinfo=UTC)
