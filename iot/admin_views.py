@@ -17,7 +17,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from core import clock
 from core.models import User
-from core.web import database, db_session, role_required, settings
+from core.web import attempt, database, db_session, role_required, settings
 from iot import quarantine as quarantine_service
 from iot import registry
 from iot.models import Device, Greenhouse
@@ -122,20 +122,17 @@ def add_greenhouse():
     form.owner.choices = _owner_choices()
     if form.validate_on_submit():
         owner = db_session().get(User, form.owner.data) if form.owner.data else None
-        try:
+        with attempt(registry.RegistryError) as result:
             gh = registry.create_greenhouse(
                 db_session(),
-                form.code.data,
-                form.name.data,
+                form.code.data or "",
+                form.name.data or "",
                 owner=owner,
                 crop=form.crop.data,
                 area_m2=form.area_m2.data,
-                timezone=form.timezone.data.strip(),
+                timezone=(form.timezone.data or "").strip(),
             )
-        except registry.RegistryError as exc:
-            flash(str(exc), "error")
-        else:
-            db_session().commit()
+        if result.ok:
             flash(_("Greenhouse %(code)s registered.", code=gh.code), "success")
     else:
         for errors in form.errors.values():
@@ -160,22 +157,20 @@ def greenhouse(code: str):
         form.code.data = gh.code  # the code is fixed: devices publish under it
         if form.validate_on_submit():
             owner = s.get(User, form.owner.data) if form.owner.data else None
-            try:
+            with attempt(registry.RegistryError, flash_error=False) as result:
                 registry.update_greenhouse(
                     s,
                     gh,
                     name=form.name.data,
                     crop=form.crop.data or None,
                     area_m2=form.area_m2.data,
-                    timezone=form.timezone.data.strip(),
+                    timezone=(form.timezone.data or "").strip(),
                     owner=owner,
                 )
-            except registry.RegistryError as exc:
-                form.timezone.errors = [str(exc)]
-            else:
-                s.commit()
+            if result.ok:
                 flash(_("Greenhouse %(code)s saved.", code=gh.code), "success")
                 return redirect(url_for("iot_admin.greenhouse", code=gh.code))
+            form.timezone.errors = [result.error or ""]
     devices = [d for d in registry.list_devices(s) if d.greenhouse_id == gh.id]
     return render_template(
         "iot/admin/greenhouse.html",
@@ -195,14 +190,11 @@ def add_device():
     form.greenhouse.choices = _greenhouse_choices()
     if form.validate_on_submit():
         gh = db_session().get(Greenhouse, form.greenhouse.data) if form.greenhouse.data else None
-        try:
+        with attempt(registry.RegistryError) as result:
             device = registry.create_device(
-                db_session(), form.device_id.data, gh, kind=form.kind.data, name=form.name.data
+                db_session(), form.device_id.data or "", gh, kind=form.kind.data, name=form.name.data
             )
-        except registry.RegistryError as exc:
-            flash(str(exc), "error")
-        else:
-            db_session().commit()
+        if result.ok:
             flash(_("Device %(id)s registered.", id=device.device_id), "success")
     else:
         for errors in form.errors.values():
@@ -231,11 +223,12 @@ def device(device_id: str):
         form.device_id.data = d.device_id
         if form.validate_on_submit():
             gh = db_session().get(Greenhouse, form.greenhouse.data) if form.greenhouse.data else None
-            registry.assign_device(db_session(), d, gh, kind=form.kind.data)
-            d.name = form.name.data or None
-            db_session().commit()
-            flash(_("Device %(id)s saved.", id=d.device_id), "success")
-            return redirect(url_for("iot_admin.device", device_id=d.device_id))
+            with attempt(registry.RegistryError) as result:
+                registry.assign_device(db_session(), d, gh, kind=form.kind.data)
+                d.name = form.name.data or None
+            if result.ok:
+                flash(_("Device %(id)s saved.", id=d.device_id), "success")
+                return redirect(url_for("iot_admin.device", device_id=d.device_id))
     waiting = quarantine_service.waiting_for_device(db_session(), d.device_id)
     gh = db_session().get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
     return render_template(
@@ -255,8 +248,10 @@ def device(device_id: str):
 def device_credentials(device_id: str):
     """Issue a new MQTT password for the device; shown once."""
     d = _device_or_404(device_id)
-    password = registry.issue_credentials(db_session(), d)
-    db_session().commit()
+    with attempt() as result:
+        password = registry.issue_credentials(db_session(), d)
+    if not result.ok:
+        return redirect(url_for("iot_admin.device", device_id=d.device_id))
     gh = db_session().get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
     form = DeviceForm(obj=d)
     form.greenhouse.choices = _greenhouse_choices()

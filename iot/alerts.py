@@ -17,6 +17,8 @@ Each opening, acknowledgement and closing is handed to a ``Notifier`` as JSON fo
 after their commit (the ingester, ``python -m iot.check_alerts``, acknowledgements from
 the web and the API), so nothing that was rolled back is announced: at least once, not
 exactly once. ``MqttNotifier`` publishes with a connected paho client.
+
+Rule refusals are ``RuleError`` (a ``DomainError``: a translatable template).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from core import clock
 from core.db import utcnow
+from core.errors import N_, DomainError
 from iot import crops, quantities
 from iot.models import Alert, AlertRule, Device, Greenhouse, LatestReading
 
@@ -50,6 +53,10 @@ class NullNotifier:
 
     def publish(self, topic: str, payload: str) -> None:
         return None
+
+
+class RuleError(DomainError):
+    """An alert rule that makes no sense was refused."""
 
 
 class Outbox:
@@ -434,20 +441,56 @@ def validate_rule(
     duration_s: int,
     window_s: int,
     severity: str,
-) -> str | None:
-    """An English error message if the rule makes no sense, else None."""
+) -> None:
+    """Raise ``RuleError`` if the rule makes no sense."""
     if kind not in KINDS:
-        return "unknown rule kind"
+        raise RuleError(N_("unknown rule kind"))
     if severity not in SEVERITIES:
-        return "unknown severity"
+        raise RuleError(N_("unknown severity"))
     if kind != "offline" and metric_id not in quantities.BY_ID:
-        return "choose a metric"
+        raise RuleError(N_("choose a metric"))
     if kind in ("above", "below", "rate") and threshold is None:
-        return "a threshold is required"
+        raise RuleError(N_("a threshold is required"))
     if hysteresis < 0 or duration_s < 0 or window_s < 0:
-        return "hysteresis and durations cannot be negative"
+        raise RuleError(N_("hysteresis and durations cannot be negative"))
     if kind == "rate" and window_s <= 0:
-        return "a rate rule needs a time window"
+        raise RuleError(N_("a rate rule needs a time window"))
     if kind in ("silent", "offline") and duration_s <= 0:
-        return "a duration is required"
-    return None
+        raise RuleError(N_("a duration is required"))
+
+
+def save_rule(
+    session: Session,
+    greenhouse: Greenhouse,
+    rule: AlertRule | None,
+    *,
+    kind: str,
+    metric_id: int | None,
+    threshold: float | None,
+    hysteresis: float,
+    duration_s: int,
+    window_s: int,
+    severity: str,
+    enabled: bool,
+) -> AlertRule:
+    """Create a rule (``rule`` None) or change one; ``RuleError`` if it makes no sense.
+
+    A changed rule starts counting its duration afresh. Does not commit.
+    """
+    if rule is not None:
+        kind, metric_id = rule.kind, rule.metric_id  # what a rule watches is fixed
+    elif kind == "offline":
+        metric_id = None
+    validate_rule(kind, metric_id, threshold, hysteresis, duration_s, window_s, severity)
+    if rule is None:
+        rule = AlertRule(greenhouse_id=greenhouse.id, kind=kind, metric_id=metric_id)
+        session.add(rule)
+    rule.threshold = threshold
+    rule.hysteresis = hysteresis
+    rule.duration_s = duration_s
+    rule.window_s = window_s
+    rule.severity = severity
+    rule.enabled = enabled
+    rule.pending_since = None
+    session.flush()
+    return rule
