@@ -26,7 +26,7 @@ from typing import Any, cast
 from sqlalchemy import Insert, Table, Update, and_, bindparam, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import clock
@@ -292,8 +292,12 @@ def requarantine(session: Session, quarantine_id: int, reason: str, detail: str)
 def _insert_readings(session: Session, rows: dict[tuple[int, int, int], ReadingRow]) -> list[dict[str, Any]]:
     """INSERT .. ON CONFLICT DO NOTHING RETURNING, as multi-row VALUES statements on the
     driver directly: the same SQL SQLAlchemy's insertmanyvalues would send, without its
-    per-parameter bookkeeping (the single biggest cost per message after JSON decoding)."""
+    per-parameter bookkeeping (the single biggest cost per message after JSON decoding).
+
+    The driver's errors are raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``
+    ...), as if SQLAlchemy had run the statement: the callers' retry and fallback see them."""
     conn = session.connection()
+    dbapi_error: type[Exception] = conn.dialect.loaded_dbapi.Error
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     cursor = conn.connection.cursor()  # the DBAPI cursor, inside the session's transaction
     one = f"({mark}, {mark}, {mark}, {mark}, {mark})"
@@ -308,7 +312,13 @@ def _insert_readings(session: Session, rows: dict[tuple[int, int, int], ReadingR
             params: list[int | float] = []
             for r in part:
                 params += r
-            cursor.execute(head + ", ".join([one] * len(part)) + tail, params)
+            sql = head + ", ".join([one] * len(part)) + tail
+            try:
+                cursor.execute(sql, params)
+            except dbapi_error as exc:
+                raise DBAPIError.instance(
+                    sql, None, exc, dbapi_error, hide_parameters=True, dialect=conn.dialect
+                ) from exc
             out += [
                 {"greenhouse_id": g, "metric_id": m, "ts": ts, "value": v}
                 for g, m, ts, v in cursor.fetchall()
