@@ -180,6 +180,7 @@ def acl_file(
         f"user {ingester_user}",
         f"topic read {prefix}/#",
         f"topic read {tasmota_prefix}/+/SENSOR",
+        f"topic write {prefix}/+/alerts",
         "",
     ]
     codes = {gh.id: gh.code for gh in list_greenhouses(session)}
