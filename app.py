@@ -177,19 +177,29 @@ def demo_processes(settings: Settings, port: int, speedup: float) -> list[Proces
         procs.append(
             Process("broker", [mosquitto, "-c", str(conf)], ready=lambda: port_open(host, mqtt_port))
         )
-    procs.append(Process("ingester", [py, "-m", "iot.ingest"]))
-    # the demo seed holds two weeks of history: go on from now, a reading every 10 s
-    procs.append(
+    web = [
+        py,
+        "-m",
+        "flask",
+        "--app",
+        "app",
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-reload",
+    ]
+    return [
+        *procs,
+        Process("ingester", [py, "-m", "iot.ingest"]),
+        # the demo seed holds two weeks of history: go on from now, a reading every 10 s
         Process(
             "simulator",
             [
                 py,
                 "-m",
-                "flask",
-                "--app",
-                "app",
-                "iot",
-                "simulate",
+                "iot.simulate",
                 "--speedup",
                 str(speedup),
                 "--backfill-hours",
@@ -197,31 +207,11 @@ def demo_processes(settings: Settings, port: int, speedup: float) -> list[Proces
                 "--interval",
                 "10",
             ],
-        )
-    )
-    # silent sensors and offline devices are noticed by time, not by a message
-    procs.append(
-        Process("alerts", [py, "-m", "flask", "--app", "app", "iot", "data", "check-alerts", "--every", "60"])
-    )
-    procs.append(
-        Process(
-            "web",
-            [
-                py,
-                "-m",
-                "flask",
-                "--app",
-                "app",
-                "run",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-reload",
-            ],
-        )
-    )
-    return procs
+        ),
+        # silent sensors and offline devices are noticed by time, not by a message
+        Process("alerts", [py, "-m", "iot.check_alerts", "--every", "60"]),
+        Process("web", web),
+    ]
 
 
 demo_cli = AppGroup("demo", help="Demo data and the all-in-one demo runner.")

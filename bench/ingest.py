@@ -36,7 +36,8 @@ from app import load_models  # noqa: E402
 from core.db import Base, make_engine, make_session_factory  # noqa: E402
 from iot import registry  # noqa: E402
 from iot.broker import Broker  # noqa: E402
-from iot.ingest import IngestConfig, Ingester  # noqa: E402
+from iot.ingest.config import IngestConfig  # noqa: E402
+from iot.ingest.mqtt import Ingester  # noqa: E402
 from iot.models import Reading  # noqa: E402
 
 PREFIX = "bench"

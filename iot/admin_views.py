@@ -11,15 +11,16 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select
+from sqlalchemy import select
 from wtforms import FloatField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from core import clock
 from core.models import User
-from core.web import database, db_session, role_required, settings
+from core.web import attempt, database, db_session, role_required, settings
+from iot import quarantine as quarantine_service
 from iot import registry
-from iot.models import Device, Greenhouse, QuarantinedMessage
+from iot.models import Device, Greenhouse
 
 bp = Blueprint("iot_admin", __name__, url_prefix="/iot/admin")
 
@@ -95,9 +96,7 @@ def index():
     devices = sorted(registry.list_devices(s), key=lambda d: (d.greenhouse_id is not None, d.device_id))
     owners = {u.id: u for u in s.scalars(select(User).where(User.role == "farmer"))}
     by_id = {g.id: g for g in greenhouses}
-    quarantined = s.scalar(
-        select(func.count()).select_from(QuarantinedMessage).where(QuarantinedMessage.replayed_at.is_(None))
-    )
+    quarantined = quarantine_service.pending_count(s)
     gh_form, dev_form = GreenhouseForm(prefix="gh"), DeviceForm(prefix="dev")
     gh_form.owner.choices = _owner_choices()
     dev_form.greenhouse.choices = _greenhouse_choices()
@@ -123,20 +122,17 @@ def add_greenhouse():
     form.owner.choices = _owner_choices()
     if form.validate_on_submit():
         owner = db_session().get(User, form.owner.data) if form.owner.data else None
-        try:
+        with attempt(registry.RegistryError) as result:
             gh = registry.create_greenhouse(
                 db_session(),
-                form.code.data,
-                form.name.data,
+                form.code.data or "",
+                form.name.data or "",
                 owner=owner,
                 crop=form.crop.data,
                 area_m2=form.area_m2.data,
-                timezone=form.timezone.data.strip(),
+                timezone=(form.timezone.data or "").strip(),
             )
-        except registry.RegistryError as exc:
-            flash(str(exc), "error")
-        else:
-            db_session().commit()
+        if result.ok:
             flash(_("Greenhouse %(code)s registered.", code=gh.code), "success")
     else:
         for errors in form.errors.values():
@@ -161,22 +157,20 @@ def greenhouse(code: str):
         form.code.data = gh.code  # the code is fixed: devices publish under it
         if form.validate_on_submit():
             owner = s.get(User, form.owner.data) if form.owner.data else None
-            try:
+            with attempt(registry.RegistryError, flash_error=False) as result:
                 registry.update_greenhouse(
                     s,
                     gh,
                     name=form.name.data,
                     crop=form.crop.data or None,
                     area_m2=form.area_m2.data,
-                    timezone=form.timezone.data.strip(),
+                    timezone=(form.timezone.data or "").strip(),
                     owner=owner,
                 )
-            except registry.RegistryError as exc:
-                form.timezone.errors = [str(exc)]
-            else:
-                s.commit()
+            if result.ok:
                 flash(_("Greenhouse %(code)s saved.", code=gh.code), "success")
                 return redirect(url_for("iot_admin.greenhouse", code=gh.code))
+            form.timezone.errors = [result.error or ""]
     devices = [d for d in registry.list_devices(s) if d.greenhouse_id == gh.id]
     return render_template(
         "iot/admin/greenhouse.html",
@@ -196,14 +190,11 @@ def add_device():
     form.greenhouse.choices = _greenhouse_choices()
     if form.validate_on_submit():
         gh = db_session().get(Greenhouse, form.greenhouse.data) if form.greenhouse.data else None
-        try:
+        with attempt(registry.RegistryError) as result:
             device = registry.create_device(
-                db_session(), form.device_id.data, gh, kind=form.kind.data, name=form.name.data
+                db_session(), form.device_id.data or "", gh, kind=form.kind.data, name=form.name.data
             )
-        except registry.RegistryError as exc:
-            flash(str(exc), "error")
-        else:
-            db_session().commit()
+        if result.ok:
             flash(_("Device %(id)s registered.", id=device.device_id), "success")
     else:
         for errors in form.errors.values():
@@ -232,20 +223,13 @@ def device(device_id: str):
         form.device_id.data = d.device_id
         if form.validate_on_submit():
             gh = db_session().get(Greenhouse, form.greenhouse.data) if form.greenhouse.data else None
-            registry.assign_device(db_session(), d, gh, kind=form.kind.data)
-            d.name = form.name.data or None
-            db_session().commit()
-            flash(_("Device %(id)s saved.", id=d.device_id), "success")
-            return redirect(url_for("iot_admin.device", device_id=d.device_id))
-    waiting = db_session().scalar(
-        select(func.count())
-        .select_from(QuarantinedMessage)
-        .where(
-            QuarantinedMessage.replayed_at.is_(None),
-            QuarantinedMessage.reason.in_(("unknown_device", "unassigned_device", "greenhouse_mismatch")),
-            QuarantinedMessage.detail.like(f"{d.device_id}%"),
-        )
-    )
+            with attempt(registry.RegistryError) as result:
+                registry.assign_device(db_session(), d, gh, kind=form.kind.data)
+                d.name = form.name.data or None
+            if result.ok:
+                flash(_("Device %(id)s saved.", id=d.device_id), "success")
+                return redirect(url_for("iot_admin.device", device_id=d.device_id))
+    waiting = quarantine_service.waiting_for_device(db_session(), d.device_id)
     gh = db_session().get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
     return render_template(
         "iot/admin/device.html",
@@ -264,8 +248,10 @@ def device(device_id: str):
 def device_credentials(device_id: str):
     """Issue a new MQTT password for the device; shown once."""
     d = _device_or_404(device_id)
-    password = registry.issue_credentials(db_session(), d)
-    db_session().commit()
+    with attempt() as result:
+        password = registry.issue_credentials(db_session(), d)
+    if not result.ok:
+        return redirect(url_for("iot_admin.device", device_id=d.device_id))
     gh = db_session().get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
     form = DeviceForm(obj=d)
     form.greenhouse.choices = _greenhouse_choices()
@@ -290,15 +276,8 @@ def quarantine():
     s = db_session()
     reason = request.args.get("reason") or None
     show_all = request.args.get("all") == "1"
-    counts_q = select(QuarantinedMessage.reason, func.count()).group_by(QuarantinedMessage.reason)
-    rows_q = select(QuarantinedMessage).order_by(QuarantinedMessage.id.desc()).limit(200)
-    if not show_all:
-        counts_q = counts_q.where(QuarantinedMessage.replayed_at.is_(None))
-        rows_q = rows_q.where(QuarantinedMessage.replayed_at.is_(None))
-    if reason:
-        rows_q = rows_q.where(QuarantinedMessage.reason == reason)
-    counts = sorted(s.execute(counts_q).all(), key=lambda r: -r[1])
-    rows = list(s.scalars(rows_q))
+    counts = quarantine_service.counts_by_reason(s, include_replayed=show_all)
+    rows = quarantine_service.newest(s, reason=reason, include_replayed=show_all, limit=200)
     return render_template(
         "iot/admin/quarantine.html",
         counts=counts,
@@ -314,12 +293,10 @@ def quarantine():
 @role_required("admin")
 def replay():
     """Run quarantined messages (all, or one reason) through the ingester's checks again."""
-    from iot.ingest import replay_quarantine
-
     reason = request.form.get("reason") or None
     ids = [int(i) for i in request.form.getlist("id") if i.isdigit()] or None
     cfg = settings()
-    result = replay_quarantine(
+    result = quarantine_service.replay(
         database().engine,
         topic_prefix=cfg.mqtt_topic_prefix,
         reason=reason,

@@ -12,25 +12,30 @@ closes only when the value falls to ``threshold - hysteresis`` or lower, so a va
 hovering at the threshold does not flap (``below`` mirrors it). Readings older than the
 newest one a rule has seen are ignored by it (late data never reopens an old alert).
 
-Each opening, acknowledgement and closing is handed to a ``Notifier``; ``MqttNotifier``
-publishes JSON to ``<prefix>/<greenhouse code>/alerts``. Notifications are sent when the
-event happens, before the caller commits: at least once, not exactly once.
+Each opening, acknowledgement and closing is handed to a ``Notifier`` as JSON for
+``<prefix>/<greenhouse code>/alerts``. Callers collect them in an ``Outbox`` and publish
+after their commit (the ingester, ``python -m iot.check_alerts``, acknowledgements from
+the web and the API), so nothing that was rolled back is announced: at least once, not
+exactly once. ``MqttNotifier`` publishes with a connected paho client.
+
+Rule refusals are ``RuleError`` (a ``DomainError``: a translatable template).
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from core import clock
 from core.db import utcnow
+from core.errors import N_, DomainError
 from iot import crops, quantities
 from iot.models import Alert, AlertRule, Device, Greenhouse, LatestReading
 
@@ -50,6 +55,25 @@ class NullNotifier:
         return None
 
 
+class RuleError(DomainError):
+    """An alert rule that makes no sense was refused."""
+
+
+class Outbox:
+    """A notifier that only collects (topic, payload): the caller publishes after its commit."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def publish(self, topic: str, payload: str) -> None:
+        self.items.append((topic, payload))
+
+    def take(self) -> list[tuple[str, str]]:
+        """What was collected (and forget it)."""
+        items, self.items = self.items, []
+        return items
+
+
 class ListNotifier:
     """Collects notifications (tests, or to publish after commit)."""
 
@@ -63,13 +87,17 @@ class ListNotifier:
 class MqttNotifier:
     """Publishes with a connected paho client (QoS 1, not retained)."""
 
-    def __init__(self, client, prefix: str = "farm") -> None:
+    def __init__(self, client: Any, prefix: str = "farm") -> None:
         self.client = client
         self.prefix = prefix
-        self._pending: list = []
+        self._pending: list[Any] = []
 
     def publish(self, topic: str, payload: str) -> None:
         self._pending.append(self.client.publish(topic, payload, qos=1))
+
+    def publish_all(self, items: Iterable[tuple[str, str]]) -> None:
+        for topic, payload in items:
+            self.publish(topic, payload)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until what was published has left (QoS 1 acknowledged by the broker)."""
@@ -146,7 +174,7 @@ def _close(session: Session, ctx: _Ctx, alert: Alert, ts: int) -> None:
     _notify(session, ctx, "closed", alert, ts)
 
 
-def _active_alerts(session: Session, rule_ids: list[int]) -> dict[tuple[int, int | None], Alert]:
+def _active_alerts(session: Session, rule_ids: list[int]) -> dict[tuple[int | None, int | None], Alert]:
     if not rule_ids:
         return {}
     rows = session.scalars(select(Alert).where(Alert.rule_id.in_(rule_ids), Alert.closed_at.is_(None)))
@@ -206,7 +234,9 @@ def _step_rate(session: Session, ctx: _Ctx, rule: AlertRule, alert: Alert | None
     return None
 
 
-def batch_hook(notifier: Notifier | None, prefix: str = "farm"):
+def batch_hook(
+    notifier: Notifier | None, prefix: str = "farm"
+) -> Callable[[Session, Iterable[Mapping[str, Any]]], list[Alert]]:
     """``evaluate_batch`` bound to a notifier, for the ingester.
 
     Used as ``hooks=(apply_readings, batch_hook(n, prefix))``.
@@ -222,7 +252,7 @@ def evaluate_batch(
     prefix: str = "farm",
 ) -> list[Alert]:
     """Advance every enabled rule touched by ``rows``; returns alerts opened or closed."""
-    by_series: dict[tuple[int, int], list[tuple[int, float]]] = defaultdict(list)
+    by_series: dict[tuple[int, int | None], list[tuple[int, float]]] = defaultdict(list)
     for r in rows:
         by_series[(r["greenhouse_id"], r["metric_id"])].append((int(r["ts"]), float(r["value"])))
     if not by_series:
@@ -308,11 +338,11 @@ def evaluate_time_based(
     ctx = _ctx(notifier, prefix)
     active = _active_alerts(session, [r.id for r in rules])
     gh_ids = sorted({r.greenhouse_id for r in rules})
-    latest = {
+    latest: dict[tuple[int, int | None], int] = {
         (lr.greenhouse_id, lr.metric_id): lr.ts
         for lr in session.scalars(select(LatestReading).where(LatestReading.greenhouse_id.in_(gh_ids)))
     }
-    devices: dict[int, list[Device]] = defaultdict(list)
+    devices: dict[int | None, list[Device]] = defaultdict(list)
     for d in session.scalars(select(Device).where(Device.greenhouse_id.in_(gh_ids))):
         devices[d.greenhouse_id].append(d)
     changed: list[Alert] = []
@@ -396,7 +426,7 @@ def ensure_default_rules(
 
 def delete_rule(session: Session, rule: AlertRule, now: int | None = None) -> None:
     """Delete a rule; its still-active alerts are closed (nothing else would close them)."""
-    now = int(time.time()) if now is None else now
+    now = clock.now_ts() if now is None else now
     for alert in session.scalars(select(Alert).where(Alert.rule_id == rule.id, Alert.closed_at.is_(None))):
         alert.closed_at = max(now, alert.opened_at)
     session.delete(rule)
@@ -411,20 +441,56 @@ def validate_rule(
     duration_s: int,
     window_s: int,
     severity: str,
-) -> str | None:
-    """An English error message if the rule makes no sense, else None."""
+) -> None:
+    """Raise ``RuleError`` if the rule makes no sense."""
     if kind not in KINDS:
-        return "unknown rule kind"
+        raise RuleError(N_("unknown rule kind"))
     if severity not in SEVERITIES:
-        return "unknown severity"
+        raise RuleError(N_("unknown severity"))
     if kind != "offline" and metric_id not in quantities.BY_ID:
-        return "choose a metric"
+        raise RuleError(N_("choose a metric"))
     if kind in ("above", "below", "rate") and threshold is None:
-        return "a threshold is required"
+        raise RuleError(N_("a threshold is required"))
     if hysteresis < 0 or duration_s < 0 or window_s < 0:
-        return "hysteresis and durations cannot be negative"
+        raise RuleError(N_("hysteresis and durations cannot be negative"))
     if kind == "rate" and window_s <= 0:
-        return "a rate rule needs a time window"
+        raise RuleError(N_("a rate rule needs a time window"))
     if kind in ("silent", "offline") and duration_s <= 0:
-        return "a duration is required"
-    return None
+        raise RuleError(N_("a duration is required"))
+
+
+def save_rule(
+    session: Session,
+    greenhouse: Greenhouse,
+    rule: AlertRule | None,
+    *,
+    kind: str,
+    metric_id: int | None,
+    threshold: float | None,
+    hysteresis: float,
+    duration_s: int,
+    window_s: int,
+    severity: str,
+    enabled: bool,
+) -> AlertRule:
+    """Create a rule (``rule`` None) or change one; ``RuleError`` if it makes no sense.
+
+    A changed rule starts counting its duration afresh. Does not commit.
+    """
+    if rule is not None:
+        kind, metric_id = rule.kind, rule.metric_id  # what a rule watches is fixed
+    elif kind == "offline":
+        metric_id = None
+    validate_rule(kind, metric_id, threshold, hysteresis, duration_s, window_s, severity)
+    if rule is None:
+        rule = AlertRule(greenhouse_id=greenhouse.id, kind=kind, metric_id=metric_id)
+        session.add(rule)
+    rule.threshold = threshold
+    rule.hysteresis = hysteresis
+    rule.duration_s = duration_s
+    rule.window_s = window_s
+    rule.severity = severity
+    rule.enabled = enabled
+    rule.pending_since = None
+    session.flush()
+    return rule

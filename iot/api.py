@@ -6,16 +6,17 @@ Documented in docs/api.md.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, abort, jsonify, request
 from flask_login import current_user
 from sqlalchemy import select
 
 from core import clock
-from core.web import db_session, json_error, role_required, settings
+from core.web import attempt, db_session, json_error, role_required, settings
 from iot import alerts as alert_service
 from iot import irrigation, quantities
 from iot.access import can_see, visible_greenhouses
 from iot.models import Alert, Greenhouse
+from iot.mqtt_client import publish_notifications
 from iot.series import (
     RESOLUTIONS,
     choose_resolution,
@@ -201,14 +202,18 @@ def acknowledge(alert_id: int):
     if alert is None:
         abort(404, "no such alert")
     gh = session.get(Greenhouse, alert.greenhouse_id)
-    if not can_see(current_user, gh):
+    if gh is None or not can_see(current_user, gh):
         abort(403, "this greenhouse belongs to someone else")
-    notifier = current_app.config.get("IOT_ALERT_NOTIFIER")
-    if not alert_service.acknowledge(
-        session, alert, current_user.id, notifier, prefix=settings().mqtt_topic_prefix
-    ):
+    outbox = alert_service.Outbox()
+    with attempt(flash_error=False) as result:
+        acknowledged = alert_service.acknowledge(
+            session, alert, current_user.id, outbox, prefix=settings().mqtt_topic_prefix
+        )
+    if not result.ok:
+        return json_error(400, result.error or "")
+    if not acknowledged:
         return json_error(409, f"alert is already {alert.status}")
-    session.commit()
+    publish_notifications(settings(), outbox.take(), source="api")
     return jsonify(_alert_json(alert, gh.code))
 
 

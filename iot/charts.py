@@ -9,8 +9,10 @@ container (``viewBox``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
+from typing import Any
 
 from core import clock
 from iot.rollups import DAY, HOUR
@@ -101,7 +103,7 @@ def _step_of(s: Series) -> int:
 MAX_DRAWN = 360  # about one point per horizontal pixel of the plot on a desktop
 
 
-def _thin(points: list, bucket: int) -> list[tuple]:
+def _thin(points: Sequence[Any], bucket: int) -> list[tuple]:
     """(ts, mean, min, max, width) tuples, merging runs of consecutive points when there are
     more than the plot can show (mean weighted by readings, min of mins, max of maxes)."""
     k = max(1, math.ceil(len(points) / MAX_DRAWN))

@@ -1,31 +1,50 @@
 """CLI: ``flask iot ...`` — greenhouses, devices, broker credentials, the ingester, the
-simulator and the quarantine. Thin: parse, call a service, commit, print."""
+simulator, the quarantine, and ``flask iot data ...`` (rollups, retention, time-based
+alerts, demo history). Thin: parse, call a service, commit, print.
+
+The workers have plain entry points too (``python -m iot.ingest``, ``python -m
+iot.check_alerts``, ``python -m iot.simulate``); these commands run the same code.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from core import clock
+from core.errors import DomainError
 from core.web import database, settings
 
 iot_cli = AppGroup("iot", help="Greenhouses, devices, the MQTT ingester, simulator and quarantine.")
 greenhouse_cli = AppGroup("greenhouse", help="Manage greenhouses.")
 device_cli = AppGroup("device", help="Manage devices and their MQTT credentials.")
 quarantine_cli = AppGroup("quarantine", help="List and replay quarantined messages.")
-iot_cli.add_command(greenhouse_cli)
-iot_cli.add_command(device_cli)
-iot_cli.add_command(quarantine_cli)
+data_cli = AppGroup("data", help="Rollups, retention of raw readings and time-based alerts.")
+for _group in (greenhouse_cli, device_cli, quarantine_cli, data_cli):
+    iot_cli.add_command(_group)
 
 
-def _session():
-    return database().session_factory()
+@contextmanager
+def _transaction() -> Iterator[Session]:
+    """A session for one command: committed at the end, rolled back on any error; a
+    ``DomainError`` is shown as the command's error (in English)."""
+    with database().session_factory() as session:
+        try:
+            yield session
+            session.commit()
+        except DomainError as exc:
+            session.rollback()
+            raise click.ClickException(str(exc)) from exc
 
 
-def _fail(exc: Exception):
-    raise click.ClickException(str(exc)) from exc
+# --- greenhouses and devices ------------------------------------------------------------
 
 
 @greenhouse_cli.command("add")
@@ -42,20 +61,16 @@ def greenhouse_add(code, name, owner_name, timezone, crop, area_m2):
     from core import auth
     from iot import registry
 
-    with _session() as session:
+    with _transaction() as session:
         owner = None
         if owner_name:
             owner = auth.get_user(session, owner_name)
             if owner is None:
                 raise click.ClickException(f"no user {owner_name!r}")
-        try:
-            gh = registry.create_greenhouse(
-                session, code, name, owner=owner, crop=crop, area_m2=area_m2, timezone=timezone
-            )
-        except registry.RegistryError as exc:
-            _fail(exc)
-        session.commit()
-        click.echo(f"greenhouse {gh.code} ({gh.name}) created")
+        gh = registry.create_greenhouse(
+            session, code, name, owner=owner, crop=crop, area_m2=area_m2, timezone=timezone
+        )
+    click.echo(f"greenhouse {gh.code} ({gh.name}) created")
 
 
 @greenhouse_cli.command("list")
@@ -63,7 +78,7 @@ def greenhouse_list():
     """List greenhouses."""
     from iot import registry
 
-    with _session() as session:
+    with _transaction() as session:
         for gh in registry.list_greenhouses(session):
             click.echo(
                 f"{gh.code:14} {gh.name:24} {gh.crop or '-':10} {gh.timezone:16} devices={len(gh.devices)}"
@@ -81,18 +96,14 @@ def device_add(device_id, code, kind, name):
     """Register a device DEVICE_ID (the id it uses in MQTT topics)."""
     from iot import registry
 
-    with _session() as session:
+    with _transaction() as session:
         gh = None
         if code:
             gh = registry.get_greenhouse(session, code)
             if gh is None:
                 raise click.ClickException(f"no greenhouse {code!r}")
-        try:
-            device = registry.create_device(session, device_id, gh, kind=kind, name=name)
-        except registry.RegistryError as exc:
-            _fail(exc)
-        session.commit()
-        click.echo(f"device {device.device_id} ({device.kind}) created in {code or 'the unassigned pool'}")
+        device = registry.create_device(session, device_id, gh, kind=kind, name=name)
+    click.echo(f"device {device.device_id} ({device.kind}) created in {code or 'the unassigned pool'}")
 
 
 @device_cli.command("assign")
@@ -102,7 +113,7 @@ def device_assign(device_id, code):
     """Put a device (e.g. an auto-provisioned one) into a greenhouse."""
     from iot import registry
 
-    with _session() as session:
+    with _transaction() as session:
         device = registry.get_device(session, device_id)
         gh = registry.get_greenhouse(session, code)
         if device is None or gh is None:
@@ -110,10 +121,9 @@ def device_assign(device_id, code):
                 f"no device {device_id!r}" if device is None else f"no greenhouse {code!r}"
             )
         registry.assign_device(session, device, gh)
-        session.commit()
-        click.echo(
-            f"device {device_id} assigned to {code}; replay its messages with `flask iot quarantine replay`"
-        )
+    click.echo(
+        f"device {device_id} assigned to {code}; replay its messages with `flask iot quarantine replay`"
+    )
 
 
 @device_cli.command("list")
@@ -123,7 +133,7 @@ def device_list(unassigned):
     from iot import registry
     from iot.models import Greenhouse
 
-    with _session() as session:
+    with _transaction() as session:
         codes = dict(session.execute(select(Greenhouse.id, Greenhouse.code)).all())
         for d in registry.list_devices(session, unassigned=unassigned):
             seen = d.last_seen_at.strftime("%Y-%m-%d %H:%M:%SZ") if d.last_seen_at else "never"
@@ -149,21 +159,25 @@ def device_credentials(device_id, passwd_file, acl_file):
     from iot import registry
 
     cfg = settings()
-    with _session() as session:
+    with _transaction() as session:
         device = registry.get_device(session, device_id)
         if device is None:
             raise click.ClickException(f"no device {device_id!r}")
         password = registry.issue_credentials(session, device)
-        session.commit()
-        if passwd_file:
-            passwd_file.write_text(registry.password_file(session))
-            passwd_file.chmod(0o600)
-        if acl_file:
-            acl_file.write_text(registry.acl_file(session, prefix=cfg.mqtt_topic_prefix))
+    if passwd_file or acl_file:
+        with _transaction() as session:  # from what is committed
+            if passwd_file:
+                passwd_file.write_text(registry.password_file(session))
+                passwd_file.chmod(0o600)
+            if acl_file:
+                acl_file.write_text(registry.acl_file(session, prefix=cfg.mqtt_topic_prefix))
     click.echo(f"username: {device_id}")
     click.echo(f"password: {password}")
     if passwd_file or acl_file:
         click.echo("broker files written; reload Mosquitto (kill -HUP) to apply")
+
+
+# --- workers ------------------------------------------------------------------------------
 
 
 @iot_cli.command("ingest")
@@ -174,11 +188,10 @@ def device_credentials(device_id, passwd_file, acl_file):
 @click.option("--metrics-port", type=int, help="Serve Prometheus text on 127.0.0.1:PORT/metrics.")
 def ingest(shared_group, client_id, batch_size, batch_ms, metrics_port):
     """Run the MQTT ingester (same as `python -m iot.ingest`)."""
-    import logging
+    from iot.ingest import log as ingest_log
+    from iot.ingest.__main__ import run_from_settings
 
-    from iot.ingest import run_from_settings
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    ingest_log.setup()
     run_from_settings(
         settings(),
         shared_group=shared_group,
@@ -197,45 +210,26 @@ def ingest(shared_group, client_id, batch_size, batch_ms, metrics_port):
 @click.option("--count", type=int, help="Stop after this many messages.")
 @click.option("--fault-rate", default=0.002, show_default=True, help="Share of readings with a sensor fault.")
 def simulate(speedup, interval, backfill_hours, duration, count, fault_rate):
-    """Publish realistic data for every registered greenhouse."""
-    import paho.mqtt.client as mqtt
+    """Publish realistic data for every registered greenhouse (same as `python -m iot.simulate`)."""
+    from iot import simulate as simulator
 
-    from iot.simulate import Simulator, load_greenhouses
-
-    cfg = settings()
-    with _session() as session:
-        greenhouses = load_greenhouses(session)
-    if not greenhouses:
-        raise click.ClickException("no greenhouses: run `flask demo seed` or `flask iot greenhouse add`")
-    host, port, user, password, tls = cfg.mqtt_host_port
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id="tianyuan-simulator", protocol=mqtt.MQTTv5
-    )
-    client.max_queued_messages_set(0)
-    if user:
-        client.username_pw_set(user, password)
-    if tls:
-        client.tls_set()
-    client.connect(host, port)
-    client.loop_start()
-    sim = Simulator(
-        greenhouses,
-        prefix=cfg.mqtt_topic_prefix,
-        speedup=speedup,
-        interval_s=interval,
-        backfill_hours=backfill_hours,
-        fault_rate=fault_rate,
-    )
-    devices = sum(len(g.devices) for g in greenhouses)
-    click.echo(f"simulating {len(greenhouses)} greenhouses, {devices} devices at {speedup:g}x; Ctrl-C stops")
     try:
-        sim.run(client, duration_s=duration, max_messages=count)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    click.echo(f"published {sim.published} messages")
+        simulator.run(
+            settings(),
+            speedup=speedup,
+            interval=interval,
+            backfill_hours=backfill_hours,
+            duration=duration,
+            count=count,
+            fault_rate=fault_rate,
+            session_factory=database().session_factory,
+            echo=click.echo,
+        )
+    except (simulator.SimulatorError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+# --- quarantine ---------------------------------------------------------------------------
 
 
 @quarantine_cli.command("list")
@@ -244,20 +238,12 @@ def simulate(speedup, interval, backfill_hours, duration, count, fault_rate):
 @click.option("--limit", default=50, show_default=True)
 def quarantine_list(reason, show_all, limit):
     """Quarantined messages, newest first, with a count per reason."""
-    from iot.models import QuarantinedMessage as Q
+    from iot import quarantine
 
-    with _session() as session:
-        base = select(Q.reason, func.count()).group_by(Q.reason)
-        if not show_all:
-            base = base.where(Q.replayed_at.is_(None))
-        counts = session.execute(base).all()
+    with _transaction() as session:
+        counts = quarantine.counts_by_reason(session, include_replayed=show_all)
         click.echo("by reason: " + (", ".join(f"{r}={n}" for r, n in sorted(counts)) or "none"))
-        query = select(Q).order_by(Q.id.desc()).limit(limit)
-        if reason:
-            query = query.where(Q.reason == reason)
-        if not show_all:
-            query = query.where(Q.replayed_at.is_(None))
-        for q in session.scalars(query):
+        for q in quarantine.newest(session, reason=reason, include_replayed=show_all, limit=limit):
             payload = bytes(q.payload[:80]).decode("utf-8", "replace").replace("\n", " ")
             click.echo(
                 f"#{q.id:<6} {q.received_at:%Y-%m-%d %H:%M:%S} {q.reason:20} {q.topic}  {payload}"
@@ -270,7 +256,7 @@ def quarantine_list(reason, show_all, limit):
 @click.option("--id", "ids", type=int, multiple=True, help="Only these ids (repeatable).")
 def quarantine_replay(reason, ids):
     """Feed quarantined messages through the ingester's checks again (after fixing the cause)."""
-    from iot.ingest import replay_quarantine
+    from iot import quarantine
 
     cfg = settings()
 
@@ -280,7 +266,7 @@ def quarantine_replay(reason, ids):
             f"still_quarantined={len(result.still_failing)}"
         )
 
-    result = replay_quarantine(
+    result = quarantine.replay(
         database().engine,
         topic_prefix=cfg.mqtt_topic_prefix,
         reason=reason,
@@ -295,13 +281,106 @@ def quarantine_replay(reason, ids):
     )
 
 
-def _nest_dashboard_commands() -> None:
-    """``flask iot data ...`` (rollups, retention, alerts) lives in iot.dashboard_cli (issue #4)."""
-    try:
-        from iot.dashboard_cli import data_cli
-    except ImportError:
-        return
-    iot_cli.add_command(data_cli)
+# --- data: rollups, retention, time-based alerts, demo history ---------------------------------
 
 
-_nest_dashboard_commands()
+def _greenhouse_ids(session: Session, codes: tuple[str, ...]) -> list[int] | None:
+    from iot.models import Greenhouse
+
+    if not codes:
+        return None
+    found = dict(
+        session.execute(select(Greenhouse.code, Greenhouse.id).where(Greenhouse.code.in_(codes))).all()
+    )
+    missing = [c for c in codes if c not in found]
+    if missing:
+        raise click.ClickException(f"no greenhouse {missing[0]!r}")
+    return [found[c] for c in codes]
+
+
+@data_cli.command("rebuild-rollups")
+@click.option("--greenhouse", "codes", multiple=True, help="Greenhouse code (repeatable); default all.")
+@click.option("--since", help="First day to rebuild (YYYY-MM-DD, local); default the first raw reading.")
+def rebuild_rollups(codes: tuple[str, ...], since: str | None):
+    """Recompute hourly and daily rollups from raw readings, with a progress bar."""
+    from iot import rollups
+
+    start = None
+    if since:
+        try:
+            start = clock.parse_time(since + "T00:00:00" if len(since) == 10 else since, 0)
+        except ValueError as exc:
+            raise click.BadParameter("use YYYY-MM-DD", param_hint="--since") from exc
+    began = time.monotonic()
+    with _transaction() as session:
+        ids = _greenhouse_ids(session, codes)
+        with click.progressbar(length=1, label="Rebuilding rollups", show_pos=True) as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            written = rollups.rebuild(session, greenhouse_ids=ids, start=start, progress=progress)
+    click.echo(f"{written} hourly buckets rebuilt in {time.monotonic() - began:.1f} s")
+
+
+@data_cli.command("retention")
+@click.option(
+    "--days", type=int, default=None, help="Keep this many days of raw readings (default RAW_RETENTION_DAYS)."
+)
+@click.option(
+    "--hourly-days",
+    type=int,
+    default=None,
+    help="Also prune hourly rollups older than this (daily are kept).",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+def retention(days: int | None, hourly_days: int | None, dry_run: bool):
+    """Delete raw readings older than the retention period; rollups stay."""
+    from iot import retention as svc
+
+    now = clock.now_ts()
+    days = days if days is not None else settings().raw_retention_days
+    plans = [("iot_readings", days)]
+    if hourly_days is not None:
+        plans.append(("iot_rollups_hourly", hourly_days))
+    for table, keep in plans:
+        try:
+            before = svc.cutoff(now, keep)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+        with _transaction() as session:
+            n = svc.count_older(session, before, table)
+        click.echo(f"{table}: {n} rows older than {keep} days")
+        if dry_run or not n:
+            continue
+        deleted = 0
+        with click.progressbar(length=n, label=f"Pruning {table}") as bar, _transaction() as session:
+            for piece in svc.prune(session, before, table=table):
+                session.commit()  # slice by slice: a long prune never holds one big transaction
+                deleted += piece.deleted
+                bar.update(piece.deleted)
+        click.echo(f"{table}: {deleted} rows deleted")
+
+
+@data_cli.command("check-alerts")
+@click.option("--every", type=float, default=0, help="Repeat every N seconds (0: once).")
+@click.option("--mqtt/--no-mqtt", default=True, help="Publish alert events to <prefix>/<greenhouse>/alerts.")
+def check_alerts(every: float, mqtt: bool):
+    """Open/close alerts for silent sensors and offline devices (same as `python -m iot.check_alerts`)."""
+    from iot import check_alerts as checker
+
+    checker.run(
+        settings(), every=every, mqtt=mqtt, session_factory=database().session_factory, echo=click.echo
+    )
+
+
+@data_cli.command("backfill-demo")
+@click.option("--days", type=int, default=14)
+def backfill_demo(days: int):
+    """Generate ~N days of readings and irrigation for greenhouses that have none (demo)."""
+    from iot.demo import backfill_demo_history
+
+    with _transaction() as session:
+        n = backfill_demo_history(session, days=days)
+    click.echo(f"{n} readings generated")

@@ -23,6 +23,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+# alerts refer to users (who acknowledged): the users table must be in the metadata wherever
+# iot.models is used alone (the ingester's processes), or the ORM cannot order a flush of
+# an alert. (Greenhouses refer to coop households too; nothing outside the app writes them.)
+import core.models  # noqa: F401
 from core import clock
 from core.db import Base, UTCDateTime, utcnow
 

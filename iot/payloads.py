@@ -20,6 +20,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.clock import DEFAULT_TIMEZONE
@@ -97,7 +98,7 @@ def parse_topic(topic: str, prefix: str = "farm", tasmota_prefix: str = "tele") 
 # --- helpers ------------------------------------------------------------------------
 
 
-def _json(payload: bytes):
+def _json(payload: bytes) -> Any:
     if len(payload) > MAX_PAYLOAD:
         raise PayloadError("bad_payload", f"payload larger than {MAX_PAYLOAD} bytes")
     try:
@@ -106,13 +107,13 @@ def _json(payload: bytes):
         raise PayloadError("malformed_json", str(exc)[:200]) from None
 
 
-def _number(value, what: str) -> float:
+def _number(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadError("bad_payload", f"{what} is not a number")
-    value = float(value)
-    if not math.isfinite(value):
+    number = float(value)
+    if not math.isfinite(number):
         raise PayloadError("bad_payload", f"{what} is not a finite number")
-    return value
+    return number
 
 
 def _check_ts(ts: float, now: float) -> int:
@@ -123,7 +124,7 @@ def _check_ts(ts: float, now: float) -> int:
     return int(ts)
 
 
-def parse_ts(value, now: float) -> int:
+def parse_ts(value: object, now: float) -> int:
     """Epoch seconds (number) or ISO 8601 with an offset -> checked epoch seconds."""
     if isinstance(value, str):
         try:
@@ -163,7 +164,7 @@ def decode_telemetry(payload: bytes, now: float) -> list[ReadingTuple]:
 _BY_NAME = quantities.BY_NAME
 
 
-def decode_native(data: dict, now: float) -> list[ReadingTuple]:
+def decode_native(data: dict[str, Any], now: float) -> list[ReadingTuple]:
     ts = parse_ts(data["ts"], now) if "ts" in data else int(now)
     out: list[ReadingTuple] = []
     for key, value in data.items():
@@ -184,7 +185,7 @@ def decode_native(data: dict, now: float) -> list[ReadingTuple]:
     return out
 
 
-def decode_senml(records: list, now: float) -> list[ReadingTuple]:
+def decode_senml(records: list[Any], now: float) -> list[ReadingTuple]:
     """Resolve a SenML pack (RFC 8428 section 4.6) into canonical readings."""
     if not records:
         raise PayloadError("bad_payload", "empty SenML pack")
@@ -290,7 +291,7 @@ def decode_tasmota(payload: bytes, now: float, timezone: str = DEFAULT_TIMEZONE)
 # --- irrigation and status ----------------------------------------------------------
 
 
-def _opt_number(data: dict, key: str, low: float, high: float) -> float | None:
+def _opt_number(data: dict[str, Any], key: str, low: float, high: float) -> float | None:
     if data.get(key) is None:
         return None
     value = _number(data[key], key)

@@ -1,5 +1,5 @@
-"""Greenhouses and devices: services (take a session, never commit) and the ingester's
-cached device registry (one query per refresh, none per message).
+"""Greenhouses, devices and their broker credentials: services (take a session, never
+commit). The ingester's cache of the device table is ``iot.ingest.devices``.
 """
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ import base64
 import hashlib
 import re
 import secrets
-import time
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -182,6 +180,7 @@ def acl_file(
         f"user {ingester_user}",
         f"topic read {prefix}/#",
         f"topic read {tasmota_prefix}/+/SENSOR",
+        f"topic write {prefix}/+/alerts",
         "",
     ]
     codes = {gh.id: gh.code for gh in list_greenhouses(session)}
@@ -195,53 +194,3 @@ def acl_file(
         out.append(f"topic read cmnd/{d.device_id}/#")
         out.append("")
     return "\n".join(out)
-
-
-# --- the ingester's cache -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    pk: int
-    device_id: str
-    greenhouse_id: int | None
-    greenhouse_code: str | None
-    timezone: str
-
-
-class DeviceRegistry:
-    """device id -> DeviceInfo, loaded in one query and refreshed at most every
-    ``min_refresh_s`` when an unknown device shows up (so newly registered or assigned
-    devices are picked up without a restart) and every ``max_age_s`` regardless."""
-
-    def __init__(self, session_factory, *, min_refresh_s: float = 2.0, max_age_s: float = 60.0):
-        self.session_factory = session_factory
-        self.min_refresh_s = min_refresh_s
-        self.max_age_s = max_age_s
-        self.devices: dict[str, DeviceInfo] = {}
-        self.loaded_at = 0.0
-        self.version = 0
-
-    def refresh(self) -> None:
-        with self.session_factory() as session:
-            rows = session.execute(
-                select(
-                    Device.id, Device.device_id, Device.greenhouse_id, Greenhouse.code, Greenhouse.timezone
-                ).outerjoin(Greenhouse, Device.greenhouse_id == Greenhouse.id)
-            ).all()
-        self.devices = {r[1]: DeviceInfo(r[0], r[1], r[2], r[3], r[4] or clock.zone_name()) for r in rows}
-        self.loaded_at = time.monotonic()
-        self.version += 1
-
-    def maybe_refresh(self, *, force: bool = False) -> bool:
-        age = time.monotonic() - self.loaded_at
-        if age > self.max_age_s or (force and age > self.min_refresh_s):
-            self.refresh()
-            return True
-        return False
-
-    def lookup(self, device_id: str) -> DeviceInfo | None:
-        info = self.devices.get(device_id)
-        if info is None and self.maybe_refresh(force=True):
-            info = self.devices.get(device_id)
-        return info

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
 from sqlalchemy import text
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from core import clock
@@ -57,9 +59,12 @@ def prune(
         start = lo
         while start < before:
             end = min(start + slice_days * DAY, before)
-            result = session.execute(
-                text(f"DELETE FROM {table} WHERE greenhouse_id = :g AND {col} >= :s AND {col} < :e"),
-                {"g": gh, "s": start, "e": end},
+            result = cast(
+                CursorResult[Any],
+                session.execute(
+                    text(f"DELETE FROM {table} WHERE greenhouse_id = :g AND {col} >= :s AND {col} < :e"),
+                    {"g": gh, "s": start, "e": end},
+                ),
             )
             yield Slice(table, gh, start, end, max(result.rowcount or 0, 0))
             start = end

@@ -13,11 +13,11 @@ touches days for which raw readings still exist, so rollups of pruned days survi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, cast
 
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.orm import Session
 
 from core import clock
@@ -84,7 +84,7 @@ def _params(acc):
     ]
 
 
-def apply_readings(bind: Session | Connection, rows: list[Mapping[str, Any]]) -> int:
+def apply_readings(bind: Session | Connection, rows: Sequence[Mapping[str, Any]]) -> int:
     """Fold newly inserted readings into the hourly and daily rollups and the latest values.
 
     ``rows``: dicts with greenhouse_id, metric_id, ts (epoch seconds) and value. Pass only
@@ -105,7 +105,7 @@ def apply_readings(bind: Session | Connection, rows: list[Mapping[str, Any]]) ->
     return len(hourly)
 
 
-def _key(p: dict) -> tuple[int, int, int]:
+def _key(p: Mapping[str, Any]) -> tuple[int, int, int]:
     return (p["g"], p["m"], p["b"])
 
 
@@ -148,15 +148,18 @@ def rebuild(
             session.execute(
                 text(f"DELETE FROM {table} WHERE greenhouse_id = :g AND bucket >= :s AND bucket < :e"), p
             )
-        result = session.execute(
-            text(
-                "INSERT INTO iot_rollups_hourly (greenhouse_id, metric_id, bucket, count, sum, min, max) "
-                "SELECT greenhouse_id, metric_id, ts - (ts % 3600), count(*), sum(value), min(value), "
-                "max(value) "
-                "FROM iot_readings WHERE greenhouse_id = :g AND ts >= :s AND ts < :e "
-                "GROUP BY greenhouse_id, metric_id, ts - (ts % 3600)"
+        result = cast(
+            CursorResult[Any],
+            session.execute(
+                text(
+                    "INSERT INTO iot_rollups_hourly (greenhouse_id, metric_id, bucket, count, sum, min, max) "
+                    "SELECT greenhouse_id, metric_id, ts - (ts % 3600), count(*), sum(value), min(value), "
+                    "max(value) "
+                    "FROM iot_readings WHERE greenhouse_id = :g AND ts >= :s AND ts < :e "
+                    "GROUP BY greenhouse_id, metric_id, ts - (ts % 3600)"
+                ),
+                p,
             ),
-            p,
         )
         hourly_total += max(result.rowcount or 0, 0)
         session.execute(text(_daily_sql(s, e)), p)

@@ -8,7 +8,9 @@ it is what the rollups save (the benchmark compares both).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -34,7 +36,7 @@ class Series:
     resolution: str
     start: int
     end: int
-    points: list = field(default_factory=list)
+    points: Sequence[Any] = field(default_factory=list)
     truncated: bool = False
 
 
@@ -169,7 +171,7 @@ def overview(
         latest[row.greenhouse_id][row.metric_id] = Latest(
             row.metric_id, row.ts, row.value, max(now - row.ts, 0)
         )
-    devices = {i: [0, 0] for i in ids}
+    devices: dict[int | None, list[int]] = {i: [0, 0] for i in ids}
     for gh, online, n in session.execute(
         select(Device.greenhouse_id, Device.online, func.count())
         .where(Device.greenhouse_id.in_(ids))
@@ -188,13 +190,13 @@ def overview(
         if severity == "critical":
             alerts[gh][1] += n
     today = clock.day_bucket(now)
-    water = {i: [0.0, 0] for i in ids}
+    water: dict[int, tuple[float, int]] = {i: (0.0, 0) for i in ids}
     for gh, total, n in session.execute(
         select(IrrigationEvent.greenhouse_id, func.sum(IrrigationEvent.water_l), func.count())
         .where(IrrigationEvent.greenhouse_id.in_(ids), IrrigationEvent.started_at >= today)
         .group_by(IrrigationEvent.greenhouse_id)
     ):
-        water[gh] = [float(total or 0.0), n]
+        water[gh] = (float(total or 0.0), n)
     return [
         GreenhouseOverview(
             g,

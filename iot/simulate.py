@@ -9,26 +9,44 @@ for sensors; start/stop and complete events for controllers.
 Simulated time starts ``backfill_hours`` in the past and runs ``speedup`` times faster
 than real time until it catches up with now, then follows the clock (device timestamps
 are never in the future).
+
+``python -m iot.simulate`` (or ``flask iot simulate``, the same ``run``) publishes for
+every registered greenhouse. No Flask here.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
+import signal
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import FrameType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import clock
+from core.config import Settings
+from core.db import make_engine, make_session_factory
 from iot import crops
 from iot.models import Device, Greenhouse
+from iot.mqtt_client import BrokerAddress, make_client
 
 FORMATS = ("native", "senml", "tasmota")
+CLIENT_ID = "tianyuan-simulator"
+
+
+def _now() -> float:
+    """Epoch seconds (the one clock: frozen in tests that freeze it)."""
+    return clock.now().timestamp()
 
 
 @dataclass
@@ -228,12 +246,12 @@ class Simulator:
         self.speedup = speedup
         self.interval = interval_s
         self.fault_rate = fault_rate
-        self.sim_time = start if start is not None else time.time() - backfill_hours * 3600
+        self.sim_time = start if start is not None else _now() - backfill_hours * 3600
         self.published = 0
 
     def step(self, sim_seconds: float) -> list[tuple[str, str]]:
         """Advance simulated time; return the (topic, payload) messages due."""
-        end = min(self.sim_time + sim_seconds, time.time())
+        end = min(self.sim_time + sim_seconds, _now())
         out: list[tuple[str, str]] = []
         while True:
             due = [(d.next_at, gh, d) for gh in self.greenhouses for d in gh.devices if d.next_at <= end]
@@ -276,7 +294,7 @@ class Simulator:
         try:
             while duration_s is None or time.monotonic() - started < duration_s:
                 now = time.monotonic()
-                behind = self.sim_time < time.time() - 1
+                behind = self.sim_time < _now() - 1
                 for topic, payload in self.step((now - last) * (self.speedup if behind else 1.0)):
                     client.publish(topic, payload, qos=qos)
                     self.published += 1
@@ -290,3 +308,103 @@ class Simulator:
             for topic, payload in self.status_messages(False):
                 client.publish(topic, payload, qos=qos, retain=True)
         return self.published
+
+
+# --- the worker -----------------------------------------------------------------------
+
+
+class SimulatorError(RuntimeError):
+    """The simulator cannot start (nothing to simulate)."""
+
+
+def run(
+    settings: Settings,
+    *,
+    speedup: float = 60.0,
+    interval: float = 60.0,
+    backfill_hours: float = 24.0,
+    duration: float | None = None,
+    count: int | None = None,
+    fault_rate: float = 0.002,
+    session_factory: Callable[[], Session] | None = None,
+    echo: Callable[[str], Any] = print,
+) -> int:
+    """Publish for every registered greenhouse until ``duration``/``count`` (or Ctrl-C);
+    returns the messages published. ``SimulatorError`` if there is no greenhouse."""
+    clock.configure(settings.timezone)
+    engine = None
+    if session_factory is None:
+        engine = make_engine(settings.database_url)
+        session_factory = make_session_factory(engine)
+    try:
+        with session_factory() as session:
+            greenhouses = load_greenhouses(session)
+    finally:
+        if engine is not None:
+            engine.dispose()
+    if not greenhouses:
+        raise SimulatorError("no greenhouses: run `flask demo seed` or `flask iot greenhouse add`")
+    broker = BrokerAddress.from_settings(settings)
+    client = make_client(broker, CLIENT_ID)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    sim = Simulator(
+        greenhouses,
+        prefix=settings.mqtt_topic_prefix,
+        speedup=speedup,
+        interval_s=interval,
+        backfill_hours=backfill_hours,
+        fault_rate=fault_rate,
+    )
+    devices = sum(len(g.devices) for g in greenhouses)
+    echo(f"simulating {len(greenhouses)} greenhouses, {devices} devices at {speedup:g}x; Ctrl-C stops")
+    try:
+        sim.run(client, duration_s=duration, max_messages=count)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    echo(f"published {sim.published} messages")
+    return sim.published
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m iot.simulate", description="Publish realistic data for every registered greenhouse."
+    )
+    p.add_argument("--speedup", type=float, default=60.0, help="simulated seconds per real second")
+    p.add_argument("--interval", type=float, default=60.0, help="simulated seconds between readings")
+    p.add_argument("--backfill-hours", type=float, default=24.0, help="start this far in the past")
+    p.add_argument("--duration", type=float, help="stop after this many real seconds")
+    p.add_argument("--count", type=int, help="stop after this many messages")
+    p.add_argument("--fault-rate", type=float, default=0.002, help="share of readings with a sensor fault")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def _term(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # stop like Ctrl-C: devices are reported offline
+
+    signal.signal(signal.SIGTERM, _term)
+    try:
+        run(
+            Settings.from_env(),
+            speedup=args.speedup,
+            interval=args.interval,
+            backfill_hours=args.backfill_hours,
+            duration=args.duration,
+            count=args.count,
+            fault_rate=args.fault_rate,
+            echo=lambda s: print(s, flush=True),
+        )
+    except (SimulatorError, OSError) as exc:
+        print(f"python -m iot.simulate: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,11 +26,12 @@ from markupsafe import Markup
 from sqlalchemy import select, text
 
 from core import clock
-from core.web import database, db_session, role_required, settings
+from core.web import attempt, database, db_session, role_required, settings
 from iot import alerts as alert_service
 from iot import charts, crops, irrigation, quantities
 from iot.access import can_see, visible_greenhouses
 from iot.models import Alert, AlertRule, Device, Greenhouse
+from iot.mqtt_client import publish_notifications
 from iot.series import (
     RANGES,
     choose_resolution,
@@ -63,15 +64,6 @@ STATUS_LABELS = {"open": _l("Open"), "acknowledged": _l("Acknowledged"), "closed
 SEVERITY_LABELS = {"warning": _l("Warning"), "critical": _l("Critical")}
 RANGE_LABELS = {"24h": _l("24 hours"), "7d": _l("7 days"), "30d": _l("30 days"), "1y": _l("1 year")}
 PERIOD_LABELS = {"day": _l("Today"), "week": _l("This week"), "month": _l("This month")}
-RULE_ERRORS = {  # the messages of iot.alerts.validate_rule, for translation
-    "unknown rule kind": _l("unknown rule kind"),
-    "unknown severity": _l("unknown severity"),
-    "choose a metric": _l("choose a metric"),
-    "a threshold is required": _l("a threshold is required"),
-    "hysteresis and durations cannot be negative": _l("hysteresis and durations cannot be negative"),
-    "a rate rule needs a time window": _l("a rate rule needs a time window"),
-    "a duration is required": _l("a duration is required"),
-}
 RESOLUTION_LABELS = {"raw": _l("every reading"), "hour": _l("hourly"), "day": _l("daily")}
 
 
@@ -284,26 +276,22 @@ def acknowledge(alert_id: int):
     if alert is None:
         abort(404)
     gh = session.get(Greenhouse, alert.greenhouse_id)
-    if not can_see(current_user, gh):
+    if gh is None or not can_see(current_user, gh):
         abort(403)
-    if alert_service.acknowledge(
-        session, alert, current_user.id, _notifier(), prefix=settings().mqtt_topic_prefix
-    ):
-        session.commit()
+    outbox = alert_service.Outbox()
+    with attempt() as result:
+        acknowledged = alert_service.acknowledge(
+            session, alert, current_user.id, outbox, prefix=settings().mqtt_topic_prefix
+        )
+    if result.ok and acknowledged:
+        publish_notifications(settings(), outbox.take())
         flash(_("Alert acknowledged."), "success")
-    else:
+    elif result.ok:
         flash(_("This alert was already acknowledged or closed."), "warning")
     target = request.form.get("next") or ""
     if not target.startswith("/") or target.startswith("//"):
         target = url_for("iot.alerts")
     return redirect(target)
-
-
-def _notifier():
-    """The app publishes acknowledgements only if the ingester handed a notifier in config."""
-    from flask import current_app
-
-    return current_app.config.get("IOT_ALERT_NOTIFIER")
 
 
 # --- rules ---------------------------------------------------------------------------------
@@ -355,41 +343,30 @@ def save_rule(code: str):
     """Create a rule (no rule_id) or update one."""
     session = db_session()
     gh = greenhouse_for(code)
+    rule = None
     rule_id = request.form.get("rule_id", type=int)
     if rule_id:
         rule = session.get(AlertRule, rule_id)
         if rule is None or rule.greenhouse_id != gh.id:
             abort(404)
-        kind, metric_id = rule.kind, rule.metric_id
+    with attempt(alert_service.RuleError, flash_error=False) as result:
+        alert_service.save_rule(
+            session,
+            gh,
+            rule,
+            kind=request.form.get("kind", ""),
+            metric_id=request.form.get("metric_id", type=int),
+            threshold=_float("threshold"),
+            hysteresis=_float("hysteresis") or 0.0,
+            duration_s=_minutes("duration_min"),
+            window_s=_minutes("window_min"),
+            severity=request.form.get("severity", "warning"),
+            enabled=request.form.get("enabled") == "on",
+        )
+    if result.ok:
+        flash(_("Rule saved."), "success")
     else:
-        kind = request.form.get("kind", "")
-        metric_id = request.form.get("metric_id", type=int)
-        if kind == "offline":
-            metric_id = None
-        rule = None
-    threshold = _float("threshold")
-    hysteresis = _float("hysteresis") or 0.0
-    duration_s = _minutes("duration_min")
-    window_s = _minutes("window_min")
-    severity = request.form.get("severity", "warning")
-    error = alert_service.validate_rule(
-        kind, metric_id, threshold, hysteresis, duration_s, window_s, severity
-    )
-    if error:
-        flash(_("Rule not saved: %(error)s", error=RULE_ERRORS.get(error, error)), "error")
-        return redirect(url_for("iot.rules", code=gh.code))
-    if rule is None:
-        rule = AlertRule(greenhouse_id=gh.id, kind=kind, metric_id=metric_id)
-        session.add(rule)
-    rule.threshold = threshold
-    rule.hysteresis = hysteresis
-    rule.duration_s = duration_s
-    rule.window_s = window_s
-    rule.severity = severity
-    rule.enabled = request.form.get("enabled") == "on"
-    rule.pending_since = None  # a changed rule starts counting afresh
-    session.commit()
-    flash(_("Rule saved."), "success")
+        flash(_("Rule not saved: %(error)s", error=result.error), "error")
     return redirect(url_for("iot.rules", code=gh.code))
 
 
@@ -402,9 +379,10 @@ def delete_rule(code: str, rule_id: int):
     rule = session.get(AlertRule, rule_id)
     if rule is None or rule.greenhouse_id != gh.id:
         abort(404)
-    alert_service.delete_rule(session, rule, now_ts())
-    session.commit()
-    flash(_("Rule deleted."), "success")
+    with attempt() as result:
+        alert_service.delete_rule(session, rule, now_ts())
+    if result.ok:
+        flash(_("Rule deleted."), "success")
     return redirect(url_for("iot.rules", code=gh.code))
 
 
@@ -414,9 +392,10 @@ def default_rules(code: str):
     """Replace the rules with the crop's defaults."""
     session = db_session()
     gh = greenhouse_for(code)
-    alert_service.ensure_default_rules(session, gh, replace=True)
-    session.commit()
-    flash(_("Default rules for this crop are in place."), "success")
+    with attempt() as result:
+        alert_service.ensure_default_rules(session, gh, replace=True)
+    if result.ok:
+        flash(_("Default rules for this crop are in place."), "success")
     return redirect(url_for("iot.rules", code=gh.code))
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from iot.ingest import BatchWriter, Message
+from iot.ingest.writer import BatchWriter, Message
 from tests.conftest import DEFAULT_PASSWORD
 from tests.e2e.conftest import browser_login
 

@@ -135,7 +135,8 @@ class RunningIngester:
 @pytest.fixture
 def start_ingester(broker, settings, prefix):
     """``start_ingester(**config)`` runs an Ingester in a thread against the test database."""
-    from iot.ingest import IngestConfig, Ingester
+    from iot.ingest.config import IngestConfig
+    from iot.ingest.mqtt import Ingester
 
     running: list[RunningIngester] = []
     client_ids: list[str] = []

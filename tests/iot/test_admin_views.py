@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from iot import registry
-from iot.ingest import BatchWriter, Message
+from iot.ingest.writer import BatchWriter, Message
 from iot.models import Device, Greenhouse, QuarantinedMessage, Reading
 from tests.conftest import csrf_token_from, login
 
@@ -53,12 +53,11 @@ def test_admin_registers_greenhouse_and_device(client, make_user, session):
     assert "m-1" in r.get_data(as_text=True)
     session.expire_all()
     assert session.scalar(select(Device.greenhouse_id).where(Device.device_id == "m-1")) == gh.id
-    # a bad code is refused with a message, nothing created
-    r = client.post(
-        "/iot/admin/greenhouses",
-        data={"gh-code": "a/b", "gh-name": "x", "gh-owner": 0, "gh-timezone": "Asia/Shanghai"},
-        follow_redirects=True,
-    )
+    # a bad code is refused with a message in the user's language, nothing created
+    bad = {"gh-code": "a/b", "gh-name": "x", "gh-owner": 0, "gh-timezone": "Asia/Shanghai"}
+    r = client.post("/iot/admin/greenhouses", data=bad, follow_redirects=True)
+    assert "大棚编号须为 1–40 个字母" in r.get_data(as_text=True)
+    r = client.post("/iot/admin/greenhouses?lang=en", data=bad, follow_redirects=True)
     assert "letters, digits" in r.get_data(as_text=True)
     assert session.scalar(select(Greenhouse).where(Greenhouse.code == "a/b")) is None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from iot import alerts, crops
@@ -168,14 +169,19 @@ def test_crop_defaults_differ_and_can_be_adjusted(session):
 
 
 def test_rule_validation_messages():
-    assert alerts.validate_rule("above", TEMP, None, 0, 0, 0, "warning") == "a threshold is required"
-    assert alerts.validate_rule("sideways", TEMP, 1, 0, 0, 0, "warning") == "unknown rule kind"
+    def refusal(*args):
+        with pytest.raises(alerts.RuleError) as caught:
+            alerts.validate_rule(*args)
+        return caught.value.template
+
+    assert refusal("above", TEMP, None, 0, 0, 0, "warning") == "a threshold is required"
+    assert refusal("sideways", TEMP, 1, 0, 0, 0, "warning") == "unknown rule kind"
     assert alerts.validate_rule("offline", None, None, 0, 600, 0, "critical") is None
-    assert alerts.validate_rule("rate", TEMP, 3, 0, 0, 0, "warning") == "a rate rule needs a time window"
+    assert refusal("rate", TEMP, 3, 0, 0, 0, "warning") == "a rate rule needs a time window"
 
 
 def test_check_alerts_command_opens_offline_alert(app, session, runner):
-    from iot.dashboard_cli import data_cli
+    from iot.cli import data_cli
 
     gh, dev = make_greenhouse(session)
     dev.last_seen_at = datetime(2020, 1, 1, tzinfo=UTC)

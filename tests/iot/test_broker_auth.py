@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import threading
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from iot import registry
 from iot.broker import Broker
+from iot.mqtt_client import BrokerAddress, make_client
 from tests.iot.conftest import wait_for
 
 pytestmark = pytest.mark.mqtt
 
 
 def _client(broker, user, password, client_id):
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    c.username_pw_set(user, password)
+    c = make_client(BrokerAddress(port=broker.port, username=user, password=password), client_id)
     result = {}
     c.on_connect = lambda _c, _u, _f, rc, _p: result.setdefault("rc", rc)
     c.connect("127.0.0.1", broker.port)
@@ -57,6 +56,10 @@ def test_device_credentials_and_acl(session, tmp_path):
         device.publish("farm/GH1/dev1/telemetry", b'{"co2": 2}', qos=1).wait_for_publish(5)
         wait_for(lambda: got, 5)
         assert got == ["farm/GH1/dev1/telemetry"]
+        # the ingester's user also publishes alert events (the ingester, check_alerts, the web)
+        ingester.publish("farm/GH1/alerts", b"{}", qos=1).wait_for_publish(5)
+        wait_for(lambda: len(got) == 2, 5)
+        assert got == ["farm/GH1/dev1/telemetry", "farm/GH1/alerts"]
         for c in (ingester, device):
             c.loop_stop()
             c.disconnect()

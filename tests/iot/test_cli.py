@@ -8,7 +8,7 @@ import time
 from sqlalchemy import select
 
 from iot import registry
-from iot.ingest import BatchWriter, Message
+from iot.ingest.writer import BatchWriter, Message
 from iot.models import Device, Greenhouse, QuarantinedMessage, Reading
 
 

@@ -243,7 +243,7 @@ def test_unknown_greenhouse_is_404(client, farm):
 
 def test_demo_history_backfill_fills_charts_once(session, client, make_user, monkeypatch):
     import iot.views
-    from iot.history import backfill_demo_history
+    from iot.demo import backfill_demo_history
     from iot.models import IrrigationEvent
 
     monkeypatch.setattr(iot.views, "now_ts", lambda: NOW)

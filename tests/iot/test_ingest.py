@@ -143,7 +143,7 @@ def test_unknown_device_auto_provisioned_then_replayed(
     session, greenhouse, start_ingester, publisher, prefix
 ):
     from iot import registry
-    from iot.ingest import replay_quarantine
+    from iot.quarantine import replay
 
     start_ingester(unknown_device_policy="provision")
     publisher.publish(f"{prefix}/GH1/newdev/telemetry", {"ts": T0, "air_temperature": 20.0})
@@ -155,7 +155,7 @@ def test_unknown_device_auto_provisioned_then_replayed(
 
     registry.assign_device(session, device, greenhouse)
     session.commit()
-    result = replay_quarantine(session.get_bind(), topic_prefix=prefix)
+    result = replay(session.get_bind(), topic_prefix=prefix)
     assert result.stored == 1 and not result.still_failing
     session.expire_all()
     assert readings(session) == {("air_temperature", T0, 20.0)}

@@ -127,7 +127,8 @@ def test_sigkill_mid_stream_then_restart_stores_every_message_once(
 def test_broker_restart_mid_stream_loses_nothing_acknowledged(
     session, greenhouse, settings, prefix, tmp_path
 ):
-    from iot.ingest import IngestConfig, Ingester
+    from iot.ingest.config import IngestConfig
+    from iot.ingest.mqtt import Ingester
     from tests.iot.conftest import RunningIngester
 
     def slow_rollups(_session, rows):  # make the ingester lag so the broker holds a queue when it stops
@@ -219,7 +220,8 @@ def test_two_ingesters_in_a_shared_group_split_the_stream(
 def test_broker_without_persistence_restarted_ingester_subscribes_again(
     session, greenhouse, settings, prefix, tmp_path
 ):
-    from iot.ingest import IngestConfig, Ingester
+    from iot.ingest.config import IngestConfig
+    from iot.ingest.mqtt import Ingester
     from tests.iot.conftest import RunningIngester
 
     broker = Broker(data_dir=tmp_path / "broker", persistence=False).start()
@@ -250,13 +252,13 @@ def test_writer_process_killed_is_restarted_and_nothing_lost(
     session, greenhouse, start_ingester, publisher, prefix
 ):
     ing = start_ingester(writer_process=True, batch_size=200)
-    first_writer = ing.ingester._proc
+    first_writer = ing.ingester.writer_process.process
     sender = threading.Thread(target=publisher.publish_many, args=(messages(prefix, 0, 6000),))
     sender.start()
     wait_for(lambda: stored(session) >= 400, 30, 0.01, "400 readings")
     os.kill(first_writer.pid, signal.SIGKILL)
     sender.join(60)
     wait_for(lambda: stored(session) >= 6000, 60, 0.1, "6000 readings after the writer restart")
-    assert ing.ingester._proc.pid != first_writer.pid and ing.stats.writer_starts == 2
+    assert ing.ingester.writer_process.process.pid != first_writer.pid and ing.stats.writer_starts == 2
     assert stored_ts(session) == expected_ts(0, 6000)
     wait_for(lambda: ing.stats.acked == 6000, 10)

@@ -104,7 +104,7 @@ def test_retention_prunes_raw_but_keeps_rollups_and_rebuild_leaves_them(session)
 
 
 def test_cli_rebuild_and_retention(app, session, runner):
-    from iot.dashboard_cli import data_cli
+    from iot.cli import data_cli
 
     gh, dev = make_greenhouse(session)
     add_readings(session, gh, dev, "air_temperature", [(T0 + 60, 1.0), (T0 + 120, 3.0)], apply=False)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from iot import payloads
 from iot.demo import GREENHOUSES, seed
-from iot.ingest import BatchWriter, Message
+from iot.ingest.writer import BatchWriter, Message
 from iot.models import Device, Greenhouse, IrrigationEvent, QuarantinedMessage, Reading
 from iot.simulate import Simulator, load_greenhouses
 
