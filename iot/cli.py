@@ -9,8 +9,6 @@ iot.check_alerts``, ``python -m iot.simulate``); these commands run the same cod
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -19,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import clock
-from core.errors import DomainError
+from core.cli import transaction
 from core.web import database, settings
 
 iot_cli = AppGroup("iot", help="Greenhouses, devices, the MQTT ingester, simulator and quarantine.")
@@ -29,19 +27,6 @@ quarantine_cli = AppGroup("quarantine", help="List and replay quarantined messag
 data_cli = AppGroup("data", help="Rollups, retention of raw readings and time-based alerts.")
 for _group in (greenhouse_cli, device_cli, quarantine_cli, data_cli):
     iot_cli.add_command(_group)
-
-
-@contextmanager
-def _transaction() -> Iterator[Session]:
-    """A session for one command: committed at the end, rolled back on any error; a
-    ``DomainError`` is shown as the command's error (in English)."""
-    with database().session_factory() as session:
-        try:
-            yield session
-            session.commit()
-        except DomainError as exc:
-            session.rollback()
-            raise click.ClickException(str(exc)) from exc
 
 
 # --- greenhouses and devices ------------------------------------------------------------
@@ -61,7 +46,7 @@ def greenhouse_add(code, name, owner_name, timezone, crop, area_m2):
     from core import auth
     from iot import registry
 
-    with _transaction() as session:
+    with transaction() as session:
         owner = None
         if owner_name:
             owner = auth.get_user(session, owner_name)
@@ -78,7 +63,7 @@ def greenhouse_list():
     """List greenhouses."""
     from iot import registry
 
-    with _transaction() as session:
+    with transaction() as session:
         for gh in registry.list_greenhouses(session):
             click.echo(
                 f"{gh.code:14} {gh.name:24} {gh.crop or '-':10} {gh.timezone:16} devices={len(gh.devices)}"
@@ -96,7 +81,7 @@ def device_add(device_id, code, kind, name):
     """Register a device DEVICE_ID (the id it uses in MQTT topics)."""
     from iot import registry
 
-    with _transaction() as session:
+    with transaction() as session:
         gh = None
         if code:
             gh = registry.get_greenhouse(session, code)
@@ -113,7 +98,7 @@ def device_assign(device_id, code):
     """Put a device (e.g. an auto-provisioned one) into a greenhouse."""
     from iot import registry
 
-    with _transaction() as session:
+    with transaction() as session:
         device = registry.get_device(session, device_id)
         gh = registry.get_greenhouse(session, code)
         if device is None or gh is None:
@@ -133,7 +118,7 @@ def device_list(unassigned):
     from iot import registry
     from iot.models import Greenhouse
 
-    with _transaction() as session:
+    with transaction() as session:
         codes = dict(session.execute(select(Greenhouse.id, Greenhouse.code)).all())
         for d in registry.list_devices(session, unassigned=unassigned):
             seen = d.last_seen_at.strftime("%Y-%m-%d %H:%M:%SZ") if d.last_seen_at else "never"
@@ -159,13 +144,13 @@ def device_credentials(device_id, passwd_file, acl_file):
     from iot import registry
 
     cfg = settings()
-    with _transaction() as session:
+    with transaction() as session:
         device = registry.get_device(session, device_id)
         if device is None:
             raise click.ClickException(f"no device {device_id!r}")
         password = registry.issue_credentials(session, device)
     if passwd_file or acl_file:
-        with _transaction() as session:  # from what is committed
+        with transaction() as session:  # from what is committed
             if passwd_file:
                 passwd_file.write_text(registry.password_file(session))
                 passwd_file.chmod(0o600)
@@ -240,7 +225,7 @@ def quarantine_list(reason, show_all, limit):
     """Quarantined messages, newest first, with a count per reason."""
     from iot import quarantine
 
-    with _transaction() as session:
+    with transaction() as session:
         counts = quarantine.counts_by_reason(session, include_replayed=show_all)
         click.echo("by reason: " + (", ".join(f"{r}={n}" for r, n in sorted(counts)) or "none"))
         for q in quarantine.newest(session, reason=reason, include_replayed=show_all, limit=limit):
@@ -312,7 +297,7 @@ def rebuild_rollups(codes: tuple[str, ...], since: str | None):
         except ValueError as exc:
             raise click.BadParameter("use YYYY-MM-DD", param_hint="--since") from exc
     began = time.monotonic()
-    with _transaction() as session:
+    with transaction() as session:
         ids = _greenhouse_ids(session, codes)
         with click.progressbar(length=1, label="Rebuilding rollups", show_pos=True) as bar:
 
@@ -349,13 +334,13 @@ def retention(days: int | None, hourly_days: int | None, dry_run: bool):
             before = svc.cutoff(now, keep)
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
-        with _transaction() as session:
+        with transaction() as session:
             n = svc.count_older(session, before, table)
         click.echo(f"{table}: {n} rows older than {keep} days")
         if dry_run or not n:
             continue
         deleted = 0
-        with click.progressbar(length=n, label=f"Pruning {table}") as bar, _transaction() as session:
+        with click.progressbar(length=n, label=f"Pruning {table}") as bar, transaction() as session:
             for piece in svc.prune(session, before, table=table):
                 session.commit()  # slice by slice: a long prune never holds one big transaction
                 deleted += piece.deleted
@@ -381,6 +366,6 @@ def backfill_demo(days: int):
     """Generate ~N days of readings and irrigation for greenhouses that have none (demo)."""
     from iot.demo import backfill_demo_history
 
-    with _transaction() as session:
+    with transaction() as session:
         n = backfill_demo_history(session, days=days)
     click.echo(f"{n} readings generated")

@@ -204,7 +204,13 @@ def _survives(payload: bytes) -> None:
                 assert isinstance(ts, int) and ts <= NOW + 600
 
 
-FUZZ = settings(max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+# examples: three times the hypothesis profile's (each takes microseconds)
+FUZZ = settings(
+    max_examples=settings().max_examples * 3,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
 
 
 @FUZZ
