@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from app import load_models
 from core.config import Settings
-from core.db import Base, make_engine
+from core.db import Base, make_engine, make_session_factory
 
 DEFAULT_PASSWORD = "correct-horse-9"
 
@@ -75,19 +75,32 @@ def engine(database_url):
 
 def _wipe(engine) -> None:
     tables = list(reversed(Base.metadata.sorted_tables))
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
             names = ", ".join(f'"{t.name}"' for t in tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            conn.execute(text("PRAGMA foreign_keys=OFF"))
-            for table in tables:
-                conn.execute(table.delete())
-            conn.execute(text("PRAGMA foreign_keys=ON"))
+        return
+    with engine.connect() as conn:
+        # SQLite ignores this pragma inside a transaction: switch it outside one, both ways,
+        # or the pooled connection goes back without foreign keys
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        for table in tables:
+            conn.execute(table.delete())
+        conn.commit()
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        conn.commit()
 
 
 @pytest.fixture
-def settings(engine, database_url, tmp_path) -> Settings:
+def clean_database(engine):
+    """Empty tables after the test (requested first, so it runs after every other teardown)."""
+    yield
+    _wipe(engine)
+
+
+@pytest.fixture
+def settings(clean_database, engine, database_url, tmp_path) -> Settings:
     return Settings.from_env(
         {},
         env="testing",
@@ -107,21 +120,22 @@ def make_test_app(settings: Settings, **flask_config):
 
 
 @pytest.fixture
-def app(settings, engine):
+def app(settings):
     application = make_test_app(settings)
     yield application
     from core.web import EXT
 
     application.extensions[EXT]["db"].engine.dispose()
-    _wipe(engine)
 
 
 @pytest.fixture
-def csrf_app(settings, engine):
+def csrf_app(settings):
     """An app with CSRF protection on, as in production."""
     application = make_test_app(settings, WTF_CSRF_ENABLED=True)
     yield application
-    _wipe(engine)
+    from core.web import EXT
+
+    application.extensions[EXT]["db"].engine.dispose()
 
 
 @pytest.fixture
@@ -135,11 +149,10 @@ def runner(app):
 
 
 @pytest.fixture
-def session(app) -> Iterator:
-    """A session on the test database, outside any request (services under test)."""
-    from core.web import EXT
-
-    s = app.extensions[EXT]["db"].session_factory()
+def session(clean_database, engine) -> Iterator:
+    """A session on the test database for services under test: no Flask app is built
+    (tests that also want pages ask for ``client``; both see the same database)."""
+    s = make_session_factory(engine)()
     yield s
     s.close()
 
