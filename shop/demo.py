@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.db import utcnow
+from core import clock
 from shop import catalog
 from shop.models import Category, Product, ProductSupplier, ProductTerms
 from shop.trace import demo as trace_demo
@@ -189,7 +189,7 @@ def seed(session: Session, ctx: dict[str, Any]) -> None:
         session.add(cats[slug])
     session.flush()
     greenhouses = _greenhouses(session)
-    today = utcnow().date()
+    today = clock.today()
     for slug, cat, zh, en, unit, price, image, crop, consignment, suppliers, lots, dzh, den in PRODUCTS:
         product = Product(
             slug=slug,
