@@ -229,7 +229,10 @@ def device(device_id: str):
             if result.ok:
                 flash(_("Device %(id)s saved.", id=d.device_id), "success")
                 return redirect(url_for("iot_admin.device", device_id=d.device_id))
-    waiting = quarantine_service.waiting_for_device(db_session(), d.device_id)
+    return _device_page(d, form, waiting=quarantine_service.waiting_for_device(db_session(), d.device_id))
+
+
+def _device_page(d: Device, form: DeviceForm, **extra: object) -> str:
     gh = db_session().get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
     return render_template(
         "iot/admin/device.html",
@@ -237,9 +240,9 @@ def device(device_id: str):
         gh=gh,
         form=form,
         kinds=KIND_LABELS,
-        waiting=waiting,
         can_edit=current_user.role == "admin",
         prefix=settings().mqtt_topic_prefix,
+        **extra,
     )
 
 
@@ -252,21 +255,10 @@ def device_credentials(device_id: str):
         password = registry.issue_credentials(db_session(), d)
     if not result.ok:
         return redirect(url_for("iot_admin.device", device_id=d.device_id))
-    gh = db_session().get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
     form = DeviceForm(obj=d)
     form.greenhouse.choices = _greenhouse_choices()
     form.greenhouse.data = d.greenhouse_id or 0
-    return render_template(
-        "iot/admin/device.html",
-        d=d,
-        gh=gh,
-        form=form,
-        kinds=KIND_LABELS,
-        waiting=0,
-        can_edit=True,
-        new_password=password,
-        prefix=settings().mqtt_topic_prefix,
-    )
+    return _device_page(d, form, waiting=0, new_password=password)
 
 
 @bp.get("/quarantine")
