@@ -1,4 +1,4 @@
-"""Period closing, year-end closing and the surplus distribution.
+"""Year-end closing and the surplus distribution (month closing is ``coop.periods``).
 
 Year end, in order (each step an idempotent voucher dated 31 December):
 
