@@ -76,6 +76,7 @@ class StripeStub:
         self.requests: list[tuple[str, str]] = []
         self.fee_rate = fee_rate
         self.on_paid = None  # callable(session_dict) run when the Pay button is used
+        self.on_api_call = None  # callable(method, path) run when the SDK calls the API
         self.fail_next = 0  # answer the next N API calls with HTTP 500
         self.lock = threading.Lock()
         stub = self
@@ -108,6 +109,8 @@ class StripeStub:
             def do_GET(self):
                 path = urlsplit(self.path).path
                 stub.requests.append(("GET", path))
+                if path.startswith("/v1/") and stub.on_api_call is not None:
+                    stub.on_api_call("GET", path)
                 if m := re.fullmatch(r"/v1/checkout/sessions/([\w]+)", path):
                     if stub._maybe_fail(self):
                         return
@@ -132,6 +135,8 @@ class StripeStub:
             def do_POST(self):
                 path = urlsplit(self.path).path
                 stub.requests.append(("POST", path))
+                if path.startswith("/v1/") and stub.on_api_call is not None:
+                    stub.on_api_call("POST", path)
                 if m := re.fullmatch(r"/pay/([\w]+)", path):
                     self._params()
                     found = stub.complete(m.group(1))

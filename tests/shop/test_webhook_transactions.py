@@ -4,6 +4,7 @@ caller's transaction."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -72,3 +73,57 @@ def test_a_concurrent_duplicate_is_absorbed_by_a_savepoint(stripe_app, stripe_st
     assert (
         session.scalar(select(AuditEntry.action).where(AuditEntry.action == "test.before")) == "test.before"
     )
+
+
+def test_no_path_holds_the_database_locked_while_stripe_answers(
+    stripe_client, stripe_stub, shop, session, books, make_user, database_url
+):
+    """Every call to Stripe (checkout, return page, webhook fee, refund, expiry) finds the
+    database free: another writer could start a transaction at that moment (SQLite)."""
+    import sqlite3
+
+    from tests.conftest import login
+    from tests.shop.test_shop_money import order_paid_online
+
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite shows a held write lock directly")
+    path = database_url.split("///", 1)[1]
+    locked: list[tuple[str, str]] = []
+
+    def probe(method: str, api_path: str) -> None:
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            locked.append((method, api_path))
+        finally:
+            conn.close()
+
+    stripe_stub.on_api_call = probe
+    peach = shop.product(stock=[10])
+    make_user("kuaiji", "official")
+    order = order_paid_online(stripe_client, stripe_stub, session, peach, "2")  # checkout + webhook
+    stripe_client.get(f"/shop/order/{order.token}?session_id={order.stripe_session_id}")  # return page
+    login(stripe_client, "kuaiji")
+    stripe_client.post(
+        f"/shop/staff/order/{order.number}/refund",
+        data={"amount": "1.00", "reason": "bruised", "key": payments.next_refund_key(order)},
+    )
+    stripe_client.post("/logout")
+    stripe_client.post("/shop/cart/add", data={"product_id": peach.id, "quantity": "1"})
+    stripe_client.post("/shop/checkout", data=ONLINE_PICKUP)
+    session.expire_all()
+    unpaid = session.scalars(select(Order).order_by(Order.id.desc())).first()
+    stripe_client.post(f"/shop/order/{unpaid.token}/cancel")  # expires its Checkout Session
+    calls = {
+        (m, p.split("/")[2] if p.count("/") > 1 else p)
+        for m, p in stripe_stub.requests
+        if p.startswith("/v1/")
+    }
+    assert {("POST", "checkout"), ("GET", "checkout"), ("POST", "refunds")} <= calls
+    assert any(p.endswith("/expire") for _m, p in stripe_stub.requests)
+    assert locked == []
+
+
+ONLINE_PICKUP = {"name": "陈女士", "phone": "13800000000", "fulfilment": "pickup", "payment_method": "stripe"}
