@@ -57,6 +57,20 @@ def whole_number(text: object, *, lo: int = 0, hi: int = MAX_INT, default: int |
     return value
 
 
+def number(text: object, *, lo: float = -1e12, hi: float = 1e12) -> float | None:
+    """A decimal number within [lo, hi] (a decimal comma is accepted), or None when empty."""
+    raw = _clean(text).replace(",", ".")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InputError(N_("%(text)s is not a number."), text=raw[:20]) from None
+    if value != value or not lo <= value <= hi:  # NaN, infinities, absurd sizes
+        raise InputError(N_("Enter a number from %(lo)s to %(hi)s."), lo=f"{lo:g}", hi=f"{hi:g}")
+    return value
+
+
 def choice(text: object, options: tuple[str, ...] | list[str]) -> str:
     """One of ``options`` (InputError otherwise)."""
     raw = _clean(text)

@@ -25,7 +25,7 @@ from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import select, text
 
-from core import clock
+from core import clock, parse
 from core.web import attempt, database, db_session, role_required, settings
 from iot import alerts as alert_service
 from iot import charts, crops, irrigation, quantities
@@ -298,20 +298,11 @@ def acknowledge(alert_id: int):
 
 
 def _float(name: str) -> float | None:
-    raw = (request.form.get(name) or "").strip().replace(",", ".")
-    if raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        abort(400, _("Not a number: %(v)s", v=raw))
-    if value != value or value in (float("inf"), float("-inf")):
-        abort(400, _("Not a number: %(v)s", v=raw))
-    return value
+    return parse.number(request.form.get(name), lo=-1e9, hi=1e9)
 
 
 def _minutes(name: str) -> int:
-    value = _float(name)
+    value = parse.number(request.form.get(name), lo=0, hi=366 * 24 * 60)  # up to a year
     return int(round((value or 0) * 60))
 
 
@@ -349,7 +340,7 @@ def save_rule(code: str):
         rule = session.get(AlertRule, rule_id)
         if rule is None or rule.greenhouse_id != gh.id:
             abort(404)
-    with attempt(alert_service.RuleError, flash_error=False) as result:
+    with attempt(flash_error=False) as result:
         alert_service.save_rule(
             session,
             gh,

@@ -188,12 +188,20 @@ def test_rules_defaults_edit_add_and_validation(client, farm, session):
         follow_redirects=True,
     )
     assert "a threshold is required" in response.get_data(as_text=True)
-    assert (
-        client.post(
-            "/iot/g/ALICE-1/rules", data={"kind": "above", "metric_id": "1", "threshold": "hot"}
-        ).status_code
-        == 400
-    )
+    # a mistyped number goes back to the form with the reason (it was a bare 400 page)
+    for field, value in (
+        ("threshold", "hot"),
+        ("threshold", "NaN"),
+        ("duration_min", "1e308"),
+        ("hysteresis", "1e30"),
+    ):
+        response = client.post(
+            "/iot/g/ALICE-1/rules?lang=en",
+            data={"kind": "above", "metric_id": "1", "threshold": "30", "severity": "warning", field: value},
+            follow_redirects=True,
+        )
+        page = response.get_data(as_text=True)
+        assert response.status_code == 200 and "Rule not saved" in page, (field, value)
     assert len(session.scalars(select(AlertRule)).all()) == before
 
 
