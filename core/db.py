@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import DateTime, MetaData, create_engine, event
-from sqlalchemy.engine import CursorResult, Dialect, Engine, Result
+from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine, Result
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -71,8 +71,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_savepoint_in_a_transaction(conn: Connection, _name: str) -> None:
+    """pysqlite opens a transaction only before INSERT/UPDATE/DELETE, so a SAVEPOINT that
+    comes first opens one of its own, and its RELEASE then commits for real: a savepoint
+    taken after only reading (``session.begin_nested()``) would commit its rows even if the
+    caller later rolled back. Begin the transaction first, so a savepoint always nests."""
+    raw = conn.connection.dbapi_connection
+    if raw is not None and not raw.in_transaction:
+        raw.execute("BEGIN")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    """Create an engine; SQLite gets WAL, foreign keys, a busy timeout and savepoints that
+    stay inside their transaction."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
@@ -80,6 +91,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("connect_args", {"timeout": 30})
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "savepoint", _sqlite_savepoint_in_a_transaction)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from core.errors import N_, DomainError
 from iot import crops, quantities
 from iot.models import Alert, AlertRule, Device, Greenhouse, LatestReading
 
+log = logging.getLogger("iot.alerts")
 KINDS = ("above", "below", "rate", "silent", "offline")
 RATE_CHECK_S = 60  # a rate rule is checked at most once per minute of reading time
 SEVERITIES = ("warning", "critical")
@@ -99,11 +101,21 @@ class MqttNotifier:
         for topic, payload in items:
             self.publish(topic, payload)
 
-    def flush(self, timeout: float = 5.0) -> None:
-        """Wait until what was published has left (QoS 1 acknowledged by the broker)."""
+    def flush(self, timeout: float = 5.0) -> int:
+        """Wait until what was published has left (QoS 1 acknowledged by the broker); returns
+        how many did not (the broker went away: logged, never raised, the alerts stay in
+        the app)."""
+        lost = 0
         for info in self._pending:
-            info.wait_for_publish(timeout)
+            try:
+                info.wait_for_publish(timeout)
+                lost += not info.is_published()
+            except (RuntimeError, ValueError):  # not connected, or the queue was dropped
+                lost += 1
         self._pending.clear()
+        if lost:
+            log.warning("event=publish_failed unconfirmed=%d", lost)
+        return lost
 
 
 @dataclass

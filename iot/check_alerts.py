@@ -53,7 +53,7 @@ def check_once(
     with session_factory() as session:
         changed = alerts.evaluate_time_based(session, clock.now_ts(), outbox, prefix=prefix)
         session.commit()
-    if notifier is not None:
+    if notifier is not None:  # a broker that went away loses the events (logged), not the tick
         notifier.publish_all(outbox.take())
         notifier.flush()
     return len(changed)
@@ -74,6 +74,8 @@ def run(
     ``session_factory``: where sessions come from (default: a new engine for the
     settings' database). Returns the number of ticks run.
     """
+    if not 0 <= every <= 86400:  # NaN fails this too
+        raise ValueError("every must be 0 (once) or up to 86400 seconds")
     clock.configure(settings.timezone)
     engine = None
     if session_factory is None:
@@ -104,12 +106,22 @@ def run(
     return done
 
 
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86400:  # refuses NaN too
+        raise argparse.ArgumentTypeError("give 0 (once) or 1 to 86400 seconds")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m iot.check_alerts",
         description="Open and close alerts for silent sensors and offline devices.",
     )
-    parser.add_argument("--every", type=float, default=0.0, help="repeat every N seconds (0: once)")
+    parser.add_argument("--every", type=_interval, default=0.0, help="repeat every N seconds (0: once)")
     parser.add_argument(
         "--mqtt",
         action=argparse.BooleanOptionalAction,

@@ -349,7 +349,7 @@ def retention(days: int | None, hourly_days: int | None, dry_run: bool):
 
 
 @data_cli.command("check-alerts")
-@click.option("--every", type=float, default=0, help="Repeat every N seconds (0: once).")
+@click.option("--every", type=click.FloatRange(0, 86400), default=0, help="Repeat every N seconds (0: once).")
 @click.option("--mqtt/--no-mqtt", default=True, help="Publish alert events to <prefix>/<greenhouse>/alerts.")
 def check_alerts(every: float, mqtt: bool):
     """Open/close alerts for silent sensors and offline devices (same as `python -m iot.check_alerts`)."""

@@ -97,12 +97,13 @@ def publish_once(
     try:
         infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
         deadline = time.monotonic() + timeout
+        sent = 0
         for info in infos:
             try:
                 info.wait_for_publish(max(0.01, deadline - time.monotonic()))
-            except (ValueError, RuntimeError):
+                sent += info.is_published()
+            except (ValueError, RuntimeError):  # refused or dropped: not connected any more
                 break
-        sent = sum(1 for info in infos if info.is_published())
         if sent < len(infos):
             log.warning(
                 "event=publish_failed broker=%s messages=%d unconfirmed=%d",

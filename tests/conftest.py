@@ -77,6 +77,8 @@ def _wipe(engine) -> None:
     tables = list(reversed(Base.metadata.sorted_tables))
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
+            # a session a test left open would make TRUNCATE wait for ever: fail instead
+            conn.execute(text("SET LOCAL lock_timeout = '20s'"))
             names = ", ".join(f'"{t.name}"' for t in tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         return

@@ -17,7 +17,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -26,6 +25,9 @@ from prometheus_client.metrics_core import (
 )
 
 from iot.ingest.log import kv
+
+# what generate_latest() writes, in every prometheus_client release we allow
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 log = logging.getLogger("iot.ingest")
 PREFIX = "tianyuan_ingest_"
@@ -125,7 +127,7 @@ class MetricsServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 if self.path.startswith("/metrics"):
-                    body, ctype = generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
+                    body, ctype = generate_latest(registry), TEXT_FORMAT
                 elif self.path.startswith("/status"):
                     body, ctype = json.dumps(stats.as_dict()).encode(), "application/json"
                 else:

@@ -111,3 +111,54 @@ def test_publish_once_gives_up_within_its_timeout():
     # a non-routable address: the connection attempt hangs until the timeout
     ok = publish_once(BrokerAddress("10.255.255.1", 1883), [("t/x/alerts", "{}")], client_id="t", timeout=0.5)
     assert ok is False and time.monotonic() - started < 3
+
+
+@pytest.fixture
+def slammer():
+    """A 'broker' that accepts each connection and closes it at once (as Mosquitto does with
+    bad credentials)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    server.close()
+
+
+def test_a_broker_that_hangs_up_is_a_log_line_not_an_error(slammer, settings, farm, session, caplog):
+    from core.web import EXT
+    from iot import alerts, check_alerts
+
+    assert publish_once(BrokerAddress("127.0.0.1", slammer), [("t/x/alerts", "{}")], client_id="t") is False
+    app = make_test_app(replace(settings, mqtt_url=f"mqtt://127.0.0.1:{slammer}"))
+    try:
+        client = app.test_client()
+        login(client, "alice")
+        web, api = farm["alerts"]
+        assert client.post(f"/iot/alerts/{web.id}/ack").status_code == 302
+        assert client.post(f"/api/v1/alerts/{api.id}/ack").status_code == 200
+    finally:
+        app.extensions[EXT]["db"].engine.dispose()
+    # the alert checker's notifier on a connection that went away: the tick still counts
+    dead = make_client(BrokerAddress("127.0.0.1", slammer), "dead")
+    notifier = alerts.MqttNotifier(dead)
+    notifier.publish("t/x/alerts", "{}")
+    assert notifier.flush(timeout=0.2) == 1
+    factory = app.extensions[EXT]["db"].session_factory
+    assert check_alerts.check_once(factory, notifier, "farm") >= 0

@@ -127,3 +127,29 @@ def test_no_path_holds_the_database_locked_while_stripe_answers(
 
 
 ONLINE_PICKUP = {"name": "陈女士", "phone": "13800000000", "fulfilment": "pickup", "payment_method": "stripe"}
+
+
+def test_a_delivery_that_fails_after_the_event_is_recorded_is_retried_in_full(
+    stripe_client, stripe_stub, shop, session, books, monkeypatch
+):
+    """The event row commits with the payment or not at all: Stripe's retry then pays."""
+    peach = shop.product(stock=[10])
+    buy(stripe_client, peach, "2")
+    order = the_order(session)
+    evt = paid_event(stripe_stub, order)
+    real = payments.mark_paid
+    calls = []
+
+    def fail_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the database went away mid-delivery")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(payments, "mark_paid", fail_once)
+    assert post_event(stripe_client, evt).status_code == 500
+    session.expire_all()
+    assert session.get(StripeEvent, evt["id"]) is None  # not half-recorded
+    r = post_event(stripe_client, evt)  # Stripe retries
+    assert r.status_code == 200 and r.json["outcome"] == "paid"
+    assert the_order(session).status == "paid"
