@@ -87,14 +87,15 @@ class attempt:
         if result.ok:
             flash(_("Order cancelled."), "success")
 
-    Without an exception the request's session is committed. A ``DomainError`` (of the
-    given classes, default any) rolls back, is flashed in the user's language (unless
-    ``flash_error=False``: then read ``result.error``, e.g. to show it beside a field
-    or in a JSON error) and is swallowed; anything else rolls back and propagates.
+    Without an exception the request's session is committed. Any ``DomainError`` (every
+    domain's refusals, and mistyped form fields) rolls back, is flashed in the user's
+    language (unless ``flash_error=False``: then read ``result.error``, e.g. to show it
+    beside a field or in a JSON error) and is swallowed; anything else rolls back and
+    propagates. It catches every refusal on purpose: a service may refuse for a reason of
+    another domain (a sale posted into a closed month), which must not become a 500.
     """
 
-    def __init__(self, *errors: type[DomainError], flash_error: bool = True) -> None:
-        self.errors: tuple[type[DomainError], ...] = errors or (DomainError,)
+    def __init__(self, *, flash_error: bool = True) -> None:
         self.flash_error = flash_error
         self.ok = False
         self.error: str | None = None
@@ -112,7 +113,7 @@ class attempt:
             self.ok = True
             return False
         session.rollback()
-        if isinstance(exc, self.errors):
+        if isinstance(exc, DomainError):
             self.exception = exc
             self.error = exc.translated(gettext)
             if self.flash_error:

@@ -122,7 +122,7 @@ def add_greenhouse():
     form.owner.choices = _owner_choices()
     if form.validate_on_submit():
         owner = db_session().get(User, form.owner.data) if form.owner.data else None
-        with attempt(registry.RegistryError) as result:
+        with attempt() as result:
             gh = registry.create_greenhouse(
                 db_session(),
                 form.code.data or "",
@@ -157,7 +157,7 @@ def greenhouse(code: str):
         form.code.data = gh.code  # the code is fixed: devices publish under it
         if form.validate_on_submit():
             owner = s.get(User, form.owner.data) if form.owner.data else None
-            with attempt(registry.RegistryError, flash_error=False) as result:
+            with attempt(flash_error=False) as result:
                 registry.update_greenhouse(
                     s,
                     gh,
@@ -190,7 +190,7 @@ def add_device():
     form.greenhouse.choices = _greenhouse_choices()
     if form.validate_on_submit():
         gh = db_session().get(Greenhouse, form.greenhouse.data) if form.greenhouse.data else None
-        with attempt(registry.RegistryError) as result:
+        with attempt() as result:
             device = registry.create_device(
                 db_session(), form.device_id.data or "", gh, kind=form.kind.data, name=form.name.data
             )
@@ -223,7 +223,7 @@ def device(device_id: str):
         form.device_id.data = d.device_id
         if form.validate_on_submit():
             gh = db_session().get(Greenhouse, form.greenhouse.data) if form.greenhouse.data else None
-            with attempt(registry.RegistryError) as result:
+            with attempt() as result:
                 registry.assign_device(db_session(), d, gh, kind=form.kind.data)
                 d.name = form.name.data or None
             if result.ok:

@@ -89,7 +89,7 @@ def order_detail(number: str):
 def order_action(number: str):
     """Pack, ship, make ready for pickup or complete an order."""
     order = _order(number)
-    with attempt(orders.OrderError) as result:
+    with attempt() as result:
         orders.staff_action(db_session(), order, request.form.get("action", ""), user_id=current_user.id)
     if result.ok:
         flash(_("Order updated."), "success")
@@ -101,7 +101,7 @@ def order_action(number: str):
 def order_paid(number: str):
     """Record cash or a bank transfer taken at the sales centre."""
     order = _order(number)
-    with attempt(payments.PaymentError) as result:
+    with attempt() as result:
         payments.record_counter_payment(
             db_session(),
             order,
@@ -119,7 +119,7 @@ def order_paid(number: str):
 def order_cancel(number: str):
     """Cancel an unpaid order; its stock goes back on sale."""
     order = _order(number)
-    with attempt(orders.OrderError) as result:
+    with attempt() as result:
         orders.cancel(db_session(), order, user_id=current_user.id, reason=request.form.get("reason", ""))
     if result.ok:
         payments.expire_checkout(settings(), order.stripe_session_id)

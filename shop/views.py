@@ -155,7 +155,7 @@ def cart_add():
     if item is None or not item.active:
         abort(404)
     lot_id = request.form.get("lot_id", type=int) or None
-    with attempt(carts.CartError) as result:
+    with attempt() as result:
         qty = carts.parse_quantity(request.form.get("quantity", "1"), item.unit)
         cart = _cart(create=True)
         carts.add_item(db_session(), cart, item, qty, today=_today(), lot_id=lot_id)
@@ -188,7 +188,7 @@ def cart_update():
         return redirect(url_for("shop.view_cart"))
     item_id = request.form.get("item_id", type=int) or 0
     item = next((i for i in cart.items if i.id == item_id), None)
-    with attempt(carts.CartError):
+    with attempt():
         if item is None:
             raise carts.CartError(N_("That item is no longer in your cart."))
         qty = carts.parse_quantity(request.form.get("quantity", "0"), item.product.unit)
@@ -346,7 +346,7 @@ def order_cancel(token: str):
     order = orders.get_by_token(db_session(), token)
     if order is None:
         abort(404)
-    with attempt(orders.OrderError) as result:
+    with attempt() as result:
         orders.cancel(db_session(), order, user_id=_user_id(), reason="cancelled by customer")
     if result.ok:
         payments.expire_checkout(settings(), order.stripe_session_id)
