@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from core import audit
 from core.errors import N_
@@ -99,10 +100,11 @@ def add_input(
     return row
 
 
-def active_cycles(session: Session, household_id: int | None = None) -> list[CropCycle]:
+def active_cycles(session: Session, where: ColumnElement[bool] | None = None) -> list[CropCycle]:
+    """Cycles still growing, newest first; ``where``: e.g. ``shop.trace.access.cycle_condition``."""
     stmt = select(CropCycle).where(CropCycle.ended_on.is_(None)).order_by(CropCycle.planted_on.desc())
-    if household_id is not None:
-        stmt = stmt.where(CropCycle.household_id == household_id)
+    if where is not None:
+        stmt = stmt.where(where)
     return list(session.scalars(stmt))
 
 

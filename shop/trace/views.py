@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from flask import (
     Blueprint,
@@ -35,12 +36,14 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from core import clock
 from core.web import attempt, db_session, role_required, settings
 from iot.access import visible_greenhouses
 from iot.crops import crop_key
+from shop.trace import access as trace_access
 from shop.trace import cycles, epcis, gs1, inspections, lots, qr, recall
 from shop.trace.ancestry import ancestry, descendants
 from shop.trace.conditions import growing_conditions
@@ -142,24 +145,22 @@ def _uid() -> int | None:
     return current_user.id if current_user.is_authenticated else None
 
 
-def _can_manage_household(household_id: int | None) -> bool:
-    if current_user.role in STAFF_ROLES:
-        return True
-    return household_id is not None and household_id == current_user.household_id
-
-
 def _lot_or_404(lot_id: int) -> HarvestLot:
     lot = db_session().get(HarvestLot, lot_id)
-    if lot is None or not _can_manage_household(lot.household_id):
+    if lot is None or not trace_access.can_manage_lot(current_user, lot):
         abort(404)
     return lot
 
 
 def _cycle_or_404(cycle_id: int) -> CropCycle:
     cycle = db_session().get(CropCycle, cycle_id)
-    if cycle is None or not _can_manage_household(cycle.household_id):
+    if cycle is None or not trace_access.can_manage_cycle(current_user, cycle):
         abort(404)
     return cycle
+
+
+def _mine(stmt: Select[Any], condition: ColumnElement[bool] | None) -> Select[Any]:
+    return stmt if condition is None else stmt.where(condition)
 
 
 def _greenhouses():
@@ -318,9 +319,8 @@ def index():
     session = db_session()
     cycles_stmt = select(CropCycle).order_by(CropCycle.ended_on.is_not(None), CropCycle.planted_on.desc())
     lots_stmt = select(HarvestLot).order_by(HarvestLot.created_at.desc(), HarvestLot.id.desc()).limit(30)
-    if current_user.role not in STAFF_ROLES:
-        cycles_stmt = cycles_stmt.where(CropCycle.household_id == current_user.household_id)
-        lots_stmt = lots_stmt.where(HarvestLot.household_id == current_user.household_id)
+    cycles_stmt = _mine(cycles_stmt, trace_access.cycle_condition(current_user))
+    lots_stmt = _mine(lots_stmt, trace_access.lot_condition(current_user))
     return render_template(
         "trace/index.html",
         cycles=list(session.scalars(cycles_stmt.limit(50))),
@@ -419,8 +419,7 @@ def end_cycle(cycle_id: int):
 def new_lot():
     """Record a harvest in a few taps: cycle, product, quantity (today is the default date)."""
     session = db_session()
-    household = None if current_user.role in STAFF_ROLES else current_user.household_id
-    growing = [c for c in cycles.active_cycles(session, household) if _can_manage_household(c.household_id)]
+    growing = cycles.active_cycles(session, trace_access.cycle_condition(current_user))
     form = HarvestForm()
     form.cycle_id.choices = [
         (c.id, f"{c.greenhouse.name} · {c.crop}" + (f" {c.variety}" if c.variety else "")) for c in growing
@@ -608,9 +607,7 @@ def merge():
         .order_by(HarvestLot.harvested_on.desc(), HarvestLot.id.desc())
         .limit(100)
     )
-    if current_user.role not in STAFF_ROLES:
-        stmt = stmt.where(HarvestLot.household_id == current_user.household_id)
-    available = list(session.scalars(stmt))
+    available = list(session.scalars(_mine(stmt, trace_access.lot_condition(current_user))))
     products = _products()
     form = MergeForm()
     form.product_id.choices = _product_choices(products, blank=False)
@@ -642,7 +639,7 @@ def labels():
     session = db_session()
     ids = request.args.getlist("lot", type=int)
     chosen = [lot for lot in (session.get(HarvestLot, i) for i in ids[:210]) if lot is not None]
-    chosen = [lot for lot in chosen if _can_manage_household(lot.household_id)]
+    chosen = [lot for lot in chosen if trace_access.can_manage_lot(current_user, lot)]
     if not chosen:
         abort(404)
     copies = min(max(request.args.get("copies", 1, type=int), 1), 21)
@@ -671,7 +668,7 @@ def api_epcis(lot_ref: str):
     """The lot's events as an EPCIS 2.0 JSON-LD document (lot number or trace code)."""
     session = db_session()
     lot = lots.lot_by_number(session, lot_ref) or lots.lot_by_code(session, lot_ref)
-    if lot is None or not _can_manage_household(lot.household_id):
+    if lot is None or not trace_access.can_manage_lot(current_user, lot):
         abort(404, f"no lot {lot_ref!r}")
     document = epcis.export_lot(
         session, lot, _base_url(), settings().gs1_company_prefix, sales_of=_shop().sales_of

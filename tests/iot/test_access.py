@@ -97,3 +97,39 @@ def test_customers_see_no_greenhouse(client, village):
     login(client, "chen")
     assert client.get("/iot/").status_code == 403
     assert client.get("/api/v1/greenhouses").status_code == 403
+
+
+def test_traceability_follows_the_greenhouse_rule(client, village, session):
+    """A farmer without a household who owns a greenhouse (as `flask users create` makes
+    one) manages its crop cycles and harvests; nobody else does."""
+    from shop.trace.models import CropCycle, HarvestLot
+
+    login(client, "liqiang")
+    r = client.post(
+        "/trace/cycles/new",
+        data={"greenhouse_id": village["mine"].id, "crop": "番茄", "planted_on": "2026-09-01"},
+    )
+    assert r.status_code == 302
+    cycle = session.scalars(select(CropCycle)).one()
+    assert client.get(f"/trace/cycles/{cycle.id}").status_code == 200
+    assert f"/trace/cycles/{cycle.id}" in client.get("/trace/").get_data(as_text=True)
+    r = client.post(
+        "/trace/lots/new",
+        data={
+            "cycle_id": cycle.id,
+            "harvested_on": "2026-11-20",
+            "quantity": "12",
+            "unit": "kg",
+            "product_id": 0,
+        },
+    )
+    assert r.status_code == 302, r.get_data(as_text=True)[:300]
+    lot = session.scalars(select(HarvestLot)).one()
+    assert client.get(f"/trace/lots/{lot.id}").status_code == 200
+    for other in ("wangfang", "zhaomei"):
+        login(client, other)
+        assert client.get(f"/trace/cycles/{cycle.id}").status_code == 404
+        assert client.get(f"/trace/lots/{lot.id}").status_code == 404
+        assert f"/trace/cycles/{cycle.id}" not in client.get("/trace/").get_data(as_text=True)
+    login(client, "kuaiji")
+    assert client.get(f"/trace/lots/{lot.id}").status_code == 200
