@@ -11,7 +11,7 @@ import datetime as dt
 import click
 from flask.cli import AppGroup
 
-from core import clock
+from core import clock, parse
 from core.cli import transaction
 
 coop_cli = AppGroup("coop", help="The village books: verify, export, close periods, recurring entries.")
@@ -55,11 +55,9 @@ def export_beancount(path: str) -> None:
 
 def _parse_month(text: str) -> tuple[int, int]:
     try:
-        year, month = (int(p) for p in text.split("-"))
-        dt.date(year, month, 1)
-    except ValueError as exc:
-        raise click.BadParameter("use YYYY-MM") from exc
-    return year, month
+        return parse.month(text)
+    except parse.InputError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 @coop_cli.command("close-period")

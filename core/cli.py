@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import click
 from flask.cli import AppGroup
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import auth
@@ -32,6 +33,9 @@ def transaction() -> Iterator[Session]:
     except DomainError as exc:
         session.rollback()
         raise click.ClickException(str(exc)) from exc
+    except IntegrityError as exc:  # e.g. an id that names nothing: say so, without a traceback
+        session.rollback()
+        raise click.ClickException(f"refused by the database: {exc.orig}") from exc
     except BaseException:
         session.rollback()
         raise

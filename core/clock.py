@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DAY = 86400
+LAST_TS = 253402300799  # 9999-12-31 23:59:59 UTC
 _QUARTER = 900  # every zone's offset is a multiple of 15 minutes (since 1900)
 
 
@@ -114,8 +115,8 @@ def today() -> date:
 
 
 def day_start(day: date) -> datetime:
-    """The local midnight that starts ``day`` (aware; UTC offset of that moment)."""
-    return datetime.combine(day, time(0), zone()).astimezone(UTC)
+    """The local midnight that starts ``day`` (aware, in the configured zone)."""
+    return datetime.combine(day, time(0), zone())
 
 
 def day_start_ts(day: date) -> int:
@@ -128,8 +129,8 @@ def day_range(day: date) -> tuple[int, int]:
 
 
 def at_local(day: date, hour: int = 0, minute: int = 0) -> datetime:
-    """``day`` at a local wall-clock time, as an aware UTC datetime."""
-    return datetime.combine(day, time(hour, minute), zone()).astimezone(UTC)
+    """``day`` at a local wall-clock time (aware, in the configured zone)."""
+    return datetime.combine(day, time(hour, minute), zone())
 
 
 def day_bucket(ts: int) -> int:
@@ -192,8 +193,8 @@ def parse_time(value: str | None, default: int) -> int:
     except ValueError:
         pass
     else:
-        if number != number or abs(number) > 253402300799:  # NaN, or beyond year 9999
-            raise ClockError(f"not a time: {value!r}")
+        if not 0 <= number <= LAST_TS:  # NaN, before 1970, beyond year 9999
+            raise ClockError(f"not a time between 1970 and 9999: {value!r}")
         return int(number)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -201,10 +202,10 @@ def parse_time(value: str | None, default: int) -> int:
         raise ClockError(f"not a time: {value!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone())
-    try:
-        return int(parsed.astimezone(UTC).timestamp())
-    except (OverflowError, ValueError):
-        raise ClockError(f"not a time: {value!r}") from None
+    ts = int(parsed.timestamp())  # aware: no conversion that could overflow
+    if not 0 <= ts <= LAST_TS:
+        raise ClockError(f"not a time between 1970 and 9999: {value!r}")
+    return ts
 
 
 # --- tests ----------------------------------------------------------------------------

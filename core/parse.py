@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from decimal import Decimal, InvalidOperation
 
 from core.errors import N_, DomainError
 
@@ -34,6 +35,24 @@ def date_field(text: object, *, default: dt.date | None = None) -> dt.date:
         return dt.date.fromisoformat(raw)
     except ValueError:
         raise InputError(N_("%(text)s is not a date: enter it as YYYY-MM-DD."), text=raw[:20]) from None
+
+
+FIRST_YEAR, LAST_YEAR = 1900, 2199  # the years a month of the books or a statement can be in
+
+
+def month(text: object, *, default: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``2026-07`` as (2026, 7), for years 1900 to 2199; ``default`` when empty."""
+    raw = _clean(text)
+    if not raw and default is not None:
+        return default
+    try:
+        year_text, month_text = raw.split("-", 1)
+        year, number = int(year_text), int(month_text)
+    except ValueError:
+        raise InputError(N_("Enter a month as YYYY-MM, e.g. 2026-07.")) from None
+    if not (FIRST_YEAR <= year <= LAST_YEAR and 1 <= number <= 12):
+        raise InputError(N_("Enter a month as YYYY-MM, e.g. 2026-07."))
+    return year, number
 
 
 def optional_date(text: object) -> dt.date | None:
@@ -68,6 +87,25 @@ def number(text: object, *, lo: float = -1e12, hi: float = 1e12) -> float | None
         raise InputError(N_("%(text)s is not a number."), text=raw[:20]) from None
     if value != value or not lo <= value <= hi:  # NaN, infinities, absurd sizes
         raise InputError(N_("Enter a number from %(lo)s to %(hi)s."), lo=f"{lo:g}", hi=f"{hi:g}")
+    return value
+
+
+MAX_DECIMAL = Decimal("999999999")  # what a quantity column (12 digits, 3 after the point) holds
+
+
+def decimal_number(text: object, *, hi: Decimal = MAX_DECIMAL) -> Decimal | None:
+    """An exact decimal (quantities: kg, boxes, litres) with at most ``hi`` in size, or
+    None when empty. Full-width digits are read; NaN, infinities and 1e30 are refused.
+    Domains add their own rules on top (positive, steps of 0.5, three decimals)."""
+    raw = _clean(text)
+    if not raw:
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise InputError(N_("%(text)s is not a number."), text=raw[:20]) from None
+    if not value.is_finite() or abs(value) > hi:
+        raise InputError(N_("Enter a number from %(lo)s to %(hi)s."), lo=f"{-hi:f}", hi=f"{hi:f}")
     return value
 
 

@@ -46,8 +46,7 @@ def create_greenhouse(
         raise RegistryError(N_("greenhouse %(code)s already exists"), code=code)
     timezone = timezone or clock.zone_name()
     _check_timezone(timezone)
-    if area_m2 is not None and area_m2 < 0:
-        raise RegistryError(N_("area must not be negative"))
+    _check_area(area_m2)
     gh = Greenhouse(
         code=code, name=(name or code).strip(), crop=crop or None, area_m2=area_m2, timezone=timezone
     )
@@ -71,7 +70,14 @@ def _check_timezone(tz: str) -> None:
         raise RegistryError(N_("unknown time zone %(tz)s (e.g. Asia/Shanghai)"), tz=tz[:60])
 
 
+def _check_area(area_m2: float | None) -> None:
+    if area_m2 is not None and not 0 <= area_m2 <= 10_000_000:  # NaN and infinities too
+        raise RegistryError(N_("the area must be a number of square metres, from 0 to 10,000,000"))
+
+
 def update_greenhouse(session: Session, gh: Greenhouse, **fields) -> Greenhouse:
+    if "area_m2" in fields:
+        _check_area(fields["area_m2"])
     if "timezone" in fields:
         _check_timezone(fields["timezone"])
     if "owner" in fields:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from core import parse
 from core.db import utcnow
 from core.errors import DomainError
 from core.money import mul_fen
@@ -38,10 +39,10 @@ class CartLine:
 
 def parse_quantity(raw: str | Decimal | int, unit: str) -> Decimal:
     try:
-        qty = Decimal(str(raw).strip())
-    except (InvalidOperation, ValueError) as exc:
+        qty = parse.decimal_number(raw, hi=Decimal("1e15"))
+    except parse.InputError as exc:
         raise CartError(N_("Enter a quantity.")) from exc
-    if not qty.is_finite() or qty < 0:
+    if qty is None or qty < 0:
         raise CartError(N_("Enter a quantity."))
     step = Decimal(1) if unit in ("box", "bag") else STEP
     if qty % step != 0:

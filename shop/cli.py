@@ -3,11 +3,10 @@ traceability's ``export-epcis``)."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import click
 from flask.cli import AppGroup
 
+from core import parse
 from core.cli import transaction
 
 shop_cli = AppGroup("shop", help="The produce shop: reservations, payouts, statements.")
@@ -52,10 +51,9 @@ def statement(household_code, month):
 
     today = local_day(None)
     try:
-        year, mon = (int(x) for x in (month or f"{today:%Y-%m}").split("-", 1))
-        dt.date(year, mon, 1)
-    except ValueError as exc:
-        raise click.BadParameter("use YYYY-MM", param_hint="--month") from exc
+        year, mon = parse.month(month, default=(today.year, today.month))
+    except parse.InputError as exc:
+        raise click.BadParameter(str(exc), param_hint="--month") from exc
     with transaction() as session:
         household = session.scalar(select(Household).where(Household.code == household_code))
         if household is None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -311,12 +310,9 @@ def stock(product_id: int):
     )
 
 
-def _decimal(raw) -> Decimal:
-    try:
-        value = Decimal(str(raw or "").strip())
-    except InvalidOperation as exc:
-        raise catalog.CatalogError(N_("Enter a quantity.")) from exc
-    if not value.is_finite():
+def _decimal(raw: object) -> Decimal:
+    value = parse.decimal_number(raw)
+    if value is None:
         raise catalog.CatalogError(N_("Enter a quantity."))
     return value
 
@@ -333,12 +329,10 @@ def statement():
     """
     s = db_session()
     today = clock.today()
-    month = request.args.get("month") or f"{today:%Y-%m}"
     try:
-        year, mon = (int(x) for x in month.split("-", 1))
-        date(year, mon, 1)
-    except ValueError:
-        abort(400, _("Month must look like 2026-07."))
+        year, mon = parse.month(request.args.get("month"), default=(today.year, today.month))
+    except parse.InputError as exc:
+        abort(400, exc.translated(_))
     if current_user.role == "farmer":
         household_id = current_user.household_id
         if household_id is None:

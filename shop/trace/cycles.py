@@ -17,6 +17,7 @@ from core.errors import N_
 from iot.crops import crop_key
 from iot.models import Greenhouse
 from shop.trace.errors import LotError
+from shop.trace.events import plausible_day
 from shop.trace.models import CropCycle, InputUse
 from shop.trace.quantity import parse_quantity
 
@@ -42,6 +43,9 @@ def create_crop_cycle(
     crop = (crop or "").strip()
     if not crop:
         raise LotError(N_("crop is required"))
+    plausible_day(planted_on)
+    if expected_harvest_on is not None:
+        plausible_day(expected_harvest_on)
     if expected_harvest_on and expected_harvest_on < planted_on:
         raise LotError(N_("expected harvest is before planting"))
     if comfort_min_c is not None and comfort_max_c is not None and comfort_min_c >= comfort_max_c:
@@ -64,6 +68,7 @@ def create_crop_cycle(
 
 
 def end_crop_cycle(session: Session, cycle: CropCycle, ended_on: date) -> CropCycle:
+    plausible_day(ended_on)
     if ended_on < cycle.planted_on:
         raise LotError(N_("a cycle cannot end before it was planted"))
     cycle.ended_on = ended_on
@@ -84,6 +89,7 @@ def add_input(
     product = (product or "").strip()
     if not product:
         raise LotError(N_("input product is required"))
+    plausible_day(applied_on)
     if applied_on < cycle.planted_on:
         raise LotError(N_("The date is before planting."))
     row = InputUse(

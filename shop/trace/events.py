@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
 from core import clock
 from core.db import utcnow
+from core.errors import N_
+from shop.trace.errors import LotError
 from shop.trace.models import HarvestLot, LotEvent
+
+FIRST_DAY = date(2000, 1, 1)
+
+
+def plausible_day(day: date) -> date:
+    """``day`` if a farm record can be dated on it: from 2000 to a year from today."""
+    if not FIRST_DAY <= day <= clock.today() + timedelta(days=366):
+        raise LotError(N_("%(day)s is not a plausible date for this record"), day=day.isoformat())
+    return day
 
 
 def event_time(day: date | None) -> datetime:

@@ -16,7 +16,7 @@ from core import audit
 from core.errors import N_
 from shop.trace.ancestry import ancestry
 from shop.trace.errors import LotError
-from shop.trace.events import add_event, event_time
+from shop.trace.events import add_event, event_time, plausible_day
 from shop.trace.models import INSPECTION_RESULTS, HarvestLot, Inspection
 
 CERTIFICATE_TYPES = {".pdf", ".png", ".jpg", ".jpeg", ".webp"}
@@ -54,6 +54,7 @@ def record_inspection(
         raise LotError(N_("lab is required"))
     if result not in INSPECTION_RESULTS:
         raise LotError(N_("result must be pass or fail"))
+    plausible_day(tested_on)
     if lot.harvested_on and tested_on < lot.harvested_on - timedelta(days=30):
         raise LotError(N_("test date is long before the harvest"))
     inspection = Inspection(

@@ -16,12 +16,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from coop.models import Household
 from core import audit, clock
 from core.errors import N_
 from shop.trace.codes import new_code, normalize_code
 from shop.trace.cycles import cycle_for_crop
 from shop.trace.errors import LotError
-from shop.trace.events import add_event, event_time
+from shop.trace.events import add_event, event_time, plausible_day
 from shop.trace.models import CropCycle, HarvestLot, LotLink
 from shop.trace.ports import Sellable
 from shop.trace.quantity import parse_quantity
@@ -83,10 +84,12 @@ def create_harvest_lot(
     cycle of the product's crop is used when there is exactly one, so the lot still
     traces back to its greenhouse.
     """
-    harvested_on = harvested_on or clock.today()
+    harvested_on = plausible_day(harvested_on or clock.today())
     if cycle is not None and harvested_on < cycle.planted_on:
         raise LotError(N_("harvest date is before planting"))
     qty = parse_quantity(quantity)
+    if household_id is not None and session.get(Household, household_id) is None:
+        raise LotError(N_("no household %(id)s"), id=household_id)
     lot = HarvestLot(
         product_id=product_id,
         crop_cycle_id=cycle.id if cycle is not None else None,

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
+from core import parse
 from core.errors import N_
 from shop.trace.errors import LotError
 
@@ -20,10 +21,13 @@ def parse_quantity(value: Any, what: str = "quantity") -> Decimal:
     """``value`` as a positive Decimal with three decimals; ``what`` names it in the refusal."""
     not_number, not_positive = _MESSAGES[what]
     try:
-        q = Decimal(str(value).strip()).quantize(Decimal("0.001"))
-    except (InvalidOperation, ValueError) as exc:
+        read = parse.decimal_number(value, hi=Decimal("1e15"))
+    except parse.InputError as exc:
         raise LotError(not_number) from exc
-    if not q.is_finite() or q <= 0:
+    if read is None:
+        raise LotError(not_number)
+    q = read.quantize(Decimal("0.001"))
+    if q <= 0:
         raise LotError(not_positive)
     if q > MAX_QTY:
         raise LotError(N_("%(value)s is too large"), value=f"{q.normalize():f}")

@@ -44,7 +44,7 @@ from core.web import attempt, db_session, role_required, settings
 from iot.access import visible_greenhouses
 from iot.crops import crop_key
 from shop.trace import access as trace_access
-from shop.trace import cycles, epcis, gs1, inspections, lots, qr, recall
+from shop.trace import cycles, epcis, gs1, inspections, lots, qr, quantity, recall
 from shop.trace.ancestry import ancestry, descendants
 from shop.trace.conditions import growing_conditions
 from shop.trace.forms import (
@@ -582,17 +582,13 @@ def recalls():
 
 
 def _merge_parts(available: list[HarvestLot]) -> list[tuple[HarvestLot, Decimal]]:
-    """The quantities typed beside each lot on the merge page (empty or not a number: none)."""
+    """The quantities typed beside each lot on the merge page (empty: not in the box; a
+    mistyped one refuses the whole box with its reason, rather than being left out)."""
     parts = []
     for each in available:
         raw = (request.form.get(f"qty_{each.id}") or "").strip()
         if raw:
-            try:
-                qty = Decimal(raw)
-            except ArithmeticError:
-                qty = Decimal(0)
-            if qty > 0:
-                parts.append((each, qty))
+            parts.append((each, quantity.parse_quantity(raw)))
     return parts
 
 
