@@ -12,6 +12,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
+from shop.trace.models import HarvestLot
 
 QTY = Numeric(12, 3)
 
@@ -73,6 +74,11 @@ class Product(Base):
 
 
 # --- Catalogue extras --------------------------------------------------------------
+
+
+# A lot's product: traceability names the table (shop_lots.product_id); the shop, which may
+# know traceability, adds the relationship, so shop.trace's models need no shop module.
+HarvestLot.product = relationship(Product)
 
 
 class ProductSupplier(Base):

@@ -213,3 +213,29 @@ def test_the_top_level_stays_as_it_is():
         p for p in tracked_dirs if p.endswith(".egg-info")
     }
     assert tracked_dirs - ignored - allowed == set()
+
+
+@pytest.mark.parametrize(
+    "models", ["core.models", "coop.models", "iot.models", "shop.trace.models", "shop.models"]
+)
+def test_each_layers_tables_configure_with_only_the_layers_below(models):
+    """String-named relationships hide dependencies from the import graph: configure each
+    layer's mappers in a fresh interpreter, with nothing above it loaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, sys\n"
+        f"importlib.import_module({models!r})\n"
+        "from sqlalchemy.orm import configure_mappers\n"
+        "configure_mappers()\n"
+        "areas = ('core', 'coop', 'iot', 'shop')\n"
+        "ours = [m for m in sys.modules if m.endswith('.models') and m.split('.')[0] in areas]\n"
+        "print(' '.join(sorted(ours)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = {layer(m) for m in out.stdout.split()}
+    assert loaded <= ALLOWED[layer(models)] | {layer(models)}, (models, loaded)

@@ -11,11 +11,10 @@ from tests.conftest import login
 
 @pytest.fixture
 def farm(session, make_user):
-    from tests.shop.trace_factories import make_farm
-
     from datetime import date
 
     from shop.trace import lots
+    from tests.shop.trace_factories import make_farm
 
     farm = make_farm(session)
     farm.lots = [

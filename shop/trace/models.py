@@ -8,20 +8,27 @@ lot (``"pack"``) or a box merged from several lots (``"merge"``). ``LotLink`` ro
 the ancestry; ``LotEvent`` rows are the story shown on the trace page and exported as
 EPCIS. Inputs (fertilizer) and inspections belong to the cycle and the lot.
 
-``HarvestLot.product`` is the shop's ``Product``, named by class (this package imports
-no other shop module); traceability reads it as a ``ports.Sellable``.
+``HarvestLot.product_id`` names the shop's products by table (``shop_products``); the
+``HarvestLot.product`` relationship is added by ``shop.models``, on the shop's side, so
+these models configure without any other shop module. Traceability reads a lot's
+product as a ``ports.Sellable``.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, Double, ForeignKey, Index, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from coop.models import Household
 from core.db import Base, UTCDateTime, utcnow
-from shop.trace.ports import Sellable
+from iot.models import Greenhouse
+
+if TYPE_CHECKING:
+    from shop.trace.ports import Sellable
 
 QTY = Numeric(12, 3)
 
@@ -53,8 +60,8 @@ class CropCycle(Base):
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    greenhouse = relationship("Greenhouse", lazy="joined")
-    household = relationship("Household")
+    greenhouse: Mapped[Greenhouse] = relationship(Greenhouse, lazy="joined")
+    household: Mapped[Household | None] = relationship(Household)
     lots: Mapped[list[HarvestLot]] = relationship(back_populates="crop_cycle")
     inputs: Mapped[list[InputUse]] = relationship(
         back_populates="crop_cycle", cascade="all, delete-orphan", order_by="InputUse.applied_on"
@@ -85,8 +92,9 @@ class HarvestLot(Base):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    product: Mapped[Sellable | None] = relationship("Product")
-    household = relationship("Household")
+    if TYPE_CHECKING:
+        product: Sellable | None  # the relationship shop.models adds
+    household: Mapped[Household | None] = relationship(Household)
     crop_cycle: Mapped[CropCycle | None] = relationship(back_populates="lots")
     events: Mapped[list[LotEvent]] = relationship(
         back_populates="lot", cascade="all, delete-orphan", order_by="[LotEvent.at, LotEvent.id]"
