@@ -1,13 +1,24 @@
-"""The application factory: settings, database, extensions, blueprints and CLI.
+"""The composition root, the only place that knows every part: ``create_app()`` (settings,
+database, extensions, blueprints, CLI), the list of modules with tables, and the demo (its
+users, the order its areas seed a village in, and a small supervisor for its processes).
 
-``create_app()`` is the composition root: the only place that knows every part.
 Run with ``flask --app app run`` (the Makefile does this for you).
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import signal
+import socket
+import subprocess
 import sys
-from typing import Any
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
 
 import click
 from flask import Flask
@@ -15,8 +26,8 @@ from flask.cli import AppGroup
 from flask_migrate import Migrate
 from sqlalchemy.orm import Session
 
+from core import auth
 from core.config import PROJECT_ROOT, Settings
-from core.supervisor import Process, port_open, run
 
 AREAS = ("coop", "iot", "shop")  # the domains, each with its blueprints, CLI and catalogue
 
@@ -120,6 +131,32 @@ def load_models() -> None:
 
 # --- the demo: a village to try, and every process it needs ---------------------------
 
+DEMO_USERS = [
+    # username, role, display name, household index (farmers)
+    ("admin", "admin", "系统管理员", None),
+    ("kuaiji", "official", "赵会计", None),
+    ("cunzhang", "official", "赵村长", None),
+    ("zhaolin", "farmer", "赵林", 0),
+    ("wangfang", "farmer", "王芳", 1),
+    ("liqiang", "farmer", "李强", 2),
+    ("customer", "customer", "陈女士", None),
+]
+
+
+def seed_users(session: Session, ctx: dict[str, Any]) -> None:
+    households = ctx.get("households", [])
+    ctx.setdefault("users", {})
+    for username, role, name, household_index in DEMO_USERS:
+        password = ctx["password"] or secrets.token_urlsafe(9)
+        household_id = None
+        if household_index is not None and household_index < len(households):
+            household_id = households[household_index].id
+        user = auth.create_user(
+            session, username, password, role, display_name=name, household_id=household_id
+        )
+        ctx["users"][username] = user
+        ctx["accounts"].append((username, role, password))
+
 
 def seed_demo(session: Session, password: str | None = None) -> list[tuple[str, str, str]]:
     """Create the demo village, Zhaozhuang (赵庄); returns (username, role, password) of its users.
@@ -130,14 +167,13 @@ def seed_demo(session: Session, password: str | None = None) -> list[tuple[str, 
     (coop). Each phase takes (session, ctx) and may leave what later phases need in ctx.
     """
     import coop.demo
-    import core.demo
     import iot.demo
     import shop.demo
 
     ctx: dict[str, Any] = {"password": password, "accounts": []}
     for phase in (
         coop.demo.seed_members,
-        core.demo.seed_users,
+        seed_users,
         iot.demo.seed,
         iot.demo.seed_history,
         shop.demo.seed,
@@ -214,6 +250,87 @@ def demo_processes(settings: Settings, port: int, speedup: float) -> list[Proces
     ]
 
 
+# --- a small process supervisor for the demo (production uses systemd units) ---------
+
+COLORS = ("36", "33", "31", "32", "35", "34")
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool] | None = None  # wait for this (up to 5 s) before starting the next
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _pump(name: str, color: str, stream: IO[bytes]) -> None:
+    tty = sys.stdout.isatty()
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace").rstrip()
+        prefix = f"\033[{color}m{name:>9}\033[0m |" if tty else f"{name:>9} |"
+        print(f"{prefix} {line}", flush=True)
+
+
+def supervise(processes: Sequence[Process], *, cwd: Path, banner: str = "") -> int:
+    """Run ``processes`` until one exits (its code is returned) or we are told to stop (0)."""
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = threading.Event()
+
+    def stop(*_args: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    exit_code = 0
+    try:
+        for i, proc_spec in enumerate(processes):
+            proc = subprocess.Popen(
+                proc_spec.argv,
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            children.append((proc_spec.name, proc))
+            assert proc.stdout is not None
+            color = COLORS[i % len(COLORS)]
+            threading.Thread(target=_pump, args=(proc_spec.name, color, proc.stdout), daemon=True).start()
+            if proc_spec.ready is not None:
+                for _ in range(50):
+                    if proc_spec.ready():
+                        break
+                    time.sleep(0.1)
+        if banner:
+            print(banner, flush=True)
+        while not stopping.is_set():
+            for name, proc in children:
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; stopping the rest", flush=True)
+                    exit_code = proc.returncode or 1
+                    stopping.set()
+                    break
+            stopping.wait(0.5)
+    finally:
+        for _name, proc in reversed(children):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for _name, proc in reversed(children):
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        print("stopped", flush=True)
+    return exit_code
+
+
 demo_cli = AppGroup("demo", help="Demo data and the all-in-one demo runner.")
 
 
@@ -244,4 +361,4 @@ def run_command(port: int, speedup: float) -> None:
     """Start the broker, ingester, simulator, alert checker and web app; Ctrl-C stops them all."""
     settings = Settings.from_env()
     banner = f"demo: Tianyuan is running on http://127.0.0.1:{port}  (Ctrl-C stops everything)"
-    raise SystemExit(run(demo_processes(settings, port, speedup), cwd=PROJECT_ROOT, banner=banner))
+    raise SystemExit(supervise(demo_processes(settings, port, speedup), cwd=PROJECT_ROOT, banner=banner))
