@@ -9,6 +9,7 @@ export FLASK_APP := app
 I18N_AREAS := core coop iot shop
 # What `make lock` resolves: every extra, for Python 3.11 on any platform.
 LOCK_ARGS := pyproject.toml --extra test --extra postgres --universal --python-version 3.11 --generate-hashes
+UV := uv==0.13.9  # the resolver behind the lock: pinned, so `make lock` is repeatable
 
 .PHONY: demo test test-fast test-pg test-lowest venv lock system-deps system-deps-test translations \
 	i18n-extract lint bench-quick clean
@@ -28,7 +29,7 @@ venv: $(VENV)/.installed
 # Developers: after changing dependencies in pyproject.toml (or to take newer releases),
 # recompute the lock and commit both files.
 lock: venv
-	$(BIN)/pip install --quiet uv
+	$(BIN)/pip install --quiet '$(UV)'
 	$(BIN)/uv pip compile $(LOCK_ARGS) --upgrade --quiet -o requirements.lock
 
 system-deps:
@@ -73,7 +74,7 @@ test-pg: venv system-deps-test translations
 
 # The declared lower bounds are true: the suite (no browser) at the oldest versions pyproject.toml allows.
 test-lowest: venv system-deps translations
-	$(BIN)/pip install --quiet uv
+	$(BIN)/pip install --quiet '$(UV)'
 	rm -rf .venv-lowest && $(PYTHON) -m venv .venv-lowest
 	$(BIN)/uv pip compile pyproject.toml --extra test --extra postgres --resolution lowest-direct \
 	  --python-version 3.11 --quiet -o .venv-lowest/requirements.txt
