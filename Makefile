@@ -9,7 +9,8 @@ export FLASK_APP := app
 I18N_AREAS := core coop iot shop
 # What `make lock` resolves: every extra, for Python 3.11 on any platform.
 LOCK_ARGS := pyproject.toml --extra test --extra postgres --universal --python-version 3.11 --generate-hashes
-UV := uv==0.13.9  # the resolver behind the lock: pinned, so `make lock` is repeatable
+# The resolver behind the lock: pinned, so `make lock` is repeatable.
+UV := uv==0.13.9
 
 .PHONY: demo test test-fast test-pg test-lowest venv lock system-deps system-deps-test translations \
 	i18n-extract lint bench-quick clean
