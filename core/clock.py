@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 DAY = 86400
-LAST_TS = 253402300799  # 9999-12-31 23:59:59 UTC
+LAST_TS = 7258118399  # 2199-12-31 23:59:59 UTC: room for any zone, week and month after it
 _QUARTER = 900  # every zone's offset is a multiple of 15 minutes (since 1900)
 
 
@@ -194,7 +194,7 @@ def parse_time(value: str | None, default: int) -> int:
         pass
     else:
         if not 0 <= number <= LAST_TS:  # NaN, before 1970, beyond year 9999
-            raise ClockError(f"not a time between 1970 and 9999: {value!r}")
+            raise ClockError(f"not a time between 1970 and 2199: {value!r}")
         return int(number)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -204,7 +204,7 @@ def parse_time(value: str | None, default: int) -> int:
         parsed = parsed.replace(tzinfo=zone())
     ts = int(parsed.timestamp())  # aware: no conversion that could overflow
     if not 0 <= ts <= LAST_TS:
-        raise ClockError(f"not a time between 1970 and 9999: {value!r}")
+        raise ClockError(f"not a time between 1970 and 2199: {value!r}")
     return ts
 
 

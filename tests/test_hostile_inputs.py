@@ -70,8 +70,10 @@ def test_a_statement_for_an_impossible_month_is_a_400(client, farm, month):
     assert r.status_code == 400
 
 
-@pytest.mark.parametrize("start", ["-62135596800", "-1", "1e20", "0001-01-01T00:00:00", "10000-01-01"])
-def test_series_and_exports_refuse_times_outside_1970_to_9999(client, farm, start):
+@pytest.mark.parametrize(
+    "start", ["-62135596800", "-1", "1e20", "0001-01-01T00:00:00", "2200-01-01", "253402300799"]
+)
+def test_series_and_exports_refuse_times_outside_1970_to_2199(client, farm, start):
     login(client, "kuaiji")
     code = farm.greenhouse.code
     api = client.get(f"/api/v1/greenhouses/{code}/series?metric=air_temperature&start={start}&resolution=day")
@@ -110,3 +112,11 @@ def test_stock_for_a_household_that_does_not_exist_says_so(client, session, farm
         follow_redirects=True,
     )
     assert r.status_code == 200 and "no household 999999" in r.get_data(as_text=True)
+
+
+def test_irrigation_summary_at_the_edges_of_time(client, farm):
+    login(client, "kuaiji")
+    base = f"/api/v1/greenhouses/{farm.greenhouse.code}/irrigation?period=month&at="
+    assert client.get(base + "7258118399").status_code == 200  # the last second of 2199
+    assert client.get(base + "7258118400").status_code == 400
+    assert client.get(base + "0").status_code == 200
