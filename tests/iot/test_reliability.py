@@ -253,11 +253,14 @@ def test_writer_process_killed_is_restarted_and_nothing_lost(
 ):
     ing = start_ingester(writer_process=True, batch_size=200)
     first_writer = ing.ingester.writer_process.process
-    sender = threading.Thread(target=publisher.publish_many, args=(messages(prefix, 0, 6000),))
+    sender = threading.Thread(target=publisher.publish_many, args=(messages(prefix, 0, 3000),))
     sender.start()
     wait_for(lambda: stored(session) >= 400, 30, 0.01, "400 readings")
     os.kill(first_writer.pid, signal.SIGKILL)
     sender.join(60)
+    # more after the kill, so only a new writer can store everything (on a fast machine the
+    # first one may have finished the first 3,000 before the signal landed)
+    publisher.publish_many(messages(prefix, 3000, 3000))
     wait_for(lambda: stored(session) >= 6000, 60, 0.1, "6000 readings after the writer restart")
     assert ing.ingester.writer_process.process.pid != first_writer.pid and ing.stats.writer_starts == 2
     assert stored_ts(session) == expected_ts(0, 6000)
