@@ -178,10 +178,14 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
     from sqlalchemy import select
 
     from coop import disclosure, distribution, members
-    from coop.ledger import Line, ensure_account, ensure_chart, post_voucher, reverse_voucher
+    from coop import settings
+    from coop.ledger import Line, ensure_account, load_chart, post_voucher, reverse_voucher
     from coop.models import Household, RecurringEntry, ShareEvent
 
-    ensure_chart(session)
+    load_chart(session, opening=date(clock.today().year - 1, 1, 1))
+    settings.update(
+        session, name="赵庄村股份经济合作社", contact="村会计室 0371-6288 0000（工作日 8:30–17:30）"
+    )
     users = ctx.get("users", {})
     preparer = users["kuaiji"].id if "kuaiji" in users else None
     approver = users["cunzhang"].id if "cunzhang" in users else None

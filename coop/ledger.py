@@ -60,11 +60,15 @@ class Line:
 # ---------------------------------------------------------------- chart of accounts
 
 
-def load_chart(session: Session, path: Path | str | None = None) -> int:
+def load_chart(session: Session, path: Path | str | None = None, *, opening: dt.date | None = None) -> int:
     """Load the level-1 chart from the CSV (code, name_zh, class, name_en); returns how many were added.
 
-    Idempotent: existing codes are left as they are.
+    Idempotent: existing codes are left as they are. Opens the books (``coop.settings``) on
+    ``opening`` (default 1 January this year) if they are not open yet.
     """
+    from coop import settings
+
+    settings.ensure(session, opening=opening)
     existing = set(session.scalars(select(Account.code).where(Account.parent_id.is_(None))))
     added = 0
     with open(path or CHART_CSV, encoding="utf-8", newline="") as fh:

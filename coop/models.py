@@ -20,6 +20,26 @@ CREDIT_CLASSES = ("liability", "equity", "income")
 ACCOUNT_CLASSES = DEBIT_CLASSES + CREDIT_CLASSES
 
 
+class BooksSettings(Base):
+    """The books' own settings (one row): the organisation, when the books open, the charter's rates.
+
+    ``opening_date`` (建账日期) is the first day a voucher may be dated; ``reserve_percent`` is the
+    公积公益金 rate the charter (章程) sets for the year-end distribution; ``future_grace_days``
+    lets a voucher be dated that many days after today (0: not after today).
+    """
+
+    __tablename__ = "coop_books_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    opening_date: Mapped[date]
+    reserve_percent: Mapped[str] = mapped_column(String(12), default="10")
+    future_grace_days: Mapped[int] = mapped_column(default=0)
+    contact: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
 class Household(Base):
     """A member household (成员户) of the village collective economic organisation."""
 

@@ -12,7 +12,7 @@ from coop.ledger import Line, load_chart, post_voucher
 @pytest.fixture
 def books(session):
     """The official chart of accounts, loaded."""
-    load_chart(session)
+    load_chart(session, opening=dt.date(2020, 1, 1))
     session.commit()
     return session
 
