@@ -177,8 +177,7 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
     published disclosure, this year up to last month, shares for every household."""
     from sqlalchemy import select
 
-    from coop import disclosure, distribution, members
-    from coop import settings
+    from coop import disclosure, distribution, members, settings
     from coop.ledger import Line, ensure_account, load_chart, post_voucher, reverse_voucher
     from coop.models import Household, RecurringEntry, ShareEvent
 

@@ -203,7 +203,20 @@ def chain_head(session: Session) -> tuple[int, str]:
 # ---------------------------------------------------------------- posting
 
 
-def _validate(session: Session, day: dt.date, summary: str, lines: list[Line]) -> dict[str, Account]:
+def lock_head(session: Session) -> ChainHead:
+    """Lock and return the chain head row: everything that extends the chain takes it first, so
+    chain positions and voucher numbers are assigned one writer at a time."""
+    head = session.scalar(select(ChainHead).where(ChainHead.id == 1).with_for_update())
+    if head is None:  # validate_voucher loads the chart, which starts the chain
+        raise LedgerError(N_("the books have no chain head: load the chart of accounts"))
+    return head
+
+
+def validate_voucher(session: Session, day: dt.date, summary: str, lines: list[Line]) -> dict[str, Account]:
+    """Every rule a voucher must satisfy to be posted; raises ``LedgerError`` and writes nothing.
+
+    Returns the accounts by code. Drafts are checked with it too, so a draft that saves will post.
+    """
     if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
         raise LedgerError(N_("voucher date must be a date"))
     if not (summary or "").strip():
@@ -292,11 +305,9 @@ def post_voucher(
     if not isinstance(attachments, int) or attachments < 0:
         raise LedgerError(N_("attachments must be a whole number, zero or more"))
     lines = [Line(str(ln.account).strip(), ln.debit, ln.credit, (ln.memo or "")[:200]) for ln in lines]
-    accounts = _validate(session, date, summary, lines)
+    accounts = validate_voucher(session, date, summary, lines)
 
-    head = session.scalar(select(ChainHead).where(ChainHead.id == 1).with_for_update())
-    if head is None:  # _validate loads the chart, which starts the chain
-        raise LedgerError(N_("the books have no chain head: load the chart of accounts"))
+    head = lock_head(session)
     if source is not None:  # a concurrent poster may have won the race while we waited for the lock
         existing = session.scalar(
             select(Voucher).where(Voucher.source == source, Voucher.source_ref == source_ref)
