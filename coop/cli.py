@@ -82,12 +82,15 @@ def recurring(until: str | None) -> None:
         day = dt.date.fromisoformat(until) if until else clock.today()
     except ValueError as exc:
         raise click.BadParameter("use YYYY-MM-DD", param_hint="--until") from exc
+    skipped: list = []
     with transaction() as session:
-        posted = run_recurring(session, day)
+        posted = run_recurring(session, day, skipped=skipped)
         lines = [f"posted {v.label} {v.date} {v.summary}" for v in posted]
     for line in lines:
         click.echo(line)
-    click.echo(f"{len(posted)} voucher(s) posted")
+    for s in skipped:
+        click.echo(f"skipped {s.entry} {s.date}: {s.why}")
+    click.echo(f"{len(posted)} voucher(s) posted" + (f", {len(skipped)} skipped" if skipped else ""))
 
 
 @coop_cli.command("year-end")

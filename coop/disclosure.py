@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import event, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
 from coop.ledger import LedgerError, chain_head
@@ -94,7 +94,10 @@ def draft(
     m1, m2 = period_range(year, kind, number)
     existing = session.scalar(
         select(Disclosure).where(
-            Disclosure.year == year, Disclosure.period_kind == kind, Disclosure.period_no == number
+            Disclosure.year == year,
+            Disclosure.period_kind == kind,
+            Disclosure.period_no == number,
+            Disclosure.status != "withdrawn",
         )
     )
     if existing is not None and existing.status == "approved":
@@ -130,6 +133,8 @@ def approve(session: Session, disclosure_id: int, *, user_id: int | None) -> Dis
         raise LedgerError(N_("no disclosure %(disclosure_id)s"), disclosure_id=disclosure_id)
     if d.status == "approved":
         raise LedgerError(N_("this disclosure is already approved"))
+    if d.status == "withdrawn":
+        raise LedgerError(N_("this disclosure was withdrawn: draft the period again"))
     d.status, d.approved_by, d.approved_at = "approved", user_id, utcnow()
     session.flush()
     audit.record(
@@ -142,21 +147,72 @@ def approve(session: Session, disclosure_id: int, *, user_id: int | None) -> Dis
     return d
 
 
-def published(session: Session) -> list[Disclosure]:
+def published(session: Session, *, withdrawn: bool = False) -> list[Disclosure]:
+    """Approved disclosures, newest first; with ``withdrawn`` also those withdrawn since (the public
+    pages keep showing them, with a notice)."""
+    statuses = ("approved", "withdrawn") if withdrawn else ("approved",)
     return list(
         session.scalars(
             select(Disclosure)
-            .where(Disclosure.status == "approved")
+            .where(Disclosure.status.in_(statuses))
             .order_by(Disclosure.end.desc(), Disclosure.id.desc())
         )
     )
 
 
+def withdraw_covering(session: Session, year: int, month: int, *, reason: str, user_id: int | None) -> list:
+    """Withdraw every approved disclosure whose range covers ``year``-``month`` (its period was
+    reopened); returns them. A withdrawn disclosure stays public with the reason, and a new one
+    can be drafted for its period."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise LedgerError(N_("give the reason for withdrawing the disclosure"))
+    first, last = dt.date(year, month, 1), month_end(year, month)
+    rows = list(
+        session.scalars(
+            select(Disclosure)
+            .where(Disclosure.status == "approved", Disclosure.start <= last, Disclosure.end >= first)
+            .order_by(Disclosure.id)
+        )
+    )
+    for d in rows:
+        d.status, d.withdrawn_at, d.withdrawn_by, d.withdraw_reason = (
+            "withdrawn",
+            utcnow(),
+            user_id,
+            reason[:500],
+        )
+        session.flush()
+        audit.record(
+            session,
+            "disclosure.withdraw",
+            d,
+            user_id=user_id,
+            details={"title": d.title, "reason": reason[:500], "chain_hash": d.chain_hash},
+        )
+    return rows
+
+
+_WITHDRAWAL = {"status", "withdrawn_at", "withdrawn_by", "withdraw_reason"}
+
+
 def _guard(_mapper, connection, target: Disclosure) -> None:
     stored = connection.scalar(select(Disclosure.status).where(Disclosure.id == target.id))
-    if stored == "approved":
+    if stored == "approved" and target.status == "withdrawn":
+        changed = {a.key for a in inspect(target).attrs if a.history.has_changes()}
+        if changed <= _WITHDRAWAL:
+            return  # the one change a published statement allows: withdraw_covering
+    if stored in ("approved", "withdrawn"):
         raise LedgerError(N_("an approved disclosure is read-only"))
 
 
 event.listen(Disclosure, "before_update", _guard)
-event.listen(Disclosure, "before_delete", _guard)
+
+
+def _guard_delete(_mapper, connection, target: Disclosure) -> None:
+    stored = connection.scalar(select(Disclosure.status).where(Disclosure.id == target.id))
+    if stored in ("approved", "withdrawn"):
+        raise LedgerError(N_("an approved disclosure is read-only"))
+
+
+event.listen(Disclosure, "before_delete", _guard_delete)

@@ -21,9 +21,10 @@ from fractions import Fraction
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from coop import settings
 from coop.ledger import LedgerError, Line, ensure_account, household_account, post_voucher
 from coop.models import Account, Distribution, Household, Voucher
-from coop.periods import close_period, closed_periods
+from coop.periods import close_period, closed_periods, has_ended, next_to_close
 from coop.reports import _figures, _rolled, shares_by_household
 from core import audit
 from core.errors import N_
@@ -267,6 +268,20 @@ def post_distribution(
     refuse if the figures changed since the preview. Optionally close all twelve months."""
     if session.scalar(select(Distribution).where(Distribution.year == year)) is not None:
         raise LedgerError(N_("the %(year)s distribution has already been posted"), year=year)
+    if not has_ended(year, 12):
+        raise LedgerError(
+            N_("the year-end of %(year)s can be posted once December has ended (from %(from)s)"),
+            year=year,
+            **{"from": f"{year + 1}-01-01"},
+        )
+    if close_months:
+        nxt = next_to_close(session)
+        if nxt < (year, 1):
+            raise LedgerError(
+                N_("months close in order: close the months before %(year)s first (next: %(next)s)"),
+                year=year,
+                next=f"{nxt[0]}-{nxt[1]:02d}",
+            )
     plan = preview(session, year, reserve_percent=reserve_percent, payout_percent=payout_percent)
     if expected is not None and plan_fingerprint(plan) != expected:
         raise LedgerError(N_("the books changed since the preview: preview the plan again"))
@@ -325,7 +340,8 @@ def post_distribution(
     )
     if close_months:
         done = closed_periods(session)
+        opening = settings.get(session).opening_date
         for month in range(1, 13):
-            if (year, month) not in done:
+            if (year, month) not in done and (year, month) >= (opening.year, opening.month):
                 close_period(session, year, month, user_id=user_id)
     return dist

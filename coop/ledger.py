@@ -34,7 +34,7 @@ from coop.models import (
     Voucher,
     VoucherLine,
 )
-from core import audit
+from core import audit, clock
 from core.errors import N_, DomainError
 from core.money import format_yuan
 
@@ -164,6 +164,82 @@ def is_closed(session: Session, year: int, month: int) -> bool:
     return bool(session.scalar(select(Period.closed).where(Period.year == year, Period.month == month)))
 
 
+def month_end(year: int, month: int) -> dt.date:
+    return dt.date(year + (month == 12), month % 12 + 1, 1) - dt.timedelta(days=1)
+
+
+def latest_closed(session: Session) -> tuple[int, int] | None:
+    """(year, month) of the latest closed month, or None while no month is closed."""
+    row = session.execute(
+        select(Period.year, Period.month)
+        .where(Period.closed.is_(True))
+        .order_by(Period.year.desc(), Period.month.desc())
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def first_open_day(session: Session) -> dt.date:
+    """The first day a voucher may be dated: the day after the latest closed month, and not before
+    the books' opening date."""
+    from coop import settings
+
+    opening = settings.get(session).opening_date
+    last = latest_closed(session)
+    if last is None:
+        return opening
+    return max(opening, month_end(*last) + dt.timedelta(days=1))
+
+
+def last_allowed_day(session: Session) -> dt.date:
+    """The latest day a voucher may be dated: today (in the configured zone) plus the grace days."""
+    from coop import settings
+
+    return clock.today() + dt.timedelta(days=settings.get(session).future_grace_days or 0)
+
+
+def check_date(session: Session, day: dt.date) -> None:
+    """Refuse a voucher date outside [first open day, today + grace], naming the rule and the range."""
+    from coop import settings
+
+    first, last = first_open_day(session), last_allowed_day(session)
+    span = {"date": day.isoformat(), "first": first.isoformat(), "last": last.isoformat()}
+    opening = settings.get(session).opening_date
+    if day < opening:
+        raise LedgerError(
+            N_(
+                "%(date)s is before the books' opening date %(opening)s: vouchers may be dated from "
+                "%(first)s to %(last)s"
+            ),
+            opening=opening.isoformat(),
+            **span,
+        )
+    closed = latest_closed(session)
+    if closed is not None and day < first:
+        if is_closed(session, day.year, 12):
+            raise LedgerError(
+                N_(
+                    "%(year)s is a closed year: a correction to it is posted as a prior-year adjustment "
+                    "(以前年度损益调整) in an open period (Books → Corrections, or flask coop correct); "
+                    "vouchers may be dated from %(first)s to %(last)s"
+                ),
+                year=day.year,
+                **span,
+            )
+        raise LedgerError(
+            N_(
+                "%(date)s is in a closed period (closed up to %(closed)s): vouchers may be dated from "
+                "%(first)s to %(last)s"
+            ),
+            closed=f"{closed[0]}-{closed[1]:02d}",
+            **span,
+        )
+    if day > last:
+        raise LedgerError(
+            N_("%(date)s is too far in the future: vouchers may be dated from %(first)s to %(last)s"), **span
+        )
+
+
 # ---------------------------------------------------------------- the hash chain
 
 
@@ -266,12 +342,7 @@ def validate_voucher(session: Session, day: dt.date, summary: str, lines: list[L
     inactive = sorted(a.code for a in accounts.values() if not a.active)
     if inactive:
         raise LedgerError(N_("account %(codes)s is inactive"), codes=", ".join(inactive))
-    if is_closed(session, day.year, day.month):
-        raise LedgerError(
-            N_("period %(year)s-%(month)02d is closed: nothing can be posted into it"),
-            year=day.year,
-            month=day.month,
-        )
+    check_date(session, day)
     return accounts
 
 
@@ -401,6 +472,22 @@ def reverse_voucher(
         raise LedgerError(
             N_("voucher %(label)s is a year-end entry and cannot be reversed"), label=original.label
         )
+    if original.source == "shop":
+        raise LedgerError(
+            N_(
+                "voucher %(label)s was posted by the shop and cannot be reversed in the books: correct it "
+                "through the shop's refund or cancel, which post their own vouchers"
+            ),
+            label=original.label,
+        )
+    if not isinstance(date, dt.date) or isinstance(date, dt.datetime):
+        raise LedgerError(N_("voucher date must be a date"))
+    if date < original.date:
+        raise LedgerError(
+            N_("a reversal is dated on or after the voucher it reverses (%(label)s is dated %(date)s)"),
+            label=original.label,
+            date=original.date.isoformat(),
+        )
     lines = [Line(ln.account.code, debit=ln.credit, credit=ln.debit, memo=ln.memo) for ln in original.lines]
     return post_voucher(
         session,
@@ -484,7 +571,7 @@ def verify_chain(session: Session, *, check_balances: bool = True) -> VerifyResu
         seq: (title, h)
         for seq, title, h in session.execute(
             select(Disclosure.chain_seq, Disclosure.title, Disclosure.chain_hash).where(
-                Disclosure.status == "approved"
+                Disclosure.status.in_(("approved", "withdrawn"))
             )
         )
     }

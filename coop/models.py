@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
@@ -196,6 +196,10 @@ class Period(Base):
     closed: Mapped[bool] = mapped_column(default=False)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # the last reopening (an admin's correction of the latest closed month), kept after it closes again
+    reopened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reopened_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reopen_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class Enterprise(Base):
@@ -284,7 +288,18 @@ class Disclosure(Base):
     """A public statement (财务公开) for a month or quarter: a frozen snapshot, public once approved."""
 
     __tablename__ = "coop_disclosures"
-    __table_args__ = (UniqueConstraint("year", "period_kind", "period_no"),)
+    # one current (draft or approved) disclosure per period; withdrawn ones stay beside it
+    __table_args__ = (
+        Index(
+            "uq_coop_disclosures_current",
+            "year",
+            "period_kind",
+            "period_no",
+            unique=True,
+            sqlite_where=text("status != 'withdrawn'"),
+            postgresql_where=text("status != 'withdrawn'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     year: Mapped[int]
@@ -296,8 +311,12 @@ class Disclosure(Base):
     content: Mapped[dict] = mapped_column(JSON)
     chain_seq: Mapped[int] = mapped_column(default=0)
     chain_hash: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(12), default="draft")  # draft | approved
+    status: Mapped[str] = mapped_column(String(12), default="draft")  # draft | approved | withdrawn
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     approved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # withdrawn: a published statement whose period was reopened; still shown, with this notice
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    withdrawn_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    withdraw_reason: Mapped[str | None] = mapped_column(String(500))

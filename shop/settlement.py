@@ -8,6 +8,10 @@ Posted through ``coop.ledger`` (idempotent per ``source="shop"`` and ``source_re
 - refund:      the same split, reversed, against cash or the Stripe clearing account.
 - payout:      Dr 102 银行存款, Cr 112 Stripe clearing.
 
+A money event whose local day falls in a closed month (or before the books' opening date) is
+posted on the first open day, its original date in the summary (``posting_day``): money that
+has moved is always in the books.
+
 See docs/shop.md for why these accounts.
 """
 
@@ -33,6 +37,22 @@ SOURCE = "shop"
 def local_day(at: dt.datetime | None) -> dt.date:
     """The local date of ``at`` (default now)."""
     return clock.local_date(at or clock.now())
+
+
+def posting_day(session: Session, day: dt.date, summary: str) -> tuple[dt.date, str]:
+    """Where a money event of ``day`` is posted: its own day, or (its month is closed, or it is
+    before the books' opening date) the first open day, with the original date in the summary.
+    The shop's money never fails to post because of a period."""
+    first = ledger.first_open_day(session)
+    if day >= first:
+        return day, summary
+    return first, f"{summary}（原日期 {day.isoformat()}，所属期间已结账）"[:200]
+
+
+def _post(session: Session, *, date: dt.date, summary: str, **kwargs):
+    ledger.ensure_chart(session)
+    day, summary = posting_day(session, date, summary)
+    return ledger.post_voucher(session, date=day, summary=summary, **kwargs)
 
 
 # --- accounts ----------------------------------------------------------------------
@@ -165,7 +185,7 @@ def post_sale(session: Session, order: Order, payment: Payment, *, user_id: int 
             )
         )
     method = {"stripe": "Stripe", "transfer": "转账"}.get(payment.method, "现金")
-    return ledger.post_voucher(
+    return _post(
         session,
         date=local_day(payment.created_at),
         summary=f"商城订单 {order.number} 销售收款（{method}）",
@@ -179,7 +199,7 @@ def post_sale(session: Session, order: Order, payment: Payment, *, user_id: int 
 
 def post_overpayment(session: Session, order: Order, payment: Payment, *, user_id: int | None = None):
     """Money received twice for one order: owed back to the customer (211 应付款), not revenue."""
-    return ledger.post_voucher(
+    return _post(
         session,
         date=local_day(payment.created_at),
         summary=f"商城订单 {order.number} 重复收款，待退还",
@@ -233,7 +253,7 @@ def post_refund(session: Session, refund: Refund, amounts: dict[int, int], *, us
                 at=refund.created_at,
             )
         )
-    return ledger.post_voucher(
+    return _post(
         session,
         date=local_day(refund.created_at),
         summary=f"商城订单 {order.number} 退款",
@@ -250,7 +270,7 @@ def post_payout(
     """Stripe paid out ``amount_fen`` to the bank account (idempotent per payout id)."""
     if amount_fen <= 0:
         return None
-    return ledger.post_voucher(
+    return _post(
         session,
         date=arrived,
         summary=f"Stripe 结算到账 {payout_id}",

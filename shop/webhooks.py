@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core import clock
 from core.config import Settings
 from shop import payments, settlement
 from shop.models import Order, Payment, StripeEvent
@@ -49,6 +50,16 @@ def verify(payload: bytes, signature: str | None, secret: str, *, tolerance: int
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
         raise BadSignature("not an event")
     return event
+
+
+def _event_time(event: dict) -> datetime:
+    """When Stripe says the event happened (the money moved then, even if the delivery is late);
+    never later than now, and now if the event carries no time."""
+    now = clock.now()
+    created = int(event.get("created") or 0)
+    if created <= 0:
+        return now
+    return min(datetime.fromtimestamp(created, UTC), now)
 
 
 def _order_for(session: Session, obj: dict) -> Order | None:
@@ -140,11 +151,12 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
             reference=f"stripe:{obj['id']}",
             fee_fen=fee_fen,
             payment_intent=pi,
+            now=_event_time(event),
         )
     elif kind in ("checkout.session.async_payment_failed", "checkout.session.expired"):
         cancelled = payments.cancel_unpaid(session, order, reason=kind)
         row.outcome = "cancelled, stock returned" if cancelled else f"no effect (order {order.status})"
     elif kind == "charge.refunded":
-        added = payments.record_stripe_refunds(session, order, obj)
+        added = payments.record_stripe_refunds(session, order, obj, now=_event_time(event))
         row.outcome = f"{added} refund(s) recorded" if added else "refunds already recorded"
     return row.outcome

@@ -56,3 +56,11 @@ def demo_books(session, make_user):
     seed_books(session, ctx)
     session.commit()
     return ctx
+
+
+def close_through(session, year, month):
+    """Close the months in order, from the next one to close up to ``year``-``month``."""
+    from coop.periods import close_period, next_to_close
+
+    while next_to_close(session) <= (year, month):
+        close_period(session, *next_to_close(session))

@@ -11,7 +11,7 @@ from coop.distribution import close_income, cooperative_plan, plan_fingerprint, 
 from coop.ledger import LedgerError, ensure_account, is_closed
 from coop.models import Distribution, Voucher
 from coop.reports import account_balances, income_expense, income_statement, trial_balance
-from tests.coop.conftest import post
+from tests.coop.conftest import close_through, post
 
 
 @pytest.fixture
@@ -20,6 +20,7 @@ def year_2025(books, households):
     post(books, dt.date(2025, 3, 1), "加工费", ("102", 10_000_000, 0), (mill, 0, 10_000_000))
     post(books, dt.date(2025, 3, 18), "运转经费补助", ("102", 3_000_001, 0), ("503", 0, 3_000_001))
     post(books, dt.date(2025, 6, 5), "办公费", ("513", 1_000_000, 0), ("102", 0, 1_000_000))
+    close_through(books, 2024, 12)  # months close in order from the books' opening (2020-01)
     books.commit()
     return books
 
@@ -79,6 +80,7 @@ def test_stale_preview_is_refused(year_2025):
 
 def test_prior_losses_are_made_up_first(books, households):
     post(books, dt.date(2024, 5, 1), "loss", ("513", 500_000, 0), ("102", 0, 500_000))
+    close_through(books, 2023, 12)
     post_distribution(books, 2024)
     post(books, dt.date(2025, 5, 1), "income", ("102", 2_000_000, 0), ("503", 0, 2_000_000))
     plan = preview(books, 2025, reserve_percent=10)
@@ -91,6 +93,7 @@ def test_a_loss_year_distributes_nothing(books, households):
     post(books, dt.date(2025, 5, 1), "loss", ("513", 300_000, 0), ("102", 0, 300_000))
     plan = preview(books, 2025)
     assert plan.surplus == -300_000 and plan.reserve == 0 and plan.to_households == 0
+    close_through(books, 2024, 12)
     post_distribution(books, 2025)
     assert account_balances(books, 2025, 12)["32202"] == 300_000  # loss carried forward (debit)
 

@@ -6,9 +6,10 @@ import datetime as dt
 
 from sqlalchemy import func, select
 
+from coop import settings
 from coop.models import Distribution, Period, ShareEvent, Voucher
 from tests.conftest import csrf_token_from, login
-from tests.coop.conftest import post
+from tests.coop.conftest import close_through, post
 
 YEAR = dt.date.today().year - 1
 
@@ -148,6 +149,8 @@ def test_members_shares_and_transfers(client, official, households, books):
 
 
 def test_close_a_period_through_the_web(client, official, books):
+    close_through(books, 2025, 1)
+    books.commit()
     login(client, "kuaiji")
     client.post("/coop/periods?year=2025", data={"month": 2})
     assert books.scalar(select(Period).where(Period.year == 2025, Period.month == 2)).closed
@@ -167,6 +170,7 @@ def test_close_a_period_through_the_web(client, official, books):
 
 def test_year_end_preview_then_post(client, official, households, books):
     post(books, dt.date(YEAR, 6, 1), "补助", ("102", 1_000_000, 0), ("503", 0, 1_000_000))
+    close_through(books, YEAR - 1, 12)
     books.commit()
     login(client, "kuaiji")
     page = client.get(f"/coop/distribution?year={YEAR}&reserve=10&payout=100").get_data(as_text=True)
@@ -220,16 +224,19 @@ def test_recurring_entries_post_on_schedule_once(runner, books):
             start=dt.date(2025, 1, 31),
         )
     )
+    settings.update(books, opening_date=dt.date(2025, 4, 1))  # the books open after the first due date
     books.commit()
     assert runner.invoke(args=["coop", "close-period", "2025-04"]).exit_code == 0
     result = runner.invoke(args=["coop", "recurring", "--until", "2025-08-15"])
     assert result.exit_code == 0, result.output
-    assert "2 voucher(s) posted" in result.output  # 2025-01-31 and 2025-07-31; April is closed
-    assert (
-        "2 voucher(s) posted" not in runner.invoke(args=["coop", "recurring", "--until", "2025-08-15"]).output
-    )
+    # 2025-01-31 is before the opening, 2025-04-30 in closed April: both reported, not posted
+    assert "1 voucher(s) posted, 2 skipped" in result.output
+    assert "skipped 鱼塘租金 2025-01-31: due before the books' opening date" in result.output
+    assert "skipped 鱼塘租金 2025-04-30: due in a closed period" in result.output
+    again = runner.invoke(args=["coop", "recurring", "--until", "2025-08-15"]).output
+    assert "0 voucher(s) posted" in again
     dates = sorted(books.scalars(select(Voucher.date)))
-    assert dates == [dt.date(2025, 1, 31), dt.date(2025, 7, 31)]
+    assert dates == [dt.date(2025, 7, 31)]
     assert runner.invoke(args=["coop", "close-period", "2025-04"]).exit_code != 0  # already closed
 
 

@@ -1,0 +1,135 @@
+"""Corrections to a closed year (以前年度损益调整), posted in an open period.
+
+A closed year's vouchers and statements stay as published. An income or expense found later
+for such a year is posted today (or on another open date) as two vouchers:
+
+1. the correction itself: the accounts it affects (cash, bank, a household's 113, …) against
+   322 收益分配—以前年度损益调整 (key ``distribution:prior-year-adjustment``) — credited when
+   the closed year's surplus was understated (a gain), debited when it was overstated (a loss);
+2. at once, the transfer of that balance into 322 收益分配—未分配收益 (the sub-account the
+   year-end distribution uses, key ``distribution:undistributed``), leaving the adjustment
+   account at zero.
+
+The 2023 chart (财会〔2023〕14号) has no level-1 以前年度损益调整 account, so the adjustment is a
+sub-account of 322 收益分配, as the 2004 rules' 322 "以前年度损益调整" detail did. This year's
+income statement is not touched; 未分配收益 (and so next year's distribution) is. Callers commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from coop.ledger import LedgerError, Line, ensure_account, is_closed, post_voucher
+from coop.models import Voucher
+from core import clock
+from core.errors import N_
+
+SOURCE = "correction"
+DISTRIBUTION = "322"
+
+
+def adjustment_account(session: Session):
+    """322 收益分配—以前年度损益调整."""
+    return ensure_account(session, DISTRIBUTION, "以前年度损益调整", key="distribution:prior-year-adjustment")
+
+
+def undistributed_account(session: Session):
+    """322 收益分配—未分配收益 (the same account as ``coop.distribution._dist_accounts``)."""
+    return ensure_account(session, DISTRIBUTION, "未分配收益", key="distribution:undistributed")
+
+
+def post_correction(
+    session: Session,
+    *,
+    year: int,
+    summary: str,
+    lines: list[Line],
+    date: dt.date | None = None,
+    preparer_id: int | None = None,
+    attachments: int = 0,
+) -> tuple[Voucher, Voucher]:
+    """Post a correction to the closed ``year``; returns (the correction, the transfer).
+
+    ``lines`` are the correction's own lines (not the adjustment account): their net debit is
+    credited to 以前年度损益调整 (a gain for the closed year), their net credit debited (a loss).
+    ``date`` defaults to today; it must lie in an open period (``validate_voucher`` checks it).
+    """
+    if not isinstance(year, int) or isinstance(year, bool):
+        raise LedgerError(N_("give the year to correct"))
+    if not is_closed(session, year, 12):
+        raise LedgerError(
+            N_("%(year)s is not closed: post an ordinary voucher into it instead of a correction"), year=year
+        )
+    day = date or clock.today()
+    if isinstance(day, dt.date) and not isinstance(day, dt.datetime) and day.year <= year:
+        raise LedgerError(
+            N_("a correction to %(year)s is dated in a later, open period (not %(date)s)"),
+            year=year,
+            date=day.isoformat(),
+        )
+    summary = (summary or "").strip()
+    if not summary:
+        raise LedgerError(N_("a voucher needs a summary (摘要)"))
+    if not lines:
+        raise LedgerError(N_("a correction needs at least one line"))
+    adjustment = adjustment_account(session)
+    undistributed = undistributed_account(session)
+    if any(str(ln.account).strip() in (adjustment.code, undistributed.code) for ln in lines):
+        raise LedgerError(
+            N_("the correction's lines are the accounts it affects; the adjustment lines are added for you")
+        )
+    net = sum(ln.debit for ln in lines if isinstance(ln.debit, int)) - sum(
+        ln.credit for ln in lines if isinstance(ln.credit, int)
+    )
+    if net == 0:
+        raise LedgerError(N_("the correction's lines net to zero: there is nothing to adjust"))
+    memo = f"{year}年 以前年度损益调整"
+    adjust = (
+        Line(adjustment.code, credit=net, memo=memo)
+        if net > 0
+        else Line(adjustment.code, debit=-net, memo=memo)
+    )
+    token = uuid.uuid4().hex[:16]
+    title = f"调整{year}年度：{summary}"[:200]
+    correction = post_voucher(
+        session,
+        date=day,
+        summary=title,
+        lines=[*lines, adjust],
+        preparer_id=preparer_id,
+        attachments=attachments,
+        source=SOURCE,
+        source_ref=f"{year}:{token}:adjust",
+    )
+    amount = abs(net)
+    transfer_lines = (
+        [Line(adjustment.code, debit=amount), Line(undistributed.code, credit=amount)]
+        if net > 0
+        else [Line(undistributed.code, debit=amount), Line(adjustment.code, credit=amount)]
+    )
+    transfer = post_voucher(
+        session,
+        date=day,
+        summary=f"{year}年 以前年度损益调整转入未分配收益（{correction.label}）"[:200],
+        lines=transfer_lines,
+        preparer_id=preparer_id,
+        source=SOURCE,
+        source_ref=f"{year}:{token}:transfer",
+    )
+    return correction, transfer
+
+
+def corrections(session: Session, *, limit: int = 200) -> list[Voucher]:
+    """Posted corrections (the first voucher of each pair), newest first."""
+    return list(
+        session.scalars(
+            select(Voucher)
+            .where(Voucher.source == SOURCE, Voucher.source_ref.like("%:adjust"))
+            .order_by(Voucher.seq.desc())
+            .limit(limit)
+        )
+    )
