@@ -1,4 +1,5 @@
-"""CLI: ``flask coop ...`` (load-chart, verify, export-beancount, close-period, recurring, year-end).
+"""CLI: ``flask coop ...`` (load-chart, verify, export-beancount, close-period, reopen-period, correct,
+recurring, year-end).
 
 Thin: parse, call a service in ``coop/``, and let ``core.cli.transaction`` commit (or roll
 back and print why).
@@ -70,6 +71,64 @@ def close_period_cmd(month: str) -> None:
     with transaction() as session:
         close_period(session, year, m)
     click.echo(f"closed {year}-{m:02d}")
+
+
+@coop_cli.command("reopen-period")
+@click.argument("month", metavar="YYYY-MM")
+@click.option("--reason", required=True, help="Why the month is reopened (recorded in the audit log).")
+@click.option("--user", "username", required=True, help="The administrator reopening it.")
+def reopen_period_cmd(month: str, reason: str, username: str) -> None:
+    """Reopen the latest closed month (administrators only); withdraws disclosures covering it."""
+    from coop.disclosure import published
+    from coop.periods import reopen_period
+    from core import auth
+
+    year, m = _parse_month(month)
+    with transaction() as session:
+        user = auth.get_user(session, username)
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        before = {d.id for d in published(session)}
+        reopen_period(session, year, m, reason=reason, user_id=user.id)
+        withdrawn = [
+            d.title for d in published(session, withdrawn=True) if d.id in before and d.status == "withdrawn"
+        ]
+    click.echo(f"reopened {year}-{m:02d}")
+    for title in withdrawn:
+        click.echo(f"withdrew {title}")
+
+
+@coop_cli.command("correct")
+@click.argument("year", type=int)
+@click.option("--account", required=True, help="The account the correction affects (e.g. 101, 11301).")
+@click.option(
+    "--gain", "gain", default=None, help="Yuan: the closed year's surplus was understated (debits ACCOUNT)."
+)
+@click.option(
+    "--loss", "loss", default=None, help="Yuan: the closed year's surplus was overstated (credits ACCOUNT)."
+)
+@click.option("--summary", required=True, help="What is corrected (摘要).")
+@click.option("--date", "day", default=None, help="Voucher date in an open period (default: today).")
+def correct(
+    year: int, account: str, gain: str | None, loss: str | None, summary: str, day: str | None
+) -> None:
+    """Post a correction to the closed YEAR via 322 以前年度损益调整 into 未分配收益."""
+    from coop.corrections import post_correction
+    from coop.ledger import Line
+    from core.money import parse_yuan
+
+    if (gain is None) == (loss is None):
+        raise click.UsageError("give exactly one of --gain or --loss")
+    try:
+        amount = parse_yuan(gain if gain is not None else loss or "")
+        when = dt.date.fromisoformat(day) if day else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    line = Line(account, debit=amount) if gain is not None else Line(account, credit=amount)
+    with transaction() as session:
+        correction, transfer = post_correction(session, year=year, summary=summary, lines=[line], date=when)
+        labels = (correction.label, transfer.label)
+    click.echo(f"posted {labels[0]} (correction) and {labels[1]} (transfer into 未分配收益)")
 
 
 @coop_cli.command("recurring")

@@ -117,7 +117,8 @@ def reopen_period(session: Session, year: int, month: int, *, reason: str, user_
     if last != (year, month):
         raise LedgerError(
             N_(
-                "only the latest closed month (%(latest)s) can be reopened, so the closed months stay unbroken"
+                "only the latest closed month (%(latest)s) can be reopened, so the closed months stay "
+                "unbroken"
             ),
             latest=_label(*last) if last else "",
         )

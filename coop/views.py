@@ -13,6 +13,7 @@ from flask_babel import pgettext
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from coop import corrections as corrections_svc
 from coop import disclosure as disclosure_svc
 from coop import distribution as dist_svc
 from coop import members as members_svc
@@ -25,6 +26,9 @@ from coop.ledger import (
     chain_head,
     ensure_account,
     ensure_chart,
+    first_open_day,
+    last_allowed_day,
+    latest_closed,
     post_voucher,
     reverse_voucher,
     reversed_ids,
@@ -37,13 +41,12 @@ from coop.models import (
     Enterprise,
     Household,
     MemberAccount,
-    Period,
     RecurringEntry,
     TransactionVolume,
     Voucher,
 )
 from core import clock, parse
-from core.errors import DomainError
+from core.errors import N_, DomainError
 from core.models import AuditEntry, User
 from core.money import parse_yuan
 from core.web import attempt, db_session, role_required
@@ -224,6 +227,8 @@ def new_voucher():
         form=form,
         error=error,
         today=clock.today(),
+        first_open=first_open_day(session).isoformat() if accounts else "",
+        last_allowed=last_allowed_day(session).isoformat() if accounts else "",
         chart_loaded=bool(accounts) or _chart_loaded(session),
     ), (400 if error else 200)
 
@@ -280,20 +285,26 @@ def accounts():
 @bp.route("/periods", methods=["GET", "POST"])
 @staff
 def periods():
-    """Months of a year, open or closed; close a month."""
+    """Months of a year: which one can be closed next and why the others cannot; an admin may
+    reopen the latest closed month, with a reason."""
     session = db_session()
     year = _year()
     if request.method == "POST":
         with attempt() as result:
             month = parse.whole_number(request.form.get("month"), lo=1, hi=12)
-            periods_svc.close_period(session, year, month, user_id=current_user.id)
+            if request.form.get("action") == "reopen":
+                if not current_user.has_role("admin"):
+                    raise LedgerError(N_("only an administrator can reopen a closed period"))
+                periods_svc.reopen_period(
+                    session, year, month, reason=request.form.get("reason", ""), user_id=current_user.id
+                )
+                message = _("Period reopened; disclosures covering it were withdrawn.")
+            else:
+                periods_svc.close_period(session, year, month, user_id=current_user.id)
+                message = _("Period closed.")
         if result.ok:
-            flash(_("Period closed."), "success")
+            flash(message, "success")
         return redirect(url_for("coop.periods", year=year))
-    closed = {
-        p.month: p
-        for p in session.scalars(select(Period).where(Period.year == year, Period.closed.is_(True)))
-    }
     counts = dict(
         session.execute(
             select(func.extract("month", Voucher.date), func.count(Voucher.id))
@@ -302,7 +313,57 @@ def periods():
         ).all()
     )
     counts = {int(k): v for k, v in counts.items()}
-    return render_template("coop/periods.html", year=year, closed=closed, counts=counts)
+    nxt = periods_svc.next_to_close(session)
+    return render_template(
+        "coop/periods.html",
+        year=year,
+        months=periods_svc.year_status(session, year),
+        counts=counts,
+        next_period=f"{nxt[0]}-{nxt[1]:02d}",
+        first_open=first_open_day(session),
+        last_allowed=last_allowed_day(session),
+        is_admin=current_user.has_role("admin"),
+    )
+
+
+@bp.route("/corrections", methods=["GET", "POST"])
+@staff
+def corrections():
+    """Corrections to a closed year (以前年度损益调整), posted in an open period."""
+    session = db_session()
+    form = request.form
+    error = None
+    if request.method == "POST":
+        with attempt(flash_error=False) as result:
+            amount = parse_yuan(form.get("amount", "").strip())
+            account = form.get("account", "").strip()
+            effect = form.get("effect")
+            if effect not in ("gain", "loss"):
+                raise LedgerError(N_("say whether the closed year's surplus was understated or overstated"))
+            line = Line(account, debit=amount) if effect == "gain" else Line(account, credit=amount)
+            correction, _transfer = corrections_svc.post_correction(
+                session,
+                year=parse.whole_number(form.get("year"), lo=1900, hi=2200),
+                summary=form.get("summary", ""),
+                lines=[line],
+                date=parse.date_field(form.get("date"), default=clock.today()),
+                preparer_id=current_user.id,
+                attachments=parse.whole_number(form.get("attachments"), hi=999, default=0),
+            )
+        if result.ok:
+            flash(_("Correction %(label)s posted.", label=correction.label), "success")
+            return redirect(url_for("coop.corrections"))
+        error = result.error
+    last = latest_closed(session)
+    return render_template(
+        "coop/corrections.html",
+        rows=corrections_svc.corrections(session),
+        accounts=_postable_accounts(session),
+        form=form,
+        error=error,
+        today=clock.today(),
+        closed_year=(last[0] if last[1] == 12 else last[0] - 1) if last else None,
+    ), (400 if error else 200)
 
 
 # ---------------------------------------------------------------- reports
@@ -693,14 +754,16 @@ def audit_log():
 
 @public_bp.get("/disclosure")
 def disclosure_index():
-    """Public disclosure (财务公开): published statements, no login needed."""
-    return render_template("coop/disclosure_index.html", rows=disclosure_svc.published(db_session()))
+    """Public disclosure (财务公开): published statements (and withdrawn ones, marked), no login needed."""
+    return render_template(
+        "coop/disclosure_index.html", rows=disclosure_svc.published(db_session(), withdrawn=True)
+    )
 
 
 @public_bp.get("/disclosure/<int:disclosure_id>")
 def disclosure_detail(disclosure_id: int):
     """One published statement, read-only, with the chain head it was published with."""
     d = db_session().get(Disclosure, disclosure_id)
-    if d is None or d.status != "approved":
+    if d is None or d.status not in ("approved", "withdrawn"):
         abort(404)
     return render_template("coop/disclosure.html", d=d, c=d.content, staff_view=False)
