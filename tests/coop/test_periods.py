@@ -414,3 +414,23 @@ def test_a_shop_voucher_is_not_reversed_in_the_books(books, client, official):
     assert 'id="shop-voucher"' in page and "/reverse" not in page
     client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-17"})
     assert books.scalar(select(Voucher).where(Voucher.reverses_id == v.id)) is None
+
+
+# ---------------------------------------------------------------- the demo
+
+
+def test_the_demo_closes_months_in_order_and_shows_a_correction(client, demo_books, session):
+    today = clock.today()
+    closed = sorted((p.year, p.month) for p in session.scalars(select(Period).where(Period.closed.is_(True))))
+    expected, ym = [], (today.year - 1, 1)
+    while ym < (today.year, today.month - 1):  # last year, then this year up to the month before last
+        expected.append(ym)
+        ym = (ym[0] + 1, 1) if ym[1] == 12 else (ym[0], ym[1] + 1)
+    assert closed == expected
+    rows = session.scalars(select(Voucher).where(Voucher.source == "correction")).all()
+    assert len(rows) == 2 and all(v.date == today for v in rows)
+    login(client, "kuaiji")
+    assert "补记上年12月银行存款利息" in client.get("/coop/corrections").get_data(as_text=True)
+    page = client.get(f"/coop/periods?year={today.year}").get_data(as_text=True)
+    assert 'id="next-period"' in page
+    assert verify_chain(session).ok

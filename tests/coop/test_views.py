@@ -35,6 +35,8 @@ def test_every_page_renders_with_the_demo_books(client, demo_books, session):
         "/coop/accounts",
         "/coop/accounts/501",
         f"/coop/periods?year={YEAR}",
+        f"/coop/periods?year={YEAR + 1}",
+        "/coop/corrections",
         f"/coop/reports/trial-balance?year={YEAR}",
         f"/coop/reports/income-expense?year={YEAR}&from=1&to=3",
         f"/coop/reports/balance-sheet?year={YEAR}&month=12",

@@ -77,12 +77,12 @@ def test_a_stripe_payment_dated_in_a_closed_month_posts_on_the_first_open_day(
 
 def test_the_counter_after_month_end_and_a_counter_payment_dated_in_the_closed_month(
     october_closed,
-    staff,
+    staff,  # noqa: F811
     shop,
     session,
-    books,  # noqa: F811
+    books,
 ):
-    # 00:05 on 1 November: October has just ended and is closed; the current month cannot be
+    # 00:05 on 1 November: October has just ended and is closed; the current month cannot be closed
     with clock.frozen(at(dt.date(2026, 11, 1), 0, 5)):
         with pytest.raises(LedgerError, match="has not ended yet"):
             close_period(session, 2026, 11)
@@ -115,11 +115,11 @@ def test_the_counter_after_month_end_and_a_counter_payment_dated_in_the_closed_m
 
 def test_a_refund_and_an_overpayment_dated_in_the_closed_month(
     october_closed,
-    staff,
+    staff,  # noqa: F811
     shop,
     session,
     books,
-    settings,  # noqa: F811
+    settings,
 ):
     peach = shop.product(stock=[10])
     staff.post("/shop/cart/add", data={"product_id": peach.id, "quantity": "2"})
