@@ -3,8 +3,9 @@
 Plain Python over a SQLAlchemy session; callers commit. Every posting:
 
 1. validates (two or more lines, each line debit XOR credit > 0 in integer fen, debits equal
-   credits, accounts exist and are postable leaves, the month is open) and writes nothing
-   when it refuses (``LedgerError``);
+   credits, accounts exist and are postable leaves, the date lies between the first open day —
+   after the latest closed month, not before the books' opening date — and today plus the
+   grace days) and writes nothing when it refuses (``LedgerError``);
 2. locks the chain head row, assigns the next gapless number of the voucher's year and the
    next chain position, and hashes the voucher's canonical content with the previous hash;
 3. adds the per-period balance movements and an audit entry.
