@@ -434,3 +434,37 @@ def test_the_demo_closes_months_in_order_and_shows_a_correction(client, demo_boo
     page = client.get(f"/coop/periods?year={today.year}").get_data(as_text=True)
     assert 'id="next-period"' in page
     assert verify_chain(session).ok
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"year": "abc", "effect": "gain", "account": "102", "amount": "1", "summary": "x"},
+        {"year": "2025", "effect": "sideways", "account": "102", "amount": "1", "summary": "x"},
+        {"year": "2025", "effect": "gain", "account": "", "amount": "1", "summary": "x"},
+        {"year": "2025", "effect": "gain", "account": "102", "amount": "一百", "summary": "x"},
+        {
+            "year": "2025",
+            "effect": "gain",
+            "account": "102",
+            "amount": "1",
+            "summary": "x",
+            "date": "2025-02-30",
+        },
+        {"year": "99999999999", "effect": "loss", "account": "102", "amount": "-5", "summary": ""},
+    ],
+)
+def test_hostile_correction_forms_are_refused_with_a_message(client, official, closed_2025, data):
+    login(client, "kuaiji")
+    r = client.post("/coop/corrections", data=data)
+    assert r.status_code == 400 and 'id="correction-error"' in r.get_data(as_text=True)
+    assert closed_2025.scalar(select(func.count(Voucher.id)).where(Voucher.source == "correction")) == 0
+
+
+@pytest.mark.parametrize("month", ["0", "13", "x", "", "2020-01"])
+def test_hostile_period_forms_never_fail(client, official, books, month):
+    login(client, "kuaiji")
+    for action in ("close", "reopen"):
+        r = client.post("/coop/periods?year=2020", data={"month": month, "action": action, "reason": "x"})
+        assert r.status_code == 302
+    assert books.scalar(select(func.count(Period.id))) == 0
