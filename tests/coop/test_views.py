@@ -169,12 +169,10 @@ def test_year_end_preview_then_post(client, official, households, books):
     post(books, dt.date(YEAR, 6, 1), "补助", ("102", 1_000_000, 0), ("503", 0, 1_000_000))
     books.commit()
     login(client, "kuaiji")
-    page = client.get(f"/coop/distribution?year={YEAR}&reserve=10&payout=100").get_data(as_text=True)
+    page = client.get(f"/coop/distribution?year={YEAR}&payout=100").get_data(as_text=True)
     assert "¥1,000.00" in page  # reserve of ¥10,000 surplus
     token = page.split('name="fingerprint" value="')[1].split('"')[0]
-    r = client.post(
-        f"/coop/distribution?year={YEAR}", data={"reserve": "10", "payout": "100", "fingerprint": token}
-    )
+    r = client.post(f"/coop/distribution?year={YEAR}", data={"payout": "100", "fingerprint": token})
     assert r.status_code == 302
     dist = books.scalar(select(Distribution))
     assert dist.year == YEAR and dist.plan["to_households"] == 900_000
