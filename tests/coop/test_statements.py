@@ -362,6 +362,12 @@ def test_statement_pages_print_with_the_organisation_and_unit(client, official, 
         page = client.get(url).get_data(as_text=True)
         assert "赵庄村股份经济合作社" in page and "单位：元" in page, url
         assert 'class="statement-page"' in page and "制表" in page, url
+    page = client.get("/coop/reports/balance-sheet?year=2025&month=12&lang=en").get_data(as_text=True)
+    assert "Payables" in page and "Unit: yuan" in page
+    en = client.get("/coop/reports/balance-sheet?year=2025&month=12&format=csv&lang=en").get_data(
+        as_text=True
+    )
+    assert "Item,Line,Beginning of year,End of period" in en and "Payables,23,6500.00,9500.00" in en
     page = client.get("/coop/reports/statements?year=2025&month=12").get_data(as_text=True)
     assert page.count('class="statement-page"') == 4
     assert "科目余额表" in page and "应付款项" in page and "六、年末未分配收益" in page
