@@ -130,6 +130,21 @@ def check_year_ended(year: int) -> None:
         )
 
 
+def check_earlier_years_closed(session: Session, year: int) -> None:
+    """Refuse a year-end while an earlier year still has income or expense not closed: years close
+    in order, so each year's 收益 is distributed in its own year."""
+    kinds = dict(session.execute(select(Account.id, Account.kind)).all())
+    for account_id, (opening, debit, credit) in _figures(session, 0, (year - 1) * 100 + 12).items():
+        if kinds.get(account_id) in ("income", "expense") and opening + debit - credit:
+            raise LedgerError(
+                N_(
+                    "an earlier year still has income or expense not closed: "
+                    "post its year-end before %(year)s"
+                ),
+                year=year,
+            )
+
+
 def _amount(value: int | None, what: str) -> int:
     if value is None:
         return 0
@@ -405,6 +420,7 @@ def post_distribution(
     ``expected`` (a previewed plan's fingerprint), refuse if the figures changed since the preview.
     Optionally close all twelve months."""
     check_year_ended(year)
+    check_earlier_years_closed(session, year)
     if session.scalar(select(Distribution).where(Distribution.year == year)) is not None:
         raise LedgerError(N_("the %(year)s distribution has already been posted"), year=year)
     plan = preview(

@@ -215,6 +215,21 @@ def test_outside_investors_are_credited_to_211_itself_when_it_takes_postings(boo
     assert books.scalar(select(Account).where(Account.key == "distribution:outside-investors")) is None
 
 
+def test_years_close_in_order(books, households):
+    post(books, dt.date(2024, 3, 1), "收入", ("102", 100_000, 0), ("501", 0, 100_000))
+    post(books, dt.date(2025, 3, 1), "收入", ("102", 200_000, 0), ("501", 0, 200_000))
+    with pytest.raises(LedgerError, match="earlier year"):
+        post_distribution(books, 2025)
+    books.rollback()
+    post(books, dt.date(2024, 3, 1), "收入", ("102", 100_000, 0), ("501", 0, 100_000))
+    post(books, dt.date(2025, 3, 1), "收入", ("102", 200_000, 0), ("501", 0, 200_000))
+    post_distribution(books, 2024, payout_percent=0)
+    plan = preview(books, 2025, payout_percent=0)
+    assert (plan.surplus, plan.prior_undistributed) == (200_000, 90_000)
+    post_distribution(books, 2025, payout_percent=0)
+    assert balance_sheet(books, 2025, 12).value("undistributed") == 90_000 + 180_000
+
+
 def test_the_reserve_rate_is_the_charters(hand_books):
     coop_settings.update(hand_books, reserve_percent="15")
     plan = preview(hand_books, 2025)
