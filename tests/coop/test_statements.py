@@ -313,6 +313,19 @@ def test_the_web_form_previews_and_posts_every_appropriation(client, official, h
     assert (plan["outside_investors"], plan["other"], plan["other_note"]) == (50_000, 30_000, "敬老基金")
 
 
+def test_the_members_part_can_be_an_amount_and_the_rate_cannot_be_overridden(
+    client, runner, official, hand_books
+):
+    login(client, "kuaiji")
+    page = client.get("/coop/distribution?year=2025&members_amount=1000&reserve=5").get_data(as_text=True)
+    households = page.split('id="plan-households">')[1].split("<")[0]
+    reserve = page.split('id="plan-reserve">')[1].split("<")[0]
+    assert (households, reserve) == ("¥1,000.00", "¥1,050.00")  # the charter's 10%, not 5%
+    assert runner.invoke(args=["coop", "year-end", "2025", "--reserve", "5"]).exit_code == 2
+    result = runner.invoke(args=["coop", "year-end", "2025", "--members", "1,000.00"])
+    assert result.exit_code == 0 and "households ¥1,000.00" in result.output
+
+
 def test_demo_keeps_its_retained_earnings_distributable(demo_books, session):
     last = clock.today().year - 1
     kept = session.scalar(select(Distribution).where(Distribution.year == last)).plan
@@ -431,3 +444,44 @@ def test_vouchers_of_the_demo_year_match_the_statement(demo_books, session):
     plan = session.scalar(select(Distribution).where(Distribution.year == year)).plan
     assert st.value("net_surplus", 0) == plan["surplus"]
     assert session.scalar(select(func.count(Voucher.id)).where(Voucher.year == year)) > 100
+
+
+def test_a_disclosure_frozen_before_the_prescribed_layout_still_renders(client, books):
+    from coop.models import Disclosure
+
+    old = {
+        "start": "2024-10-01",
+        "end": "2024-12-31",
+        "income": [],
+        "expense": [],
+        "total_income": 0,
+        "total_expense": 0,
+        "surplus": 0,
+        "balance_sheet": {
+            "date": "2024-12-31",
+            "assets": [{"code": "101", "name": "库存现金", "name_en": "Cash", "amount": 12_345}],
+            "liabilities": [],
+            "equity": [{"code": "301", "name": "资本", "name_en": "Capital", "amount": 12_345}],
+            "total_assets": 12_345,
+            "total_liabilities": 0,
+            "total_equity": 12_345,
+        },
+        "distribution": None,
+        "major_items": [],
+        "chain": {"seq": 0, "hash": "0" * 64},
+    }
+    d = Disclosure(
+        year=2024,
+        period_kind="quarter",
+        period_no=4,
+        start=dt.date(2024, 10, 1),
+        end=dt.date(2024, 12, 31),
+        title="2024年第4季度 财务公开",
+        content=old,
+        chain_hash="0" * 64,
+        status="approved",
+    )
+    books.add(d)
+    books.commit()
+    page = client.get(f"/disclosure/{d.id}").get_data(as_text=True)
+    assert "库存现金" in page and "123.45" in page
