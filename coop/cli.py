@@ -8,6 +8,7 @@ back and print why).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import click
 from flask.cli import AppGroup
@@ -154,30 +155,60 @@ def recurring(until: str | None) -> None:
 
 @coop_cli.command("year-end")
 @click.argument("year", type=int)
-@click.option("--reserve", "reserve_percent", default="10", show_default=True, help="Reserve rate, percent.")
 @click.option(
     "--payout",
     "payout_percent",
     default="100",
     show_default=True,
-    help="Percent of the rest distributed to households.",
+    help="成员分配: percent of what remains after the reserve and outside investors' profit.",
 )
+@click.option(
+    "--members", "members_amount", default=None, help="成员分配 as an amount in yuan (instead of --payout)."
+)
+@click.option("--outside", "outside_investors", default=None, help="外来投资分利 in yuan (credited to 211).")
+@click.option("--other", "other", default=None, help="Other appropriation in yuan (needs --other-note).")
+@click.option("--other-note", default="", help="What the other appropriation is for.")
+@click.option("--other-account", default=None, help="Account credited with the other appropriation.")
 @click.option("--post", "do_post", is_flag=True, help="Post the plan (default: preview only).")
-def year_end(year: int, reserve_percent: str, payout_percent: str, do_post: bool) -> None:
-    """Preview (or with --post, post) the year-end closing and distribution."""
+def year_end(
+    year: int,
+    payout_percent: str,
+    members_amount: str | None,
+    outside_investors: str | None,
+    other: str | None,
+    other_note: str,
+    other_account: str | None,
+    do_post: bool,
+) -> None:
+    """Preview (or with --post, post) the year-end closing and distribution.
+
+    The reserve (公积公益金) rate is the charter's, from the books' settings. Posting is refused
+    until December of YEAR has ended in the configured time zone.
+    """
     from coop.distribution import post_distribution, preview
-    from core.money import format_fen
+    from core.money import format_fen, parse_yuan
 
     with transaction() as session:
-        plan = preview(session, year, reserve_percent=reserve_percent, payout_percent=payout_percent)
+        options: dict[str, Any] = {
+            "payout_percent": payout_percent,
+            "members_amount": parse_yuan(members_amount) if members_amount else None,
+            "outside_investors": parse_yuan(outside_investors) if outside_investors else 0,
+            "other": parse_yuan(other) if other else 0,
+            "other_note": other_note,
+            "other_account": other_account,
+        }
+        plan = preview(session, year, **options)
         click.echo(
             f"surplus {format_fen(plan.surplus)}, prior {format_fen(plan.prior_undistributed)}, "
-            f"reserve {format_fen(plan.reserve)}, households {format_fen(plan.to_households)}, "
+            f"distributable {format_fen(plan.distributable)}, "
+            f"reserve {format_fen(plan.reserve)} ({plan.reserve_percent}%, charter), "
+            f"outside investors {format_fen(plan.outside_investors)}, "
+            f"households {format_fen(plan.to_households)}, other {format_fen(plan.other)}, "
             f"retained {format_fen(plan.retained)}"
         )
         for hid, amount in plan.parts.items():
             click.echo(f"  {plan.names[hid]:20} {plan.shares[hid]:>5} shares {format_fen(amount):>14}")
         if do_post:
-            post_distribution(session, year, reserve_percent=reserve_percent, payout_percent=payout_percent)
+            post_distribution(session, year, **options)
     if do_post:
         click.echo("posted")

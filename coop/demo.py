@@ -177,7 +177,7 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
     published disclosure, this year up to last month, shares for every household."""
     from sqlalchemy import select
 
-    from coop import disclosure, distribution, members, settings
+    from coop import disclosure, distribution, members, settings, statements
     from coop.ledger import Line, ensure_account, load_chart, post_voucher, reverse_voucher
     from coop.models import Household, RecurringEntry, ShareEvent
 
@@ -309,7 +309,20 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
             )
             reverse_voucher(session, wrong.id, date=date(year, 4, 17), preparer_id=preparer)
     distribution.post_distribution(
-        session, year, reserve_percent=10, payout_percent=60, user_id=preparer, approver_id=approver
+        session,
+        year,
+        payout_percent=60,
+        outside_investors=500_000,  # the county supply co-op's stake in the sales centre
+        user_id=preparer,
+        approver_id=approver,
+    )
+    statements.save_note(
+        session,
+        year,
+        f"{year}年村道维修（一事一议）已完工并经村民代表会议验收。"
+        "粮食加工厂设备由村集体统一管护，本年未发生重大损失。"
+        "本年成员分配按章程以人口股为准，未分配部分留待以后年度分配。",
+        user_id=preparer,
     )
     published = disclosure.draft(session, year, "quarter", 4, user_id=preparer)
     disclosure.approve(session, published.id, user_id=approver or preparer)

@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 
 from coop.ledger import LedgerError, chain_head
 from coop.models import Disclosure, Distribution, Voucher
-from coop.reports import balance_sheet, income_expense, month_end
+from coop.reports import income_expense, month_end
+from coop.statements import MAJOR_ITEM_FEN, balance_sheet, income_statement
 from core import audit
 from core.db import utcnow
 from core.errors import N_
 
-MAJOR_ITEM_FEN = 1_000_000  # ¥10,000: vouchers at or above this are listed as major items
 KINDS = ("month", "quarter", "year")
 
 
@@ -62,14 +62,12 @@ def snapshot(session: Session, year: int, kind: str, number: int, *, major_fen: 
         "total_expense": ie.total_expense,
         "surplus": ie.surplus,
         "balance_sheet": {
-            "date": bs.date.isoformat(),
-            "assets": [{**_acct(a), "amount": v} for a, v in bs.assets],
-            "liabilities": [{**_acct(a), "amount": v} for a, v in bs.liabilities],
-            "equity": [{**_acct(a), "amount": v} for a, v in bs.equity],
-            "total_assets": bs.total_assets,
-            "total_liabilities": bs.total_liabilities,
-            "total_equity": bs.total_equity,
+            **bs.as_dict(),
+            "total_assets": bs.value("total_assets"),
+            "total_liabilities": bs.value("total_liabilities"),
+            "total_equity": bs.value("total_equity"),
         },
+        "income_statement": income_statement(session, year, m2).as_dict(),
         "distribution": dist.plan if dist is not None else None,
         "major_items": [
             {"voucher": v.label, "date": v.date.isoformat(), "summary": v.summary, "amount": v.total}

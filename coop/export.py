@@ -146,21 +146,46 @@ def table_csv(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     return buf.getvalue()
 
 
-def table_xlsx(title: str, header: Sequence[str], rows: Iterable[Sequence]) -> bytes:
+def table_xlsx(
+    title: str, header: Sequence[str], rows: Iterable[Sequence], *, preamble: Sequence[Sequence] | None = None
+) -> bytes:
+    """One sheet: optional title lines (e.g. the statement's name, the organisation, the unit), a bold
+    header row frozen in view, then the rows; amounts (``Fen``) are numbers in yuan shown with two
+    decimals, so Excel and WPS sum them."""
     from openpyxl import Workbook
+    from openpyxl.styles import Font
 
     wb = Workbook()
     ws = wb.active
     ws.title = title[:31]
+    for line in preamble or ():
+        ws.append(list(line))
+    if preamble:
+        ws.cell(row=1, column=1).font = Font(bold=True, size=14)
     ws.append(list(header))
+    header_row = ws.max_row
+    for cell in ws[header_row]:
+        cell.font = Font(bold=True)
+    ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
+    widths = [_width(h) for h in header]
     for row in rows:
         ws.append([int(v) / 100 if isinstance(v, Fen) else v for v in row])
-        for cell, v in zip(ws[ws.max_row], row, strict=False):
+        for i, (cell, v) in enumerate(zip(ws[ws.max_row], row, strict=False)):
             if isinstance(v, Fen):
                 cell.number_format = "#,##0.00"
+            if i < len(widths):
+                widths[i] = max(widths[i], _width(format_yuan(v) if isinstance(v, Fen) else v))
+    for i, w in enumerate(widths[:26]):
+        ws.column_dimensions[chr(65 + i)].width = min(max(w + 2, 8), 60)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+def _width(value: object) -> int:
+    """Display width: CJK characters take two columns."""
+    text = "" if value is None else str(value)
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
 
 
 class Fen(int):

@@ -320,3 +320,15 @@ class Disclosure(Base):
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     withdraw_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class StatementNote(Base):
+    """The text an official writes for a year's notes to the statements (附注); audited on change."""
+
+    __tablename__ = "coop_statement_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    year: Mapped[int] = mapped_column(unique=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,6 +1,6 @@
 """Reports from the per-period balances: trial balance (科目余额表), income and expense detail
-(收支明细表), balance sheet (资产负债表), income and distribution statement (收益及收益分配表)
-and member statements.
+(收支明细表) and member statements. The prescribed balance sheet and income statement are in
+``coop.statements``.
 
 Every report sums ``coop_balances`` (accounts x months rows), never every voucher line, so
 reports stay fast with millions of lines. Amounts are integer fen.
@@ -203,97 +203,6 @@ def income_expense(session: Session, year: int, month_from: int = 1, month_to: i
     total_income = sum(r.credit - r.debit for r in income if r.depth == 0)
     total_expense = sum(r.debit - r.credit for r in expense if r.depth == 0)
     return IncomeExpense(year, month_from, month_to, income, expense, total_income, total_expense)
-
-
-# ---------------------------------------------------------------- balance sheet
-
-
-@dataclass
-class BalanceSheet:
-    date: dt.date
-    assets: list[tuple[Account, int]]
-    liabilities: list[tuple[Account, int]]
-    equity: list[tuple[Account, int]]
-    total_assets: int
-    total_liabilities: int
-    total_equity: int
-
-    @property
-    def balanced(self) -> bool:
-        return self.total_assets == self.total_liabilities + self.total_equity
-
-
-def balance_sheet(session: Session, year: int, month: int = 12, *, surplus_code: str = "321") -> BalanceSheet:
-    """资产负债表 at the end of the month. Income and expense not yet closed show in 本年收益."""
-    _start, end = period_bounds(year, 1, month)
-    rows = [r for r in _rolled(session, _figures(session, 0, end)) if r.depth == 0]
-    unclosed = -sum(r.closing for r in rows if r.account.kind in ("income", "expense"))
-    assets, liabilities, equity = [], [], []
-    for r in rows:
-        kind = r.account.kind
-        if kind in ("asset", "cost"):
-            if r.closing:
-                assets.append((r.account, r.closing))
-        elif kind == "liability":
-            if r.closing:
-                liabilities.append((r.account, -r.closing))
-        elif kind == "equity":
-            amount = -r.closing + (unclosed if r.code == surplus_code else 0)
-            if amount or r.code == surplus_code:
-                equity.append((r.account, amount))
-    return BalanceSheet(
-        month_end(year, month),
-        assets,
-        liabilities,
-        equity,
-        sum(a for _, a in assets),
-        sum(a for _, a in liabilities),
-        sum(a for _, a in equity),
-    )
-
-
-# ---------------------------------------------------------------- income and distribution
-
-
-@dataclass
-class IncomeStatement:
-    year: int
-    month_to: int
-    income: list[tuple[Account, int]]
-    expense: list[tuple[Account, int]]
-    surplus: int
-    opening_undistributed: int
-    reserve: int
-    to_households: int
-    other_appropriations: int
-
-    @property
-    def distributable(self) -> int:
-        return self.surplus + self.opening_undistributed
-
-    @property
-    def closing_undistributed(self) -> int:
-        return self.distributable - self.reserve - self.to_households - self.other_appropriations
-
-
-def income_statement(
-    session: Session, year: int, month_to: int = 12, *, distribution_code: str = "322"
-) -> IncomeStatement:
-    """收益及收益分配表 for the year up to ``month_to``."""
-    detail = income_expense(session, year, 1, month_to)
-    income = [(r.account, r.credit - r.debit) for r in detail.income if r.depth == 0]
-    expense = [(r.account, r.debit - r.credit) for r in detail.expense if r.depth == 0]
-    prior = _rolled(session, _figures(session, year * 100 + 1, year * 100 + 1))
-    opening = next((-r.opening for r in prior if r.code == distribution_code), 0)
-    dist = session.scalar(select(Distribution).where(Distribution.year == year))
-    reserve = to_households = other = 0
-    if dist is not None and month_to == 12:
-        reserve = dist.plan.get("reserve", 0)
-        to_households = dist.plan.get("to_households", 0)
-        other = dist.plan.get("other", 0)
-    return IncomeStatement(
-        year, month_to, income, expense, detail.surplus, opening, reserve, to_households, other
-    )
 
 
 # ---------------------------------------------------------------- members

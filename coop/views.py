@@ -8,8 +8,8 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale, pgettext
 from flask_babel import gettext as _
-from flask_babel import pgettext
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -18,7 +18,7 @@ from coop import disclosure as disclosure_svc
 from coop import distribution as dist_svc
 from coop import members as members_svc
 from coop import periods as periods_svc
-from coop import reports
+from coop import reports, statements
 from coop.export import Fen, table_csv, table_xlsx
 from coop.ledger import (
     LedgerError,
@@ -71,7 +71,9 @@ def _year() -> int:
     return _int_arg("year", clock.today().year, 1990, 2200)
 
 
-def _export(fmt: str, name: str, header: list[str], rows: list[list]) -> Response | None:
+def _export(
+    fmt: str, name: str, header: list[str], rows: list[list], *, preamble: list[list] | None = None
+) -> Response | None:
     if fmt == "csv":
         return Response(
             table_csv(header, rows),
@@ -80,7 +82,7 @@ def _export(fmt: str, name: str, header: list[str], rows: list[list]) -> Respons
         )
     if fmt == "xlsx":
         return Response(
-            table_xlsx(name, header, rows),
+            table_xlsx(name, header, rows, preamble=preamble),
             mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
             headers={"Content-Disposition": f"attachment; filename={name}.xlsx"},
         )
@@ -427,46 +429,158 @@ def income_expense():
     return resp or render_template("coop/income_expense.html", ie=ie, year=year, m1=m1, m2=m2)
 
 
+def _statement_context(session) -> dict:
+    """What every printed statement's head and foot show: organisation, unit, preparer."""
+    from coop import settings as books_settings
+
+    name = books_settings.get(session).name
+    preparer = current_user.display_name or current_user.username
+    return {"org_name": name, "preparer": preparer}
+
+
+def _month_arg(year: int) -> int:
+    today = clock.today()
+    return _int_arg("month", today.month if year == today.year else 12, 1, 12)
+
+
+def _english() -> bool:
+    locale = get_locale()
+    return locale is not None and locale.language != "zh"
+
+
+def _statement_rows(st: statements.Statement, keys: list[str] | None = None) -> list[list]:
+    return [
+        [line.label_en if _english() else line.label, n, *map(Fen, line.amounts)]
+        for n, line in enumerate(st.lines, 1)
+        if keys is None or line.key in keys
+    ]
+
+
+def _statement_export(fmt: str, name: str, title: str, header: list[str], rows: list[list], period: str):
+    session = db_session()
+    ctx = _statement_context(session)
+    preamble = [
+        [title],
+        [
+            _("Prepared by (organisation): %(name)s", name=ctx["org_name"]),
+            _("Period: %(period)s", period=period),
+            _("Unit: yuan"),
+        ],
+    ]
+    return _export(fmt, name, header, rows, preamble=preamble)
+
+
 @bp.get("/reports/balance-sheet")
 @staff
 def balance_sheet():
-    """资产负债表 at the end of a month."""
+    """资产负债表 at the end of a month: 年初数 and 期末数, the prescribed lines."""
     session = db_session()
     year = _year()
-    month = _int_arg("month", clock.today().month if year == clock.today().year else 12, 1, 12)
-    bs = reports.balance_sheet(session, year, month)
-    header = [_("Section"), _("Code"), _("Account"), pgettext("books", "Amount")]
-    rows = (
-        [[_("Assets"), a.code, a.name, Fen(v)] for a, v in bs.assets]
-        + [[_("Liabilities"), a.code, a.name, Fen(v)] for a, v in bs.liabilities]
-        + [[_("Equity"), a.code, a.name, Fen(v)] for a, v in bs.equity]
+    month = _month_arg(year)
+    bs = statements.balance_sheet(session, year, month)
+    header = [_("Item"), _("Line"), _("Beginning of year"), _("End of period")]
+    resp = _statement_export(
+        request.args.get("format", ""),
+        f"balance-sheet-{year}-{month:02d}",
+        bs.title,
+        header,
+        _statement_rows(bs),
+        bs.date,
     )
-    resp = _export(request.args.get("format", ""), f"balance-sheet-{year}-{month:02d}", header, rows)
-    return resp or render_template("coop/balance_sheet.html", bs=bs, year=year, month=month)
+    return resp or render_template(
+        "coop/balance_sheet.html", bs=bs, year=year, month=month, **_statement_context(session)
+    )
 
 
 @bp.get("/reports/income-statement")
 @staff
 def income_statement():
-    """收益及收益分配表 for a year."""
+    """收益及收益分配表 from January to a month: 本年数 and 上年数."""
     session = db_session()
     year = _year()
-    st = reports.income_statement(session, year)
-    header = [_("Item"), pgettext("books", "Amount")]
-    rows = (
-        [[f"{a.code} {a.name}", Fen(v)] for a, v in st.income]
-        + [[f"{a.code} {a.name}", Fen(-v)] for a, v in st.expense]
-        + [
-            [_("Surplus of the year"), Fen(st.surplus)],
-            [_("Undistributed at the start of the year"), Fen(st.opening_undistributed)],
-            [_("Distributable surplus"), Fen(st.distributable)],
-            [_("Reserve and public-welfare fund"), Fen(st.reserve)],
-            [_("Distributed to member households"), Fen(st.to_households)],
-            [_("Undistributed at the end of the year"), Fen(st.closing_undistributed)],
-        ]
+    month = _int_arg("month", 12, 1, 12)
+    st = statements.income_statement(session, year, month)
+    header = [_("Item"), _("Line"), _("This year"), _("Last year")]
+    resp = _statement_export(
+        request.args.get("format", ""),
+        f"income-statement-{year}-{month:02d}",
+        st.title,
+        header,
+        _statement_rows(st),
+        f"{year}-01 – {year}-{month:02d}",
     )
-    resp = _export(request.args.get("format", ""), f"income-statement-{year}", header, rows)
-    return resp or render_template("coop/income_statement.html", st=st, year=year)
+    return resp or render_template(
+        "coop/income_statement.html", st=st, year=year, month=month, **_statement_context(session)
+    )
+
+
+def _notes_rows(n: statements.Notes) -> list[list]:
+    rows: list[list] = []
+    for p in n.policies:
+        rows.append([_("Accounting policies"), _(p["template"], **p["params"]), "", ""])
+    for m in n.major_items:
+        rows.append([_("Major items"), f"{m['voucher']} {m['summary']}", m["date"], Fen(m["amount"])])
+    for c in n.contracts:
+        rows.append([_("Contracts"), f"{c['name']}（{c['counterparty']}）", c["start"], Fen(c["posted"])])
+    for r in n.subsidies:
+        rows.append([_("Subsidies"), f"{r['code']} {r['name']}", "", Fen(r["amount"])])
+    if n.text:
+        rows.append([_("Other notes"), n.text, "", ""])
+    return rows
+
+
+@bp.route("/reports/notes", methods=["GET", "POST"])
+@staff
+def notes():
+    """附注: generated policies, major items, contracts, subsidies, and the official's text for the year."""
+    session = db_session()
+    year = _year()
+    error = None
+    if request.method == "POST":
+        with attempt(flash_error=False) as result:
+            statements.save_note(session, year, request.form.get("text", ""), user_id=current_user.id)
+        if result.ok:
+            flash(_("The notes for %(year)d are saved.", year=year), "success")
+            return redirect(url_for("coop.notes", year=year))
+        error = result.error
+    n = statements.notes(session, year)
+    header = [_("Section"), _("Item"), _("Date"), pgettext("books", "Amount")]
+    resp = _statement_export(
+        request.args.get("format", ""), f"notes-{year}", "附注", header, _notes_rows(n), str(year)
+    )
+    users = {
+        u.id: u for u in session.scalars(select(User).where(User.id == (n.note.updated_by if n.note else 0)))
+    }
+    return resp or render_template(
+        "coop/notes.html",
+        n=n,
+        year=year,
+        error=error,
+        text=request.form.get("text") if error else n.text,
+        users=users,
+        **_statement_context(session),
+    ), (400 if error else 200)
+
+
+@bp.get("/reports/statements")
+@staff
+def statement_set():
+    """The whole set for printing, one statement a page: balance sheet, income statement, trial
+    balance, notes."""
+    session = db_session()
+    year = _year()
+    month = _month_arg(year)
+    return render_template(
+        "coop/statements.html",
+        bs=statements.balance_sheet(session, year, month),
+        st=statements.income_statement(session, year, month),
+        tb=reports.trial_balance(session, year, 1, month),
+        n=statements.notes(session, year),
+        split=reports.split,
+        year=year,
+        month=month,
+        **_statement_context(session),
+    )
 
 
 @bp.get("/accounts/<code>")
@@ -652,14 +766,32 @@ def enterprise(slug: str):
 # ---------------------------------------------------------------- year end
 
 
+def _plan_options(values) -> dict:
+    """The appropriations a person entered (amounts in yuan, the members' part as a rate or an amount)."""
+
+    def amount(name: str) -> int:
+        text = values.get(name, "").strip()
+        return parse_yuan(text) if text else 0
+
+    members_text = values.get("members_amount", "").strip()
+    return {
+        "payout_percent": values.get("payout", "100").strip() or "100",
+        "members_amount": parse_yuan(members_text) if members_text else None,
+        "outside_investors": amount("outside"),
+        "other": amount("other"),
+        "other_note": values.get("other_note", ""),
+        "other_account": values.get("other_account", "").strip() or None,
+    }
+
+
 @bp.route("/distribution", methods=["GET", "POST"])
 @staff
 def distribution():
-    """Year-end closing and distribution: preview the plan, then post it."""
+    """Year-end closing and distribution: enter the appropriations, preview the plan, then post it."""
+    from coop import settings as books_settings
+
     session = db_session()
     year = _int_arg("year", clock.today().year - 1, 1990, 2200)
-    reserve = request.values.get("reserve", "10")
-    payout = request.values.get("payout", "100")
     posted = session.scalar(select(Distribution).where(Distribution.year == year))
     plan = error = None
     if request.method == "POST":
@@ -667,8 +799,7 @@ def distribution():
             dist_svc.post_distribution(
                 session,
                 year,
-                reserve_percent=reserve,
-                payout_percent=payout,
+                **_plan_options(request.form),
                 user_id=current_user.id,
                 expected=request.form.get("fingerprint"),
             )
@@ -678,18 +809,22 @@ def distribution():
         error = result.error
     if posted is None:
         try:
-            plan = dist_svc.preview(session, year, reserve_percent=reserve, payout_percent=payout)
-        except LedgerError as exc:  # a preview writes nothing: just say why there is none
+            plan = dist_svc.preview(session, year, **_plan_options(request.values))
+        except DomainError as exc:  # a preview writes nothing: just say why there is none
             error = error or exc.translated(_)
+    opens = dist_svc.year_end_opens(year)
     return render_template(
         "coop/distribution.html",
         year=year,
-        reserve=reserve,
-        payout=payout,
+        values=request.values,
         plan=plan,
         posted=posted,
         error=error,
         fingerprint=dist_svc.plan_fingerprint(plan) if plan else "",
+        reserve_percent=books_settings.get(session).reserve_percent,
+        opens=opens,
+        can_post=clock.today() >= opens,
+        zone=clock.zone_name(),
     ), (400 if error else 200)
 
 

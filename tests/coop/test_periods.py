@@ -144,11 +144,11 @@ def test_year_end_only_after_december_has_ended(books, households, runner):
         post(books, dt.date(2026, 5, 1), "income", ("102", 100_000, 0), ("503", 0, 100_000))
         close_through(books, 2025, 12)
         books.commit()
-        with pytest.raises(LedgerError, match="once December has ended"):
+        with pytest.raises(LedgerError, match="December 2026 has ended"):
             post_distribution(books, 2026)
         books.rollback()
         result = runner.invoke(args=["coop", "year-end", "2026", "--post"])
-        assert result.exit_code != 0 and "once December has ended" in result.output
+        assert result.exit_code != 0 and "December 2026 has ended" in result.output
     assert books.scalar(select(func.count(Voucher.id)).where(Voucher.kind != "normal")) == 0
 
 

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from coop import settings as coop_settings
 from coop.distribution import cooperative_plan, preview
 from coop.ledger import Line, post_voucher, reverse_voucher
 from coop.models import Voucher, VoucherLine
@@ -130,7 +131,8 @@ def test_distribution_plan_sums_to_the_pool(books, surplus, shares, reserve, pay
             summary="income",
             lines=[Line("102", debit=surplus), Line("503", credit=surplus)],
         )
-        plan = preview(books, 2025, reserve_percent=reserve, payout_percent=payout)
+        coop_settings.update(books, reserve_percent=str(reserve))
+        plan = preview(books, 2025, payout_percent=payout)
         assert plan.surplus == surplus
         assert plan.reserve + plan.to_households + plan.retained == surplus
         assert abs(plan.reserve - Fraction(surplus * reserve, 100)) < 1

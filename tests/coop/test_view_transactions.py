@@ -133,6 +133,6 @@ def test_disclosure_and_distribution_forms_refuse_bad_numbers(client, official, 
     assert r.status_code == 200 and 'class="flash error"' in r.get_data(as_text=True)
     r = client.post("/coop/disclosures", data={"action": "approve", "id": "x"}, follow_redirects=True)
     assert r.status_code == 200 and 'class="flash error"' in r.get_data(as_text=True)
-    for reserve in ("NaN", "1/0", "abc", "150"):
-        r = client.get(f"/coop/distribution?year=2025&reserve={reserve}")
-        assert r.status_code == 400, reserve
+    for query in ("payout=NaN", "payout=1/0", "payout=abc", "payout=150", "outside=abc", "other=1e3"):
+        r = client.get(f"/coop/distribution?year=2025&{query}")
+        assert r.status_code == 400, query

@@ -41,6 +41,10 @@ def test_every_page_renders_with_the_demo_books(client, demo_books, session):
         f"/coop/reports/income-expense?year={YEAR}&from=1&to=3",
         f"/coop/reports/balance-sheet?year={YEAR}&month=12",
         f"/coop/reports/income-statement?year={YEAR}",
+        f"/coop/reports/income-statement?year={YEAR + 1}&month=3",
+        f"/coop/reports/notes?year={YEAR}",
+        f"/coop/reports/statements?year={YEAR}&month=12",
+        f"/coop/distribution?year={YEAR}&outside=100&payout=50&other=10&other_note=x",
         "/coop/members",
         "/coop/members/1",
         "/coop/enterprises",
@@ -175,12 +179,10 @@ def test_year_end_preview_then_post(client, official, households, books):
     close_through(books, YEAR - 1, 12)
     books.commit()
     login(client, "kuaiji")
-    page = client.get(f"/coop/distribution?year={YEAR}&reserve=10&payout=100").get_data(as_text=True)
+    page = client.get(f"/coop/distribution?year={YEAR}&payout=100").get_data(as_text=True)
     assert "¥1,000.00" in page  # reserve of ¥10,000 surplus
     token = page.split('name="fingerprint" value="')[1].split('"')[0]
-    r = client.post(
-        f"/coop/distribution?year={YEAR}", data={"reserve": "10", "payout": "100", "fingerprint": token}
-    )
+    r = client.post(f"/coop/distribution?year={YEAR}", data={"payout": "100", "fingerprint": token})
     assert r.status_code == 302
     dist = books.scalar(select(Distribution))
     assert dist.year == YEAR and dist.plan["to_households"] == 900_000
