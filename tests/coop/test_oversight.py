@@ -110,12 +110,20 @@ def test_the_three_steps_through_the_web(client, books, people):
     client.post("/coop/disclosures", data={"action": "draft", "year": 2025, "kind": "quarter", "number": 1})
     d = books.scalar(select(Disclosure))
     # an official cannot sign off, even by forging the form
-    assert client.post("/coop/disclosures", data={"action": "sign_off", "id": d.id, "confirm": "yes"}).status_code == 403
+    assert (
+        client.post(
+            "/coop/disclosures", data={"action": "sign_off", "id": d.id, "confirm": "yes"}
+        ).status_code
+        == 403
+    )
     client.post("/logout")
     login(client, "licai")
     listing = client.get("/coop/disclosures").get_data(as_text=True)
-    assert "id=\"draft-disclosure\"" not in listing  # oversight does not draft
-    assert client.post("/coop/disclosures", data={"action": "approve", "id": d.id, "confirm": "yes"}).status_code == 403
+    assert 'id="draft-disclosure"' not in listing  # oversight does not draft
+    assert (
+        client.post("/coop/disclosures", data={"action": "approve", "id": d.id, "confirm": "yes"}).status_code
+        == 403
+    )
     r = client.post("/coop/disclosures", data={"action": "sign_off", "id": d.id})
     assert r.status_code == 400 and d.title in r.get_data(as_text=True)  # asks first
     books.expire_all()
@@ -125,7 +133,9 @@ def test_the_three_steps_through_the_web(client, books, people):
     assert books.get(Disclosure, d.id).status == "signed_off"
     client.post("/logout")
     login(client, "kuaiji")  # the drafter
-    r = client.post("/coop/disclosures", data={"action": "approve", "id": d.id, "confirm": "yes"}, follow_redirects=True)
+    r = client.post(
+        "/coop/disclosures", data={"action": "approve", "id": d.id, "confirm": "yes"}, follow_redirects=True
+    )
     assert 'class="flash error"' in r.get_data(as_text=True)
     books.expire_all()
     assert books.get(Disclosure, d.id).status == "signed_off"

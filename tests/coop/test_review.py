@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from coop import periods, reports, review
-from coop.ledger import Line, LedgerError, chain_head, get_account
+from coop.ledger import LedgerError, Line, chain_head, get_account
 from coop.models import Voucher, VoucherDraft, VoucherReview
 from core.db import make_session_factory
 from tests.conftest import login
@@ -198,7 +198,15 @@ def test_only_officials_prepare_and_review(books, official, make_user, role):
 def test_vouchers_posted_at_once_wait_for_a_review_by_someone_else(books, official, reviewer):
     shop = post(books, DAY, "网店销售", ("101", 2_070, 0), ("501", 0, 2_070), source="shop", source_ref="o1")
     mine = post(books, DAY, "冲销", ("501", 100, 0), ("101", 0, 100), preparer_id=official.id)
-    signed = post(books, DAY, "已审核", ("101", 100, 0), ("501", 0, 100), preparer_id=official.id, approver_id=reviewer.id)
+    signed = post(
+        books,
+        DAY,
+        "已审核",
+        ("101", 100, 0),
+        ("501", 0, 100),
+        preparer_id=official.id,
+        approver_id=reviewer.id,
+    )
     books.commit()
     assert [v.id for v in review.unreviewed_vouchers(books)] == [shop.id, mine.id]
     assert review.unreviewed_count(books, DAY, DAY) == 2
@@ -246,9 +254,13 @@ def test_recurring_entries_from_the_cli_land_in_the_queue(runner, books, officia
 def test_paying_more_cash_than_the_box_holds_warns_but_saves(books, official):
     post(books, DAY, "现金收入", ("101", 30_000, 0), ("501", 0, 30_000))
     books.commit()
-    ok = _draft(books, official, lines=[Line("513", debit=30_000), Line("101", credit=30_000)], summary="办公费")
+    ok = _draft(
+        books, official, lines=[Line("513", debit=30_000), Line("101", credit=30_000)], summary="办公费"
+    )
     assert not ok.cash_warning and ok.warnings == []
-    short = _draft(books, official, lines=[Line("513", debit=30_001), Line("101", credit=30_001)], summary="超支")
+    short = _draft(
+        books, official, lines=[Line("513", debit=30_001), Line("101", credit=30_001)], summary="超支"
+    )
     assert short.cash_warning and short.status == "draft"
     assert short.warnings == [{"code": "101", "name": "库存现金", "after": -1}]
     # receipts into the bank do not warn; a later payment that empties the bank does
@@ -294,17 +306,19 @@ def test_the_form_prepares_a_draft_warns_and_another_official_posts_it(client, b
     assert d.cash_warning
     assert "101" in page and "-800.00" in page  # the preparer is warned on saving
     queue = client.get("/coop/review").get_data(as_text=True)
-    assert "cash-warning" in queue and "审核并记账" not in queue  # not for the preparer
+    assert "cash-warning" in queue and f"/coop/drafts/{d.id}/post" not in queue  # not for the preparer
     r = client.post(f"/coop/drafts/{d.id}/post", data={"confirm": "yes"}, follow_redirects=True)
     assert 'class="flash error"' in r.get_data(as_text=True) and _vouchers(books) == 0
     client.post("/logout")
     login(client, "cunzhang")
     queue = client.get("/coop/review").get_data(as_text=True)
-    assert "审核并记账" in queue and "cash-warning" in queue
+    assert f"/coop/drafts/{d.id}/post" in queue and "审核并记账" in queue and "cash-warning" in queue
     assert 'id="cash-warning"' in client.get(f"/coop/drafts/{d.id}").get_data(as_text=True)
     r = client.post(f"/coop/drafts/{d.id}/post", data={"confirm": "yes"})
     assert r.status_code == 302
-    r2 = client.post(f"/coop/drafts/{d.id}/post", data={"confirm": "yes"}, follow_redirects=True)  # double submit
+    r2 = client.post(
+        f"/coop/drafts/{d.id}/post", data={"confirm": "yes"}, follow_redirects=True
+    )  # double submit
     assert "已记账" in r2.get_data(as_text=True) or "already been posted" in r2.get_data(as_text=True)
     assert _vouchers(books) == 1
     v = books.scalar(select(Voucher))
