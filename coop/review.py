@@ -362,6 +362,13 @@ def unreviewed_vouchers(session: Session, *, limit: int = 200) -> list[Voucher]:
     )
 
 
+def unreviewed_among(session: Session, voucher_ids: list[int]) -> set[int]:
+    """Which of these posted vouchers still await review."""
+    if not voucher_ids:
+        return set()
+    return set(session.scalars(select(Voucher.id).where(Voucher.id.in_(voucher_ids), _unreviewed_clause())))
+
+
 def unreviewed_count(session: Session, start: dt.date | None = None, end: dt.date | None = None) -> int:
     """How many posted vouchers dated in [start, end] still await review."""
     stmt = select(func.count(Voucher.id)).where(_unreviewed_clause())

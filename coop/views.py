@@ -201,6 +201,7 @@ def vouchers():
         pages=max(1, (total + 49) // 50),
         total=total,
         reversed=reversed_ids(session, [v.id for v in rows]),
+        unreviewed=review_svc.unreviewed_among(session, [v.id for v in rows]),
     )
 
 

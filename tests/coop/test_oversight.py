@@ -120,6 +120,7 @@ def test_the_three_steps_through_the_web(client, books, people):
     login(client, "licai")
     listing = client.get("/coop/disclosures").get_data(as_text=True)
     assert 'id="draft-disclosure"' not in listing  # oversight does not draft
+    assert 'id="sign-off"' in client.get(f"/coop/disclosures/{d.id}").get_data(as_text=True)
     assert (
         client.post("/coop/disclosures", data={"action": "approve", "id": d.id, "confirm": "yes"}).status_code
         == 403
@@ -309,3 +310,19 @@ def test_the_demo_users_include_the_oversight_member():
     from app import DEMO_USERS
 
     assert ("licai", "oversight") in [(u, r) for u, r, *_ in DEMO_USERS]
+
+
+def test_the_confirmation_page_resubmits_the_same_form(client, books, people):
+    """Without JavaScript: the page that asks carries the original fields; confirming it does the action."""
+    import re
+
+    login(client, "kuaiji")
+    page = client.post("/coop/periods?year=2025", data={"month": "4"}).get_data(as_text=True)
+    action = re.search(r'<form method="post" action="([^"]+)"[^>]*id="confirm-form"', page).group(1)
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', page))
+    fields.pop("csrf_token", None)
+    assert action.replace("&amp;", "&") == "/coop/periods?year=2025" and fields == {"month": "4"}
+    assert 'name="confirm" value="yes"' in page
+    r = client.post(action.replace("&amp;", "&"), data={**fields, "confirm": "yes"})
+    assert r.status_code == 302
+    assert books.scalar(select(Period.closed).where(Period.year == 2025, Period.month == 4))

@@ -212,6 +212,7 @@ def test_vouchers_posted_at_once_wait_for_a_review_by_someone_else(books, offici
     assert review.unreviewed_count(books, DAY, DAY) == 2
     assert review.unreviewed_count(books, dt.date(2025, 4, 1), dt.date(2025, 4, 30)) == 0
     assert review.is_reviewed(books, signed)
+    assert review.unreviewed_among(books, [shop.id, mine.id, signed.id]) == {shop.id, mine.id}
     with pytest.raises(review.ReviewError, match="another official"):
         review.mark_reviewed(books, mine.id, reviewer_id=official.id)
     books.rollback()
