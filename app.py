@@ -136,6 +136,7 @@ DEMO_USERS = [
     ("admin", "admin", "系统管理员", None),
     ("kuaiji", "official", "赵会计", None),
     ("cunzhang", "official", "赵村长", None),
+    ("licai", "oversight", "李理财（民主理财小组）", None),
     ("zhaolin", "farmer", "赵林", 0),
     ("wangfang", "farmer", "王芳", 1),
     ("liqiang", "farmer", "李强", 2),

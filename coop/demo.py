@@ -324,8 +324,11 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
         "本年成员分配按章程以人口股为准，未分配部分留待以后年度分配。",
         user_id=preparer,
     )
+    # drafted by the accountant, signed off by the 民主理财小组, approved by the village head
     published = disclosure.draft(session, year, "quarter", 4, user_id=preparer)
-    disclosure.approve(session, published.id, user_id=approver or preparer)
+    if "licai" in users and approver is not None:
+        disclosure.sign_off(session, published.id, user_id=users["licai"].id)
+        disclosure.approve(session, published.id, user_id=approver)
     for m in range(1, today.month):
         post_month(today.year, m)
     # this year's months close in order up to the one before last (last month is still being checked)
@@ -344,6 +347,41 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
         date=today,
         preparer_id=preparer,
         attachments=1,
+    )
+    _seed_review_queue(session, users, acc, today)
+
+
+def _seed_review_queue(session: Session, users: dict[str, Any], acc: dict[str, str], today: date) -> None:
+    """What the review queue shows in the demo: two drafts the accountant prepared (one would take
+    the cash box below zero) and this month's recurring entries, posted at once, awaiting review."""
+    from coop import review
+    from coop.ledger import Line
+    from coop.recurring import run_recurring
+
+    if "kuaiji" not in users:
+        return
+    preparer = users["kuaiji"].id
+    first = today.replace(day=1)
+    if "cunzhang" in users:  # the village head has reviewed what the system posted before this month
+        for v in review.unreviewed_vouchers(session, limit=100_000):
+            if v.date < first and v.preparer_id != users["cunzhang"].id:
+                review.mark_reviewed(session, v.id, reviewer_id=users["cunzhang"].id)
+    run_recurring(session, today, user_id=None)  # the system posts; an official reviews
+    review.prepare(
+        session,
+        date=first,
+        summary="支付村道路灯电费",
+        lines=[Line(acc["lights"], debit=126_000), Line("102", credit=126_000)],
+        preparer_id=preparer,
+        attachments=1,
+    )
+    review.prepare(
+        session,
+        date=first,
+        summary="现金支付敬老慰问品（待核对收据）",
+        lines=[Line(acc["welfare"], debit=5_000_000), Line("101", credit=5_000_000)],
+        preparer_id=preparer,
+        attachments=2,
     )
 
 

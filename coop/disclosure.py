@@ -1,8 +1,11 @@
 """Public disclosure (财务公开): frozen snapshots of the accounts for a month, quarter or year.
 
 A disclosure is drafted from the books (income and expense summary, balance sheet, the year's
-distribution, major items and the chain head), approved by an official, and from then on
-is public and read-only: its content is stored, so later postings do not change it.
+distribution, major items and the chain head) by an official, signed off by a member of the
+民主理财小组 (democratic financial oversight group, role ``oversight``), then approved by an
+official who is not the drafter; each step records who and when. From then on it is public
+and read-only: its content is stored, so later postings do not change it. Refreshing a draft
+after it was signed off clears the sign-off (the content changed).
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from coop.statements import MAJOR_ITEM_FEN, balance_sheet, income_statement
 from core import audit
 from core.db import utcnow
 from core.errors import N_
+from core.models import User
+
+OFFICIALS = ("admin", "official")  # draft and approve
+OVERSIGHT = ("oversight",)  # sign off
 
 KINDS = ("month", "quarter", "year")
 
@@ -98,7 +105,11 @@ def draft(
             Disclosure.status != "withdrawn",
         )
     )
-    if existing is not None and existing.status == "approved":
+    if (
+        user_id is not None
+    ):  # None: drafted by the system (a command), still signed off and approved by people
+        _user(session, user_id, OFFICIALS, N_("only an official can draft a disclosure"))
+    if existing is not None and existing.status not in ("draft", "signed_off"):
         raise LedgerError(N_("this period's disclosure has been approved and published; it cannot change"))
     content = snapshot(session, year, kind, number)
     label = {"month": f"{year}年{number}月", "quarter": f"{year}年第{number}季度", "year": f"{year}年度"}[
@@ -111,6 +122,7 @@ def draft(
     d.chain_seq, d.chain_hash = content["chain"]["seq"], content["chain"]["hash"]
     d.created_by = user_id
     d.created_at = utcnow()
+    d.status, d.signed_off_by, d.signed_off_at = "draft", None, None  # new content needs a new sign-off
     if existing is None:
         session.add(d)
     session.flush()
@@ -124,15 +136,59 @@ def draft(
     return d
 
 
-def approve(session: Session, disclosure_id: int, *, user_id: int | None) -> Disclosure:
-    """Approve a draft: it becomes public and read-only."""
+def _user(session: Session, user_id: int | None, roles: tuple[str, ...], refusal: str) -> User:
+    user = session.get(User, user_id) if user_id is not None else None
+    if user is None or not user.active or user.role not in roles:
+        raise LedgerError(refusal)
+    return user
+
+
+def _get(session: Session, disclosure_id: int) -> Disclosure:
     d = session.get(Disclosure, disclosure_id)
     if d is None:
         raise LedgerError(N_("no disclosure %(disclosure_id)s"), disclosure_id=disclosure_id)
+    return d
+
+
+def sign_off(session: Session, disclosure_id: int, *, user_id: int | None) -> Disclosure:
+    """The 民主理财小组 has checked the draft against the books: a member of the group signs it off."""
+    d = _get(session, disclosure_id)
+    _user(
+        session,
+        user_id,
+        OVERSIGHT,
+        N_("only a member of the oversight group (民主理财小组) can sign a disclosure off"),
+    )
+    if d.status == "signed_off":
+        raise LedgerError(N_("this disclosure has already been signed off"))
+    if d.status != "draft":
+        raise LedgerError(N_("only a draft can be signed off"))
+    d.status, d.signed_off_by, d.signed_off_at = "signed_off", user_id, utcnow()
+    session.flush()
+    audit.record(
+        session,
+        "disclosure.sign_off",
+        d,
+        user_id=user_id,
+        details={"title": d.title, "chain_hash": d.chain_hash},
+    )
+    return d
+
+
+def approve(session: Session, disclosure_id: int, *, user_id: int | None) -> Disclosure:
+    """Approve a signed-off draft (an official who did not draft it): it becomes public and read-only."""
+    d = _get(session, disclosure_id)
+    _user(session, user_id, OFFICIALS, N_("only an official can approve a disclosure"))
     if d.status == "approved":
         raise LedgerError(N_("this disclosure is already approved"))
     if d.status == "withdrawn":
         raise LedgerError(N_("this disclosure was withdrawn: draft the period again"))
+    if d.status != "signed_off":
+        raise LedgerError(
+            N_("the oversight group (民主理财小组) must sign this disclosure off before it is approved")
+        )
+    if d.created_by is not None and d.created_by == user_id:
+        raise LedgerError(N_("you drafted this disclosure: another official must approve it"))
     d.status, d.approved_by, d.approved_at = "approved", user_id, utcnow()
     session.flush()
     audit.record(

@@ -311,9 +311,13 @@ class Disclosure(Base):
     content: Mapped[dict] = mapped_column(JSON)
     chain_seq: Mapped[int] = mapped_column(default=0)
     chain_hash: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(12), default="draft")  # draft | approved | withdrawn
+    # draft | signed_off | approved | withdrawn
+    status: Mapped[str] = mapped_column(String(12), default="draft")
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # 民主理财小组: a member of the oversight group signs the draft off before an official approves it
+    signed_off_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    signed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # withdrawn: a published statement whose period was reopened; still shown, with this notice
@@ -332,3 +336,50 @@ class StatementNote(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VoucherDraft(Base):
+    """A voucher prepared (制单) but not yet reviewed (审核): it is not in the ledger, the chain or
+    any report. ``coop.review`` saves it (checked like a posting), and posts it when another
+    official reviews it. ``lines`` is a list of ``{"account", "debit", "credit", "memo"}``.
+    """
+
+    __tablename__ = "coop_voucher_drafts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    date: Mapped[date]
+    summary: Mapped[str] = mapped_column(String(200))
+    attachments: Mapped[int] = mapped_column(default=0)
+    lines: Mapped[list] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="draft", index=True)  # draft | posted | discarded
+    # what the preparer was warned about on saving (cash or bank below zero), for the reviewer
+    warnings: Mapped[list] = mapped_column(JSON, default=list)
+    cash_warning: Mapped[bool] = mapped_column(default=False)
+    preparer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    discarded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    voucher_id: Mapped[int | None] = mapped_column(ForeignKey("coop_vouchers.id"), unique=True)
+
+    voucher: Mapped[Voucher | None] = relationship()
+
+    @property
+    def total(self) -> int:
+        return sum(int(ln.get("debit") or 0) for ln in self.lines or [])
+
+
+class VoucherReview(Base):
+    """The review (审核) of a voucher that was posted at once (shop, recurring, year-end, reversals).
+
+    Posted vouchers are immutable and chained, so the review is a row of its own; a voucher
+    posted with ``approver_id`` set counts as reviewed without one.
+    """
+
+    __tablename__ = "coop_voucher_reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    voucher_id: Mapped[int] = mapped_column(ForeignKey("coop_vouchers.id"), unique=True)
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

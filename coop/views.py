@@ -19,6 +19,7 @@ from coop import distribution as dist_svc
 from coop import members as members_svc
 from coop import periods as periods_svc
 from coop import reports, statements
+from coop import review as review_svc
 from coop.export import Fen, table_csv, table_xlsx
 from coop.ledger import (
     LedgerError,
@@ -29,7 +30,6 @@ from coop.ledger import (
     first_open_day,
     last_allowed_day,
     latest_closed,
-    post_voucher,
     reverse_voucher,
     reversed_ids,
     verify_chain,
@@ -44,16 +44,20 @@ from coop.models import (
     RecurringEntry,
     TransactionVolume,
     Voucher,
+    VoucherDraft,
 )
 from core import clock, parse
 from core.errors import N_, DomainError
 from core.models import AuditEntry, User
-from core.money import parse_yuan
+from core.money import format_yuan, parse_yuan
 from core.web import attempt, db_session, role_required
 
 bp = Blueprint("coop", __name__, url_prefix="/coop")
 public_bp = Blueprint("disclosure", __name__)
-staff = role_required("admin", "official")
+STAFF = ("admin", "official")  # prepare, review and post; close; draft and approve disclosures
+READERS = (*STAFF, "oversight")  # the 民主理财小组 reads the books and signs disclosures off
+staff = role_required(*STAFF)
+readers = role_required(*READERS)
 VOUCHER_ROWS = 6  # line rows on the new-voucher form (empty rows are ignored)
 
 
@@ -95,11 +99,29 @@ def _postable_accounts(session) -> list[Account]:
     return [a for a in accounts if a.id not in parents]
 
 
+def _require_staff() -> None:
+    """A write on a page the oversight group may read: officials only."""
+    if current_user.role not in STAFF:
+        abort(403)
+
+
+def _confirmed() -> bool:
+    return request.form.get("confirm") == "yes"
+
+
+def _ask_confirmation(message: str, *, back: str, action: str | None = None):
+    """An irreversible action was submitted without its confirmation: say what will happen and
+    offer the same form again with ``confirm=yes`` (works without JavaScript). Nothing was done."""
+    fields = [(k, v) for k, v in request.form.items(multi=True) if k not in ("csrf_token", "confirm")]
+    target = action or (request.full_path if request.query_string else request.path)
+    return render_template("coop/confirm.html", message=message, fields=fields, action=target, back=back), 400
+
+
 # ---------------------------------------------------------------- front page
 
 
 @bp.get("/")
-@staff
+@readers
 def index():
     """The books' front page: key balances, recent vouchers, the chain head."""
     session = db_session()
@@ -108,7 +130,9 @@ def index():
     ie = reports.income_expense(session, today.year, 1, today.month)
     recent = list(session.scalars(select(Voucher).order_by(Voucher.seq.desc()).limit(8)))
     seq, head = chain_head(session)
-    drafts = session.scalar(select(func.count(Disclosure.id)).where(Disclosure.status == "draft"))
+    drafts = session.scalar(
+        select(func.count(Disclosure.id)).where(Disclosure.status.in_(("draft", "signed_off")))
+    )
     return render_template(
         "coop/index.html",
         cash=balances.get("101", 0),
@@ -118,6 +142,8 @@ def index():
         chain_seq=seq,
         chain_hash=head,
         drafts=drafts,
+        voucher_drafts=review_svc.draft_count(session),
+        unreviewed=review_svc.unreviewed_count(session),
         year=today.year,
         chart_loaded=_chart_loaded(session),
     )
@@ -142,7 +168,7 @@ def load_chart():
 
 
 @bp.post("/verify")
-@staff
+@readers
 def verify():
     """Recompute the hash chain now and say whether it holds."""
     result = verify_chain(db_session())
@@ -157,7 +183,7 @@ def verify():
 
 
 @bp.get("/vouchers")
-@staff
+@readers
 def vouchers():
     """The journal: vouchers of a year (optionally a month), newest first."""
     session = db_session()
@@ -180,47 +206,103 @@ def vouchers():
         pages=max(1, (total + 49) // 50),
         total=total,
         reversed=reversed_ids(session, [v.id for v in rows]),
+        unreviewed=review_svc.unreviewed_among(session, [v.id for v in rows]),
     )
 
 
-@bp.route("/vouchers/new", methods=["GET", "POST"])
-@staff
-def new_voucher():
-    """Enter a voucher (记账凭证): date, summary, attachments and two or more lines."""
+def _lines_from_form(form) -> list[Line]:
+    lines = []
+    for i in range(VOUCHER_ROWS):
+        code = form.get(f"account_{i}", "").strip()
+        debit_text, credit_text = form.get(f"debit_{i}", "").strip(), form.get(f"credit_{i}", "").strip()
+        if not (code or debit_text or credit_text):
+            continue
+        lines.append(
+            Line(
+                code,
+                debit=parse_yuan(debit_text) if debit_text else 0,
+                credit=parse_yuan(credit_text) if credit_text else 0,
+                memo=form.get(f"memo_{i}", ""),
+            )
+        )
+    return lines
+
+
+def _plain_yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}" if fen else ""
+
+
+def _draft_form(draft: VoucherDraft) -> dict[str, str]:
+    """The voucher form filled in from a draft (for editing it)."""
+    form = {"date": draft.date.isoformat(), "summary": draft.summary, "attachments": str(draft.attachments)}
+    for i, ln in enumerate(review_svc.draft_lines(draft)[:VOUCHER_ROWS]):
+        form |= {
+            f"account_{i}": ln.account,
+            f"debit_{i}": _plain_yuan(ln.debit),
+            f"credit_{i}": _plain_yuan(ln.credit),
+            f"memo_{i}": ln.memo,
+        }
+    return form
+
+
+def _flash_cash_warnings(draft: VoucherDraft) -> None:
+    for w in draft.warnings or []:
+        flash(
+            _(
+                "Warning: this voucher takes %(code)s %(name)s below zero (%(after)s). It is saved; the "
+                "reviewer will see the warning.",
+                code=w["code"],
+                name=w["name"],
+                after=format_yuan(w["after"]),
+            ),
+            "warning",
+        )
+
+
+def _voucher_form(draft: VoucherDraft | None = None):
+    """Prepare (制单) a new voucher draft, or change one: date, summary, attachments, two or more lines.
+
+    Saving creates (or changes) a draft; it is posted only when another official reviews it.
+    """
     session = db_session()
     accounts = _postable_accounts(session)
-    form = request.form
+    form = request.form if request.method == "POST" else (_draft_form(draft) if draft else {})
     error = None
     if request.method == "POST":
         with attempt(flash_error=False) as result:
-            lines = []
-            for i in range(VOUCHER_ROWS):
-                code = form.get(f"account_{i}", "").strip()
-                debit_text, credit_text = (
-                    form.get(f"debit_{i}", "").strip(),
-                    form.get(f"credit_{i}", "").strip(),
+            day = parse.date_field(form.get("date"))
+            summary = form.get("summary", "")
+            lines = _lines_from_form(form)
+            attachments = parse.whole_number(form.get("attachments"), hi=999, default=0)
+            if draft is None:
+                saved = review_svc.prepare(
+                    session,
+                    date=day,
+                    summary=summary,
+                    lines=lines,
+                    attachments=attachments,
+                    preparer_id=current_user.id,
                 )
-                if not (code or debit_text or credit_text):
-                    continue
-                lines.append(
-                    Line(
-                        code,
-                        debit=parse_yuan(debit_text) if debit_text else 0,
-                        credit=parse_yuan(credit_text) if credit_text else 0,
-                        memo=form.get(f"memo_{i}", ""),
-                    )
+            else:
+                saved = review_svc.update(
+                    session,
+                    draft.id,
+                    user_id=current_user.id,
+                    date=day,
+                    summary=summary,
+                    lines=lines,
+                    attachments=attachments,
                 )
-            voucher = post_voucher(
-                session,
-                date=parse.date_field(form.get("date")),
-                summary=form.get("summary", ""),
-                lines=lines,
-                attachments=parse.whole_number(form.get("attachments"), hi=999, default=0),
-                preparer_id=current_user.id,
-            )
         if result.ok:
-            flash(_("Voucher %(label)s posted.", label=voucher.label), "success")
-            return redirect(url_for("coop.voucher", voucher_id=voucher.id))
+            flash(
+                _(
+                    "Draft #%(id)d saved. Another official must review it (审核) before it is posted.",
+                    id=saved.id,
+                ),
+                "success",
+            )
+            _flash_cash_warnings(saved)
+            return redirect(url_for("coop.draft", draft_id=saved.id))
         error = result.error
     return render_template(
         "coop/voucher_new.html",
@@ -228,6 +310,7 @@ def new_voucher():
         rows=range(VOUCHER_ROWS),
         form=form,
         error=error,
+        draft=draft,
         today=clock.today(),
         first_open=first_open_day(session).isoformat() if accounts else "",
         last_allowed=last_allowed_day(session).isoformat() if accounts else "",
@@ -235,20 +318,155 @@ def new_voucher():
     ), (400 if error else 200)
 
 
-@bp.get("/vouchers/<int:voucher_id>")
+@bp.route("/vouchers/new", methods=["GET", "POST"])
 @staff
+def new_voucher():
+    """Prepare a voucher (制单): it is saved as a draft for another official to review."""
+    return _voucher_form()
+
+
+@bp.route("/drafts/<int:draft_id>/edit", methods=["GET", "POST"])
+@staff
+def edit_draft(draft_id: int):
+    """Change a draft (its preparer, while it is a draft; the service refuses anyone else)."""
+    draft = db_session().get(VoucherDraft, draft_id) or abort(404)
+    if request.method == "GET" and (draft.status != "draft" or draft.preparer_id != current_user.id):
+        flash(_("Only the preparer can change a draft, and only while it is a draft."), "error")
+        return redirect(url_for("coop.draft", draft_id=draft_id))
+    return _voucher_form(draft)
+
+
+@bp.get("/review")
+@readers
+def review_queue():
+    """The review queue (审核): drafts awaiting review, and vouchers posted at once that await review."""
+    session = db_session()
+    drafts = review_svc.pending_drafts(session)
+    posted = review_svc.unreviewed_vouchers(session)
+    ids = {d.preparer_id for d in drafts} | {v.preparer_id for v in posted}
+    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_([i for i in ids if i])))}
+    return render_template(
+        "coop/review.html",
+        drafts=drafts,
+        posted=posted,
+        users=users,
+        can_review=current_user.role in STAFF,
+        unreviewed_total=review_svc.unreviewed_count(session),
+    )
+
+
+@bp.get("/drafts/<int:draft_id>")
+@readers
+def draft(draft_id: int):
+    """One voucher draft: its lines, who prepared it, its warnings, and the reviewer's actions."""
+    session = db_session()
+    d = session.get(VoucherDraft, draft_id) or abort(404)
+    lines = review_svc.draft_lines(d)
+    names = {
+        a.code: a
+        for a in session.scalars(select(Account).where(Account.code.in_([ln.account for ln in lines])))
+    }
+    ids = [i for i in (d.preparer_id, d.reviewer_id, d.discarded_by) if i]
+    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))}
+    current_warnings = (
+        [w.as_dict() for w in review_svc.cash_warnings(session, d.date, lines)] if d.status == "draft" else []
+    )
+    return render_template(
+        "coop/draft.html",
+        d=d,
+        lines=lines,
+        names=names,
+        users=users,
+        current_warnings=current_warnings,
+        can_review=current_user.role in STAFF and d.status == "draft" and d.preparer_id != current_user.id,
+        is_preparer=d.preparer_id == current_user.id and d.status == "draft",
+        can_discard=current_user.role in STAFF and d.status == "draft",
+    )
+
+
+@bp.post("/drafts/<int:draft_id>/post")
+@staff
+def post_draft(draft_id: int):
+    """审核并记账: review a draft and post it to the ledger (another official than the preparer)."""
+    session = db_session()
+    d = session.get(VoucherDraft, draft_id) or abort(404)
+    if not _confirmed():
+        return _ask_confirmation(
+            _(
+                "Draft #%(id)d (%(summary)s, %(total)s) will be posted to the ledger with you as its "
+                "reviewer (审核). A posted voucher cannot be changed or deleted, only reversed.",
+                id=d.id,
+                summary=d.summary,
+                total=format_yuan(d.total),
+            ),
+            back=url_for("coop.draft", draft_id=draft_id),
+        )
+    with attempt() as result:
+        v = review_svc.review_and_post(session, draft_id, reviewer_id=current_user.id)
+    if not result.ok:
+        return redirect(url_for("coop.draft", draft_id=draft_id))
+    flash(_("Voucher %(label)s reviewed and posted.", label=v.label), "success")
+    return redirect(url_for("coop.voucher", voucher_id=v.id))
+
+
+@bp.post("/drafts/<int:draft_id>/discard")
+@staff
+def discard_draft(draft_id: int):
+    """Throw a draft away; it can never be posted afterwards."""
+    session = db_session()
+    d = session.get(VoucherDraft, draft_id) or abort(404)
+    if not _confirmed():
+        return _ask_confirmation(
+            _(
+                "Draft #%(id)d (%(summary)s) will be discarded and can never be posted.",
+                id=d.id,
+                summary=d.summary,
+            ),
+            back=url_for("coop.draft", draft_id=draft_id),
+        )
+    with attempt() as result:
+        review_svc.discard(session, draft_id, user_id=current_user.id)
+    if result.ok:
+        flash(_("Draft #%(id)d discarded.", id=draft_id), "success")
+    return redirect(url_for("coop.draft", draft_id=draft_id))
+
+
+@bp.post("/vouchers/<int:voucher_id>/review")
+@staff
+def review_voucher(voucher_id: int):
+    """Mark a voucher the system posted at once (shop, recurring, year end, reversal) as reviewed."""
+    with attempt() as result:
+        review_svc.mark_reviewed(db_session(), voucher_id, reviewer_id=current_user.id)
+    if result.ok:
+        flash(_("Voucher marked as reviewed."), "success")
+    target = request.form.get("next") or ""
+    if target.startswith("/") and not target.startswith("//"):
+        return redirect(target)
+    return redirect(url_for("coop.voucher", voucher_id=voucher_id))
+
+
+@bp.get("/vouchers/<int:voucher_id>")
+@readers
 def voucher(voucher_id: int):
     """One voucher with its lines, hash and reversal."""
     session = db_session()
     v = session.get(Voucher, voucher_id) or abort(404)
-    users = {
-        u.id: u
-        for u in session.scalars(select(User).where(User.id.in_([v.preparer_id or 0, v.approver_id or 0])))
-    }
+    reviewer_id, reviewed_at = review_svc.review_of(session, v)
+    ids = [v.preparer_id or 0, v.approver_id or 0, reviewer_id or 0]
+    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))}
     reversal = reversed_ids(session, [v.id]).get(v.id)
     original = session.get(Voucher, v.reverses_id) if v.reverses_id else None
     return render_template(
-        "coop/voucher.html", v=v, users=users, reversal=reversal, original=original, today=clock.today()
+        "coop/voucher.html",
+        v=v,
+        users=users,
+        reversal=reversal,
+        original=original,
+        today=clock.today(),
+        reviewer_id=reviewer_id,
+        reviewed_at=reviewed_at,
+        can_review=current_user.role in STAFF and reviewer_id is None and v.preparer_id != current_user.id,
+        can_write=current_user.role in STAFF,
     )
 
 
@@ -256,9 +474,23 @@ def voucher(voucher_id: int):
 @staff
 def reverse(voucher_id: int):
     """Correct a posted voucher by posting its reversal."""
+    session = db_session()
+    original = session.get(Voucher, voucher_id) or abort(404)
+    if not _confirmed():
+        return _ask_confirmation(
+            _(
+                "A reversing voucher dated %(date)s will be posted that undoes %(label)s (%(summary)s, "
+                "%(total)s). Both stay in the books; this cannot be undone.",
+                date=request.form.get("date") or clock.today().isoformat(),
+                label=original.label,
+                summary=original.summary,
+                total=format_yuan(original.total),
+            ),
+            back=url_for("coop.voucher", voucher_id=voucher_id),
+        )
     with attempt() as result:
         day = parse.date_field(request.form.get("date"), default=clock.today())
-        r = reverse_voucher(db_session(), voucher_id, date=day, preparer_id=current_user.id)
+        r = reverse_voucher(session, voucher_id, date=day, preparer_id=current_user.id)
     if not result.ok:
         return redirect(url_for("coop.voucher", voucher_id=voucher_id))
     flash(_("Reversal %(label)s posted.", label=r.label), "success")
@@ -269,11 +501,12 @@ def reverse(voucher_id: int):
 
 
 @bp.route("/accounts", methods=["GET", "POST"])
-@staff
+@readers
 def accounts():
     """The chart of accounts; officials add sub-accounts."""
     session = db_session()
     if request.method == "POST":
+        _require_staff()
         with attempt() as result:
             a = ensure_account(session, request.form.get("parent", ""), request.form.get("name", ""))
         if result.ok:
@@ -285,18 +518,34 @@ def accounts():
 
 
 @bp.route("/periods", methods=["GET", "POST"])
-@staff
+@readers
 def periods():
     """Months of a year: which one can be closed next and why the others cannot; an admin may
     reopen the latest closed month, with a reason."""
     session = db_session()
     year = _year()
     if request.method == "POST":
+        _require_staff()
+        reopening = request.form.get("action") == "reopen"
+        if not _confirmed():
+            month_text = request.form.get("month", "?")[:4]
+            return _ask_confirmation(
+                _(
+                    "Reopen %(period)s? Published disclosures covering it are withdrawn.",
+                    period=f"{year}-{month_text}",
+                )
+                if reopening
+                else _(
+                    "Month %(month)s of %(year)d will be closed: nothing more can be posted into it or "
+                    "before it, and only an administrator can reopen it, with a reason.",
+                    month=month_text,
+                    year=year,
+                ),
+                back=url_for("coop.periods", year=year),
+            )
         with attempt() as result:
             month = parse.whole_number(request.form.get("month"), lo=1, hi=12)
-            if request.form.get("action") == "reopen":
-                if not current_user.has_role("admin"):
-                    raise LedgerError(N_("only an administrator can reopen a closed period"))
+            if reopening:
                 periods_svc.reopen_period(
                     session, year, month, reason=request.form.get("reason", ""), user_id=current_user.id
                 )
@@ -372,7 +621,7 @@ def corrections():
 
 
 @bp.get("/reports/trial-balance")
-@staff
+@readers
 def trial_balance():
     """科目余额表 for a range of months, with CSV/XLSX export."""
     session = db_session()
@@ -406,13 +655,14 @@ def trial_balance():
         for r in tb.rows
     ]
     resp = _export(request.args.get("format", ""), f"trial-balance-{year}-{m1:02d}-{m2:02d}", header, rows)
+    unreviewed = review_svc.unreviewed_count(session, dt.date(year, m1, 1), reports.month_end(year, m2))
     return resp or render_template(
-        "coop/trial_balance.html", tb=tb, split=reports.split, year=year, m1=m1, m2=m2
+        "coop/trial_balance.html", tb=tb, split=reports.split, year=year, m1=m1, m2=m2, unreviewed=unreviewed
     )
 
 
 @bp.get("/reports/income-expense")
-@staff
+@readers
 def income_expense():
     """收支明细表: income and expense by account for a range of months."""
     session = db_session()
@@ -426,7 +676,10 @@ def income_expense():
         [r.code, r.account.name, _("Expense"), Fen(r.debit - r.credit)] for r in ie.expense
     ]
     resp = _export(request.args.get("format", ""), f"income-expense-{year}-{m1:02d}-{m2:02d}", header, rows)
-    return resp or render_template("coop/income_expense.html", ie=ie, year=year, m1=m1, m2=m2)
+    unreviewed = review_svc.unreviewed_count(session, dt.date(year, m1, 1), reports.month_end(year, m2))
+    return resp or render_template(
+        "coop/income_expense.html", ie=ie, year=year, m1=m1, m2=m2, unreviewed=unreviewed
+    )
 
 
 def _statement_context(session) -> dict:
@@ -471,7 +724,7 @@ def _statement_export(fmt: str, name: str, title: str, header: list[str], rows: 
 
 
 @bp.get("/reports/balance-sheet")
-@staff
+@readers
 def balance_sheet():
     """资产负债表 at the end of a month: 年初数 and 期末数, the prescribed lines."""
     session = db_session()
@@ -487,13 +740,19 @@ def balance_sheet():
         _statement_rows(bs),
         bs.date,
     )
+    unreviewed = review_svc.unreviewed_count(session, None, reports.month_end(year, month))
     return resp or render_template(
-        "coop/balance_sheet.html", bs=bs, year=year, month=month, **_statement_context(session)
+        "coop/balance_sheet.html",
+        bs=bs,
+        year=year,
+        month=month,
+        unreviewed=unreviewed,
+        **_statement_context(session),
     )
 
 
 @bp.get("/reports/income-statement")
-@staff
+@readers
 def income_statement():
     """收益及收益分配表 from January to a month: 本年数 and 上年数."""
     session = db_session()
@@ -509,8 +768,14 @@ def income_statement():
         _statement_rows(st),
         f"{year}-01 – {year}-{month:02d}",
     )
+    unreviewed = review_svc.unreviewed_count(session, dt.date(year, 1, 1), reports.month_end(year, month))
     return resp or render_template(
-        "coop/income_statement.html", st=st, year=year, month=month, **_statement_context(session)
+        "coop/income_statement.html",
+        st=st,
+        year=year,
+        month=month,
+        unreviewed=unreviewed,
+        **_statement_context(session),
     )
 
 
@@ -584,7 +849,7 @@ def statement_set():
 
 
 @bp.get("/accounts/<code>")
-@staff
+@readers
 def ledger_detail(code: str):
     """The lines of one account (and its sub-accounts) in a year: the general ledger page."""
     session = db_session()
@@ -604,11 +869,12 @@ def ledger_detail(code: str):
 
 
 @bp.route("/members", methods=["GET", "POST"])
-@staff
+@readers
 def members():
     """Member households and the share register; add households, issue and transfer shares."""
     session = db_session()
     if request.method == "POST":
+        _require_staff()
         form = request.form
         with attempt() as result:
             action = parse.choice(form.get("action"), ("add", "issue", "transfer"))
@@ -682,7 +948,7 @@ def update_member(household_id: int):
 
 
 @bp.get("/members/<int:household_id>")
-@staff
+@readers
 def member(household_id: int):
     """A household's statement: shares and their history, account movements, distributions."""
     session = db_session()
@@ -706,7 +972,7 @@ def member(household_id: int):
 
 
 @bp.get("/enterprises")
-@staff
+@readers
 def enterprises():
     """Collective enterprises, cooperatives and contracts with their income this year; recurring entries."""
     session = db_session()
@@ -721,7 +987,7 @@ def enterprises():
 
 
 @bp.get("/enterprises/<slug>")
-@staff
+@readers
 def enterprise(slug: str):
     """A cooperative's member accounts, transaction volumes and a surplus return preview."""
     session = db_session()
@@ -785,7 +1051,7 @@ def _plan_options(values) -> dict:
 
 
 @bp.route("/distribution", methods=["GET", "POST"])
-@staff
+@readers
 def distribution():
     """Year-end closing and distribution: enter the appropriations, preview the plan, then post it."""
     from coop import settings as books_settings
@@ -795,6 +1061,17 @@ def distribution():
     posted = session.scalar(select(Distribution).where(Distribution.year == year))
     plan = error = None
     if request.method == "POST":
+        _require_staff()
+        if not _confirmed():
+            return _ask_confirmation(
+                _(
+                    "The %(year)d distribution will be posted: the year's income and expense are closed, "
+                    "the reserve and every household's part are booked, and all twelve months of %(year)d "
+                    "are closed. This cannot be undone.",
+                    year=year,
+                ),
+                back=url_for("coop.distribution", year=year),
+            )
         with attempt(flash_error=False) as result:
             dist_svc.post_distribution(
                 session,
@@ -832,18 +1109,49 @@ def distribution():
 
 
 @bp.route("/disclosures", methods=["GET", "POST"])
-@staff
+@readers
 def disclosures():
     """Draft a disclosure for a month, quarter or year, and approve drafts for publication."""
     session = db_session()
     if request.method == "POST":
         form = request.form
+        action = form.get("action")
+        if action == "sign_off":
+            if current_user.role != "oversight":
+                abort(403)
+        else:
+            _require_staff()
+        if action in ("sign_off", "approve") and not _confirmed():
+            target = (
+                session.get(Disclosure, parse.whole_number(form.get("id"), default=0))
+                if form.get("id", "").isdigit()
+                else None
+            )
+            title = target.title if target is not None else form.get("id", "")
+            if action == "sign_off":
+                message = _(
+                    "You sign %(title)s off for the oversight group (民主理财小组): you have checked it "
+                    "against the books. An official then approves and publishes it.",
+                    title=title,
+                )
+            else:
+                message = _(
+                    "%(title)s will be published on the public page (/disclosure) with your name as "
+                    "approver. A published statement can never be changed.",
+                    title=title,
+                )
+            return _ask_confirmation(message, back=url_for("coop.disclosures"))
         with attempt() as result:
-            if form.get("action") == "approve":
+            if action == "approve":
                 d = disclosure_svc.approve(
                     session, parse.whole_number(form.get("id")), user_id=current_user.id
                 )
                 message = _("%(title)s is approved and public.", title=d.title)
+            elif action == "sign_off":
+                d = disclosure_svc.sign_off(
+                    session, parse.whole_number(form.get("id")), user_id=current_user.id
+                )
+                message = _("%(title)s is signed off; an official can now approve it.", title=d.title)
             else:
                 d = disclosure_svc.draft(
                     session,
@@ -857,19 +1165,45 @@ def disclosures():
             flash(message, "success")
         return redirect(url_for("coop.disclosures"))
     rows = list(session.scalars(select(Disclosure).order_by(Disclosure.end.desc(), Disclosure.id.desc())))
-    return render_template("coop/disclosures.html", rows=rows, today=clock.today())
+    ids = {i for d in rows for i in (d.created_by, d.signed_off_by, d.approved_by) if i}
+    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))}
+    return render_template("coop/disclosures.html", rows=rows, users=users, today=clock.today())
 
 
 @bp.get("/disclosures/<int:disclosure_id>")
-@staff
+@readers
 def disclosure_draft(disclosure_id: int):
     """Review a disclosure (draft or approved) as the public will see it."""
-    d = db_session().get(Disclosure, disclosure_id) or abort(404)
-    return render_template("coop/disclosure.html", d=d, c=d.content, staff_view=True)
+    session = db_session()
+    d = session.get(Disclosure, disclosure_id) or abort(404)
+    return render_template(
+        "coop/disclosure.html",
+        d=d,
+        c=d.content,
+        staff_view=True,
+        steps=_disclosure_steps(session, d),
+        unreviewed=review_svc.unreviewed_count(session, d.start, d.end),
+    )
+
+
+def _disclosure_steps(session, d: Disclosure) -> list[tuple[str, str, dt.datetime | None]]:
+    """Drafted, signed off (民主理财小组), approved: (step, who, when) for the notice."""
+    ids = [i for i in (d.created_by, d.signed_off_by, d.approved_by) if i]
+    users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))}
+
+    def name(user_id: int | None) -> str:
+        user = users.get(user_id) if user_id else None
+        return (user.display_name or user.username) if user else "—"
+
+    return [
+        (_("Drafted by"), name(d.created_by), d.created_at),
+        (_("Signed off by the oversight group (民主理财小组)"), name(d.signed_off_by), d.signed_off_at),
+        (_("Approved by"), name(d.approved_by), d.approved_at),
+    ]
 
 
 @bp.get("/audit")
-@staff
+@readers
 def audit_log():
     """Who did what and when in the books."""
     session = db_session()
@@ -898,7 +1232,10 @@ def disclosure_index():
 @public_bp.get("/disclosure/<int:disclosure_id>")
 def disclosure_detail(disclosure_id: int):
     """One published statement, read-only, with the chain head it was published with."""
-    d = db_session().get(Disclosure, disclosure_id)
+    session = db_session()
+    d = session.get(Disclosure, disclosure_id)
     if d is None or d.status not in ("approved", "withdrawn"):
         abort(404)
-    return render_template("coop/disclosure.html", d=d, c=d.content, staff_view=False)
+    return render_template(
+        "coop/disclosure.html", d=d, c=d.content, staff_view=False, steps=_disclosure_steps(session, d)
+    )

@@ -10,7 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
 
-ROLES = ("admin", "official", "farmer", "customer")
+ROLES = ("admin", "official", "oversight", "farmer", "customer")
+# "oversight": a member of the 民主理财小组 (democratic financial oversight group): reads the village
+# books and disclosure drafts and signs disclosures off; never posts, reviews vouchers or approves.
 
 
 class User(Base):

@@ -26,7 +26,7 @@ def test_demo_seed_creates_a_village_once(runner, session, app):
     assert session.scalar(select(func.count(Device.id))) >= 6
     assert session.scalar(select(func.count(Product.id))) >= 5
     roles = set(session.scalars(select(User.role)))
-    assert roles == {"admin", "official", "farmer", "customer"}
+    assert roles == {"admin", "official", "oversight", "farmer", "customer"}
     # passwords are printed once, for every account
     printed = re.findall(r"^\s+(\w+)\s+(\w+)\s+(\S+)$", result.output, re.M)
     assert {role for role, _u, _p in printed} == roles
@@ -39,5 +39,11 @@ def test_demo_seed_creates_a_village_once(runner, session, app):
     for role, username, password in printed:
         client.post("/logout")
         assert login(client, username, password).status_code == 302, username
-        area = {"admin": "/coop/", "official": "/coop/", "farmer": "/iot/", "customer": "/shop/orders"}[role]
+        area = {
+            "admin": "/coop/",
+            "official": "/coop/",
+            "oversight": "/coop/review",
+            "farmer": "/iot/",
+            "customer": "/shop/orders",
+        }[role]
         assert client.get(area).status_code == 200, (username, area)

@@ -50,7 +50,11 @@ def demo_books(session, make_user):
     from coop.demo import seed_books, seed_members
 
     ctx = {
-        "users": {"kuaiji": make_user("kuaiji", "official"), "cunzhang": make_user("cunzhang", "official")}
+        "users": {
+            "kuaiji": make_user("kuaiji", "official"),
+            "cunzhang": make_user("cunzhang", "official"),
+            "licai": make_user("licai", "oversight", display_name="李理财"),
+        }
     }
     seed_members(session, ctx)
     seed_books(session, ctx)
@@ -64,3 +68,22 @@ def close_through(session, year, month):
 
     while next_to_close(session) <= (year, month):
         close_period(session, *next_to_close(session))
+
+
+def publish(session, disclosure_id: int, *, approver=None):
+    """Take a disclosure draft through sign-off (民主理财小组) and approval by another official.
+
+    Creates the two users if the test has none (``oversight-test``, ``approver-test``)."""
+    from sqlalchemy import select
+
+    from coop import disclosure
+    from core import auth
+    from core.models import User
+
+    def user(name: str, role: str):
+        found = session.scalar(select(User).where(User.username == name))
+        return found or auth.create_user(session, name, "a-long-test-password", role)
+
+    disclosure.sign_off(session, disclosure_id, user_id=user("oversight-test", "oversight").id)
+    approver = approver or user("approver-test", "official")
+    return disclosure.approve(session, disclosure_id, user_id=approver.id)

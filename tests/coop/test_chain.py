@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, text
 
 from coop import disclosure
-from tests.coop.conftest import post
+from tests.coop.conftest import post, publish
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_rewritten_chain_is_caught_by_the_published_hash(runner, books, chain):
     from coop.models import ChainHead, Voucher
 
     d = disclosure.draft(books, 2025, "month", 1)
-    disclosure.approve(books, d.id, user_id=None)
+    publish(books, d.id)
     books.commit()
     with books.begin():
         books.execute(text("UPDATE coop_vouchers SET summary = 'forged' WHERE id = :v"), {"v": chain[0].id})

@@ -1,4 +1,5 @@
-"""Public disclosure: drafted from the books, approved, then frozen and public."""
+"""Public disclosure: drafted from the books, signed off by the 民主理财小组, approved by another
+official, then frozen and public."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from coop import disclosure
 from coop.ledger import LedgerError, chain_head
 from coop.models import Disclosure
 from tests.conftest import login
-from tests.coop.conftest import post
+from tests.coop.conftest import post, publish
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def test_snapshot_has_the_figures_and_the_chain_head(q1):
 
 def test_approved_disclosure_is_frozen(q1, official):
     d = disclosure.draft(q1, 2025, "quarter", 1)
-    disclosure.approve(q1, d.id, user_id=official.id)
+    publish(q1, d.id, approver=official)
     q1.commit()
     post(q1, dt.date(2025, 3, 1), "later income", ("101", 999, 0), ("504", 0, 999))
     q1.commit()
@@ -58,7 +59,7 @@ def test_public_page_shows_only_approved_statements(client, q1, official):
     q1.commit()
     assert d.title not in client.get("/disclosure").get_data(as_text=True)
     assert client.get(f"/disclosure/{d.id}").status_code == 404
-    disclosure.approve(q1, d.id, user_id=official.id)
+    publish(q1, d.id)
     q1.commit()
     index = client.get("/disclosure").get_data(as_text=True)
     assert d.title in index
@@ -66,13 +67,20 @@ def test_public_page_shows_only_approved_statements(client, q1, official):
     assert "3,000.00" in page and "18,000.00" in page and d.chain_hash in page
 
 
-def test_officials_draft_and_approve_through_the_web(client, q1, official):
+def test_officials_draft_and_approve_through_the_web(client, q1, official, make_user):
+    make_user("licai", "oversight")
+    make_user("cunzhang", "official")
     login(client, "kuaiji")
     r = client.post("/coop/disclosures", data={"action": "draft", "year": 2025, "kind": "month", "number": 2})
     assert r.status_code == 302
     d = q1.scalar(select(Disclosure))
     assert d.status == "draft" and d.title == "2025年2月 财务公开"
-    client.post("/coop/disclosures", data={"action": "approve", "id": d.id})
+    client.post("/logout")
+    login(client, "licai")
+    client.post("/coop/disclosures", data={"action": "sign_off", "id": d.id, "confirm": "yes"})
+    client.post("/logout")
+    login(client, "cunzhang")
+    client.post("/coop/disclosures", data={"action": "approve", "id": d.id, "confirm": "yes"})
     q1.expire_all()
     assert q1.get(Disclosure, d.id).status == "approved"
     assert client.get(f"/disclosure/{d.id}").status_code == 200

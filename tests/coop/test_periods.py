@@ -20,7 +20,7 @@ from coop.reports import account_balances, income_expense
 from core import clock
 from core.models import AuditEntry
 from tests.conftest import login
-from tests.coop.conftest import close_through, post
+from tests.coop.conftest import close_through, post, publish
 
 SHANGHAI = "Asia/Shanghai"
 
@@ -190,7 +190,7 @@ def published_2020(books, official):
     out = {}
     for kind, n in (("quarter", 1), ("quarter", 2), ("month", 6)):
         d = disclosure.draft(books, 2020, kind, n, user_id=official.id)
-        out[(kind, n)] = disclosure.approve(books, d.id, user_id=official.id)
+        out[(kind, n)] = publish(books, d.id)
     books.commit()
     return out
 
@@ -243,7 +243,7 @@ def test_reopening_records_who_when_why_and_withdraws_the_disclosures_covering_i
     close_period(books, 2020, 6)
     again = disclosure.draft(books, 2020, "quarter", 2, user_id=official.id)
     assert again.id != q2.id and again.status == "draft"
-    disclosure.approve(books, again.id, user_id=official.id)
+    publish(books, again.id)
     books.commit()
     assert verify_chain(books).ok  # the withdrawn statement's published head is still checked
 
@@ -270,7 +270,9 @@ def test_a_distributed_year_is_not_reopened(books, households, admin):
 
 def test_reopen_through_the_page_and_the_cli(client, books, official, admin, published_2020, runner):
     login(client, "kuaiji")
-    r = client.post("/coop/periods?year=2020", data={"month": 6, "action": "reopen", "reason": "x"})
+    r = client.post(
+        "/coop/periods?year=2020", data={"month": 6, "action": "reopen", "reason": "x", "confirm": "yes"}
+    )
     assert r.status_code == 302
     assert books.scalar(select(Period).where(Period.year == 2020, Period.month == 6)).closed  # not an admin
     page = client.get("/coop/periods?year=2020").get_data(as_text=True)
@@ -278,10 +280,14 @@ def test_reopen_through_the_page_and_the_cli(client, books, official, admin, pub
     client.get("/logout")
     login(client, "guanli")
     assert 'value="reopen"' in client.get("/coop/periods?year=2020").get_data(as_text=True)
-    r = client.post("/coop/periods?year=2020", data={"month": 6, "action": "reopen", "reason": ""})
+    r = client.post(
+        "/coop/periods?year=2020", data={"month": 6, "action": "reopen", "reason": "", "confirm": "yes"}
+    )
     books.expire_all()
     assert books.scalar(select(Period).where(Period.year == 2020, Period.month == 6)).closed  # no reason
-    client.post("/coop/periods?year=2020", data={"month": 6, "action": "reopen", "reason": "补记"})
+    client.post(
+        "/coop/periods?year=2020", data={"month": 6, "action": "reopen", "reason": "补记", "confirm": "yes"}
+    )
     books.expire_all()
     assert not books.scalar(select(Period).where(Period.year == 2020, Period.month == 6)).closed
     # the CLI: May is now the latest closed month
@@ -389,9 +395,9 @@ def test_a_reversal_is_dated_on_or_after_the_original(books, client, official):
     with pytest.raises(LedgerError, match="on or after the voucher it reverses"):
         reverse_voucher(books, v.id, date=dt.date(2025, 4, 15), preparer_id=None)
     login(client, "kuaiji")
-    client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-15"})
+    client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-15", "confirm": "yes"})
     assert books.scalar(select(Voucher).where(Voucher.reverses_id == v.id)) is None
-    client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-16"})
+    client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-16", "confirm": "yes"})
     assert books.scalar(select(Voucher).where(Voucher.reverses_id == v.id)).date == dt.date(2025, 4, 16)
 
 
@@ -412,7 +418,7 @@ def test_a_shop_voucher_is_not_reversed_in_the_books(books, client, official):
     login(client, "kuaiji")
     page = client.get(f"/coop/vouchers/{v.id}").get_data(as_text=True)
     assert 'id="shop-voucher"' in page and "/reverse" not in page
-    client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-17"})
+    client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-17", "confirm": "yes"})
     assert books.scalar(select(Voucher).where(Voucher.reverses_id == v.id)) is None
 
 
@@ -465,6 +471,9 @@ def test_hostile_correction_forms_are_refused_with_a_message(client, official, c
 def test_hostile_period_forms_never_fail(client, official, books, month):
     login(client, "kuaiji")
     for action in ("close", "reopen"):
-        r = client.post("/coop/periods?year=2020", data={"month": month, "action": action, "reason": "x"})
+        r = client.post(
+            "/coop/periods?year=2020",
+            data={"month": month, "action": action, "reason": "x", "confirm": "yes"},
+        )
         assert r.status_code == 302
     assert books.scalar(select(func.count(Period.id))) == 0

@@ -287,7 +287,7 @@ def test_year_end_refused_on_the_web_and_in_the_cli(client, runner, official, ha
         page = client.get("/coop/distribution?year=2025").get_data(as_text=True)
         assert 'id="year-not-ended"' in page and "2026-01-01" in page
         assert 'id="post-plan"' not in page
-        r = client.post("/coop/distribution?year=2025", data={"payout": "100"})
+        r = client.post("/coop/distribution?year=2025", data={"payout": "100", "confirm": "yes"})
         assert r.status_code == 400 and "2026-01-01" in r.get_data(as_text=True)
         result = runner.invoke(args=["coop", "year-end", "2025", "--post"])
         assert result.exit_code == 1 and "2026-01-01" in result.output
@@ -307,7 +307,14 @@ def test_the_web_form_previews_and_posts_every_appropriation(client, official, h
     assert "¥14,800.00" in page  # distributable, with the 4,300 kept in 2024
     assert "¥6,625.00" in page  # members
     token = page.split('name="fingerprint" value="')[1].split('"')[0]
-    form = {"outside": "500", "payout": "50", "other": "300", "other_note": "敬老基金", "fingerprint": token}
+    form = {
+        "outside": "500",
+        "payout": "50",
+        "other": "300",
+        "other_note": "敬老基金",
+        "fingerprint": token,
+        "confirm": "yes",
+    }
     assert client.post("/coop/distribution?year=2025", data={**form, "other": "301"}).status_code == 400
     r = client.post("/coop/distribution?year=2025", data=form)
     assert r.status_code == 302

@@ -74,7 +74,10 @@ def test_full_width_digits_from_a_chinese_keyboard_are_read(client, official, bo
         "credit_1": "100",
     }
     assert client.post("/coop/vouchers/new", data=form).status_code == 302
-    assert books.scalar(select(Voucher.attachments)) == 2
+    from coop.models import VoucherDraft
+
+    draft = books.scalar(select(VoucherDraft))
+    assert (draft.attachments, draft.date.isoformat()) == (2, "2025-03-10")
 
 
 @pytest.mark.parametrize(
@@ -122,7 +125,9 @@ def test_household_correction_rules_live_in_the_service(client, official, househ
 def test_closing_a_month_with_a_bad_number_says_so(client, official, books):
     login(client, "kuaiji")
     for month in ("13", "abc", "", "0"):
-        r = client.post("/coop/periods?year=2025", data={"month": month}, follow_redirects=True)
+        r = client.post(
+            "/coop/periods?year=2025", data={"month": month, "confirm": "yes"}, follow_redirects=True
+        )
         assert r.status_code == 200 and 'class="flash error"' in r.get_data(as_text=True)
     assert _count(books, Period) == 0
 
@@ -131,7 +136,9 @@ def test_disclosure_and_distribution_forms_refuse_bad_numbers(client, official, 
     login(client, "kuaiji")
     r = client.post("/coop/disclosures", data={"year": "twenty", "kind": "quarter"}, follow_redirects=True)
     assert r.status_code == 200 and 'class="flash error"' in r.get_data(as_text=True)
-    r = client.post("/coop/disclosures", data={"action": "approve", "id": "x"}, follow_redirects=True)
+    r = client.post(
+        "/coop/disclosures", data={"action": "approve", "id": "x", "confirm": "yes"}, follow_redirects=True
+    )
     assert r.status_code == 200 and 'class="flash error"' in r.get_data(as_text=True)
     for query in ("payout=NaN", "payout=1/0", "payout=abc", "payout=150", "outside=abc", "other=1e3"):
         r = client.get(f"/coop/distribution?year=2025&{query}")

@@ -71,7 +71,11 @@ def test_bad_report_parameters_are_400(client, official, books):
     assert client.get("/coop/reports/balance-sheet?year=2025&month=13").status_code == 400
 
 
-def test_posting_a_voucher_through_the_form(client, official, books):
+def test_posting_a_voucher_through_the_form(client, official, books, make_user):
+    """The form prepares a draft (制单); another official reviews and posts it (审核并记账)."""
+    from coop.models import VoucherDraft
+
+    reviewer = make_user("cunzhang", "official", display_name="赵村长")
     login(client, "kuaiji")
     form = {
         "date": "2025-05-06",
@@ -84,10 +88,23 @@ def test_posting_a_voucher_through_the_form(client, official, books):
     }
     r = client.post("/coop/vouchers/new", data=form)
     assert r.status_code == 302
+    assert books.scalar(select(func.count(Voucher.id))) == 0  # a draft is not in the ledger
+    draft = books.scalar(select(VoucherDraft))
+    assert (draft.total, draft.attachments, draft.preparer_id, draft.status) == (
+        123_450,
+        2,
+        official.id,
+        "draft",
+    )
+    client.post("/logout")
+    login(client, "cunzhang")
+    r = client.post(f"/coop/drafts/{draft.id}/post", data={"confirm": "yes"})
+    assert r.status_code == 302
     v = books.scalar(select(Voucher))
-    assert (v.label, v.total, v.attachments, v.preparer_id) == ("2025-0001", 123_450, 2, official.id)
+    assert (v.label, v.total, v.attachments) == ("2025-0001", 123_450, 2)
+    assert (v.preparer_id, v.approver_id) == (official.id, reviewer.id)
     page = client.get(r.headers["Location"]).get_data(as_text=True)
-    assert "2025-0001" in page and "¥1,234.50" in page and v.hash in page
+    assert "2025-0001" in page and "¥1,234.50" in page and v.hash in page and "赵村长" in page
 
 
 def test_unbalanced_form_is_refused_with_a_clear_message(client, official, books):
@@ -114,12 +131,14 @@ def test_reverse_through_the_web(client, official, books):
     v = post(books, dt.date(2025, 4, 16), "办公用品（录错）", ("513", 98_000, 0), ("102", 0, 98_000))
     books.commit()
     login(client, "kuaiji")
-    r = client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-17"})
+    r = client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-17", "confirm": "yes"})
     assert r.status_code == 302
     books.expire_all()
     reversal = books.scalar(select(Voucher).where(Voucher.reverses_id == v.id))
     assert reversal.label == "2025-0002"
-    r = client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-18"}, follow_redirects=True)
+    r = client.post(
+        f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-18", "confirm": "yes"}, follow_redirects=True
+    )
     assert f"凭证 {v.label} 已冲销" in r.get_data(as_text=True)
 
 
@@ -158,7 +177,7 @@ def test_close_a_period_through_the_web(client, official, books):
     close_through(books, 2025, 1)
     books.commit()
     login(client, "kuaiji")
-    client.post("/coop/periods?year=2025", data={"month": 2})
+    client.post("/coop/periods?year=2025", data={"month": 2, "confirm": "yes"})
     assert books.scalar(select(Period).where(Period.year == 2025, Period.month == 2)).closed
     r = client.post(
         "/coop/vouchers/new",
@@ -182,7 +201,10 @@ def test_year_end_preview_then_post(client, official, households, books):
     page = client.get(f"/coop/distribution?year={YEAR}&payout=100").get_data(as_text=True)
     assert "¥1,000.00" in page  # reserve of ¥10,000 surplus
     token = page.split('name="fingerprint" value="')[1].split('"')[0]
-    r = client.post(f"/coop/distribution?year={YEAR}", data={"payout": "100", "fingerprint": token})
+    r = client.post(
+        f"/coop/distribution?year={YEAR}",
+        data={"payout": "100", "fingerprint": token, "confirm": "yes"},
+    )
     assert r.status_code == 302
     dist = books.scalar(select(Distribution))
     assert dist.year == YEAR and dist.plan["to_households"] == 900_000

@@ -1,5 +1,6 @@
-"""Browser: an official posts a voucher, previews and posts a year-end distribution and approves
-a disclosure; an anonymous villager reads it on a phone."""
+"""Browser: an official prepares a voucher and another reviews and posts it, previews and posts a
+year-end distribution; a disclosure is drafted, signed off by the 民主理财小组 and approved; an
+anonymous villager reads it on a phone. Irreversible steps ask (a confirm() dialog, accepted here)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ YEAR = dt.date.today().year - 1
 @pytest.fixture
 def village(session, make_user):
     make_user("kuaiji", "official", display_name="赵会计")
+    make_user("cunzhang", "official", display_name="赵村长")
+    make_user("licai", "oversight", display_name="李理财")
     load_chart(session)
     for i, (name, shares) in enumerate([("赵建国", 30), ("王秀英", 40), ("李志强", 50)], 1):
         h = members.add_household(session, code=f"ZZ{i:03d}", head_name=name, members=3)
@@ -35,11 +38,18 @@ def village(session, make_user):
     return session
 
 
+def _switch_user(page, base_url: str, username: str) -> None:
+    page.click("header form.inline button.link")  # log out
+    page.wait_for_load_state("networkidle")
+    browser_login(page, base_url, username, DEFAULT_PASSWORD)
+
+
 def test_official_books_a_year_and_a_villager_reads_it(live_server, browser_page, phone_page, village):
     page = browser_page
+    page.on("dialog", lambda dialog: dialog.accept())  # the confirmations of irreversible actions
     browser_login(page, live_server.url, "kuaiji", DEFAULT_PASSWORD)
 
-    # 1. post a voucher
+    # 1. prepare a voucher (制单); another official reviews and posts it (审核并记账)
     page.goto(f"{live_server.url}/coop/vouchers/new")
     page.fill("#date", f"{YEAR}-06-20")
     page.fill("#summary", "粮食加工厂六月加工费")
@@ -48,6 +58,12 @@ def test_official_books_a_year_and_a_villager_reads_it(live_server, browser_page
     page.select_option("#account_1", "501")
     page.fill("#credit_1", "12360")
     page.click("#post-voucher")
+    page.wait_for_selector("#draft-label")
+    draft_url = page.url
+    assert page.locator("#review-and-post").count() == 0  # not the preparer's to review
+    _switch_user(page, live_server.url, "cunzhang")
+    page.goto(draft_url)
+    page.click("#review-and-post")
     page.wait_for_selector("#voucher-label")
     assert page.inner_text("#voucher-label") == f"{YEAR}-0002"
     assert "¥12,360.00" in page.inner_text("main")
@@ -78,14 +94,21 @@ def test_official_books_a_year_and_a_villager_reads_it(live_server, browser_page
     dist = village.scalar(select(Distribution))
     assert dist.year == YEAR and sum(dist.plan["parts"].values()) == dist.plan["to_households"]
 
-    # 3. draft and approve the year's disclosure
+    # 3. draft (an official), sign off (民主理财小组) and approve (another official) the year's disclosure
+    _switch_user(page, live_server.url, "kuaiji")
     page.goto(f"{live_server.url}/coop/disclosures")
     page.fill("#d-year", str(YEAR))
     page.select_option("#d-kind", "year")
     page.fill("#d-number", "1")
     page.click("#draft-disclosure")
     page.wait_for_selector("#disclosures .badge.warn")
-    page.click("#disclosures button.primary")
+    _switch_user(page, live_server.url, "licai")
+    page.goto(f"{live_server.url}/coop/disclosures")
+    page.click("#disclosures button.primary")  # sign off
+    page.wait_for_load_state("networkidle")
+    _switch_user(page, live_server.url, "cunzhang")
+    page.goto(f"{live_server.url}/coop/disclosures")
+    page.click("#disclosures button.primary")  # approve and publish
     page.wait_for_selector("#disclosures .badge.ok")
     village.expire_all()
     d = village.scalar(select(Disclosure))
@@ -98,6 +121,7 @@ def test_official_books_a_year_and_a_villager_reads_it(live_server, browser_page
     phone.goto(f"{live_server.url}/disclosure")
     phone.click(f"text={d.title}")
     phone.wait_for_selector("#disclosure-title")
+    assert all(name in phone.inner_text("#signoffs") for name in ("赵会计", "李理财", "赵村长"))
     assert phone.inner_text("#total-income") == f"{surplus / 100:,.2f}"
     assert phone.inner_text("#chain-hash") == head
     phone.click("details summary")

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.e2e
 EXPECTED_NAV = {
     "admin": {"iot", "trace", "coop", "shop", "disclosure"},
     "official": {"iot", "trace", "coop", "shop", "disclosure"},
+    "oversight": {"coop", "shop", "disclosure"},  # 民主理财小组: reads the books
     "farmer": {"iot", "trace", "shop", "disclosure"},
     "customer": {"shop", "disclosure"},
 }
