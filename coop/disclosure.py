@@ -12,6 +12,7 @@ import datetime as dt
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from coop.chain import anchor_for
 from coop.ledger import LedgerError, chain_head
 from coop.models import Disclosure, Distribution, Voucher
 from coop.reports import balance_sheet, income_expense, month_end
@@ -124,7 +125,8 @@ def draft(
 
 
 def approve(session: Session, disclosure_id: int, *, user_id: int | None) -> Disclosure:
-    """Approve a draft: it becomes public and read-only."""
+    """Approve a draft: it becomes public and read-only. Its approval is recorded in the chain
+    (``coop.chain``), and that record's position and hash are the anchor the notice prints."""
     d = session.get(Disclosure, disclosure_id)
     if d is None:
         raise LedgerError(N_("no disclosure %(disclosure_id)s"), disclosure_id=disclosure_id)
@@ -132,12 +134,13 @@ def approve(session: Session, disclosure_id: int, *, user_id: int | None) -> Dis
         raise LedgerError(N_("this disclosure is already approved"))
     d.status, d.approved_by, d.approved_at = "approved", user_id, utcnow()
     session.flush()
+    anchor = anchor_for(session, d)  # the chain head right after the approval was recorded
     audit.record(
         session,
         "disclosure.approve",
         d,
         user_id=user_id,
-        details={"title": d.title, "chain_hash": d.chain_hash},
+        details={"title": d.title, "anchor": anchor.full if anchor else None},
     )
     return d
 

@@ -13,11 +13,12 @@ from flask_babel import pgettext
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from coop import chain, reports
 from coop import disclosure as disclosure_svc
 from coop import distribution as dist_svc
 from coop import members as members_svc
 from coop import periods as periods_svc
-from coop import reports
+from coop import settings as books_settings
 from coop.export import Fen, table_csv, table_xlsx
 from coop.ledger import (
     LedgerError,
@@ -142,7 +143,14 @@ def verify():
     """Recompute the hash chain now and say whether it holds."""
     result = verify_chain(db_session())
     if result.ok:
-        flash(_("The chain holds: %(n)d vouchers verified.", n=result.vouchers), "success")
+        flash(
+            _(
+                "The chain holds: %(n)d vouchers and %(r)d records verified, every covered row matches.",
+                n=result.vouchers,
+                r=result.records,
+            ),
+            "success",
+        )
     else:
         flash(_("Verification FAILED: %(problem)s", problem=result.problem), "error")
     return redirect(url_for("coop.index"))
@@ -668,8 +676,16 @@ def disclosures():
 @staff
 def disclosure_draft(disclosure_id: int):
     """Review a disclosure (draft or approved) as the public will see it."""
-    d = db_session().get(Disclosure, disclosure_id) or abort(404)
-    return render_template("coop/disclosure.html", d=d, c=d.content, staff_view=True)
+    session = db_session()
+    d = session.get(Disclosure, disclosure_id) or abort(404)
+    return render_template(
+        "coop/disclosure.html", d=d, c=d.content, staff_view=True, **_anchor_ctx(session, d)
+    )
+
+
+def _anchor_ctx(session, d: Disclosure) -> dict:
+    """What the check-code section shows: the anchor ``flask coop verify`` checks, and whom to ask."""
+    return {"anchor": chain.anchor_for(session, d), "contact": books_settings.get(session).contact}
 
 
 @bp.get("/audit")
@@ -699,8 +715,11 @@ def disclosure_index():
 
 @public_bp.get("/disclosure/<int:disclosure_id>")
 def disclosure_detail(disclosure_id: int):
-    """One published statement, read-only, with the chain head it was published with."""
-    d = db_session().get(Disclosure, disclosure_id)
+    """One published statement, read-only, with the anchor (check code) it was published with."""
+    session = db_session()
+    d = session.get(Disclosure, disclosure_id)
     if d is None or d.status != "approved":
         abort(404)
-    return render_template("coop/disclosure.html", d=d, c=d.content, staff_view=False)
+    return render_template(
+        "coop/disclosure.html", d=d, c=d.content, staff_view=False, **_anchor_ctx(session, d)
+    )
