@@ -443,6 +443,7 @@ def test_public_page_and_notice_show_the_anchor_verify_checks(runner, client, bo
     page = client.get(f"/disclosure/{d.id}").get_data(as_text=True)
     assert anchor.short in page and anchor.full in page
     assert "校验码" in page and "民主理财小组" in page and "村会计室 0371-6288 0000" in page
+    assert "村务公开栏" in page and "对不上这个校验码" in page  # the villagers' explanation, in Chinese
     assert "flask coop" not in page and "--anchor" not in page  # no command lines for villagers
     result = verify(runner)
     assert f"published {d.title}: {anchor.short}" in result.output
