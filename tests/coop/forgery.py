@@ -201,16 +201,28 @@ def rewrite_history(session) -> int:
 def rebuild_balances(session) -> None:
     """Recompute coop_balances from the lines (a forger who added or changed lines does this)."""
     conn = session.connection()
-    conn.execute(text("DELETE FROM coop_balances"))
-    conn.execute(
+    sums: dict[tuple[int, int, bool], list[int]] = {}
+    rows = conn.execute(
         text(
-            "INSERT INTO coop_balances (account_id, period, closing, debit, credit) "
-            "SELECT l.account_id, CAST(strftime('%Y', v.date) AS INTEGER) * 100 + "
-            "CAST(strftime('%m', v.date) AS INTEGER), v.kind = 'closing', SUM(l.debit), SUM(l.credit) "
-            "FROM coop_voucher_lines l JOIN coop_vouchers v ON v.id = l.voucher_id "
-            "GROUP BY l.account_id, 2, 3"
+            "SELECT l.account_id, v.date, v.kind, l.debit, l.credit FROM coop_voucher_lines l "
+            "JOIN coop_vouchers v ON v.id = l.voucher_id"
         )
     )
+    for account_id, day, kind, debit, credit in rows:
+        day = str(day)
+        key = (account_id, int(day[:4]) * 100 + int(day[5:7]), kind == "closing")
+        acc = sums.setdefault(key, [0, 0])
+        acc[0] += debit
+        acc[1] += credit
+    conn.execute(text("DELETE FROM coop_balances"))
+    for (account_id, period, closing), (debit, credit) in sums.items():
+        conn.execute(
+            text(
+                "INSERT INTO coop_balances (account_id, period, closing, debit, credit) "
+                "VALUES (:a, :p, :c, :d, :cr)"
+            ),
+            {"a": account_id, "p": period, "c": closing, "d": debit, "cr": credit},
+        )
     session.commit()
 
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from coop import chain, disclosure, distribution, members, periods, settings
-from coop.models import Account, ChainRecord, Disclosure, Household, Voucher
+from coop.models import Account, ChainRecord, Disclosure, Distribution, Household, Voucher
 from core import clock
 from tests.coop.conftest import post
 from tests.coop.forgery import append_records, forge_voucher, rebuild_balances, rewrite_history, sql
@@ -162,12 +162,12 @@ EDITS = {
 }
 INSERTS = {
     "coop_accounts": "INSERT INTO coop_accounts (code, name, name_en, kind, active, created_at) "
-    "VALUES ('599', '暗账', '', 'income', 1, '2025-01-01 00:00:00')",
-    "coop_periods": "INSERT INTO coop_periods (year, month, closed) VALUES (2026, 2, 1)",
+    "VALUES ('599', '暗账', '', 'income', TRUE, '2025-01-01 00:00:00')",
+    "coop_periods": "INSERT INTO coop_periods (year, month, closed) VALUES (2026, 2, TRUE)",
     "coop_distributions": "INSERT INTO coop_distributions (year, plan, created_at) "
     "VALUES (2019, '{}', '2025-01-01 00:00:00')",
     "coop_households": "INSERT INTO coop_households (code, head_name, members, active, created_at) "
-    "VALUES ('ZZ099', '虚户', 1, 1, '2025-01-01 00:00:00')",
+    "VALUES ('ZZ099', '虚户', 1, TRUE, '2025-01-01 00:00:00')",
     "coop_share_events": 'INSERT INTO coop_share_events (household_id, "on", change, kind, note, created_at) '
     "SELECT MIN(id), '2025-05-05', 50, 'adjust', '', '2025-05-05 00:00:00' FROM coop_households",
     "coop_member_accounts": "INSERT INTO coop_member_accounts (enterprise_id, household_id, capital, "
@@ -275,7 +275,10 @@ def test_disclosures_published_figures_edited(runner, books, village):
 
 def test_distribution_plan_edited(runner, books, village):
     anchor = anchor_now(books)
-    sql(books, "UPDATE coop_distributions SET plan = json_set(plan, '$.reserve', 0)")
+    import json
+
+    plan = books.scalar(select(Distribution.plan))
+    sql(books, "UPDATE coop_distributions SET plan = :p", p=json.dumps({**plan, "reserve": 0}))
     assert_fails(verify(runner), "coop_distributions row", "column plan")
     append_records(books)
     assert_fails(verify(runner), "never changed or deleted once written")
@@ -297,7 +300,7 @@ def test_share_register_edited(runner, books, village):
 
 def test_closed_period_row_reopened(runner, books, village):
     anchor = anchor_now(books)
-    sql(books, "UPDATE coop_periods SET closed = 0 WHERE year = 2025 AND month = 6")
+    sql(books, "UPDATE coop_periods SET closed = FALSE WHERE year = 2025 AND month = 6")
     assert_fails(verify(runner), "coop_periods row", "column closed is false")
     rewrite_history(books)
     assert_ok(verify(runner))
@@ -511,3 +514,35 @@ def test_the_clock_stamps_records(books, households):
     rec = books.scalar(select(ChainRecord).order_by(ChainRecord.seq.desc()).limit(1))
     assert rec.at == dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
     assert books.get(Account, 1) is not None
+
+
+def test_the_verify_button_names_the_tampered_row(client, books, village):
+    from tests.conftest import csrf_token_from, login
+
+    login(client, "kuaiji")
+    page = client.get("/coop/").get_data(as_text=True)
+    seq, digest = chain.chain_head(books)
+    assert f"TY-{seq}-{digest[:16]}" in page  # the books' front page shows the anchor to copy
+    token = csrf_token_from(page)
+    ok = client.post("/coop/verify", data={"csrf_token": token}, follow_redirects=True).get_data(as_text=True)
+    assert "哈希链完好" in ok
+    sql(books, "UPDATE coop_accounts SET kind = 'liability' WHERE code = '504'")
+    bad = client.post("/coop/verify", data={"csrf_token": token}, follow_redirects=True)
+    assert bad.status_code == 200
+    assert "coop_accounts row" in bad.get_data(as_text=True) and "liability" in bad.get_data(as_text=True)
+
+
+def test_approving_through_the_web_prints_the_anchor(client, books, households, official, make_user):
+    from tests.conftest import csrf_token_from, login
+
+    post(books, dt.date(2025, 1, 5), "收入", ("101", 100, 0), ("501", 0, 100))
+    d = disclosure.draft(books, 2025, "month", 1, user_id=official.id)
+    books.commit()
+    make_user("cunzhang", "official")
+    login(client, "cunzhang")
+    token = csrf_token_from(client.get("/coop/disclosures").get_data(as_text=True))
+    client.post("/coop/disclosures", data={"csrf_token": token, "action": "approve", "id": str(d.id)})
+    books.expire_all()
+    assert books.get(Disclosure, d.id).status == "approved"
+    anchor = chain.anchor_for(books, books.get(Disclosure, d.id))
+    assert anchor.short in client.get(f"/disclosure/{d.id}").get_data(as_text=True)
