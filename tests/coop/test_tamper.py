@@ -171,9 +171,10 @@ INSERTS = {
     "coop_share_events": 'INSERT INTO coop_share_events (household_id, "on", change, kind, note, created_at) '
     "SELECT MIN(id), '2025-05-05', 50, 'adjust', '', '2025-05-05 00:00:00' FROM coop_households",
     "coop_member_accounts": "INSERT INTO coop_member_accounts (enterprise_id, household_id, capital, "
-    "reserve_share) SELECT e.id, MAX(h.id), 9, 0 FROM coop_enterprises e, coop_households h",
+    "reserve_share) SELECT (SELECT MIN(id) FROM coop_enterprises), "
+    "(SELECT MAX(id) FROM coop_households), 9, 0",
     "coop_transaction_volumes": "INSERT INTO coop_transaction_volumes (enterprise_id, household_id, year, "
-    "amount) SELECT e.id, MIN(h.id), 2024, 1 FROM coop_enterprises e, coop_households h",
+    "amount) SELECT (SELECT MIN(id) FROM coop_enterprises), (SELECT MIN(id) FROM coop_households), 2024, 1",
     "coop_books_settings": "INSERT INTO coop_books_settings (id, name, opening_date, reserve_percent, "
     "future_grace_days, contact, updated_at) "
     "VALUES (2, 'x', '2020-01-01', '10', 0, '', '2025-01-01 00:00:00')",
