@@ -197,6 +197,8 @@ def _append(session: Session, items: Iterable[tuple[Table, int, str]]) -> list[C
                 op = "delete"
             else:
                 payload = payload_of(row)
+                if op == "update" and payload == _latest_payload(conn, table.name, row_id):
+                    continue  # an attribute set to the value it had: nothing changed
         seq = head.seq + 1
         digest = chain_hash(head.hash, record_content(seq, table.name, row_id, op, now, payload))
         rec = ChainRecord(
@@ -213,6 +215,15 @@ def _append(session: Session, items: Iterable[tuple[Table, int, str]]) -> list[C
         head.seq, head.hash = seq, digest
         out.append(rec)
     return out
+
+
+def _latest_payload(conn: Any, table: str, row_id: int) -> str | None:
+    return conn.execute(
+        select(ChainRecord.payload)
+        .where(ChainRecord.table_name == table, ChainRecord.row_id == row_id)
+        .order_by(ChainRecord.seq.desc())
+        .limit(1)
+    ).scalar()
 
 
 def _row_key(obj: Any) -> tuple[Table, int]:
@@ -671,7 +682,11 @@ def _check_rows(session: Session, latest: dict[tuple[str, int], Any], result: Ve
 
 # What the application never does to a row once it exists; a record of it was not written by the
 # application (a forger appending records that imitate its own).
-APPEND_ONLY = ("coop_share_events", "coop_distributions")  # corrections are new rows, never edits
+# The columns of these rows that never change, and the rows are never deleted: corrections are new rows.
+APPEND_ONLY = {
+    "coop_share_events": ("household_id", "on", "change", "kind", "counterparty_id"),
+    "coop_distributions": ("year", "plan"),
+}
 FROZEN_AFTER_APPROVAL = ("year", "period_kind", "period_no", "start", "end", "title", "content")
 
 
@@ -679,13 +694,21 @@ def _check_history(history: dict[tuple[str, int], list[Any]], result: VerifyResu
     """Changes the chain records but the application never makes."""
     for (name, row_id), recs in sorted(history.items()):
         if name in APPEND_ONLY:
+            first = json.loads(recs[0].payload) or {}
             for rec in recs[1:]:
-                _fail(
-                    result,
-                    f"{name} row {row_id}: {rec.op} recorded at position {rec.seq}, but these rows are "
-                    "never changed or deleted once written (a correction is a new row): changed outside "
-                    "the application",
+                data = json.loads(rec.payload) if rec.op != "delete" else None
+                changed = (
+                    ["deleted"]
+                    if data is None
+                    else [k for k in APPEND_ONLY[name] if data.get(k) != first.get(k)]
                 )
+                if changed:
+                    _fail(
+                        result,
+                        f"{name} row {row_id}: {', '.join(changed)} changed at position {rec.seq}, but these "
+                        "rows are never changed or deleted once written (a correction is a new row): changed "
+                        "outside the application",
+                    )
         elif name == Account.__tablename__:
             kinds = [(rec.seq, json.loads(rec.payload).get("kind")) for rec in recs if rec.op != "delete"]
             for (_seq, first), (seq, kind) in zip(kinds, kinds[1:], strict=False):
