@@ -122,6 +122,7 @@ def web_database(app: Flask) -> Any:
 def load_models() -> None:
     """Import every module that defines tables, so ``core.db.Base.metadata`` holds the whole
     schema (the app, migrations and tests; a worker imports only the models it uses)."""
+    import coop.chain  # noqa: F401  (registers the session events that record covered rows)
     import coop.models  # noqa: F401
     import core.models  # noqa: F401
     import iot.models  # noqa: F401

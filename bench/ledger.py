@@ -52,7 +52,7 @@ class _V:
 
 
 def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
-    from coop.ledger import GENESIS_HASH, canonical, chain_hash, ensure_account, load_chart
+    from coop.ledger import canonical, chain_hash, chain_head, ensure_account, load_chart
     from coop.models import Account, Balance, ChainHead, Household, Voucher, VoucherLine
 
     rng = random.Random(seed)
@@ -73,6 +73,9 @@ def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
         s.commit()
         codes = dict(s.execute(select(Account.id, Account.code)).all())
         acc = {a.code: a.id for a in s.scalars(select(Account))}
+        # the chart, households and sub-accounts were recorded in the chain (coop.chain): the
+        # vouchers take the positions after them
+        seq, prev = chain_head(s)
     cash, bank = acc["101"], acc["102"]
     subsidy = acc["503"]
     from core import clock
@@ -84,7 +87,7 @@ def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
     ]
 
     vouchers, lines, balances = [], [], {}
-    prev, seq, line_id = GENESIS_HASH, 0, 0
+    vid, line_id = 0, 0
     numbers: dict[int, int] = {}
     n_vouchers_est = n_lines // 2.5
     day_step = len(days) / n_vouchers_est
@@ -106,6 +109,7 @@ def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
         else:
             ls = [(bank, amount, 0), (subsidy, 0, amount)]
         seq += 1
+        vid += 1
         numbers[day.year] = numbers.get(day.year, 0) + 1
         v = _V(
             seq=seq,
@@ -124,7 +128,7 @@ def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
         h = chain_hash(prev, canonical(v, [(codes[a], d, c, "") for a, d, c in ls]))
         vouchers.append(
             {
-                "id": seq,
+                "id": vid,
                 "seq": seq,
                 "year": day.year,
                 "number": v.number,
@@ -145,7 +149,7 @@ def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
             lines.append(
                 {
                     "id": line_id,
-                    "voucher_id": seq,
+                    "voucher_id": vid,
                     "line_no": no,
                     "account_id": a,
                     "debit": d,

@@ -1,5 +1,5 @@
-"""CLI: ``flask coop ...`` (load-chart, verify, export-beancount, close-period, reopen-period, correct,
-recurring, year-end).
+"""CLI: ``flask coop ...`` (load-chart, verify, anchor, adopt-untracked, export-beancount, close-period,
+reopen-period, correct, recurring, year-end).
 
 Thin: parse, call a service in ``coop/``, and let ``core.cli.transaction`` commit (or roll
 back and print why).
@@ -15,6 +15,7 @@ from flask.cli import AppGroup
 
 from core import clock, parse
 from core.cli import transaction
+from core.errors import DomainError
 
 coop_cli = AppGroup("coop", help="The village books: verify, export, close periods, recurring entries.")
 
@@ -31,27 +32,93 @@ def load_chart_cmd() -> None:
 
 @coop_cli.command("verify")
 @click.option("--no-balances", is_flag=True, help="Check only the hash chain, not the per-period balances.")
-def verify(no_balances: bool) -> None:
-    """Recompute the voucher hash chain; exit 1 naming the first bad voucher."""
-    from coop.ledger import chain_head, verify_chain
+@click.option(
+    "--anchor",
+    "anchor_values",
+    multiple=True,
+    metavar="TY-SEQ-HASH",
+    help="An anchor kept outside the database (repeatable): fail if the chain no longer holds it.",
+)
+@click.option(
+    "--anchors",
+    "anchors_file",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    help="A file of anchors, one per line (the first word of each line; # starts a comment).",
+)
+def verify(no_balances: bool, anchor_values: tuple[str, ...], anchors_file) -> None:
+    """Recompute the hash chain and compare every covered row with it; exit 1 naming what is wrong."""
+    from coop.chain import parse_anchor, read_anchors, verify_chain
+
+    anchors = list(anchor_values) + (read_anchors(anchors_file) if anchors_file else [])
+    for value in anchors:
+        try:
+            parse_anchor(value)
+        except DomainError as exc:
+            raise click.BadParameter(str(exc), param_hint="--anchor") from exc
+    with transaction() as session:
+        result = verify_chain(session, check_balances=not no_balances, anchors=anchors)
+    if not result.ok:
+        click.echo(
+            f"FAILED after {result.vouchers} good voucher(s), {result.records} record(s): {result.problem}",
+            err=True,
+        )
+        for problem in result.problems[1:20]:
+            click.echo(f"  also: {problem}", err=True)
+        if len(result.problems) > 20:
+            click.echo(f"  ... and {len(result.problems) - 20} more", err=True)
+        raise SystemExit(1)
+    seq, head = result.head
+    click.echo(f"OK: {result.vouchers} voucher(s), {result.records} record(s), chain head {seq} {head}")
+    for title, anchor in result.published:
+        click.echo(f"  published {title}: {anchor.short}")
+    if anchors:
+        click.echo(f"  {len(anchors)} anchor(s) held")
+
+
+@coop_cli.command("anchor")
+def anchor_cmd() -> None:
+    """Print the chain head as an anchor to copy and keep outside the database."""
+    from coop.chain import current_anchor
 
     with transaction() as session:
-        result = verify_chain(session, check_balances=not no_balances)
-        seq, head = chain_head(session)
-    if not result.ok:
-        click.echo(f"FAILED after {result.vouchers} good voucher(s): {result.problem}", err=True)
-        raise SystemExit(1)
-    click.echo(f"OK: {result.vouchers} voucher(s), chain head {seq} {head}")
+        anchor = current_anchor(session)
+    click.echo(anchor.short)
+    click.echo(f"position {anchor.seq}")
+    click.echo(f"hash     {anchor.hash}")
+    click.echo(f"at       {anchor.at.isoformat() if anchor.at else '-'}")
+
+
+@coop_cli.command("adopt-untracked")
+def adopt_untracked_cmd() -> None:
+    """Record in the chain the rows of books kept before the chain covered them (once, on upgrade)."""
+    from coop.chain import adopt_untracked
+
+    with transaction() as session:
+        count = adopt_untracked(session)
+    click.echo(f"{count} row(s) recorded in the chain")
 
 
 @coop_cli.command("export-beancount")
 @click.argument("path", type=click.Path(dir_okay=False, writable=True))
-def export_beancount(path: str) -> None:
-    """Write the whole ledger as a Beancount file (check it with bean-check)."""
+@click.option("--force", is_flag=True, help="Write even though the chain does not verify (with a warning).")
+def export_beancount(path: str, force: bool) -> None:
+    """Write the whole ledger as a Beancount file (check it with bean-check); refused if the chain
+    does not verify, unless --force."""
+    from coop.chain import verify_chain
     from coop.export import write_beancount
 
-    with transaction() as session, open(path, "w", encoding="utf-8") as fh:
-        counts = write_beancount(session, fh)
+    with transaction() as session:
+        result = verify_chain(session)
+        if not result.ok and not force:
+            click.echo(f"refused: the books do not verify: {result.problem}", err=True)
+            click.echo("(run `flask coop verify` for details; --force writes the file anyway)", err=True)
+            raise SystemExit(1)
+        with open(path, "w", encoding="utf-8") as fh:
+            counts = write_beancount(session, fh)
+    if not result.ok:
+        click.echo("WARNING: THE BOOKS DO NOT VERIFY; THIS EXPORT MAY HOLD TAMPERED FIGURES.", err=True)
+        click.echo(f"WARNING: {result.problem}", err=True)
     click.echo(f"wrote {counts['vouchers']} voucher(s), {counts['lines']} line(s) to {path}")
 
 

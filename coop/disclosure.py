@@ -15,6 +15,7 @@ import datetime as dt
 from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
+from coop.chain import anchor_for
 from coop.ledger import LedgerError, chain_head
 from coop.models import Disclosure, Distribution, Voucher
 from coop.reports import income_expense, month_end
@@ -176,7 +177,9 @@ def sign_off(session: Session, disclosure_id: int, *, user_id: int | None) -> Di
 
 
 def approve(session: Session, disclosure_id: int, *, user_id: int | None) -> Disclosure:
-    """Approve a signed-off draft (an official who did not draft it): it becomes public and read-only."""
+    """Approve a signed-off draft (an official who did not draft it): it becomes public and read-only.
+    Its approval is recorded in the chain (``coop.chain``), and that record's position and hash are
+    the anchor the notice prints."""
     d = _get(session, disclosure_id)
     _user(session, user_id, OFFICIALS, N_("only an official can approve a disclosure"))
     if d.status == "approved":
@@ -191,12 +194,13 @@ def approve(session: Session, disclosure_id: int, *, user_id: int | None) -> Dis
         raise LedgerError(N_("you drafted this disclosure: another official must approve it"))
     d.status, d.approved_by, d.approved_at = "approved", user_id, utcnow()
     session.flush()
+    anchor = anchor_for(session, d)  # the chain head right after the approval was recorded
     audit.record(
         session,
         "disclosure.approve",
         d,
         user_id=user_id,
-        details={"title": d.title, "chain_hash": d.chain_hash},
+        details={"title": d.title, "anchor": anchor.full if anchor else None},
     )
     return d
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +22,12 @@ from typing import Any
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from coop import chain as _chain
 from coop.models import (
     ACCOUNT_CLASSES,
     Account,
     Balance,
     ChainHead,
-    Disclosure,
     Household,
     Period,
     Voucher,
@@ -39,8 +37,17 @@ from core import audit, clock
 from core.errors import N_, DomainError
 from core.money import format_yuan
 
+# The chain's primitives live in coop.chain; these names stay here for the callers that expect them.
+GENESIS_HASH = _chain.GENESIS_HASH
+VerifyResult = _chain.VerifyResult
+balance_problems = _chain.balance_problems
+canonical = _chain.canonical
+chain_hash = _chain.chain_hash
+chain_head = _chain.chain_head
+lock_head = _chain.lock_head
+verify_chain = _chain.verify_chain
+
 CHART_CSV = Path(__file__).resolve().parent / "data" / "chart-of-accounts-village-collective-2023.csv"
-GENESIS_HASH = "0" * 64
 MAX_LINE_FEN = 10**15  # ¥10 trillion: a typo guard, far above any village's books
 
 
@@ -244,49 +251,7 @@ def check_date(session: Session, day: dt.date) -> None:
 # ---------------------------------------------------------------- the hash chain
 
 
-def canonical(voucher: Voucher, lines: list[tuple[str, int, int, str]]) -> str:
-    """The voucher's content as canonical JSON: what its hash covers.
-
-    ``voucher`` is anything with the voucher's attributes (a ``Voucher`` or a result row).
-    """
-    payload = {
-        "seq": voucher.seq,
-        "year": voucher.year,
-        "number": voucher.number,
-        "date": voucher.date.isoformat(),
-        "summary": voucher.summary,
-        "attachments": voucher.attachments,
-        "kind": voucher.kind,
-        "preparer": voucher.preparer_id,
-        "approver": voucher.approver_id,
-        "source": voucher.source,
-        "source_ref": voucher.source_ref,
-        "reverses": voucher.reverses_id,
-        "lines": [list(line) for line in lines],
-    }
-    return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-
-
-def chain_hash(prev_hash: str, content: str) -> str:
-    return hashlib.sha256(f"{prev_hash}\n{content}".encode()).hexdigest()
-
-
-def chain_head(session: Session) -> tuple[int, str]:
-    """(position, hash) of the last posted voucher; (0, zeros) for empty books."""
-    head = session.get(ChainHead, 1)
-    return (head.seq, head.hash) if head is not None else (0, GENESIS_HASH)
-
-
 # ---------------------------------------------------------------- posting
-
-
-def lock_head(session: Session) -> ChainHead:
-    """Lock and return the chain head row: everything that extends the chain takes it first, so
-    chain positions and voucher numbers are assigned one writer at a time."""
-    head = session.scalar(select(ChainHead).where(ChainHead.id == 1).with_for_update())
-    if head is None:  # validate_voucher loads the chart, which starts the chain
-        raise LedgerError(N_("the books have no chain head: load the chart of accounts"))
-    return head
 
 
 def validate_voucher(session: Session, day: dt.date, summary: str, lines: list[Line]) -> dict[str, Account]:
@@ -519,161 +484,3 @@ def _refuse_change(_mapper: Any, _connection: Any, target: Any) -> None:
 for _cls in (Voucher, VoucherLine):
     event.listen(_cls, "before_update", _refuse_change)
     event.listen(_cls, "before_delete", _refuse_change)
-
-
-# ---------------------------------------------------------------- verification
-
-
-@dataclass
-class VerifyResult:
-    ok: bool
-    vouchers: int
-    problem: str = ""
-    voucher_label: str | None = None
-    balance_problems: list[str] | None = None
-
-
-def verify_chain(session: Session, *, check_balances: bool = True) -> VerifyResult:
-    """Recompute the hash chain from the vouchers and lines as stored; name the first bad voucher.
-
-    Detects a changed amount, account, date or text (hash mismatch), a deleted voucher (gap in the
-    chain positions or the per-year numbers, or a head that no longer matches), and reordering
-    (a voucher whose previous-hash link does not match the voucher before it). With
-    ``check_balances`` also checks the per-period balances against the lines.
-    """
-    codes = dict(session.execute(select(Account.id, Account.code)).all())
-    stmt = (
-        select(
-            Voucher.id,
-            Voucher.seq,
-            Voucher.year,
-            Voucher.number,
-            Voucher.date,
-            Voucher.summary,
-            Voucher.attachments,
-            Voucher.kind,
-            Voucher.preparer_id,
-            Voucher.approver_id,
-            Voucher.source,
-            Voucher.source_ref,
-            Voucher.reverses_id,
-            Voucher.prev_hash,
-            Voucher.hash,
-            VoucherLine.account_id,
-            VoucherLine.debit,
-            VoucherLine.credit,
-            VoucherLine.memo,
-        )
-        .outerjoin(VoucherLine, VoucherLine.voucher_id == Voucher.id)
-        .order_by(Voucher.seq, VoucherLine.line_no)
-        .execution_options(yield_per=20000)
-    )
-    published = {
-        seq: (title, h)
-        for seq, title, h in session.execute(
-            select(Disclosure.chain_seq, Disclosure.title, Disclosure.chain_hash).where(
-                Disclosure.status.in_(("approved", "withdrawn"))
-            )
-        )
-    }
-    prev_hash, expected_seq, count = GENESIS_HASH, 1, 0
-    numbers: dict[int, int] = {}
-    current = None
-    lines: list[tuple[str, int, int, str]] = []
-
-    def check(row: Any) -> str | None:
-        nonlocal prev_hash, expected_seq
-        label = f"{row.year}-{row.number:04d}"
-        if row.seq != expected_seq:
-            return (
-                f"voucher {label} (chain position {row.seq}): "
-                f"position {expected_seq} is missing (deleted or moved)"
-            )
-        if numbers.get(row.year, 0) + 1 != row.number:
-            missing = f"{row.year}-{numbers.get(row.year, 0) + 1:04d}"
-            return f"voucher {label}: number {missing} is missing (deleted or renumbered)"
-        if row.prev_hash != prev_hash:
-            return (
-                f"voucher {label}: link to the previous voucher is broken "
-                "(a voucher was deleted, inserted or reordered)"
-            )
-        debits = sum(ln[1] for ln in lines)
-        credits = sum(ln[2] for ln in lines)
-        if chain_hash(prev_hash, canonical(row, lines)) != row.hash:
-            return f"voucher {label}: content does not match its hash (altered in the database)"
-        if debits != credits or len(lines) < 2:
-            return f"voucher {label}: does not balance"
-        if row.seq in published and published[row.seq][1] != row.hash:
-            return f"voucher {label}: its hash differs from the one published in {published[row.seq][0]!r}"
-        prev_hash = row.hash
-        expected_seq += 1
-        numbers[row.year] = row.number
-        return None
-
-    with session.no_autoflush:
-        for row in session.connection().execute(stmt):
-            if current is None or row.id != current.id:
-                if current is not None:
-                    problem = check(current)
-                    if problem:
-                        return VerifyResult(False, count, problem, f"{current.year}-{current.number:04d}")
-                    count += 1
-                current, lines = row, []
-            if row.account_id is not None:
-                lines.append(
-                    (codes.get(row.account_id, f"#{row.account_id}"), row.debit, row.credit, row.memo)
-                )
-        if current is not None:
-            problem = check(current)
-            if problem:
-                return VerifyResult(False, count, problem, f"{current.year}-{current.number:04d}")
-            count += 1
-    head_seq, head_hash = chain_head(session)
-    if (head_seq, head_hash) != (expected_seq - 1, prev_hash):
-        return VerifyResult(
-            False,
-            count,
-            f"chain head (position {head_seq}) does not match the last voucher (position "
-            f"{expected_seq - 1}): "
-            "the last voucher(s) were deleted or the head was changed",
-        )
-    beyond = [(seq, title) for seq, (title, _h) in published.items() if seq > head_seq]
-    if beyond:
-        seq, title = min(beyond)
-        return VerifyResult(
-            False, count, f"{title!r} published chain position {seq}, but the chain ends at {head_seq}"
-        )
-    result = VerifyResult(True, count)
-    if check_balances:
-        result.balance_problems = balance_problems(session)
-        if result.balance_problems:
-            result.ok = False
-            result.problem = "per-period balances do not match the voucher lines: " + "; ".join(
-                result.balance_problems[:5]
-            )
-    return result
-
-
-def balance_problems(session: Session) -> list[str]:
-    """Differences between ``coop_balances`` and the sums of the voucher lines."""
-    closing = Voucher.kind == "closing"
-    period = func.extract("year", Voucher.date) * 100 + func.extract("month", Voucher.date)
-    stmt = (
-        select(
-            VoucherLine.account_id, period, closing, func.sum(VoucherLine.debit), func.sum(VoucherLine.credit)
-        )
-        .join(Voucher, Voucher.id == VoucherLine.voucher_id)
-        .group_by(VoucherLine.account_id, period, closing)
-    )
-    from_lines = {(a, int(p), bool(c)): (int(d), int(cr)) for a, p, c, d, cr in session.execute(stmt)}
-    stored = {
-        (b.account_id, b.period, b.closing): (b.debit, b.credit)
-        for b in session.scalars(select(Balance))
-        if b.debit or b.credit
-    }
-    codes = dict(session.execute(select(Account.id, Account.code)).all())
-    out = []
-    for key in sorted(set(from_lines) | set(stored)):
-        if from_lines.get(key, (0, 0)) != stored.get(key, (0, 0)):
-            out.append(f"account {codes.get(key[0], key[0])} period {key[1]}")
-    return out

@@ -383,3 +383,25 @@ class VoucherReview(Base):
     voucher_id: Mapped[int] = mapped_column(ForeignKey("coop_vouchers.id"), unique=True)
     reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChainRecord(Base):
+    """One entry of the hash chain for a row of a covered table (``coop.chain.COVERED``): the row's
+    content (every mapped column, canonical JSON) after an insert or update, or a delete.
+
+    Records and vouchers share one sequence of chain positions (``ChainHead``): each links to the
+    previous position's hash, whether that is a voucher or a record.
+    """
+
+    __tablename__ = "coop_chain_records"
+    __table_args__ = (Index("ix_coop_chain_records_row", "table_name", "row_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(unique=True)  # chain position, shared with coop_vouchers.seq
+    table_name: Mapped[str] = mapped_column(String(60))
+    row_id: Mapped[int]
+    op: Mapped[str] = mapped_column(String(8))  # insert | update | delete
+    payload: Mapped[str] = mapped_column(Text)  # canonical JSON of the row's columns; "null" for a delete
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -13,13 +13,14 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from coop import chain, reports, statements
 from coop import corrections as corrections_svc
 from coop import disclosure as disclosure_svc
 from coop import distribution as dist_svc
 from coop import members as members_svc
 from coop import periods as periods_svc
-from coop import reports, statements
 from coop import review as review_svc
+from coop import settings as books_settings
 from coop.export import Fen, table_csv, table_xlsx
 from coop.ledger import (
     LedgerError,
@@ -173,7 +174,14 @@ def verify():
     """Recompute the hash chain now and say whether it holds."""
     result = verify_chain(db_session())
     if result.ok:
-        flash(_("The chain holds: %(n)d vouchers verified.", n=result.vouchers), "success")
+        flash(
+            _(
+                "The chain holds: %(n)d vouchers and %(r)d records verified, every covered row matches.",
+                n=result.vouchers,
+                r=result.records,
+            ),
+            "success",
+        )
     else:
         flash(_("Verification FAILED: %(problem)s", problem=result.problem), "error")
     return redirect(url_for("coop.index"))
@@ -1183,6 +1191,7 @@ def disclosure_draft(disclosure_id: int):
         staff_view=True,
         steps=_disclosure_steps(session, d),
         unreviewed=review_svc.unreviewed_count(session, d.start, d.end),
+        **_anchor_ctx(session, d),
     )
 
 
@@ -1200,6 +1209,11 @@ def _disclosure_steps(session, d: Disclosure) -> list[tuple[str, str, dt.datetim
         (_("Signed off by the oversight group (民主理财小组)"), name(d.signed_off_by), d.signed_off_at),
         (_("Approved by"), name(d.approved_by), d.approved_at),
     ]
+
+
+def _anchor_ctx(session, d: Disclosure) -> dict:
+    """What the check-code section shows: the anchor ``flask coop verify`` checks, and whom to ask."""
+    return {"anchor": chain.anchor_for(session, d), "contact": books_settings.get(session).contact}
 
 
 @bp.get("/audit")
@@ -1231,11 +1245,16 @@ def disclosure_index():
 
 @public_bp.get("/disclosure/<int:disclosure_id>")
 def disclosure_detail(disclosure_id: int):
-    """One published statement, read-only, with the chain head it was published with."""
+    """One published statement, read-only, with the anchor (check code) it was published with."""
     session = db_session()
     d = session.get(Disclosure, disclosure_id)
     if d is None or d.status not in ("approved", "withdrawn"):
         abort(404)
     return render_template(
-        "coop/disclosure.html", d=d, c=d.content, staff_view=False, steps=_disclosure_steps(session, d)
+        "coop/disclosure.html",
+        d=d,
+        c=d.content,
+        staff_view=False,
+        steps=_disclosure_steps(session, d),
+        **_anchor_ctx(session, d),
     )

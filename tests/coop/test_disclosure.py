@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from coop import disclosure
+from coop import chain, disclosure
 from coop.ledger import LedgerError, chain_head
 from coop.models import Disclosure
 from tests.conftest import login
@@ -24,6 +24,7 @@ def q1(books):
 
 
 def test_snapshot_has_the_figures_and_the_chain_head(q1):
+    before = chain_head(q1)
     d = disclosure.draft(q1, 2025, "quarter", 1)
     c = d.content
     assert (c["total_income"], c["total_expense"], c["surplus"]) == (300_000, 1_800_000, -1_500_000)
@@ -32,7 +33,8 @@ def test_snapshot_has_the_figures_and_the_chain_head(q1):
         c["balance_sheet"]["total_assets"]
         == c["balance_sheet"]["total_liabilities"] + c["balance_sheet"]["total_equity"]
     )
-    assert (d.chain_seq, d.chain_hash) == chain_head(q1)
+    assert (d.chain_seq, d.chain_hash) == before  # the head the figures were drawn at
+    assert chain_head(q1)[0] == before[0] + 1  # the draft itself was recorded in the chain
 
 
 def test_approved_disclosure_is_frozen(q1, official):
@@ -64,7 +66,8 @@ def test_public_page_shows_only_approved_statements(client, q1, official):
     index = client.get("/disclosure").get_data(as_text=True)
     assert d.title in index
     page = client.get(f"/disclosure/{d.id}").get_data(as_text=True)
-    assert "3,000.00" in page and "18,000.00" in page and d.chain_hash in page
+    anchor = chain.anchor_for(q1, d)
+    assert "3,000.00" in page and "18,000.00" in page and anchor.short in page and anchor.hash in page
 
 
 def test_officials_draft_and_approve_through_the_web(client, q1, official, make_user):

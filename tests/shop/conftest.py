@@ -202,6 +202,10 @@ class Books:
             )
         ).one()
         assert debit == credit
+        from coop.chain import verify_chain
+
+        result = verify_chain(self.session)  # the shop's postings and accounts are in the chain too
+        assert result.ok, result.problems
 
 
 @pytest.fixture
