@@ -99,18 +99,67 @@ def get_account(session: Session, code: str) -> Account | None:
     return session.scalar(select(Account).where(Account.code == code))
 
 
-def ensure_account(session: Session, parent_code: str, name: str, *, key: str | None = None) -> Account:
-    """Find or create a sub-account of ``parent_code`` (code = parent code + 2-digit serial).
+# Sub-account codes are the parent's code + a fixed-width serial. The width is the parent's: the
+# width of its existing sub-accounts (codes are inside every voucher's hash, so existing codes are
+# never renumbered), else the width asked for, else ``SUB_CODE_WIDTHS`` (4 digits under 113 内部往来,
+# room for 9,999 households), else 2 (the chart's usual second level).
+DEFAULT_SUB_CODE_WIDTH = 2
+SUB_CODE_WIDTHS = {"113": 4}
+HOUSEHOLD_CODE_WIDTH = 4
+MAX_SUB_CODE_WIDTH = 6
+
+
+def sub_code_width(session: Session, parent: Account, wanted: int | None = None) -> int:
+    """How many digits the serials of ``parent``'s sub-accounts have (see ``SUB_CODE_WIDTHS``)."""
+    first = session.scalar(select(Account.code).where(Account.parent_id == parent.id).order_by(Account.id))
+    if first is not None and first.startswith(parent.code) and first[len(parent.code) :].isdigit():
+        return len(first) - len(parent.code)
+    width = wanted or SUB_CODE_WIDTHS.get(parent.code, DEFAULT_SUB_CODE_WIDTH)
+    if not 1 <= width <= MAX_SUB_CODE_WIDTH:
+        raise LedgerError(N_("sub-account codes have 1 to %(most)s digits"), most=MAX_SUB_CODE_WIDTH)
+    return width
+
+
+def _next_sub_code(session: Session, parent: Account, width: int) -> str:
+    """The parent's code + the next free serial of ``width`` digits; refuses when all are taken."""
+    taken = {
+        c[len(parent.code) :]
+        for c in session.scalars(select(Account.code).where(Account.parent_id == parent.id))
+        if c.startswith(parent.code)
+    }
+    serials = [int(t) for t in taken if t.isdigit() and len(t) == width]
+    serial = max(serials, default=0) + 1
+    while serial < 10**width:
+        code = f"{parent.code}{serial:0{width}d}"
+        if get_account(session, code) is None:  # never reuse a code another account holds
+            return code
+        serial += 1
+    raise LedgerError(
+        N_(
+            "account %(code)s is full: its sub-accounts have %(width)s-digit codes and all %(count)s are "
+            "taken"
+        ),
+        code=parent.code,
+        width=width,
+        count=10**width - 1,
+    )
+
+
+def ensure_account(
+    session: Session, parent_code: str, name: str, *, key: str | None = None, width: int | None = None
+) -> Account:
+    """Find or create a sub-account of ``parent_code`` (code = parent code + fixed-width serial).
 
     With ``key`` (a stable lookup key such as ``"household:12"``) the account is found by key;
-    without, by parent and name.
+    without, by parent and name. ``width`` is the serial's width for a parent that has no
+    sub-accounts yet; one that has keeps the width of its existing ones (see ``sub_code_width``).
     """
     ensure_chart(session)
     if key is not None:
         found = session.scalar(select(Account).where(Account.key == key))
         if found is not None:
             return found
-    parent = get_account(session, parent_code)
+    parent = get_account(session, (parent_code or "").strip())
     if parent is None:
         raise LedgerError(N_("no account %(parent_code)s"), parent_code=parent_code)
     if key is None:
@@ -128,15 +177,27 @@ def ensure_account(session: Session, parent_code: str, name: str, *, key: str | 
             ),
             code=parent.code,
         )
-    codes = list(session.scalars(select(Account.code).where(Account.parent_id == parent.id)))
-    serials = [int(c[len(parent.code) :]) for c in codes if c[len(parent.code) :].isdigit()]
-    serial = max(serials, default=0) + 1
-    code = f"{parent.code}{serial:02d}" if serial < 100 else f"{parent.code}{serial}"
+    code = _next_sub_code(session, parent, sub_code_width(session, parent, width))
     account = Account(code=code, name=name[:120], kind=parent.kind, parent_id=parent.id, key=key)
     session.add(account)
     session.flush()
     audit.record(session, "account.create", account, details={"code": code, "name": account.name, "key": key})
     return account
+
+
+def descendant_ids(session: Session, account_id: int) -> list[int]:
+    """The account and all accounts below it, by the parent tree (never by code prefix)."""
+    children: dict[int, list[int]] = {}
+    for aid, parent_id in session.execute(
+        select(Account.id, Account.parent_id).where(Account.parent_id.is_not(None))
+    ):
+        children.setdefault(parent_id, []).append(aid)
+    out, todo = [], [account_id]
+    while todo:
+        aid = todo.pop()
+        out.append(aid)
+        todo.extend(children.get(aid, ()))
+    return out
 
 
 def household_account(session: Session, household_id: int, parent_code: str = "113") -> Account:
@@ -145,7 +206,9 @@ def household_account(session: Session, household_id: int, parent_code: str = "1
     if household is None:
         raise LedgerError(N_("no household %(household_id)s"), household_id=household_id)
     key = f"household:{household_id}" if parent_code == "113" else f"household:{household_id}:{parent_code}"
-    return ensure_account(session, parent_code, f"{household.code} {household.head_name}", key=key)
+    return ensure_account(
+        session, parent_code, f"{household.code} {household.head_name}", key=key, width=HOUSEHOLD_CODE_WIDTH
+    )
 
 
 def postable(session: Session, account: Account) -> bool:

@@ -23,6 +23,7 @@ from coop.ledger import (
     LedgerError,
     Line,
     chain_head,
+    descendant_ids,
     ensure_account,
     ensure_chart,
     post_voucher,
@@ -272,7 +273,7 @@ def accounts():
         if result.ok:
             flash(_("Account %(code)s %(name)s ready.", code=a.code, name=a.name), "success")
         return redirect(url_for("coop.accounts"))
-    rows = list(session.scalars(select(Account).order_by(Account.code)))
+    rows = reports.tree_order(list(session.scalars(select(Account).order_by(Account.code))))
     _by_id, depth = reports._tree(rows)
     return render_template("coop/accounts.html", rows=rows, depth=depth, chart_loaded=bool(rows))
 
@@ -415,7 +416,7 @@ def ledger_detail(code: str):
     session = db_session()
     year = _year()
     account = session.scalar(select(Account).where(Account.code == code)) or abort(404)
-    ids = [a.id for a in session.scalars(select(Account).where(Account.code.startswith(code)))]
+    ids = descendant_ids(session, account.id)
     opening = reports.trial_balance(session, year, 1, 1, hide_empty=False)
     start = next((r.opening for r in opening.rows if r.code == code), 0)
     lines, running = [], start

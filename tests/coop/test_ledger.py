@@ -163,7 +163,7 @@ def test_sub_account_codes_and_keys(books, households):
     assert (mill.code, shop.code) == ("50101", "50102")
     assert ensure_account(books, "501", "another name", key="enterprise:mill").id == mill.id
     h = household_account(books, households[1].id)
-    assert h.code == "11301" and h.name == "ZZ002 王秀英" and h.kind == "asset"
+    assert h.code == "1130001" and h.name == "ZZ002 王秀英" and h.kind == "asset"
     assert household_account(books, households[1].id).id == h.id
     with pytest.raises(LedgerError, match="no account"):
         ensure_account(books, "777", "x")
