@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from coop.models import (
@@ -266,10 +267,37 @@ def chain_head(session: Session) -> tuple[int, str]:
 # ---------------------------------------------------------------- posting
 
 
+class BooksBusy(LedgerError):
+    """Another posting held the books for too long, or this transaction read them before it asked to
+    write; nothing was written and submitting again succeeds."""
+
+
 def lock_head(session: Session) -> ChainHead:
     """Lock and return the chain head row: everything that extends the chain takes it first, so
-    chain positions and voucher numbers are assigned one writer at a time."""
-    head = session.scalar(select(ChainHead).where(ChainHead.id == 1).with_for_update())
+    chain positions and voucher numbers are assigned one writer at a time.
+
+    PostgreSQL: ``SELECT … FOR UPDATE`` on the row; a second poster waits until the first commits,
+    and its later reads (READ COMMITTED) see the first's voucher. SQLite: pysqlite opens its
+    transaction only at the first write, so a ``SELECT … FOR UPDATE`` (which SQLite ignores) would
+    leave the reads of the head and of the year's last number outside any lock. A no-op UPDATE of
+    the head row comes first instead: it takes the database's write lock (waiting, up to the busy
+    timeout, for another writer to commit) before anything for the numbering is read, and holds it
+    to the commit. If this transaction had read before (its snapshot may be older than the last
+    commit), SQLite refuses at once; that and a timeout become ``BooksBusy``, never a 500.
+    The head is re-read from the database (``populate_existing``), never taken from the session.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        try:
+            session.execute(update(ChainHead).where(ChainHead.id == 1).values(seq=ChainHead.seq))
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+                raise
+            raise BooksBusy(
+                N_("the books are busy with another posting: nothing was saved, please try again")
+            ) from exc
+    head = session.scalar(
+        select(ChainHead).where(ChainHead.id == 1).with_for_update().execution_options(populate_existing=True)
+    )
     if head is None:  # validate_voucher loads the chart, which starts the chain
         raise LedgerError(N_("the books have no chain head: load the chart of accounts"))
     return head

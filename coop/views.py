@@ -20,6 +20,7 @@ from coop import periods as periods_svc
 from coop import reports
 from coop.export import Fen, table_csv, table_xlsx
 from coop.ledger import (
+    BooksBusy,
     LedgerError,
     Line,
     chain_head,
@@ -188,32 +189,35 @@ def new_voucher():
     form = request.form
     error = None
     if request.method == "POST":
-        with attempt(flash_error=False) as result:
-            lines = []
-            for i in range(VOUCHER_ROWS):
-                code = form.get(f"account_{i}", "").strip()
-                debit_text, credit_text = (
-                    form.get(f"debit_{i}", "").strip(),
-                    form.get(f"credit_{i}", "").strip(),
-                )
-                if not (code or debit_text or credit_text):
-                    continue
-                lines.append(
-                    Line(
-                        code,
-                        debit=parse_yuan(debit_text) if debit_text else 0,
-                        credit=parse_yuan(credit_text) if credit_text else 0,
-                        memo=form.get(f"memo_{i}", ""),
+        for _try in range(3):  # a posting refused only because the books were busy is tried again
+            with attempt(flash_error=False) as result:
+                lines = []
+                for i in range(VOUCHER_ROWS):
+                    code = form.get(f"account_{i}", "").strip()
+                    debit_text, credit_text = (
+                        form.get(f"debit_{i}", "").strip(),
+                        form.get(f"credit_{i}", "").strip(),
                     )
+                    if not (code or debit_text or credit_text):
+                        continue
+                    lines.append(
+                        Line(
+                            code,
+                            debit=parse_yuan(debit_text) if debit_text else 0,
+                            credit=parse_yuan(credit_text) if credit_text else 0,
+                            memo=form.get(f"memo_{i}", ""),
+                        )
+                    )
+                voucher = post_voucher(
+                    session,
+                    date=parse.date_field(form.get("date")),
+                    summary=form.get("summary", ""),
+                    lines=lines,
+                    attachments=parse.whole_number(form.get("attachments"), hi=999, default=0),
+                    preparer_id=current_user.id,
                 )
-            voucher = post_voucher(
-                session,
-                date=parse.date_field(form.get("date")),
-                summary=form.get("summary", ""),
-                lines=lines,
-                attachments=parse.whole_number(form.get("attachments"), hi=999, default=0),
-                preparer_id=current_user.id,
-            )
+            if not isinstance(result.exception, BooksBusy):
+                break
         if result.ok:
             flash(_("Voucher %(label)s posted.", label=voucher.label), "success")
             return redirect(url_for("coop.voucher", voucher_id=voucher.id))
