@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from coop.ledger import LedgerError, chain_head
@@ -46,7 +46,10 @@ def snapshot(session: Session, year: int, kind: str, number: int, *, major_fen: 
     majors = session.scalars(
         select(Voucher)
         .where(
-            Voucher.date >= start, Voucher.date <= end, Voucher.total >= major_fen, Voucher.kind != "closing"
+            Voucher.date >= start,
+            Voucher.date <= end,
+            func.abs(Voucher.total) >= major_fen,
+            Voucher.kind != "closing",
         )
         .order_by(Voucher.date, Voucher.seq)
         .limit(50)

@@ -303,10 +303,31 @@ def lock_head(session: Session) -> ChainHead:
     return head
 
 
-def validate_voucher(session: Session, day: dt.date, summary: str, lines: list[Line]) -> dict[str, Account]:
+def _check_red_ink(session: Session, lines: list[Line], original_id: int | None) -> None:
+    """Negative amounts only as the exact red-ink image of the voucher being reversed."""
+    original = session.get(Voucher, original_id) if original_id is not None else None
+    expected = (
+        [(ln.account.code, -ln.debit, -ln.credit) for ln in original.lines] if original is not None else None
+    )
+    got = [(str(ln.account).strip(), ln.debit, ln.credit) for ln in lines]
+    if expected is None or got != expected or any(d > 0 or c > 0 for _a, d, c in got):
+        raise LedgerError(
+            N_(
+                "negative amounts are only allowed in a red-ink reversal, which repeats the original "
+                "voucher's lines with the amounts negated"
+            )
+        )
+
+
+def validate_voucher(
+    session: Session, day: dt.date, summary: str, lines: list[Line], *, red_ink_of: int | None = None
+) -> dict[str, Account]:
     """Every rule a voucher must satisfy to be posted; raises ``LedgerError`` and writes nothing.
 
     Returns the accounts by code. Drafts are checked with it too, so a draft that saves will post.
+    Amounts are positive, except in a red-ink reversal (红字冲销, ``red_ink_of`` = the reversed
+    voucher's id, as ``reverse_voucher`` posts it): its lines must be exactly the original's lines,
+    same accounts and sides, with the amounts negated.
     """
     if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
         raise LedgerError(N_("voucher date must be a date"))
@@ -315,6 +336,7 @@ def validate_voucher(session: Session, day: dt.date, summary: str, lines: list[L
     if len(lines) < 2:
         raise LedgerError(N_("a voucher needs at least two lines"))
     total_debit = total_credit = 0
+    red_ink = False
     for i, line in enumerate(lines, 1):
         for amount in (line.debit, line.credit):
             if not isinstance(amount, int) or isinstance(amount, bool):
@@ -322,15 +344,19 @@ def validate_voucher(session: Session, day: dt.date, summary: str, lines: list[L
                     N_("line %(i)s: amounts must be whole fen (integers), got %(amount)r"), i=i, amount=amount
                 )
         if line.debit < 0 or line.credit < 0:
-            raise LedgerError(N_("line %(i)s: amounts must not be negative"), i=i)
-        if (line.debit > 0) == (line.credit > 0):
+            if red_ink_of is None:
+                raise LedgerError(N_("line %(i)s: amounts must not be negative"), i=i)
+            red_ink = True
+        if (line.debit != 0) == (line.credit != 0):
             raise LedgerError(
                 N_("line %(i)s: give either a debit or a credit greater than zero, not both or neither"), i=i
             )
-        if max(line.debit, line.credit) > MAX_LINE_FEN:
+        if max(abs(line.debit), abs(line.credit)) > MAX_LINE_FEN:
             raise LedgerError(N_("line %(i)s: amount is implausibly large"), i=i)
         total_debit += line.debit
         total_credit += line.credit
+    if red_ink:
+        _check_red_ink(session, lines, red_ink_of)
     if total_debit != total_credit:
         raise LedgerError(
             N_(
@@ -340,6 +366,20 @@ def validate_voucher(session: Session, day: dt.date, summary: str, lines: list[L
             debits=format_yuan(total_debit),
             credits=format_yuan(total_credit),
             difference=format_yuan(total_debit - total_credit),
+        )
+    both = sorted(
+        {str(ln.account).strip() for ln in lines if ln.debit}
+        & {str(ln.account).strip() for ln in lines if ln.credit}
+    )
+    if both and not red_ink:
+        named = session.scalar(select(Account).where(Account.code == both[0]))
+        raise LedgerError(
+            N_(
+                "account %(code)s %(name)s is both debited and credited in this voucher: enter the net "
+                "amount on one side"
+            ),
+            code=both[0],
+            name=named.name if named is not None else "",
         )
     ensure_chart(session)
     codes = {str(line.account).strip() for line in lines}
@@ -396,7 +436,9 @@ def post_voucher(
     if not isinstance(attachments, int) or attachments < 0:
         raise LedgerError(N_("attachments must be a whole number, zero or more"))
     lines = [Line(str(ln.account).strip(), ln.debit, ln.credit, (ln.memo or "")[:200]) for ln in lines]
-    accounts = validate_voucher(session, date, summary, lines)
+    accounts = validate_voucher(
+        session, date, summary, lines, red_ink_of=reverses_id if kind == "reversal" else None
+    )
 
     head = lock_head(session)
     if source is not None:  # a concurrent poster may have won the race while we waited for the lock
@@ -482,7 +524,9 @@ def reverse_voucher(
     preparer_id: int | None,
     summary: str | None = None,
 ) -> Voucher:
-    """Post a voucher that undoes ``voucher_id`` (same accounts, debits and credits swapped)."""
+    """Post a red-ink voucher (红字冲销) that undoes ``voucher_id``: the original's lines on the same
+    accounts and sides with the amounts negated, so each account's debit and credit turnover nets
+    back to what it was, as if neither had been posted."""
     original = session.get(Voucher, voucher_id)
     if original is None:
         raise LedgerError(N_("no voucher %(voucher_id)s"), voucher_id=voucher_id)
@@ -492,7 +536,7 @@ def reverse_voucher(
         raise LedgerError(
             N_("voucher %(label)s is a year-end entry and cannot be reversed"), label=original.label
         )
-    lines = [Line(ln.account.code, debit=ln.credit, credit=ln.debit, memo=ln.memo) for ln in original.lines]
+    lines = [Line(ln.account.code, debit=-ln.debit, credit=-ln.credit, memo=ln.memo) for ln in original.lines]
     return post_voucher(
         session,
         date=date,

@@ -147,9 +147,9 @@ def test_reversal_undoes_a_voucher_exactly_and_only_once(books):
     books.commit()
     assert r.reverses_id == wrong.id and r.kind == "reversal"
     assert [(ln.account.code, ln.debit, ln.credit) for ln in r.lines] == [
-        ("513", 0, 98_000),
-        ("102", 98_000, 0),
-    ]
+        ("513", -98_000, 0),
+        ("102", 0, -98_000),
+    ]  # red ink: same accounts and sides, amounts negated
     after = {k: v for k, v in account_balances(books, 2025, 12).items() if v}
     assert after == {k: v for k, v in before.items() if v}
     with pytest.raises(LedgerError, match="already been reversed"):
