@@ -188,7 +188,7 @@ def ensure_account(
 
 def descendant_ids(session: Session, account_id: int) -> list[int]:
     """The account and all accounts below it, by the parent tree (never by code prefix)."""
-    children: dict[int, list[int]] = {}
+    children: dict[int | None, list[int]] = {}
     for aid, parent_id in session.execute(
         select(Account.id, Account.parent_id).where(Account.parent_id.is_not(None))
     ):
