@@ -120,3 +120,28 @@ def test_the_voucher_form_refuses_the_same_account_in_chinese(client, books, off
     r = client.post("/coop/vouchers/new", data=data)
     assert r.status_code == 302
     assert books.scalar(select(Voucher.total)) == 123_450
+
+
+def test_the_recurring_command_refuses_an_entry_on_one_account_cleanly(runner, books):
+    from coop.ledger import get_account
+    from coop.models import RecurringEntry
+
+    cash = get_account(books, "101")
+    books.add(
+        RecurringEntry(
+            name="错误的定期分录",
+            debit_account_id=cash.id,
+            credit_account_id=cash.id,
+            amount=500,
+            every_months=12,
+            day=1,
+            start=dt.date(2025, 1, 1),
+            end=dt.date(2025, 12, 31),
+        )
+    )
+    books.commit()
+    result = runner.invoke(args=["coop", "recurring", "--until", "2025-06-30"])
+    assert result.exit_code == 1
+    assert "account 101 库存现金 is both debited and credited" in result.output
+    assert "Traceback" not in result.output
+    assert books.scalar(select(Voucher.id)) is None
