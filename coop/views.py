@@ -34,6 +34,7 @@ from coop.ledger import (
 )
 from coop.models import (
     Account,
+    Balance,
     Disclosure,
     Distribution,
     Enterprise,
@@ -421,8 +422,14 @@ def ledger_detail(code: str):
     year = _year()
     account = session.scalar(select(Account).where(Account.code == code)) or abort(404)
     ids = descendant_ids(session, account.id)
-    opening = reports.trial_balance(session, year, 1, 1, hide_empty=False)
-    start = next((r.opening for r in opening.rows if r.code == code), 0)
+    start = int(
+        session.scalar(
+            select(func.sum(Balance.debit - Balance.credit)).where(
+                Balance.account_id.in_(ids), Balance.period < year * 100 + 1
+            )
+        )
+        or 0
+    )
     lines, running = [], start
     for v, ln in reports.account_lines(session, ids, dt.date(year, 1, 1), dt.date(year, 12, 31), limit=2000):
         running += ln.debit - ln.credit

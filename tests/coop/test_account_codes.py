@@ -22,6 +22,29 @@ def _households(session, n):
     return [household_account(session, h.id) for h in rows]
 
 
+def _village(books):
+    accounts = _households(books, 1000)
+    lines = [Line("101", credit=sum(range(1, 1001)) * 100)]
+    lines += [Line(a.code, debit=(i + 1) * 100, memo=f"H{i + 1:05d}") for i, a in enumerate(accounts)]
+    post_voucher(books, date=D, summary="补贴发放", lines=lines)
+    books.commit()
+    return accounts
+
+
+def _own_lines_only(client, accounts, i):
+    page = client.get(f"/coop/accounts/{accounts[i].code}?year=2025").get_data(as_text=True)
+    assert set(re.findall(r"H\d{5}", page)) == {f"H{i + 1:05d}"}, accounts[i].code
+    assert f"{(i + 1):,}.00" in page
+
+
+@pytest.mark.slow
+def test_every_household_page_of_a_thousand_shows_only_its_own_lines(books, client, official):
+    accounts = _village(books)
+    login(client, "kuaiji")
+    for i in range(len(accounts)):
+        _own_lines_only(client, accounts, i)
+
+
 def test_a_village_of_a_thousand_households_has_unambiguous_codes(books, client, official):
     accounts = _households(books, 1000)
     codes = [a.code for a in accounts]
@@ -38,9 +61,7 @@ def test_a_village_of_a_thousand_households_has_unambiguous_codes(books, client,
         assert [(ln.memo, ln.debit) for _v, ln in got] == [(f"H{i + 1:05d}", (i + 1) * 100)]
     login(client, "kuaiji")
     for i in (0, 9, 10, 99, 100, 101, 998, 999):  # the ledger pages, around every change of digits
-        page = client.get(f"/coop/accounts/{accounts[i].code}?year=2025").get_data(as_text=True)
-        assert re.findall(r"H\d{5}", page) == [f"H{i + 1:05d}"] * page.count("H0"), accounts[i].code
-        assert f"H{i + 1:05d}" in page
+        _own_lines_only(client, accounts, i)
 
 
 def test_the_ledger_page_matches_by_the_tree_not_by_prefix(books, client, official):
@@ -59,12 +80,23 @@ def test_the_ledger_page_matches_by_the_tree_not_by_prefix(books, client, offici
             summary=f"借款 {code}",
             lines=[Line(code, debit=100, memo=f"memo-{code}"), Line("101", credit=100)],
         )
+    post_voucher(  # last year's loan to 113100: its opening balance, not 11310's
+        books,
+        date=dt.date(2024, 6, 1),
+        summary="去年借款",
+        lines=[Line("113100", debit=4_321), Line("101", credit=4_321)],
+    )
     books.commit()
     login(client, "kuaiji")
+    opening = re.compile(r"Opening balance</td><td class=\"num\">([^<]+)<")
+    pages = {c: client.get(f"/coop/accounts/{c}?year=2025&lang=en").get_data(as_text=True) for c in legacy}
+    assert opening.search(pages["11310"])[1] == "¥0.00"
+    assert opening.search(pages["113100"])[1] == "¥43.21"
     page = client.get("/coop/accounts/11310?year=2025").get_data(as_text=True)
     assert "memo-11310" in page and "memo-113100" not in page
-    page = client.get("/coop/accounts/113?year=2025").get_data(as_text=True)
+    page = client.get("/coop/accounts/113?year=2025&lang=en").get_data(as_text=True)
     assert "memo-11310" in page and "memo-113100" in page  # the parent shows all its descendants
+    assert opening.search(page)[1] == "¥43.21"
     # the parent keeps the width of its existing sub-accounts: the next one is 11311, not 1130001
     assert ensure_account(books, "113", "新户", key="new").code == "11311"
     tb = trial_balance(books, 2025, 3, 3)
