@@ -2,10 +2,11 @@
 
 Plain Python over a SQLAlchemy session; callers commit. Every posting:
 
-1. validates (two or more lines, each line debit XOR credit > 0 in integer fen, debits equal
-   credits, accounts exist and are postable leaves, the month is open) and writes nothing
-   when it refuses (``LedgerError``);
-2. locks the chain head row, assigns the next gapless number of the voucher's year and the
+1. validates (two or more lines, each line debit XOR credit > 0 in integer fen — negative only
+   in a red-ink reversal —, debits equal credits, no account both debited and credited,
+   accounts exist and are postable leaves, the month is open) and writes nothing when it
+   refuses (``LedgerError``);
+2. locks the chain head row (``lock_head``: a real write lock on SQLite too), assigns the next gapless number of the voucher's year and the
    next chain position, and hashes the voucher's canonical content with the previous hash;
 3. adds the per-period balance movements and an audit entry.
 """
