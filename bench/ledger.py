@@ -5,13 +5,16 @@
     .venv/bin/python bench/ledger.py --quick    # 100,000 lines, well under a minute
     .venv/bin/python bench/ledger.py --database-url postgresql+psycopg://...   (an empty database)
 
-The last line holds the figures as name=value pairs (milliseconds unless named _s).
+The last line holds the figures as name=value pairs (milliseconds unless named _s; post_per_s and
+post_4proc_per_s are vouchers per second posted through ``coop.ledger.post_voucher``, one voucher
+per session and commit as the voucher form does; verify_s is ``verify_chain`` over the whole build).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import multiprocessing
 import os
 import random
 import statistics
@@ -185,6 +188,59 @@ def build(session_factory, n_lines: int, years: int, seed: int = 7) -> dict:
     }
 
 
+def _post_some(url: str, n: int, tag: str) -> tuple[int, float, float]:
+    """Post ``n`` vouchers through ``coop.ledger.post_voucher``, one per session and commit, as the
+    voucher form does; returns (failures, start, end) in wall-clock seconds."""
+    from coop.ledger import Line, post_voucher
+    from core import clock
+
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    failures, day = 0, clock.today()
+    with factory() as s:  # connect and warm up before the clock starts
+        s.execute(select(1))
+    t = time.time()
+    for i in range(n):
+        try:
+            with factory() as s:
+                post_voucher(
+                    s,
+                    date=day,
+                    summary=f"bench {tag} {i}",
+                    lines=[Line("101", debit=100 + i), Line("50101", credit=100 + i)],
+                    source="bench",
+                    source_ref=f"{tag}:{i}",
+                )
+                s.commit()
+        except Exception as exc:  # noqa: BLE001 - counted and shown, the run goes on
+            failures += 1
+            if failures <= 3:
+                print(f"  posting failed: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
+    end = time.time()
+    engine.dispose()
+    return failures, t, end
+
+
+def _post_worker(args: tuple[str, int, str]) -> tuple[int, float, float]:
+    load_models()
+    return _post_some(*args)
+
+
+def posting_throughput(url: str, n: int, processes: int = 4) -> dict:
+    """Vouchers per second through the service: one process, then ``processes`` at once (the
+    numbering is serialised by ``coop.ledger.lock_head``); every posting must succeed."""
+    failures, start, end = _post_some(url, n, "single")
+    out = {"post_per_s": n / (end - start), "post_failures": failures}
+    each = max(1, n // processes)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(processes) as pool:
+        results = pool.map(_post_worker, [(url, each, f"p{w}") for w in range(processes)])
+    wall = max(r[2] for r in results) - min(r[1] for r in results)
+    out["post_4proc_per_s"] = each * processes / wall
+    out["post_failures"] += sum(r[0] for r in results)
+    return out
+
+
 def timed(fn, repeat: int = 5) -> float:
     runs = []
     for _ in range(repeat):
@@ -203,6 +259,12 @@ def main() -> None:
     parser.add_argument("--years", type=int, default=10)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""))
     parser.add_argument("--skip-verify", action="store_true")
+    parser.add_argument(
+        "--postings",
+        type=int,
+        default=None,
+        help="vouchers posted one by one through the service (default 1,000; --quick 200)",
+    )
     args = parser.parse_args()
     n_lines = args.lines or (100_000 if args.quick else 1_000_000)
 
@@ -239,6 +301,16 @@ def main() -> None:
         assert tb.balanced
         for name, value in figures.items():
             print(f"{name:22} {value:8.1f} ms")
+    n_post = args.postings if args.postings is not None else (200 if args.quick else 1000)
+    if n_post:
+        posting = posting_throughput(url, n_post)
+        print(
+            f"posting (service)       {posting['post_per_s']:8.1f} vouchers/s, 4 processes "
+            f"{posting['post_4proc_per_s']:.1f} vouchers/s, {posting['post_failures']} failed"
+        )
+        assert posting["post_failures"] == 0, "every posting must succeed"
+        figures.update(posting)
+    with factory() as s:
         path = Path(tmp.name) / "books.beancount"
         t = time.perf_counter()
         with open(path, "w", encoding="utf-8") as fh:
@@ -254,7 +326,12 @@ def main() -> None:
     engine.dispose()
     tmp.cleanup()
     pairs = {"lines": info["lines"], "vouchers": info["vouchers"], "build_s": f"{build_s:.1f}"}
-    pairs.update({k: f"{v:.1f}" if k.endswith("_s") else f"{v:.2f}" for k, v in figures.items()})
+    pairs.update(
+        {
+            k: str(v) if isinstance(v, int) else f"{v:.1f}" if k.endswith(("_s", "_per_s")) else f"{v:.2f}"
+            for k, v in figures.items()
+        }
+    )
     print(" ".join(f"{k}={v}" for k, v in pairs.items()))
 
 

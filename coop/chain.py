@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, event, func, insert, select
+from sqlalchemy import Table, event, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, object_mapper
 
 from coop.models import (
@@ -143,14 +144,42 @@ def chain_head(session: Session) -> tuple[int, str]:
     return (head.seq, head.hash) if head is not None else (0, GENESIS_HASH)
 
 
+class BooksBusy(ChainError):
+    """Another posting held the books for too long, or this transaction read them before it asked to
+    write; nothing was written and submitting again succeeds."""
+
+
 def lock_head(session: Session) -> ChainHead:
     """Lock and return the chain head row: everything that extends the chain takes it first, so
     chain positions and voucher numbers are assigned one writer at a time.
+
+    PostgreSQL: ``SELECT … FOR UPDATE`` on the row; a second poster waits until the first commits,
+    and its later reads (READ COMMITTED) see the first's voucher. SQLite: pysqlite opens its
+    transaction only at the first write, so a ``SELECT … FOR UPDATE`` (which SQLite ignores) would
+    leave the reads of the head and of the year's last number outside any lock. A no-op UPDATE of
+    the head row comes first instead: it takes the database's write lock (waiting, up to the busy
+    timeout, for another writer to commit) before anything for the numbering is read, and holds it
+    to the commit. If this transaction had read before (its snapshot may be older than the last
+    commit), SQLite refuses at once; that and a timeout become ``BooksBusy``, never a 500.
 
     The row is re-read under the lock unless this transaction already changed it (then it holds
     the lock and its own value is the current one), so a head read earlier in the transaction is
     never extended from a stale position.
     """
+    if session.get_bind().dialect.name == "sqlite":
+        try:  # Core on the connection: no autoflush, so it is safe inside flush events too
+            session.connection().execute(
+                update(ChainHead)
+                .where(ChainHead.id == 1)
+                .values(seq=ChainHead.seq)
+                .execution_options(synchronize_session=False)
+            )
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+                raise
+            raise BooksBusy(
+                N_("the books are busy with another posting: nothing was saved, please try again")
+            ) from exc
     stmt = select(ChainHead).where(ChainHead.id == 1).with_for_update()
     known = session.identity_map.get(session.identity_key(ChainHead, 1))
     if known is None or not session.is_modified(known):

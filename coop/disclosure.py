@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, func, inspect, select
 from sqlalchemy.orm import Session
 
 from coop.chain import anchor_for
@@ -54,7 +54,10 @@ def snapshot(session: Session, year: int, kind: str, number: int, *, major_fen: 
     majors = session.scalars(
         select(Voucher)
         .where(
-            Voucher.date >= start, Voucher.date <= end, Voucher.total >= major_fen, Voucher.kind != "closing"
+            Voucher.date >= start,
+            Voucher.date <= end,
+            func.abs(Voucher.total) >= major_fen,
+            Voucher.kind != "closing",
         )
         .order_by(Voucher.date, Voucher.seq)
         .limit(50)

@@ -2,11 +2,13 @@
 
 Plain Python over a SQLAlchemy session; callers commit. Every posting:
 
-1. validates (two or more lines, each line debit XOR credit > 0 in integer fen, debits equal
-   credits, accounts exist and are postable leaves, the date lies between the first open day —
-   after the latest closed month, not before the books' opening date — and today plus the
-   grace days) and writes nothing when it refuses (``LedgerError``);
-2. locks the chain head row, assigns the next gapless number of the voucher's year and the
+1. validates (two or more lines, each line debit XOR credit > 0 in integer fen — negative only
+   in a red-ink reversal —, debits equal credits, no account both debited and credited,
+   accounts exist and are postable leaves, the date lies between the first open day — after
+   the latest closed month, not before the books' opening date — and today plus the grace
+   days) and writes nothing when it refuses (``LedgerError``);
+2. locks the chain head row (``lock_head``: a real write lock on SQLite too), assigns the next
+   gapless number of the voucher's year and the
    next chain position, and hashes the voucher's canonical content with the previous hash;
 3. adds the per-period balance movements and an audit entry.
 """
@@ -45,6 +47,7 @@ canonical = _chain.canonical
 chain_hash = _chain.chain_hash
 chain_head = _chain.chain_head
 lock_head = _chain.lock_head
+BooksBusy = _chain.BooksBusy
 verify_chain = _chain.verify_chain
 
 CHART_CSV = Path(__file__).resolve().parent / "data" / "chart-of-accounts-village-collective-2023.csv"
@@ -107,18 +110,67 @@ def get_account(session: Session, code: str) -> Account | None:
     return session.scalar(select(Account).where(Account.code == code))
 
 
-def ensure_account(session: Session, parent_code: str, name: str, *, key: str | None = None) -> Account:
-    """Find or create a sub-account of ``parent_code`` (code = parent code + 2-digit serial).
+# Sub-account codes are the parent's code + a fixed-width serial. The width is the parent's: the
+# width of its existing sub-accounts (codes are inside every voucher's hash, so existing codes are
+# never renumbered), else the width asked for, else ``SUB_CODE_WIDTHS`` (4 digits under 113 内部往来,
+# room for 9,999 households), else 2 (the chart's usual second level).
+DEFAULT_SUB_CODE_WIDTH = 2
+SUB_CODE_WIDTHS = {"113": 4}
+HOUSEHOLD_CODE_WIDTH = 4
+MAX_SUB_CODE_WIDTH = 6
+
+
+def sub_code_width(session: Session, parent: Account, wanted: int | None = None) -> int:
+    """How many digits the serials of ``parent``'s sub-accounts have (see ``SUB_CODE_WIDTHS``)."""
+    first = session.scalar(select(Account.code).where(Account.parent_id == parent.id).order_by(Account.id))
+    if first is not None and first.startswith(parent.code) and first[len(parent.code) :].isdigit():
+        return len(first) - len(parent.code)
+    width = wanted or SUB_CODE_WIDTHS.get(parent.code, DEFAULT_SUB_CODE_WIDTH)
+    if not 1 <= width <= MAX_SUB_CODE_WIDTH:
+        raise LedgerError(N_("sub-account codes have 1 to %(most)s digits"), most=MAX_SUB_CODE_WIDTH)
+    return width
+
+
+def _next_sub_code(session: Session, parent: Account, width: int) -> str:
+    """The parent's code + the next free serial of ``width`` digits; refuses when all are taken."""
+    taken = {
+        c[len(parent.code) :]
+        for c in session.scalars(select(Account.code).where(Account.parent_id == parent.id))
+        if c.startswith(parent.code)
+    }
+    serials = [int(t) for t in taken if t.isdigit() and len(t) == width]
+    serial = max(serials, default=0) + 1
+    while serial < 10**width:
+        code = f"{parent.code}{serial:0{width}d}"
+        if get_account(session, code) is None:  # never reuse a code another account holds
+            return code
+        serial += 1
+    raise LedgerError(
+        N_(
+            "account %(code)s is full: its sub-accounts have %(width)s-digit codes and all %(count)s are "
+            "taken"
+        ),
+        code=parent.code,
+        width=width,
+        count=10**width - 1,
+    )
+
+
+def ensure_account(
+    session: Session, parent_code: str, name: str, *, key: str | None = None, width: int | None = None
+) -> Account:
+    """Find or create a sub-account of ``parent_code`` (code = parent code + fixed-width serial).
 
     With ``key`` (a stable lookup key such as ``"household:12"``) the account is found by key;
-    without, by parent and name.
+    without, by parent and name. ``width`` is the serial's width for a parent that has no
+    sub-accounts yet; one that has keeps the width of its existing ones (see ``sub_code_width``).
     """
     ensure_chart(session)
     if key is not None:
         found = session.scalar(select(Account).where(Account.key == key))
         if found is not None:
             return found
-    parent = get_account(session, parent_code)
+    parent = get_account(session, (parent_code or "").strip())
     if parent is None:
         raise LedgerError(N_("no account %(parent_code)s"), parent_code=parent_code)
     if key is None:
@@ -136,15 +188,27 @@ def ensure_account(session: Session, parent_code: str, name: str, *, key: str | 
             ),
             code=parent.code,
         )
-    codes = list(session.scalars(select(Account.code).where(Account.parent_id == parent.id)))
-    serials = [int(c[len(parent.code) :]) for c in codes if c[len(parent.code) :].isdigit()]
-    serial = max(serials, default=0) + 1
-    code = f"{parent.code}{serial:02d}" if serial < 100 else f"{parent.code}{serial}"
+    code = _next_sub_code(session, parent, sub_code_width(session, parent, width))
     account = Account(code=code, name=name[:120], kind=parent.kind, parent_id=parent.id, key=key)
     session.add(account)
     session.flush()
     audit.record(session, "account.create", account, details={"code": code, "name": account.name, "key": key})
     return account
+
+
+def descendant_ids(session: Session, account_id: int) -> list[int]:
+    """The account and all accounts below it, by the parent tree (never by code prefix)."""
+    children: dict[int | None, list[int]] = {}
+    for aid, parent_id in session.execute(
+        select(Account.id, Account.parent_id).where(Account.parent_id.is_not(None))
+    ):
+        children.setdefault(parent_id, []).append(aid)
+    out, todo = [], [account_id]
+    while todo:
+        aid = todo.pop()
+        out.append(aid)
+        todo.extend(children.get(aid, ()))
+    return out
 
 
 def household_account(session: Session, household_id: int, parent_code: str = "113") -> Account:
@@ -153,7 +217,9 @@ def household_account(session: Session, household_id: int, parent_code: str = "1
     if household is None:
         raise LedgerError(N_("no household %(household_id)s"), household_id=household_id)
     key = f"household:{household_id}" if parent_code == "113" else f"household:{household_id}:{parent_code}"
-    return ensure_account(session, parent_code, f"{household.code} {household.head_name}", key=key)
+    return ensure_account(
+        session, parent_code, f"{household.code} {household.head_name}", key=key, width=HOUSEHOLD_CODE_WIDTH
+    )
 
 
 def postable(session: Session, account: Account) -> bool:
@@ -254,10 +320,31 @@ def check_date(session: Session, day: dt.date) -> None:
 # ---------------------------------------------------------------- posting
 
 
-def validate_voucher(session: Session, day: dt.date, summary: str, lines: list[Line]) -> dict[str, Account]:
+def _check_red_ink(session: Session, lines: list[Line], original_id: int | None) -> None:
+    """Negative amounts only as the exact red-ink image of the voucher being reversed."""
+    original = session.get(Voucher, original_id) if original_id is not None else None
+    expected = (
+        [(ln.account.code, -ln.debit, -ln.credit) for ln in original.lines] if original is not None else None
+    )
+    got = [(str(ln.account).strip(), ln.debit, ln.credit) for ln in lines]
+    if expected is None or got != expected or any(d > 0 or c > 0 for _a, d, c in got):
+        raise LedgerError(
+            N_(
+                "negative amounts are only allowed in a red-ink reversal, which repeats the original "
+                "voucher's lines with the amounts negated"
+            )
+        )
+
+
+def validate_voucher(
+    session: Session, day: dt.date, summary: str, lines: list[Line], *, red_ink_of: int | None = None
+) -> dict[str, Account]:
     """Every rule a voucher must satisfy to be posted; raises ``LedgerError`` and writes nothing.
 
     Returns the accounts by code. Drafts are checked with it too, so a draft that saves will post.
+    Amounts are positive, except in a red-ink reversal (红字冲销, ``red_ink_of`` = the reversed
+    voucher's id, as ``reverse_voucher`` posts it): its lines must be exactly the original's lines,
+    same accounts and sides, with the amounts negated.
     """
     if not isinstance(day, dt.date) or isinstance(day, dt.datetime):
         raise LedgerError(N_("voucher date must be a date"))
@@ -266,6 +353,7 @@ def validate_voucher(session: Session, day: dt.date, summary: str, lines: list[L
     if len(lines) < 2:
         raise LedgerError(N_("a voucher needs at least two lines"))
     total_debit = total_credit = 0
+    red_ink = False
     for i, line in enumerate(lines, 1):
         for amount in (line.debit, line.credit):
             if not isinstance(amount, int) or isinstance(amount, bool):
@@ -273,15 +361,19 @@ def validate_voucher(session: Session, day: dt.date, summary: str, lines: list[L
                     N_("line %(i)s: amounts must be whole fen (integers), got %(amount)r"), i=i, amount=amount
                 )
         if line.debit < 0 or line.credit < 0:
-            raise LedgerError(N_("line %(i)s: amounts must not be negative"), i=i)
-        if (line.debit > 0) == (line.credit > 0):
+            if red_ink_of is None:
+                raise LedgerError(N_("line %(i)s: amounts must not be negative"), i=i)
+            red_ink = True
+        if (line.debit != 0) == (line.credit != 0):
             raise LedgerError(
                 N_("line %(i)s: give either a debit or a credit greater than zero, not both or neither"), i=i
             )
-        if max(line.debit, line.credit) > MAX_LINE_FEN:
+        if max(abs(line.debit), abs(line.credit)) > MAX_LINE_FEN:
             raise LedgerError(N_("line %(i)s: amount is implausibly large"), i=i)
         total_debit += line.debit
         total_credit += line.credit
+    if red_ink:
+        _check_red_ink(session, lines, red_ink_of)
     if total_debit != total_credit:
         raise LedgerError(
             N_(
@@ -291,6 +383,20 @@ def validate_voucher(session: Session, day: dt.date, summary: str, lines: list[L
             debits=format_yuan(total_debit),
             credits=format_yuan(total_credit),
             difference=format_yuan(total_debit - total_credit),
+        )
+    both = sorted(
+        {str(ln.account).strip() for ln in lines if ln.debit}
+        & {str(ln.account).strip() for ln in lines if ln.credit}
+    )
+    if both and not red_ink:
+        named = session.scalar(select(Account).where(Account.code == both[0]))
+        raise LedgerError(
+            N_(
+                "account %(code)s %(name)s is both debited and credited in this voucher: enter the net "
+                "amount on one side"
+            ),
+            code=both[0],
+            name=named.name if named is not None else "",
         )
     ensure_chart(session)
     codes = {str(line.account).strip() for line in lines}
@@ -342,7 +448,9 @@ def post_voucher(
     if not isinstance(attachments, int) or attachments < 0:
         raise LedgerError(N_("attachments must be a whole number, zero or more"))
     lines = [Line(str(ln.account).strip(), ln.debit, ln.credit, (ln.memo or "")[:200]) for ln in lines]
-    accounts = validate_voucher(session, date, summary, lines)
+    accounts = validate_voucher(
+        session, date, summary, lines, red_ink_of=reverses_id if kind == "reversal" else None
+    )
 
     head = lock_head(session)
     if source is not None:  # a concurrent poster may have won the race while we waited for the lock
@@ -428,7 +536,9 @@ def reverse_voucher(
     preparer_id: int | None,
     summary: str | None = None,
 ) -> Voucher:
-    """Post a voucher that undoes ``voucher_id`` (same accounts, debits and credits swapped)."""
+    """Post a red-ink voucher (红字冲销) that undoes ``voucher_id``: the original's lines on the same
+    accounts and sides with the amounts negated, so each account's debit and credit turnover nets
+    back to what it was, as if neither had been posted."""
     original = session.get(Voucher, voucher_id)
     if original is None:
         raise LedgerError(N_("no voucher %(voucher_id)s"), voucher_id=voucher_id)
@@ -454,7 +564,7 @@ def reverse_voucher(
             label=original.label,
             date=original.date.isoformat(),
         )
-    lines = [Line(ln.account.code, debit=ln.credit, credit=ln.debit, memo=ln.memo) for ln in original.lines]
+    lines = [Line(ln.account.code, debit=-ln.debit, credit=-ln.credit, memo=ln.memo) for ln in original.lines]
     return post_voucher(
         session,
         date=date,

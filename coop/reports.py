@@ -71,7 +71,23 @@ def month_end(year: int, month: int) -> dt.date:
 
 
 def _accounts(session: Session) -> list[Account]:
-    return list(session.scalars(select(Account).order_by(Account.code)))
+    return tree_order(list(session.scalars(select(Account).order_by(Account.code))))
+
+
+def tree_order(accounts: list[Account]) -> list[Account]:
+    """Accounts in chart order: each parent followed by its sub-accounts (by the parent tree, so
+    sub-codes of different widths never interleave), siblings by code."""
+    children: dict[int | None, list[Account]] = {}
+    ids = {a.id for a in accounts}
+    for a in sorted(accounts, key=lambda a: a.code):
+        children.setdefault(a.parent_id if a.parent_id in ids else None, []).append(a)
+    out: list[Account] = []
+    todo = list(reversed(children.get(None, [])))
+    while todo:
+        a = todo.pop()
+        out.append(a)
+        todo.extend(reversed(children.get(a.id, [])))
+    return out
 
 
 def _tree(accounts: list[Account]) -> tuple[dict[int, Account], dict[int, int]]:

@@ -23,9 +23,11 @@ from coop import review as review_svc
 from coop import settings as books_settings
 from coop.export import Fen, table_csv, table_xlsx
 from coop.ledger import (
+    BooksBusy,
     LedgerError,
     Line,
     chain_head,
+    descendant_ids,
     ensure_account,
     ensure_chart,
     first_open_day,
@@ -37,6 +39,7 @@ from coop.ledger import (
 )
 from coop.models import (
     Account,
+    Balance,
     Disclosure,
     Distribution,
     Enterprise,
@@ -409,9 +412,13 @@ def post_draft(draft_id: int):
             ),
             back=url_for("coop.draft", draft_id=draft_id),
         )
-    with attempt() as result:
-        v = review_svc.review_and_post(session, draft_id, reviewer_id=current_user.id)
+    for _try in range(3):  # refused only because another posting held the books: try again
+        with attempt(flash_error=False) as result:
+            v = review_svc.review_and_post(session, draft_id, reviewer_id=current_user.id)
+        if not isinstance(result.exception, BooksBusy):
+            break
     if not result.ok:
+        flash(result.error or _("The voucher could not be posted."), "error")
         return redirect(url_for("coop.draft", draft_id=draft_id))
     flash(_("Voucher %(label)s reviewed and posted.", label=v.label), "success")
     return redirect(url_for("coop.voucher", voucher_id=v.id))
@@ -520,7 +527,7 @@ def accounts():
         if result.ok:
             flash(_("Account %(code)s %(name)s ready.", code=a.code, name=a.name), "success")
         return redirect(url_for("coop.accounts"))
-    rows = list(session.scalars(select(Account).order_by(Account.code)))
+    rows = reports.tree_order(list(session.scalars(select(Account).order_by(Account.code))))
     _by_id, depth = reports._tree(rows)
     return render_template("coop/accounts.html", rows=rows, depth=depth, chart_loaded=bool(rows))
 
@@ -863,9 +870,15 @@ def ledger_detail(code: str):
     session = db_session()
     year = _year()
     account = session.scalar(select(Account).where(Account.code == code)) or abort(404)
-    ids = [a.id for a in session.scalars(select(Account).where(Account.code.startswith(code)))]
-    opening = reports.trial_balance(session, year, 1, 1, hide_empty=False)
-    start = next((r.opening for r in opening.rows if r.code == code), 0)
+    ids = descendant_ids(session, account.id)
+    start = int(
+        session.scalar(
+            select(func.sum(Balance.debit - Balance.credit)).where(
+                Balance.account_id.in_(ids), Balance.period < year * 100 + 1
+            )
+        )
+        or 0
+    )
     lines, running = [], start
     for v, ln in reports.account_lines(session, ids, dt.date(year, 1, 1), dt.date(year, 12, 31), limit=2000):
         running += ln.debit - ln.credit

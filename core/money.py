@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Hashable, Sequence
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 from core.errors import N_, DomainError
@@ -18,25 +19,63 @@ class MoneyError(DomainError):
     """An amount could not be understood or is not a whole number of fen."""
 
 
-def parse_yuan(text: str | int | Decimal) -> int:
-    """Parse an amount in yuan ("12.34", "1,234.5", "¥8") into fen; at most two decimals."""
+_AMOUNT = re.compile(
+    r"""
+    (?P<sign>[-+])?                       # a sign (refused unless the field allows negatives)
+    (?P<whole>\d{1,3}(?:,\d{3})+|\d+)     # 1234 or 1,234 (commas only between groups of three)
+    (?:\.(?P<fraction>\d+))?               # decimals (at most two)
+    """,
+    re.VERBOSE | re.ASCII,
+)
+_CURRENCY = ("¥", "元", "CNY", "RMB")
+
+
+def parse_yuan(text: str | int | Decimal, *, allow_negative: bool = False) -> int:
+    """Parse an amount in yuan into fen, strictly: ``"1,234.50"``, ``"¥8"``, ``"12.5元"``,
+    full-width ``"１２３．４５"`` and ``"１，２３４"``, spaces around it.
+
+    Refused with a message that says why (``MoneyError``): exponents (``1e3``), commas anywhere but
+    between groups of three digits (``1,2,3``, ``1,23.4``), a lone point, more than two decimals,
+    doubled signs, NaN and infinity, and a negative amount unless ``allow_negative``.
+    """
+    if isinstance(text, bool):
+        raise MoneyError(N_("not an amount: %(text)s"), text=str(text))
     if isinstance(text, int):
+        if text < 0 and not allow_negative:
+            raise MoneyError(N_("the amount must not be negative: %(text)s"), text=str(text))
         return text * 100
-    raw = unicodedata.normalize("NFKC", str(text)).strip().replace(",", "").replace("¥", "").strip()
+    shown = str(text)[:40]
+    raw = unicodedata.normalize("NFKC", str(text)).strip()
+    for mark in _CURRENCY:
+        if raw.upper().startswith(mark):
+            raw = raw[len(mark) :].strip()
+        elif raw.upper().endswith(mark):
+            raw = raw[: -len(mark)].strip()
+    if raw[:1] in "-+" and raw[1:2] == "¥":  # "-¥12"
+        raw = raw[0] + raw[2:].strip()
     if not raw:
         raise MoneyError(N_("amount is empty"))
-    try:
-        value = Decimal(raw)
-    except InvalidOperation as exc:
-        raise MoneyError(N_("not an amount: %(text)s"), text=str(text)[:40]) from exc
-    if not value.is_finite():
-        raise MoneyError(N_("not an amount: %(text)s"), text=str(text)[:40])
-    if value.adjusted() >= 16:  # ¥10^16: beyond any book (and before Decimal overflows)
-        raise MoneyError(N_("amount is too large: %(text)s"), text=str(text)[:40])
-    fen = value * 100
-    if fen != fen.to_integral_value():
-        raise MoneyError(N_("at most two decimals (whole fen): %(text)s"), text=str(text)[:40])
-    return int(fen)
+    match = _AMOUNT.fullmatch(raw)
+    if match is None:
+        if any(c in raw for c in "eE") and any(c.isdigit() for c in raw):
+            raise MoneyError(N_("write the amount in digits, without an exponent: %(text)s"), text=shown)
+        if "," in raw and re.fullmatch(r"[-+]?[\d,]+(?:\.\d*)?", raw, re.ASCII):
+            raise MoneyError(
+                N_("commas may only separate groups of three digits (1,234.50): %(text)s"), text=shown
+            )
+        raise MoneyError(N_("not an amount: %(text)s"), text=shown)
+    fraction = match["fraction"] or ""
+    if len(fraction) > 2:
+        raise MoneyError(N_("at most two decimals (whole fen): %(text)s"), text=shown)
+    whole = match["whole"].replace(",", "")
+    if len(whole.lstrip("0")) > 16:  # ¥10^16: beyond any book
+        raise MoneyError(N_("amount is too large: %(text)s"), text=shown)
+    fen = int(whole) * 100 + int((fraction + "00")[:2])
+    if match["sign"] == "-":
+        if not allow_negative and fen:
+            raise MoneyError(N_("the amount must not be negative: %(text)s"), text=shown)
+        fen = -fen
+    return fen
 
 
 def fen_to_decimal(fen: int) -> Decimal:

@@ -151,9 +151,9 @@ def test_reversal_undoes_a_voucher_exactly_and_only_once(books):
     books.commit()
     assert r.reverses_id == wrong.id and r.kind == "reversal"
     assert [(ln.account.code, ln.debit, ln.credit) for ln in r.lines] == [
-        ("513", 0, 98_000),
-        ("102", 98_000, 0),
-    ]
+        ("513", -98_000, 0),
+        ("102", 0, -98_000),
+    ]  # red ink: same accounts and sides, amounts negated
     after = {k: v for k, v in account_balances(books, 2025, 12).items() if v}
     assert after == {k: v for k, v in before.items() if v}
     with pytest.raises(LedgerError, match="already been reversed"):
@@ -167,7 +167,7 @@ def test_sub_account_codes_and_keys(books, households):
     assert (mill.code, shop.code) == ("50101", "50102")
     assert ensure_account(books, "501", "another name", key="enterprise:mill").id == mill.id
     h = household_account(books, households[1].id)
-    assert h.code == "11301" and h.name == "ZZ002 王秀英" and h.kind == "asset"
+    assert h.code == "1130001" and h.name == "ZZ002 王秀英" and h.kind == "asset"
     assert household_account(books, households[1].id).id == h.id
     with pytest.raises(LedgerError, match="no account"):
         ensure_account(books, "777", "x")

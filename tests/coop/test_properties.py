@@ -49,7 +49,8 @@ def vouchers(draw):
     )
     credits = [b - a for a, b in zip([0, *cuts], [*cuts, total], strict=True)]
     lines = [Line(draw(st.sampled_from(ACCOUNTS)), debit=d) for d in debits]
-    lines += [Line(draw(st.sampled_from(ACCOUNTS)), credit=c) for c in credits]
+    others = [a for a in ACCOUNTS if a not in {ln.account for ln in lines}]  # Dr X / Cr X is refused
+    lines += [Line(draw(st.sampled_from(others)), credit=c) for c in credits]
     day = draw(st.dates(min_value=dt.date(2023, 1, 1), max_value=dt.date(2025, 12, 31)))
     return day, lines
 
