@@ -177,26 +177,34 @@ def reopen_period_cmd(month: str, reason: str, username: str) -> None:
 )
 @click.option("--summary", required=True, help="What is corrected (摘要).")
 @click.option("--date", "day", default=None, help="Voucher date in an open period (default: today).")
+@click.option("--user", "username", required=True, help="The official preparing it (制单).")
 def correct(
-    year: int, account: str, gain: str | None, loss: str | None, summary: str, day: str | None
+    year: int, account: str, gain: str | None, loss: str | None, summary: str, day: str | None, username: str
 ) -> None:
-    """Post a correction to the closed YEAR via 322 以前年度损益调整 into 未分配收益."""
-    from coop.corrections import post_correction
+    """Prepare a correction to the closed YEAR (322 以前年度损益调整 into 未分配收益) as a draft;
+    another official reviews and posts it (the books' Review page)."""
     from coop.ledger import Line
+    from coop.review import prepare
+    from core import auth
     from core.money import parse_yuan
 
     if (gain is None) == (loss is None):
         raise click.UsageError("give exactly one of --gain or --loss")
     try:
         amount = parse_yuan(gain if gain is not None else loss or "")
-        when = dt.date.fromisoformat(day) if day else None
+        when = dt.date.fromisoformat(day) if day else clock.today()
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     line = Line(account, debit=amount) if gain is not None else Line(account, credit=amount)
     with transaction() as session:
-        correction, transfer = post_correction(session, year=year, summary=summary, lines=[line], date=when)
-        labels = (correction.label, transfer.label)
-    click.echo(f"posted {labels[0]} (correction) and {labels[1]} (transfer into 未分配收益)")
+        user = auth.get_user(session, username)
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        draft = prepare(
+            session, date=when, summary=summary, lines=[line], preparer_id=user.id, correction_year=year
+        )
+        draft_id = draft.id
+    click.echo(f"prepared correction draft #{draft_id}: another official reviews and posts it (Review page)")
 
 
 @coop_cli.command("recurring")

@@ -23,7 +23,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from coop.ledger import LedgerError, Line, ensure_account, is_closed, post_voucher
+from coop.ledger import LedgerError, Line, ensure_account, is_closed, post_voucher, validate_voucher
 from coop.models import Voucher
 from core import clock
 from core.errors import N_
@@ -42,17 +42,16 @@ def undistributed_account(session: Session):
     return ensure_account(session, DISTRIBUTION, "未分配收益", key="distribution:undistributed")
 
 
-def post_correction(
+def plan_correction(
     session: Session,
     *,
     year: int,
     summary: str,
     lines: list[Line],
     date: dt.date | None = None,
-    preparer_id: int | None = None,
-    attachments: int = 0,
-) -> tuple[Voucher, Voucher]:
-    """Post a correction to the closed ``year``; returns (the correction, the transfer).
+) -> tuple[dt.date, str, list[Line], list[Line]]:
+    """Check a correction to the closed ``year`` without writing: (date, summary, the correction's
+    lines with the adjustment line added, the transfer's lines). Raises ``LedgerError``.
 
     ``lines`` are the correction's own lines (not the adjustment account): their net debit is
     credited to 以前年度损益调整 (a gain for the closed year), their net credit debited (a loss).
@@ -93,23 +92,47 @@ def post_correction(
         if net > 0
         else Line(adjustment.code, debit=-net, memo=memo)
     )
-    token = uuid.uuid4().hex[:16]
-    title = f"调整{year}年度：{summary}"[:200]
+    amount = abs(net)
+    transfer = (
+        [Line(adjustment.code, debit=amount), Line(undistributed.code, credit=amount)]
+        if net > 0
+        else [Line(undistributed.code, debit=amount), Line(adjustment.code, credit=amount)]
+    )
+    full = [*lines, adjust]
+    validate_voucher(session, day, summary, full)
+    return day, f"调整{year}年度：{summary}"[:200], full, transfer
+
+
+def post_correction(
+    session: Session,
+    *,
+    year: int,
+    summary: str,
+    lines: list[Line],
+    date: dt.date | None = None,
+    preparer_id: int | None = None,
+    approver_id: int | None = None,
+    attachments: int = 0,
+    ref: str | None = None,
+) -> tuple[Voucher, Voucher]:
+    """Post a correction to the closed ``year`` (see ``plan_correction``); returns (the correction,
+    the transfer). Officials do not call this directly: a correction is prepared as a draft and
+    posted when another official reviews it (``coop.review``), which passes the draft as ``ref``.
+    """
+    day, title, full, transfer_lines = plan_correction(
+        session, year=year, summary=summary, lines=lines, date=date
+    )
+    token = ref or uuid.uuid4().hex[:16]
     correction = post_voucher(
         session,
         date=day,
         summary=title,
-        lines=[*lines, adjust],
+        lines=full,
         preparer_id=preparer_id,
+        approver_id=approver_id,
         attachments=attachments,
         source=SOURCE,
         source_ref=f"{year}:{token}:adjust",
-    )
-    amount = abs(net)
-    transfer_lines = (
-        [Line(adjustment.code, debit=amount), Line(undistributed.code, credit=amount)]
-        if net > 0
-        else [Line(undistributed.code, debit=amount), Line(adjustment.code, credit=amount)]
     )
     transfer = post_voucher(
         session,
@@ -117,6 +140,7 @@ def post_correction(
         summary=f"{year}年 以前年度损益调整转入未分配收益（{correction.label}）"[:200],
         lines=transfer_lines,
         preparer_id=preparer_id,
+        approver_id=approver_id,
         source=SOURCE,
         source_ref=f"{year}:{token}:transfer",
     )

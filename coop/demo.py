@@ -332,22 +332,25 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
     for m in range(1, today.month):
         post_month(today.year, m)
     # this year's months close in order up to the one before last (last month is still being checked)
-    from coop.corrections import post_correction
+    from coop import review
     from coop.periods import close_period, next_to_close
 
     while next_to_close(session) < (today.year, today.month - 1):
         close_period(session, *next_to_close(session), user_id=preparer)
     # a bank interest credit of last year found after its books were closed and published:
-    # corrected through 以前年度损益调整 into 未分配收益, not into last year's statements
-    post_correction(
-        session,
-        year=year,
-        summary="补记上年12月银行存款利息（银行对账单迟到）",
-        lines=[Line("102", debit=8_640, memo="银行对账单")],
-        date=today,
-        preparer_id=preparer,
-        attachments=1,
-    )
+    # corrected through 以前年度损益调整 into 未分配收益, not into last year's statements; the
+    # accountant prepares it and the village head reviews and posts it
+    if preparer is not None and approver is not None:
+        correction = review.prepare(
+            session,
+            date=today,
+            summary="补记上年12月银行存款利息（银行对账单迟到）",
+            lines=[Line("102", debit=8_640, memo="银行对账单")],
+            preparer_id=preparer,
+            attachments=1,
+            correction_year=year,
+        )
+        review.review_and_post(session, correction.id, reviewer_id=approver)
     _seed_review_queue(session, users, acc, today)
 
 

@@ -362,6 +362,9 @@ class VoucherDraft(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     discarded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     voucher_id: Mapped[int | None] = mapped_column(ForeignKey("coop_vouchers.id"), unique=True)
+    # a correction to this closed year (以前年度损益调整): ``lines`` are the accounts it affects, and
+    # posting adds the adjustment line and the transfer into 未分配收益 (``coop.corrections``)
+    correction_year: Mapped[int | None]
 
     voucher: Mapped[Voucher | None] = relationship()
 

@@ -146,14 +146,53 @@ def draft_lines(draft: VoucherDraft) -> list[Line]:
     return _clean(list(draft.lines or []))
 
 
-def _check(session: Session, day: dt.date, summary: str, lines: list[Line], attachments: int) -> None:
+def posting_lines(session: Session, draft: VoucherDraft) -> list[Line]:
+    """The lines the draft will post: a correction's with its adjustment line added (as far as the
+    books allow it now; otherwise just the draft's own lines)."""
+    lines = draft_lines(draft)
+    if draft.correction_year is None:
+        return lines
+    from coop.corrections import plan_correction
+
+    try:
+        return plan_correction(
+            session, year=draft.correction_year, summary=draft.summary, lines=lines, date=draft.date
+        )[2]
+    except LedgerError:
+        return lines
+
+
+def _check(
+    session: Session,
+    day: dt.date,
+    summary: str,
+    lines: list[Line],
+    attachments: int,
+    correction_year: int | None = None,
+) -> list[Line]:
+    """Every rule the posting will apply; returns the lines as they will be posted (a correction
+    gets its adjustment line)."""
     if not isinstance(attachments, int) or isinstance(attachments, bool) or attachments < 0:
         raise ReviewError(N_("attachments must be a whole number, zero or more"))
+    if correction_year is not None:
+        from coop.corrections import plan_correction
+
+        _day, _title, full, _transfer = plan_correction(
+            session, year=correction_year, summary=summary, lines=lines, date=day
+        )
+        return full
     validate_voucher(session, day, summary, lines)
+    return lines
 
 
 def _fill(
-    session: Session, draft: VoucherDraft, day: dt.date, summary: str, lines: list[Line], attachments: int
+    session: Session,
+    draft: VoucherDraft,
+    day: dt.date,
+    summary: str,
+    lines: list[Line],
+    attachments: int,
+    posted_lines: list[Line] | None = None,
 ) -> None:
     draft.date = day
     draft.summary = summary.strip()[:200]
@@ -161,7 +200,7 @@ def _fill(
     draft.lines = [
         {"account": ln.account, "debit": ln.debit, "credit": ln.credit, "memo": ln.memo} for ln in lines
     ]
-    draft.warnings = [w.as_dict() for w in cash_warnings(session, day, lines)]
+    draft.warnings = [w.as_dict() for w in cash_warnings(session, day, posted_lines or lines)]
     draft.cash_warning = bool(draft.warnings)
     draft.updated_at = utcnow()
 
@@ -174,13 +213,20 @@ def prepare(
     lines: list[Line],
     preparer_id: int | None,
     attachments: int = 0,
+    correction_year: int | None = None,
 ) -> VoucherDraft:
-    """Save a voucher draft (制单). It is checked like a posting but posts nothing."""
+    """Save a voucher draft (制单). It is checked like a posting but posts nothing.
+
+    With ``correction_year`` it is a correction to that closed year (``coop.corrections``):
+    ``lines`` are the accounts it affects; posting adds 以前年度损益调整 and its transfer.
+    """
     _official(session, preparer_id, N_("prepare a voucher"))
     lines = _clean(lines)
-    _check(session, date, summary, lines, attachments)
-    draft = VoucherDraft(preparer_id=preparer_id, status="draft", created_at=utcnow())
-    _fill(session, draft, date, summary, lines, attachments)
+    posted = _check(session, date, summary, lines, attachments, correction_year)
+    draft = VoucherDraft(
+        preparer_id=preparer_id, status="draft", created_at=utcnow(), correction_year=correction_year
+    )
+    _fill(session, draft, date, summary, lines, attachments, posted)
     session.add(draft)
     session.flush()
     audit.record(
@@ -224,8 +270,8 @@ def update(
     if draft.preparer_id != user_id:
         raise ReviewError(N_("only the preparer of a draft can change it"))
     lines = _clean(lines)
-    _check(session, date, summary, lines, attachments)
-    _fill(session, draft, date, summary, lines, attachments)
+    posted = _check(session, date, summary, lines, attachments, draft.correction_year)
+    _fill(session, draft, date, summary, lines, attachments, posted)
     session.flush()
     audit.record(session, "voucher_draft.update", draft, user_id=user_id, details={"total": draft.total})
     return draft
@@ -262,7 +308,7 @@ def review_and_post(session: Session, draft_id: int, *, reviewer_id: int | None)
     if draft.preparer_id == reviewer_id:
         raise ReviewError(N_("you prepared this voucher: another official must review it"))
     lines = draft_lines(draft)
-    _check(session, draft.date, draft.summary, lines, draft.attachments)
+    _check(session, draft.date, draft.summary, lines, draft.attachments, draft.correction_year)
     now = utcnow()
     done = session.execute(
         sql_update(VoucherDraft)
@@ -276,17 +322,32 @@ def review_and_post(session: Session, draft_id: int, *, reviewer_id: int | None)
         select(Voucher.id).where(Voucher.source == DRAFT_SOURCE, Voucher.source_ref == str(draft_id))
     ):
         raise ReviewError(N_("draft %(draft_id)s has already been posted"), draft_id=draft_id)
-    voucher = post_voucher(
-        session,
-        date=draft.date,
-        summary=draft.summary,
-        lines=lines,
-        preparer_id=draft.preparer_id,
-        approver_id=reviewer_id,
-        attachments=draft.attachments,
-        source=DRAFT_SOURCE,
-        source_ref=str(draft_id),
-    )
+    if draft.correction_year is not None:
+        from coop.corrections import post_correction
+
+        voucher, _transfer = post_correction(  # the source_ref pair is unique: posted at most once
+            session,
+            year=draft.correction_year,
+            summary=draft.summary,
+            lines=lines,
+            date=draft.date,
+            preparer_id=draft.preparer_id,
+            approver_id=reviewer_id,
+            attachments=draft.attachments,
+            ref=f"draft-{draft_id}",
+        )
+    else:
+        voucher = post_voucher(
+            session,
+            date=draft.date,
+            summary=draft.summary,
+            lines=lines,
+            preparer_id=draft.preparer_id,
+            approver_id=reviewer_id,
+            attachments=draft.attachments,
+            source=DRAFT_SOURCE,
+            source_ref=str(draft_id),
+        )
     draft.voucher_id = voucher.id
     session.flush()
     audit.record(

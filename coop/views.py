@@ -372,7 +372,7 @@ def draft(draft_id: int):
     """One voucher draft: its lines, who prepared it, its warnings, and the reviewer's actions."""
     session = db_session()
     d = session.get(VoucherDraft, draft_id) or abort(404)
-    lines = review_svc.draft_lines(d)
+    lines = review_svc.posting_lines(session, d)
     names = {
         a.code: a
         for a in session.scalars(select(Account).where(Account.code.in_([ln.account for ln in lines])))
@@ -595,7 +595,8 @@ def periods():
 @bp.route("/corrections", methods=["GET", "POST"])
 @staff
 def corrections():
-    """Corrections to a closed year (以前年度损益调整), posted in an open period."""
+    """Corrections to a closed year (以前年度损益调整): prepared here as a draft, posted in an open
+    period when another official reviews it."""
     session = db_session()
     form = request.form
     error = None
@@ -607,18 +608,24 @@ def corrections():
             if effect not in ("gain", "loss"):
                 raise LedgerError(N_("say whether the closed year's surplus was understated or overstated"))
             line = Line(account, debit=amount) if effect == "gain" else Line(account, credit=amount)
-            correction, _transfer = corrections_svc.post_correction(
+            draft = review_svc.prepare(
                 session,
-                year=parse.whole_number(form.get("year"), lo=1900, hi=2200),
+                date=parse.date_field(form.get("date"), default=clock.today()),
                 summary=form.get("summary", ""),
                 lines=[line],
-                date=parse.date_field(form.get("date"), default=clock.today()),
                 preparer_id=current_user.id,
                 attachments=parse.whole_number(form.get("attachments"), hi=999, default=0),
+                correction_year=parse.whole_number(form.get("year"), lo=1900, hi=2200),
             )
         if result.ok:
-            flash(_("Correction %(label)s posted.", label=correction.label), "success")
-            return redirect(url_for("coop.corrections"))
+            flash(
+                _(
+                    "Correction saved as draft #%(id)d: another official reviews it and posts it.",
+                    id=draft.id,
+                ),
+                "success",
+            )
+            return redirect(url_for("coop.draft", draft_id=draft.id))
         error = result.error
     last = latest_closed(session)
     return render_template(

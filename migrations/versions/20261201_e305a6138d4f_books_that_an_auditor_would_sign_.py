@@ -73,6 +73,7 @@ def upgrade():
     sa.Column('reviewed_at', core.db.UTCDateTime(), nullable=True),
     sa.Column('discarded_by', sa.Integer(), nullable=True),
     sa.Column('voucher_id', sa.Integer(), nullable=True),
+    sa.Column('correction_year', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['discarded_by'], ['users.id'], name=op.f('fk_coop_voucher_drafts_discarded_by_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['preparer_id'], ['users.id'], name=op.f('fk_coop_voucher_drafts_preparer_id_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['reviewer_id'], ['users.id'], name=op.f('fk_coop_voucher_drafts_reviewer_id_users'), ondelete='SET NULL'),

@@ -14,7 +14,7 @@ from coop import disclosure, settings
 from coop.corrections import post_correction
 from coop.distribution import post_distribution
 from coop.ledger import LedgerError, Line, first_open_day, reverse_voucher, verify_chain
-from coop.models import Account, Disclosure, Period, Voucher
+from coop.models import Account, Disclosure, Period, Voucher, VoucherDraft
 from coop.periods import close_period, next_to_close, reopen_period, year_status
 from coop.reports import account_balances, income_expense
 from core import clock
@@ -358,7 +358,7 @@ def test_a_correction_is_only_for_a_closed_year_and_in_an_open_period(closed_202
         post_correction(books, year=2025, summary=" ", lines=[Line("102", debit=100)])
 
 
-def test_corrections_through_the_page_and_the_cli(client, official, closed_2025, runner):
+def test_corrections_through_the_page_and_the_cli(client, official, closed_2025, runner, make_user):
     books = closed_2025
     login(client, "kuaiji")
     page = client.get("/coop/corrections").get_data(as_text=True)
@@ -367,7 +367,21 @@ def test_corrections_through_the_page_and_the_cli(client, official, closed_2025,
         "/coop/corrections",
         data={"year": "2025", "summary": "补记利息", "effect": "gain", "account": "102", "amount": "86.40"},
     )
-    assert r.status_code == 302
+    assert r.status_code == 302 and "/coop/drafts/" in r.headers["Location"]
+    draft = books.scalar(select(VoucherDraft).where(VoucherDraft.correction_year == 2025))
+    assert draft.preparer_id == official.id and draft.status == "draft"
+    assert not books.scalars(select(Voucher).where(Voucher.source == "correction")).all()  # not yet
+    page = client.get(f"/coop/drafts/{draft.id}").get_data(as_text=True)
+    assert 'id="correction-note"' in page and "以前年度损益调整" in page  # the adjustment line is shown
+    r = client.post(f"/coop/drafts/{draft.id}/post", data={"confirm": "yes"})  # the preparer cannot
+    assert not books.scalars(select(Voucher).where(Voucher.source == "correction")).all()
+    from coop import review
+
+    reviewer = make_user("cunzhang", "official")
+    review.review_and_post(books, draft.id, reviewer_id=reviewer.id)
+    books.commit()
+    posted = books.scalars(select(Voucher).where(Voucher.source == "correction")).all()
+    assert len(posted) == 2 and all(v.approver_id == reviewer.id for v in posted)
     assert "补记利息" in client.get("/coop/corrections").get_data(as_text=True)
     r = client.post(
         "/coop/corrections",
@@ -377,10 +391,13 @@ def test_corrections_through_the_page_and_the_cli(client, official, closed_2025,
     assert r.status_code == 400 and 'id="correction-error"' in r.get_data(as_text=True)
     result = runner.invoke(
         args=["coop", "correct", "2025", "--account", "101", "--loss", "30", "--summary", "补记电费"]
+        + ["--user", "kuaiji"]
     )
     assert result.exit_code == 0, result.output
-    assert "transfer into 未分配收益" in result.output
-    assert len(books.scalars(select(Voucher).where(Voucher.source == "correction")).all()) == 4
+    assert "another official reviews and posts it" in result.output
+    books.expire_all()
+    assert books.scalar(select(func.count(VoucherDraft.id)).where(VoucherDraft.correction_year == 2025)) == 2
+    assert len(books.scalars(select(Voucher).where(Voucher.source == "correction")).all()) == 2
     assert (
         runner.invoke(args=["coop", "correct", "2025", "--account", "101", "--summary", "x"]).exit_code != 0
     )
