@@ -516,5 +516,5 @@ def post_distribution(
         opening = settings.get(session).opening_date
         for month in range(1, 13):
             if (year, month) not in done and (year, month) >= (opening.year, opening.month):
-                close_period(session, year, month, user_id=user_id)
+                close_period(session, year, month, user_id=user_id, year_end=True)
     return dist

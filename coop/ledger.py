@@ -459,6 +459,9 @@ def post_voucher(
         )
         if existing is not None:
             return existing
+    # a month may have been closed while we waited for the lock: closing takes the same lock (its
+    # chain record), so checking again now, holding it, is final
+    check_date(session, date)
     number = (session.scalar(select(func.max(Voucher.number)).where(Voucher.year == date.year)) or 0) + 1
     voucher = Voucher(
         seq=head.seq + 1,

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from coop import settings
-from coop.ledger import LedgerError, latest_closed, month_end
+from coop.ledger import LedgerError, latest_closed, lock_head, month_end
 from coop.models import Distribution, Period
 from core import audit, clock
 from core.db import utcnow
@@ -64,10 +64,22 @@ def require_ended(year: int, month: int) -> None:
         )
 
 
-def close_period(session: Session, year: int, month: int, *, user_id: int | None = None) -> Period:
-    """Close a month: nothing can be posted into it (or before it) afterwards."""
+def close_period(
+    session: Session, year: int, month: int, *, user_id: int | None = None, year_end: bool = False
+) -> Period:
+    """Close a month: nothing can be posted into it (or before it) afterwards.
+
+    December closes with the year-end (``coop.distribution.post_distribution`` passes
+    ``year_end=True`` once the year's income is closed and distributed): closed on its own it would
+    lock the year out of its year-end for good. ``user_id``, when given, must be an official.
+    """
     if not (1 <= month <= 12):
         raise LedgerError(N_("month must be 1-12"))
+    if user_id is not None:
+        user = session.get(User, user_id)
+        if user is None or not user.active or user.role not in ("admin", "official"):
+            raise LedgerError(N_("only an official can close a period"))
+    lock_head(session)  # one closer or poster at a time: a posting re-checks its date holding it
     period = session.scalar(select(Period).where(Period.year == year, Period.month == month))
     if period is not None and period.closed:
         raise LedgerError(N_("period %(year)s-%(month)02d is already closed"), year=year, month=month)
@@ -89,6 +101,15 @@ def close_period(session: Session, year: int, month: int, *, user_id: int | None
             N_("months close in order: close %(next)s first"), next=_label(*nxt), period=_label(year, month)
         )
     require_ended(year, month)
+    if month == 12 and not year_end:
+        raise LedgerError(
+            N_(
+                "December %(year)s closes with the year-end: post the %(year)s year-end (Year end page, "
+                "or flask coop year-end %(year)s --post), which closes the year's income into 收益分配 "
+                "and then closes December"
+            ),
+            year=year,
+        )
     if period is None:
         period = Period(year=year, month=month)
         session.add(period)
@@ -186,6 +207,8 @@ def year_status(session: Session, year: int) -> list[MonthStatus]:
             elif not has_ended(year, m):
                 why = N_("can be closed from %(from)s")
                 params = {"from": (month_end(year, m) + dt.timedelta(days=1)).isoformat()}
+            elif m == 12:
+                why, params = N_("closes with the %(year)s year-end"), {"year": year}
             else:
                 can_close = True
         out.append(

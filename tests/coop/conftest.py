@@ -63,11 +63,17 @@ def demo_books(session, make_user):
 
 
 def close_through(session, year, month):
-    """Close the months in order, from the next one to close up to ``year``-``month``."""
+    """Close the months in order, from the next one to close up to ``year``-``month`` (each December
+    by posting that year's year-end, keeping its surplus undistributed)."""
+    from coop.distribution import post_distribution
     from coop.periods import close_period, next_to_close
 
     while next_to_close(session) <= (year, month):
-        close_period(session, *next_to_close(session))
+        y, m = next_to_close(session)
+        if m == 12:  # December closes with the year-end (nothing paid out: the surplus is kept)
+            post_distribution(session, y, payout_percent=0)
+        else:
+            close_period(session, y, m)
 
 
 def publish(session, disclosure_id: int, *, approver=None):

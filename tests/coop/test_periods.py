@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from coop import disclosure, settings
 from coop.corrections import post_correction
 from coop.distribution import post_distribution
-from coop.ledger import LedgerError, Line, first_open_day, reverse_voucher, verify_chain
+from coop.ledger import LedgerError, Line, first_open_day, is_closed, reverse_voucher, verify_chain
 from coop.models import Account, Disclosure, Period, Voucher, VoucherDraft
 from coop.periods import close_period, next_to_close, reopen_period, year_status
 from coop.reports import account_balances, income_expense
@@ -494,3 +494,51 @@ def test_hostile_period_forms_never_fail(client, official, books, month):
         )
         assert r.status_code == 302
     assert books.scalar(select(func.count(Period.id))) == 0
+
+
+# ---------------------------------------------------------------- found by review
+
+
+def test_december_closes_only_with_the_year_end(books, client, official):
+    close_through(books, 2024, 11)
+    books.commit()
+    with pytest.raises(LedgerError, match="closes with the year-end"):
+        close_period(books, 2024, 12)
+    books.rollback()
+    login(client, "kuaiji")
+    page = client.get("/coop/periods?year=2024").get_data(as_text=True)
+    assert 'value="12"' not in page.split('id="period-12"')[1].split("</tr>")[0]  # no Close button
+    client.post("/coop/periods?year=2024", data={"month": "12", "action": "close", "confirm": "yes"})
+    assert not is_closed(books, 2024, 12)
+    post_distribution(books, 2024, payout_percent=0)  # the year-end closes December
+    assert is_closed(books, 2024, 12)
+
+
+def test_only_an_official_closes_a_period(books, make_user):
+    farmer = make_user("zhaolin", "farmer")
+    with pytest.raises(LedgerError, match="only an official"):
+        close_period(books, 2020, 1, user_id=farmer.id)
+
+
+def test_a_month_closed_while_a_posting_waits_for_the_lock_refuses_it(books, engine, monkeypatch):
+    """The posting validated its date before the lock; a close committed in between must win."""
+    from coop import ledger
+    from core.db import make_session_factory
+
+    close_through(books, 2020, 5)
+    books.commit()
+    original = ledger.lock_head
+
+    def close_first(session):
+        with make_session_factory(engine)() as other:  # another official closes June meanwhile
+            close_period(other, 2020, 6)
+            other.commit()
+        return original(session)
+
+    monkeypatch.setattr(ledger, "lock_head", close_first)
+    with pytest.raises(LedgerError, match="closed"):
+        post(books, dt.date(2020, 6, 20), "late", *pair())
+    books.rollback()
+    monkeypatch.setattr(ledger, "lock_head", original)
+    assert books.scalar(select(func.count(Voucher.id))) == 0
+    assert verify_chain(books).ok

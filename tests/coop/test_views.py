@@ -206,7 +206,7 @@ def test_year_end_preview_then_post(client, official, households, books):
         data={"payout": "100", "fingerprint": token, "confirm": "yes"},
     )
     assert r.status_code == 302
-    dist = books.scalar(select(Distribution))
+    dist = books.scalar(select(Distribution).where(Distribution.year == YEAR))
     assert dist.year == YEAR and dist.plan["to_households"] == 900_000
     assert 'id="distribution-posted"' in client.get(f"/coop/distribution?year={YEAR}").get_data(as_text=True)
 
