@@ -11,12 +11,14 @@ after it was signed off clears the sign-off (the content changed).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 
 from sqlalchemy import event, func, inspect, select
 from sqlalchemy.orm import Session
 
 from coop.chain import anchor_for
-from coop.ledger import LedgerError, chain_head
+from coop.ledger import LedgerError, chain_head, is_closed
 from coop.models import Disclosure, Distribution, Voucher
 from coop.reports import income_expense, month_end
 from coop.statements import MAJOR_ITEM_FEN, balance_sheet, income_statement
@@ -115,6 +117,16 @@ def draft(
         _user(session, user_id, OFFICIALS, N_("only an official can draft a disclosure"))
     if existing is not None and existing.status not in ("draft", "signed_off"):
         raise LedgerError(N_("this period's disclosure has been approved and published; it cannot change"))
+    if not is_closed(session, year, m2):
+        # an open month's figures can still move: only closed months are published, and reopening
+        # one withdraws what covered it
+        raise LedgerError(
+            N_(
+                "%(period)s is not closed yet: close it (Periods) before drafting its disclosure, so the "
+                "published figures cannot change afterwards"
+            ),
+            period=f"{year}-{m2:02d}",
+        )
     content = snapshot(session, year, kind, number)
     label = {"month": f"{year}年{number}月", "quarter": f"{year}年第{number}季度", "year": f"{year}年度"}[
         kind
@@ -154,7 +166,26 @@ def _get(session: Session, disclosure_id: int) -> Disclosure:
     return d
 
 
-def sign_off(session: Session, disclosure_id: int, *, user_id: int | None) -> Disclosure:
+def digest(d: Disclosure) -> str:
+    """A short fingerprint of what a draft says (title, period, content): the sign-off and the
+    approval carry the one their signer saw, and are refused if the draft was refreshed since."""
+    payload = json.dumps(
+        {"title": d.title, "start": str(d.start), "end": str(d.end), "content": d.content},
+        ensure_ascii=False,
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _check_seen(d: Disclosure, expected: str | None) -> None:
+    if expected is not None and expected != digest(d):
+        raise LedgerError(N_("this draft was refreshed after you opened it: read it again before signing"))
+
+
+def sign_off(
+    session: Session, disclosure_id: int, *, user_id: int | None, expected: str | None = None
+) -> Disclosure:
     """The 民主理财小组 has checked the draft against the books: a member of the group signs it off."""
     d = _get(session, disclosure_id)
     _user(
@@ -167,6 +198,7 @@ def sign_off(session: Session, disclosure_id: int, *, user_id: int | None) -> Di
         raise LedgerError(N_("this disclosure has already been signed off"))
     if d.status != "draft":
         raise LedgerError(N_("only a draft can be signed off"))
+    _check_seen(d, expected)
     d.status, d.signed_off_by, d.signed_off_at = "signed_off", user_id, utcnow()
     session.flush()
     audit.record(
@@ -179,7 +211,9 @@ def sign_off(session: Session, disclosure_id: int, *, user_id: int | None) -> Di
     return d
 
 
-def approve(session: Session, disclosure_id: int, *, user_id: int | None) -> Disclosure:
+def approve(
+    session: Session, disclosure_id: int, *, user_id: int | None, expected: str | None = None
+) -> Disclosure:
     """Approve a signed-off draft (an official who did not draft it): it becomes public and read-only.
     Its approval is recorded in the chain (``coop.chain``), and that record's position and hash are
     the anchor the notice prints."""
@@ -195,6 +229,7 @@ def approve(session: Session, disclosure_id: int, *, user_id: int | None) -> Dis
         )
     if d.created_by is not None and d.created_by == user_id:
         raise LedgerError(N_("you drafted this disclosure: another official must approve it"))
+    _check_seen(d, expected)
     d.status, d.approved_by, d.approved_at = "approved", user_id, utcnow()
     session.flush()
     anchor = anchor_for(session, d)  # the chain head right after the approval was recorded

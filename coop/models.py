@@ -365,6 +365,8 @@ class VoucherDraft(Base):
     # a correction to this closed year (以前年度损益调整): ``lines`` are the accounts it affects, and
     # posting adds the adjustment line and the transfer into 未分配收益 (``coop.corrections``)
     correction_year: Mapped[int | None]
+    # raised on every change: the reviewer posts the version they saw, not a later edit
+    version: Mapped[int] = mapped_column(default=1)
 
     voucher: Mapped[Voucher | None] = relationship()
 

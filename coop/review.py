@@ -272,6 +272,7 @@ def update(
     lines = _clean(lines)
     posted = _check(session, date, summary, lines, attachments, draft.correction_year)
     _fill(session, draft, date, summary, lines, attachments, posted)
+    draft.version = (draft.version or 1) + 1
     session.flush()
     audit.record(session, "voucher_draft.update", draft, user_id=user_id, details={"total": draft.total})
     return draft
@@ -294,7 +295,9 @@ def discard(session: Session, draft_id: int, *, user_id: int | None) -> VoucherD
     return draft
 
 
-def review_and_post(session: Session, draft_id: int, *, reviewer_id: int | None) -> Voucher:
+def review_and_post(
+    session: Session, draft_id: int, *, reviewer_id: int | None, expected_version: int | None = None
+) -> Voucher:
     """Review (审核) a draft and post it: the reviewer must be an official other than the preparer.
 
     The draft is checked again (the books may have moved since it was saved). A draft is posted
@@ -307,17 +310,26 @@ def review_and_post(session: Session, draft_id: int, *, reviewer_id: int | None)
     _still_draft(draft)
     if draft.preparer_id == reviewer_id:
         raise ReviewError(N_("you prepared this voucher: another official must review it"))
+    version = draft.version
+    if expected_version is not None and expected_version != version:
+        raise ReviewError(
+            N_("draft %(draft_id)s was changed after you opened it: check it again before posting it"),
+            draft_id=draft_id,
+        )
     lines = draft_lines(draft)
     _check(session, draft.date, draft.summary, lines, draft.attachments, draft.correction_year)
     now = utcnow()
     done = session.execute(
         sql_update(VoucherDraft)
-        .where(VoucherDraft.id == draft_id, VoucherDraft.status == "draft")
+        .where(VoucherDraft.id == draft_id, VoucherDraft.status == "draft", VoucherDraft.version == version)
         .values(status="posted", reviewer_id=reviewer_id, reviewed_at=now, updated_at=now)
         .execution_options(synchronize_session="fetch")
     )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise ReviewError(N_("draft %(draft_id)s has already been posted"), draft_id=draft_id)
+    if done.rowcount != 1:  # type: ignore[attr-defined]  # posted, discarded or edited meanwhile
+        raise ReviewError(
+            N_("draft %(draft_id)s has already been posted or was changed meanwhile: open it again"),
+            draft_id=draft_id,
+        )
     if session.scalar(
         select(Voucher.id).where(Voucher.source == DRAFT_SOURCE, Voucher.source_ref == str(draft_id))
     ):

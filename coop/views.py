@@ -62,6 +62,14 @@ STAFF = ("admin", "official")  # prepare, review and post; close; draft and appr
 READERS = (*STAFF, "oversight")  # the 民主理财小组 reads the books and signs disclosures off
 staff = role_required(*STAFF)
 readers = role_required(*READERS)
+
+
+@bp.context_processor
+def _coop_helpers() -> dict:
+    """For the staff pages: the fingerprint a sign-off or an approval carries (what the signer saw)."""
+    return {"digest": disclosure_svc.digest}
+
+
 VOUCHER_ROWS = 6  # line rows on the new-voucher form (empty rows are ignored)
 
 
@@ -414,7 +422,12 @@ def post_draft(draft_id: int):
         )
     for _try in range(3):  # refused only because another posting held the books: try again
         with attempt(flash_error=False) as result:
-            v = review_svc.review_and_post(session, draft_id, reviewer_id=current_user.id)
+            v = review_svc.review_and_post(
+                session,
+                draft_id,
+                reviewer_id=current_user.id,
+                expected_version=parse.whole_number(request.form.get("version"), lo=1, hi=10**9),
+            )
         if not isinstance(result.exception, BooksBusy):
             break
     if not result.ok:
@@ -1172,12 +1185,18 @@ def disclosures():
         with attempt() as result:
             if action == "approve":
                 d = disclosure_svc.approve(
-                    session, parse.whole_number(form.get("id")), user_id=current_user.id
+                    session,
+                    parse.whole_number(form.get("id")),
+                    user_id=current_user.id,
+                    expected=form.get("digest", ""),
                 )
                 message = _("%(title)s is approved and public.", title=d.title)
             elif action == "sign_off":
                 d = disclosure_svc.sign_off(
-                    session, parse.whole_number(form.get("id")), user_id=current_user.id
+                    session,
+                    parse.whole_number(form.get("id")),
+                    user_id=current_user.id,
+                    expected=form.get("digest", ""),
                 )
                 message = _("%(title)s is signed off; an official can now approve it.", title=d.title)
             else:

@@ -74,6 +74,7 @@ def upgrade():
     sa.Column('discarded_by', sa.Integer(), nullable=True),
     sa.Column('voucher_id', sa.Integer(), nullable=True),
     sa.Column('correction_year', sa.Integer(), nullable=True),
+    sa.Column('version', sa.Integer(), nullable=False, server_default='1'),
     sa.ForeignKeyConstraint(['discarded_by'], ['users.id'], name=op.f('fk_coop_voucher_drafts_discarded_by_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['preparer_id'], ['users.id'], name=op.f('fk_coop_voucher_drafts_preparer_id_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['reviewer_id'], ['users.id'], name=op.f('fk_coop_voucher_drafts_reviewer_id_users'), ondelete='SET NULL'),

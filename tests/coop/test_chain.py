@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from coop import disclosure
-from tests.coop.conftest import post, publish
+from tests.coop.conftest import close_through, post, publish
 
 
 @pytest.fixture
@@ -115,6 +115,7 @@ def test_rewritten_chain_is_caught_by_the_published_anchor(runner, books, chain)
     from coop.chain import anchor_for
     from tests.coop.forgery import rebuild_balances, rewrite_history, sql
 
+    close_through(books, 2025, 1)
     d = disclosure.draft(books, 2025, "month", 1)
     publish(books, d.id)
     books.commit()

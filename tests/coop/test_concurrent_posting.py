@@ -93,7 +93,9 @@ def test_reviewing_drafts_from_the_web_never_fails_under_concurrency(app, books,
         token = csrf_token_from(c.get(f"/coop/drafts/{drafts[w]}").get_data(as_text=True))
         barrier.wait()
         for draft_id in drafts[w::4]:
-            r = c.post(f"/coop/drafts/{draft_id}/post", data={"csrf_token": token, "confirm": "yes"})
+            r = c.post(
+                f"/coop/drafts/{draft_id}/post", data={"csrf_token": token, "confirm": "yes", "version": "1"}
+            )
             if r.status_code != 302 or "/coop/vouchers/" not in r.headers.get("Location", ""):
                 failures.append((w, draft_id, r.status_code, r.headers.get("Location")))
 

@@ -12,13 +12,14 @@ from coop import chain, disclosure
 from coop.ledger import LedgerError, chain_head
 from coop.models import Disclosure
 from tests.conftest import login
-from tests.coop.conftest import post, publish
+from tests.coop.conftest import close_through, post, publish
 
 
 @pytest.fixture
 def q1(books):
     post(books, dt.date(2025, 1, 10), "鱼塘租金", ("102", 300_000, 0), ("501", 0, 300_000))
     post(books, dt.date(2025, 2, 10), "村道维修", ("514", 1_800_000, 0), ("102", 0, 1_800_000))
+    close_through(books, 2025, 3)  # only closed months are disclosed
     books.commit()
     return books
 
@@ -41,7 +42,7 @@ def test_approved_disclosure_is_frozen(q1, official):
     d = disclosure.draft(q1, 2025, "quarter", 1)
     publish(q1, d.id, approver=official)
     q1.commit()
-    post(q1, dt.date(2025, 3, 1), "later income", ("101", 999, 0), ("504", 0, 999))
+    post(q1, dt.date(2025, 4, 1), "later income", ("101", 999, 0), ("504", 0, 999))
     q1.commit()
     with pytest.raises(LedgerError, match="approved"):
         disclosure.draft(q1, 2025, "quarter", 1)
@@ -80,10 +81,52 @@ def test_officials_draft_and_approve_through_the_web(client, q1, official, make_
     assert d.status == "draft" and d.title == "2025年2月 财务公开"
     client.post("/logout")
     login(client, "licai")
-    client.post("/coop/disclosures", data={"action": "sign_off", "id": d.id, "confirm": "yes"})
+    client.post(
+        "/coop/disclosures",
+        data={"action": "sign_off", "id": d.id, "digest": disclosure.digest(d), "confirm": "yes"},
+    )
     client.post("/logout")
     login(client, "cunzhang")
-    client.post("/coop/disclosures", data={"action": "approve", "id": d.id, "confirm": "yes"})
+    client.post(
+        "/coop/disclosures",
+        data={"action": "approve", "id": d.id, "digest": disclosure.digest(d), "confirm": "yes"},
+    )
     q1.expire_all()
     assert q1.get(Disclosure, d.id).status == "approved"
     assert client.get(f"/disclosure/{d.id}").status_code == 200
+
+
+def test_only_closed_periods_are_disclosed(books, official):
+    """Found by review: a month published while open changed under its readers afterwards."""
+    post(books, dt.date(2025, 5, 3), "收入", ("102", 100, 0), ("501", 0, 100))
+    close_through(books, 2025, 4)
+    books.commit()
+    with pytest.raises(LedgerError, match="2025-05 is not closed"):
+        disclosure.draft(books, 2025, "month", 5, user_id=official.id)
+    books.rollback()
+    with pytest.raises(LedgerError, match="2025-06 is not closed"):
+        disclosure.draft(books, 2025, "quarter", 2, user_id=official.id)
+    books.rollback()
+    assert disclosure.draft(books, 2025, "month", 4, user_id=official.id).status == "draft"
+
+
+def test_signers_sign_what_they_saw(q1, official, make_user):
+    """Found by review: a draft refreshed between reading and signing got the signature anyway."""
+    licai = make_user("licai", "oversight")
+    d = disclosure.draft(q1, 2025, "quarter", 1, user_id=official.id)
+    seen = disclosure.digest(d)
+    q1.commit()
+    d.title = "2025年第1季度 财务公开（修订）"  # refreshed with a new title meanwhile
+    q1.commit()
+    with pytest.raises(LedgerError, match="refreshed after you opened it"):
+        disclosure.sign_off(q1, d.id, user_id=licai.id, expected=seen)
+    q1.rollback()
+    disclosure.sign_off(q1, d.id, user_id=licai.id, expected=disclosure.digest(d))
+    q1.commit()
+    approver = make_user("cunzhang", "official")
+    with pytest.raises(LedgerError, match="refreshed after you opened it"):
+        disclosure.approve(q1, d.id, user_id=approver.id, expected=seen)
+    q1.rollback()
+    assert (
+        disclosure.approve(q1, d.id, user_id=approver.id, expected=disclosure.digest(d)).status == "approved"
+    )

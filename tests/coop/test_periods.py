@@ -373,7 +373,9 @@ def test_corrections_through_the_page_and_the_cli(client, official, closed_2025,
     assert not books.scalars(select(Voucher).where(Voucher.source == "correction")).all()  # not yet
     page = client.get(f"/coop/drafts/{draft.id}").get_data(as_text=True)
     assert 'id="correction-note"' in page and "以前年度损益调整" in page  # the adjustment line is shown
-    r = client.post(f"/coop/drafts/{draft.id}/post", data={"confirm": "yes"})  # the preparer cannot
+    r = client.post(
+        f"/coop/drafts/{draft.id}/post", data={"confirm": "yes", "version": "1"}
+    )  # the preparer cannot
     assert not books.scalars(select(Voucher).where(Voucher.source == "correction")).all()
     from coop import review
 

@@ -308,17 +308,19 @@ def test_the_form_prepares_a_draft_warns_and_another_official_posts_it(client, b
     assert "101" in page and "-800.00" in page  # the preparer is warned on saving
     queue = client.get("/coop/review").get_data(as_text=True)
     assert "cash-warning" in queue and f"/coop/drafts/{d.id}/post" not in queue  # not for the preparer
-    r = client.post(f"/coop/drafts/{d.id}/post", data={"confirm": "yes"}, follow_redirects=True)
+    r = client.post(
+        f"/coop/drafts/{d.id}/post", data={"confirm": "yes", "version": "1"}, follow_redirects=True
+    )
     assert 'class="flash error"' in r.get_data(as_text=True) and _vouchers(books) == 0
     client.post("/logout")
     login(client, "cunzhang")
     queue = client.get("/coop/review").get_data(as_text=True)
     assert f"/coop/drafts/{d.id}/post" in queue and "审核并记账" in queue and "cash-warning" in queue
     assert 'id="cash-warning"' in client.get(f"/coop/drafts/{d.id}").get_data(as_text=True)
-    r = client.post(f"/coop/drafts/{d.id}/post", data={"confirm": "yes"})
+    r = client.post(f"/coop/drafts/{d.id}/post", data={"confirm": "yes", "version": "1"})
     assert r.status_code == 302
     r2 = client.post(
-        f"/coop/drafts/{d.id}/post", data={"confirm": "yes"}, follow_redirects=True
+        f"/coop/drafts/{d.id}/post", data={"confirm": "yes", "version": "1"}, follow_redirects=True
     )  # double submit
     assert "已记账" in r2.get_data(as_text=True) or "already been posted" in r2.get_data(as_text=True)
     assert _vouchers(books) == 1
@@ -391,5 +393,38 @@ def test_discarding_through_the_web_needs_confirmation(client, books, official, 
     assert books.get(VoucherDraft, d.id).status == "discarded"
     client.post("/logout")
     login(client, "cunzhang")
-    r = client.post(f"/coop/drafts/{d.id}/post", data={"confirm": "yes"}, follow_redirects=True)
+    r = client.post(
+        f"/coop/drafts/{d.id}/post", data={"confirm": "yes", "version": "1"}, follow_redirects=True
+    )
     assert 'class="flash error"' in r.get_data(as_text=True) and _vouchers(books) == 0
+
+
+def test_the_reviewer_posts_the_version_they_saw_not_a_later_edit(books, official, reviewer, client):
+    """Found by review: the preparer raised the amount after the reviewer opened the draft."""
+    d = _draft(books, official)
+    login(client, "cunzhang")
+    page = client.get(f"/coop/drafts/{d.id}").get_data(as_text=True)
+    seen = page.split('name="version" value="')[1].split('"')[0]
+    review.update(
+        books,
+        d.id,
+        user_id=official.id,
+        date=DAY,
+        summary="收到承包费",
+        lines=[Line("102", debit=8_000_000), Line("501", credit=8_000_000)],
+    )
+    books.commit()
+    r = client.post(
+        f"/coop/drafts/{d.id}/post", data={"confirm": "yes", "version": seen}, follow_redirects=True
+    )
+    assert "changed after you opened it" in r.get_data(as_text=True) or "打开" in r.get_data(as_text=True)
+    assert _vouchers(books) == 0
+    with pytest.raises(LedgerError, match="changed after you opened it"):
+        review.review_and_post(books, d.id, reviewer_id=reviewer.id, expected_version=int(seen))
+    books.rollback()
+    page = client.get(f"/coop/drafts/{d.id}").get_data(as_text=True)
+    now = page.split('name="version" value="')[1].split('"')[0]
+    assert (
+        client.post(f"/coop/drafts/{d.id}/post", data={"confirm": "yes", "version": now}).status_code == 302
+    )
+    assert books.scalar(select(Voucher.total)) == 8_000_000

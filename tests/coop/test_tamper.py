@@ -431,6 +431,7 @@ def test_a_value_that_is_not_an_anchor_is_refused_cleanly(runner, village, value
 
 def test_the_disclosure_anchor_is_the_head_right_after_approval(books, households, official):
     post(books, dt.date(2025, 1, 5), "收入", ("101", 100, 0), ("501", 0, 100))
+    close_through(books, 2025, 1)
     d = disclosure.draft(books, 2025, "month", 1)
     assert chain.anchor_for(books, d) is None
     publish(books, d.id)
@@ -540,6 +541,7 @@ def test_approving_through_the_web_prints_the_anchor(client, books, households, 
     from tests.conftest import csrf_token_from, login
 
     post(books, dt.date(2025, 1, 5), "收入", ("101", 100, 0), ("501", 0, 100))
+    close_through(books, 2025, 1)
     d = disclosure.draft(books, 2025, "month", 1, user_id=official.id)
     disclosure.sign_off(books, d.id, user_id=make_user("licai", "oversight").id)
     books.commit()
@@ -548,7 +550,13 @@ def test_approving_through_the_web_prints_the_anchor(client, books, households, 
     token = csrf_token_from(client.get("/coop/disclosures").get_data(as_text=True))
     client.post(
         "/coop/disclosures",
-        data={"csrf_token": token, "action": "approve", "id": str(d.id), "confirm": "yes"},
+        data={
+            "csrf_token": token,
+            "action": "approve",
+            "id": str(d.id),
+            "confirm": "yes",
+            "digest": disclosure.digest(d),
+        },
     )
     books.expire_all()
     assert books.get(Disclosure, d.id).status == "approved"

@@ -98,7 +98,7 @@ def test_posting_a_voucher_through_the_form(client, official, books, make_user):
     )
     client.post("/logout")
     login(client, "cunzhang")
-    r = client.post(f"/coop/drafts/{draft.id}/post", data={"confirm": "yes"})
+    r = client.post(f"/coop/drafts/{draft.id}/post", data={"confirm": "yes", "version": "1"})
     assert r.status_code == 302
     v = books.scalar(select(Voucher))
     assert (v.label, v.total, v.attachments) == ("2025-0001", 123_450, 2)
