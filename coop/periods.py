@@ -208,7 +208,7 @@ def year_status(session: Session, year: int) -> list[MonthStatus]:
                 why = N_("can be closed from %(from)s")
                 params = {"from": (month_end(year, m) + dt.timedelta(days=1)).isoformat()}
             elif m == 12:
-                why, params = N_("closes with the %(year)s year-end"), {"year": year}
+                why, params = N_("closes with the %(year)s year-end"), {"year": str(year)}
             else:
                 can_close = True
         out.append(
