@@ -523,6 +523,7 @@ def verify_chain(
             Voucher.reverses_id,
             Voucher.prev_hash,
             Voucher.hash,
+            Voucher.total,
             VoucherLine.account_id,
             VoucherLine.debit,
             VoucherLine.credit,
@@ -541,6 +542,8 @@ def verify_chain(
     n_records = len(records)
     ri = 0
     period_table = Period.__tablename__
+    settings_table = BooksSettings.__tablename__
+    opening_now: list[dt.date] = []  # the books' opening date as recorded at the current position
 
     def take_records(upto: int) -> str | None:
         """Check the records at positions before ``upto``."""
@@ -563,6 +566,10 @@ def verify_chain(
             key = (rec.table_name, rec.row_id)
             latest[key] = rec
             history.setdefault(key, []).append(rec)
+            if rec.table_name == settings_table and rec.op != "delete":
+                opened = (json.loads(rec.payload) or {}).get("opening_date")
+                if opened:
+                    opening_now[:] = [dt.date.fromisoformat(str(opened)[:10])]
             if rec.table_name == period_table:
                 old = period_month.pop(rec.row_id, None)
                 if old is not None:
@@ -603,6 +610,16 @@ def verify_chain(
             return f"voucher {label}: content does not match its hash (altered in the database)"
         if sum(ln[1] for ln in lines) != sum(ln[2] for ln in lines) or len(lines) < 2:
             return f"voucher {label}: does not balance"
+        if row.total != sum(ln[1] for ln in lines):  # reports read the total: it must be the lines'
+            return (
+                f"voucher {label}: its total {row.total} is not the sum of its debits "
+                "(altered in the database)"
+            )
+        if opening_now and row.date < opening_now[0]:
+            return (
+                f"voucher {label} (chain position {row.seq}) is dated {row.date.isoformat()}, before the "
+                f"books' opening date {opening_now[0].isoformat()}: it was posted outside the application"
+            )
         if closed_now and row.date.year * 100 + row.date.month in closed_now:
             return (
                 f"voucher {label} (chain position {row.seq}) is dated {row.date.isoformat()}, in a month "
@@ -671,7 +688,60 @@ def verify_chain(
                 "per-period balances do not match the voucher lines: "
                 + "; ".join(result.balance_problems[:5]),
             )
+        else:  # the figures below come from the balances: only meaningful once those are checked
+            _check_published_figures(session, result)
     return result
+
+
+# What a published disclosure states that the books must still produce: a disclosure covers closed
+# months only, and a closed month's figures can change only by reopening it, which withdraws the
+# disclosure. So recomputing them catches any rewrite of the history behind a published statement,
+# however the chain was recomputed around it, even without an anchor.
+PUBLISHED_FIGURES = (
+    "income",
+    "expense",
+    "total_income",
+    "total_expense",
+    "surplus",
+    "balance_sheet",
+    "income_statement",
+    "distribution",
+    "major_items",
+)
+
+
+def _check_published_figures(session: Session, result: VerifyResult) -> None:
+    from coop.disclosure import snapshot
+
+    rows = session.scalars(select(Disclosure).where(Disclosure.status == "approved").order_by(Disclosure.id))
+    for d in rows:
+        try:
+            now = snapshot(session, d.year, d.period_kind, d.period_no)
+        except DomainError:  # a stored period the books no longer know: report, never crash
+            _fail(result, f"disclosure {d.title!r}: its period can no longer be computed from the books")
+            continue
+        stored = d.content or {}
+        changed = []
+        for key in PUBLISHED_FIGURES:
+            if key not in stored:
+                continue
+            was, is_ = stored[key], now.get(key)
+            if isinstance(was, dict) and isinstance(is_, dict) and set(was) != set(is_):
+                # published in an earlier layout: compare what both layouts have
+                was = {k: v for k, v in was.items() if k in is_ and k.startswith("total")}
+                is_ = {k: is_[k] for k in was}
+            if _normal(was) != _normal(is_):
+                changed.append(key)
+        if changed:
+            _fail(
+                result,
+                f"disclosure {d.title!r}: the books no longer give its published figures "
+                f"({', '.join(changed)}): the history behind a published statement was rewritten",
+            )
+
+
+def _normal(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def _check_rows(session: Session, latest: dict[tuple[str, int], Any], result: VerifyResult) -> None:
@@ -716,6 +786,7 @@ APPEND_ONLY = {
     "coop_share_events": ("household_id", "on", "change", "kind", "counterparty_id"),
     "coop_distributions": ("year", "plan"),
 }
+ACCOUNT_FROZEN = ("code", "name", "parent_id", "key")
 FROZEN_AFTER_APPROVAL = (
     "year",
     "period_kind",
@@ -761,6 +832,18 @@ def _check_history(history: dict[tuple[str, int], list[Any]], result: VerifyResu
                         result,
                         f"{name} row {row_id}: its class changed from {first} to {kind} at position "
                         f"{seq}; an account's class never changes: changed outside the application",
+                    )
+                    break
+            # codes are inside every voucher's hash and parents decide what a statement line sums:
+            # the application never renames, renumbers or moves an account
+            states = [(rec.seq, json.loads(rec.payload)) for rec in recs if rec.op != "delete"]
+            for (_seq, first), (seq, later) in zip(states, states[1:], strict=False):
+                moved = [k for k in ACCOUNT_FROZEN if (first or {}).get(k) != (later or {}).get(k)]
+                if moved:
+                    _fail(
+                        result,
+                        f"{name} row {row_id}: {', '.join(moved)} changed at position {seq}; an account is "
+                        "never renamed, renumbered or moved: changed outside the application",
                     )
                     break
         elif name == Disclosure.__tablename__:

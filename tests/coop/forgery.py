@@ -199,8 +199,15 @@ def rewrite_history(session) -> int:
 
 
 def rebuild_balances(session) -> None:
-    """Recompute coop_balances from the lines (a forger who added or changed lines does this)."""
+    """Recompute coop_balances and the vouchers' totals from the lines (a forger who added or
+    changed lines does this)."""
     conn = session.connection()
+    conn.execute(
+        text(
+            "UPDATE coop_vouchers SET total = (SELECT COALESCE(SUM(debit), 0) FROM coop_voucher_lines "
+            "WHERE voucher_id = coop_vouchers.id)"
+        )
+    )
     sums: dict[tuple[int, int, bool], list[int]] = {}
     rows = conn.execute(
         text(

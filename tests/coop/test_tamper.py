@@ -243,7 +243,8 @@ def test_income_account_turned_into_a_liability(runner, books, village):
     assert_fails(verify(runner), "class changed from income to liability")
     assert_fails(verify(runner, anchor), "class changed from income to liability")
     rewrite_history(books)  # the forger rewrites history: the account was "always" a liability
-    assert_ok(verify(runner))
+    # what the published statement says is recomputed from the books: caught even without the anchor
+    assert_fails(verify(runner), "no longer give its published figures")
     assert_fails(verify(runner, anchor), f"anchor {anchor}")
 
 
@@ -271,7 +272,8 @@ def test_disclosures_published_figures_edited(runner, books, village):
     append_records(books)
     assert_fails(verify(runner), "changed after its approval", "content")
     rewrite_history(books)
-    assert_ok(verify(runner))
+    # what the published statement says is recomputed from the books: caught even without the anchor
+    assert_fails(verify(runner), "no longer give its published figures")
     assert_fails(verify(runner, printed), "anchor TY-")
 
 
@@ -285,7 +287,8 @@ def test_distribution_plan_edited(runner, books, village):
     append_records(books)
     assert_fails(verify(runner), "plan changed at position", "never changed or deleted once written")
     rewrite_history(books)
-    assert_ok(verify(runner))
+    # what the published statement says is recomputed from the books: caught even without the anchor
+    assert_fails(verify(runner), "no longer give its published figures")
     assert_fails(verify(runner, anchor), f"anchor {anchor}")
 
 
@@ -342,7 +345,7 @@ def test_forged_voucher_appended_into_an_open_month_needs_a_later_look(runner, b
 
 
 def test_old_voucher_rewritten_with_the_whole_chain_recomputed(runner, books, village):
-    """Plain verify cannot catch a complete recomputation; the anchor can."""
+    """A complete recomputation behind a published statement: its figures and the anchor catch it."""
     anchor = anchor_now(books)
     sql(
         books,
@@ -357,7 +360,8 @@ def test_old_voucher_rewritten_with_the_whole_chain_recomputed(runner, books, vi
     assert_fails(verify(runner), "content does not match its hash")
     rebuild_balances(books)
     rewrite_history(books)
-    assert_ok(verify(runner))
+    # what the published statement says is recomputed from the books: caught even without the anchor
+    assert_fails(verify(runner), "no longer give its published figures")
     assert_fails(verify(runner, anchor), f"anchor {anchor}")
     printed = chain.anchor_for(books, village["disclosure"])
     assert printed is not None  # still "approved" in the rewritten chain, under a different hash
@@ -571,3 +575,33 @@ def test_setting_a_value_it_already_had_records_nothing(books, village):
     books.get(Disclosure, village["disclosure"].id)  # (touching other rows changes nothing either)
     books.commit()
     assert chain.chain_head(books) == before
+
+
+# ---------------------------------------------------------------- found by review
+
+
+def test_a_voucher_total_edited_alone_is_caught(runner, books, village):
+    """The total is not in the hash, but reports read it (the distribution line, major items)."""
+    sql(books, "UPDATE coop_vouchers SET total = total + 10000000 WHERE kind = 'distribution'")
+    assert_fails(verify(runner), "is not the sum of its debits")
+
+
+def test_a_voucher_before_the_opening_date_is_caught_with_everything_recomputed(runner, books, village):
+    """Appended, hashed, balanced and headed like the application's own, but dated before the books
+    opened (no period row covers it): the position's opening date names it."""
+    household = books.scalar(select(Account.code).where(Account.key.like("household:%")))
+    forge_voucher(books, day="2019-06-30", debit=household, credit="101", amount=5_000_000)
+    assert_fails(verify(runner), "before the books' opening date")
+
+
+def test_an_account_moved_under_another_parent_is_caught(runner, books, village):
+    household = books.scalar(select(Account).where(Account.key.like("household:%")))
+    cash = books.scalar(select(Account.id).where(Account.code == "101"))
+    sql(
+        books,
+        "UPDATE coop_accounts SET parent_id = :p, name = '现金—备用金' WHERE id = :i",
+        p=cash,
+        i=household.id,
+    )
+    append_records(books)
+    assert_fails(verify(runner), "never renamed, renumbered or moved", "parent_id")
