@@ -307,7 +307,15 @@ def seed_books(session: Session, ctx: dict[str, Any]) -> None:
                 preparer_id=preparer,
                 attachments=1,
             )
-            reverse_voucher(session, wrong.id, date=date(year, 4, 17), preparer_id=preparer)
+            if preparer is not None and approver is not None:  # prepared, then reviewed and posted
+                from coop import review
+
+                undo = review.prepare_reversal(
+                    session, wrong.id, date=date(year, 4, 17), preparer_id=preparer
+                )
+                review.review_and_post(session, undo.id, reviewer_id=approver)
+            else:
+                reverse_voucher(session, wrong.id, date=date(year, 4, 17), preparer_id=preparer)
     distribution.post_distribution(
         session,
         year,

@@ -531,31 +531,35 @@ def _add_balances(session: Session, day: dt.date, closing: bool, moves: list[tup
             row.credit += credit
 
 
-def reverse_voucher(
-    session: Session,
-    voucher_id: int,
-    *,
-    date: dt.date,
-    preparer_id: int | None,
-    summary: str | None = None,
-) -> Voucher:
-    """Post a red-ink voucher (红字冲销) that undoes ``voucher_id``: the original's lines on the same
-    accounts and sides with the amounts negated, so each account's debit and credit turnover nets
-    back to what it was, as if neither had been posted."""
+def plan_reversal(
+    session: Session, voucher_id: int, *, date: dt.date, summary: str | None = None
+) -> tuple[Voucher, str, list[Line]]:
+    """Check a red-ink reversal (红字冲销) of ``voucher_id`` without writing: (the original, the
+    reversal's summary, its lines: the original's lines on the same accounts and sides with the
+    amounts negated). Raises ``LedgerError``."""
     original = session.get(Voucher, voucher_id)
     if original is None:
         raise LedgerError(N_("no voucher %(voucher_id)s"), voucher_id=voucher_id)
     if session.scalar(select(Voucher.id).where(Voucher.reverses_id == voucher_id)) is not None:
         raise LedgerError(N_("voucher %(label)s has already been reversed"), label=original.label)
-    if original.kind in ("closing", "distribution"):
+    if original.kind in ("closing", "distribution", "reversal"):
         raise LedgerError(
-            N_("voucher %(label)s is a year-end entry and cannot be reversed"), label=original.label
+            N_("voucher %(label)s is a year-end entry or a reversal and cannot be reversed"),
+            label=original.label,
         )
     if original.source == "shop":
         raise LedgerError(
             N_(
                 "voucher %(label)s was posted by the shop and cannot be reversed in the books: correct it "
                 "through the shop's refund or cancel, which post their own vouchers"
+            ),
+            label=original.label,
+        )
+    if original.source == "correction":
+        raise LedgerError(
+            N_(
+                "voucher %(label)s is half of a prior-year correction and cannot be reversed alone: "
+                "prepare another correction instead"
             ),
             label=original.label,
         )
@@ -568,12 +572,32 @@ def reverse_voucher(
             date=original.date.isoformat(),
         )
     lines = [Line(ln.account.code, debit=-ln.debit, credit=-ln.credit, memo=ln.memo) for ln in original.lines]
+    title = (summary or f"冲销 {original.label} {original.summary}")[:200]
+    validate_voucher(session, date, title, lines, red_ink_of=original.id)
+    return original, title, lines
+
+
+def reverse_voucher(
+    session: Session,
+    voucher_id: int,
+    *,
+    date: dt.date,
+    preparer_id: int | None,
+    approver_id: int | None = None,
+    summary: str | None = None,
+) -> Voucher:
+    """Post a red-ink voucher (红字冲销) that undoes ``voucher_id``: the original's lines on the same
+    accounts and sides with the amounts negated, so each account's debit and credit turnover nets
+    back to what it was, as if neither had been posted. Officials do not call this directly: a
+    reversal is prepared as a draft and posted when another official reviews it (``coop.review``)."""
+    original, title, lines = plan_reversal(session, voucher_id, date=date, summary=summary)
     return post_voucher(
         session,
         date=date,
-        summary=summary or f"冲销 {original.label} {original.summary}"[:200],
+        summary=title,
         lines=lines,
         preparer_id=preparer_id,
+        approver_id=approver_id,
         kind="reversal",
         reverses_id=original.id,
     )

@@ -365,10 +365,13 @@ class VoucherDraft(Base):
     # a correction to this closed year (以前年度损益调整): ``lines`` are the accounts it affects, and
     # posting adds the adjustment line and the transfer into 未分配收益 (``coop.corrections``)
     correction_year: Mapped[int | None]
+    # a red-ink reversal (红字冲销) of this posted voucher: ``lines`` are its negated lines
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("coop_vouchers.id"))
     # raised on every change: the reviewer posts the version they saw, not a later edit
     version: Mapped[int] = mapped_column(default=1)
 
-    voucher: Mapped[Voucher | None] = relationship()
+    voucher: Mapped[Voucher | None] = relationship(foreign_keys=[voucher_id])
+    reverses: Mapped[Voucher | None] = relationship(foreign_keys=[reverses_id])
 
     @property
     def total(self) -> int:

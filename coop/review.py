@@ -30,7 +30,15 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from coop.ledger import LedgerError, Line, period_of, post_voucher, validate_voucher
+from coop.ledger import (
+    LedgerError,
+    Line,
+    period_of,
+    plan_reversal,
+    post_voucher,
+    reverse_voucher,
+    validate_voucher,
+)
 from coop.models import Account, Balance, Voucher, VoucherDraft, VoucherReview
 from core import audit
 from core.db import utcnow
@@ -169,11 +177,14 @@ def _check(
     lines: list[Line],
     attachments: int,
     correction_year: int | None = None,
+    reverses_id: int | None = None,
 ) -> list[Line]:
     """Every rule the posting will apply; returns the lines as they will be posted (a correction
     gets its adjustment line)."""
     if not isinstance(attachments, int) or isinstance(attachments, bool) or attachments < 0:
         raise ReviewError(N_("attachments must be a whole number, zero or more"))
+    if reverses_id is not None:
+        return plan_reversal(session, reverses_id, date=day, summary=summary)[2]
     if correction_year is not None:
         from coop.corrections import plan_correction
 
@@ -239,6 +250,37 @@ def prepare(
     return draft
 
 
+def prepare_reversal(
+    session: Session, voucher_id: int, *, date: dt.date, preparer_id: int | None
+) -> VoucherDraft:
+    """Prepare the red-ink reversal (红字冲销) of a posted voucher as a draft: like any manual voucher
+    it is posted only when another official reviews it. One open reversal draft per voucher."""
+    _official(session, preparer_id, N_("prepare a voucher"))
+    pending = session.scalar(
+        select(VoucherDraft.id).where(VoucherDraft.reverses_id == voucher_id, VoucherDraft.status == "draft")
+    )
+    if pending is not None:
+        raise ReviewError(
+            N_("a reversal of this voucher is already waiting for review (draft %(draft_id)s)"),
+            draft_id=pending,
+        )
+    original, title, lines = plan_reversal(session, voucher_id, date=date)
+    draft = VoucherDraft(
+        preparer_id=preparer_id, status="draft", created_at=utcnow(), reverses_id=original.id
+    )
+    _fill(session, draft, date, title, lines, 0, lines)
+    session.add(draft)
+    session.flush()
+    audit.record(
+        session,
+        "voucher_draft.prepare_reversal",
+        draft,
+        user_id=preparer_id,
+        details={"reverses": original.label, "cash_warning": draft.cash_warning},
+    )
+    return draft
+
+
 def _get(session: Session, draft_id: int) -> VoucherDraft:
     draft = session.get(VoucherDraft, draft_id)
     if draft is None:
@@ -269,6 +311,8 @@ def update(
     _still_draft(draft)
     if draft.preparer_id != user_id:
         raise ReviewError(N_("only the preparer of a draft can change it"))
+    if draft.reverses_id is not None:
+        raise ReviewError(N_("a reversal draft is not edited: discard it and prepare the reversal again"))
     lines = _clean(lines)
     posted = _check(session, date, summary, lines, attachments, draft.correction_year)
     _fill(session, draft, date, summary, lines, attachments, posted)
@@ -317,7 +361,9 @@ def review_and_post(
             draft_id=draft_id,
         )
     lines = draft_lines(draft)
-    _check(session, draft.date, draft.summary, lines, draft.attachments, draft.correction_year)
+    _check(
+        session, draft.date, draft.summary, lines, draft.attachments, draft.correction_year, draft.reverses_id
+    )
     now = utcnow()
     done = session.execute(
         sql_update(VoucherDraft)
@@ -334,7 +380,16 @@ def review_and_post(
         select(Voucher.id).where(Voucher.source == DRAFT_SOURCE, Voucher.source_ref == str(draft_id))
     ):
         raise ReviewError(N_("draft %(draft_id)s has already been posted"), draft_id=draft_id)
-    if draft.correction_year is not None:
+    if draft.reverses_id is not None:
+        voucher = reverse_voucher(
+            session,
+            draft.reverses_id,
+            date=draft.date,
+            preparer_id=draft.preparer_id,
+            approver_id=reviewer_id,
+            summary=draft.summary,
+        )
+    elif draft.correction_year is not None:
         from coop.corrections import post_correction
 
         voucher, _transfer = post_correction(  # the source_ref pair is unique: posted at most once

@@ -33,7 +33,6 @@ from coop.ledger import (
     first_open_day,
     last_allowed_day,
     latest_closed,
-    reverse_voucher,
     reversed_ids,
     verify_chain,
 )
@@ -501,28 +500,20 @@ def voucher(voucher_id: int):
 @bp.post("/vouchers/<int:voucher_id>/reverse")
 @staff
 def reverse(voucher_id: int):
-    """Correct a posted voucher by posting its reversal."""
+    """Prepare the red-ink reversal of a posted voucher as a draft; another official reviews and
+    posts it (posting asks for confirmation then)."""
     session = db_session()
-    original = session.get(Voucher, voucher_id) or abort(404)
-    if not _confirmed():
-        return _ask_confirmation(
-            _(
-                "A reversing voucher dated %(date)s will be posted that undoes %(label)s (%(summary)s, "
-                "%(total)s). Both stay in the books; this cannot be undone.",
-                date=request.form.get("date") or clock.today().isoformat(),
-                label=original.label,
-                summary=original.summary,
-                total=format_yuan(original.total),
-            ),
-            back=url_for("coop.voucher", voucher_id=voucher_id),
-        )
+    session.get(Voucher, voucher_id) or abort(404)
     with attempt() as result:
         day = parse.date_field(request.form.get("date"), default=clock.today())
-        r = reverse_voucher(session, voucher_id, date=day, preparer_id=current_user.id)
+        d = review_svc.prepare_reversal(session, voucher_id, date=day, preparer_id=current_user.id)
     if not result.ok:
         return redirect(url_for("coop.voucher", voucher_id=voucher_id))
-    flash(_("Reversal %(label)s posted.", label=r.label), "success")
-    return redirect(url_for("coop.voucher", voucher_id=r.id))
+    flash(
+        _("The reversal is prepared as draft #%(id)d: another official reviews it and posts it.", id=d.id),
+        "success",
+    )
+    return redirect(url_for("coop.draft", draft_id=d.id))
 
 
 # ---------------------------------------------------------------- accounts and periods

@@ -75,6 +75,8 @@ def upgrade():
     sa.Column('voucher_id', sa.Integer(), nullable=True),
     sa.Column('correction_year', sa.Integer(), nullable=True),
     sa.Column('version', sa.Integer(), nullable=False, server_default='1'),
+    sa.Column('reverses_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['reverses_id'], ['coop_vouchers.id'], name=op.f('fk_coop_voucher_drafts_reverses_id_coop_vouchers')),
     sa.ForeignKeyConstraint(['discarded_by'], ['users.id'], name=op.f('fk_coop_voucher_drafts_discarded_by_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['preparer_id'], ['users.id'], name=op.f('fk_coop_voucher_drafts_preparer_id_users'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['reviewer_id'], ['users.id'], name=op.f('fk_coop_voucher_drafts_reviewer_id_users'), ondelete='SET NULL'),

@@ -274,14 +274,27 @@ def test_closing_a_month_asks_first_and_says_what_will_happen(client, books, peo
     assert books.scalar(select(Period.closed).where(Period.month == 2))
 
 
-def test_reversing_asks_first(client, books, people):
+def test_a_reversal_is_prepared_then_reviewed_and_posting_it_asks_first(client, books, people):
+    """Found by review: one official alone could reverse a reviewed voucher."""
     v = books.scalar(select(Voucher))
     login(client, "kuaiji")
     r = client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-01-11"})
-    assert r.status_code == 400 and v.label in r.get_data(as_text=True)
-    assert books.scalar(select(func.count(Voucher.id))) == 1
-    client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-01-11", "confirm": "yes"})
-    assert books.scalar(select(func.count(Voucher.id))) == 2
+    assert r.status_code == 302 and "/coop/drafts/" in r.headers["Location"]
+    assert books.scalar(select(func.count(Voucher.id))) == 1  # prepared, not posted
+    draft = books.scalar(select(VoucherDraft).where(VoucherDraft.reverses_id == v.id))
+    assert client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-01-11"}).status_code == 302
+    assert books.scalar(select(func.count(VoucherDraft.id)).where(VoucherDraft.reverses_id == v.id)) == 1
+    data = {"version": str(draft.version)}
+    assert client.post(f"/coop/drafts/{draft.id}/post", data={**data, "confirm": "yes"}).status_code == 302
+    assert books.scalar(select(func.count(Voucher.id))) == 1  # the preparer cannot post it
+    client.post("/logout")
+    login(client, "cunzhang")
+    r = client.post(f"/coop/drafts/{draft.id}/post", data=data)
+    assert r.status_code == 400 and 'id="confirm-message"' in r.get_data(as_text=True)
+    client.post(f"/coop/drafts/{draft.id}/post", data={**data, "confirm": "yes"})
+    reversal = books.scalar(select(Voucher).where(Voucher.reverses_id == v.id))
+    assert reversal.preparer_id == people["kuaiji"].id and reversal.approver_id == people["cunzhang"].id
+    assert reversal.total == -v.total  # red ink
 
 
 def test_posting_a_reviewed_draft_asks_first(client, books, people):

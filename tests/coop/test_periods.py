@@ -414,10 +414,12 @@ def test_a_reversal_is_dated_on_or_after_the_original(books, client, official):
     with pytest.raises(LedgerError, match="on or after the voucher it reverses"):
         reverse_voucher(books, v.id, date=dt.date(2025, 4, 15), preparer_id=None)
     login(client, "kuaiji")
-    client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-15", "confirm": "yes"})
-    assert books.scalar(select(Voucher).where(Voucher.reverses_id == v.id)) is None
-    client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-16", "confirm": "yes"})
-    assert books.scalar(select(Voucher).where(Voucher.reverses_id == v.id)).date == dt.date(2025, 4, 16)
+    client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-15"})
+    assert books.scalar(select(VoucherDraft).where(VoucherDraft.reverses_id == v.id)) is None
+    client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-16"})
+    assert books.scalar(select(VoucherDraft).where(VoucherDraft.reverses_id == v.id)).date == dt.date(
+        2025, 4, 16
+    )
 
 
 def test_a_shop_voucher_is_not_reversed_in_the_books(books, client, official):

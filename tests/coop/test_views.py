@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import func, select
 
 from coop import settings
-from coop.models import Distribution, Period, ShareEvent, Voucher
+from coop.models import Distribution, Period, ShareEvent, Voucher, VoucherDraft
 from tests.conftest import csrf_token_from, login
 from tests.coop.conftest import close_through, post
 
@@ -127,18 +127,20 @@ def test_unbalanced_form_is_refused_with_a_clear_message(client, official, books
     assert books.scalar(select(func.count(Voucher.id))) == 0
 
 
-def test_reverse_through_the_web(client, official, books):
+def test_reverse_through_the_web(client, official, books, make_user):
+    from coop import review
+
     v = post(books, dt.date(2025, 4, 16), "办公用品（录错）", ("513", 98_000, 0), ("102", 0, 98_000))
     books.commit()
     login(client, "kuaiji")
-    r = client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-17", "confirm": "yes"})
+    r = client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-17"})
     assert r.status_code == 302
-    books.expire_all()
+    draft = books.scalar(select(VoucherDraft).where(VoucherDraft.reverses_id == v.id))
+    review.review_and_post(books, draft.id, reviewer_id=make_user("cunzhang", "official").id)
+    books.commit()
     reversal = books.scalar(select(Voucher).where(Voucher.reverses_id == v.id))
     assert reversal.label == "2025-0002"
-    r = client.post(
-        f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-18", "confirm": "yes"}, follow_redirects=True
-    )
+    r = client.post(f"/coop/vouchers/{v.id}/reverse", data={"date": "2025-04-18"}, follow_redirects=True)
     assert f"凭证 {v.label} 已冲销" in r.get_data(as_text=True)
 
 
