@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from coop.ledger import LedgerError, Line, ensure_account, is_closed, post_voucher, validate_voucher
-from coop.models import Voucher
+from coop.models import Account, Voucher
 from core import clock
 from core.errors import N_
 
@@ -80,6 +80,29 @@ def plan_correction(
     if any(str(ln.account).strip() in (adjustment.code, undistributed.code) for ln in lines):
         raise LedgerError(
             N_("the correction's lines are the accounts it affects; the adjustment lines are added for you")
+        )
+    codes = {str(ln.account).strip() for ln in lines}
+    accounts = list(session.scalars(select(Account).where(Account.code.in_(codes))))
+    by_id = {a.id: a for a in session.scalars(select(Account))}
+
+    def root(account: Account) -> Account:
+        while account.parent_id is not None and account.parent_id in by_id:
+            account = by_id[account.parent_id]
+        return account
+
+    wrong = sorted(
+        a.code for a in accounts if a.kind in ("income", "expense") or root(a).code in ("321", DISTRIBUTION)
+    )
+    if wrong:
+        # this year's income statement is not the place for last year's income: the adjustment
+        # account stands for the closed year's income and expense
+        raise LedgerError(
+            N_(
+                "%(codes)s: a correction's lines are the balance-sheet accounts it affects (cash, bank, "
+                "receivables, payables, assets), never income, expense, 本年收益 or 收益分配; the closed "
+                "year's income or expense is what 以前年度损益调整 stands for"
+            ),
+            codes=", ".join(wrong),
         )
     net = sum(ln.debit for ln in lines if isinstance(ln.debit, int)) - sum(
         ln.credit for ln in lines if isinstance(ln.credit, int)

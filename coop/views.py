@@ -635,7 +635,8 @@ def corrections():
     return render_template(
         "coop/corrections.html",
         rows=corrections_svc.corrections(session),
-        accounts=_postable_accounts(session),
+        # the balance-sheet side only: the closed year's income and expense is the adjustment itself
+        accounts=[a for a in _postable_accounts(session) if a.kind in ("asset", "liability", "cost")],
         form=form,
         error=error,
         today=clock.today(),

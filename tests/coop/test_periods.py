@@ -546,3 +546,20 @@ def test_a_month_closed_while_a_posting_waits_for_the_lock_refuses_it(books, eng
     monkeypatch.setattr(ledger, "lock_head", original)
     assert books.scalar(select(func.count(Voucher.id))) == 0
     assert verify_chain(books).ok
+
+
+def test_a_correction_never_touches_this_years_income_or_expense(closed_2025, official):
+    """Found by review: a correction on 51302 moved this year's 管理费用 and the year-end base."""
+    from coop import review
+
+    for code in ("513", "504", "321"):
+        with pytest.raises(LedgerError, match="balance-sheet accounts"):
+            review.prepare(
+                closed_2025,
+                date=clock.today(),
+                summary="x",
+                lines=[Line(code, credit=100_000)],
+                preparer_id=official.id,
+                correction_year=2025,
+            )
+        closed_2025.rollback()
