@@ -65,6 +65,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=16 * 1024 * 1024,
     )
     app.config.update(flask_overrides)
+    app.url_map.converters["int"] = web.BoundedIntConverter  # before any route is added
 
     load_models()
     web.init_app(app, settings)

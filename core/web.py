@@ -31,6 +31,7 @@ from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from core import auth, clock
 from core.config import Settings
@@ -161,6 +162,15 @@ def csrf_exempt(view: View) -> View:
     """Mark a view (e.g. a signed webhook) as not needing a CSRF token."""
     view._csrf_exempt = True  # type: ignore[attr-defined]
     return view
+
+
+class BoundedIntConverter(IntegerConverter):
+    """``<int:...>`` in every route, bounded to what a database integer holds: a path with a
+    larger number is simply not found (404), instead of an overflow in the database driver (500)."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
 
 
 def init_app(app: Flask, cfg: Settings) -> None:
