@@ -136,13 +136,27 @@ def write_beancount(
 # ---------------------------------------------------------------- tables
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_text(value: object) -> object:
+    """Text a spreadsheet would run as a formula (``=HYPERLINK(...)`` typed into a summary or the
+    notes) is kept as text: prefixed with an apostrophe, as Excel and WPS do themselves. Numbers
+    and amounts are left alone."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def table_csv(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     buf = io.StringIO()
     buf.write("\ufeff")  # so that spreadsheet programs read the Chinese names as UTF-8
     writer = csv.writer(buf)
     writer.writerow(header)
     for row in rows:
-        writer.writerow([format_yuan(v).replace(",", "") if isinstance(v, Fen) else v for v in row])
+        writer.writerow(
+            [format_yuan(v).replace(",", "") if isinstance(v, Fen) else safe_text(v) for v in row]
+        )
     return buf.getvalue()
 
 
@@ -159,17 +173,17 @@ def table_xlsx(
     ws = wb.active
     ws.title = title[:31]
     for line in preamble or ():
-        ws.append(list(line))
+        ws.append([safe_text(v) for v in line])
     if preamble:
         ws.cell(row=1, column=1).font = Font(bold=True, size=14)
-    ws.append(list(header))
+    ws.append([safe_text(h) for h in header])
     header_row = ws.max_row
     for cell in ws[header_row]:
         cell.font = Font(bold=True)
     ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
     widths = [_width(h) for h in header]
     for row in rows:
-        ws.append([int(v) / 100 if isinstance(v, Fen) else v for v in row])
+        ws.append([int(v) / 100 if isinstance(v, Fen) else safe_text(v) for v in row])
         for i, (cell, v) in enumerate(zip(ws[ws.max_row], row, strict=False)):
             if isinstance(v, Fen):
                 cell.number_format = "#,##0.00"

@@ -79,3 +79,22 @@ def test_csv_and_xlsx_exports(client, session, demo_books):
     assert isinstance(cash[3], float | int)
     balances = account_balances(session, year, 12)
     assert cash[3] == pytest.approx((balances["101"] + balances["102"]) / 100)
+
+
+def test_text_that_looks_like_a_formula_stays_text(client, official, books):
+    """Found by review: =HYPERLINK(...) typed into the notes came out of the XLSX as a formula."""
+    import io
+
+    from openpyxl import load_workbook
+
+    from coop.export import Fen, table_csv, table_xlsx
+
+    rows = [["=HYPERLINK(\"http://evil\",\"点击\")", Fen(-12_345)], ["+1", "@SUM(A1)"], ["-2", "普通文字"]]
+    ws = load_workbook(io.BytesIO(table_xlsx("t", ["项目", "金额"], rows))).active
+    cells = [c for row in ws.iter_rows(min_row=2) for c in row]
+    assert all(c.data_type != "f" for c in cells)
+    texts = [c.value for c in cells if isinstance(c.value, str)]
+    assert "'=HYPERLINK(\"http://evil\",\"点击\")" in texts and "'@SUM(A1)" in texts
+    assert -123.45 in [c.value for c in cells]  # amounts stay numbers
+    csv_text = table_csv(["项目", "金额"], rows)
+    assert "'=HYPERLINK" in csv_text and "\n=" not in csv_text and "-123.45" in csv_text
