@@ -48,7 +48,8 @@ def load_chart_cmd() -> None:
 )
 def verify(no_balances: bool, anchor_values: tuple[str, ...], anchors_file) -> None:
     """Recompute the hash chain and compare every covered row with it; exit 1 naming what is wrong."""
-    from coop.chain import parse_anchor, read_anchors, verify_chain
+    from coop.chain import parse_anchor, read_anchors
+    from coop.verify import verify_books
 
     anchors = list(anchor_values) + (read_anchors(anchors_file) if anchors_file else [])
     for value in anchors:
@@ -57,7 +58,7 @@ def verify(no_balances: bool, anchor_values: tuple[str, ...], anchors_file) -> N
         except DomainError as exc:
             raise click.BadParameter(str(exc), param_hint="--anchor") from exc
     with transaction() as session:
-        result = verify_chain(session, check_balances=not no_balances, anchors=anchors)
+        result = verify_books(session, check_balances=not no_balances, anchors=anchors)
     if not result.ok:
         click.echo(
             f"FAILED after {result.vouchers} good voucher(s), {result.records} record(s): {result.problem}",
@@ -105,11 +106,11 @@ def adopt_untracked_cmd() -> None:
 def export_beancount(path: str, force: bool) -> None:
     """Write the whole ledger as a Beancount file (check it with bean-check); refused if the chain
     does not verify, unless --force."""
-    from coop.chain import verify_chain
     from coop.export import write_beancount
+    from coop.verify import verify_books
 
     with transaction() as session:
-        result = verify_chain(session)
+        result = verify_books(session)
         if not result.ok and not force:
             click.echo(f"refused: the books do not verify: {result.problem}", err=True)
             click.echo("(run `flask coop verify` for details; --force writes the file anyway)", err=True)
@@ -131,13 +132,18 @@ def _parse_month(text: str) -> tuple[int, int]:
 
 @coop_cli.command("close-period")
 @click.argument("month", metavar="YYYY-MM")
-def close_period_cmd(month: str) -> None:
-    """Close a month: nothing can be posted into it afterwards."""
+@click.option("--user", "username", required=True, help="The official closing it (recorded as closed_by).")
+def close_period_cmd(month: str, username: str) -> None:
+    """Close a month: nothing can be posted into it afterwards (December closes with the year-end)."""
     from coop.periods import close_period
+    from core import auth
 
     year, m = _parse_month(month)
     with transaction() as session:
-        close_period(session, year, m)
+        user = auth.get_user(session, username)
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        close_period(session, year, m, user_id=user.id)
     click.echo(f"closed {year}-{m:02d}")
 
 

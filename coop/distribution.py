@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from coop import settings
-from coop.ledger import LedgerError, Line, ensure_account, household_account, post_voucher
+from coop.ledger import LedgerError, Line, ensure_account, household_account, lock_head, post_voucher
 from coop.models import Account, Distribution, Household, Voucher, VoucherLine
 from coop.periods import close_period, closed_periods, next_to_close
 from coop.reports import _figures, _rolled, shares_by_household
@@ -422,6 +422,7 @@ def post_distribution(
     Optionally close all twelve months."""
     check_year_ended(year)
     check_earlier_years_closed(session, year)
+    lock_head(session)  # one year-end at a time: a second, concurrent one finds the first posted
     if session.scalar(select(Distribution).where(Distribution.year == year)) is not None:
         raise LedgerError(N_("the %(year)s distribution has already been posted"), year=year)
     if close_months:

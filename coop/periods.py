@@ -17,6 +17,7 @@ Callers commit.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -127,7 +128,8 @@ def reopen_period(session: Session, year: int, month: int, *, reason: str, user_
     if user is None or not user.has_role("admin"):
         raise LedgerError(N_("only an administrator can reopen a closed period"))
     reason = (reason or "").strip()
-    if not reason:
+    visible = "".join(ch for ch in reason if unicodedata.category(ch)[0] not in ("Z", "C"))
+    if not visible:  # blanks, zero-width and control characters are not a reason
         raise LedgerError(N_("give the reason for reopening the period"))
     if len(reason) > MAX_REASON:
         raise LedgerError(N_("the reason is too long (at most %(max)s characters)"), max=MAX_REASON)

@@ -41,9 +41,13 @@ def local_day(at: dt.datetime | None) -> dt.date:
 
 def posting_day(session: Session, day: dt.date, summary: str) -> tuple[dt.date, str]:
     """Where a money event of ``day`` is posted: its own day, or (its month is closed, or it is
-    before the books' opening date) the first open day, with the original date in the summary.
-    The shop's money never fails to post because of a period."""
+    before the books' opening date) the first open day, with the original date in the summary; a
+    day after the last allowed one (a payout arriving tomorrow) posts today. The shop's money never
+    fails to post because of a date."""
     first = ledger.first_open_day(session)
+    last = ledger.last_allowed_day(session)
+    if day > last:  # dated ahead (a payout's arrival date in another zone): it posts today
+        return max(first, clock.today()), f"{summary}（原日期 {day.isoformat()}）"[:200]
     if day >= first:
         return day, summary
     return first, f"{summary}（原日期 {day.isoformat()}，所属期间已结账）"[:200]

@@ -368,3 +368,12 @@ def test_the_confirmation_page_resubmits_the_same_form(client, books, people):
     r = client.post(action.replace("&amp;", "&"), data={**fields, "confirm": "yes"})
     assert r.status_code == 302
     assert books.scalar(select(Period.closed).where(Period.year == 2025, Period.month == 4))
+
+
+def test_oversight_reads_the_statements_and_notes_but_does_not_write_them(client, books, people):
+    """Found by review: the 民主理财小组 got 403 on the notes and the printable set."""
+    login(client, "licai")
+    for url in ("/coop/reports/notes?year=2025", "/coop/reports/statements?year=2025&month=12"):
+        assert client.get(url).status_code == 200, url
+    assert 'id="notes-form"' not in client.get("/coop/reports/notes?year=2025").get_data(as_text=True)
+    assert client.post("/coop/reports/notes?year=2025", data={"text": "x"}).status_code == 403

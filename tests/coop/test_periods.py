@@ -563,3 +563,12 @@ def test_a_correction_never_touches_this_years_income_or_expense(closed_2025, of
                 correction_year=2025,
             )
         closed_2025.rollback()
+
+
+def test_a_reason_of_invisible_characters_is_no_reason(books, make_user):
+    admin = make_user("guanli2", "admin")
+    close_through(books, 2020, 6)
+    for reason in ("\u200b", " \u3000 ", "\u200d\u2060"):
+        with pytest.raises(LedgerError, match="reason"):
+            reopen_period(books, 2020, 6, reason=reason, user_id=admin.id)
+        books.rollback()

@@ -13,7 +13,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from coop import chain, disclosure, distribution, members, periods, settings
+from coop import chain, disclosure, distribution, members, periods, review, settings, statements
 from coop.models import Account, ChainRecord, Disclosure, Distribution, Household, Voucher
 from core import clock
 from tests.coop.conftest import close_through, post, publish
@@ -39,7 +39,11 @@ def village(books, households, official, make_user):
     close_through(s, 2024, 12)
     distribution.post_distribution(s, 2025, payout_percent=100, user_id=official.id)
     d = disclosure.draft(s, 2025, "year", 1, user_id=official.id)
-    publish(s, d.id, approver=make_user("cunzhang", "official"))
+    cunzhang = make_user("cunzhang", "official")
+    publish(s, d.id, approver=cunzhang)
+    statements.save_note(s, 2025, "本年无重大事项。", user_id=official.id)
+    year_end = s.scalar(select(Voucher).where(Voucher.kind == "distribution"))
+    review.mark_reviewed(s, year_end.id, reviewer_id=cunzhang.id)
     post(s, dt.date(2026, 1, 5), "2026 利息", ("102", 300, 0), ("504", 0, 300))
     s.commit()
     return {"households": households, "disclosure": d, "coop": coop}
@@ -160,6 +164,8 @@ EDITS = {
     "coop_transaction_volumes": "UPDATE coop_transaction_volumes SET amount = amount + 1",
     "coop_books_settings": "UPDATE coop_books_settings SET reserve_percent = '0'",
     "coop_disclosures": "UPDATE coop_disclosures SET title = '另一个标题'",
+    "coop_statement_notes": "UPDATE coop_statement_notes SET text = '改过的附注'",
+    "coop_voucher_reviews": "UPDATE coop_voucher_reviews SET reviewer_id = NULL",
 }
 INSERTS = {
     "coop_accounts": "INSERT INTO coop_accounts (code, name, name_en, kind, active, created_at) "
@@ -182,6 +188,11 @@ INSERTS = {
     "coop_disclosures": 'INSERT INTO coop_disclosures (year, period_kind, period_no, start, "end", title, '
     "content, chain_seq, chain_hash, status, created_at) VALUES (2025, 'month', 7, '2025-07-01', "
     "'2025-07-31', '假公开', '{}', 0, '', 'approved', '2025-08-01 00:00:00')",
+    "coop_statement_notes": "INSERT INTO coop_statement_notes (year, text, updated_at) "
+    "VALUES (2024, '伪造的附注', '2025-01-01 00:00:00')",
+    "coop_voucher_reviews": "INSERT INTO coop_voucher_reviews (voucher_id, reviewer_id, reviewed_at) "
+    "SELECT MIN(id), NULL, '2025-01-01 00:00:00' FROM coop_vouchers WHERE approver_id IS NULL "
+    "AND id NOT IN (SELECT voucher_id FROM coop_voucher_reviews)",
 }
 DELETES = {
     "coop_accounts": "DELETE FROM coop_accounts WHERE code = '521'",
@@ -193,6 +204,8 @@ DELETES = {
     "coop_transaction_volumes": "DELETE FROM coop_transaction_volumes",
     "coop_books_settings": "DELETE FROM coop_books_settings",
     "coop_disclosures": "DELETE FROM coop_disclosures",
+    "coop_statement_notes": "DELETE FROM coop_statement_notes",
+    "coop_voucher_reviews": "DELETE FROM coop_voucher_reviews",
 }
 
 
@@ -605,3 +618,10 @@ def test_an_account_moved_under_another_parent_is_caught(runner, books, village)
     )
     append_records(books)
     assert_fails(verify(runner), "never renamed, renumbered or moved", "parent_id")
+
+
+def test_an_anchors_file_saved_with_a_byte_order_mark_is_read(runner, books, village, tmp_path):
+    path = tmp_path / "anchors.txt"
+    path.write_text("\ufeff" + anchor_now(books) + "\n", encoding="utf-8")
+    result = runner.invoke(args=["coop", "verify", "--anchors", str(path)])
+    assert result.exit_code == 0, result.output

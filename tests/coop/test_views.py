@@ -235,7 +235,7 @@ def test_forms_need_a_csrf_token(csrf_app, make_user, books):
     assert client.post("/coop/vouchers/new", data={**form, "csrf_token": token}).status_code == 302
 
 
-def test_recurring_entries_post_on_schedule_once(runner, books):
+def test_recurring_entries_post_on_schedule_once(runner, books, official):
     from coop.ledger import get_account
     from coop.members import add_enterprise
     from coop.models import RecurringEntry
@@ -254,7 +254,7 @@ def test_recurring_entries_post_on_schedule_once(runner, books):
     )
     settings.update(books, opening_date=dt.date(2025, 4, 1))  # the books open after the first due date
     books.commit()
-    assert runner.invoke(args=["coop", "close-period", "2025-04"]).exit_code == 0
+    assert runner.invoke(args=["coop", "close-period", "2025-04", "--user", "kuaiji"]).exit_code == 0
     result = runner.invoke(args=["coop", "recurring", "--until", "2025-08-15"])
     assert result.exit_code == 0, result.output
     # 2025-01-31 is before the opening, 2025-04-30 in closed April: both reported, not posted
@@ -265,7 +265,9 @@ def test_recurring_entries_post_on_schedule_once(runner, books):
     assert "0 voucher(s) posted" in again
     dates = sorted(books.scalars(select(Voucher.date)))
     assert dates == [dt.date(2025, 7, 31)]
-    assert runner.invoke(args=["coop", "close-period", "2025-04"]).exit_code != 0  # already closed
+    assert (
+        runner.invoke(args=["coop", "close-period", "2025-04", "--user", "kuaiji"]).exit_code != 0
+    )  # already closed
 
 
 def test_an_official_corrects_a_household_and_the_change_is_audited(client, official, households, session):

@@ -157,6 +157,12 @@ def test_a_payout_that_arrived_in_the_closed_month(october_closed, stripe_client
     post_event(stripe_client, event("payout.paid", payout2))
     assert _only(session, "payout:po_today").date == dt.date(2026, 11, 2)
     books.assert_balanced()
+    # found by review: a payout whose arrival date is tomorrow failed (a future date); it posts today
+    payout3 = {**payout, "id": "po_tomorrow", "arrival_date": int(at(dt.date(2026, 11, 3), 9).timestamp())}
+    assert post_event(stripe_client, event("payout.paid", payout3)).json["outcome"] == "payout posted"
+    v = _only(session, "payout:po_tomorrow")
+    assert v.date == dt.date(2026, 11, 2) and "原日期 2026-11-03" in v.summary
+    books.assert_balanced()
 
 
 def test_posting_day_keeps_open_days_and_moves_closed_ones(october_closed):
