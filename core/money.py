@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Hashable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 from core.errors import N_, DomainError
+from core.text import fold_width
 
 
 class MoneyError(DomainError):
@@ -45,7 +45,7 @@ def parse_yuan(text: str | int | Decimal, *, allow_negative: bool = False) -> in
             raise MoneyError(N_("the amount must not be negative: %(text)s"), text=str(text))
         return text * 100
     shown = str(text)[:40]
-    raw = unicodedata.normalize("NFKC", str(text)).strip()
+    raw = fold_width(str(text)).strip()
     for mark in _CURRENCY:
         if raw.upper().startswith(mark):
             raw = raw[len(mark) :].strip()

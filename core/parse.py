@@ -8,10 +8,11 @@ back and shows the message. Full-width digits from a Chinese keyboard are accept
 from __future__ import annotations
 
 import datetime as dt
-import unicodedata
+import re
 from decimal import Decimal, InvalidOperation
 
 from core.errors import N_, DomainError
+from core.text import fold_width
 
 MAX_INT = 2**63 - 1  # what a database integer holds
 
@@ -21,7 +22,11 @@ class InputError(DomainError):
 
 
 def _clean(text: object) -> str:
-    return unicodedata.normalize("NFKC", str(text if text is not None else "")).strip()
+    return fold_width(str(text if text is not None else "")).strip()
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_GROUPED = re.compile(r"[+-]?\d{1,3}(,\d{3})+")
 
 
 def date_field(text: object, *, default: dt.date | None = None) -> dt.date:
@@ -32,6 +37,8 @@ def date_field(text: object, *, default: dt.date | None = None) -> dt.date:
             raise InputError(N_("Enter a date as YYYY-MM-DD."))
         return default
     try:
+        if not _ISO_DATE.fullmatch(raw):  # not 20261120 or 2026-W47-5, which fromisoformat takes
+            raise ValueError(raw)
         return dt.date.fromisoformat(raw)
     except ValueError:
         raise InputError(N_("%(text)s is not a date: enter it as YYYY-MM-DD."), text=raw[:20]) from None
@@ -62,11 +69,15 @@ def optional_date(text: object) -> dt.date | None:
 
 def whole_number(text: object, *, lo: int = 0, hi: int = MAX_INT, default: int | None = None) -> int:
     """A whole number within [lo, hi]; ``default`` when empty (InputError if there is none)."""
-    raw = _clean(text).replace(",", "")
+    raw = _clean(text)
     if not raw:
         if default is None:
             raise InputError(N_("Enter a whole number."))
         return default
+    if "," in raw:  # 1,000 is understood; 1,2,3 is not a number
+        if not _GROUPED.fullmatch(raw):
+            raise InputError(N_("%(text)s is not a whole number."), text=raw[:20])
+        raw = raw.replace(",", "")
     try:
         value = int(raw)
     except ValueError:

@@ -116,3 +116,23 @@ def test_exponents_never_pass(mantissa, exponent):
     for text in (f"{mantissa}e{exponent}", f"{mantissa}E{exponent}", f"{mantissa}e-{exponent}"):
         with pytest.raises(MoneyError):
             parse_yuan(text)
+
+
+@pytest.mark.parametrize("text", ["①②", "²", "１²", "٣"])
+def test_circled_superscript_and_other_digits_are_not_amounts(text):
+    """Found by review: NFKC turned ①② into 12."""
+    with pytest.raises(MoneyError):
+        parse_yuan(text)
+
+
+def test_dates_and_whole_numbers_take_only_their_plain_forms():
+    from core import parse
+
+    for text in ("20261120", "2026-W47-5", "2026-1-5", "①"):
+        with pytest.raises(parse.InputError):
+            parse.date_field(text)
+    assert parse.date_field("２０２６－１１－２０").isoformat() == "2026-11-20"
+    for text in ("1,2,3", "12,34", "①", ","):
+        with pytest.raises(parse.InputError):
+            parse.whole_number(text)
+    assert parse.whole_number("1,000") == 1000 and parse.whole_number("１２") == 12

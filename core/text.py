@@ -1,0 +1,12 @@
+"""Folding what a Chinese keyboard types into what a parser reads: full-width ASCII (１２３，．－),
+the ideographic space and the full-width yuan sign become their ASCII forms. Nothing else changes:
+circled or superscript digits (①, ²) stay what they are, so a parser refuses them."""
+
+from __future__ import annotations
+
+_FOLD = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20, 0xFFE5: 0xA5}
+
+
+def fold_width(text: str) -> str:
+    """``１，２３４．５０`` → ``1,234.50``; ``￥`` → ``¥``; ``\\u3000`` → a space."""
+    return text.translate(_FOLD)
