@@ -130,6 +130,62 @@ def _parse_month(text: str) -> tuple[int, int]:
         raise click.BadParameter(str(exc)) from exc
 
 
+@coop_cli.command("settings")
+@click.option("--name", default=None, help="The organisation's name (编制单位).")
+@click.option("--opening", default=None, help="Opening date (建账日期), YYYY-MM-DD.")
+@click.option("--reserve", default=None, help="The charter's 公积公益金 rate, percent.")
+@click.option("--grace", default=None, type=int, help="Days ahead a voucher may be dated (0-31).")
+@click.option("--contact", default=None, help="Whom villagers ask to have the books checked.")
+@click.option("--user", "username", default=None, help="The administrator changing them (needed to change).")
+def settings_cmd(
+    name: str | None,
+    opening: str | None,
+    reserve: str | None,
+    grace: int | None,
+    contact: str | None,
+    username: str | None,
+) -> None:
+    """Show the books' settings, or (with --user ADMIN) change them."""
+    from coop import settings
+    from core import auth
+
+    changes: dict = {
+        k: v
+        for k, v in {
+            "name": name,
+            "reserve_percent": reserve,
+            "future_grace_days": grace,
+            "contact": contact,
+        }.items()
+        if v is not None
+    }
+    if opening is not None:
+        changes["opening_date"] = _parse_date(opening, "--opening")
+    with transaction() as session:
+        if changes:
+            user = auth.get_user(session, username) if username else None
+            if user is None:
+                raise click.UsageError("changing the settings needs --user ADMIN")
+            settings.update(session, user_id=user.id, **changes)
+        row = settings.get(session)
+        shown = [
+            ("name", row.name),
+            ("opening date", row.opening_date.isoformat()),
+            ("reserve percent", row.reserve_percent),
+            ("grace days", row.future_grace_days),
+            ("contact", row.contact),
+        ]
+    for key, value in shown:
+        click.echo(f"{key:16} {value}")
+
+
+def _parse_date(text: str, hint: str) -> dt.date:
+    try:
+        return parse.date_field(text)
+    except parse.InputError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
+
+
 @coop_cli.command("close-period")
 @click.argument("month", metavar="YYYY-MM")
 @click.option("--user", "username", required=True, help="The official closing it (recorded as closed_by).")

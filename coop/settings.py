@@ -56,6 +56,23 @@ def _check_opening(day: dt.date) -> None:
         raise SettingsError(N_("the books' opening date must be between 1949-10-01 and today"))
 
 
+def _check_opening_move(session: Session, day: dt.date) -> None:
+    """The opening date moves only while no month is closed and no voucher lies before it: the
+    chain checks every voucher against the opening date recorded at its position."""
+    from sqlalchemy import func, select
+
+    from coop.models import Period, Voucher
+
+    if session.scalar(select(Period.id).where(Period.closed.is_(True)).limit(1)) is not None:
+        raise SettingsError(N_("the books' opening date cannot move once a month has been closed"))
+    first = session.scalar(select(func.min(Voucher.date)))
+    if first is not None and day > first:
+        raise SettingsError(
+            N_("the books' opening date cannot be after the first voucher, dated %(date)s"),
+            date=first.isoformat(),
+        )
+
+
 def _check_percent(text: str) -> str:
     try:
         value = Fraction(str(text).strip())
@@ -68,6 +85,12 @@ def _check_percent(text: str) -> str:
 
 def update(session: Session, *, user_id: int | None = None, **changes: Any) -> BooksSettings:
     """Change settings (name, opening_date, reserve_percent, future_grace_days, contact); audited."""
+    if user_id is not None:
+        from core.models import User
+
+        user = session.get(User, user_id)
+        if user is None or not user.active or user.role != "admin":
+            raise SettingsError(N_("only an administrator can change the books' settings"))
     row = ensure(session)
     allowed = {"name", "opening_date", "reserve_percent", "future_grace_days", "contact"}
     diff: dict[str, list[Any]] = {}
@@ -76,6 +99,8 @@ def update(session: Session, *, user_id: int | None = None, **changes: Any) -> B
             raise SettingsError(N_("cannot change %(key)s"), key=key)
         if key == "opening_date":
             _check_opening(value)
+            if value != row.opening_date:
+                _check_opening_move(session, value)
         elif key == "reserve_percent":
             value = _check_percent(value)
         elif key == "future_grace_days":

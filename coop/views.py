@@ -519,6 +519,40 @@ def reverse(voucher_id: int):
 # ---------------------------------------------------------------- accounts and periods
 
 
+@bp.route("/settings", methods=["GET", "POST"])
+@readers
+def books_settings_page():
+    """The books' settings: organisation, opening date (建账日期), the charter's 公积公益金 rate, how
+    many days ahead a voucher may be dated, and whom villagers ask. Administrators change them."""
+    session = db_session()
+    error = None
+    if request.method == "POST":
+        if not current_user.has_role("admin"):
+            abort(403)
+        form = request.form
+        with attempt(flash_error=False) as result:
+            books_settings.update(
+                session,
+                user_id=current_user.id,
+                name=form.get("name", ""),
+                opening_date=parse.date_field(form.get("opening_date")),
+                reserve_percent=form.get("reserve_percent", ""),
+                future_grace_days=parse.whole_number(form.get("future_grace_days"), lo=0, hi=31, default=0),
+                contact=form.get("contact", ""),
+            )
+        if result.ok:
+            flash(_("Saved."), "success")
+            return redirect(url_for("coop.books_settings_page"))
+        error = result.error
+    return render_template(
+        "coop/settings.html",
+        s=books_settings.get(session),
+        form=request.form if error else None,
+        error=error,
+        can_edit=current_user.has_role("admin"),
+    ), (400 if error else 200)
+
+
 @bp.route("/accounts", methods=["GET", "POST"])
 @readers
 def accounts():
