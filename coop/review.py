@@ -490,6 +490,44 @@ def unreviewed_vouchers(session: Session, *, limit: int = 200) -> list[Voucher]:
     )
 
 
+def posted_cash_flags(session: Session, vouchers: list[Voucher]) -> set[int]:
+    """Which of these posted vouchers took cash or bank (101, 102 and their sub-accounts) below zero:
+    the balance of an account they credit, at the end of their month or now, is negative. The
+    reviewer sees them flagged in the queue (money the system posted has already moved, so only
+    drafts warn before posting)."""
+    accounts = list(session.scalars(select(Account)))
+    by_id = {a.id: a for a in accounts}
+    children: dict[int, list[int]] = {}
+    for a in accounts:
+        if a.parent_id is not None:
+            children.setdefault(a.parent_id, []).append(a.id)
+
+    def subtree(account_id: int) -> list[int]:
+        out, todo = [], [account_id]
+        while todo:
+            current = todo.pop()
+            out.append(current)
+            todo.extend(children.get(current, []))
+        return out
+
+    net = func.coalesce(func.sum(Balance.debit - Balance.credit), 0)
+    flagged: set[int] = set()
+    for v in vouchers:
+        for ln in v.lines:
+            account = by_id.get(ln.account_id)
+            if account is None or _cash_root(account, by_id) is None or ln.debit - ln.credit >= 0:
+                continue
+            ids = subtree(account.id)
+            until = session.scalar(
+                select(net).where(Balance.account_id.in_(ids), Balance.period <= period_of(v.date))
+            )
+            now = session.scalar(select(net).where(Balance.account_id.in_(ids)))
+            if min(int(until or 0), int(now or 0)) < 0:
+                flagged.add(v.id)
+                break
+    return flagged
+
+
 def unreviewed_among(session: Session, voucher_ids: list[int]) -> set[int]:
     """Which of these posted vouchers still await review."""
     if not voucher_ids:

@@ -367,6 +367,7 @@ def review_queue():
         "coop/review.html",
         drafts=drafts,
         posted=posted,
+        cash_flags=review_svc.posted_cash_flags(session, posted),
         users=users,
         can_review=current_user.role in STAFF,
         unreviewed_total=review_svc.unreviewed_count(session),

@@ -428,3 +428,34 @@ def test_the_reviewer_posts_the_version_they_saw_not_a_later_edit(books, officia
         client.post(f"/coop/drafts/{d.id}/post", data={"confirm": "yes", "version": now}).status_code == 302
     )
     assert books.scalar(select(Voucher.total)) == 8_000_000
+
+
+def test_a_system_voucher_that_took_cash_below_zero_is_flagged_for_the_reviewer(
+    books, official, reviewer, client
+):
+    """Found by review: only drafts were checked; a refund or recurring entry from an empty cash box
+    went to the queue unflagged."""
+    from coop.ledger import post_voucher
+
+    post_voucher(
+        books,
+        date=DAY,
+        summary="商城退款（现金）",
+        lines=[Line("501", debit=50_000), Line("101", credit=50_000)],
+        source="shop",
+        source_ref="refund:1",
+    )
+    post_voucher(
+        books,
+        date=DAY,
+        summary="定期收入",
+        lines=[Line("102", debit=10_000), Line("501", credit=10_000)],
+        source="recurring",
+        source_ref="1:x",
+    )
+    books.commit()
+    login(client, "cunzhang")
+    queue = client.get("/coop/review").get_data(as_text=True)
+    rows = queue.split('id="posted"')[1].split("</table>")[0].split("<tr>")
+    flagged = [r for r in rows if "cash-warning" in r]
+    assert len(flagged) == 1 and "商城退款" in flagged[0]
