@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,27 @@ def test_every_message_is_translated(path):
         if m.id and (not m.string or (isinstance(m.string, tuple) and not all(m.string)) or m.fuzzy)
     ]
     assert missing == [], f"untranslated in {path}: {missing[:10]}"
+
+
+PLACEHOLDER = re.compile(r"%\((\w+)\)[-#0 +]*\d*(?:\.\d+)?[sdrfi]|%%")
+
+
+@pytest.mark.parametrize("path", CATALOGUES, ids=lambda p: str(Path(p).relative_to(PROJECT_ROOT)))
+def test_translations_keep_the_placeholders_and_add_no_stray_percent(path):
+    """A translation with another placeholder, or a % sign its English has not, breaks the page that
+    formats it (Jinja's gettext always applies %)."""
+    with open(path, "rb") as fh:
+        catalogue = read_po(fh)
+    wrong = []
+    for m in catalogue:
+        if not m.id or not isinstance(m.id, str) or not isinstance(m.string, str) or not m.string:
+            continue
+        names = sorted(n for n in PLACEHOLDER.findall(m.id) if n)
+        if sorted(n for n in PLACEHOLDER.findall(m.string) if n) != names:
+            wrong.append(m.id)
+        elif "%" in PLACEHOLDER.sub("", m.string) and "%" not in PLACEHOLDER.sub("", m.id):
+            wrong.append(m.id)
+    assert wrong == [], f"in {path}: {wrong[:5]}"
 
 
 def test_home_page_in_chinese_then_english(client):
