@@ -18,6 +18,19 @@ from coop.models import (
 from core import audit
 from core.errors import N_
 
+EARLIEST_DAY = dt.date(1949, 10, 1)
+
+
+def _check_day(day: dt.date | None, refusal: str) -> None:
+    """Register dates are real days: not before 1949-10-01, not after today."""
+    from core import clock
+
+    if day is None:
+        return
+    if not isinstance(day, dt.date) or not (EARLIEST_DAY <= day <= clock.today()):
+        raise LedgerError(refusal)
+
+
 # ---------------------------------------------------------------- households
 
 
@@ -39,6 +52,7 @@ def add_household(
         raise LedgerError(N_("household %(code)s already exists"), code=code)
     if members < 1:
         raise LedgerError(N_("a household has at least one member"))
+    _check_day(joined_on, N_("the joining date must be a date from 1949-10-01 to today"))
     h = Household(
         code=code, head_name=head_name, members=members, phone=phone, address=address, joined_on=joined_on
     )
@@ -98,6 +112,7 @@ def issue_shares(
     """Record shares allotted to a household (initial quantification, or an adjustment)."""
     if kind not in ("initial", "adjust"):
         raise LedgerError(N_("kind must be initial or adjust"))
+    _check_day(on, N_("the date of a share change must be from 1949-10-01 to today"))
     if shares == 0:
         raise LedgerError(N_("the number of shares must not be zero"))
     if session.get(Household, household_id) is None:
@@ -130,6 +145,7 @@ def transfer_shares(
     """Move shares between member households (transfers stay inside the collective)."""
     if shares <= 0:
         raise LedgerError(N_("transfer a positive number of shares"))
+    _check_day(on, N_("the date of a share change must be from 1949-10-01 to today"))
     if from_id == to_id:
         raise LedgerError(N_("a household cannot transfer shares to itself"))
     for hid in (from_id, to_id):

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import func, select
 
 from coop import settings
-from coop.models import Distribution, Period, ShareEvent, Voucher, VoucherDraft
+from coop.models import Distribution, Household, Period, ShareEvent, Voucher, VoucherDraft
 from tests.conftest import csrf_token_from, login
 from tests.coop.conftest import close_through, post
 
@@ -302,3 +302,19 @@ def test_an_official_corrects_a_household_and_the_change_is_audited(client, offi
     session.expire_all()
     assert session.get(Household, h.id).head_name == "赵新户主"
     assert 'class="flash error"' in html and "户主不能为空" in html
+
+
+def test_register_dates_are_real_days(client, official, households, books):
+    """Found by review: a share issue dated 1900-01-01 and households joined 0001-01-01 or 9999-12-31."""
+    login(client, "kuaiji")
+    before = books.scalar(select(func.count(ShareEvent.id)))
+    for day in ("1900-01-01", "9999-12-31"):
+        client.post(
+            "/coop/members",
+            data={"action": "issue", "household_id": households[0].id, "shares": "5", "on": day},
+        )
+        client.post(
+            "/coop/members", data={"action": "add", "code": f"X{day[:4]}", "head_name": "x", "on": day}
+        )
+    assert books.scalar(select(func.count(ShareEvent.id))) == before
+    assert books.scalar(select(func.count(Household.id))) == len(households)
