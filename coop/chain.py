@@ -823,6 +823,34 @@ def _check_history(history: dict[tuple[str, int], list[Any]], result: VerifyResu
                         f"({', '.join(changed)}, position {rec.seq}); a published disclosure never changes: "
                         "changed outside the application",
                     )
+                elif (
+                    data is not None
+                    and data.get("status") == "withdrawn"
+                    and not _reopened_within(history, frozen, rec.seq)
+                ):
+                    _fail(
+                        result,
+                        f"{name} row {row_id}: withdrawn at position {rec.seq} without any month it covers "
+                        "having been reopened: only reopening withdraws a published disclosure: changed "
+                        "outside the application",
+                    )
+
+
+def _reopened_within(history: dict[tuple[str, int], list[Any]], disclosure: dict, before: int) -> bool:
+    """Whether a month in the disclosure's range was reopened (a period record that opens it, with a
+    reason) before chain position ``before``."""
+    start, end = str(disclosure.get("start", ""))[:7], str(disclosure.get("end", ""))[:7]
+    for (table_name, _row_id), recs in history.items():
+        if table_name != Period.__tablename__:
+            continue
+        for rec in recs:
+            if rec.seq >= before or rec.op == "delete":
+                continue
+            data = json.loads(rec.payload) or {}
+            month = f"{int(data.get('year', 0)):04d}-{int(data.get('month', 0)):02d}"
+            if not data.get("closed") and data.get("reopen_reason") and start <= month <= end:
+                return True
+    return False
 
 
 def _check_published(

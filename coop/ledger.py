@@ -38,6 +38,7 @@ from coop.models import (
 from core import audit, clock
 from core.errors import N_, DomainError
 from core.money import format_yuan
+from core.text import fold_width
 
 # The chain's primitives live in coop.chain; these names stay here for the callers that expect them.
 GENESIS_HASH = _chain.GENESIS_HASH
@@ -447,7 +448,9 @@ def post_voucher(
             return existing
     if not isinstance(attachments, int) or attachments < 0:
         raise LedgerError(N_("attachments must be a whole number, zero or more"))
-    lines = [Line(str(ln.account).strip(), ln.debit, ln.credit, (ln.memo or "")[:200]) for ln in lines]
+    lines = [  # 101 typed on a Chinese keyboard (１０１) is 101
+        Line(fold_width(str(ln.account)).strip(), ln.debit, ln.credit, (ln.memo or "")[:200]) for ln in lines
+    ]
     accounts = validate_voucher(
         session, date, summary, lines, red_ink_of=reverses_id if kind == "reversal" else None
     )

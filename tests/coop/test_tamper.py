@@ -625,3 +625,21 @@ def test_an_anchors_file_saved_with_a_byte_order_mark_is_read(runner, books, vil
     path.write_text("\ufeff" + anchor_now(books) + "\n", encoding="utf-8")
     result = runner.invoke(args=["coop", "verify", "--anchors", str(path)])
     assert result.exit_code == 0, result.output
+
+
+def test_a_disclosure_withdrawn_without_a_reopening_is_caught(runner, books, village):
+    """Found by review: the genuine statement set to withdrawn (and recorded) passed verify."""
+    d = village["disclosure"]
+    sql(
+        books,
+        "UPDATE coop_disclosures SET status = 'withdrawn', withdraw_reason = '错误', "
+        "withdrawn_at = '2026-01-05 00:00:00' WHERE id = :i",
+        i=d.id,
+    )
+    append_records(books)
+    assert_fails(verify(runner), "without any month it covers having been reopened")
+
+
+def test_a_full_width_account_code_is_understood(books):
+    v = post(books, dt.date(2026, 1, 6), "全角科目", ("１０１", 100, 0), ("５０１", 0, 100))
+    assert [ln.account.code for ln in v.lines] == ["101", "501"]
