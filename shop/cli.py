@@ -71,6 +71,23 @@ def statement(household_code, month):
     )
 
 
+@shop_cli.command("settings")
+@click.option("--name", "centre_name", help="The sales centre's name.")
+@click.option("--address", "centre_address", help="Where customers collect their orders.")
+@click.option("--hours", "centre_hours", help="Opening hours, e.g. '每天 8:00–18:00'.")
+@click.option("--phone", "centre_phone", help="The phone customers call (orders, recalls).")
+def settings_command(**options):
+    """Show the sales centre's details, or change those given (audited)."""
+    from shop import settings as shop_settings
+
+    changes = {key: value for key, value in options.items() if value is not None}
+    with transaction() as session:
+        row = shop_settings.update(session, **changes) if changes else shop_settings.get(session)
+        shown = {key: getattr(row, key) for key in shop_settings.FIELDS}
+    for key, value in shown.items():
+        click.echo(f"{key.removeprefix('centre_')}: {value}")
+
+
 def _add_trace_commands() -> None:
     """Traceability's commands (``shop.trace.cli``) join this group."""
     from shop.trace import cli as trace_cli

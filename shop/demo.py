@@ -183,6 +183,15 @@ def seed(session: Session, ctx: dict[str, Any]) -> None:
     if session.scalar(select(Product.id).limit(1)) is not None:
         return
     households = ctx.get("households") or []
+    from shop import settings as shop_settings
+
+    shop_settings.update(
+        session,
+        centre_name="赵庄村农产品销售中心",
+        centre_address="登封市赵庄村村委会东侧（村文化广场北）",
+        centre_hours="每天 8:00–18:00",
+        centre_phone="0371-6286 0000",
+    )
     cats = {}
     for slug, zh, en, position in CATEGORIES:
         cats[slug] = Category(slug=slug, name_zh=zh, name_en=en, position=position)

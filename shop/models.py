@@ -112,6 +112,24 @@ class ProductTerms(Base):
     max_per_order: Mapped[Decimal | None] = mapped_column(QTY)
 
 
+# --- The sales centre -------------------------------------------------------------
+
+
+class ShopSettings(Base):
+    """The produce sales centre (one row): where customers collect, when it opens, whom they
+    call (order pages, recall notices), set by staff on /shop/staff/settings."""
+
+    __tablename__ = "shop_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    centre_name: Mapped[str] = mapped_column(String(120), default="")
+    centre_address: Mapped[str] = mapped_column(String(200), default="")
+    centre_hours: Mapped[str] = mapped_column(String(120), default="")
+    centre_phone: Mapped[str] = mapped_column(String(40), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
 # --- Cart ---------------------------------------------------------------------------
 
 

@@ -351,3 +351,33 @@ def statement():
         households=households,
         month=f"{year:04d}-{mon:02d}",
     )
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@role_required(*STAFF)
+def centre_settings():
+    """The sales centre's name, pickup address, opening hours and phone, shown to customers on
+    the checkout, on every order page and in recall notices."""
+    from shop import settings as shop_settings
+
+    session = db_session()
+    error = field = None
+    if request.method == "POST":
+        with attempt(flash_error=False) as result:
+            shop_settings.update(
+                session,
+                user_id=current_user.id,
+                **{key: request.form.get(key, "") for key in shop_settings.FIELDS},
+            )
+        if result.ok:
+            flash(_("Saved."), "success")
+            return redirect(url_for("shop_staff.centre_settings"))
+        error = result.error
+        field = result.exception.params.get("field") if result.exception else None
+    return render_template(
+        "shop/staff/settings.html",
+        s=shop_settings.get(session),
+        form=request.form if error else None,
+        error=error,
+        error_field=field,
+    ), (400 if error else 200)
