@@ -22,6 +22,7 @@ from core import audit
 from core.db import rows_affected, utcnow
 from core.errors import DomainError
 from core.money import mul_fen
+from core.text import fold_width
 from shop import N_, catalog
 from shop import cart as carts
 from shop.models import Cart, Order, OrderLine, OrderLineLot, Product
@@ -29,7 +30,8 @@ from shop.trace.models import HarvestLot
 
 STRIPE_HOLD = timedelta(minutes=30)  # Stripe's shortest Checkout Session lifetime
 PICKUP_HOLD = timedelta(days=3)  # cash on pickup: kept for the customer to come by
-PHONE_RE = re.compile(r"^[0-9+\- ]{5,20}$")
+PHONE_RE = re.compile(r"^\+?[0-9\- ()]{7,24}$")
+PHONE_MIN_DIGITS, PHONE_MAX_DIGITS = 7, 15  # a local number without area code; E.164's longest
 
 
 class CheckoutError(DomainError):
@@ -59,25 +61,37 @@ class Contact:
     note: str = ""
     payment_method: str = "cash"  # stripe | cash
 
-    def problems(self, *, stripe_enabled: bool) -> list[str]:
-        errors = []
+    def field_problems(self, *, stripe_enabled: bool) -> dict[str, str]:
+        """What is wrong with the form, by field (``name``, ``phone``, ``email``, ``address``,
+        ``fulfilment``, ``payment_method``): untranslated templates, one per field."""
+        errors: dict[str, str] = {}
         if not self.name.strip():
-            errors.append(N_("Enter your name."))
-        if not PHONE_RE.match(self.phone.strip()):
-            errors.append(N_("Enter a phone number."))
+            errors["name"] = N_("Enter your name.")
+        phone = fold_width(self.phone).strip()
+        if not phone:
+            errors["phone"] = N_("Enter a phone number.")
+        elif not PHONE_RE.match(phone) or not (
+            PHONE_MIN_DIGITS <= sum(ch.isdigit() for ch in phone) <= PHONE_MAX_DIGITS
+        ):
+            errors["phone"] = N_(
+                "A phone number has 7 to 15 digits (spaces, dashes, brackets and a leading + are fine)."
+            )
         if self.email and "@" not in self.email:
-            errors.append(N_("Enter a valid email address or leave it empty."))
+            errors["email"] = N_("Enter a valid email address or leave it empty.")
         if self.fulfilment not in ("delivery", "pickup"):
-            errors.append(N_("Choose delivery or pickup."))
+            errors["fulfilment"] = N_("Choose delivery or pickup.")
         if self.fulfilment == "delivery" and len(self.address.strip()) < 5:
-            errors.append(N_("Enter a delivery address."))
+            errors["address"] = N_("Enter a delivery address.")
         if self.payment_method not in ("stripe", "cash"):
-            errors.append(N_("Choose how to pay."))
-        if self.payment_method == "stripe" and not stripe_enabled:
-            errors.append(N_("Online payment is not available; pay at pickup."))
-        if self.payment_method == "cash" and self.fulfilment != "pickup":
-            errors.append(N_("Cash payment is only possible at pickup."))
+            errors["payment_method"] = N_("Choose how to pay.")
+        elif self.payment_method == "stripe" and not stripe_enabled:
+            errors["payment_method"] = N_("Online payment is not available; pay at pickup.")
+        elif self.payment_method == "cash" and self.fulfilment == "delivery":
+            errors["payment_method"] = N_("Cash payment is only possible at pickup.")
         return errors
+
+    def problems(self, *, stripe_enabled: bool) -> list[str]:
+        return list(self.field_problems(stripe_enabled=stripe_enabled).values())
 
 
 def checkout_key(cart: Cart) -> str:

@@ -13,9 +13,11 @@ from markupsafe import Markup
 
 from core import clock
 from core.errors import N_
+from core.text import fold_width
 from core.web import attempt, db_session, role_required, settings
 from shop import cart as carts
 from shop import catalog, checkout, orders, payments
+from shop import settings as shop_settings
 from shop.models import Product
 
 bp = Blueprint("shop", __name__, url_prefix="/shop")
@@ -199,8 +201,8 @@ def cart_update():
 def _contact_from(form) -> checkout.Contact:
     return checkout.Contact(
         name=form.get("name", ""),
-        phone=form.get("phone", ""),
-        email=form.get("email", ""),
+        phone=" ".join(fold_width(form.get("phone", "")).split()),
+        email=form.get("email", "").strip(),
         fulfilment=form.get("fulfilment", "pickup"),
         address=form.get("address", ""),
         note=form.get("note", ""),
@@ -222,15 +224,7 @@ def checkout_page():
             defaults.update(
                 name=current_user.display_name, email=current_user.email or "", phone=current_user.phone or ""
             )
-        return render_template(
-            "shop/checkout.html",
-            lines=lines,
-            total=sum(ln.total_fen for ln in lines),
-            form=defaults,
-            stripe_enabled=stripe_enabled,
-            version=cart.version if cart else 0,
-            errors=[],
-        )
+        return _checkout_form(lines, defaults, cart.version if cart else 0, stripe_enabled)
     if cart is None:
         return redirect(url_for("shop.view_cart"))
     contact = _contact_from(request.form)
@@ -240,17 +234,16 @@ def checkout_page():
         placed = _order_for_version(cart, posted_version)
         if placed is not None:
             return redirect(url_for("shop.order_page", token=placed.token))
-    problems = contact.problems(stripe_enabled=stripe_enabled)
+    problems = contact.field_problems(stripe_enabled=stripe_enabled)
     if problems or not lines:
-        errors = [_(p) for p in problems] or [_("Your cart is empty.")]
-        return render_template(
-            "shop/checkout.html",
-            lines=lines,
-            total=sum(ln.total_fen for ln in lines),
-            form=request.form,
-            stripe_enabled=stripe_enabled,
-            version=cart.version,
-            errors=errors,
+        field_errors = {field: _(p) for field, p in problems.items()}
+        return _checkout_form(
+            lines,
+            request.form,
+            cart.version,
+            stripe_enabled,
+            field_errors,
+            [] if lines else [_("Your cart is empty.")],
         ), 400
     with attempt(flash_error=False) as result:
         order = checkout.place_order(
@@ -274,6 +267,27 @@ def checkout_page():
     if order.payment_method == "stripe" and order.status == "pending_payment":
         return _to_stripe(order)
     return redirect(url_for("shop.order_page", token=order.token))
+
+
+def _checkout_form(lines, form, version: int, stripe_enabled: bool, field_errors=None, errors=None) -> str:
+    """The checkout form; refused fields carry their message beside them (``field_errors``);
+    fields without a place of their own (the radio groups) are listed at the top."""
+    field_errors = dict(field_errors or {})
+    errors = list(errors or [])
+    for field in ("fulfilment", "payment_method"):  # radio groups: said at the top
+        if field in field_errors:
+            errors.append(field_errors.pop(field))
+    return render_template(
+        "shop/checkout.html",
+        lines=lines,
+        total=sum(ln.total_fen for ln in lines),
+        form=form,
+        stripe_enabled=stripe_enabled,
+        version=version,
+        errors=errors,
+        field_errors=field_errors,
+        centre=shop_settings.get(db_session()),
+    )
 
 
 def _order_for_version(cart, version: int):
@@ -328,6 +342,7 @@ def order_page(token: str):
         stripe_state=stripe_state,
         came_back_cancelled=bool(request.args.get("cancelled")),
         stripe_enabled=settings().stripe_enabled,
+        centre=shop_settings.get(db_session()),
     )
 
 
