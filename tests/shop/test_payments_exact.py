@@ -82,6 +82,8 @@ def test_a_payment_through_another_session_is_recorded_and_flagged_never_fulfill
     page = desk(staff)
     assert "not the order's own" in page and "Refund this payment in the Stripe Dashboard" in page
     assert 'data-event="evt_other_session"' in page
+    chinese = desk(staff, "zh_CN")
+    assert "不是该订单自己的会话" in chinese and "请在 Stripe 后台退还这笔付款" in chinese
     detail = staff.get(f"/shop/staff/order/{order.number}?lang=en").get_data(as_text=True)
     assert 'data-testid="problems"' in detail and "cs_test_someone_else" in detail
     # the genuine payment through the order's own session still counts
