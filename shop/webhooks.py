@@ -499,6 +499,8 @@ def _refund_updated(session: Session, row: StripeEvent, event: dict, obj: dict) 
     refund = session.scalar(select(Refund).where(Refund.stripe_refund_id == obj["id"]))
     status = obj.get("status") or ""
     if refund is None:
+        if status in ("failed", "canceled") and _settle_waiting(session, obj):
+            return "waiting refund marked failed"
         return f"no such refund ({status})"
     row.order_id = refund.order_id
     if status in ("failed", "canceled"):
@@ -512,6 +514,34 @@ def _refund_updated(session: Session, row: StripeEvent, event: dict, obj: dict) 
         refund.status = "succeeded"
         return "refund succeeded"
     return f"refund {status}"
+
+
+def _settle_waiting(session: Session, obj: dict) -> bool:
+    """A refund that failed while it still waits for its payment: it will not be booked."""
+    changed = False
+    pi = _pi(obj)
+    if pi is None:
+        return False
+    for ev in session.scalars(
+        select(StripeEvent).where(
+            StripeEvent.payment_intent == pi,
+            StripeEvent.problem == "refund_waiting",
+            StripeEvent.resolved_at.is_(None),
+        )
+    ):
+        charge = json.loads(ev.payload or "{}")
+        for listed in (charge.get("refunds") or {}).get("data") or []:
+            if listed.get("id") == obj["id"] and listed.get("status") != obj["status"]:
+                listed["status"] = obj["status"]
+                changed = True
+        if changed:
+            charge["amount_refunded"] = sum(
+                int(r.get("amount") or 0)
+                for r in (charge.get("refunds") or {}).get("data") or []
+                if r.get("status") in ("succeeded", "pending")
+            )
+            ev.payload = json.dumps(charge)
+    return changed
 
 
 # --- what staff see ---------------------------------------------------------------------

@@ -340,7 +340,7 @@ def test_unreadable_signed_bodies_answer_400_every_time_and_are_shown_to_staff(
     r = staff.post("/shop/staff/events/resolve", data={"event_id": bad.id, "note": "checked in Dashboard"})
     assert r.status_code == 302
     assert page.count('data-problem="unprocessable"') - 1 == desk(staff).count('data-problem="unprocessable"')
-    staff.post("/shop/staff/events/resolve", data={"event_id": bad.id})
+    staff.post("/shop/staff/events/resolve?lang=en", data={"event_id": bad.id})
     assert "already been resolved" in desk(staff)
 
 
@@ -473,3 +473,22 @@ def test_a_second_click_hears_already_done(staff, stripe_stub, shop, session, bo
     assert again.status_code == 409 and again.json["error"]["already_done"] is True
     assert len(books.vouchers("payment:")) == 1 and len(books.vouchers("refund:")) == 1
     books.assert_balanced()
+
+
+def test_a_refund_that_fails_while_it_waits_for_its_payment_is_never_booked(
+    staff, stripe_stub, shop, session, books
+):
+    peach = shop.product(stock=[10])
+    buy(staff, peach, "2")
+    order = the_order(session)
+    paid = paid_event(stripe_stub, order)
+    pi = stripe_stub.sessions[order.stripe_session_id]["payment_intent"]
+    stripe_stub.refund_status = "pending"
+    _status, refund = stripe_stub.create_refund({"payment_intent": pi, "amount": "500"})
+    post_event(staff, event("charge.refunded", stripe_stub.charge(pi)))
+    failed = event("refund.failed", stripe_stub.settle_refund(refund["id"], "failed"))
+    assert post_event(staff, failed).json["outcome"] == "waiting refund marked failed"
+    assert post_event(staff, paid).json["outcome"] == "paid"
+    order = the_order(session)
+    assert order.refunded_fen == 0 and order.status == "paid"
+    assert books.vouchers("refund") == []
