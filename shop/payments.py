@@ -351,8 +351,10 @@ def record_counter_payment(
     result = mark_paid(
         session, order, method=method, amount_fen=order.total_fen, reference=reference, user_id=user_id
     )
-    if result == "duplicate payment" or result == "order changed meanwhile":
+    if result == "duplicate payment":
         raise AlreadyDone(N_("This order has already been paid; nothing more was recorded."))
+    if result == "order changed meanwhile":
+        raise PaymentError(N_("The order was changed by someone else; reload and try again."))
     if receipt:
         audit.record(session, "shop.order.receipt", order, user_id=user_id, note=receipt)
     return result

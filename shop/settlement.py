@@ -173,7 +173,7 @@ def post_sale(session: Session, order: Order, payment: Payment, *, user_id: int 
             Line(household_account(session, hid), credit=amount, memo=f"订单 {order.number} 代销货款")
         )
     difference = payment.amount_fen - order.total_fen
-    if difference:  # paid more or less than the order total: keep the books balanced, flag it
+    if difference:  # mark_paid takes only the exact total; kept so the books balance whatever comes
         other = ledger.ensure_account(
             session, "504" if difference > 0 else "515", "商城收款差额", key=f"shop:diff:{difference > 0}"
         ).code
