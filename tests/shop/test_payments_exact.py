@@ -492,3 +492,24 @@ def test_a_refund_that_fails_while_it_waits_for_its_payment_is_never_booked(
     order = the_order(session)
     assert order.refunded_fen == 0 and order.status == "paid"
     assert books.vouchers("refund") == []
+
+
+def test_a_second_session_for_an_order_already_paid_is_flagged_not_booked(
+    staff, stripe_stub, shop, session, books
+):
+    peach = shop.product(stock=[10])
+    buy(staff, peach, "2")
+    order = the_order(session)
+    post_event(staff, paid_event(stripe_stub, order))
+    second = {
+        **stripe_stub.complete(order.stripe_session_id),
+        "id": "cs_test_second",
+        "payment_intent": "pi_second",
+    }
+    evt = event("checkout.session.completed", second, "evt_second_session")
+    assert post_event(staff, evt).json["outcome"] == "not matching: other_session"
+    session.expire_all()
+    assert session.scalar(select(func.count(Payment.id))) == 1
+    assert the_order(session).paid_fen == 1380
+    assert len(books.vouchers("payment:")) == 1
+    books.assert_balanced()
