@@ -3,7 +3,8 @@ and the shop's side of the traceability demo (``seed_trace``: the products it pa
 
 from __future__ import annotations
 
-from datetime import timedelta
+import secrets
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -11,9 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import clock
-from shop import catalog
-from shop.models import Category, Product, ProductSupplier, ProductTerms
+from core.config import Settings
+from shop import catalog, checkout, webhooks
+from shop.models import Category, Order, OrderLine, OrderLineLot, Product, ProductSupplier, ProductTerms
 from shop.trace import demo as trace_demo
+from shop.trace import lots as trace_lots
+from shop.trace.models import HarvestLot
 
 CATEGORIES = [
     ("fruit", "时令水果", "Fruit", 1),
@@ -253,7 +257,117 @@ def seed_trace(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
         grapes=_product(session, "kyoho-grapes"),
         gift_box=lambda: _gift_box(session),
     )
-    return trace_demo.seed_demo(session, ctx, products)
+    made = trace_demo.seed_demo(session, ctx, products)
+    seed_payments(session, made)
+    return made
+
+
+DEMO_PREFIX = "demo-"
+
+
+def seed_payments(session: Session, made: dict[str, Any]) -> None:
+    """What the order desk must show staff (docs/shop.md, "Payments"): an order reserved from the
+    recalled lot before the recall (a counter payment for it is refused), an online order with a
+    payment through another Checkout Session and one in the wrong currency (recorded, flagged,
+    not fulfilled, not booked) and a signed body that could not be read. Nothing is posted to
+    the books, and nothing goes over the network (Stripe is not configured here)."""
+    if session.scalar(select(Order.id).where(Order.checkout_key.startswith(DEMO_PREFIX)).limit(1)):
+        return
+    now = clock.now()
+    bad = trace_lots.lot_by_code(session, made["recalled_code"]) if made.get("recalled_code") else None
+    recalled_product = session.get(Product, bad.product_id) if bad is not None and bad.product_id else None
+    if bad is not None and recalled_product is not None:
+        _demo_order(
+            session, recalled_product, bad.id, "cash", "刘先生", "13800000021", now - timedelta(days=10)
+        )
+    peach = _product(session, "yellow-peach")
+    if peach is None:
+        return
+    lot_id = session.scalar(
+        select(HarvestLot.id)
+        .where(HarvestLot.product_id == peach.id, HarvestLot.recalled_at.is_(None), HarvestLot.remaining >= 2)
+        .order_by(HarvestLot.id)
+    )
+    if lot_id is None:
+        return
+    online = _demo_order(
+        session, peach, lot_id, "stripe", "陈女士", "13800000022", now - timedelta(minutes=5)
+    )
+    online.stripe_session_id = f"cs_test_demo_{online.number.replace('-', '')}"
+    online.reserved_until = now + timedelta(days=1)  # kept for the demo's visitors
+    session.flush()
+    paid = {
+        "object": "checkout.session",
+        "payment_status": "paid",
+        "status": "complete",
+        "client_reference_id": online.number,
+        "metadata": {"order_number": online.number},
+        "payment_intent": "pi_demo_other",
+    }
+    created = int(now.timestamp())
+    for event_id, obj in (
+        (
+            "evt_demo_other_session",
+            {**paid, "id": "cs_test_demo_forged", "amount_total": 1, "currency": "cny"},
+        ),
+        (
+            "evt_demo_usd",
+            {**paid, "id": online.stripe_session_id, "amount_total": online.total_fen, "currency": "usd"},
+        ),
+    ):
+        event = {
+            "id": event_id,
+            "type": "checkout.session.completed",
+            "created": created,
+            "data": {"object": obj},
+        }
+        webhooks.handle(session, event, Settings())
+    body = b'{"id": "evt_demo_unreadable", "type": "payout.paid", "data": {"object": "po_demo"}}'
+    try:
+        webhooks.parse(body)
+    except webhooks.Unprocessable as exc:
+        webhooks.record_unprocessable(session, body, exc)
+
+
+def _demo_order(
+    session: Session, product: Product, lot_id: int, method: str, name: str, phone: str, at: datetime
+) -> Order:
+    """An order taking 2 units of ``product`` from one lot, placed at ``at``."""
+    quantity = Decimal(2)
+    checkout.take_from_lot(session, lot_id, quantity)
+    lot = session.get(HarvestLot, lot_id)
+    number = checkout.new_order_number(at)
+    order = Order(
+        number=number,
+        token=secrets.token_urlsafe(24),
+        checkout_key=f"{DEMO_PREFIX}{number}",
+        status="pending_payment",
+        stock_state="held",
+        fulfilment="pickup",
+        payment_method=method,
+        contact_name=name,
+        phone=phone,
+        total_fen=product.price_fen * 2,
+        reserved_until=at + checkout.PICKUP_HOLD if method == "cash" else at + checkout.STRIPE_HOLD,
+        created_at=at,
+        updated_at=at,
+    )
+    line = OrderLine(
+        product_id=product.id,
+        name_zh=product.name_zh,
+        name_en=product.name_en,
+        unit=product.unit,
+        quantity=quantity,
+        unit_price_fen=product.price_fen,
+        total_fen=product.price_fen * 2,
+    )
+    line.lots.append(
+        OrderLineLot(lot_id=lot_id, household_id=lot.household_id if lot else None, quantity=quantity)
+    )
+    order.lines.append(line)
+    session.add(order)
+    session.flush()
+    return order
 
 
 def _product(session: Session, slug: str) -> Product | None:

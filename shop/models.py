@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
@@ -296,6 +296,9 @@ class Refund(Base):
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     line_id: Mapped[int | None] = mapped_column(ForeignKey("shop_order_lines.id", ondelete="SET NULL"))
     restocked: Mapped[bool] = mapped_column(default=False)
+    # how the refund was spread over the order's lines ({str(line_id): fen}), so a refund that
+    # fails later at Stripe can be undone line by line
+    line_amounts: Mapped[dict | None] = mapped_column(JSON)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -303,7 +306,14 @@ class Refund(Base):
 
 
 class StripeEvent(Base):
-    """Every verified Stripe event, recorded once by its id: a replay has no second effect."""
+    """Every verified Stripe event, recorded once by its id: a replay has no second effect.
+
+    ``problem`` says why staff must look at it (``shop.webhooks.PROBLEMS``): a payment that
+    does not match its order, a refund waiting for its payment, a refund that failed, or a
+    signed body we could not read (``unprocessable``; its id is then ``bad:<sha256>`` when the
+    body has no usable id, and ``payload`` keeps the start of the body). ``resolved_at`` is set
+    when staff (or a later event, for a waiting refund) have dealt with it.
+    """
 
     __tablename__ = "shop_stripe_events"
 
@@ -316,6 +326,14 @@ class StripeEvent(Base):
     )
     outcome: Mapped[str] = mapped_column(String(200), default="")
     attention: Mapped[str | None] = mapped_column(Text)  # e.g. a payment for no known order
+    problem: Mapped[str | None] = mapped_column(String(40), index=True)
+    object_id: Mapped[str | None] = mapped_column(String(255))  # the session, charge or refund
+    payment_intent: Mapped[str | None] = mapped_column(String(255), index=True)
+    amount: Mapped[int | None] = mapped_column(BigInteger)  # in the event's currency's minor unit
+    currency: Mapped[str | None] = mapped_column(String(10))
+    payload: Mapped[str | None] = mapped_column(Text)  # kept for unprocessable and waiting events
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class SupplierCredit(Base):

@@ -55,6 +55,20 @@ class OrderError(DomainError):
     """An order change was refused."""
 
 
+def recalled_lines(session: Session, order: Order) -> list[OrderLine]:
+    """The order's lines that took anything from a recalled lot (the one test for "this order
+    has a recalled line"; a recall marks the lot and everything made from it)."""
+    ids = set(
+        session.scalars(
+            select(OrderLineLot.line_id)
+            .join(OrderLine, OrderLine.id == OrderLineLot.line_id)
+            .join(HarvestLot, HarvestLot.id == OrderLineLot.lot_id)
+            .where(OrderLine.order_id == order.id, HarvestLot.recalled_at.is_not(None))
+        )
+    )
+    return [line for line in order.lines if line.id in ids]
+
+
 def allowed(from_state: str, to_state: str) -> bool:
     return to_state in TRANSITIONS.get(from_state, set())
 

@@ -2,13 +2,22 @@
 
 ``mark_paid`` is the single place an order becomes paid, whoever calls it (the webhook,
 or staff at the sales centre); it claims the order with a conditional UPDATE, so a
-payment is never counted twice, and posts the sale to the village books.
+payment is never counted twice, and posts the sale to the village books. It takes only
+the order's exact total in CNY (anything else is ``PaymentMismatch``: the webhook records
+and flags it, nothing is fulfilled or booked) and refuses a counter payment for an order
+with a recalled line (a Stripe payment for one is recorded, flagged "recalled: refund").
+
+``refund`` claims the order's refunded amount with a conditional UPDATE before it writes
+anything, so two identical clicks refund once and the second hears ``AlreadyDone``;
+``refund_failed`` undoes a refund Stripe could not complete (its booking is reversed by a
+voucher of its own).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import stripe
@@ -19,16 +28,45 @@ from core import audit
 from core.config import Settings
 from core.db import rows_affected, utcnow
 from core.errors import DomainError
+from core.money import allocate
 from shop import N_, settlement
 from shop.checkout import release_stock, reserve_again
 from shop.models import Order, OrderLine, Payment, Refund
+from shop.orders import recalled_lines
 
 log = logging.getLogger(__name__)
 DEFAULT_METHODS = ("card", "alipay", "wechat_pay")
+CURRENCY = "cny"
+# Stripe refuses a Checkout Session that expires less than 30 minutes after it is created;
+# the margin covers the request's way to Stripe and a clock that is a little off.
+STRIPE_MIN_LIFETIME = timedelta(minutes=30)
+EXPIRY_MARGIN = timedelta(minutes=3)
+STRIPE_MAX_LIFETIME = timedelta(hours=24)
 
 
 class PaymentError(DomainError):
     """A payment operation was refused or failed."""
+
+
+class AlreadyDone(PaymentError):
+    """The same payment or refund was already recorded (a second click): nothing more was done."""
+
+
+class PaymentMismatch(PaymentError):
+    """A payment that is not the order's exact total in CNY; ``problem`` names what differs."""
+
+    def __init__(self, template: str, *, problem: str, **params: Any) -> None:
+        super().__init__(template, **params)
+        self.problem = problem
+
+
+def checkout_expiry(order: Order, now: datetime) -> datetime:
+    """When a Checkout Session created ``now`` for ``order`` should expire: the end of the
+    order's reservation, but never sooner than Stripe's minimum lifetime plus a margin (nor
+    later than its maximum)."""
+    earliest = now + STRIPE_MIN_LIFETIME + EXPIRY_MARGIN
+    wanted = order.reserved_until or earliest
+    return min(max(wanted, earliest), now + STRIPE_MAX_LIFETIME)
 
 
 # --- Stripe ---------------------------------------------------------------------------
@@ -92,8 +130,8 @@ def start_checkout(
     }
     if "wechat_pay" in methods:
         params["payment_method_options"] = {"wechat_pay": {"client": "web"}}
-    if order.reserved_until:
-        params["expires_at"] = int(order.reserved_until.timestamp())
+    expires = checkout_expiry(order, utcnow())
+    params["expires_at"] = math.ceil(expires.timestamp())
     if order.email:
         params["customer_email"] = order.email
     try:
@@ -107,6 +145,10 @@ def start_checkout(
         raise PaymentError(N_("The payment service did not answer; try again in a moment."))
     order.stripe_session_id = cs.id
     order.stripe_checkout_url = cs.url
+    if order.reserved_until is None or order.reserved_until < expires:
+        # the stock stays held as long as the customer may still pay on Stripe's page
+        order.reserved_until = expires
+        order.updated_at = utcnow()
     return cs.url
 
 
@@ -175,17 +217,45 @@ def mark_paid(
     user_id: int | None = None,
     now: datetime | None = None,
     payment_intent: str | None = None,
+    currency: str = CURRENCY,
 ) -> str:
     """Record a payment and make the order paid, exactly once. Returns what happened.
 
-    - a reference already recorded (the same Stripe session twice): nothing changes;
+    - a reference already recorded (the same Stripe session twice, a second click at the
+      counter, also when it raced the first): nothing changes, "duplicate payment";
+    - an amount other than the order's total, or a currency other than CNY:
+      ``PaymentMismatch``, nothing written (the webhook records and flags it);
+    - an order with a line from a recalled lot: a counter payment is refused
+      (``PaymentError``); a Stripe payment (the money has moved) is recorded and posted, and
+      the order flagged "recalled: refund" for staff to refund in one click;
     - a payment for an order whose reservation lapsed: stock is taken again if there is
-      any, else the order is paid but flagged for staff (refund or source the goods);
-    - an amount different from the order total: paid, and flagged.
+      any, else the order is paid but flagged for staff (refund or source the goods).
     """
     now = now or utcnow()
     if session.scalar(select(Payment.id).where(Payment.reference == reference)) is not None:
         return "duplicate payment"
+    if (currency or "").lower() != CURRENCY:
+        raise PaymentMismatch(
+            N_("The payment is in %(currency)s, not in yuan (CNY)."),
+            problem="currency_mismatch",
+            currency=(currency or "?").upper()[:10],
+        )
+    if amount_fen != order.total_fen:
+        raise PaymentMismatch(
+            N_("The payment of %(paid)s fen does not equal the order total of %(total)s fen."),
+            problem="amount_mismatch",
+            paid=amount_fen,
+            total=order.total_fen,
+        )
+    recalled = recalled_lines(session, order)
+    if recalled and method != "stripe":
+        raise PaymentError(
+            N_(
+                "This order contains %(names)s from a recalled harvest lot and must not be sold: do not "
+                "take the money; cancel the order and tell the customer."
+            ),
+            names="、".join(line.name_zh for line in recalled),
+        )
     claim = rows_affected(
         session.execute(
             update(Order)
@@ -198,6 +268,8 @@ def mark_paid(
     duplicate = False
     if claim != 1:
         session.refresh(order)
+        if session.scalar(select(Payment.id).where(Payment.reference == reference)) is not None:
+            return "duplicate payment"  # the same payment, recorded meanwhile by a concurrent request
         if order.paid_fen > 0 or order.status not in ("cancelled", "pending_payment"):
             duplicate = True  # paid already by another payment: owed back to the customer
             attention.append("A second payment arrived for an order that was already paid; refund it.")
@@ -254,25 +326,35 @@ def mark_paid(
         return "duplicate payment (flagged)"
     order.paid_fen += amount_fen
     order.fee_fen += fee_fen
-    if amount_fen != order.total_fen:
-        attention.append(f"Paid {amount_fen} fen for an order of {order.total_fen} fen.")
-        order.attention = " ".join(filter(None, [order.attention, attention[-1]]))
     settlement.post_sale(session, order, payment, user_id=user_id)
+    if recalled:
+        note = "Recalled: refund. Paid online for goods from a recalled lot; do not pack, refund in full."
+        order.attention = " ".join(filter(None, [order.attention, note]))
+        return "paid (recalled: refund)"
     return "paid" + (" (flagged)" if attention else "")
 
 
 def record_counter_payment(
     session: Session, order: Order, *, method: str, user_id: int, receipt: str = ""
 ) -> str:
-    """Staff took cash or a transfer at the sales centre for the full order total."""
+    """Staff took cash or a transfer at the sales centre for the full order total.
+
+    A second click (also one racing the first) hears ``AlreadyDone`` and records nothing.
+    """
     if method not in ("cash", "transfer"):
         raise PaymentError(N_("Choose cash or transfer."))
+    if order.paid_fen > 0:
+        raise AlreadyDone(N_("This order has already been paid; nothing more was recorded."))
     if order.status != "pending_payment":
         raise PaymentError(N_("This order is not waiting for payment."))
     reference = f"{method}:{order.number}"
     result = mark_paid(
         session, order, method=method, amount_fen=order.total_fen, reference=reference, user_id=user_id
     )
+    if result == "duplicate payment":
+        raise AlreadyDone(N_("This order has already been paid; nothing more was recorded."))
+    if result == "order changed meanwhile":
+        raise PaymentError(N_("The order was changed by someone else; reload and try again."))
     if receipt:
         audit.record(session, "shop.order.receipt", order, user_id=user_id, note=receipt)
     return result
@@ -307,13 +389,13 @@ def refund(
 ) -> Refund:
     """Refund part or all of a paid order through the way it was paid.
 
-    Stripe refunds carry ``key`` as the idempotency key, so a repeated submit refunds once.
+    Stripe refunds carry ``key`` as the idempotency key, so a repeated submit refunds once;
+    here it hears ``AlreadyDone`` (also when it raced the first: see ``_record_refund``).
     A full refund of an order not yet handed over returns its stock.
     """
     now = now or utcnow()
-    existing = session.scalar(select(Refund).where(Refund.idempotency_key == key))
-    if existing is not None:
-        return existing
+    if session.scalar(select(Refund.id).where(Refund.idempotency_key == key)) is not None:
+        raise AlreadyDone(N_("This refund has already been made; nothing more was refunded."))
     if order.paid_fen <= 0:
         raise PaymentError(N_("This order has not been paid."))
     if amount_fen <= 0:
@@ -348,12 +430,14 @@ def refund(
                 ),
                 {"idempotency_key": key},
             )
+        except stripe.IdempotencyError as exc:  # the same refund is being made by another click
+            raise AlreadyDone(N_("This refund has already been made; nothing more was refunded.")) from exc
         except stripe.StripeError as exc:
             log.warning("Stripe refund for order %s failed: %s", order.number, exc)
             raise PaymentError(N_("The payment service refused the refund.")) from exc
         stripe_refund_id = sr.id
         status = sr.to_dict().get("status") or "succeeded"
-        if status == "failed":
+        if status in ("failed", "canceled"):
             raise PaymentError(N_("The payment service refused the refund."))
     return _record_refund(
         session,
@@ -385,6 +469,26 @@ def _record_refund(
     now: datetime,
 ) -> Refund:
     amounts = settlement.refund_amounts(order, amount_fen, line_id)
+    # the claim, and the first write: the refunded amount moves only from what we read, so of
+    # two identical refunds racing each other one claims and the other finds the first's row
+    seen = order.refunded_fen
+    claim = rows_affected(
+        session.execute(
+            update(Order)
+            .where(
+                Order.id == order.id,
+                Order.refunded_fen == seen,
+                Order.paid_fen >= seen + amount_fen,
+            )
+            .values(refunded_fen=Order.refunded_fen + amount_fen, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claim != 1:
+        if session.scalar(select(Refund.id).where(Refund.idempotency_key == key)) is not None:
+            raise AlreadyDone(N_("This refund has already been made; nothing more was refunded."))
+        raise PaymentError(N_("The order was changed by someone else; reload and try again."))
+    session.refresh(order)
     row = Refund(
         order_id=order.id,
         order=order,
@@ -395,6 +499,7 @@ def _record_refund(
         idempotency_key=key,
         stripe_refund_id=stripe_refund_id,
         line_id=line_id,
+        line_amounts={str(k): v for k, v in amounts.items()},
         created_by_id=user_id,
         created_at=now,
     )
@@ -402,7 +507,6 @@ def _record_refund(
     session.flush()
     for line in order.lines:
         line.refunded_fen += amounts.get(line.id, 0)
-    order.refunded_fen += amount_fen
     if order.refunded_fen >= order.paid_fen:
         before = order.status
         if before in ("paid", "packed") and order.stock_state == "sold":
@@ -480,3 +584,51 @@ def record_stripe_refunds(
             )
             added += 1
     return added
+
+
+def refund_failed(session: Session, row: Refund, *, stripe_status: str, now: datetime | None = None) -> bool:
+    """Stripe could not complete a refund we booked (it was ``pending``): mark it failed,
+    give the amount back to the order and its lines, reverse its booking with a voucher of
+    its own and flag the order. Once only (a conditional UPDATE); returns whether it acted."""
+    now = now or utcnow()
+    claim = rows_affected(
+        session.execute(
+            update(Refund)
+            .where(Refund.id == row.id, Refund.status != "failed")
+            .values(status="failed")
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claim != 1:
+        return False
+    session.refresh(row)
+    order = row.order
+    amounts = {int(k): int(v) for k, v in (row.line_amounts or {}).items()}
+    if not amounts:  # a refund recorded before its spread was kept: undo it over what the lines gave back
+        given = [(ln.id, ln.refunded_fen) for ln in order.lines if ln.refunded_fen > 0]
+        parts = allocate(row.amount_fen, [g for _i, g in given], keys=[i for i, _g in given]) if given else []
+        amounts = {i: p for (i, _g), p in zip(given, parts, strict=True) if p}
+    for line in order.lines:
+        line.refunded_fen -= amounts.get(line.id, 0)
+    session.execute(
+        update(Order)
+        .where(Order.id == order.id)
+        .values(refunded_fen=Order.refunded_fen - row.amount_fen, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(order)
+    note = (
+        f"Stripe refund {row.stripe_refund_id} of {row.amount_fen} fen {stripe_status}; its booking was "
+        "reversed and the money is still ours: refund again (or in cash) and tell the customer."
+    )
+    if row.restocked:
+        note += " Its stock had been put back on sale."
+    order.attention = " ".join(filter(None, [order.attention, note]))
+    audit.record(
+        session,
+        "shop.order.refund_failed",
+        order,
+        details={"refund_id": row.id, "stripe_refund_id": row.stripe_refund_id, "status": stripe_status},
+    )
+    settlement.post_refund_reversal(session, row, when=now)
+    return True

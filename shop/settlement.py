@@ -6,6 +6,8 @@ Posted through ``coop.ledger`` (idempotent per ``source="shop"`` and ``source_re
                fees; Cr 501 经营收入 per product, Cr 113 内部往来 per supplying household
                for the household's share of consignment goods.
 - refund:      the same split, reversed, against cash or the Stripe clearing account.
+- refund failed at Stripe after it was booked: the refund voucher's lines on the opposite
+               sides (``refund-failed:<refund id>``).
 - payout:      Dr 102 银行存款, Cr 112 Stripe clearing.
 
 A money event whose local day falls in a closed month (or before the books' opening date) is
@@ -171,7 +173,7 @@ def post_sale(session: Session, order: Order, payment: Payment, *, user_id: int 
             Line(household_account(session, hid), credit=amount, memo=f"订单 {order.number} 代销货款")
         )
     difference = payment.amount_fen - order.total_fen
-    if difference:  # paid more or less than the order total: keep the books balanced, flag it
+    if difference:  # mark_paid takes only the exact total; kept so the books balance whatever comes
         other = ledger.ensure_account(
             session, "504" if difference > 0 else "515", "商城收款差额", key=f"shop:diff:{difference > 0}"
         ).code
@@ -265,6 +267,46 @@ def post_refund(session: Session, refund: Refund, amounts: dict[int, int], *, us
         preparer_id=user_id,
         source=SOURCE,
         source_ref=f"refund:{refund.id}",
+    )
+
+
+def post_refund_reversal(session: Session, refund: Refund, *, when: dt.datetime, user_id: int | None = None):
+    """A refund that failed at Stripe after it was booked: a voucher of its own with the refund
+    voucher's lines on the opposite sides (the refund's voucher stays, as every posted voucher
+    does), and the households' shares given back. Idempotent per refund."""
+    from coop.models import Voucher
+
+    original = session.scalar(
+        select(Voucher).where(Voucher.source == SOURCE, Voucher.source_ref == f"refund:{refund.id}")
+    )
+    if original is None:
+        return None
+    order = refund.order
+    lines = [
+        Line(ln.account.code, debit=ln.credit, credit=ln.debit, memo=f"订单 {order.number} 退款失败冲回")
+        for ln in original.lines
+    ]
+    for credit in list(session.scalars(select(SupplierCredit).where(SupplierCredit.refund_id == refund.id))):
+        session.add(
+            SupplierCredit(
+                household_id=credit.household_id,
+                order_id=credit.order_id,
+                line_id=credit.line_id,
+                refund_id=refund.id,
+                gross_fen=-credit.gross_fen,
+                commission_fen=-credit.commission_fen,
+                owed_fen=-credit.owed_fen,
+                at=when,
+            )
+        )
+    return _post(
+        session,
+        date=local_day(when),
+        summary=f"商城订单 {order.number} 退款失败，冲回 {original.label}",
+        lines=lines,
+        preparer_id=user_id,
+        source=SOURCE,
+        source_ref=f"refund-failed:{refund.id}",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
@@ -13,9 +13,9 @@ from coop.models import Household
 from core import audit, clock, parse
 from core.errors import N_
 from core.money import parse_yuan
-from core.web import attempt, db_session, role_required, settings
-from shop import catalog, checkout, orders, payments, settlement
-from shop.models import Order, Product
+from core.web import attempt, db_session, json_error, role_required, settings, wants_json
+from shop import catalog, checkout, orders, payments, settlement, webhooks
+from shop.models import Order, Product, StripeEvent
 from shop.trace.models import HarvestLot
 
 bp = Blueprint("shop_staff", __name__, url_prefix="/shop/staff")
@@ -26,6 +26,30 @@ def _back(default: str):
     """Where a form asked to go back to (a path on this site only), else ``default``."""
     target = request.form.get("next") or ""
     return redirect(target if target.startswith("/") and not target.startswith("//") else default)
+
+
+def _answer(result: attempt, done: str, default: str):
+    """After a payment or refund action: JSON (200, 409 when it was already done, 400 when
+    refused) for API clients, else the flashed message and a redirect back."""
+    if wants_json():
+        if result.ok:
+            return jsonify({"ok": True, "message": done})
+        status = 409 if isinstance(result.exception, payments.AlreadyDone) else 400
+        return json_error(status, result.error or "", already_done=status == 409)
+    if result.ok:
+        flash(done, "success")
+    return _back(default)
+
+
+def _problem_context(events: list[StripeEvent]) -> dict:
+    """What the problem list needs: the events' orders (number, total) and the texts."""
+    ids = {e.order_id for e in events if e.order_id}
+    found = list(db_session().scalars(select(Order).where(Order.id.in_(ids)))) if ids else []
+    return {
+        "problem_events": events,
+        "problem_orders": {o.id: o for o in found},
+        "problems": webhooks.PROBLEMS,
+    }
 
 
 def _order(number: str) -> Order:
@@ -48,7 +72,7 @@ def order_list():
         orders=orders.list_orders(s, status=status, attention=attention, q=q),
         counts=orders.counts_by_status(s),
         flagged=orders.list_orders(s, attention=True, limit=50),
-        events=orders.attention_events(s),
+        **_problem_context(webhooks.open_problems(s)),
         status=status,
         q=q or "",
         states=orders.TRANSITIONS.keys(),
@@ -67,12 +91,15 @@ def order_detail(number: str):
         if lot_ids
         else {}
     )
+    recalled = orders.recalled_lines(db_session(), order)
     return render_template(
         "shop/staff/order.html",
         order=order,
         lots=lots,
+        recalled=recalled,
         history=audit.history(db_session(), "shop_orders", order.id),
         refund_key=payments.next_refund_key(order),
+        **_problem_context(webhooks.open_problems(db_session(), order_id=order.id)),
         actions=[
             a
             for a, (src, _t) in orders.STAFF_ACTIONS.items()
@@ -98,19 +125,19 @@ def order_action(number: str):
 @bp.post("/order/<number>/paid")
 @role_required(*STAFF)
 def order_paid(number: str):
-    """Record cash or a bank transfer taken at the sales centre."""
+    """Record cash or a bank transfer taken at the sales centre (refused for a recalled line;
+    a second click hears "already paid")."""
     order = _order(number)
-    with attempt() as result:
+    with attempt(flash_error=not wants_json()) as result:
         payments.record_counter_payment(
             db_session(),
             order,
             method=request.form.get("method", "cash"),
             user_id=current_user.id,
-            receipt=request.form.get("receipt", "").strip(),
+            receipt=request.form.get("receipt", "").strip()[:200],
         )
-    if result.ok:
-        flash(_("Payment recorded and posted to the books."), "success")
-    return _back(url_for("shop_staff.order_detail", number=number))
+    back = url_for("shop_staff.order_detail", number=number)
+    return _answer(result, _("Payment recorded and posted to the books."), back)
 
 
 @bp.post("/order/<number>/cancel")
@@ -129,11 +156,16 @@ def order_cancel(number: str):
 @bp.post("/order/<number>/refund")
 @role_required(*STAFF)
 def order_refund(number: str):
-    """Refund all or part of a paid order (through Stripe for online payments)."""
+    """Refund all or part of a paid order (through Stripe for online payments).
+
+    The form carries its own idempotency key: a second click of the same form (also six at
+    once) refunds once and hears "already made".
+    """
     order = _order(number)
-    line_id = request.form.get("line_id", type=int) or None
-    key = request.form.get("key") or payments.next_refund_key(order)
-    with attempt() as result:
+    with attempt(flash_error=not wants_json()) as result:
+        line = request.form.get("line_id") or ""
+        line_id = parse.whole_number(line, lo=1) if line else None
+        key = (request.form.get("key") or "").strip()[:96] or payments.next_refund_key(order)
         payments.refund(
             db_session(),
             order,
@@ -144,9 +176,9 @@ def order_refund(number: str):
             user_id=current_user.id,
             line_id=line_id,
         )
-    if result.ok:
-        flash(_("Refund made and posted to the books."), "success")
-    return redirect(url_for("shop_staff.order_detail", number=number))
+    return _answer(
+        result, _("Refund made and posted to the books."), url_for("shop_staff.order_detail", number=number)
+    )
 
 
 @bp.post("/order/<number>/resolve")
@@ -159,6 +191,22 @@ def order_resolve(number: str):
             db_session(), order, user_id=current_user.id, note=request.form.get("note", "").strip()
         )
     return redirect(url_for("shop_staff.order_detail", number=number))
+
+
+@bp.post("/events/resolve")
+@role_required(*STAFF)
+def event_resolve():
+    """Clear a flagged Stripe event from the attention list, with a note of what was done."""
+    with attempt() as result:
+        webhooks.resolve(
+            db_session(),
+            request.form.get("event_id", ""),
+            user_id=current_user.id,
+            note=request.form.get("note", "").strip(),
+        )
+    if result.ok:
+        flash(_("Marked as resolved."), "success")
+    return _back(url_for("shop_staff.order_list"))
 
 
 @bp.get("/packing")

@@ -1,55 +1,288 @@
-"""Stripe webhook events: verify, record once, act.
+"""Stripe webhook events: verify, read, record once, match exactly, act.
 
 ``verify`` checks the ``Stripe-Signature`` header on the raw body with the SDK
-(``stripe.Webhook.construct_event``); ``handle`` records the event id first (a replay
-finds it and does nothing) and then applies the event. Every effect is itself guarded
-by the order's state, so events arriving out of order (expired after completed,
-completed twice under two ids) have no second effect.
+(``stripe.WebhookSignature.verify_header``: the HMAC and a timestamp not older than the
+tolerance) and refuses a timestamp further in the future than the tolerance too, which the
+SDK does not check. ``parse`` reads a signed body and checks the shape of every field we
+use: a body we cannot read is ``Unprocessable`` (the view records it with its reason, for
+staff, and answers 400 on every delivery). ``handle`` records the event id first (a replay
+finds it and does nothing) and then applies the event. Every effect is itself guarded by
+the order's state, so events arriving out of order have no second effect.
+
+Matching a payment (``checkout.session.completed`` / ``async_payment_succeeded``): the
+Checkout Session id must be the order's own (stored when the session was created), never
+only the reference or metadata the event carries; amount and currency must be the order's
+total in CNY (``payments.mark_paid`` refuses anything else). A payment that does not match
+is recorded on its event with a ``problem`` (``PROBLEMS``) and shown to staff; the order is
+not fulfilled and nothing is booked. A ``charge.refunded`` for a payment not yet recorded
+waits on its event (``refund_waiting``) and is applied when the payment arrives. A refund
+that Stripe reports ``failed`` or ``canceled`` later (``refund.updated``, ``refund.failed``,
+``charge.refund.updated``) has its booking reversed (``payments.refund_failed``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import time
 from datetime import UTC, datetime
+from typing import Any
 
 import stripe
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import clock
+from core import audit, clock
 from core.config import Settings
-from shop import payments, settlement
-from shop.models import Order, Payment, StripeEvent
+from shop import N_, payments, settlement
+from shop.models import Order, Payment, Refund, StripeEvent
 
 log = logging.getLogger(__name__)
-HANDLED = (
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "checkout.session.async_payment_failed",
-    "checkout.session.expired",
-    "charge.refunded",
-    "payout.paid",
-)
+PAID = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+CLOSED = ("checkout.session.async_payment_failed", "checkout.session.expired")
+REFUND_UPDATES = ("refund.updated", "refund.failed", "charge.refund.updated")
+HANDLED = (*PAID, *CLOSED, "charge.refunded", *REFUND_UPDATES, "payout.paid")
+TOLERANCE = 300  # seconds a signature's timestamp may be off, either way
+MAX_AMOUNT = 10**12  # fen; more is not a real payment (and would not fit the books)
+PAYLOAD_KEPT = 4000  # characters of an unprocessable body kept for staff
+
+# Why staff must look at an event: (what happened, what to do); shown translated on the
+# order desk (templates/shop/staff/_problems.html). Parameters: order, object, amount, total.
+PROBLEMS: dict[str, tuple[str, str]] = {
+    "unknown_session": (
+        N_("A payment of %(amount)s through Checkout Session %(object)s, which belongs to no order."),
+        N_("Nothing was fulfilled or booked. Find the payment in the Stripe Dashboard and refund it there."),
+    ),
+    "other_session": (
+        N_(
+            "A payment of %(amount)s for order %(order)s through Checkout Session %(object)s, which is "
+            "not the order's own."
+        ),
+        N_(
+            "The order was not marked paid and nothing was booked. Refund this payment in the Stripe "
+            "Dashboard; the customer pays the order through its own link."
+        ),
+    ),
+    "amount_mismatch": (
+        N_("A payment of %(amount)s for order %(order)s, whose total is %(total)s."),
+        N_(
+            "The order was not marked paid and nothing was booked. Refund this payment in the Stripe "
+            "Dashboard and ask the customer to pay the order again."
+        ),
+    ),
+    "currency_mismatch": (
+        N_("A payment of %(amount)s for order %(order)s, which is not in yuan (CNY)."),
+        N_(
+            "The order was not marked paid and nothing was booked. Refund this payment in the Stripe "
+            "Dashboard and ask the customer to pay the order again."
+        ),
+    ),
+    "refund_waiting": (
+        N_("A refund of %(amount)s (charge %(object)s) arrived before its payment was recorded."),
+        N_(
+            "It is applied and booked by itself when the payment arrives. If no payment arrives, look "
+            "the charge up in the Stripe Dashboard."
+        ),
+    ),
+    "refund_failed": (
+        N_(
+            "The Stripe refund %(object)s of %(amount)s for order %(order)s failed; its booking was reversed."
+        ),
+        N_(
+            "The money is still the cooperative's: tell the customer, and refund again on the order "
+            "page (or in cash)."
+        ),
+    ),
+    "recalled_paid": (
+        N_("Order %(order)s was paid online (%(amount)s) but contains goods from a recalled lot."),
+        N_("Do not pack it. Refund it in full with the button on the order page and tell the customer."),
+    ),
+    "unprocessable": (
+        N_("Stripe sent a signed event that could not be read: %(reason)s."),
+        N_(
+            "Nothing was changed. Look the event up in the Stripe Dashboard (Developers, Events) and "
+            "settle its payment or refund by hand."
+        ),
+    ),
+}
 
 
 class BadSignature(ValueError):
-    """The payload was not signed by Stripe with our endpoint secret, or is too old."""
+    """The payload was not signed by Stripe with our endpoint secret, or is too old or too new."""
 
 
-def verify(payload: bytes, signature: str | None, secret: str, *, tolerance: int = 300) -> dict:
-    """The event as a plain dict if the signature is valid and fresh; else ``BadSignature``."""
+class Unprocessable(ValueError):
+    """A correctly signed body that is not an event we can read; ``reason`` says why."""
+
+    def __init__(self, reason: str, *, event_id: str | None = None, kind: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.event_id = event_id
+        self.kind = kind
+
+
+def verify(payload: bytes, signature: str | None, secret: str, *, tolerance: int = TOLERANCE) -> dict:
+    """The event as a plain dict if the signature is valid and its time within ``tolerance``
+    seconds of now (either way); else ``BadSignature``. A signed body that is not an event
+    we can read raises ``Unprocessable``.
+
+    The signature's time is Stripe's wall-clock time, so it is compared with the wall clock
+    (as the SDK does), not the application's clock.
+    """
     if not secret:
         raise BadSignature("no webhook secret configured")
     try:
-        stripe.Webhook.construct_event(payload, signature or "", secret, tolerance=tolerance)
-    except (stripe.SignatureVerificationError, ValueError) as exc:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadSignature("body is not UTF-8") from exc
+    header = signature or ""
+    try:
+        stripe.WebhookSignature.verify_header(text, header, secret, tolerance)
+    except stripe.SignatureVerificationError as exc:
         raise BadSignature(str(exc)) from exc
-    event = json.loads(payload)
-    if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
-        raise BadSignature("not an event")
+    stamps = [p.split("=", 1)[1] for p in header.split(",") if p.strip().startswith("t=")]
+    try:
+        signed_at = int(stamps[0].strip())
+    except (IndexError, ValueError) as exc:  # verify_header already needs it; kept for safety
+        raise BadSignature("no timestamp") from exc
+    if signed_at > time.time() + tolerance:
+        raise BadSignature(f"timestamp {signed_at} is in the future beyond the tolerance")
+    return parse(payload)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _amount(obj: dict, key: str, *, required: bool, where: str) -> None:
+    value = obj.get(key)
+    if value is None and not required:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_AMOUNT:
+        raise ValueError(f"{where}.{key} is not an amount")
+
+
+def _text(obj: dict, key: str, *, required: bool, where: str) -> None:
+    value = obj.get(key)
+    if value is None and not required:
+        return
+    if not isinstance(value, str) or not value or len(value) > 255:
+        raise ValueError(f"{where}.{key} is missing or not a string")
+
+
+def _ref(obj: dict, key: str, where: str) -> None:
+    """An expandable reference: an id, an object with an id, or nothing."""
+    value = obj.get(key)
+    if value is None or (isinstance(value, str) and 0 < len(value) <= 255):
+        return
+    if isinstance(value, dict):
+        _text(value, "id", required=True, where=f"{where}.{key}")
+        return
+    raise ValueError(f"{where}.{key} is not a reference")
+
+
+def _check_refund(obj: dict, where: str) -> None:
+    _text(obj, "id", required=True, where=where)
+    _amount(obj, "amount", required=True, where=where)
+    _text(obj, "status", required=False, where=where)
+    _ref(obj, "payment_intent", where)
+
+
+def _check_object(kind: str, obj: dict) -> None:
+    """The fields of ``data.object`` that ``handle`` reads for this kind of event."""
+    where = "data.object"
+    if kind not in HANDLED:
+        return
+    _text(obj, "id", required=True, where=where)
+    if not isinstance(obj.get("metadata") or {}, dict):
+        raise ValueError("data.object.metadata is not an object")
+    if kind in PAID or kind in CLOSED:
+        _amount(obj, "amount_total", required=kind in PAID, where=where)
+        _text(obj, "currency", required=kind in PAID, where=where)
+        _text(obj, "payment_status", required=False, where=where)
+        _text(obj, "client_reference_id", required=False, where=where)
+        _ref(obj, "payment_intent", where)
+    elif kind == "charge.refunded":
+        _amount(obj, "amount_refunded", required=False, where=where)
+        _text(obj, "currency", required=False, where=where)
+        _ref(obj, "payment_intent", where)
+        refunds = obj.get("refunds")
+        if refunds is not None:
+            listed = refunds.get("data") if isinstance(refunds, dict) else None
+            if not isinstance(listed, list) or not all(isinstance(r, dict) for r in listed):
+                raise ValueError("data.object.refunds is not a list of refunds")
+            for i, r in enumerate(listed):
+                _check_refund(r, f"{where}.refunds.data[{i}]")
+    elif kind in REFUND_UPDATES:
+        _check_refund(obj, where)
+    elif kind == "payout.paid":
+        _amount(obj, "amount", required=True, where=where)
+        if obj.get("arrival_date") is not None and (
+            not _is_int(obj["arrival_date"]) or not 0 <= obj["arrival_date"] < 2**33
+        ):
+            raise ValueError("data.object.arrival_date is not a time")
+
+
+def parse(payload: bytes) -> dict:
+    """A signed body as an event dict, checked; else ``Unprocessable`` with the reason."""
+    try:
+        event = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise Unprocessable("the body is not JSON") from exc
+    if not isinstance(event, dict):
+        raise Unprocessable("the body is not a JSON object")
+    eid = event.get("id")
+    event_id = eid if isinstance(eid, str) and 0 < len(eid) <= 255 else None
+    kind = event.get("type") if isinstance(event.get("type"), str) else None
+    if event_id is None:
+        raise Unprocessable("the event has no id", kind=kind)
+    if not kind or len(kind) > 80:
+        raise Unprocessable("the event has no type", event_id=event_id)
+    created = event.get("created")
+    if created is not None and (not _is_int(created) or not 0 <= created < 2**33):
+        raise Unprocessable("created is not a time", event_id=event_id, kind=kind)
+    data = event.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise Unprocessable("data.object is not an object", event_id=event_id, kind=kind)
+    try:
+        _check_object(kind, data["object"])
+    except ValueError as exc:
+        raise Unprocessable(str(exc), event_id=event_id, kind=kind) from exc
     return event
+
+
+def unprocessable_id(payload: bytes, exc: Unprocessable) -> str:
+    """The id an unprocessable body is recorded under: its event id, else a hash of the body
+    (so every redelivery of the same body finds the same row)."""
+    return exc.event_id or f"bad:{hashlib.sha256(payload).hexdigest()[:40]}"
+
+
+def record_unprocessable(session: Session, payload: bytes, exc: Unprocessable) -> StripeEvent:
+    """Keep a signed body we could not read, with the reason, for staff (once per body)."""
+    event_id = unprocessable_id(payload, exc)
+    row = session.get(StripeEvent, event_id)
+    if row is not None:
+        return row
+    row = StripeEvent(
+        id=event_id,
+        type=(exc.kind or "?")[:80],
+        outcome="unprocessable",
+        problem="unprocessable",
+        attention=exc.reason[:1000],
+        payload=payload[:PAYLOAD_KEPT].decode("utf-8", errors="replace"),
+        received_at=clock.now(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:  # a concurrent delivery of the same body recorded it
+        found = session.get(StripeEvent, event_id)
+        assert found is not None
+        return found
+    log.warning("unprocessable Stripe event %s: %s", event_id, exc.reason)
+    return row
 
 
 def _event_time(event: dict) -> datetime:
@@ -62,29 +295,69 @@ def _event_time(event: dict) -> datetime:
     return min(datetime.fromtimestamp(created, UTC), now)
 
 
-def _order_for(session: Session, obj: dict) -> Order | None:
-    """The order a Checkout Session or charge belongs to (metadata, reference or id)."""
-    meta = obj.get("metadata") or {}
-    number = meta.get("order_number") or obj.get("client_reference_id")
-    if number:
-        order = session.scalar(select(Order).where(Order.number == number))
-        if order is not None:
-            return order
-    if obj.get("object") == "checkout.session" and obj.get("id"):
-        return session.scalar(select(Order).where(Order.stripe_session_id == obj["id"]))
+def _pi(obj: dict) -> str | None:
     pi = obj.get("payment_intent")
     if isinstance(pi, dict):
         pi = pi.get("id")
-    if pi:
-        return session.scalar(select(Order).where(Order.stripe_payment_intent == pi))
+    return pi if isinstance(pi, str) and pi else None
+
+
+def _order_named(session: Session, obj: dict) -> Order | None:
+    """The order an object *says* it is for (metadata or reference): used to tell staff which
+    order a payment that does not match was meant for, never to pay it."""
+    meta = obj.get("metadata") or {}
+    number = meta.get("order_number") or obj.get("client_reference_id")
+    if isinstance(number, str) and number:
+        return session.scalar(select(Order).where(Order.number == number[:24]))
     return None
 
 
-PAID = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+def _own_order(session: Session, session_id: str) -> Order | None:
+    """The order whose own Checkout Session this is."""
+    return session.scalar(select(Order).where(Order.stripe_session_id == session_id))
+
+
+def _flag(
+    row: StripeEvent,
+    problem: str,
+    obj: dict,
+    *,
+    order: Order | None,
+    amount: Any = None,
+    currency: Any = None,
+) -> None:
+    row.problem = problem
+    row.object_id = str(obj.get("id"))[:255]
+    row.amount = amount if _is_int(amount) else None
+    row.currency = str(currency).lower()[:10] if currency else None
+    row.payment_intent = _pi(obj)
+    if order is not None:
+        row.order_id = order.id
+    # the English sentence (logs, the CLI); pages show PROBLEMS[problem] translated
+    params = {
+        "amount": _money(row.amount, row.currency),
+        "order": order.number if order is not None else "?",
+        "object": row.object_id,
+        "total": _money(order.total_fen, "cny") if order is not None else "?",
+    }
+    row.attention = PROBLEMS[problem][0] % params
+
+
+def _money(amount: int | None, currency: str | None) -> str:
+    if amount is None:
+        return "?"
+    if not currency or currency == "cny":
+        return f"¥{amount / 100:.2f}"
+    return f"{amount / 100:.2f} {currency.upper()}"
+
+
+def _flag_order(order: Order | None, note: str) -> None:
+    if order is not None:
+        order.attention = " ".join(filter(None, [order.attention, note]))
 
 
 def handle(session: Session, event: dict, settings: Settings) -> str:
-    """Apply a verified event once; returns a short outcome. The caller commits.
+    """Apply a verified, parsed event once; returns a short outcome. The caller commits.
 
     Raises nothing for events we do not act on (they are recorded and acknowledged).
     What Stripe must tell us (the payment's fee) is asked before anything is written, so
@@ -92,14 +365,17 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
     so a concurrent delivery of the same event changes nothing and the caller's
     transaction stays usable.
     """
-    if session.get(StripeEvent, event["id"]) is not None:
+    seen = session.get(StripeEvent, event["id"])
+    if seen is not None:
+        if seen.problem == "unprocessable":  # a redelivery of an event we could not apply
+            raise Unprocessable(seen.attention or "unprocessable", event_id=seen.id, kind=seen.type)
         return "duplicate event"
-    obj = (event.get("data") or {}).get("object") or {}
+    obj = event["data"]["object"]
     kind = event["type"]
     fee: tuple[int, str | None] = (0, None)
-    if kind in PAID and obj.get("payment_status") == "paid" and obj.get("id"):
+    if kind in PAID and obj.get("payment_status") == "paid" and _own_order(session, obj["id"]) is not None:
         fee = payments.stripe_fee(settings, obj["id"])
-    row = StripeEvent(id=event["id"], type=event["type"][:80], created=int(event.get("created") or 0))
+    row = StripeEvent(id=event["id"], type=kind[:80], created=int(event.get("created") or 0))
     try:
         with session.begin_nested():
             session.add(row)
@@ -110,53 +386,191 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
         return row.outcome
     if kind == "payout.paid":
         arrived = datetime.fromtimestamp(int(obj.get("arrival_date") or event.get("created") or 0), UTC)
-        settlement.post_payout(
-            session,
-            obj.get("id") or event["id"],
-            int(obj.get("amount") or 0),
-            arrived=settlement.local_day(arrived),
-        )
+        settlement.post_payout(session, obj["id"], int(obj["amount"]), arrived=settlement.local_day(arrived))
         row.outcome = "payout posted"
         return row.outcome
-    order = _order_for(session, obj)
-    if order is None:
-        if kind in (
-            "checkout.session.completed",
-            "checkout.session.async_payment_succeeded",
-            "charge.refunded",
-        ):
-            row.attention = (
-                f"{kind} for no known order ({obj.get('id')}, {obj.get('amount_total') or obj.get('amount')})"
-            )
-            log.warning("Stripe %s %s: %s", kind, event["id"], row.attention)
-        row.outcome = "no order"
-        return row.outcome
-    row.order_id = order.id
     if kind in PAID:
-        if obj.get("payment_status") != "paid":
-            row.outcome = "waiting for asynchronous payment"
-            return row.outcome
-        if (obj.get("currency") or "cny").lower() != "cny":
-            order.attention = f"Stripe payment in {obj.get('currency')} instead of CNY."
-        if session.scalar(select(Payment.id).where(Payment.reference == f"stripe:{obj['id']}")) is not None:
-            row.outcome = "duplicate payment"
-            return row.outcome
-        fee_fen, pi = fee
-        pi = pi or (obj.get("payment_intent") if isinstance(obj.get("payment_intent"), str) else None)
-        row.outcome = payments.mark_paid(
+        row.outcome = _paid(session, row, event, obj, fee)
+    elif kind in CLOSED:
+        order = _own_order(session, obj["id"])
+        if order is None:
+            row.outcome = "no order"
+        else:
+            row.order_id = order.id
+            cancelled = payments.cancel_unpaid(session, order, reason=kind)
+            row.outcome = "cancelled, stock returned" if cancelled else f"no effect (order {order.status})"
+    elif kind == "charge.refunded":
+        row.outcome = _charge_refunded(session, row, event, obj)
+    elif kind in REFUND_UPDATES:
+        row.outcome = _refund_updated(session, row, event, obj)
+    return row.outcome
+
+
+def _paid(session: Session, row: StripeEvent, event: dict, obj: dict, fee: tuple[int, str | None]) -> str:
+    if obj.get("payment_status") != "paid":
+        return "waiting for asynchronous payment"
+    amount, currency = obj["amount_total"], obj["currency"]
+    order = _own_order(session, obj["id"])
+    if order is None:
+        named = _order_named(session, obj)
+        problem = "other_session" if named is not None else "unknown_session"
+        _flag(row, problem, obj, order=named, amount=amount, currency=currency)
+        _flag_order(
+            named,
+            f"A Stripe payment through another Checkout Session ({obj['id']}) was not accepted; refund it.",
+        )
+        log.warning("Stripe %s %s: %s", event["type"], event["id"], problem)
+        return f"not matching: {problem}"
+    row.order_id = order.id
+    if session.scalar(select(Payment.id).where(Payment.reference == f"stripe:{obj['id']}")) is not None:
+        return "duplicate payment"
+    fee_fen, pi = fee
+    pi = pi or _pi(obj)
+    try:
+        outcome = payments.mark_paid(
             session,
             order,
             method="stripe",
-            amount_fen=int(obj.get("amount_total") or 0),
+            amount_fen=amount,
+            currency=currency,
             reference=f"stripe:{obj['id']}",
             fee_fen=fee_fen,
             payment_intent=pi,
             now=_event_time(event),
         )
-    elif kind in ("checkout.session.async_payment_failed", "checkout.session.expired"):
-        cancelled = payments.cancel_unpaid(session, order, reason=kind)
-        row.outcome = "cancelled, stock returned" if cancelled else f"no effect (order {order.status})"
-    elif kind == "charge.refunded":
-        added = payments.record_stripe_refunds(session, order, obj, now=_event_time(event))
-        row.outcome = f"{added} refund(s) recorded" if added else "refunds already recorded"
-    return row.outcome
+    except payments.PaymentMismatch as exc:
+        _flag(row, exc.problem, obj, order=order, amount=amount, currency=currency)
+        _flag_order(order, f"A Stripe payment was not accepted: {exc}; refund it.")
+        log.warning("Stripe %s %s for order %s: %s", event["type"], event["id"], order.number, exc)
+        return f"not matching: {exc.problem}"
+    if outcome.startswith("paid (recalled"):
+        _flag(row, "recalled_paid", obj, order=order, amount=amount, currency=currency)
+    if order.stripe_payment_intent:
+        applied = apply_waiting_refunds(session, order, now=_event_time(event))
+        if applied:
+            outcome += f", {applied} waiting refund(s) applied"
+    return outcome
+
+
+def apply_waiting_refunds(session: Session, order: Order, *, now: datetime) -> int:
+    """Refunds that arrived before the order's payment was recorded, applied now (once each)."""
+    waiting = list(
+        session.scalars(
+            select(StripeEvent)
+            .where(
+                StripeEvent.payment_intent == order.stripe_payment_intent,
+                StripeEvent.problem == "refund_waiting",
+                StripeEvent.resolved_at.is_(None),
+            )
+            .order_by(StripeEvent.created, StripeEvent.received_at)
+        )
+    )
+    added = 0
+    for ev in waiting:
+        charge = json.loads(ev.payload or "{}")
+        added += payments.record_stripe_refunds(session, order, charge, now=now)
+        ev.order_id = order.id
+        ev.resolved_at = clock.now()
+        ev.outcome = "refund applied after its payment arrived"
+    return added
+
+
+def _charge_refunded(session: Session, row: StripeEvent, event: dict, obj: dict) -> str:
+    pi = _pi(obj)
+    order = session.scalar(select(Order).where(Order.stripe_payment_intent == pi)) if pi else None
+    if order is None:
+        # the payment is not recorded yet (or never will be): keep the charge until it is
+        _flag(
+            row,
+            "refund_waiting",
+            obj,
+            order=_order_named(session, obj),
+            amount=obj.get("amount_refunded"),
+            currency=obj.get("currency"),
+        )
+        row.payload = json.dumps(obj)
+        return "refund waiting for its payment"
+    row.order_id = order.id
+    added = payments.record_stripe_refunds(session, order, obj, now=_event_time(event))
+    return f"{added} refund(s) recorded" if added else "refunds already recorded"
+
+
+def _refund_updated(session: Session, row: StripeEvent, event: dict, obj: dict) -> str:
+    refund = session.scalar(select(Refund).where(Refund.stripe_refund_id == obj["id"]))
+    status = obj.get("status") or ""
+    if refund is None:
+        if status in ("failed", "canceled") and _settle_waiting(session, obj):
+            return "waiting refund marked failed"
+        return f"no such refund ({status})"
+    row.order_id = refund.order_id
+    if status in ("failed", "canceled"):
+        if not payments.refund_failed(session, refund, stripe_status=status, now=_event_time(event)):
+            return "refund already marked failed"
+        _flag(
+            row, "refund_failed", obj, order=refund.order, amount=obj["amount"], currency=obj.get("currency")
+        )
+        return "refund failed, booking reversed"
+    if status == "succeeded" and refund.status == "pending":
+        refund.status = "succeeded"
+        return "refund succeeded"
+    return f"refund {status}"
+
+
+def _settle_waiting(session: Session, obj: dict) -> bool:
+    """A refund that failed while it still waits for its payment: it will not be booked."""
+    changed = False
+    pi = _pi(obj)
+    if pi is None:
+        return False
+    for ev in session.scalars(
+        select(StripeEvent).where(
+            StripeEvent.payment_intent == pi,
+            StripeEvent.problem == "refund_waiting",
+            StripeEvent.resolved_at.is_(None),
+        )
+    ):
+        charge = json.loads(ev.payload or "{}")
+        for listed in (charge.get("refunds") or {}).get("data") or []:
+            if listed.get("id") == obj["id"] and listed.get("status") != obj["status"]:
+                listed["status"] = obj["status"]
+                changed = True
+        if changed:
+            charge["amount_refunded"] = sum(
+                int(r.get("amount") or 0)
+                for r in (charge.get("refunds") or {}).get("data") or []
+                if r.get("status") in ("succeeded", "pending")
+            )
+            ev.payload = json.dumps(charge)
+    return changed
+
+
+# --- what staff see ---------------------------------------------------------------------
+
+
+def open_problems(session: Session, *, order_id: int | None = None, limit: int = 100) -> list[StripeEvent]:
+    """Events staff must look at and have not yet resolved, newest first."""
+    stmt = select(StripeEvent).where(StripeEvent.attention.is_not(None), StripeEvent.resolved_at.is_(None))
+    if order_id is not None:
+        stmt = stmt.where(StripeEvent.order_id == order_id)
+    return list(session.scalars(stmt.order_by(StripeEvent.received_at.desc()).limit(limit)))
+
+
+def resolve(session: Session, event_id: str, *, user_id: int | None, note: str = "") -> StripeEvent:
+    """Staff have dealt with a flagged event (a refund in the Dashboard, a call to the customer)."""
+    row = session.get(StripeEvent, event_id[:255])
+    if row is None or row.attention is None:
+        raise payments.PaymentError(N_("There is no such event to resolve."))
+    if row.resolved_at is not None:
+        raise payments.AlreadyDone(N_("This event has already been resolved."))
+    row.resolved_at = clock.now()
+    row.resolved_by_id = user_id
+    audit.record(
+        session,
+        "shop.stripe_event.resolve",
+        entity_type="shop_stripe_events",
+        entity_id=row.order_id or 0,
+        user_id=user_id,
+        details={"event": row.id, "problem": row.problem},
+        note=note[:1000] or None,
+    )
+    return row

@@ -78,6 +78,7 @@ class StripeStub:
         self.on_paid = None  # callable(session_dict) run when the Pay button is used
         self.on_api_call = None  # callable(method, path) run when the SDK calls the API
         self.fail_next = 0  # answer the next N API calls with HTTP 500
+        self.refund_status = "succeeded"  # what a new refund reports ("pending" as for some wallets)
         self.lock = threading.Lock()
         stub = self
 
@@ -279,7 +280,11 @@ class StripeStub:
         return next((s for s in self.sessions.values() if s.get("payment_intent") == pi), None)
 
     def refunded(self, pi: str) -> int:
-        return sum(r["amount"] for r in self.refunds.values() if r["payment_intent"] == pi)
+        return sum(
+            r["amount"]
+            for r in self.refunds.values()
+            if r["payment_intent"] == pi and r["status"] not in ("failed", "canceled")
+        )
 
     def create_refund(self, params: dict) -> tuple[int, dict]:
         pi = params.get("payment_intent")
@@ -300,16 +305,26 @@ class StripeStub:
             "charge": session["_charge"],
             "payment_intent": pi,
             "metadata": params.get("metadata") or {},
-            "status": "succeeded",
+            "status": self.refund_status,
             "created": int(time.time()),
         }
         self.refunds[rid] = refund
         return 200, refund
 
+    def settle_refund(self, rid: str, status: str) -> dict:
+        """A pending refund ends (``failed``, ``canceled`` or ``succeeded``): the refund object of a
+        ``refund.updated`` / ``refund.failed`` / ``charge.refund.updated`` event."""
+        refund = self.refunds[rid]
+        refund["status"] = status
+        if status in ("failed", "canceled"):
+            refund["failure_reason"] = "expired_or_canceled_card"
+        return dict(refund)
+
     def charge(self, pi: str) -> dict:
         """The charge object of a ``charge.refunded`` event (refunds listed, as with expand)."""
         session = self.session_for_intent(pi)
         refunds = [r for r in self.refunds.values() if r["payment_intent"] == pi]
+        refunds = [r for r in refunds if r["status"] not in ("failed", "canceled")]
         return {
             "id": session["_charge"],
             "object": "charge",

@@ -248,7 +248,7 @@ def test_payment_for_unknown_order_is_recorded_and_flagged(stripe_client, stripe
     r = post_event(stripe_client, event("checkout.session.completed", obj, "evt_unknown"))
     assert r.status_code == 200
     row = session.get(StripeEvent, "evt_unknown")
-    assert row.attention and "no known order" in row.attention
+    assert row.problem == "unknown_session" and "belongs to no order" in row.attention
 
 
 def test_webhook_without_configured_secret_rejects(client):
