@@ -90,10 +90,14 @@ def find_order_for(session: Session, cart: Cart) -> Order | None:
 
 
 def take_from_lot(session: Session, lot_id: int, quantity: Decimal) -> bool:
-    """Atomically take ``quantity`` from a lot if it has that much left; True if taken."""
+    """Atomically take ``quantity`` from a lot if it has that much left; True if taken.
+
+    The one place stock leaves a lot for an order: never from a recalled lot (nor a pack or
+    box of one: a recall marks them all) nor one not yet checked in at the sales centre.
+    """
     result = session.execute(
         update(HarvestLot)
-        .where(HarvestLot.id == lot_id, HarvestLot.remaining >= quantity, HarvestLot.recalled_at.is_(None))
+        .where(HarvestLot.id == lot_id, HarvestLot.remaining >= quantity, *catalog.SELLABLE)
         .values(remaining=HarvestLot.remaining - quantity)
         .execution_options(synchronize_session=False)
     )
@@ -127,8 +131,8 @@ def reserve(
         else:
             lots = catalog.available_lots(session, product.id)
         for lot in lots:
-            session.refresh(lot, ["remaining", "recalled_at"])
-            if lot.recalled_at is not None or lot.remaining <= 0:
+            session.refresh(lot, ["remaining", "recalled_at", "checked_in_at"])
+            if lot.recalled_at is not None or lot.checked_in_at is None or lot.remaining <= 0:
                 continue
             take = min(needed, Decimal(lot.remaining))
             if take <= 0:

@@ -306,7 +306,7 @@ def stock(product_id: int):
         lots=lots,
         history=history[:50],
         households=households,
-        stock=sum((lot.remaining for lot in lots if lot.recalled_at is None), start=0),
+        stock=catalog.stock_of(s, product.id),
     )
 
 
