@@ -134,8 +134,8 @@ class ShopSettings(Base):
     # What an unverified guest (not logged in) may hold with unpaid orders, and how long
     # unpaid pickup orders are kept (shop.checkout): see docs/shop.md.
     guest_open_orders_max: Mapped[int] = mapped_column(default=2)  # per phone and per address
-    guest_product_units_max: Mapped[int] = mapped_column(default=20)  # of one product, all guests' holds
-    guest_product_fen_max: Mapped[int] = mapped_column(default=50000)  # ¥500 of one product
+    guest_product_units_max: Mapped[int] = mapped_column(default=30)  # of one product, all guests' holds
+    guest_product_fen_max: Mapped[int] = mapped_column(default=100000)  # ¥1000 of one product
     pickup_hold_hours: Mapped[int] = mapped_column(default=2)  # unpaid pickup orders, unconfirmed
     confirmed_hold_days: Mapped[int] = mapped_column(default=3)  # after staff confirm the hold
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

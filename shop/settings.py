@@ -22,8 +22,8 @@ FIELDS = {"centre_name": 120, "centre_address": 200, "centre_hours": 120, "centr
 # whole-number rules: name -> (default, smallest, largest)
 NUMBERS = {
     "guest_open_orders_max": (2, 0, 100),  # open unpaid guest orders per phone and per address
-    "guest_product_units_max": (20, 0, 100_000),  # units of one product held by all guests' orders
-    "guest_product_fen_max": (50_000, 0, 100_000_000),  # fen of one product held by all guests' orders
+    "guest_product_units_max": (30, 0, 100_000),  # units of one product held by all guests' orders
+    "guest_product_fen_max": (100_000, 0, 100_000_000),  # fen of one product held by all guests' orders
     "pickup_hold_hours": (2, 1, 72),  # how long an unpaid pickup order is kept unless confirmed
     "confirmed_hold_days": (3, 1, 14),  # how long after placing a confirmed pickup order is kept
 }

@@ -186,6 +186,48 @@ def expire():
     return redirect(url_for("shop_staff.order_list"))
 
 
+@bp.get("/holds")
+@role_required(*STAFF)
+def holds():
+    """Current holds: every unpaid order keeping stock (who, phone, what, until when, guest or
+    account), with confirm and cancel."""
+    from shop import settings as shop_settings
+
+    session = db_session()
+    return render_template(
+        "shop/staff/holds.html",
+        holds=checkout.current_holds(session),
+        rules=shop_settings.get(session),
+        now=clock.now(),
+    )
+
+
+@bp.post("/holds/<number>/confirm")
+@role_required(*STAFF)
+def hold_confirm(number: str):
+    """Keep an unpaid pickup order for the confirmed time (e.g. after calling the customer)."""
+    order = _order(number)
+    with attempt() as result:
+        checkout.confirm_hold(db_session(), order, user_id=current_user.id)
+    if result.ok:
+        until = clock.local(order.reserved_until).strftime("%Y-%m-%d %H:%M") if order.reserved_until else ""
+        flash(_("Hold confirmed until %(time)s.", time=until), "success")
+    return redirect(url_for("shop_staff.holds"))
+
+
+@bp.post("/holds/<number>/cancel")
+@role_required(*STAFF)
+def hold_cancel(number: str):
+    """Cancel an unpaid order from the holds page; its stock goes back on sale."""
+    order = _order(number)
+    with attempt() as result:
+        orders.cancel(db_session(), order, user_id=current_user.id, reason=request.form.get("reason", ""))
+    if result.ok:
+        payments.expire_checkout(settings(), order.stripe_session_id)
+        flash(_("Order cancelled; stock returned."), "success")
+    return redirect(url_for("shop_staff.holds"))
+
+
 # --- catalogue --------------------------------------------------------------------------
 
 
@@ -367,7 +409,7 @@ def centre_settings():
             shop_settings.update(
                 session,
                 user_id=current_user.id,
-                **{key: request.form.get(key, "") for key in shop_settings.FIELDS},
+                **{key: request.form.get(key, "") for key in (*shop_settings.FIELDS, *shop_settings.NUMBERS)},
             )
         if result.ok:
             flash(_("Saved."), "success")

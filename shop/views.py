@@ -16,6 +16,7 @@ from core.errors import N_
 from core.web import attempt, db_session, role_required, settings
 from shop import cart as carts
 from shop import catalog, checkout, orders, payments
+from shop import settings as shop_settings
 from shop.models import Product
 
 bp = Blueprint("shop", __name__, url_prefix="/shop")
@@ -230,6 +231,7 @@ def checkout_page():
             stripe_enabled=stripe_enabled,
             version=cart.version if cart else 0,
             errors=[],
+            hold_rules=shop_settings.get(db_session()),
         )
     if cart is None:
         return redirect(url_for("shop.view_cart"))
@@ -251,6 +253,7 @@ def checkout_page():
             stripe_enabled=stripe_enabled,
             version=cart.version,
             errors=errors,
+            hold_rules=shop_settings.get(db_session()),
         ), 400
     with attempt(flash_error=False) as result:
         order = checkout.place_order(
@@ -325,6 +328,8 @@ def order_page(token: str):
     return render_template(
         "shop/order.html",
         order=order,
+        recalled=orders.recalled_lines(db_session(), order),
+        centre=shop_settings.get(db_session()),
         stripe_state=stripe_state,
         came_back_cancelled=bool(request.args.get("cancelled")),
         stripe_enabled=settings().stripe_enabled,
@@ -359,7 +364,12 @@ def order_cancel(token: str):
 def my_orders():
     """The logged-in user's own orders (and those placed from this browser)."""
     mine = orders.orders_of_user(db_session(), current_user.id)
-    return render_template("shop/orders.html", orders=mine)
+    return render_template(
+        "shop/orders.html",
+        orders=mine,
+        recalled=orders.recalled_lines_of(db_session(), mine),
+        centre=shop_settings.get(db_session()),
+    )
 
 
 @bp.get("/recent")
@@ -375,4 +385,10 @@ def recent_orders():
         if tokens
         else []
     )
-    return render_template("shop/orders.html", orders=rows, recent=True)
+    return render_template(
+        "shop/orders.html",
+        orders=rows,
+        recent=True,
+        recalled=orders.recalled_lines_of(db_session(), rows),
+        centre=shop_settings.get(db_session()),
+    )

@@ -297,7 +297,7 @@ def check_in(
         raise LotError(N_("lot %(lot)s is recalled"), lot=lot.lot_number)
     if lot.checked_in_at is not None:
         raise LotError(N_("lot %(lot)s is already checked in"), lot=lot.lot_number)
-    qty = parse_quantity(weighed, "weighed quantity")
+    qty = parse_quantity(weighed)
     grade = (grade or "").strip() or None
     if grade is not None and grade not in GRADES:
         raise LotError(N_("grade must be A, B or C"))

@@ -42,7 +42,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from core import clock
 from core.web import attempt, db_session, role_required, settings
 from iot.access import visible_greenhouses
-from iot.crops import crop_key
 from shop.trace import access as trace_access
 from shop.trace import cycles, epcis, gs1, inspections, lots, qr, quantity, recall
 from shop.trace.ancestry import ancestry, descendants
