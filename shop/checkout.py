@@ -77,7 +77,7 @@ class Contact:
         errors = []
         if not self.name.strip():
             errors.append(N_("Enter your name."))
-        if not PHONE_RE.match(self.phone.strip()):
+        if not PHONE_RE.match(fold_width(self.phone).strip()):  # full-width digits are digits
             errors.append(N_("Enter a phone number."))
         if self.email and "@" not in self.email:
             errors.append(N_("Enter a valid email address or leave it empty."))
