@@ -188,3 +188,60 @@ def test_hold_rules_are_settings_staff_change_and_the_checkout_tells(client, sho
     assert refused.status_code == 400 and "from 1 to 14" in refused.get_data(as_text=True)
     session.expire_all()
     assert shop_settings.get(session).confirmed_hold_days == 2
+
+
+def _race(app, product, contacts: list[dict], qty: str) -> list[str]:
+    """Guests in their own browsers check out at the same moment against a threaded server."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    browsers = [requests.Session() for _ in contacts]
+    try:
+        for b in browsers:
+            r = b.post(
+                f"{base}/shop/cart/add",
+                data={"product_id": product.id, "quantity": qty},
+                allow_redirects=False,
+            )
+            assert r.status_code == 302
+        start = threading.Barrier(len(browsers))
+
+        def checkout(pair) -> str:
+            browser, contact = pair
+            start.wait()
+            r = browser.post(
+                f"{base}/shop/checkout", data={**GUEST, **contact}, allow_redirects=False, timeout=120
+            )
+            assert r.status_code == 302, r.text[:300]
+            return r.headers["Location"]
+
+        with ThreadPoolExecutor(len(browsers)) as pool:
+            return list(pool.map(checkout, zip(browsers, contacts, strict=True)))
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        for b in browsers:
+            b.close()
+
+
+def test_simultaneous_guests_with_one_phone_get_two_holds(app, shop, session):
+    melon = shop.product("honey-melon", unit="kg", price=1600, stock=[128])
+    outcomes = _race(app, melon, [{"phone": "00000"}] * 12, "1")
+    assert sum("/shop/order/" in o for o in outcomes) == 2
+    session.expire_all()
+    assert len(_orders(session)) == 2 and shop.stock(melon) == 126
+
+
+def test_simultaneous_guests_with_many_phones_hold_at_most_the_cap(app, shop, session):
+    melon = shop.product("honey-melon", unit="kg", price=1600, stock=[128])
+    outcomes = _race(app, melon, [{"phone": f"1380000{i:04d}"} for i in range(10)], "10")
+    assert sum("/shop/order/" in o for o in outcomes) == 3  # 30 kg of the 128
+    session.expire_all()
+    assert shop.stock(melon) == 98
