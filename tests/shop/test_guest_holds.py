@@ -245,3 +245,13 @@ def test_simultaneous_guests_with_many_phones_hold_at_most_the_cap(app, shop, se
     assert sum("/shop/order/" in o for o in outcomes) == 3  # 30 kg of the 128
     session.expire_all()
     assert shop.stock(melon) == 98
+
+
+def test_hold_rules_from_the_cli(runner, session):
+    result = runner.invoke(args=["shop", "settings", "--pickup-hold-hours", "5", "--guest-orders", "1"])
+    assert result.exit_code == 0, result.output
+    assert "pickup_hold_hours: 5" in result.output and "guest_open_orders_max: 1" in result.output
+    refused = runner.invoke(args=["shop", "settings", "--confirmed-hold-days", "abc"])
+    assert refused.exit_code == 1 and "abc is not a whole number" in refused.output
+    session.expire_all()
+    assert shop_settings.get(session).pickup_hold_hours == 5
