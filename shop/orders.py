@@ -48,6 +48,10 @@ STAFF_ACTIONS = {
 }
 
 
+class OrderError(DomainError):
+    """An order change was refused."""
+
+
 class RecalledLine(NamedTuple):
     """An order line that took stock from recalled lots (a lot, or a pack or box made from one)."""
 
@@ -123,13 +127,24 @@ def flag_recalled(session: Session, lots: Sequence[HarvestLot]) -> int:
     return len(affected)
 
 
+class RecalledGoods(OrderError):
+    """The order holds goods of a recalled lot: they must not reach the customer."""
+
+    def __init__(self, template: str, *, lots: Sequence[HarvestLot], **params) -> None:
+        super().__init__(template, **params)
+        self.lots = list(lots)
+
+
 def check_not_recalled(session: Session, order: Order) -> None:
-    """Refuse to move goods of a recalled lot towards the customer, naming the lot."""
+    """Refuse to move goods of a recalled lot towards the customer, naming the lot
+    (``RecalledGoods``; the caller may then ``flag_recalled(session, exc.lots)`` in a
+    transaction of its own, since the refused one is rolled back)."""
     recalled = recalled_lines(session, order)
     if recalled:
         numbers = sorted({lot.lot_number for entry in recalled for lot in entry.lots})
-        raise OrderError(
+        raise RecalledGoods(
             N_("Order %(number)s contains recalled lot %(lot)s: do not hand it over; refund the customer."),
+            lots=[lot for entry in recalled for lot in entry.lots],
             number=order.number,
             lot=", ".join(numbers),
         )
@@ -142,10 +157,6 @@ TOWARDS_CUSTOMER = ("packed", "shipped", "ready_for_pickup", "completed")
 # An order that took stock and still counts: held for its customer, or sold. Released
 # reservations (cancelled or expired before payment) never reached the customer.
 ACTIVE_STOCK_STATES = ("held", "sold")
-
-
-class OrderError(DomainError):
-    """An order change was refused."""
 
 
 def allowed(from_state: str, to_state: str) -> bool:

@@ -92,6 +92,9 @@ def order_action(number: str):
         orders.staff_action(db_session(), order, request.form.get("action", ""), user_id=current_user.id)
     if result.ok:
         flash(_("Order updated."), "success")
+    elif isinstance(result.exception, orders.RecalledGoods):  # refused and rolled back: flag it
+        with attempt():
+            orders.flag_recalled(db_session(), result.exception.lots)
     return _back(url_for("shop_staff.order_detail", number=number))
 
 

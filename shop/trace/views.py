@@ -638,7 +638,11 @@ def merge():
     session = db_session()
     stmt = (
         select(HarvestLot)
-        .where(HarvestLot.recalled_at.is_(None), HarvestLot.remaining > 0)
+        .where(
+            HarvestLot.recalled_at.is_(None),
+            HarvestLot.checked_in_at.is_not(None),  # packed only after the centre accepted it
+            HarvestLot.remaining > 0,
+        )
         .order_by(HarvestLot.harvested_on.desc(), HarvestLot.id.desc())
         .limit(100)
     )

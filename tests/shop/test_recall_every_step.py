@@ -97,9 +97,12 @@ def test_an_order_packed_before_the_recall_cannot_be_readied_or_completed(
     session.commit()
     make_user("kuaiji", "official")
     login(client, "kuaiji")
+    assert session.get(Order, order.id).attention is None  # the recall had no hook to flag it
     _staff_action(client, order, "ready")
     session.expire_all()
-    assert session.get(Order, order.id).status == "packed"
+    refused = session.get(Order, order.id)
+    assert refused.status == "packed"
+    assert refused.attention and packs[1].lot_number in refused.attention  # the refusal flagged it
     with pytest.raises(orders.OrderError):
         orders.staff_action(session, session.get(Order, order.id), "ready", user_id=None)
 
