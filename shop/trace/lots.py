@@ -327,7 +327,7 @@ def check_in(
         raise LotError(
             N_("lot %(lot)s has only %(left)s %(unit)s left"), lot=lot.lot_number, left=0, unit=lot.unit
         )
-    note = f"declared {declared.normalize():f} {lot.unit}, weighed {qty.normalize():f} {lot.unit}"
+    note = f"{declared.normalize():f} → {qty.normalize():f} {lot.unit}"  # declared → weighed
     add_event(session, lot, "checked_in", at=now, quantity=qty, user_id=user_id, note=note)
     audit.record(
         session,

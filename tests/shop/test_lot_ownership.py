@@ -154,7 +154,7 @@ def test_a_farmers_lot_is_stock_only_after_check_in(client, session, village):
     (event,) = session.scalars(
         select(LotEvent).where(LotEvent.lot_id == lot.id, LotEvent.kind == "checked_in")
     )
-    assert event.quantity == Decimal("28.5") and "declared 30" in (event.note or "")
+    assert event.quantity == Decimal("28.5") and event.note == "30 → 28.5 kg"
     audit = session.scalars(select(AuditEntry).where(AuditEntry.action == "lot.check_in")).one()
     assert audit.details["declared"] == "30.000" and audit.details["weighed"] == "28.500"
     assert f'data-lot="{lot.lot_number}"' not in client.get("/trace/check-in").get_data(as_text=True)
