@@ -100,7 +100,10 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     # /t/<code>, /01/<gtin>/10/<lot>, /trace: lots and labels. Traceability imports nothing
     # of the shop; what it needs from orders and the catalogue is handed in here, once.
     trace_shop = ShopPort(
-        sales_of=orders.sales_of, orders_for_lot=orders.orders_for_lot, products=catalog.active_products
+        sales_of=orders.sales_of,
+        orders_for_lot=orders.orders_for_lot,
+        products=catalog.active_products,
+        flag_recalled=orders.flag_recalled,
     )
     app.register_blueprint(trace_bp, shop=trace_shop)
 

@@ -106,7 +106,12 @@ def add_item(
         raise CartError(N_("This product is not on sale now."))
     if lot_id is not None:
         lot = session.get(HarvestLot, lot_id)
-        if lot is None or lot.product_id != product.id or lot.recalled_at is not None:
+        if (
+            lot is None
+            or lot.product_id != product.id
+            or lot.recalled_at is not None
+            or lot.checked_in_at is None
+        ):
             raise CartError(N_("That lot is not available."))
     item = next((i for i in cart.items if i.product_id == product.id and i.lot_id == lot_id), None)
     if item is None:

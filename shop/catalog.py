@@ -1,6 +1,7 @@
 """The catalogue: products, their stock (from harvest lots), search, and staff edits.
 
-A product's stock is the sum of ``remaining`` over its lots that are not recalled.
+A product's stock is the sum of ``remaining`` over its lots that are checked in at the sales
+centre (``checked_in_at``, 入库验收) and not recalled (``SELLABLE``).
 Listing pages run a fixed number of queries whatever the number of products.
 """
 
@@ -37,10 +38,15 @@ class Listed:
     stock: Decimal
 
 
+# The lots the shop may sell from: checked in at the sales centre and not recalled. Stock,
+# the product page's lots and reservations (shop.checkout.take_from_lot) all use it.
+SELLABLE = (HarvestLot.recalled_at.is_(None), HarvestLot.checked_in_at.is_not(None))
+
+
 def stock_subquery():
     return (
         select(HarvestLot.product_id.label("product_id"), func.sum(HarvestLot.remaining).label("stock"))
-        .where(HarvestLot.recalled_at.is_(None), HarvestLot.product_id.is_not(None))
+        .where(*SELLABLE, HarvestLot.product_id.is_not(None))
         .group_by(HarvestLot.product_id)
         .subquery()
     )
@@ -48,9 +54,7 @@ def stock_subquery():
 
 def stock_of(session: Session, product_id: int) -> Decimal:
     total = session.scalar(
-        select(func.sum(HarvestLot.remaining)).where(
-            HarvestLot.product_id == product_id, HarvestLot.recalled_at.is_(None)
-        )
+        select(func.sum(HarvestLot.remaining)).where(HarvestLot.product_id == product_id, *SELLABLE)
     )
     return Decimal(total or 0)
 
@@ -97,9 +101,17 @@ def list_products(
 
 
 def active_products(session: Session) -> list[Product]:
-    """Active products by Chinese name: what a farmer may put a lot or pack under
-    (``shop.trace.ports.ShopPort.products``)."""
-    return list(session.scalars(select(Product).where(Product.active.is_(True)).order_by(Product.name_zh)))
+    """Active products by Chinese name, with their suppliers: what a lot or pack may be put
+    under (``shop.trace.ports.ShopPort.products``; ``shop.trace.lots.may_sell_as`` narrows it
+    to the products a farmer's household supplies, of the right crop)."""
+    return list(
+        session.scalars(
+            select(Product)
+            .where(Product.active.is_(True))
+            .options(selectinload(Product.suppliers))
+            .order_by(Product.name_zh)
+        )
+    )
 
 
 def get_product(session: Session, slug: str) -> Product | None:
@@ -117,7 +129,7 @@ def _available_lots_stmt():
         select(HarvestLot)
         .where(
             HarvestLot.product_id == bindparam("product_id"),
-            HarvestLot.recalled_at.is_(None),
+            *SELLABLE,
             HarvestLot.remaining > 0,
         )
         .order_by(HarvestLot.harvested_on.is_(None), HarvestLot.harvested_on, HarvestLot.id)

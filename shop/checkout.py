@@ -5,6 +5,14 @@ Reserving is an atomic conditional UPDATE of a lot's ``remaining``
 row count, inside the caller's transaction. Two customers can never buy the last box:
 on PostgreSQL the second UPDATE waits for the first and re-checks the condition; on
 SQLite writers are serialised. If any line cannot be filled the caller rolls back.
+
+Holds: an unpaid order keeps its stock until ``reserved_until``: 30 minutes for Stripe
+Checkout, a short time for pickup orders (``pickup_hold_hours``, 2 by default) unless staff
+confirm the hold (``confirm_hold``: then ``confirmed_hold_days`` after placing, 3 by
+default). An unverified guest (not logged in) may hold only so much (``guest_limits``): a
+few open orders per phone number and per delivery address (phones compared after
+``normalize_phone``), and a cap on what all guests together hold of one product, in units
+and in fen. The numbers are the sales centre's settings (``shop.settings.NUMBERS``).
 """
 
 from __future__ import annotations
@@ -15,8 +23,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session, selectinload
 
 from core import audit
 from core.db import rows_affected, utcnow
@@ -25,6 +33,7 @@ from core.money import mul_fen
 from core.text import fold_width
 from shop import N_, catalog
 from shop import cart as carts
+from shop import settings as shop_settings
 from shop.models import Cart, Order, OrderLine, OrderLineLot, Product
 from shop.trace.models import HarvestLot
 
@@ -32,10 +41,15 @@ STRIPE_HOLD = timedelta(minutes=30)  # Stripe's shortest Checkout Session lifeti
 PICKUP_HOLD = timedelta(days=3)  # cash on pickup: kept for the customer to come by
 PHONE_RE = re.compile(r"^\+?[0-9\- ()]{7,24}$")
 PHONE_MIN_DIGITS, PHONE_MAX_DIGITS = 7, 15  # a local number without area code; E.164's longest
+GUEST_LOCK = 0x5459_4701  # PostgreSQL advisory lock: guests' checkouts check their limits one at a time
 
 
 class CheckoutError(DomainError):
     """Checkout was refused."""
+
+
+class GuestLimit(CheckoutError):
+    """An unverified guest asked to hold more than the sales centre allows."""
 
 
 class OutOfStock(CheckoutError):
@@ -94,6 +108,91 @@ class Contact:
         return list(self.field_problems(stripe_enabled=stripe_enabled).values())
 
 
+def normalize_phone(phone: str | None) -> str:
+    """The digits of a phone number as people type it: full-width digits, spaces, dashes,
+    brackets and the +86 / 0086 country code forgiven (``+86 138-0000-0000`` → ``13800000000``)."""
+    raw = fold_width(phone or "").strip()
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    if raw.startswith("+") and digits.startswith("86"):
+        digits = digits[2:]
+    elif digits.startswith("0086"):
+        digits = digits[4:]
+    elif digits.startswith("86") and len(digits) == 13:  # 86 + an 11-digit mobile number
+        digits = digits[2:]
+    return digits
+
+
+def normalize_address(address: str | None) -> str:
+    """An address for comparing: full-width folded, case, blanks and punctuation ignored."""
+    folded = fold_width(address or "").lower()
+    return "".join(ch for ch in folded if ch.isalnum())
+
+
+def _lock_guest_checkouts(session: Session) -> None:
+    """Guests' checkouts check their limits one at a time (SQLite: the order's first write
+    already holds the database's write lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": GUEST_LOCK})
+
+
+def open_guest_orders(session: Session, *, exclude: int | None = None) -> list[Order]:
+    """Unpaid orders placed without an account that still hold stock."""
+    stmt = (
+        select(Order)
+        .where(Order.user_id.is_(None), Order.status == "pending_payment", Order.stock_state == "held")
+        .options(selectinload(Order.lines))
+    )
+    if exclude is not None:
+        stmt = stmt.where(Order.id != exclude)
+    return list(session.scalars(stmt))
+
+
+def guest_limits(session: Session, order: Order, items: list, rules) -> None:
+    """Refuse a guest's order that would hold more than the sales centre allows (``GuestLimit``)."""
+    others = open_guest_orders(session, exclude=order.id)
+    most = rules.guest_open_orders_max
+    phone = normalize_phone(order.phone)
+    if phone and sum(normalize_phone(o.phone) == phone for o in others) >= most:
+        raise GuestLimit(
+            N_(
+                "This phone number already has %(count)s unpaid orders waiting. Pay for or cancel one, "
+                "or log in, before ordering again."
+            ),
+            count=most,
+        )
+    address = normalize_address(order.address)
+    if address and sum(normalize_address(o.address) == address for o in others) >= most:
+        raise GuestLimit(
+            N_(
+                "This address already has %(count)s unpaid orders waiting. Pay for or cancel one, "
+                "or log in, before ordering again."
+            ),
+            count=most,
+        )
+    for item in items:
+        product = item.product
+        held = [ln for o in others for ln in o.lines if ln.product_id == product.id]
+        units = sum((Decimal(ln.quantity) for ln in held), Decimal(0)) + Decimal(item.quantity)
+        fen = sum(ln.total_fen for ln in held) + mul_fen(product.price_fen, item.quantity)
+        if units > rules.guest_product_units_max or fen > rules.guest_product_fen_max:
+            raise GuestLimit(
+                N_(
+                    "Without an account, orders waiting for payment may hold at most %(units)s %(unit)s "
+                    "of %(name)s. Order less, pay online now, or log in."
+                ),
+                units=rules.guest_product_units_max,
+                unit=product.unit,
+                name=product.name_zh or product.name_en,
+            )
+
+
+def hold_for(payment_method: str, rules) -> timedelta:
+    """How long a new unpaid order keeps its stock."""
+    if payment_method == "stripe":
+        return STRIPE_HOLD
+    return timedelta(hours=rules.pickup_hold_hours)
+
+
 def checkout_key(cart: Cart) -> str:
     """One order per cart version: a double click or a refresh finds the same order."""
     return f"{cart.token}:{cart.version}"
@@ -104,10 +203,14 @@ def find_order_for(session: Session, cart: Cart) -> Order | None:
 
 
 def take_from_lot(session: Session, lot_id: int, quantity: Decimal) -> bool:
-    """Atomically take ``quantity`` from a lot if it has that much left; True if taken."""
+    """Atomically take ``quantity`` from a lot if it has that much left; True if taken.
+
+    The one place stock leaves a lot for an order: never from a recalled lot (nor a pack or
+    box of one: a recall marks them all) nor one not yet checked in at the sales centre.
+    """
     result = session.execute(
         update(HarvestLot)
-        .where(HarvestLot.id == lot_id, HarvestLot.remaining >= quantity, HarvestLot.recalled_at.is_(None))
+        .where(HarvestLot.id == lot_id, HarvestLot.remaining >= quantity, *catalog.SELLABLE)
         .values(remaining=HarvestLot.remaining - quantity)
         .execution_options(synchronize_session=False)
     )
@@ -141,8 +244,8 @@ def reserve(
         else:
             lots = catalog.available_lots(session, product.id)
         for lot in lots:
-            session.refresh(lot, ["remaining", "recalled_at"])
-            if lot.recalled_at is not None or lot.remaining <= 0:
+            session.refresh(lot, ["remaining", "recalled_at", "checked_in_at"])
+            if lot.recalled_at is not None or lot.checked_in_at is None or lot.remaining <= 0:
                 continue
             take = min(needed, Decimal(lot.remaining))
             if take <= 0:
@@ -192,7 +295,8 @@ def place_order(
     if not cart.items:
         raise CheckoutError(N_("Your cart is empty."))
     expire_reservations(session, now=now)
-    hold = STRIPE_HOLD if contact.payment_method == "stripe" else PICKUP_HOLD
+    rules = shop_settings.get(session)
+    hold = hold_for(contact.payment_method, rules)
     order = Order(
         number=new_order_number(now),
         token=secrets.token_urlsafe(24),
@@ -213,6 +317,9 @@ def place_order(
     )
     session.add(order)
     session.flush()  # the first write: on SQLite this takes the write lock before any stock check
+    if user_id is None:
+        _lock_guest_checkouts(session)
+        guest_limits(session, order, list(cart.items), rules)
     total = 0
     for item in list(cart.items):
         product = item.product
@@ -323,3 +430,52 @@ def expire_reservations(session: Session, *, now: datetime | None = None) -> int
         if release_stock(session, order, new_status="cancelled"):
             count += 1
     return count
+
+
+# --- holds: what unpaid orders keep, for how long ------------------------------------------
+
+
+def current_holds(session: Session) -> list[Order]:
+    """Every unpaid order holding stock, the one whose hold ends first first."""
+    return list(
+        session.scalars(
+            select(Order)
+            .where(Order.status == "pending_payment", Order.stock_state == "held")
+            .options(selectinload(Order.lines))
+            .order_by(Order.reserved_until, Order.id)
+        )
+    )
+
+
+def confirm_hold(session: Session, order: Order, *, user_id: int | None, now: datetime | None = None) -> None:
+    """Staff confirm an unpaid pickup order (e.g. after calling the customer): it is kept until
+    ``confirmed_hold_days`` after it was placed. Audited; refused for online payments (Stripe
+    ends its own session) and for orders no longer holding stock."""
+    now = now or utcnow()
+    if order.payment_method != "cash":
+        raise CheckoutError(N_("Only orders paid at pickup can be held longer."))
+    rules = shop_settings.get(session)
+    until = max(order.reserved_until or now, order.created_at + timedelta(days=rules.confirmed_hold_days))
+    claimed = rows_affected(
+        session.execute(
+            update(Order)
+            .where(
+                Order.id == order.id,
+                Order.status == "pending_payment",
+                Order.stock_state == "held",
+                Order.reserved_until >= now,
+            )
+            .values(reserved_until=until, hold_confirmed_at=now, hold_confirmed_by=user_id, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    session.refresh(order)
+    if claimed != 1:
+        raise CheckoutError(N_("This order no longer holds stock: it was paid, cancelled or its hold ended."))
+    audit.record(
+        session,
+        "shop.order.hold_confirm",
+        order,
+        user_id=user_id,
+        details={"reserved_until": until.isoformat()},
+    )

@@ -76,14 +76,19 @@ def statement(household_code, month):
 @click.option("--address", "centre_address", help="Where customers collect their orders.")
 @click.option("--hours", "centre_hours", help="Opening hours, e.g. '每天 8:00–18:00'.")
 @click.option("--phone", "centre_phone", help="The phone customers call (orders, recalls).")
+@click.option("--guest-orders", "guest_open_orders_max", help="Unpaid guest orders per phone, per address.")
+@click.option("--guest-units", "guest_product_units_max", help="Units of one product all guests may hold.")
+@click.option("--guest-fen", "guest_product_fen_max", help="Fen of one product all guests may hold.")
+@click.option("--pickup-hold-hours", "pickup_hold_hours", help="Hours an unpaid pickup order is kept.")
+@click.option("--confirmed-hold-days", "confirmed_hold_days", help="Days a confirmed pickup order is kept.")
 def settings_command(**options):
-    """Show the sales centre's details, or change those given (audited)."""
+    """Show the sales centre's details and hold rules, or change those given (audited)."""
     from shop import settings as shop_settings
 
     changes = {key: value for key, value in options.items() if value is not None}
     with transaction() as session:
         row = shop_settings.update(session, **changes) if changes else shop_settings.get(session)
-        shown = {key: getattr(row, key) for key in shop_settings.FIELDS}
+        shown = {key: getattr(row, key) for key in (*shop_settings.FIELDS, *shop_settings.NUMBERS)}
     for key, value in shown.items():
         click.echo(f"{key.removeprefix('centre_')}: {value}")
 

@@ -258,8 +258,83 @@ def seed_trace(session: Session, ctx: dict[str, Any]) -> dict[str, Any]:
         gift_box=lambda: _gift_box(session),
     )
     made = trace_demo.seed_demo(session, ctx, products)
+    seed_stock_and_holds(session, ctx, made)  # first: it runs only while there are no orders
     seed_payments(session, made)
     return made
+
+
+def seed_stock_and_holds(session: Session, ctx: dict[str, Any], made: dict[str, Any]) -> None:
+    """What the staff pages show on the first day: farmers' harvests waiting for check-in
+    (入库验收), unpaid orders holding stock (a guest's, a confirmed one) and the demo
+    customer's order of a pack that was then recalled (the order page's recall notice).
+
+    Needs the demo users (``ctx["users"]``); runs once (skipped when any order exists).
+    """
+    from shop import cart as carts
+    from shop import checkout, orders
+    from shop.models import Order
+    from shop.trace import lots, recall
+    from shop.trace.errors import LotError
+    from shop.trace.models import CropCycle
+
+    users = ctx.get("users") or {}
+    if not users or session.scalar(select(Order.id).limit(1)) is not None:
+        return
+    today = clock.today()
+    cycles = made.get("cycles") or {}
+    for username, crop, slug, qty in (
+        ("zhaolin", "peach", "yellow-peach", "45"),
+        ("wangfang", "grape", "kyoho-grapes", "30"),
+    ):
+        farmer, product = users.get(username), _product(session, slug)
+        cycle = session.get(CropCycle, cycles[crop]) if crop in cycles else None
+        if farmer is None or product is None or cycle is None:
+            continue
+        try:
+            with session.begin_nested():
+                lots.create_harvest_lot(
+                    session,
+                    cycle,
+                    qty,
+                    product.unit,
+                    harvested_on=today,
+                    product_id=product.id,
+                    user_id=farmer.id,
+                )
+        except LotError:
+            continue  # the demo village's households do not match: nothing to wait for
+
+    def place(product, qty, name, phone, *, user_id=None, lot_id=None):
+        cart = carts.new_cart(session, user_id)
+        carts.add_item(session, cart, product, Decimal(qty), today=today, lot_id=lot_id)
+        contact = checkout.Contact(name=name, phone=phone)
+        return checkout.place_order(
+            session, cart, contact, user_id=user_id, today=today, stripe_enabled=False
+        )
+
+    grapes, peach = _product(session, "kyoho-grapes"), _product(session, "yellow-peach")
+    if grapes is not None:
+        place(grapes, "2", "游客", "138 0000 0001")  # a guest's short hold
+        confirmed = place(grapes, "3", "王阿姨", "13900000002")
+        checkout.confirm_hold(session, confirmed, user_id=getattr(users.get("kuaiji"), "id", None))
+    customer = users.get("customer")
+    pack = lots.lot_by_code(session, (made.get("packs") or [None])[-1])
+    if customer is not None and peach is not None and pack is not None and pack.product_id == peach.id:
+        place(
+            peach,
+            pack.remaining,
+            customer.display_name or "陈女士",
+            "13800000008",
+            user_id=customer.id,
+            lot_id=pack.id,
+        )
+        recall.recall_lot(
+            session,
+            pack,
+            "包装破损，可能受污染。请勿食用，可送回销售中心退款。",
+            flag_orders=orders.flag_recalled,
+        )
+    session.flush()
 
 
 DEMO_PREFIX = "demo-"

@@ -64,6 +64,11 @@ class Product(Base):
     def description(self, locale: str) -> str:
         return self.description_zh if locale == "zh_CN" else self.description_en
 
+    @property
+    def supplier_household_ids(self) -> tuple[int, ...]:
+        """The households that supply the product (``shop_product_suppliers``); empty: the collective's."""
+        return tuple(s.household_id for s in self.suppliers)
+
     def on_sale(self, today: date) -> bool:
         """Active and within its season (open-ended when from/to are empty)."""
         if not self.active:
@@ -126,6 +131,13 @@ class ShopSettings(Base):
     centre_address: Mapped[str] = mapped_column(String(200), default="")
     centre_hours: Mapped[str] = mapped_column(String(120), default="")
     centre_phone: Mapped[str] = mapped_column(String(40), default="")
+    # What an unverified guest (not logged in) may hold with unpaid orders, and how long
+    # unpaid pickup orders are kept (shop.checkout): see docs/shop.md.
+    guest_open_orders_max: Mapped[int] = mapped_column(default=2)  # per phone and per address
+    guest_product_units_max: Mapped[int] = mapped_column(default=30)  # of one product, all guests' holds
+    guest_product_fen_max: Mapped[int] = mapped_column(default=100000)  # ¥1000 of one product
+    pickup_hold_hours: Mapped[int] = mapped_column(default=2)  # unpaid pickup orders, unconfirmed
+    confirmed_hold_days: Mapped[int] = mapped_column(default=3)  # after staff confirm the hold
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
@@ -208,6 +220,8 @@ class Order(Base):
     refunded_fen: Mapped[int] = mapped_column(default=0)
     fee_fen: Mapped[int] = mapped_column(default=0)  # payment provider's fee
     reserved_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    hold_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # staff confirmed the hold
+    hold_confirmed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     stripe_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     stripe_checkout_url: Mapped[str | None] = mapped_column(Text)
     stripe_payment_intent: Mapped[str | None] = mapped_column(String(255), index=True)

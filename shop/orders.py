@@ -12,7 +12,9 @@ received it, without traceability knowing about orders.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -46,27 +48,115 @@ STAFF_ACTIONS = {
 }
 
 
-# An order that took stock and still counts: held for its customer, or sold. Released
-# reservations (cancelled or expired before payment) never reached the customer.
-ACTIVE_STOCK_STATES = ("held", "sold")
-
-
 class OrderError(DomainError):
     """An order change was refused."""
 
 
-def recalled_lines(session: Session, order: Order) -> list[OrderLine]:
-    """The order's lines that took anything from a recalled lot (the one test for "this order
-    has a recalled line"; a recall marks the lot and everything made from it)."""
-    ids = set(
+class RecalledLine(NamedTuple):
+    """An order line that took stock from recalled lots (a lot, or a pack or box made from one)."""
+
+    line: OrderLine
+    lots: list[HarvestLot]  # the recalled lots the line took from
+
+
+def recalled_lines(session: Session, order: Order) -> list[RecalledLine]:
+    """The order's lines (with their lots) whose lot has ``recalled_at`` set.
+
+    A recall sets it on the lot and on everything made from it (``shop.trace.recall``), so
+    this one test covers packs and gift boxes of a recalled harvest too. Every step that
+    moves goods towards the customer asks here (``move``; payments ask too).
+    """
+    return recalled_lines_of(session, [order]).get(order.id, [])
+
+
+def recalled_lines_of(session: Session, orders: Iterable[Order]) -> dict[int, list[RecalledLine]]:
+    """``recalled_lines`` for several orders in one query: order id -> its recalled lines."""
+    by_id = {o.id: o for o in orders}
+    if not by_id:
+        return {}
+    rows = session.execute(
+        select(OrderLine, HarvestLot)
+        .join(OrderLineLot, OrderLineLot.line_id == OrderLine.id)
+        .join(HarvestLot, HarvestLot.id == OrderLineLot.lot_id)
+        .where(OrderLine.order_id.in_(list(by_id)), HarvestLot.recalled_at.is_not(None))
+        .order_by(OrderLine.id, HarvestLot.id)
+    ).all()
+    found: dict[int, dict[int, RecalledLine]] = defaultdict(dict)
+    for line, lot in rows:
+        entry = found[line.order_id].setdefault(line.id, RecalledLine(line, []))
+        if lot not in entry.lots:
+            entry.lots.append(lot)
+    return {order_id: list(lines.values()) for order_id, lines in found.items()}
+
+
+def recall_note(recalled: Sequence[RecalledLine]) -> str:
+    """The staff flag of an order with recalled goods (plain text, like every attention note)."""
+    numbers = sorted({lot.lot_number for entry in recalled for lot in entry.lots})
+    return f"Recalled lot {', '.join(numbers)}: do not hand over; refund the customer."
+
+
+def flag_recalled(session: Session, lots: Sequence[HarvestLot]) -> int:
+    """Flag for staff every open order that took stock from these (just recalled) lots.
+
+    ``shop.trace.recall.recall_lot`` calls it through ``ShopPort.flag_recalled`` in the
+    recall's own transaction. Returns how many orders were flagged.
+    """
+    ids = [lot.id for lot in lots]
+    if not ids:
+        return 0
+    affected = list(
         session.scalars(
-            select(OrderLineLot.line_id)
-            .join(OrderLine, OrderLine.id == OrderLineLot.line_id)
-            .join(HarvestLot, HarvestLot.id == OrderLineLot.lot_id)
-            .where(OrderLine.order_id == order.id, HarvestLot.recalled_at.is_not(None))
+            select(Order)
+            .join(OrderLine, OrderLine.order_id == Order.id)
+            .join(OrderLineLot, OrderLineLot.line_id == OrderLine.id)
+            .where(
+                OrderLineLot.lot_id.in_(ids),
+                Order.stock_state.in_(("held", "sold")),
+                Order.status.not_in(("cancelled", "refunded")),
+            )
+            .distinct()
         )
     )
-    return [line for line in order.lines if line.id in ids]
+    session.flush()
+    recalled = recalled_lines_of(session, affected)
+    for order in affected:
+        note = recall_note(recalled.get(order.id, []))
+        if note not in (order.attention or ""):
+            order.attention = " ".join(filter(None, [order.attention, note]))
+            audit.record(session, "shop.order.flag", order, details={"recall": note})
+    return len(affected)
+
+
+class RecalledGoods(OrderError):
+    """The order holds goods of a recalled lot: they must not reach the customer."""
+
+    def __init__(self, template: str, *, lots: Sequence[HarvestLot], **params) -> None:
+        super().__init__(template, **params)
+        self.lots = list(lots)
+
+
+def check_not_recalled(session: Session, order: Order) -> None:
+    """Refuse to move goods of a recalled lot towards the customer, naming the lot
+    (``RecalledGoods``; the caller may then ``flag_recalled(session, exc.lots)`` in a
+    transaction of its own, since the refused one is rolled back)."""
+    recalled = recalled_lines(session, order)
+    if recalled:
+        numbers = sorted({lot.lot_number for entry in recalled for lot in entry.lots})
+        raise RecalledGoods(
+            N_("Order %(number)s contains recalled lot %(lot)s: do not hand it over; refund the customer."),
+            lots=[lot for entry in recalled for lot in entry.lots],
+            number=order.number,
+            lot=", ".join(numbers),
+        )
+
+
+# Moving into these states brings goods towards the customer: never with recalled goods.
+TOWARDS_CUSTOMER = ("packed", "shipped", "ready_for_pickup", "completed")
+
+
+# An order that took stock and still counts: held for its customer, or sold. Released
+# reservations (cancelled or expired before payment) never reached the customer.
+ACTIVE_STOCK_STATES = ("held", "sold")
 
 
 def allowed(from_state: str, to_state: str) -> bool:
@@ -82,10 +172,16 @@ def move(
     note: str | None = None,
     extra: dict | None = None,
 ) -> None:
-    """Move ``order`` to ``to_state`` if allowed and nobody moved it meanwhile."""
+    """Move ``order`` to ``to_state`` if allowed and nobody moved it meanwhile.
+
+    Packing, shipping, readying and handing over are refused while any of the order's lots
+    is recalled (``check_not_recalled``): every staff action and every other path comes here.
+    """
     from_state = order.status
     if not allowed(from_state, to_state):
         raise OrderError(N_("This change is not allowed for the order in its current state."))
+    if to_state in TOWARDS_CUSTOMER:
+        check_not_recalled(session, order)
     values = {"status": to_state, "updated_at": utcnow(), **(extra or {})}
     changed = rows_affected(
         session.execute(
@@ -235,7 +331,12 @@ def resolve_attention(session: Session, order: Order, *, user_id: int | None, no
 
 
 def sales_of(session: Session, lot_id: int) -> list[Sale]:
-    """Paid orders' takings from a lot (no customer data): when, how much, shipped when."""
+    """Paid orders' takings from a lot (no customer data): when, how much, shipped when.
+
+    A payment recorded at or after the lot's recall is no sale: the goods are never handed
+    over (``move`` refuses) and the money is refunded, so the trace page and the EPCIS export
+    never show a sale after the recall.
+    """
     rows = session.execute(
         select(
             Order.paid_at,
@@ -248,7 +349,13 @@ def sales_of(session: Session, lot_id: int) -> list[Sale]:
         .select_from(OrderLineLot)
         .join(OrderLine, OrderLine.id == OrderLineLot.line_id)
         .join(Order, Order.id == OrderLine.order_id)
-        .where(OrderLineLot.lot_id == lot_id, Order.stock_state == "sold")
+        .join(HarvestLot, HarvestLot.id == OrderLineLot.lot_id)
+        .where(
+            OrderLineLot.lot_id == lot_id,
+            Order.stock_state == "sold",
+            HarvestLot.recalled_at.is_(None)
+            | (func.coalesce(Order.paid_at, Order.created_at) < HarvestLot.recalled_at),
+        )
         .order_by(Order.paid_at, Order.id)
     ).all()
     return [

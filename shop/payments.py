@@ -254,7 +254,7 @@ def mark_paid(
                 "This order contains %(names)s from a recalled harvest lot and must not be sold: do not "
                 "take the money; cancel the order and tell the customer."
             ),
-            names="、".join(line.name_zh for line in recalled),
+            names="、".join(r.line.name_zh for r in recalled),
         )
     claim = rows_affected(
         session.execute(

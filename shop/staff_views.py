@@ -119,6 +119,9 @@ def order_action(number: str):
         orders.staff_action(db_session(), order, request.form.get("action", ""), user_id=current_user.id)
     if result.ok:
         flash(_("Order updated."), "success")
+    elif isinstance(result.exception, orders.RecalledGoods):  # refused and rolled back: flag it
+        with attempt():
+            orders.flag_recalled(db_session(), result.exception.lots)
     return _back(url_for("shop_staff.order_detail", number=number))
 
 
@@ -232,6 +235,48 @@ def expire():
         count = checkout.expire_reservations(db_session())
     flash(_("%(count)d lapsed reservations cancelled.", count=count), "success")
     return redirect(url_for("shop_staff.order_list"))
+
+
+@bp.get("/holds")
+@role_required(*STAFF)
+def holds():
+    """Current holds: every unpaid order keeping stock (who, phone, what, until when, guest or
+    account), with confirm and cancel."""
+    from shop import settings as shop_settings
+
+    session = db_session()
+    return render_template(
+        "shop/staff/holds.html",
+        holds=checkout.current_holds(session),
+        rules=shop_settings.get(session),
+        now=clock.now(),
+    )
+
+
+@bp.post("/holds/<number>/confirm")
+@role_required(*STAFF)
+def hold_confirm(number: str):
+    """Keep an unpaid pickup order for the confirmed time (e.g. after calling the customer)."""
+    order = _order(number)
+    with attempt() as result:
+        checkout.confirm_hold(db_session(), order, user_id=current_user.id)
+    if result.ok:
+        until = clock.local(order.reserved_until).strftime("%Y-%m-%d %H:%M") if order.reserved_until else ""
+        flash(_("Hold confirmed until %(time)s.", time=until), "success")
+    return redirect(url_for("shop_staff.holds"))
+
+
+@bp.post("/holds/<number>/cancel")
+@role_required(*STAFF)
+def hold_cancel(number: str):
+    """Cancel an unpaid order from the holds page; its stock goes back on sale."""
+    order = _order(number)
+    with attempt() as result:
+        orders.cancel(db_session(), order, user_id=current_user.id, reason=request.form.get("reason", ""))
+    if result.ok:
+        payments.expire_checkout(settings(), order.stripe_session_id)
+        flash(_("Order cancelled; stock returned."), "success")
+    return redirect(url_for("shop_staff.holds"))
 
 
 # --- catalogue --------------------------------------------------------------------------
@@ -354,7 +399,7 @@ def stock(product_id: int):
         lots=lots,
         history=history[:50],
         households=households,
-        stock=sum((lot.remaining for lot in lots if lot.recalled_at is None), start=0),
+        stock=catalog.stock_of(s, product.id),
     )
 
 
@@ -415,7 +460,11 @@ def centre_settings():
             shop_settings.update(
                 session,
                 user_id=current_user.id,
-                **{key: request.form.get(key, "") for key in shop_settings.FIELDS},
+                **{
+                    key: request.form[key]
+                    for key in (*shop_settings.FIELDS, *shop_settings.NUMBERS)
+                    if key in request.form  # a field the form did not send keeps its value
+                },
             )
         if result.ok:
             flash(_("Saved."), "success")

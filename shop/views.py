@@ -287,6 +287,7 @@ def _checkout_form(lines, form, version: int, stripe_enabled: bool, field_errors
         errors=errors,
         field_errors=field_errors,
         centre=shop_settings.get(db_session()),
+        hold_rules=shop_settings.get(db_session()),
     )
 
 
@@ -339,10 +340,11 @@ def order_page(token: str):
     return render_template(
         "shop/order.html",
         order=order,
+        recalled=orders.recalled_lines(db_session(), order),
+        centre=shop_settings.get(db_session()),
         stripe_state=stripe_state,
         came_back_cancelled=bool(request.args.get("cancelled")),
         stripe_enabled=settings().stripe_enabled,
-        centre=shop_settings.get(db_session()),
     )
 
 
@@ -374,7 +376,12 @@ def order_cancel(token: str):
 def my_orders():
     """The logged-in user's own orders (and those placed from this browser)."""
     mine = orders.orders_of_user(db_session(), current_user.id)
-    return render_template("shop/orders.html", orders=mine)
+    return render_template(
+        "shop/orders.html",
+        orders=mine,
+        recalled=orders.recalled_lines_of(db_session(), mine),
+        centre=shop_settings.get(db_session()),
+    )
 
 
 @bp.get("/recent")
@@ -390,4 +397,10 @@ def recent_orders():
         if tokens
         else []
     )
-    return render_template("shop/orders.html", orders=rows, recent=True)
+    return render_template(
+        "shop/orders.html",
+        orders=rows,
+        recent=True,
+        recalled=orders.recalled_lines_of(db_session(), rows),
+        centre=shop_settings.get(db_session()),
+    )

@@ -11,8 +11,11 @@ Mapping (CBV 2.0 vocabulary):
 * split into packs and merge into a box → TransformationEvent (inputs → outputs), and
   AggregationEvent ADD, bizStep ``packing``: the pack or box (its GTIN + code as
   serial) contains the quantities it was made from;
+* checked in at the sales centre (入库验收) → ObjectEvent OBSERVE, bizStep ``receiving``,
+  disposition ``in_progress``, with the weighed quantity;
 * sold / shipped / recalled → ObjectEvent OBSERVE (``retail_selling`` / ``shipping`` /
-  ``holding`` with disposition ``recalled``).
+  ``holding`` with disposition ``recalled``). No sale or shipment of a lot is exported at or
+  after its ``recalled`` event (a payment that arrives after a recall is refunded, not a sale).
 
 Lots are identified as GS1 Digital Link URIs on the canonical ``https://id.gs1.org``
 domain; a lot whose product has no GTIN falls back to the public short URL. The
@@ -267,6 +270,21 @@ class Exporter:
             out["ty:note"] = event.note
         return out
 
+    def received(self, lot: HarvestLot, event: LotEvent) -> dict:
+        """The sales centre weighed and accepted the lot (入库验收)."""
+        out = {
+            "type": "ObjectEvent",
+            **self.when(event.at),
+            "eventID": self.event_id(f"event/{event.id}"),
+            "action": "OBSERVE",
+            "bizStep": "receiving",
+            "disposition": "in_progress",
+            "quantityList": [self.quantity(lot, event.quantity)],
+        }
+        if event.note:
+            out["ty:note"] = event.note
+        return out
+
     def sale(self, lot: HarvestLot, sale: Sale, n: int) -> dict:
         """A paid order's taking from the lot (recorded by the shop, not as a LotEvent)."""
         return {
@@ -311,12 +329,17 @@ class Exporter:
                 events.append((ev.at, ev.id, self.inspection(owner, ev, insp)))
             elif ev.kind in ("packed", "merged"):
                 events.extend((ev.at, ev.id, e) for e in self.transformation(owner, ev, lots))
-            elif ev.kind in ("sold", "shipped", "recalled"):
+            elif ev.kind == "recalled" or (
+                ev.kind in ("sold", "shipped") and not _after_recall(owner, ev.at)
+            ):
                 events.append((ev.at, ev.id, self.observe(owner, ev)))
+            elif ev.kind == "checked_in":
+                events.append((ev.at, ev.id, self.received(owner, ev)))
             # "split" is the parent's side of a pack/merge event: exported once, from the child
         for lot_id, each in lots.items():
             for n, sale in enumerate(self.sales_of(self.session, lot_id)):
-                events.append((sale.at, 0, self.sale(each, sale, n)))
+                if not _after_recall(each, sale.at):  # goods of a recalled lot are never sold
+                    events.append((sale.at, 0, self.sale(each, sale, n)))
         events.sort(key=lambda t: (t[0], t[1]))
         return {
             "@context": [EPCIS_CONTEXT, {"ty": self.ns}],
@@ -327,6 +350,12 @@ class Exporter:
             "sender": self.base,
             "epcisBody": {"eventList": [e for _at, _id, e in events]},
         }
+
+
+def _after_recall(lot: HarvestLot, at: datetime) -> bool:
+    """An event at or after the lot's recall: a sale or shipment then is never exported."""
+    recalled = lot.recalled_at
+    return recalled is not None and at >= recalled
 
 
 def export_lot(

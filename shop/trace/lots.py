@@ -1,7 +1,23 @@
-"""Harvest lots: record a harvest, split it into packs, merge lots into a box, find a lot.
+"""Harvest lots: record a harvest, check it in at the sales centre, split it into packs,
+merge lots into a box, find a lot.
 
 Plain services over a SQLAlchemy session: they flush but never commit. Every change to
 a lot adds a ``LotEvent`` (the story on the trace page and in the EPCIS export).
+
+Stock belongs to its grower (``may_sell_as``, the one rule every path asks):
+
+* a harvest lot's product must be of the crop cycle's crop (for everyone), and a farmer
+  may choose only a product their household supplies (``shop_product_suppliers``);
+* a pack is sold as its lot's product, or re-labelled as another product of the same crop
+  which (for a farmer) the lot's household supplies;
+* a gift box's product has the crop of every lot in it (or no crop: a mixed box), and (for
+  a farmer) the household supplies it.
+
+Staff (admin, official) and the system (CLI, demo: no user) keep wider rights: any
+household's products, but the crop must still match. A farmer's new harvest lot is stock
+only once staff check it in at the sales centre (``check_in``, 入库验收: weighed, graded,
+by whom and when); lots staff record themselves are checked in at once. Lots not yet
+checked in cannot be split or merged (packing happens after acceptance).
 """
 
 from __future__ import annotations
@@ -12,13 +28,17 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from coop.models import Household
 from core import audit, clock
+from core.db import rows_affected, utcnow
 from core.errors import N_
+from core.models import User
+from iot.crops import crop_key
 from shop.trace.codes import new_code, normalize_code
 from shop.trace.cycles import cycle_for_crop
 from shop.trace.errors import LotError
@@ -29,6 +49,127 @@ from shop.trace.quantity import parse_quantity
 
 LOT_NUMBER_MAX = 20  # GS1 AI (10) batch/lot is at most 20 characters
 PIECE_UNITS = ("box", "bag", "piece")
+STAFF_ROLES = ("admin", "official")
+GRADES = ("A", "B", "C")
+
+
+# --- whose stock it is ------------------------------------------------------------------
+
+
+def is_staff(actor: Any) -> bool:
+    """Staff of the sales centre, or the system itself (no user: the CLI, the demo)."""
+    return actor is None or getattr(actor, "role", None) in STAFF_ROLES
+
+
+def _actor(session: Session, user_id: int | None) -> User | None:
+    if user_id is None:
+        return None
+    user = session.get(User, user_id)
+    if user is None:
+        raise LotError(N_("unknown user"))
+    return user
+
+
+def same_crop(a: str | None, b: str | None) -> bool:
+    """Two crop names mean the same crop (aliases and plurals forgiven; unknown crops by name)."""
+
+    def key(crop: str | None) -> str | None:
+        if not (crop or "").strip():
+            return None
+        found = crop_key(crop)
+        return found if found != "default" else " ".join((crop or "").lower().split())
+
+    return key(a) == key(b)
+
+
+def goods_crop(lot: HarvestLot) -> str | None:
+    """The crop a lot's goods are: its crop cycle's, else its product's (None: unknown or mixed)."""
+    if lot.crop_cycle is not None:
+        return lot.crop_cycle.crop
+    return lot.product.crop if lot.product is not None else None
+
+
+def sold_as_problem(
+    product: Sellable, *, crops: Sequence[str | None], household_id: int | None, actor: Any, mode: str
+) -> tuple[str, dict[str, Any]] | None:
+    """Why ``product`` may not be put on these goods (an ``N_`` template and its parameters),
+    or None when it may. ``mode``: ``"harvest"`` (a new lot), ``"pack"`` (a pack re-labelled
+    as another product) or ``"box"`` (a gift box of several lots).
+
+    - crop: a new lot's product is of its crop cycle's crop; a pack's or box's product is
+      of the crop of every lot in it, or has no crop (a box, a mixed gift box);
+    - household: a farmer uses only products their household supplies; a pack or box (by
+      anyone) never becomes a product that only other households supply.
+    """
+    name = product.name_zh or product.name_en
+    for crop in crops:
+        if mode != "harvest" and not product.crop:
+            break  # a box or mixed gift box: no single crop
+        if mode == "harvest" and crop is None:
+            continue  # stock received without a crop cycle: the product says what it is
+        if not same_crop(product.crop, crop):
+            return N_("%(product)s is not %(crop)s: choose a product of the same crop"), {
+                "product": name,
+                "crop": crop or "—",
+            }
+    suppliers = product.supplier_household_ids
+    if not is_staff(actor):
+        if household_id is None or household_id not in suppliers:
+            return N_("your household does not supply %(product)s: choose one of your own products"), {
+                "product": name
+            }
+    elif mode != "harvest" and suppliers and household_id is not None and household_id not in suppliers:
+        return N_("%(product)s is supplied by another household: choose one of this household's products"), {
+            "product": name
+        }
+    return None
+
+
+def may_sell_as(
+    product: Sellable, lot: HarvestLot | None, actor: Any, *, cycle: CropCycle | None = None
+) -> bool:
+    """Whether ``actor`` may put ``product`` on ``lot``'s packs (or on a new harvest lot of
+    ``cycle`` when ``lot`` is None): the choices a form offers."""
+    if lot is None:
+        household = cycle.household_id if cycle is not None else getattr(actor, "household_id", None)
+        crops = [cycle.crop] if cycle is not None else []
+        return (
+            sold_as_problem(product, crops=crops, household_id=household, actor=actor, mode="harvest") is None
+        )
+    if product.id == lot.product_id:
+        return True
+    return (
+        sold_as_problem(
+            product, crops=[goods_crop(lot)], household_id=lot.household_id, actor=actor, mode="pack"
+        )
+        is None
+    )
+
+
+def may_box_as(product: Sellable, actor: Any) -> bool:
+    """Whether ``actor`` may offer ``product`` as a gift box at all (before the lots are chosen)."""
+    household = getattr(actor, "household_id", None)
+    return is_staff(actor) or (household is not None and household in product.supplier_household_ids)
+
+
+def _refuse_sold_as(
+    product: Sellable, *, crops: Sequence[str | None], household_id: int | None, actor: Any, mode: str
+) -> None:
+    problem = sold_as_problem(product, crops=crops, household_id=household_id, actor=actor, mode=mode)
+    if problem is not None:
+        template, params = problem
+        raise LotError(template, **params)
+
+
+def _product(session: Session, product_id: int | None) -> Sellable | None:
+    """The shop's product ``product_id`` (through the relationship the shop adds to lots)."""
+    if product_id is None:
+        return None
+    cls = sa_inspect(HarvestLot).relationships["product"].mapper.class_
+    product = session.get(cls, product_id)
+    if product is None:
+        raise LotError(N_("no product %(id)s"), id=product_id)
+    return product
 
 
 def _unique_code(session: Session) -> str:
@@ -83,6 +224,10 @@ def create_harvest_lot(
     Without ``cycle`` (stock received in the shop), the household's one active crop
     cycle of the product's crop is used when there is exactly one, so the lot still
     traces back to its greenhouse.
+
+    The product must be one the lot may be sold as (``sold_as_problem``). Recorded by staff
+    (or the system) the lot is checked in at once; recorded by a farmer it waits for staff
+    to weigh it at the sales centre (``check_in``) before it counts as stock.
     """
     harvested_on = plausible_day(harvested_on or clock.today())
     if cycle is not None and harvested_on < cycle.planted_on:
@@ -90,10 +235,22 @@ def create_harvest_lot(
     qty = parse_quantity(quantity)
     if household_id is not None and session.get(Household, household_id) is None:
         raise LotError(N_("no household %(id)s"), id=household_id)
+    actor = _actor(session, user_id)
+    owner = cycle.household_id if cycle is not None and household_id is None else household_id
+    product = _product(session, product_id)
+    if product is not None:
+        _refuse_sold_as(
+            product,
+            crops=[cycle.crop if cycle is not None else None],
+            household_id=owner,
+            actor=actor,
+            mode="harvest",
+        )
+    staff = is_staff(actor)
     lot = HarvestLot(
         product_id=product_id,
         crop_cycle_id=cycle.id if cycle is not None else None,
-        household_id=cycle.household_id if cycle is not None and household_id is None else household_id,
+        household_id=owner,
         kind="harvest",
         harvested_on=harvested_on,
         quantity=qty,
@@ -101,6 +258,9 @@ def create_harvest_lot(
         unit=(unit or "kg").strip(),
         grade=(grade or "").strip() or None,
         created_by_id=user_id,
+        checked_in_at=utcnow() if staff else None,
+        checked_in_by_id=user_id if staff else None,
+        checked_in_quantity=qty if staff else None,
     )
     day = harvested_on
     _insert_lot(session, lot, lambda: _next_number(session, "L" + day.strftime("%y%m%d")))
@@ -112,9 +272,83 @@ def create_harvest_lot(
         session, lot, "harvested", at=event_time(harvested_on), quantity=qty, user_id=user_id, note=note
     )
     audit.record(
-        session, "lot.harvest", lot, user_id=user_id, details={"lot": lot.lot_number, "qty": str(qty)}
+        session,
+        "lot.harvest",
+        lot,
+        user_id=user_id,
+        details={"lot": lot.lot_number, "qty": str(qty), "checked_in": staff},
     )
     return lot
+
+
+def check_in(
+    session: Session, lot: HarvestLot, weighed: Any, grade: str | None, *, user_id: int | None
+) -> HarvestLot:
+    """入库验收: staff weigh and grade a farmer's lot at the sales centre; only then is it stock.
+
+    The lot's quantity (and what is left of it) becomes the weighed quantity, which may be
+    less than the farmer declared (or more); the event and the audit log keep both. Checked
+    in once: a second click (or a second clerk) is refused by the conditional UPDATE.
+    """
+    actor = _actor(session, user_id)
+    if not is_staff(actor):
+        raise LotError(N_("only staff of the sales centre can check lots in"))
+    if lot.recalled_at is not None:
+        raise LotError(N_("lot %(lot)s is recalled"), lot=lot.lot_number)
+    if lot.checked_in_at is not None:
+        raise LotError(N_("lot %(lot)s is already checked in"), lot=lot.lot_number)
+    qty = parse_quantity(weighed)
+    grade = (grade or "").strip() or None
+    if grade is not None and grade not in GRADES:
+        raise LotError(N_("grade must be A, B or C"))
+    declared = lot.quantity
+    now = utcnow()
+    claimed = rows_affected(
+        session.execute(
+            update(HarvestLot)
+            .where(
+                HarvestLot.id == lot.id, HarvestLot.checked_in_at.is_(None), HarvestLot.recalled_at.is_(None)
+            )
+            .values(
+                checked_in_at=now,
+                checked_in_by_id=user_id,
+                checked_in_quantity=qty,
+                quantity=qty,
+                remaining=HarvestLot.remaining - declared + qty,
+                grade=grade if grade is not None else HarvestLot.grade,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claimed != 1:
+        raise LotError(N_("lot %(lot)s is already checked in"), lot=lot.lot_number)
+    session.refresh(lot)
+    if lot.remaining < 0:
+        raise LotError(
+            N_("lot %(lot)s has only %(left)s %(unit)s left"), lot=lot.lot_number, left=0, unit=lot.unit
+        )
+    note = f"{declared.normalize():f} → {qty.normalize():f} {lot.unit}"  # declared → weighed
+    add_event(session, lot, "checked_in", at=now, quantity=qty, user_id=user_id, note=note)
+    audit.record(
+        session,
+        "lot.check_in",
+        lot,
+        user_id=user_id,
+        details={"declared": str(declared), "weighed": str(qty), "grade": lot.grade},
+    )
+    session.flush()
+    return lot
+
+
+def waiting_for_check_in(session: Session) -> list[HarvestLot]:
+    """Lots waiting to be checked in at the sales centre, oldest first."""
+    return list(
+        session.scalars(
+            select(HarvestLot)
+            .where(HarvestLot.checked_in_at.is_(None), HarvestLot.recalled_at.is_(None))
+            .order_by(HarvestLot.created_at, HarvestLot.id)
+        )
+    )
 
 
 def lot_by_code(session: Session, code: str | None) -> HarvestLot | None:
@@ -130,9 +364,11 @@ def lot_by_number(session: Session, lot_number: str | None) -> HarvestLot | None
 
 
 def check_usable(lot: HarvestLot, qty: Decimal) -> None:
-    """Refuse to take ``qty`` from a recalled lot or more than it has left."""
+    """Refuse to take ``qty`` from a recalled lot, a lot not yet checked in, or more than it has left."""
     if lot.recalled_at is not None:
         raise LotError(N_("lot %(lot)s is recalled"), lot=lot.lot_number)
+    if lot.checked_in_at is None:
+        raise LotError(N_("lot %(lot)s is not checked in at the sales centre yet"), lot=lot.lot_number)
     if qty > lot.remaining:
         raise LotError(
             N_("lot %(lot)s has only %(left)s %(unit)s left"),
@@ -163,12 +399,22 @@ def split_lot(
     Each pack is a lot of its own with its own code (its own label), sold as ``product``
     (the shop's product, as the catalogue hands it over; default the lot's). When that
     product is sold by the piece (a unit other than the lot's, e.g. "box"), the pack's
-    quantity is 1 of that unit and the link records how much of the lot went in.
+    quantity is 1 of that unit and the link records how much of the lot went in. Another
+    product than the lot's must be of the same crop and (for a farmer) supplied by the
+    lot's household (``sold_as_problem``).
     """
     if not sizes:
         raise LotError(N_("give at least one pack size"))
     quantities = [parse_quantity(s, "pack size") for s in sizes]
     check_usable(lot, sum(quantities, Decimal(0)))
+    if product is not None and product.id != lot.product_id:
+        _refuse_sold_as(
+            product,
+            crops=[goods_crop(lot)],
+            household_id=lot.household_id,
+            actor=_actor(session, user_id),
+            mode="pack",
+        )
     sold_as = product if product is not None else lot.product
     by_piece = sold_as is not None and sold_as.unit != lot.unit and sold_as.unit in PIECE_UNITS
     day = on or clock.today()
@@ -186,6 +432,9 @@ def split_lot(
             unit=sold_as.unit if by_piece and sold_as is not None else lot.unit,
             grade=lot.grade,
             created_by_id=user_id,
+            checked_in_at=lot.checked_in_at,
+            checked_in_by_id=lot.checked_in_by_id,
+            checked_in_quantity=Decimal(1) if by_piece else qty,
         )
         _insert_lot(session, pack, functools.partial(_child_number, session, lot, i, day))
         session.add(LotLink(parent_id=lot.id, child_id=pack.id, quantity=qty))
@@ -225,7 +474,11 @@ def merge_lots(
     user_id: int | None = None,
     on: date | None = None,
 ) -> HarvestLot:
-    """Merge quantities of several lots into one new lot (e.g. a gift box)."""
+    """Merge quantities of several lots into one new lot (e.g. a gift box).
+
+    The box's product has the crop of every lot in it, or no crop (a mixed box); a farmer
+    may use only a product their household supplies (``sold_as_problem``).
+    """
     taken = [(lot, parse_quantity(q)) for lot, q in parts]
     if len(taken) < 2:
         raise LotError(N_("Choose at least two lots for a gift box."))
@@ -237,6 +490,19 @@ def merge_lots(
     households = {lot.household_id for lot, _q in taken}
     harvest_days = [lot.harvested_on for lot, _q in taken if lot.harvested_on]
     qty = parse_quantity(quantity)
+    product = _product(session, product_id)
+    if product is not None:
+        actor = _actor(session, user_id)
+        _refuse_sold_as(
+            product,
+            crops=[goods_crop(lot) for lot, _q in taken],
+            household_id=next(iter(households))
+            if len(households) == 1
+            else getattr(actor, "household_id", None),
+            actor=actor,
+            mode="box",
+        )
+    now = utcnow()
     box = HarvestLot(
         product_id=product_id,
         crop_cycle_id=None,
@@ -248,6 +514,9 @@ def merge_lots(
         unit=unit,
         grade=grade,
         created_by_id=user_id,
+        checked_in_at=now,  # made of checked-in lots only (check_usable)
+        checked_in_by_id=user_id,
+        checked_in_quantity=qty,
     )
     _insert_lot(session, box, lambda: _next_number(session, "B" + day.strftime("%y%m%d")))
     for lot, q in taken:

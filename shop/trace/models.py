@@ -1,7 +1,8 @@
 """Traceability tables (shop_*): crop cycles, harvest lots, their ancestry and story.
 
-A product's stock is the sum of its lots' ``remaining`` quantity; the shop takes from
-the oldest lot first and never from a lot with ``recalled_at`` set.
+A product's stock is the sum of its checked-in lots' ``remaining`` quantity; the shop takes
+from the oldest lot first, never from a lot with ``recalled_at`` set nor from one that staff
+have not yet checked in at the sales centre (``checked_in_at``, 入库验收).
 
 A lot is a harvest lot (``kind="harvest"``, from a crop cycle), a pack split from a
 lot (``"pack"``) or a box merged from several lots (``"merge"``). ``LotLink`` rows keep
@@ -33,7 +34,17 @@ if TYPE_CHECKING:
 QTY = Numeric(12, 3)
 
 LOT_KINDS = ("harvest", "pack", "merge")
-EVENT_KINDS = ("harvested", "packed", "split", "merged", "inspected", "sold", "shipped", "recalled")
+EVENT_KINDS = (
+    "harvested",
+    "checked_in",
+    "packed",
+    "split",
+    "merged",
+    "inspected",
+    "sold",
+    "shipped",
+    "recalled",
+)
 INSPECTION_RESULTS = ("pass", "fail")
 
 
@@ -89,6 +100,11 @@ class HarvestLot(Base):
     grade: Mapped[str | None] = mapped_column(String(20))
     recalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     recall_reason: Mapped[str | None] = mapped_column(Text)
+    # 入库验收: staff weighed and graded the lot at the sales centre; only then is it stock.
+    # A farmer's new harvest lot waits (None); lots staff record themselves are checked in at once.
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    checked_in_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    checked_in_quantity: Mapped[Decimal | None] = mapped_column(QTY)  # what the scale said
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -106,6 +122,10 @@ class HarvestLot(Base):
     @property
     def is_recalled(self) -> bool:
         return self.recalled_at is not None
+
+    @property
+    def is_checked_in(self) -> bool:
+        return self.checked_in_at is not None
 
     def __repr__(self) -> str:
         return f"<HarvestLot {self.lot_number} ({self.kind})>"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,8 @@ class Sellable(Protocol):
     @property
     def name_en(self) -> str: ...
     def name(self, locale: str) -> str: ...
+    @property
+    def supplier_household_ids(self) -> tuple[int, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ SalesOf = Callable[[Session, int], list[Sale]]
 OrdersForLot = Callable[[Session, int], list[AffectedOrder]]
 # (session) -> the active products a farmer may put a lot or pack under, by Chinese name
 Products = Callable[[Session], Sequence[Sellable]]
+# (session, the lots just recalled) -> how many open orders holding them were flagged for staff
+# (the lots are HarvestLot rows; not named here, as the models module imports this one)
+FlagRecalled = Callable[[Session, Sequence[Any]], int]
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ class ShopPort:
     sales_of: SalesOf
     orders_for_lot: OrdersForLot
     products: Products
+    flag_recalled: FlagRecalled | None = None
 
 
 def port_of(app: Flask) -> ShopPort:

@@ -16,15 +16,23 @@ from shop.trace.ancestry import descendants
 from shop.trace.errors import LotError
 from shop.trace.events import add_event
 from shop.trace.models import HarvestLot, LotLink
+from shop.trace.ports import FlagRecalled
 
 
 def recall_lot(
-    session: Session, lot: HarvestLot, reason: str | None, *, user_id: int | None = None
+    session: Session,
+    lot: HarvestLot,
+    reason: str | None,
+    *,
+    user_id: int | None = None,
+    flag_orders: FlagRecalled | None = None,
 ) -> list[HarvestLot]:
     """Recall a lot and everything made from it; the shop stops selling them at once.
 
     Returns the recalled lots (the lot first). A lot already recalled keeps its first
-    recall time and reason.
+    recall time and reason. ``flag_orders`` (``ShopPort.flag_recalled``) flags the open
+    orders that hold any of them, in the same transaction; the shop also refuses to pack,
+    ready or hand over such an order (``shop.orders.move``) whether flagged or not.
     """
     reason = (reason or "").strip()
     if not reason:
@@ -46,6 +54,8 @@ def recall_lot(
         details={"lots": [each.lot_number for each in affected]},
     )
     session.flush()
+    if flag_orders is not None:
+        flag_orders(session, affected)
     return affected
 
 

@@ -42,7 +42,6 @@ from sqlalchemy.sql.elements import ColumnElement
 from core import clock
 from core.web import attempt, db_session, role_required, settings
 from iot.access import visible_greenhouses
-from iot.crops import crop_key
 from shop.trace import access as trace_access
 from shop.trace import cycles, epcis, gs1, inspections, lots, qr, quantity, recall
 from shop.trace.ancestry import ancestry, descendants
@@ -172,18 +171,22 @@ def _products() -> dict[int, Sellable]:
     return {p.id: p for p in _shop().products(db_session())}
 
 
-def _product_choices(
-    products: dict[int, Sellable], crop: str | None = None, blank: bool = True
-) -> list[tuple[int, str]]:
-    """Select choices: products of ``crop`` first, then the others; "—" (0) first if ``blank``."""
-    listed = list(products.values())
-    if crop:
-        key = crop_key(crop)
-        matching = [p for p in listed if p.crop and crop_key(p.crop) == key]
-        listed = matching + [p for p in listed if p not in matching]
+def _product_choices(products: list[Sellable], blank: bool = True) -> list[tuple[int, str]]:
+    """Select choices of these products; "—" (0) first if ``blank``."""
     lang = _lang()
-    choices = [(p.id, p.name(lang)) for p in listed]
+    choices = [(p.id, p.name(lang)) for p in products]
     return ([(0, "—")] if blank else []) + choices
+
+
+def _harvest_products(products: dict[int, Sellable], cycle: CropCycle | None) -> list[Sellable]:
+    """What a new lot of ``cycle`` may be sold as, for the current user (``lots.may_sell_as``)."""
+    return [p for p in products.values() if lots.may_sell_as(p, None, current_user, cycle=cycle)]
+
+
+def _pack_products(products: dict[int, Sellable], lot: HarvestLot) -> list[Sellable]:
+    """What ``lot``'s packs may be sold as: its own product first, then others it may be."""
+    allowed = [p for p in products.values() if lots.may_sell_as(p, lot, current_user)]
+    return sorted(allowed, key=lambda p: p.id != lot.product_id)
 
 
 def _stories_changed() -> None:
@@ -430,7 +433,7 @@ def new_lot():
         form.harvested_on.data = _today()
     chosen = next((c for c in growing if c.id == (form.cycle_id.data or selected)), None)
     products = _products()
-    form.product_id.choices = _product_choices(products, chosen.crop if chosen else None)
+    form.product_id.choices = _product_choices(_harvest_products(products, chosen))
     if request.method == "GET" and chosen is not None and len(form.product_id.choices) > 1:
         form.product_id.data = form.product_id.choices[1][0]
         product = products.get(form.product_id.data)
@@ -467,7 +470,7 @@ def lot(lot_id: int):
     session = db_session()
     staff = current_user.role in STAFF_ROLES
     split_form = SplitForm()
-    split_form.product_id.choices = _product_choices(_products(), lot.product.crop if lot.product else None)
+    split_form.product_id.choices = _product_choices(_pack_products(_products(), lot))
     split_form.product_id.data = lot.product_id or 0
     inspection_form = InspectionForm()
     inspection_form.tested_on.data = _today()
@@ -494,7 +497,7 @@ def split(lot_id: int):
     lot = _lot_or_404(lot_id)
     products = _products()
     form = SplitForm()
-    form.product_id.choices = _product_choices(products)
+    form.product_id.choices = _product_choices(list(products.values()))
     if not form.validate_on_submit() or form.count.data is None:
         flash(_("Give the number of packs and the size of each."), "error")
         return redirect(url_for("trace.lot", lot_id=lot.id))
@@ -511,6 +514,40 @@ def split(lot_id: int):
     _stories_changed()
     flash(_("%(count)d packs made. Print their labels now.", count=len(packs)), "success")
     return redirect(url_for("trace.labels", lot=[p.id for p in packs]))
+
+
+@bp.get("/trace/check-in")
+@role_required(*STAFF_ROLES)
+def check_in_list():
+    """入库验收: farmers' lots waiting to be weighed and graded at the sales centre."""
+    return render_template("trace/check_in.html", waiting=lots.waiting_for_check_in(db_session()))
+
+
+@bp.post("/trace/lots/<int:lot_id>/check-in", endpoint="check_in")
+@role_required(*STAFF_ROLES)
+def check_in_lot(lot_id: int):
+    """Check a lot in with the weighed quantity and a grade; only then is it stock."""
+    lot = _lot_or_404(lot_id)
+    with attempt() as result:
+        lots.check_in(
+            db_session(),
+            lot,
+            request.form.get("weighed", ""),
+            request.form.get("grade") or None,
+            user_id=_uid(),
+        )
+    if result.ok:
+        _stories_changed()
+        flash(
+            _(
+                "Lot %(lot)s checked in: %(qty)s %(unit)s.",
+                lot=lot.lot_number,
+                qty=lot.quantity,
+                unit=lot.unit,
+            ),
+            "success",
+        )
+    return redirect(url_for("trace.check_in_list"))
 
 
 @bp.post("/trace/lots/<int:lot_id>/inspections")
@@ -560,7 +597,9 @@ def recall_lot(lot_id: int):
         flash(_("Give a reason for the recall."), "error")
         return redirect(url_for("trace.lot", lot_id=lot.id))
     with attempt() as result:
-        affected = recall.recall_lot(db_session(), lot, form.reason.data, user_id=_uid())
+        affected = recall.recall_lot(
+            db_session(), lot, form.reason.data, user_id=_uid(), flag_orders=_shop().flag_recalled
+        )
     if not result.ok:
         return redirect(url_for("trace.lot", lot_id=lot.id))
     _stories_changed()
@@ -599,14 +638,19 @@ def merge():
     session = db_session()
     stmt = (
         select(HarvestLot)
-        .where(HarvestLot.recalled_at.is_(None), HarvestLot.remaining > 0)
+        .where(
+            HarvestLot.recalled_at.is_(None),
+            HarvestLot.checked_in_at.is_not(None),  # packed only after the centre accepted it
+            HarvestLot.remaining > 0,
+        )
         .order_by(HarvestLot.harvested_on.desc(), HarvestLot.id.desc())
         .limit(100)
     )
     available = list(session.scalars(_mine(stmt, trace_access.lot_condition(current_user))))
     products = _products()
     form = MergeForm()
-    form.product_id.choices = _product_choices(products, blank=False)
+    products = {k: p for k, p in products.items() if lots.may_box_as(p, current_user)}
+    form.product_id.choices = _product_choices(list(products.values()), blank=False)
     if request.method == "GET":
         boxes = sorted(p.id for p in products.values() if p.unit == "box")
         if boxes:

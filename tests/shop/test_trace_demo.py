@@ -53,3 +53,48 @@ def test_demo_traceability(client, session):
     # seeding twice changes nothing
     assert shop_demo.seed_trace(session, ctx) == made
     assert session.scalar(select(func.count(CropCycle.id))) == 3
+
+
+def test_demo_shows_check_in_holds_and_a_recalled_order(client, session):
+    """The demo's staff pages have something to show: farmers' lots waiting for check-in, unpaid
+    holds (a guest's, a confirmed one), and the demo customer's order of a recalled pack."""
+    from core import auth
+    from shop import checkout
+    from shop.models import Order
+    from tests.conftest import DEFAULT_PASSWORD, login
+
+    ctx: dict = {"password": None, "accounts": [], "users": {}}
+    coop_demo.seed_members(session, ctx)
+    households = ctx["households"]
+    for i, (code, crop) in enumerate([("GH-PEACH", "peach"), ("GH-GRAPE", "grape"), ("GH-MELON", "melon")]):
+        session.add(Greenhouse(code=code, name=code, crop=crop, household_id=households[i].id))
+    for username, role, household in (
+        ("zhaolin", "farmer", households[0].id),
+        ("wangfang", "farmer", households[1].id),
+        ("kuaiji", "official", None),
+        ("customer", "customer", None),
+    ):
+        ctx["users"][username] = auth.create_user(
+            session, username, DEFAULT_PASSWORD, role, display_name=username, household_id=household
+        )
+    session.flush()
+    shop_demo.seed(session, ctx)
+    shop_demo.seed_trace(session, ctx)
+    session.commit()
+
+    waiting = lots.waiting_for_check_in(session)
+    assert {lot.created_by_id for lot in waiting} == {ctx["users"]["zhaolin"].id, ctx["users"]["wangfang"].id}
+    others = session.scalars(select(HarvestLot).where(HarvestLot.id.not_in([w.id for w in waiting]))).all()
+    assert others and all(lot.checked_in_at is not None for lot in others)
+    holds = checkout.current_holds(session)
+    desk = [h for h in holds if h.checkout_key.startswith(shop_demo.DEMO_PREFIX)]  # the order desk's cases
+    assert len(holds) - len(desk) == 3 and sum(h.hold_confirmed_at is not None for h in holds) == 1
+    mine = session.scalars(select(Order).where(Order.user_id == ctx["users"]["customer"].id)).one()
+    assert mine.attention and "Recalled lot" in mine.attention
+
+    login(client, "kuaiji")
+    assert "data-lot" in client.get("/trace/check-in").get_data(as_text=True)
+    assert client.get("/shop/staff/holds").get_data(as_text=True).count("data-hold=") == len(holds)
+    client.post("/logout")
+    login(client, "customer")
+    assert "data-recall-notice" in client.get(f"/shop/order/{mine.token}").get_data(as_text=True)

@@ -16,7 +16,7 @@ from iot import quantities
 from iot.models import Device, Greenhouse, IrrigationEvent, Reading
 from shop import cart as carts
 from shop import checkout, payments
-from shop.models import Order, OrderLine, OrderLineLot, Product
+from shop.models import Order, OrderLine, OrderLineLot, Product, ProductSupplier
 from shop.trace import cycles
 from shop.trace.models import CropCycle
 
@@ -73,6 +73,14 @@ def make_farm(
         price_fen=16800,
     )
     session.add_all([peach, gift])
+    session.flush()
+    # the household supplies both (a farmer may sell only their household's products)
+    session.add_all(
+        [
+            ProductSupplier(product_id=peach.id, household_id=household.id),
+            ProductSupplier(product_id=gift.id, household_id=household.id),
+        ]
+    )
     session.flush()
     cycle = cycles.create_crop_cycle(
         session, gh.id, crop, planted_on, variety="锦绣黄桃", expected_harvest_on=date(2026, 7, 1)
