@@ -13,7 +13,15 @@ from markupsafe import Markup
 
 from core import clock
 from core.errors import N_
-from core.web import attempt, db_session, role_required, settings
+from core.web import (
+    attempt,
+    bind_session,
+    current_session_id,
+    db_session,
+    keep_across_login,
+    role_required,
+    settings,
+)
 from shop import cart as carts
 from shop import catalog, checkout, orders, payments
 from shop.models import Product
@@ -21,6 +29,12 @@ from shop.models import Product
 bp = Blueprint("shop", __name__, url_prefix="/shop")
 CART_KEY = "shop_cart"
 RECENT_KEY = "shop_orders"
+
+
+@bp.record_once
+def _carry_cart_over_login(state) -> None:
+    """The anonymous cart is carried into the session a login starts (nothing else of the shop's)."""
+    keep_across_login(state.app, CART_KEY)
 
 
 def _today() -> date:
@@ -40,6 +54,7 @@ def _cart(create: bool = False):
 
 
 def _remember_order(token: str) -> None:
+    bind_session()  # the server knows this session, so a copy of the cookie dies with it
     recent = [t for t in session.get(RECENT_KEY, []) if t != token]
     session[RECENT_KEY] = ([token] + recent)[:10]
 
@@ -155,6 +170,7 @@ def cart_add():
     if item is None or not item.active:
         abort(404)
     lot_id = request.form.get("lot_id", type=int) or None
+    bind_session()  # before any write: the cart lives in a session the server knows
     with attempt() as result:
         qty = carts.parse_quantity(request.form.get("quantity", "1"), item.unit)
         cart = _cart(create=True)
@@ -252,6 +268,7 @@ def checkout_page():
             version=cart.version,
             errors=errors,
         ), 400
+    bind_session()  # before any write: the order is opened only from this session
     with attempt(flash_error=False) as result:
         order = checkout.place_order(
             db_session(), cart, contact, user_id=_user_id(), today=_today(), stripe_enabled=stripe_enabled
@@ -306,6 +323,20 @@ def _to_stripe(order):
     return redirect(url, code=303)
 
 
+def _order_here(token: str):
+    """The order behind a token, if this browser may open it (else 404): the logged-in user's
+    own order, or one placed in this very session (a session the server still knows, so a
+    cookie kept from before a login or logout opens nothing)."""
+    order = orders.get_by_token(db_session(), token)
+    if order is None:
+        abort(404)
+    mine = current_user.is_authenticated and order.user_id == current_user.id
+    here = current_session_id() is not None and order.token in session.get(RECENT_KEY, [])
+    if not (mine or here):
+        abort(404)
+    return order
+
+
 @bp.get("/order/<token>")
 def order_page(token: str):
     """An order's real state; also the page Stripe sends the customer back to.
@@ -313,9 +344,7 @@ def order_page(token: str):
     It may be shown before the webhook arrives: it then says the payment is being
     confirmed. It never marks an order paid by itself.
     """
-    order = orders.get_by_token(db_session(), token)
-    if order is None:
-        abort(404)
+    order = _order_here(token)
     stripe_state = None
     returned = request.args.get("session_id")
     waiting = order.status == "pending_payment" and order.payment_method == "stripe"
@@ -334,18 +363,14 @@ def order_page(token: str):
 @bp.post("/order/<token>/pay")
 def order_pay(token: str):
     """Go (back) to Stripe Checkout for an unpaid order."""
-    order = orders.get_by_token(db_session(), token)
-    if order is None:
-        abort(404)
+    order = _order_here(token)
     return _to_stripe(order)
 
 
 @bp.post("/order/<token>/cancel")
 def order_cancel(token: str):
     """The customer cancels an unpaid order; its stock goes back on sale."""
-    order = orders.get_by_token(db_session(), token)
-    if order is None:
-        abort(404)
+    order = _order_here(token)
     with attempt() as result:
         orders.cancel(db_session(), order, user_id=_user_id(), reason="cancelled by customer")
     if result.ok:
@@ -369,7 +394,7 @@ def recent_orders():
 
     from shop.models import Order
 
-    tokens = session.get(RECENT_KEY, [])
+    tokens = session.get(RECENT_KEY, []) if current_session_id() else []
     rows = (
         list(db_session().scalars(select(Order).where(Order.token.in_(tokens)).order_by(Order.id.desc())))
         if tokens
