@@ -277,3 +277,16 @@ def test_a_login_replaces_the_row_of_the_session_before_it(client, make_user, se
     client.post("/logout")
     login(client, "kuaiji")
     assert len(session.scalars(select(WebSession)).all()) == 1
+
+
+def test_the_demo_village_passwords_pass_the_rule_and_the_admin_manages_its_users(runner, app):
+    result = runner.invoke(args=["demo", "seed", "--password", "demo-pass-1"])
+    assert result.exit_code == 0, result.output
+    admin = app.test_client()
+    assert login(admin, "admin", "demo-pass-1").status_code == 302
+    listing = admin.get("/admin/users").get_data(as_text=True)
+    for username in ("kuaiji", "zhaolin", "customer"):
+        assert f'data-user="{username}"' in listing
+    farmer = app.test_client()
+    assert login(farmer, "zhaolin", "demo-pass-1").status_code == 302
+    assert "修改密码" in farmer.get("/account").get_data(as_text=True)
