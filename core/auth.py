@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -276,9 +277,25 @@ def _take_slot(session: Session, key: str, limit: int, window: timedelta, now: d
     raise LoginLocked(window)
 
 
+def client_key(remote_addr: str) -> str:
+    """The address the limits count: IPv4 as it is, IPv6 by its /64 (one household or
+    machine usually holds a whole /64, so counting single addresses would not limit it)."""
+    text = (remote_addr or "").strip()[:64]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            return str(mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def _keys(username: str, remote_addr: str) -> tuple[str, str, str]:
     name = (username or "").strip().lower()[:80]
-    addr = (remote_addr or "")[:64]
+    addr = client_key(remote_addr)
     return f"acct-addr:{name}|{addr}", f"addr:{addr}", f"acct:{name}"
 
 
@@ -372,7 +389,7 @@ def user_for_token(
     The caller commits (the count, or the token's last use).
     """
     now = now or utcnow()
-    key = f"token-addr:{(remote_addr or '')[:64]}"
+    key = f"token-addr:{client_key(remote_addr)}"
     full = session.scalar(
         select(LoginLimit.window_start).where(
             LoginLimit.key == key,

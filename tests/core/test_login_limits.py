@@ -105,6 +105,15 @@ def test_one_address_guessing_many_accounts_is_limited(client, make_user):
     assert login_from(client, "198.51.100.7", "kuaiji").status_code == 302
 
 
+def test_an_ipv6_network_counts_as_one_address(client, make_user):
+    make_user("kuaiji", "official")
+    for n in range(5):
+        assert login_from(client, f"2001:db8:1:2::{n + 1:x}", "kuaiji", "wrong-guess-1").status_code == 401
+    assert login_from(client, "2001:db8:1:2:ffff::9", "kuaiji").status_code == 429
+    assert login_from(client, "2001:db8:1:3::1", "kuaiji").status_code == 302
+    assert auth.client_key("::ffff:203.0.113.9") == "203.0.113.9"
+
+
 def test_many_addresses_guessing_one_account_meet_the_slower_account_cap(session, make_user):
     make_user("kuaiji", "official")
     limits = auth.LoginLimits(per_account=12)
