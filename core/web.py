@@ -6,7 +6,7 @@ Services never import this module; views and CLI commands do.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -130,12 +130,17 @@ class attempt:
 # -- browser sessions: the cookie is signed, but only a session the server knows is believed --
 
 
-def keep_across_login(app: Flask, *keys: str) -> None:
-    """Let a session key survive login (e.g. the shop's cart, carried over on purpose).
+LoginHook = Callable[[Session, dict[str, Any], User], dict[str, Any]]
 
-    Nothing else does: a login starts a new session with a new id, so a cookie copied
-    before it opens nothing afterwards."""
-    app.extensions[EXT].setdefault("keep_across_login", set()).update(keys)
+
+def on_login(app: Flask, hook: LoginHook) -> None:
+    """Carry something of the anonymous session into the one a login starts, on purpose.
+
+    ``hook(db_session, old_session, user)`` runs inside the login's transaction and returns
+    the keys to put into the new session (the shop moves the guest's cart to the user under
+    a new token). Nothing else survives a login but the language, so a cookie copied before
+    it opens nothing afterwards."""
+    app.extensions[EXT].setdefault("on_login", []).append(hook)
 
 
 def client_address() -> str:
@@ -154,8 +159,8 @@ def login_limits() -> auth.LoginLimits:
     )
 
 
-def _reset_session(keep: Iterable[str] = ()) -> None:
-    kept = {key: session[key] for key in (*ALWAYS_KEPT, *keep) if key in session}
+def _reset_session() -> None:
+    kept = {key: session[key] for key in ALWAYS_KEPT if key in session}
     session.clear()
     session.update(kept)
 
@@ -183,13 +188,17 @@ def bind_session() -> str:
 
 def log_in(user: User) -> None:
     """Begin a fresh session for ``user``: the old one ends (its cookie opens nothing any
-    more), only the language and what ``keep_across_login`` named are carried over."""
-    keep = current_app.extensions[EXT].get("keep_across_login", set())
+    more); only the language and what the ``on_login`` hooks hand over are carried."""
     db = db_session()
+    old = dict(session)
+    carried: dict[str, Any] = {}
+    for hook in current_app.extensions[EXT].get("on_login", []):
+        carried.update(hook(db, old, user))
     auth.end_web_session(db, current_session_id())
     sid = auth.open_web_session(db, user)
     db.commit()
-    _reset_session(keep)
+    _reset_session()
+    session.update(carried)
     login_user(user)
     session[SID] = sid
 
@@ -271,7 +280,7 @@ class BoundedIntConverter(IntegerConverter):
 
 def init_app(app: Flask, cfg: Settings) -> None:
     clock.configure(cfg.timezone)
-    app.extensions[EXT] = {"settings": cfg, "db": _Database(cfg), "keep_across_login": set()}
+    app.extensions[EXT] = {"settings": cfg, "db": _Database(cfg), "on_login": []}
     if cfg.trusted_proxies > 0:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=cfg.trusted_proxies, x_proto=cfg.trusted_proxies

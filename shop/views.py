@@ -18,7 +18,7 @@ from core.web import (
     bind_session,
     current_session_id,
     db_session,
-    keep_across_login,
+    on_login,
     role_required,
     settings,
 )
@@ -31,10 +31,15 @@ CART_KEY = "shop_cart"
 RECENT_KEY = "shop_orders"
 
 
+def _hand_cart_over(db, old_session: dict, user) -> dict:
+    token = carts.hand_over(db, old_session.get(CART_KEY), user.id)
+    return {CART_KEY: token} if token else {}
+
+
 @bp.record_once
 def _carry_cart_over_login(state) -> None:
-    """The anonymous cart is carried into the session a login starts (nothing else of the shop's)."""
-    keep_across_login(state.app, CART_KEY)
+    """The guest's cart is moved to the user who logs in (nothing else of the shop's session)."""
+    on_login(state.app, _hand_cart_over)
 
 
 def _today() -> date:

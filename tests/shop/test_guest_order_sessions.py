@@ -83,12 +83,32 @@ def test_logout_clears_the_previous_customers_orders_name_and_phone(app, client,
     assert client.get(link).status_code == 200
 
 
-def test_the_anonymous_cart_is_carried_into_the_login_on_purpose(app, client, shop, make_user):
+def test_the_anonymous_cart_is_moved_to_the_user_under_a_new_token(app, client, shop, make_user, session):
+    from shop.models import Cart
+
     peach = shop.product(stock=[10])
     client.post("/shop/cart/add", data={"product_id": peach.id, "quantity": "2"})
+    guest_token = session.scalars(select(Cart.token)).one()
     copied = cookie(client)
-    make_user("chen", "customer")
+    chen = make_user("chen", "customer")
     login(client, "chen")
     assert "黄桃" in client.get("/shop/cart").get_data(as_text=True)
-    # but not into the old cookie: that session has ended
+    session.expire_all()
+    cart = session.scalars(select(Cart)).one()
+    assert cart.user_id == chen.id and cart.token != guest_token
+    # the old cookie's session has ended, and its cart token opens nothing any more
     assert "黄桃" not in with_cookie(app, copied).get("/shop/cart").get_data(as_text=True)
+
+
+def test_logging_in_as_someone_else_takes_no_cart_over(client, shop, make_user, session):
+    from shop.models import Cart
+
+    peach = shop.product(stock=[10])
+    chen = make_user("chen", "customer")
+    make_user("wang", "customer")
+    login(client, "chen")
+    client.post("/shop/cart/add", data={"product_id": peach.id, "quantity": "2"})
+    login(client, "wang")  # on the same shared computer, without logging out
+    assert "黄桃" not in client.get("/shop/cart").get_data(as_text=True)
+    session.expire_all()
+    assert session.scalars(select(Cart)).one().user_id == chen.id  # still chen's
