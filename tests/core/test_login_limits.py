@@ -203,3 +203,34 @@ def test_forty_parallel_guesses_get_five_passwords_checked_and_the_right_one_is_
     assert last.status_code == 429
     # the official, from their own address, is not locked out by all this
     assert login_from(app.test_client(), "198.51.100.7", "kuaiji").status_code == 302
+
+
+def test_forty_parallel_wrong_tokens_get_thirty_tried_and_the_right_one_is_refused_after(
+    app, make_user, session
+):
+    user = make_user("alice", "farmer")
+    _row, token = auth.issue_token(session, session.merge(user), "phone")
+    session.commit()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    start = threading.Barrier(GUESSES)
+
+    def call(tok: str, wait: bool = True) -> int:
+        if wait:
+            start.wait()
+        r = requests.get(
+            f"{base}/api/v1/greenhouses", headers={"Authorization": f"Bearer {tok}"}, timeout=120
+        )
+        return r.status_code
+
+    try:
+        with ThreadPoolExecutor(GUESSES) as pool:
+            statuses = list(pool.map(call, [f"ty_guess-{n}" for n in range(GUESSES)]))
+        last = call(token, wait=False)
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+    assert statuses.count(401) == 30 and statuses.count(429) == GUESSES - 30, statuses
+    assert last == 429
