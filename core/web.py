@@ -324,7 +324,10 @@ def init_app(app: Flask, cfg: Settings) -> None:
                 )
             except auth.LoginLocked as exc:
                 db.rollback()
-                abort(json_error(429, exc.translated(gettext)))
+                # answered 429 by the unauthorized handler; translated there, not here: choosing
+                # the language reads current_user, which would call this loader again
+                g.token_refused = exc
+                return None
             db.commit()  # the token's last_used_at or the failure's count: the one write a loader makes
             return user
         return None
@@ -334,6 +337,9 @@ def init_app(app: Flask, cfg: Settings) -> None:
 
     @login_manager.unauthorized_handler  # type: ignore[untyped-decorator]
     def _unauthorized() -> ResponseReturnValue:
+        refused = g.pop("token_refused", None)
+        if isinstance(refused, auth.LoginLocked):
+            return json_error(429, refused.translated(gettext))
         if wants_json():
             return json_error(401, "authentication required: log in or send 'Authorization: Bearer <token>'")
         return redirect(
