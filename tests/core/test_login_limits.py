@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -16,9 +17,11 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from core import auth
+from core.config import Settings
 from core.db import utcnow
 from core.models import User
-from tests.conftest import DEFAULT_PASSWORD, login
+from core.web import EXT
+from tests.conftest import DEFAULT_PASSWORD, login, make_test_app
 
 GUESSES = 40
 
@@ -234,3 +237,28 @@ def test_forty_parallel_wrong_tokens_get_thirty_tried_and_the_right_one_is_refus
         thread.join(timeout=5)
     assert statuses.count(401) == 30 and statuses.count(429) == GUESSES - 30, statuses
     assert last == 429
+
+
+def _through_proxy(browser, password: str, forwarded: str):
+    return browser.post(
+        "/login",
+        data={"username": "kuaiji", "password": password},
+        headers={"X-Forwarded-For": forwarded},
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},  # every request comes from the proxy
+    )
+
+
+@pytest.mark.parametrize("proxies,official", [(1, 302), (0, 429)])
+def test_behind_a_trusted_proxy_the_forwarded_address_is_counted(settings, make_user, proxies, official):
+    assert Settings.from_env({"TRUSTED_PROXIES": "1"}, secret_key="x").trusted_proxies == 1
+    make_user("kuaiji", "official")
+    app = make_test_app(replace(settings, trusted_proxies=proxies))
+    try:
+        browser = app.test_client()
+        for _ in range(5):
+            assert _through_proxy(browser, "wrong-guess-1", "203.0.113.9").status_code == 401
+        # the official's own address as the proxy reports it; without a trusted proxy the header
+        # is ignored and everyone shares the proxy's address (so the stranger's failures count)
+        assert _through_proxy(browser, DEFAULT_PASSWORD, "198.51.100.7").status_code == official
+    finally:
+        app.extensions[EXT]["db"].engine.dispose()
