@@ -325,6 +325,12 @@ def check_login(session: Session, username: str, password: str, remote_addr: str
     user = get_user(session, (username or "").strip())
     if user is None or not user.active or not check_password_hash(user.password_hash, password or ""):
         return None
+    release_login(session, username, remote_addr)
+    return user
+
+
+def release_login(session: Session, username: str, remote_addr: str) -> None:
+    """A reserved attempt succeeded: give its slots back and clear the account-and-address count."""
     pair, addr, account = _keys(username, remote_addr)
     session.execute(delete(LoginLimit).where(LoginLimit.key == pair))
     session.execute(
@@ -333,7 +339,6 @@ def check_login(session: Session, username: str, password: str, remote_addr: str
         .values(count=LoginLimit.count - 1)
         .execution_options(synchronize_session=False)
     )
-    return user
 
 
 def authenticate(

@@ -100,6 +100,12 @@ def account() -> ResponseReturnValue:
         if form.new.data != form.confirm.data:
             cast(list[str], form.confirm.errors).append(_("The two new passwords differ."))
         else:
+            # the current password is checked like a login: throttled, the slot taken first
+            with attempt(flash_error=False) as result:
+                auth.reserve_login(db_session(), current_user.username, client_address(), login_limits())
+            if not result.ok:
+                cast(list[str], form.current.errors).append(result.error or "")
+                return render_template("core/account.html", form=form), 429
             with attempt(flash_error=False) as result:
                 auth.change_password(
                     db_session(),
@@ -108,6 +114,7 @@ def account() -> ResponseReturnValue:
                     form.new.data or "",
                     keep_session=current_session_id(),
                 )
+                auth.release_login(db_session(), current_user.username, client_address())
             if result.ok:
                 flash(
                     _("Password changed. Your other sessions have ended and your API tokens were revoked."),

@@ -175,7 +175,9 @@ def bind_session() -> str:
     """Make sure this browser has a server-side session and return its id.
 
     Call it before remembering anything in the session that must not outlive it (a guest's
-    orders): the row is committed at once, on its own, like the API token's last use."""
+    cart and orders), and before the view writes anything: the row is committed at once in a
+    session of its own (SQLite lets one writer at a time, so not while the request's session
+    holds an open write)."""
     sid = current_session_id()
     if sid is not None:
         return sid

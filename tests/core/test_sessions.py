@@ -114,6 +114,30 @@ def test_the_password_change_form_refuses_with_reasons(client, make_user):
     assert login(client, "kuaiji").status_code == 302
 
 
+def test_guessing_the_current_password_on_the_account_page_is_throttled(client, make_user):
+    make_user("kuaiji", "official")
+    login(client, "kuaiji")
+    for n in range(5):
+        r = client.post(
+            "/account", data={"current": f"guess-{n}-xyz", "new": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+        )
+        assert r.status_code == 400
+    r = client.post(
+        "/account", data={"current": DEFAULT_PASSWORD, "new": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+    )
+    assert r.status_code == 429 and "分钟" in r.get_data(as_text=True)
+    # nothing changed, and logging in from the same address is locked as well (same counter)
+    elsewhere = {"REMOTE_ADDR": "198.51.100.7"}
+    other = client.application.test_client()
+    assert (
+        other.post(
+            "/login", data={"username": "kuaiji", "password": NEW_PASSWORD}, environ_base=elsewhere
+        ).status_code
+        == 401
+    )
+    assert login(client.application.test_client(), "kuaiji").status_code == 429
+
+
 def test_log_out_everywhere_ends_the_other_sessions(app, client, make_user):
     make_user("zhaolin", "farmer")
     login(client, "zhaolin")
