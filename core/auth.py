@@ -1,32 +1,76 @@
-"""Users, passwords, login throttling and API tokens: plain services over a session.
+"""Users, passwords, browser sessions, login throttling and API tokens: plain services over a session.
 
-No Flask here. Passwords are hashed with werkzeug's scrypt; API tokens are random,
-shown once and stored as SHA-256.
+No Flask here. Passwords are hashed with werkzeug's scrypt and must pass ``check_password_rule``
+(length, not the username, not a common password); API tokens are random, shown once and
+stored as SHA-256.
+
+**Sessions.** A browser session is a row (``WebSession``) whose random id lives in the signed
+cookie; ``session_user`` is the one check of a logged-in cookie (the row exists, belongs to
+that user, is younger than ``SESSION_LIFETIME``, the user is active and the user's
+``session_version`` is the one the session began with). ``end_other_sessions`` raises the
+version (password changed or reset, deactivation, "log out everywhere"), deletes the other
+rows and revokes the user's API tokens.
+
+**Throttling.** ``reserve_login`` takes one slot in each of three counters *before* the
+password is checked, each with a conditional UPDATE (``count < limit``), so parallel guesses
+cannot overrun a limit on SQLite or PostgreSQL: per account and client address (a stranger
+elsewhere cannot lock an official out), per address (one address guessing many accounts),
+and a slower cap per account (many addresses guessing one account). A successful login
+gives its slots back. Failed API tokens are counted per address the same way.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from core.db import utcnow
 from core.errors import N_, DomainError
-from core.models import ROLES, ApiToken, LoginAttempt, User
+from core.models import ROLES, ApiToken, LoginLimit, User, WebSession
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{2,80}$")
 TOKEN_PREFIX = "ty_"
-MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 200
+COMMON_PASSWORDS = Path(__file__).resolve().parent / "data" / "common-passwords.txt.gz"
+SESSION_LIFETIME = timedelta(days=30)
 
 
 class AuthError(DomainError):
     """A user or token operation was refused."""
+
+
+class LoginLocked(AuthError):
+    """Too many attempts under one of the throttle's keys; ``retry_after`` says for how long."""
+
+    def __init__(self, retry_after: timedelta) -> None:
+        self.retry_after = max(retry_after, timedelta(seconds=1))
+        minutes = max(1, int(self.retry_after.total_seconds() // 60) + 1)
+        super().__init__(N_("Too many failed attempts. Try again in %(minutes)d minutes."), minutes=minutes)
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    """How many attempts each throttle key allows in its window (``Settings`` fills it)."""
+
+    per_account_and_address: int = 5
+    per_address: int = 30
+    per_account: int = 100
+    window: timedelta = timedelta(minutes=15)
+    account_window: timedelta = timedelta(hours=24)
+    tokens_per_address: int = 30  # failed API tokens per address and window
 
 
 @dataclass(frozen=True)
@@ -36,8 +80,37 @@ class LoginResult:
     retry_after: timedelta | None = None
 
 
+# -- passwords ---------------------------------------------------------------------------
+
+
 def hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords (lowercased; see core/data/README.md)."""
+    with gzip.open(COMMON_PASSWORDS, "rt", encoding="utf-8") as fh:
+        return frozenset(line.strip() for line in fh if line.strip())
+
+
+def check_password_rule(password: str, username: str) -> None:
+    """The one password rule: at least 10 characters, not the username nor containing it
+    (case-insensitively; for usernames of three characters or more), not a common password."""
+    password = password or ""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AuthError(N_("password must be at least %(n)d characters"), n=MIN_PASSWORD_LENGTH)
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise AuthError(N_("password must be at most %(n)d characters"), n=MAX_PASSWORD_LENGTH)
+    name = (username or "").strip().lower()
+    folded = password.lower()
+    if name and (folded.strip() == name or (len(name) >= 3 and name in folded)):
+        raise AuthError(N_("the password must not be or contain the username"))
+    if folded.strip() in common_passwords():
+        raise AuthError(N_("this password is one of the most common passwords: choose another"))
+
+
+# -- users -------------------------------------------------------------------------------
 
 
 def create_user(
@@ -54,8 +127,7 @@ def create_user(
         raise AuthError(N_("username must be 2-80 letters, digits, '_', '.' or '-'"))
     if role not in ROLES:
         raise AuthError(N_("role must be one of %(roles)s"), roles=", ".join(ROLES))
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise AuthError(N_("password must be at least %(n)d characters"), n=MIN_PASSWORD_LENGTH)
+    check_password_rule(password, username)
     if session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
         raise AuthError(N_("user %(name)s already exists"), name=username)
     user = User(
@@ -75,10 +147,198 @@ def get_user(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(func.lower(User.username) == (username or "").lower()))
 
 
-def set_password(user: User, password: str) -> None:
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise AuthError(N_("password must be at least %(n)d characters"), n=MIN_PASSWORD_LENGTH)
+def set_password(session: Session, user: User, password: str, *, keep_session: str | None = None) -> None:
+    """Set a new password (the user's own change, or an admin's reset) and end every session
+    of the user but ``keep_session`` (the browser that changed it), revoking API tokens."""
+    check_password_rule(password, user.username)
     user.password_hash = hash_password(password)
+    end_other_sessions(session, user, keep_session=keep_session)
+
+
+def change_password(
+    session: Session, user: User, current: str, new: str, *, keep_session: str | None = None
+) -> None:
+    """The user changes their own password: the current one must be given."""
+    if not check_password_hash(user.password_hash, current or ""):
+        raise AuthError(N_("the current password is wrong"))
+    set_password(session, user, new, keep_session=keep_session)
+
+
+def deactivate_user(session: Session, user: User) -> None:
+    """Disable an account: every session ends at its next request, tokens are revoked."""
+    user.active = False
+    end_other_sessions(session, user)
+
+
+def activate_user(user: User) -> None:
+    user.active = True
+
+
+# -- browser sessions --------------------------------------------------------------------
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def open_web_session(session: Session, user: User | None = None, *, now: datetime | None = None) -> str:
+    """Record a new browser session (anonymous, or logged in as ``user``); returns the id
+    to put in the cookie. Sessions past ``SESSION_LIFETIME`` are pruned on the way."""
+    now = now or utcnow()
+    session.execute(delete(WebSession).where(WebSession.created_at < now - SESSION_LIFETIME))
+    sid = secrets.token_urlsafe(32)
+    session.add(
+        WebSession(
+            key_hash=_digest(sid),
+            user_id=user.id if user is not None else None,
+            user_version=user.session_version if user is not None else 0,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return sid
+
+
+def web_session(session: Session, sid: str | None, *, now: datetime | None = None) -> WebSession | None:
+    """The live session with this cookie id, or None (never issued, ended, or too old)."""
+    if not sid or not isinstance(sid, str):
+        return None
+    row = session.scalar(select(WebSession).where(WebSession.key_hash == _digest(sid)))
+    if row is None or row.created_at < (now or utcnow()) - SESSION_LIFETIME:
+        return None
+    return row
+
+
+def end_web_session(session: Session, sid: str | None) -> None:
+    """End one browser session (logout, or the anonymous session a login replaces)."""
+    if sid and isinstance(sid, str):
+        session.execute(delete(WebSession).where(WebSession.key_hash == _digest(sid)))
+
+
+def session_user(session: Session, sid: str | None, user_id: object) -> User | None:
+    """The user a logged-in cookie may act as, or None: the one check of every cookie login."""
+    row = web_session(session, sid)
+    if row is None or row.user_id is None or str(row.user_id) != str(user_id):
+        return None
+    user = session.get(User, row.user_id)
+    if user is None or not user.active or row.user_version != user.session_version:
+        return None
+    return user
+
+
+def end_other_sessions(session: Session, user: User, *, keep_session: str | None = None) -> None:
+    """End every browser session of ``user`` except ``keep_session``, and revoke their API tokens."""
+    user.session_version = (user.session_version or 0) + 1
+    kept = web_session(session, keep_session)
+    keep_id = kept.id if kept is not None and kept.user_id == user.id else None
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id, WebSession.id != (keep_id or -1)))
+    if keep_id is not None and kept is not None:
+        kept.user_version = user.session_version
+    revoke_tokens(session, user)
+    session.flush()
+
+
+# -- throttling --------------------------------------------------------------------------
+
+
+def _take_slot(session: Session, key: str, limit: int, window: timedelta, now: datetime) -> None:
+    """Count one attempt under ``key``, or raise ``LoginLocked`` if its window is full.
+
+    Each step is one conditional statement, so two requests can never both take the last
+    slot: PostgreSQL re-checks the WHERE after waiting for the row, SQLite writes one at a time.
+    """
+    key = key[:200]
+    for _try in range(3):
+        restarted = session.execute(
+            update(LoginLimit)
+            .where(LoginLimit.key == key, LoginLimit.window_start <= now - window)
+            .values(window_start=now, count=1)
+            .execution_options(synchronize_session=False)
+        )
+        if restarted.rowcount:  # type: ignore[attr-defined]
+            return
+        counted = session.execute(
+            update(LoginLimit)
+            .where(LoginLimit.key == key, LoginLimit.count < limit)
+            .values(count=LoginLimit.count + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if counted.rowcount:  # type: ignore[attr-defined]
+            return
+        started = session.scalar(select(LoginLimit.window_start).where(LoginLimit.key == key))
+        if started is not None:
+            raise LoginLocked(started + window - now)
+        try:
+            with session.begin_nested():
+                session.execute(insert(LoginLimit).values(key=key, window_start=now, count=1))
+            return
+        except IntegrityError:  # another request created it just now: count on it
+            continue
+    raise LoginLocked(window)
+
+
+def client_key(remote_addr: str) -> str:
+    """The address the limits count: IPv4 as it is, IPv6 by its /64 (one household or
+    machine usually holds a whole /64, so counting single addresses would not limit it)."""
+    text = (remote_addr or "").strip()[:64]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            return str(mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _keys(username: str, remote_addr: str) -> tuple[str, str, str]:
+    name = (username or "").strip().lower()[:80]
+    addr = client_key(remote_addr)
+    return f"acct-addr:{name}|{addr}", f"addr:{addr}", f"acct:{name}"
+
+
+def reserve_login(
+    session: Session,
+    username: str,
+    remote_addr: str,
+    limits: LoginLimits = LoginLimits(),
+    *,
+    now: datetime | None = None,
+) -> None:
+    """Count a login attempt before its password is checked, or raise ``LoginLocked``.
+
+    The caller commits before checking the password (``check_login``), so the slot is taken
+    whatever happens next; a refusal leaves every counter as it was.
+    """
+    now = now or utcnow()
+    pair, addr, account = _keys(username, remote_addr)
+    with session.begin_nested():
+        _take_slot(session, pair, limits.per_account_and_address, limits.window, now)
+        _take_slot(session, addr, limits.per_address, limits.window, now)
+        _take_slot(session, account, limits.per_account, limits.account_window, now)
+
+
+def check_login(session: Session, username: str, password: str, remote_addr: str) -> User | None:
+    """Check a password after ``reserve_login``; a success gives the attempt's slots back."""
+    user = get_user(session, (username or "").strip())
+    if user is None or not user.active or not check_password_hash(user.password_hash, password or ""):
+        return None
+    release_login(session, username, remote_addr)
+    return user
+
+
+def release_login(session: Session, username: str, remote_addr: str) -> None:
+    """A reserved attempt succeeded: give its slots back and clear the account-and-address count."""
+    pair, addr, account = _keys(username, remote_addr)
+    session.execute(delete(LoginLimit).where(LoginLimit.key == pair))
+    session.execute(
+        update(LoginLimit)
+        .where(LoginLimit.key.in_([addr, account]), LoginLimit.count > 0)
+        .values(count=LoginLimit.count - 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def authenticate(
@@ -87,39 +347,27 @@ def authenticate(
     password: str,
     *,
     remote_addr: str = "",
-    max_failures: int = 5,
-    lockout: timedelta = timedelta(minutes=15),
+    limits: LoginLimits = LoginLimits(),
     now: datetime | None = None,
 ) -> LoginResult:
-    """Check a username and password, with throttling.
+    """``reserve_login`` and ``check_login`` in one transaction (services, the CLI, tests).
 
-    After ``max_failures`` failed attempts for a username within ``lockout``, further
-    attempts are refused (even with the right password) until the window has passed.
-    Failed attempts are recorded; the caller commits.
+    The login page commits between the two, so that the slot is taken before the slow
+    password hash; in one transaction the counter row stays locked during the check instead.
     """
-    now = now or utcnow()
-    key = (username or "").strip().lower()[:80]
-    window_start = now - lockout
-    failures = list(
-        session.scalars(
-            select(LoginAttempt.at)
-            .where(LoginAttempt.username == key, LoginAttempt.at > window_start)
-            .order_by(LoginAttempt.at)
-        )
-    )
-    if len(failures) >= max_failures:
-        retry_after = failures[-max_failures] + lockout - now
-        return LoginResult(None, "locked", max(retry_after, timedelta(seconds=1)))
-    user = get_user(session, key)
-    if user is None or not user.active or not check_password_hash(user.password_hash, password or ""):
-        session.add(LoginAttempt(username=key, remote_addr=remote_addr[:64], at=now))
-        return LoginResult(None, "invalid")
-    session.execute(delete(LoginAttempt).where(LoginAttempt.username == key))
-    return LoginResult(user)
+    try:
+        reserve_login(session, username, remote_addr, limits, now=now)
+    except LoginLocked as exc:
+        return LoginResult(None, "locked", exc.retry_after)
+    user = check_login(session, username, password, remote_addr)
+    return LoginResult(user, None if user else "invalid")
+
+
+# -- API tokens --------------------------------------------------------------------------
 
 
 def _hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return _digest(token)
 
 
 def issue_token(session: Session, user: User, name: str = "") -> tuple[ApiToken, str]:
@@ -131,14 +379,38 @@ def issue_token(session: Session, user: User, name: str = "") -> tuple[ApiToken,
     return row, token
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    """The active user a bearer token belongs to, or None if unknown or revoked."""
-    if not token or not token.startswith(TOKEN_PREFIX):
-        return None
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(token)))
+def user_for_token(
+    session: Session,
+    token: str,
+    *,
+    remote_addr: str = "",
+    limits: LoginLimits = LoginLimits(),
+    now: datetime | None = None,
+) -> User | None:
+    """The active user a bearer token belongs to, or None if unknown or revoked.
+
+    A wrong token counts against its address (``limits.tokens_per_address`` a window); once
+    that is full every token from the address is refused with ``LoginLocked`` until it passes.
+    The caller commits (the count, or the token's last use).
+    """
+    now = now or utcnow()
+    key = f"token-addr:{client_key(remote_addr)}"
+    full = session.scalar(
+        select(LoginLimit.window_start).where(
+            LoginLimit.key == key,
+            LoginLimit.window_start > now - limits.window,
+            LoginLimit.count >= limits.tokens_per_address,
+        )
+    )
+    if full is not None:
+        raise LoginLocked(full + limits.window - now)
+    row = None
+    if token and token.startswith(TOKEN_PREFIX):
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(token)))
     if row is None or row.revoked_at is not None or not row.user.active:
+        _take_slot(session, key, limits.tokens_per_address, limits.window, now)
         return None
-    row.last_used_at = utcnow()
+    row.last_used_at = now
     return row.user
 
 

@@ -97,9 +97,36 @@ def token(username: str, name: str, revoke_all: bool) -> None:
 @click.argument("username")
 @click.option("--password")
 def set_password(username: str, password: str | None) -> None:
-    """Change a user's password."""
+    """Change a user's password (an admin's reset): every session ends, tokens are revoked."""
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with transaction() as session:
-        auth.set_password(_user(session, username), password)
-    click.echo("password changed")
+        auth.set_password(session, _user(session, username), password)
+    click.echo("password changed; every session of the user has ended and their API tokens are revoked")
+
+
+@users_cli.command("deactivate")
+@click.argument("username")
+def deactivate(username: str) -> None:
+    """Disable a user: their sessions end at the next request, their API tokens are revoked."""
+    with transaction() as session:
+        auth.deactivate_user(session, _user(session, username))
+    click.echo(f"deactivated {username}")
+
+
+@users_cli.command("activate")
+@click.argument("username")
+def activate(username: str) -> None:
+    """Enable a deactivated user again (they log in anew)."""
+    with transaction() as session:
+        auth.activate_user(_user(session, username))
+    click.echo(f"activated {username}")
+
+
+@users_cli.command("logout")
+@click.argument("username")
+def logout_everywhere(username: str) -> None:
+    """End every session of a user (and revoke their API tokens), e.g. for a lost phone."""
+    with transaction() as session:
+        auth.end_other_sessions(session, _user(session, username))
+    click.echo(f"every session of {username} has ended")

@@ -58,8 +58,11 @@ class Settings:
     gs1_company_prefix: str = "6970000"
     raw_retention_days: int = 90
     timezone: str = DEFAULT_TIMEZONE
-    login_max_failures: int = 5
-    login_lockout_minutes: int = 15
+    login_max_failures: int = 5  # attempts per account and client address in the window
+    login_lockout_minutes: int = 15  # the window
+    login_max_per_address: int = 30  # attempts per client address (any account) in the window
+    login_max_per_account_day: int = 100  # attempts per account (any address) in 24 hours
+    trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For is believed
     stripe_payment_methods: str = "card,alipay,wechat_pay"  # Checkout payment method types, comma-separated
     shop_listing_cache_seconds: float | None = None  # None: 3 s, or 0 when testing
 
@@ -93,6 +96,11 @@ class Settings:
             gs1_company_prefix=env.get("GS1_COMPANY_PREFIX", "6970000"),
             raw_retention_days=_int(env, "RAW_RETENTION_DAYS", 90),
             timezone=env.get("TIANYUAN_TIMEZONE", DEFAULT_TIMEZONE),
+            login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5),
+            login_lockout_minutes=_int(env, "LOGIN_LOCKOUT_MINUTES", 15),
+            login_max_per_address=_int(env, "LOGIN_MAX_PER_ADDRESS", 30),
+            login_max_per_account_day=_int(env, "LOGIN_MAX_PER_ACCOUNT_DAY", 100),
+            trusted_proxies=_int(env, "TRUSTED_PROXIES", 0),
             stripe_payment_methods=env.get("STRIPE_PAYMENT_METHODS", "card,alipay,wechat_pay"),
             shop_listing_cache_seconds=_float(env, "SHOP_LISTING_CACHE_SECONDS"),
         )

@@ -1,4 +1,4 @@
-"""Tables shared by every domain: users, API tokens, login attempts and the audit log."""
+"""Tables shared by every domain: users, API tokens, browser sessions, login limits and the audit log."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ class User(Base):
     household_id: Mapped[int | None] = mapped_column(ForeignKey("coop_households.id", ondelete="SET NULL"))
     locale: Mapped[str | None] = mapped_column(String(10))
     active: Mapped[bool] = mapped_column(default=True)
+    # Raised whenever every session of the user must end (password changed or reset,
+    # deactivated, "log out everywhere"); a browser session carries the version it began with.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
@@ -78,16 +81,36 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
-class LoginAttempt(Base):
-    """Failed logins, for throttling. Successful logins clear the user's failures."""
+class LoginLimit(Base):
+    """A login (or API token) throttle counter: attempts under one key in a fixed window.
 
-    __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_username_at", "username", "at"),)
+    Keys are ``acct-addr:<username>|<address>``, ``addr:<address>``, ``acct:<username>`` and
+    ``token-addr:<address>``. A slot is taken with a conditional UPDATE *before* the password
+    is checked (``core.auth.reserve_login``), so parallel guesses cannot overrun the limit.
+    """
+
+    __tablename__ = "login_limits"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class WebSession(Base):
+    """A browser session as the server knows it: the cookie holds a random id, this row its hash.
+
+    Flask's session is a signed cookie that could be replayed; a cookie whose row is gone
+    (logged out, logged in anew, ended by "log out everywhere") is emptied on arrival. A
+    logged-in session also records the user's ``session_version`` it began with.
+    """
+
+    __tablename__ = "web_sessions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(80))
-    remote_addr: Mapped[str] = mapped_column(String(64), default="")
-    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    user_version: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class AuditEntry(Base):

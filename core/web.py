@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -23,14 +23,16 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
-from flask_login import LoginManager, current_user
+from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from core import auth, clock
@@ -43,6 +45,8 @@ from core.money import format_fen, format_yuan
 csrf = CSRFProtect()
 login_manager = LoginManager()
 EXT = "tianyuan"
+SID = "_sid"  # the browser session's id in the cookie; its row is core.models.WebSession
+ALWAYS_KEPT = ("lang",)  # what survives a login, a logout and an ended session
 
 
 class _Database:
@@ -123,6 +127,109 @@ class attempt:
         return False
 
 
+# -- browser sessions: the cookie is signed, but only a session the server knows is believed --
+
+
+LoginHook = Callable[[Session, dict[str, Any], User], dict[str, Any]]
+
+
+def on_login(app: Flask, hook: LoginHook) -> None:
+    """Carry something of the anonymous session into the one a login starts, on purpose.
+
+    ``hook(db_session, old_session, user)`` runs inside the login's transaction and returns
+    the keys to put into the new session (the shop moves the guest's cart to the user under
+    a new token). Nothing else survives a login but the language, so a cookie copied before
+    it opens nothing afterwards."""
+    app.extensions[EXT].setdefault("on_login", []).append(hook)
+
+
+def client_address() -> str:
+    """The client's address (behind ``TRUSTED_PROXIES`` proxies, from X-Forwarded-For)."""
+    return (request.remote_addr or "")[:64]
+
+
+def login_limits() -> auth.LoginLimits:
+    cfg = settings()
+    return auth.LoginLimits(
+        per_account_and_address=cfg.login_max_failures,
+        per_address=cfg.login_max_per_address,
+        per_account=cfg.login_max_per_account_day,
+        window=timedelta(minutes=cfg.login_lockout_minutes),
+        tokens_per_address=cfg.login_max_per_address,
+    )
+
+
+def _reset_session() -> None:
+    kept = {key: session[key] for key in ALWAYS_KEPT if key in session}
+    session.clear()
+    session.update(kept)
+
+
+def current_session_id() -> str | None:
+    """The id of this browser's session if the server knows it (checked on arrival)."""
+    sid = session.get(SID)
+    return sid if isinstance(sid, str) else None
+
+
+def bind_session() -> str:
+    """Make sure this browser has a server-side session and return its id.
+
+    Call it before remembering anything in the session that must not outlive it (a guest's
+    cart and orders), and before the view writes anything: the row is committed at once in a
+    session of its own (SQLite lets one writer at a time, so not while the request's session
+    holds an open write)."""
+    sid = current_session_id()
+    if sid is not None:
+        return sid
+    with database().session_factory() as own:
+        sid = auth.open_web_session(own)
+        own.commit()
+    session[SID] = sid
+    return sid
+
+
+def log_in(user: User) -> None:
+    """Begin a fresh session for ``user``: the old one ends (its cookie opens nothing any
+    more); only the language and what the ``on_login`` hooks hand over are carried."""
+    db = db_session()
+    old = dict(session)
+    carried: dict[str, Any] = {}
+    for hook in current_app.extensions[EXT].get("on_login", []):
+        carried.update(hook(db, old, user))
+    auth.end_web_session(db, current_session_id())
+    sid = auth.open_web_session(db, user)
+    db.commit()
+    _reset_session()
+    session.update(carried)
+    login_user(user)
+    session[SID] = sid
+
+
+def log_out() -> None:
+    """End this browser's session on the server and empty the cookie (language kept)."""
+    db = db_session()
+    auth.end_web_session(db, current_session_id())
+    db.commit()
+    logout_user()
+    _reset_session()
+
+
+def _check_browser_session() -> None:
+    """Empty a session the server does not know (ended, expired, or from a copied cookie)
+    and log out a cookie whose user was deactivated or ended all their sessions."""
+    if request.endpoint == "static":
+        return
+    sid = session.get(SID)
+    if "_user_id" in session:
+        user = auth.session_user(db_session(), sid if isinstance(sid, str) else None, session["_user_id"])
+        if user is None:
+            _reset_session()
+        else:
+            g.session_user = user
+    elif sid is not None and (not isinstance(sid, str) or auth.web_session(db_session(), sid) is None):
+        _reset_session()
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/") or (
         request.accept_mimetypes.best == "application/json" and not request.accept_mimetypes.accept_html
@@ -175,7 +282,11 @@ class BoundedIntConverter(IntegerConverter):
 
 def init_app(app: Flask, cfg: Settings) -> None:
     clock.configure(cfg.timezone)
-    app.extensions[EXT] = {"settings": cfg, "db": _Database(cfg)}
+    app.extensions[EXT] = {"settings": cfg, "db": _Database(cfg), "on_login": []}
+    if cfg.trusted_proxies > 0:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=cfg.trusted_proxies, x_proto=cfg.trusted_proxies
+        )
     app.teardown_appcontext(_close_session)
 
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
@@ -194,22 +305,32 @@ def init_app(app: Flask, cfg: Settings) -> None:
             return
         csrf.protect()
 
+    app.before_request(_check_browser_session)
     login_manager.init_app(app)
     login_manager.login_view = "core.login"
     login_manager.session_protection = "basic"
 
     def _load_user(user_id: str) -> User | None:
-        try:
-            return db_session().get(User, int(user_id))
-        except ValueError:
-            return None
+        found: User | None = g.get("session_user")
+        if found is not None and str(found.id) == str(user_id):
+            return found
+        return auth.session_user(db_session(), current_session_id(), user_id)
 
     def _load_user_from_token(req: Request) -> User | None:
         header = req.headers.get("Authorization", "")
         if header.startswith("Bearer "):
-            user = auth.user_for_token(db_session(), header[7:].strip())
-            if user is not None:
-                db_session().commit()  # the token's last_used_at, the one write a request loader makes
+            db = db_session()
+            try:
+                user = auth.user_for_token(
+                    db, header[7:].strip(), remote_addr=client_address(), limits=login_limits()
+                )
+            except auth.LoginLocked as exc:
+                db.rollback()
+                # answered 429 by the unauthorized handler; translated there, not here: choosing
+                # the language reads current_user, which would call this loader again
+                g.token_refused = exc
+                return None
+            db.commit()  # the token's last_used_at or the failure's count: the one write a loader makes
             return user
         return None
 
@@ -218,6 +339,9 @@ def init_app(app: Flask, cfg: Settings) -> None:
 
     @login_manager.unauthorized_handler  # type: ignore[untyped-decorator]
     def _unauthorized() -> ResponseReturnValue:
+        refused = g.pop("token_refused", None)
+        if isinstance(refused, auth.LoginLocked):
+            return json_error(429, refused.translated(gettext))
         if wants_json():
             return json_error(401, "authentication required: log in or send 'Authorization: Bearer <token>'")
         return redirect(

@@ -140,3 +140,16 @@ def set_quantity(session: Session, cart: Cart, item_id: int, quantity: Decimal) 
 def clear(cart: Cart) -> None:
     cart.items.clear()
     _touch(cart)
+
+
+def hand_over(session: Session, token: str | None, user_id: int) -> str | None:
+    """Move a guest's cart to the user who has just logged in, under a new token (the old
+    token opens nothing any more); returns the new token, or None if there was no cart (or
+    it was another user's: logging in as someone else on a shared computer takes nothing over)."""
+    cart = get_cart(session, token)
+    if cart is None or cart.user_id not in (None, user_id):
+        return None
+    cart.token = secrets.token_urlsafe(24)
+    cart.user_id = user_id
+    session.flush()
+    return cart.token

@@ -14,7 +14,15 @@ from markupsafe import Markup
 from core import clock
 from core.errors import N_
 from core.text import fold_width
-from core.web import attempt, db_session, role_required, settings
+from core.web import (
+    attempt,
+    bind_session,
+    current_session_id,
+    db_session,
+    on_login,
+    role_required,
+    settings,
+)
 from shop import cart as carts
 from shop import catalog, checkout, orders, payments
 from shop import settings as shop_settings
@@ -23,6 +31,17 @@ from shop.models import Product
 bp = Blueprint("shop", __name__, url_prefix="/shop")
 CART_KEY = "shop_cart"
 RECENT_KEY = "shop_orders"
+
+
+def _hand_cart_over(db, old_session: dict, user) -> dict:
+    token = carts.hand_over(db, old_session.get(CART_KEY), user.id)
+    return {CART_KEY: token} if token else {}
+
+
+@bp.record_once
+def _carry_cart_over_login(state) -> None:
+    """The guest's cart is moved to the user who logs in (nothing else of the shop's session)."""
+    on_login(state.app, _hand_cart_over)
 
 
 def _today() -> date:
@@ -42,6 +61,7 @@ def _cart(create: bool = False):
 
 
 def _remember_order(token: str) -> None:
+    bind_session()  # the server knows this session, so a copy of the cookie dies with it
     recent = [t for t in session.get(RECENT_KEY, []) if t != token]
     session[RECENT_KEY] = ([token] + recent)[:10]
 
@@ -157,6 +177,7 @@ def cart_add():
     if item is None or not item.active:
         abort(404)
     lot_id = request.form.get("lot_id", type=int) or None
+    bind_session()  # before any write: the cart lives in a session the server knows
     with attempt() as result:
         qty = carts.parse_quantity(request.form.get("quantity", "1"), item.unit)
         cart = _cart(create=True)
@@ -245,6 +266,7 @@ def checkout_page():
             field_errors,
             [] if lines else [_("Your cart is empty.")],
         ), 400
+    bind_session()  # before any write: the order is opened only from this session
     with attempt(flash_error=False) as result:
         order = checkout.place_order(
             db_session(), cart, contact, user_id=_user_id(), today=_today(), stripe_enabled=stripe_enabled
@@ -321,6 +343,20 @@ def _to_stripe(order):
     return redirect(url, code=303)
 
 
+def _order_here(token: str):
+    """The order behind a token, if this browser may open it (else 404): the logged-in user's
+    own order, or one placed in this very session (a session the server still knows, so a
+    cookie kept from before a login or logout opens nothing)."""
+    order = orders.get_by_token(db_session(), token)
+    if order is None:
+        abort(404)
+    mine = current_user.is_authenticated and order.user_id == current_user.id
+    here = current_session_id() is not None and order.token in session.get(RECENT_KEY, [])
+    if not (mine or here):
+        abort(404)
+    return order
+
+
 @bp.get("/order/<token>")
 def order_page(token: str):
     """An order's real state; also the page Stripe sends the customer back to.
@@ -328,9 +364,7 @@ def order_page(token: str):
     It may be shown before the webhook arrives: it then says the payment is being
     confirmed. It never marks an order paid by itself.
     """
-    order = orders.get_by_token(db_session(), token)
-    if order is None:
-        abort(404)
+    order = _order_here(token)
     stripe_state = None
     returned = request.args.get("session_id")
     waiting = order.status == "pending_payment" and order.payment_method == "stripe"
@@ -351,18 +385,14 @@ def order_page(token: str):
 @bp.post("/order/<token>/pay")
 def order_pay(token: str):
     """Go (back) to Stripe Checkout for an unpaid order."""
-    order = orders.get_by_token(db_session(), token)
-    if order is None:
-        abort(404)
+    order = _order_here(token)
     return _to_stripe(order)
 
 
 @bp.post("/order/<token>/cancel")
 def order_cancel(token: str):
     """The customer cancels an unpaid order; its stock goes back on sale."""
-    order = orders.get_by_token(db_session(), token)
-    if order is None:
-        abort(404)
+    order = _order_here(token)
     with attempt() as result:
         orders.cancel(db_session(), order, user_id=_user_id(), reason="cancelled by customer")
     if result.ok:
@@ -391,7 +421,7 @@ def recent_orders():
 
     from shop.models import Order
 
-    tokens = session.get(RECENT_KEY, [])
+    tokens = session.get(RECENT_KEY, []) if current_session_id() else []
     rows = (
         list(db_session().scalars(select(Order).where(Order.token.in_(tokens)).order_by(Order.id.desc())))
         if tokens

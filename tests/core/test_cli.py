@@ -22,7 +22,7 @@ def test_users_create_refuses_bad_input(runner):
         != 0
     )
     result = runner.invoke(args=["users", "create", "bob", "--role", "customer", "--password", "short"])
-    assert result.exit_code != 0 and "at least 8" in result.output
+    assert result.exit_code != 0 and "at least 10" in result.output
     runner.invoke(args=["users", "create", "bob", "--role", "customer", "--password", "longenough"])
     result = runner.invoke(args=["users", "create", "bob", "--role", "customer", "--password", "longenough"])
     assert result.exit_code != 0 and "already exists" in result.output
