@@ -25,12 +25,14 @@ from flask import (
     request,
     url_for,
 )
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
+from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.routing import IntegerConverter
 
 from core import auth, clock
@@ -39,6 +41,7 @@ from core.db import make_engine, make_session_factory
 from core.errors import DomainError
 from core.models import User
 from core.money import format_fen, format_yuan
+from core.parse import MAX_INT
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -173,20 +176,120 @@ class BoundedIntConverter(IntegerConverter):
         super().__init__(url_map, *args, **kwargs)
 
 
+def bounded_int(text: Any) -> int:
+    """``int`` for request fields: a number a database integer cannot hold is no number."""
+    value = int(text)
+    if not -MAX_INT <= value <= MAX_INT:
+        raise ValueError(text)
+    return value
+
+
+class _Fields(ImmutableMultiDict):  # type: ignore[type-arg]
+    """Query and form fields where ``get(name, type=int)`` and ``getlist(name, type=int)``
+    treat an integer beyond 64 bits like any other non-number (the default, or left out),
+    so no view hands the database driver an id it overflows on."""
+
+    def get(self, key: Any, default: Any = None, type: Any = None) -> Any:  # type: ignore[override]  # noqa: A002
+        return super().get(key, default, bounded_int if type is int else type)
+
+    def getlist(self, key: Any, type: Any = None) -> Any:  # noqa: A002
+        return super().getlist(key, bounded_int if type is int else type)
+
+
+class TianyuanRequest(Request):
+    parameter_storage_class = _Fields
+
+
+# Every response's security headers (set in one place, ``_security_headers``). Scripts only from
+# our own static files (no inline script or on* handlers: static/js/confirm.js reads data-*
+# attributes); inline style attributes are allowed (a few templates colour legend swatches);
+# no page may be framed; images also as data: URIs (none today; QR codes are our own URLs).
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+HSTS = "max-age=31536000; includeSubDomains"  # production only: HTTPS is the proxy's (deploy/)
+
+
+def bearer_token(req: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (any case of "Bearer"), else None.
+
+    A request that sends one is authenticated by the token alone: its cookie session is not
+    opened (nor saved), and an unknown or revoked token is refused with 401. So a junk bearer
+    header can neither skip the CSRF check for a logged-in browser nor ride on its cookie."""
+    scheme, _, token = req.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+class _CookieSessionUnlessBearer(SecureCookieSessionInterface):
+    """The usual signed-cookie session, except for bearer-token requests: they get an empty
+    session that is never sent back, whatever cookie came with them."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if bearer_token(request) is not None:
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        if bearer_token(request) is not None:
+            return
+        super().save_session(app, session, response)
+
+
+def _refuse_nul_bytes() -> None:
+    """No text anyone types contains a NUL byte, and PostgreSQL refuses to store one: a path,
+    query or form field with one is a bad request (400), before any view sees it."""
+    if "\x00" in request.path or any(
+        "\x00" in key or "\x00" in value
+        for fields in (request.args, request.form)
+        for key, values in fields.lists()
+        for value in values
+    ):
+        raise BadRequest("a NUL byte is not allowed in a request")
+
+
 def init_app(app: Flask, cfg: Settings) -> None:
     clock.configure(cfg.timezone)
     app.extensions[EXT] = {"settings": cfg, "db": _Database(cfg)}
     app.teardown_appcontext(_close_session)
+    app.request_class = TianyuanRequest
+    app.before_request(_refuse_nul_bytes)
 
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     csrf.init_app(app)
+
+    app.session_interface = _CookieSessionUnlessBearer()
+
+    @app.before_request
+    def _bearer_authenticates_or_is_refused() -> None:
+        token = bearer_token(request)
+        if token is None:
+            return
+        user = auth.user_for_token(db_session(), token)
+        if user is None:
+            abort(401, "the bearer token is unknown, revoked or its user is inactive")
+        db_session().commit()  # the token's last_used_at, the one write the login glue makes
+        g._login_user = user  # Flask-Login's current user for this request: the token's, never a cookie's
 
     @app.before_request
     def _csrf_unless_token_or_exempt() -> None:
         if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
             return
-        if request.headers.get("Authorization", "").startswith("Bearer "):
-            return  # token-authenticated API calls carry no cookie, so no CSRF risk
+        if bearer_token(request) is not None:
+            return  # authenticated by its token (else refused above); no cookie session was opened
         view = app.view_functions.get(request.endpoint or "")
         if view is not None and getattr(view, "_csrf_exempt", False):
             return
@@ -204,17 +307,7 @@ def init_app(app: Flask, cfg: Settings) -> None:
         except ValueError:
             return None
 
-    def _load_user_from_token(req: Request) -> User | None:
-        header = req.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            user = auth.user_for_token(db_session(), header[7:].strip())
-            if user is not None:
-                db_session().commit()  # the token's last_used_at, the one write a request loader makes
-            return user
-        return None
-
-    login_manager.user_loader(_load_user)
-    login_manager.request_loader(_load_user_from_token)
+    login_manager.user_loader(_load_user)  # bearer tokens: _bearer_authenticates_or_is_refused
 
     @login_manager.unauthorized_handler  # type: ignore[untyped-decorator]
     def _unauthorized() -> ResponseReturnValue:
@@ -237,6 +330,14 @@ def init_app(app: Flask, cfg: Settings) -> None:
         if wants_json():
             return json_error(exc.code, exc.description or exc.name)
         return render_template("core/error.html", code=exc.code, message=exc.description), exc.code
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if cfg.is_production:
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+        return response
 
     app.jinja_env.filters["fen"] = format_fen
     app.jinja_env.filters["yuan"] = format_yuan
