@@ -6,6 +6,7 @@ Services never import this module; views and CLI commands do.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from datetime import datetime
 from types import TracebackType
@@ -25,6 +26,7 @@ from flask import (
     request,
     url_for,
 )
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
@@ -224,6 +226,28 @@ SECURITY_HEADERS = {
 HSTS = "max-age=31536000; includeSubDomains"  # production only: HTTPS is the proxy's (deploy/)
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+class FiniteJSONProvider(DefaultJSONProvider):
+    """``jsonify`` that always writes JSON: a NaN or an infinity (Python's json would write the
+    invalid tokens ``NaN``/``Infinity``) becomes ``null``. Inputs refuse non-finite numbers
+    before they are stored (``core.parse.number``); this is the last line for what got in."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        try:
+            return super().dumps(obj, **{**kwargs, "allow_nan": False})
+        except ValueError:
+            return super().dumps(_finite(obj), **{**kwargs, "allow_nan": False})
+
+
 def bearer_token(req: Request) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header (any case of "Bearer"), else None.
 
@@ -266,6 +290,7 @@ def init_app(app: Flask, cfg: Settings) -> None:
     app.extensions[EXT] = {"settings": cfg, "db": _Database(cfg)}
     app.teardown_appcontext(_close_session)
     app.request_class = TianyuanRequest
+    app.json = FiniteJSONProvider(app)
     app.before_request(_refuse_nul_bytes)
 
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)

@@ -57,7 +57,7 @@ HOSTILE = [
     "１２３",  # full-width digits
     "",
 ]
-SAMPLE = ["99999999999999999999999", "1e999999", "NaN", "9999-12-31", "a\x00b", ""]
+SAMPLE = ["99999999999999999999999", "1e999999", "NaN", "9999-12-31", "x" * 3000, "a\x00b", ""]
 
 # Routes not walked: logging out ends the role's session (it is walked once, at the end).
 SKIP_ENDPOINTS = {"static", "core.logout"}

@@ -229,3 +229,44 @@ def test_a_nul_byte_is_a_bad_request_everywhere(client, make_user):
     assert client.get("/iot/g/GH%00X").status_code == 400
     assert client.post("/coop/vouchers/new", data={"summary": "a\x00b"}).status_code == 400
     assert client.post("/login", data={"username": "kuai\x00ji", "password": "x"}).status_code == 400
+
+
+def test_json_never_carries_nan_or_infinity(client, session, make_user):
+    """Found by the hostile tester: area_m2=1e400 was stored as Inf and the API wrote invalid JSON.
+    Forms refuse it now; a value that still got in (here written directly) comes out as null."""
+    import json
+
+    from iot import registry
+    from iot.models import Greenhouse
+
+    registry.create_greenhouse(session, "GH-INF", "无穷大棚", area_m2=100)
+    session.commit()
+    session.execute(Greenhouse.__table__.update().values(area_m2=float("inf")))
+    session.commit()
+    make_user("kuaiji", "official")
+    login(client, "kuaiji")
+    r = client.get("/api/v1/greenhouses")
+    assert r.status_code == 200
+
+    def refuse(token):
+        raise AssertionError(f"invalid JSON token {token}")
+
+    body = json.loads(r.get_data(as_text=True), parse_constant=refuse)
+    assert [g["area_m2"] for g in body["greenhouses"]] == [None]
+
+
+def test_a_greenhouse_area_of_1e400_is_refused_on_the_form(client, session, make_user):
+    from iot import registry
+    from iot.models import Greenhouse
+
+    registry.create_greenhouse(session, "GH1", "桃棚", area_m2=100)
+    session.commit()
+    make_user("admin", "admin")
+    login(client, "admin")
+    for area in ("1e400", "NaN", "Infinity", "-1"):
+        r = client.post(
+            "/iot/admin/greenhouses/GH1", data={"name": "桃棚", "area_m2": area, "timezone": "Asia/Shanghai"}
+        )
+        assert r.status_code in (200, 400), area
+        session.expire_all()
+        assert session.scalar(select(Greenhouse.area_m2)) == 100, area
