@@ -129,8 +129,12 @@ class attempt:
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or (
-        request.accept_mimetypes.best == "application/json" and not request.accept_mimetypes.accept_html
+    """Errors as JSON: for the API, for requests that prefer JSON and for token-authenticated
+    programs; everything else gets the error page."""
+    return (
+        request.path.startswith("/api/")
+        or bearer_token(request) is not None
+        or (request.accept_mimetypes.best == "application/json" and not request.accept_mimetypes.accept_html)
     )
 
 

@@ -170,6 +170,7 @@ def test_a_revoked_token_is_refused_with_json(session, client, official_token):
         ("/api/v1/greenhouses", {}, 401),
         ("/no/such/page", {"Accept": "application/json"}, 404),
         ("/logout", {"Accept": "application/json"}, 405),
+        ("/iot/", {"Authorization": "Bearer junk"}, 401),  # a program with a token gets JSON
     ],
 )
 def test_json_errors_have_one_shape(client, path, headers, status):
@@ -270,3 +271,9 @@ def test_a_greenhouse_area_of_1e400_is_refused_on_the_form(client, session, make
         assert r.status_code in (200, 400), area
         session.expire_all()
         assert session.scalar(select(Greenhouse.area_m2)) == 100, area
+
+
+def test_a_password_beyond_1024_characters_is_refused_before_hashing(client, make_user):
+    make_user("kuaiji", "official")
+    r = client.post("/login", data={"username": "kuaiji", "password": "x" * 5000})
+    assert r.status_code == 400
