@@ -57,7 +57,7 @@ HOSTILE = [
     "１２３",  # full-width digits
     "",
 ]
-SAMPLE = ["99999999999999999999999", "1e999999", "NaN", "9999-12-31", "x" * 3000, "a\x00b", ""]
+SAMPLE = ["99999999999999999999999", "1e999999", "NaN", "9999-12-31", ""]  # the rest: -m slow
 
 # Routes not walked: logging out ends the role's session (it is walked once, at the end).
 SKIP_ENDPOINTS = {"static", "core.logout"}
@@ -170,22 +170,18 @@ class Walk:
                     queue.append(html.unescape(link))
 
 
-def _seed_and_crawl(app, session, role: str):
+def _seed_and_crawl(app, session) -> Walk:
+    """Seed the demo village and find real URL values and forms (as admin and as a customer
+    with two orders, so order pages have real numbers and tokens)."""
     from app import seed_demo
 
     seed_demo(session, PASSWORD)
     session.commit()
-    client = app.test_client()
-    if ROLES[role]:
-        assert login(client, ROLES[role], PASSWORD).status_code == 302
     walk = Walk(app)
     seeds = [r.rule for r in app.url_map.iter_rules() if not r.arguments and "GET" in r.methods]
-    walk.crawl(client, seeds)
-    # pages only a role further up links to: crawl as admin too, for real ids
     admin = app.test_client()
     login(admin, "admin", PASSWORD)
     walk.crawl(admin, seeds)
-    # two orders, so the order pages (customer's and staff's) have real numbers and tokens
     customer = app.test_client()
     login(customer, "customer", PASSWORD)
     for _ in range(2):
@@ -196,7 +192,17 @@ def _seed_and_crawl(app, session, role: str):
     walk.crawl(customer, ["/shop/orders", "/shop/recent"])
     walk.crawl(admin, ["/shop/staff/", "/iot/alerts", "/account/tokens", "/coop/review"], limit=800)
     _borrow(app, walk)
-    return client, walk
+    return walk
+
+
+def _role_client(app, walk: Walk, role: str):
+    """A client logged in as ``role``; its own pages add what only it sees (a farmer's lots)."""
+    client = app.test_client()
+    if ROLES[role]:
+        assert login(client, ROLES[role], PASSWORD).status_code == 302
+        seeds = [r.rule for r in app.url_map.iter_rules() if not r.arguments and "GET" in r.methods]
+        walk.crawl(client, seeds)
+    return client
 
 
 PICKUP = {"name": "陈女士", "phone": "13800000000", "fulfilment": "pickup", "payment_method": "cash"}
@@ -254,9 +260,9 @@ def _requests(app, walk: Walk, values: list[str], one_at_a_time: bool) -> Iterat
                         yield method, url, {**plausible, name: value}
 
 
-def _sweep(app, session, role: str, values: list[str], one_at_a_time: bool) -> None:
-    client, walk = _seed_and_crawl(app, session, role)
-    failures: list[str] = list(walk.failures)
+def _sweep(app, walk: Walk, role: str, values: list[str], one_at_a_time: bool) -> list[str]:
+    client = _role_client(app, walk, role)
+    failures: list[str] = []
     for method, url, data in _requests(app, walk, values, one_at_a_time):
         kwargs = {"query_string": data} if method == "GET" else {"data": data}
         try:
@@ -277,15 +283,24 @@ def _sweep(app, session, role: str, values: list[str], one_at_a_time: bool) -> N
     r = client.post("/logout")
     if r.status_code >= 500:
         failures.append(f"{role} POST /logout -> {r.status_code}")
+    return failures
+
+
+def _report(failures: list[str]) -> None:
     assert not failures, f"{len(failures)} requests failed:\n" + "\n".join(failures[:200])
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_no_route_answers_5xx_to_a_sample_of_hostile_values(app, session, role):
-    _sweep(app, session, role, SAMPLE, one_at_a_time=False)
+def test_no_route_answers_5xx_to_a_sample_of_hostile_values(app, session):
+    """``make test-fast``: every route, every role, a few hostile values, one seeded village."""
+    walk = _seed_and_crawl(app, session)
+    failures: list[str] = []
+    for role in ROLES:
+        failures += _sweep(app, walk, role, SAMPLE, one_at_a_time=False)
+    _report(walk.failures + failures)  # the crawls' failures, then the hostile requests'
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("role", ROLES)
 def test_no_route_answers_5xx_to_any_hostile_value(app, session, role):
-    _sweep(app, session, role, HOSTILE, one_at_a_time=True)
+    walk = _seed_and_crawl(app, session)
+    _report(_sweep(app, walk, role, HOSTILE, one_at_a_time=True) + walk.failures)
