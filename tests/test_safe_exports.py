@@ -162,3 +162,15 @@ def test_the_quarantine_page_names_the_reason(client, session, make_user):
     assert "Device id not allowed" in page
     page = client.get("/iot/admin/quarantine?lang=zh_CN").get_data(as_text=True)
     assert "Device id not allowed" not in page
+
+
+def test_the_demo_shows_a_stray_device_in_the_quarantine(client, session):
+    from app import seed_demo
+    from iot.models import Device
+
+    seed_demo(session, "demo-password-1")
+    session.commit()
+    assert not any(" " in d for d in session.scalars(select(Device.device_id)))
+    login(client, "admin", "demo-password-1")
+    page = client.get("/iot/admin/quarantine").get_data(as_text=True)
+    assert "设备编号不合规" in page and "温室探头 2" in page
