@@ -277,3 +277,25 @@ def test_a_password_beyond_1024_characters_is_refused_before_hashing(client, mak
     make_user("kuaiji", "official")
     r = client.post("/login", data={"username": "kuaiji", "password": "x" * 5000})
     assert r.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Accept-Language": "zz;q=NaN, *;q=1e999"},
+        {"Accept-Language": "x" * 10000},
+        {"Cookie": "session=garbage.garbage.garbage"},
+        {"Accept": "application/json;q=NaN"},
+        {"Authorization": "Bearer " + "x" * 10000},
+        {"Authorization": "Basic Zm9vOmJhcg=="},
+        {"If-Modified-Since": "9999-99-99"},
+        {"Range": "bytes=999999999999999999999-"},
+    ],
+    ids=lambda h: next(iter(h)),
+)
+def test_hostile_headers_are_no_5xx(client, make_user, headers):
+    make_user("kuaiji", "official")
+    for path in ("/", "/static/js/confirm.js", "/api/v1/greenhouses", "/lang/en", "/coop/"):
+        r = client.get(path, headers=headers)
+        assert r.status_code < 500, (path, r.status_code)
+        _assert_secure(r)
