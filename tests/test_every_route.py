@@ -1,16 +1,21 @@
 """Every route in the URL map, as every role, with hostile values in every URL variable and
 every form or query field the route reads: none answers 5xx (or raises).
 
-The demo village is seeded through the test fixtures; a crawl of its pages (as the role)
-finds a real value for each URL variable (an order number, a lot, a greenhouse code) and
-the fields of each form with their plausible values. Then each route is called:
+The demo village is seeded through the test fixtures (plus two pickup orders and an API
+token); a crawl of its pages as admin, as the customer and as the role finds a real value
+for each URL variable (an order number and token, a lot, a greenhouse code) and the fields
+of each form with their plausible values. The fields a route reads come from those forms and
+from the source of its view module. Then each route is called, for each method it allows:
 
 * with each URL variable in turn replaced by a hostile value (the others real);
 * with every field it reads set to the same hostile value;
-* with the form's own plausible values and one field at a time made hostile
-  (the full sweep only: ``-m slow``; ``make test-fast`` runs a sample of values).
+* with each field its view (or a helper of its module it calls) reads, alone;
+* with the form's own plausible values and one field at a time made hostile (full sweep).
 
-Failures are collected and listed together, so one run names every 5xx.
+``make test-fast`` runs a sample of values in one test (one seeded village for all roles);
+``-m slow`` runs every value, one seeded village per role. CSRF is off in the test app, so
+every POST reaches its view. Failures are collected and listed together, so one run names
+every 5xx.
 """
 
 from __future__ import annotations
