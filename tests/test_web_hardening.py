@@ -299,3 +299,18 @@ def test_hostile_headers_are_no_5xx(client, make_user, headers):
         r = client.get(path, headers=headers)
         assert r.status_code < 500, (path, r.status_code)
         _assert_secure(r)
+
+
+def test_a_refusal_with_a_percent_sign_shows_one(app):
+    """Found by the route walk's review: a template with ``%%`` and no parameters showed "60%%"."""
+    from flask_babel import gettext
+
+    from core.errors import DomainError
+
+    error = DomainError(
+        "at least 60%% of a cooperative's distributable surplus is returned by transaction volume"
+    )
+    assert str(error).startswith("at least 60% of")
+    with app.test_request_context("/"):
+        assert error.translated(gettext).endswith("不得低于 60%")
+    assert str(DomainError("no %(what)s given")) == "no %(what)s given"  # a missing parameter: as it is
