@@ -12,7 +12,7 @@ from the source of its view module. Then each route is called, for each method i
 * with each field its view (or a helper of its module it calls) reads, alone;
 * with the form's own plausible values and one field at a time made hostile (full sweep).
 
-``make test-fast`` runs a sample of values in one test (one seeded village for all roles);
+``make test-fast`` runs a sample of values in two tests (one seeded village per group of roles);
 ``-m slow`` runs every value, one seeded village per role. CSRF is off in the test app, so
 every POST reaches its view. Failures are collected and listed together, so one run names
 every 5xx.
