@@ -16,6 +16,7 @@ from coop.models import Account, Voucher, VoucherLine
 from coop.reports import _rolled
 from core import clock
 from core.money import format_yuan
+from core.text import safe_cell
 
 ROOTS = {
     "asset": "Assets",
@@ -136,16 +137,7 @@ def write_beancount(
 # ---------------------------------------------------------------- tables
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_text(value: object) -> object:
-    """Text a spreadsheet would run as a formula (``=HYPERLINK(...)`` typed into a summary or the
-    notes) is kept as text: prefixed with an apostrophe, as Excel and WPS do themselves. Numbers
-    and amounts are left alone."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
+safe_text = safe_cell  # the one neutraliser of every export, core.text.safe_cell (kept under its old name)
 
 
 def table_csv(header: Sequence[str], rows: Iterable[Sequence]) -> str:

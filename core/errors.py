@@ -22,19 +22,26 @@ def N_(message: str) -> str:
 
 
 class DomainError(ValueError):
-    """A refused operation; ``template`` and ``params`` say why. Nothing was written."""
+    """A refused operation; ``template`` and ``params`` say why. Nothing was written.
+
+    Templates are always %-formatted, with or without parameters (as Jinja's gettext does),
+    so a literal percent sign is written ``%%`` everywhere: ``N_("at least 60%% ...")``."""
 
     def __init__(self, template: str, **params: Any) -> None:
         self.template = template
         self.params = params
-        super().__init__(template % params if params else template)
+        super().__init__(_format(template, params))
 
     def translated(self, gettext: Callable[[str], str]) -> str:
         """The message in the user's language (English if the translation is broken)."""
-        text = gettext(self.template)
-        if not self.params:
-            return text
         try:
-            return text % self.params
+            return gettext(self.template) % self.params
         except (KeyError, TypeError, ValueError):  # a broken translation must not hide the error
             return str(self)
+
+
+def _format(template: str, params: dict[str, Any]) -> str:
+    try:
+        return template % params
+    except (KeyError, TypeError, ValueError):  # a template that is not a format: shown as it is
+        return template

@@ -8,7 +8,7 @@ from wtforms.validators import DataRequired, Length
 
 class LoginForm(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     username = StringField(_l("Username"), validators=[DataRequired(), Length(max=80)])
-    password = PasswordField(_l("Password"), validators=[DataRequired()])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)])
 
 
 class TokenForm(FlaskForm):  # type: ignore[misc]

@@ -6,6 +6,7 @@ Services never import this module; views and CLI commands do.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -26,12 +27,15 @@ from flask import (
     session,
     url_for,
 )
+from flask.json.provider import DefaultJSONProvider
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from flask_login import LoginManager, current_user, login_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
+from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
@@ -41,6 +45,7 @@ from core.db import make_engine, make_session_factory
 from core.errors import DomainError
 from core.models import User
 from core.money import format_fen, format_yuan
+from core.parse import MAX_INT
 
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -231,8 +236,12 @@ def _check_browser_session() -> None:
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or (
-        request.accept_mimetypes.best == "application/json" and not request.accept_mimetypes.accept_html
+    """Errors as JSON: for the API, for requests that prefer JSON and for token-authenticated
+    programs; everything else gets the error page."""
+    return (
+        request.path.startswith("/api/")
+        or bearer_token(request) is not None
+        or (request.accept_mimetypes.best == "application/json" and not request.accept_mimetypes.accept_html)
     )
 
 
@@ -280,6 +289,113 @@ class BoundedIntConverter(IntegerConverter):
         super().__init__(url_map, *args, **kwargs)
 
 
+def bounded_int(text: Any) -> int:
+    """``int`` for request fields: a number a database integer cannot hold is no number."""
+    value = int(text)
+    if not -MAX_INT <= value <= MAX_INT:
+        raise ValueError(text)
+    return value
+
+
+class _Fields(ImmutableMultiDict):  # type: ignore[type-arg]
+    """Query and form fields where ``get(name, type=int)`` and ``getlist(name, type=int)``
+    treat an integer beyond 64 bits like any other non-number (the default, or left out),
+    so no view hands the database driver an id it overflows on."""
+
+    def get(self, key: Any, default: Any = None, type: Any = None) -> Any:  # type: ignore[override]  # noqa: A002
+        return super().get(key, default, bounded_int if type is int else type)
+
+    def getlist(self, key: Any, type: Any = None) -> Any:  # noqa: A002
+        return super().getlist(key, bounded_int if type is int else type)
+
+
+class TianyuanRequest(Request):
+    parameter_storage_class = _Fields
+
+
+# Every response's security headers (set in one place, ``_security_headers``). Scripts only from
+# our own static files (no inline script or on* handlers: static/js/confirm.js reads data-*
+# attributes); inline style attributes are allowed (a few templates colour legend swatches);
+# no page may be framed; images also as data: URIs (none today; QR codes are our own URLs).
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
+HSTS = "max-age=31536000; includeSubDomains"  # production only: HTTPS is the proxy's (deploy/)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+class FiniteJSONProvider(DefaultJSONProvider):
+    """``jsonify`` that always writes JSON: a NaN or an infinity (Python's json would write the
+    invalid tokens ``NaN``/``Infinity``) becomes ``null``. Inputs refuse non-finite numbers
+    before they are stored (``core.parse.number``); this is the last line for what got in."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        try:
+            return super().dumps(obj, **{**kwargs, "allow_nan": False})
+        except ValueError:
+            return super().dumps(_finite(obj), **{**kwargs, "allow_nan": False})
+
+
+def bearer_token(req: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (any case of "Bearer"), else None.
+
+    A request that sends one is authenticated by the token alone: its cookie session is not
+    opened (nor saved), and an unknown or revoked token is refused with 401. So a junk bearer
+    header can neither skip the CSRF check for a logged-in browser nor ride on its cookie."""
+    scheme, _, token = req.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+class _CookieSessionUnlessBearer(SecureCookieSessionInterface):
+    """The usual signed-cookie session, except for bearer-token requests: they get an empty
+    session that is never sent back, whatever cookie came with them."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if bearer_token(request) is not None:
+            return self.session_class()
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        if bearer_token(request) is not None:
+            return
+        super().save_session(app, session, response)
+
+
+def _refuse_nul_bytes() -> None:
+    """No text anyone types contains a NUL byte, and PostgreSQL refuses to store one: a path,
+    query or form field with one is a bad request (400), before any view sees it."""
+    if "\x00" in request.path or any(
+        "\x00" in key or "\x00" in value
+        for fields in (request.args, request.form)
+        for key, values in fields.lists()
+        for value in values
+    ):
+        raise BadRequest("a NUL byte is not allowed in a request")
+
+
 def init_app(app: Flask, cfg: Settings) -> None:
     clock.configure(cfg.timezone)
     app.extensions[EXT] = {"settings": cfg, "db": _Database(cfg), "on_login": []}
@@ -288,16 +404,38 @@ def init_app(app: Flask, cfg: Settings) -> None:
             app.wsgi_app, x_for=cfg.trusted_proxies, x_proto=cfg.trusted_proxies
         )
     app.teardown_appcontext(_close_session)
+    app.request_class = TianyuanRequest
+    app.json = FiniteJSONProvider(app)
+    app.before_request(_refuse_nul_bytes)
 
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     csrf.init_app(app)
+
+    app.session_interface = _CookieSessionUnlessBearer()
+
+    @app.before_request
+    def _bearer_authenticates_or_is_refused() -> ResponseReturnValue | None:
+        token = bearer_token(request)
+        if token is None:
+            return None
+        db = db_session()
+        try:
+            user = auth.user_for_token(db, token, remote_addr=client_address(), limits=login_limits())
+        except auth.LoginLocked as exc:  # too many wrong tokens from this address: 429, nothing tried
+            db.rollback()
+            return json_error(429, exc.translated(gettext))
+        db.commit()  # the token's last_used_at, or the wrong token's count against its address
+        if user is None:
+            abort(401, "the bearer token is unknown, revoked or its user is inactive")
+        g._login_user = user  # Flask-Login's current user for this request: the token's, never a cookie's
+        return None
 
     @app.before_request
     def _csrf_unless_token_or_exempt() -> None:
         if request.method in ("GET", "HEAD", "OPTIONS", "TRACE"):
             return
-        if request.headers.get("Authorization", "").startswith("Bearer "):
-            return  # token-authenticated API calls carry no cookie, so no CSRF risk
+        if bearer_token(request) is not None:
+            return  # authenticated by its token (else refused above); no cookie session was opened
         view = app.view_functions.get(request.endpoint or "")
         if view is not None and getattr(view, "_csrf_exempt", False):
             return
@@ -316,32 +454,10 @@ def init_app(app: Flask, cfg: Settings) -> None:
             return found
         return auth.session_user(db_session(), current_session_id(), user_id)
 
-    def _load_user_from_token(req: Request) -> User | None:
-        header = req.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            db = db_session()
-            try:
-                user = auth.user_for_token(
-                    db, header[7:].strip(), remote_addr=client_address(), limits=login_limits()
-                )
-            except auth.LoginLocked as exc:
-                db.rollback()
-                # answered 429 by the unauthorized handler; translated there, not here: choosing
-                # the language reads current_user, which would call this loader again
-                g.token_refused = exc
-                return None
-            db.commit()  # the token's last_used_at or the failure's count: the one write a loader makes
-            return user
-        return None
-
-    login_manager.user_loader(_load_user)
-    login_manager.request_loader(_load_user_from_token)
+    login_manager.user_loader(_load_user)  # bearer tokens: _bearer_authenticates_or_is_refused
 
     @login_manager.unauthorized_handler  # type: ignore[untyped-decorator]
     def _unauthorized() -> ResponseReturnValue:
-        refused = g.pop("token_refused", None)
-        if isinstance(refused, auth.LoginLocked):
-            return json_error(429, refused.translated(gettext))
         if wants_json():
             return json_error(401, "authentication required: log in or send 'Authorization: Bearer <token>'")
         return redirect(
@@ -361,6 +477,14 @@ def init_app(app: Flask, cfg: Settings) -> None:
         if wants_json():
             return json_error(exc.code, exc.description or exc.name)
         return render_template("core/error.html", code=exc.code, message=exc.description), exc.code
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if cfg.is_production:
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+        return response
 
     app.jinja_env.filters["fen"] = format_fen
     app.jinja_env.filters["yuan"] = format_yuan

@@ -36,6 +36,7 @@ REASON_LABELS = {
     "bad_timestamp": _l("Invalid timestamp"),
     "unknown_topic": _l("Unknown topic"),
     "unknown_device": _l("Unknown device"),
+    "bad_device_id": _l("Device id not allowed"),
     "unassigned_device": _l("Device not assigned to a greenhouse"),
     "greenhouse_mismatch": _l("Device belongs to another greenhouse"),
     "unmatched_stop": _l("Irrigation stop without start"),
@@ -286,7 +287,7 @@ def quarantine():
 def replay():
     """Run quarantined messages (all, or one reason) through the ingester's checks again."""
     reason = request.form.get("reason") or None
-    ids = [int(i) for i in request.form.getlist("id") if i.isdigit()] or None
+    ids = request.form.getlist("id", type=int) or None  # bounded: see core.web._Fields
     cfg = settings()
     result = quarantine_service.replay(
         database().engine,

@@ -19,9 +19,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from core import clock
-from iot import crops, quantities, registry
+from iot import crops, payloads, quantities, registry
 from iot.alerts import ensure_default_rules
-from iot.models import Device, Greenhouse, IrrigationEvent, Reading
+from iot.models import Device, Greenhouse, IrrigationEvent, QuarantinedMessage, Reading
 from iot.rollups import HOUR, apply_readings
 
 # code, name, crop, area m², owner username
@@ -49,8 +49,23 @@ def seed(session: Session, ctx: dict[str, Any]) -> None:
 
 
 def seed_history(session: Session, ctx: dict[str, Any]) -> None:
-    """Two weeks of readings and fertigation, so charts and summaries are alive at once."""
+    """Two weeks of readings and fertigation, so charts and summaries are alive at once; and a
+    stray sensor's message in the quarantine (its id breaks the registry's format, so it was
+    neither stored nor auto-provisioned: the admin's quarantine page says why)."""
     backfill_demo_history(session, days=14)
+    seed_quarantine(session)
+
+
+STRAY = ("farm/ZZ-PEACH-1/温室探头 2/telemetry", b'{"air_temperature": 24.1}')
+
+
+def seed_quarantine(session: Session) -> None:
+    """The message a stray sensor sent, quarantined with the reason the ingester gives it."""
+    topic, payload = STRAY
+    try:
+        payloads.parse_topic(topic)
+    except payloads.PayloadError as exc:
+        session.add(QuarantinedMessage(topic=topic, payload=payload, reason=exc.reason, detail=exc.detail))
 
 
 # --- history ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,7 @@ REASONS = {
     "bad_timestamp": "Invalid timestamp",
     "unknown_topic": "Unknown topic",
     "unknown_device": "Unknown device",
+    "bad_device_id": "Device id not allowed",
     "unassigned_device": "Device not assigned to a greenhouse",
     "greenhouse_mismatch": "Device belongs to another greenhouse",
     "unmatched_stop": "Irrigation stop without start",
@@ -80,7 +82,21 @@ class IrrigationMsg:
     fertilizer: dict[str, float] | None = field(default=None)
 
 
+# What a greenhouse code and a device id may be: usable as one MQTT topic level, in the
+# broker's password and ACL files, and in a spreadsheet cell. The registry checks them when
+# they are registered, ``parse_topic`` when a topic names them (so a device auto-provisioned
+# from its topic passes the very same check).
+CODE_RE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+DEVICE_RE = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+
+
+def valid_device_id(device_id: str) -> bool:
+    return DEVICE_RE.fullmatch(device_id) is not None
+
+
 def parse_topic(topic: str, prefix: str = "farm", tasmota_prefix: str = "tele") -> Topic:
+    """The kind, device and greenhouse a topic names; ``PayloadError`` ``unknown_topic`` for a
+    topic of no known shape, ``bad_device_id`` for a device id the registry would refuse."""
     parts = topic.split("/")
     if (
         len(parts) == 4
@@ -89,10 +105,14 @@ def parse_topic(topic: str, prefix: str = "farm", tasmota_prefix: str = "tele") 
         and parts[1]
         and parts[2]
     ):
-        return Topic(parts[3], parts[2], parts[1])
-    if len(parts) == 3 and parts[0] == tasmota_prefix and parts[2] == "SENSOR" and parts[1]:
-        return Topic("tasmota", parts[1])
-    raise PayloadError("unknown_topic", topic[:200])
+        parsed = Topic(parts[3], parts[2], parts[1])
+    elif len(parts) == 3 and parts[0] == tasmota_prefix and parts[2] == "SENSOR" and parts[1]:
+        parsed = Topic("tasmota", parts[1])
+    else:
+        raise PayloadError("unknown_topic", topic[:200])
+    if not valid_device_id(parsed.device):
+        raise PayloadError("bad_device_id", parsed.device[:80])
+    return parsed
 
 
 # --- helpers ------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 import secrets
 
 from sqlalchemy import select
@@ -16,9 +15,8 @@ from core import clock
 from core.errors import N_, DomainError
 from core.models import User
 from iot.models import Device, Greenhouse
+from iot.payloads import CODE_RE, valid_device_id  # the one format of codes and device ids
 
-CODE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")  # usable as one MQTT topic level
-DEVICE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 KINDS = ("sensor", "controller", "camera")
 
 
@@ -40,7 +38,7 @@ def create_greenhouse(
     timezone: str | None = None,
 ) -> Greenhouse:
     code = (code or "").strip()
-    if not CODE_RE.match(code):
+    if not CODE_RE.fullmatch(code):
         raise RegistryError(N_("greenhouse code must be 1-40 letters, digits, '_', '.' or '-'"))
     if session.scalar(select(Greenhouse.id).where(Greenhouse.code == code)):
         raise RegistryError(N_("greenhouse %(code)s already exists"), code=code)
@@ -109,7 +107,7 @@ def create_device(
     name: str | None = None,
 ) -> Device:
     device_id = (device_id or "").strip()
-    if not DEVICE_RE.match(device_id):
+    if not valid_device_id(device_id):
         raise RegistryError(N_("device id must be 1-80 letters, digits, '_', '.' or '-'"))
     if kind not in KINDS:
         raise RegistryError(N_("kind must be one of %(kinds)s"), kinds=", ".join(KINDS))

@@ -26,6 +26,7 @@ from markupsafe import Markup
 from sqlalchemy import select, text
 
 from core import clock, parse
+from core.text import safe_cell
 from core.web import attempt, database, db_session, role_required, settings
 from iot import alerts as alert_service
 from iot import charts, crops, irrigation, quantities
@@ -484,7 +485,14 @@ def export_rows(session, gh: Greenhouse, start: int, end: int, resolution: str):
         for i, (ts, device, metric_id, value) in enumerate(result):
             m = quantities.BY_ID.get(metric_id)
             out.writerow(
-                [*times(ts), gh.code, device, m.name if m else metric_id, m.unit if m else "", value]
+                [
+                    *times(ts),
+                    safe_cell(gh.code),
+                    safe_cell(device),
+                    m.name if m else metric_id,
+                    m.unit if m else "",
+                    value,
+                ]
             )
             if i % 2000 == 1999:
                 yield flush()
@@ -509,7 +517,7 @@ def export_rows(session, gh: Greenhouse, start: int, end: int, resolution: str):
             out.writerow(
                 [
                     *times(b),
-                    gh.code,
+                    safe_cell(gh.code),
                     m.name if m else metric_id,
                     m.unit if m else "",
                     count,
