@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from core import audit
 from core.db import rows_affected, utcnow
 from core.errors import DomainError
-from shop import N_
+from shop import N_, notes
 from shop.checkout import release_stock
 from shop.models import Order, OrderLine, OrderLineLot, StripeEvent
 from shop.trace.ancestry import descendants
@@ -89,10 +89,10 @@ def recalled_lines_of(session: Session, orders: Iterable[Order]) -> dict[int, li
     return {order_id: list(lines.values()) for order_id, lines in found.items()}
 
 
-def recall_note(recalled: Sequence[RecalledLine]) -> str:
-    """The staff flag of an order with recalled goods (plain text, like every attention note)."""
+def recall_note(recalled: Sequence[RecalledLine]) -> tuple[str, dict[str, str]]:
+    """The staff flag of an order with recalled goods: a note's template and parameters."""
     numbers = sorted({lot.lot_number for entry in recalled for lot in entry.lots})
-    return f"Recalled lot {', '.join(numbers)}: do not hand over; refund the customer."
+    return N_("Recalled lot %(lots)s: do not hand over; refund the customer."), {"lots": ", ".join(numbers)}
 
 
 def flag_recalled(session: Session, lots: Sequence[HarvestLot]) -> int:
@@ -120,10 +120,11 @@ def flag_recalled(session: Session, lots: Sequence[HarvestLot]) -> int:
     session.flush()
     recalled = recalled_lines_of(session, affected)
     for order in affected:
-        note = recall_note(recalled.get(order.id, []))
-        if note not in (order.attention or ""):
-            order.attention = " ".join(filter(None, [order.attention, note]))
-            audit.record(session, "shop.order.flag", order, details={"recall": note})
+        template, params = recall_note(recalled.get(order.id, []))
+        flagged = notes.add(order.attention, template, **params)
+        if flagged != (order.attention or ""):
+            order.attention = flagged
+            audit.record(session, "shop.order.flag", order, details={"recall": template % params})
     return len(affected)
 
 

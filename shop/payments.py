@@ -28,8 +28,8 @@ from core import audit
 from core.config import Settings
 from core.db import rows_affected, utcnow
 from core.errors import DomainError
-from core.money import allocate
-from shop import N_, settlement
+from core.money import allocate, format_fen
+from shop import N_, notes, settlement
 from shop.checkout import release_stock, reserve_again
 from shop.models import Order, OrderLine, Payment, Refund
 from shop.orders import recalled_lines
@@ -272,7 +272,7 @@ def mark_paid(
             return "duplicate payment"  # the same payment, recorded meanwhile by a concurrent request
         if order.paid_fen > 0 or order.status not in ("cancelled", "pending_payment"):
             duplicate = True  # paid already by another payment: owed back to the customer
-            attention.append("A second payment arrived for an order that was already paid; refund it.")
+            attention.append(N_("A second payment arrived for an order that was already paid; refund it."))
         else:
             # the reservation lapsed (or was cancelled) before the payment came in
             late = rows_affected(
@@ -287,9 +287,10 @@ def mark_paid(
                 return "order changed meanwhile"
             session.refresh(order)
             if order.stock_state == "released" and not reserve_again(session, order):
-                attention.append(
+                gone = N_(
                     "Paid after its reservation expired and the stock is gone; refund or source the goods."
                 )
+                attention.append(gone)
             elif order.stock_state == "held":
                 order.stock_state = "sold"
     payment = Payment(
@@ -306,8 +307,8 @@ def mark_paid(
     session.refresh(order)
     if payment_intent and not order.stripe_payment_intent:
         order.stripe_payment_intent = payment_intent
-    if attention:
-        order.attention = " ".join(filter(None, [order.attention, *attention]))
+    for template in attention:
+        order.attention = notes.add(order.attention, template)
     audit.record(
         session,
         "shop.order.paid",
@@ -328,8 +329,10 @@ def mark_paid(
     order.fee_fen += fee_fen
     settlement.post_sale(session, order, payment, user_id=user_id)
     if recalled:
-        note = "Recalled: refund. Paid online for goods from a recalled lot; do not pack, refund in full."
-        order.attention = " ".join(filter(None, [order.attention, note]))
+        order.attention = notes.add(
+            order.attention,
+            N_("Recalled: refund. Paid online for goods from a recalled lot; do not pack, refund in full."),
+        )
         return "paid (recalled: refund)"
     return "paid" + (" (flagged)" if attention else "")
 
@@ -617,13 +620,20 @@ def refund_failed(session: Session, row: Refund, *, stripe_status: str, now: dat
         .execution_options(synchronize_session=False)
     )
     session.refresh(order)
-    note = (
-        f"Stripe refund {row.stripe_refund_id} of {row.amount_fen} fen {stripe_status}; its booking was "
-        "reversed and the money is still ours: refund again (or in cash) and tell the customer."
+    order.attention = notes.add(
+        order.attention,
+        N_(
+            "Stripe refund %(refund)s of %(amount)s %(status)s; its booking was reversed and the money "
+            "is still ours: refund again (or in cash) and tell the customer."
+        ),
+        refund=row.stripe_refund_id or "",
+        amount=format_fen(row.amount_fen),
+        status=notes.note(
+            {"failed": N_("failed"), "canceled": N_("was cancelled")}.get(stripe_status, stripe_status)
+        ),
     )
     if row.restocked:
-        note += " Its stock had been put back on sale."
-    order.attention = " ".join(filter(None, [order.attention, note]))
+        order.attention = notes.add(order.attention, N_("Its stock had been put back on sale."))
     audit.record(
         session,
         "shop.order.refund_failed",

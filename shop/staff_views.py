@@ -22,6 +22,14 @@ bp = Blueprint("shop_staff", __name__, url_prefix="/shop/staff")
 STAFF = ("admin", "official")
 
 
+@bp.app_template_filter("attention_notes")
+def _attention_notes(attention: str | None) -> list[str]:
+    """An order's staff notes in the reader's language."""
+    from shop import notes
+
+    return notes.texts(attention, _)
+
+
 def _back(default: str):
     """Where a form asked to go back to (a path on this site only), else ``default``."""
     target = request.form.get("next") or ""

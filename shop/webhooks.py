@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from core import audit, clock
 from core.config import Settings
-from shop import N_, payments, settlement
+from shop import N_, notes, payments, settlement
 from shop.models import Order, Payment, Refund, StripeEvent
 
 log = logging.getLogger(__name__)
@@ -351,9 +351,9 @@ def _money(amount: int | None, currency: str | None) -> str:
     return f"{amount / 100:.2f} {currency.upper()}"
 
 
-def _flag_order(order: Order | None, note: str) -> None:
+def _flag_order(order: Order | None, template: str, **params: Any) -> None:
     if order is not None:
-        order.attention = " ".join(filter(None, [order.attention, note]))
+        order.attention = notes.add(order.attention, template, **params)
 
 
 def handle(session: Session, event: dict, settings: Settings) -> str:
@@ -417,7 +417,10 @@ def _paid(session: Session, row: StripeEvent, event: dict, obj: dict, fee: tuple
         _flag(row, problem, obj, order=named, amount=amount, currency=currency)
         _flag_order(
             named,
-            f"A Stripe payment through another Checkout Session ({obj['id']}) was not accepted; refund it.",
+            N_(
+                "A Stripe payment through another Checkout Session (%(session)s) was not accepted; refund it."
+            ),
+            session=str(obj["id"]),
         )
         log.warning("Stripe %s %s: %s", event["type"], event["id"], problem)
         return f"not matching: {problem}"
@@ -440,7 +443,11 @@ def _paid(session: Session, row: StripeEvent, event: dict, obj: dict, fee: tuple
         )
     except payments.PaymentMismatch as exc:
         _flag(row, exc.problem, obj, order=order, amount=amount, currency=currency)
-        _flag_order(order, f"A Stripe payment was not accepted: {exc}; refund it.")
+        _flag_order(
+            order,
+            N_("A Stripe payment was not accepted: %(why)s; refund it."),
+            why=notes.note(exc.template, **exc.params),
+        )
         log.warning("Stripe %s %s for order %s: %s", event["type"], event["id"], order.number, exc)
         return f"not matching: {exc.problem}"
     if outcome.startswith("paid (recalled"):
