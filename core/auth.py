@@ -94,19 +94,43 @@ def common_passwords() -> frozenset[str]:
         return frozenset(line.strip() for line in fh if line.strip())
 
 
+LEET = str.maketrans(
+    {"@": "a", "4": "a", "0": "o", "1": "i", "!": "i", "3": "e", "$": "s", "5": "s", "7": "t"}
+)
+# words anyone guessing at this system tries first (the project's and the demo village's names)
+LOCAL_WORDS = frozenset({"tianyuan", "zhaozhuang", "dengfeng", "village", "cooperative", "hezuoshe"})
+MIN_DISTINCT_CHARACTERS = 5
+
+
+def _bases(folded: str) -> set[str]:
+    """What a guesser would try a password as: itself, without the digits and signs around
+    it ("Password!!", "admin12345"), and with letters written as digits undone ("P@ssw0rd")."""
+    core = folded.strip("0123456789!@#$%^&*()-_=+.,;:?~ ")
+    return {folded, core, folded.translate(LEET), core.translate(LEET)} - {""}
+
+
 def check_password_rule(password: str, username: str) -> None:
-    """The one password rule: at least 10 characters, not the username nor containing it
-    (case-insensitively; for usernames of three characters or more), not a common password."""
+    """The one password rule: at least 10 characters (full-width ones counted as what they
+    are), at least 5 different characters, not the username nor containing it
+    (case-insensitively; for usernames of three characters or more), not a common password,
+    nor one with digits or signs added around it or letters written as digits."""
+    from core.text import fold_width
+
     password = password or ""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AuthError(N_("password must be at least %(n)d characters"), n=MIN_PASSWORD_LENGTH)
     if len(password) > MAX_PASSWORD_LENGTH:
         raise AuthError(N_("password must be at most %(n)d characters"), n=MAX_PASSWORD_LENGTH)
+    folded = " ".join(fold_width(password).split()).lower()  # full-width as ASCII; blanks as one
+    if len(folded) < MIN_PASSWORD_LENGTH:
+        raise AuthError(N_("password must be at least %(n)d characters"), n=MIN_PASSWORD_LENGTH)
+    if len(set(folded.replace(" ", ""))) < MIN_DISTINCT_CHARACTERS:
+        raise AuthError(
+            N_("the password needs at least %(n)d different characters"), n=MIN_DISTINCT_CHARACTERS
+        )
     name = (username or "").strip().lower()
-    folded = password.lower()
-    if name and (folded.strip() == name or (len(name) >= 3 and name in folded)):
+    if name and (folded == name or (len(name) >= 3 and name in folded)):
         raise AuthError(N_("the password must not be or contain the username"))
-    if folded.strip() in common_passwords():
+    bases = _bases(folded)
+    if bases & common_passwords() or any(word in base for base in bases for word in LOCAL_WORDS):
         raise AuthError(N_("this password is one of the most common passwords: choose another"))
 
 
@@ -293,10 +317,41 @@ def client_key(remote_addr: str) -> str:
     return str(address)
 
 
+KNOWN_FOR = timedelta(days=90)  # an address an account logged in from is "known" this long
+
+
 def _keys(username: str, remote_addr: str) -> tuple[str, str, str]:
     name = (username or "").strip().lower()[:80]
     addr = client_key(remote_addr)
     return f"acct-addr:{name}|{addr}", f"addr:{addr}", f"acct:{name}"
+
+
+def _known_key(username: str, remote_addr: str) -> str:
+    return f"known:{(username or '').strip().lower()[:80]}|{client_key(remote_addr)}"[:200]
+
+
+def is_known_address(
+    session: Session, username: str, remote_addr: str, *, now: datetime | None = None
+) -> bool:
+    """Whether the account logged in successfully from this address (its /64) in the last 90 days."""
+    now = now or utcnow()
+    seen = session.scalar(
+        select(LoginLimit.window_start).where(LoginLimit.key == _known_key(username, remote_addr))
+    )
+    return seen is not None and seen > now - KNOWN_FOR
+
+
+def unlock_account(session: Session, username: str) -> int:
+    """Clear every login counter of an account (all addresses, and the daily cap); returns how
+    many were cleared. Addresses it is known at stay known. ``flask users unlock``."""
+    name = (username or "").strip().lower()[:80]
+    result = session.execute(
+        delete(LoginLimit).where(
+            (LoginLimit.key == f"acct:{name}")
+            | LoginLimit.key.startswith(f"acct-addr:{name}|", autoescape=True)
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def reserve_login(
@@ -314,10 +369,14 @@ def reserve_login(
     """
     now = now or utcnow()
     pair, addr, account = _keys(username, remote_addr)
+    known = is_known_address(session, username, remote_addr, now=now)
     with session.begin_nested():
         _take_slot(session, pair, limits.per_account_and_address, limits.window, now)
-        _take_slot(session, addr, limits.per_address, limits.window, now)
-        _take_slot(session, account, limits.per_account, limits.account_window, now)
+        if not known:
+            # strangers' failures fill these; an address the account logged in from before is
+            # spared them, so nobody can lock an official out of their own office or phone
+            _take_slot(session, addr, limits.per_address, limits.window, now)
+            _take_slot(session, account, limits.per_account, limits.account_window, now)
 
 
 def check_login(session: Session, username: str, password: str, remote_addr: str) -> User | None:
@@ -332,7 +391,24 @@ def check_login(session: Session, username: str, password: str, remote_addr: str
 def release_login(session: Session, username: str, remote_addr: str) -> None:
     """A reserved attempt succeeded: give its slots back and clear the account-and-address count."""
     pair, addr, account = _keys(username, remote_addr)
+    known = _known_key(username, remote_addr)
+    now = utcnow()
+    was_known = is_known_address(session, username, remote_addr, now=now)  # then it took no such slots
+    seen = session.execute(
+        update(LoginLimit)
+        .where(LoginLimit.key == known)
+        .values(window_start=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not seen.rowcount:  # type: ignore[attr-defined]
+        try:
+            with session.begin_nested():
+                session.execute(insert(LoginLimit).values(key=known, window_start=now, count=0))
+        except IntegrityError:
+            pass  # recorded by a simultaneous login
     session.execute(delete(LoginLimit).where(LoginLimit.key == pair))
+    if was_known:
+        return
     session.execute(
         update(LoginLimit)
         .where(LoginLimit.key.in_([addr, account]), LoginLimit.count > 0)
@@ -390,11 +466,19 @@ def user_for_token(
     """The active user a bearer token belongs to, or None if unknown or revoked.
 
     A wrong token counts against its address (``limits.tokens_per_address`` a window); once
-    that is full every token from the address is refused with ``LoginLocked`` until it passes.
+    that is full every wrong token from the address is refused with ``LoginLocked`` until it
+    passes (a valid one still works: it cannot be guessed).
     The caller commits (the count, or the token's last use).
     """
     now = now or utcnow()
     key = f"token-addr:{client_key(remote_addr)}"
+    row = None
+    if token and token.startswith(TOKEN_PREFIX):
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(token)))
+    if row is not None and row.revoked_at is None and row.user.active:
+        # a valid token proves itself (256 random bits): junk from the same address cannot lock it out
+        row.last_used_at = now
+        return row.user
     full = session.scalar(
         select(LoginLimit.window_start).where(
             LoginLimit.key == key,
@@ -404,14 +488,8 @@ def user_for_token(
     )
     if full is not None:
         raise LoginLocked(full + limits.window - now)
-    row = None
-    if token and token.startswith(TOKEN_PREFIX):
-        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(token)))
-    if row is None or row.revoked_at is not None or not row.user.active:
-        _take_slot(session, key, limits.tokens_per_address, limits.window, now)
-        return None
-    row.last_used_at = now
-    return row.user
+    _take_slot(session, key, limits.tokens_per_address, limits.window, now)
+    return None
 
 
 def revoke_tokens(session: Session, user: User, token_id: int | None = None) -> int:

@@ -130,3 +130,13 @@ def logout_everywhere(username: str) -> None:
     with transaction() as session:
         auth.end_other_sessions(session, _user(session, username))
     click.echo(f"every session of {username} has ended")
+
+
+@users_cli.command("unlock")
+@click.argument("username")
+def unlock(username: str) -> None:
+    """Clear a user's login counters (every address, and the daily cap) after a lock-out."""
+    with transaction() as session:
+        user = _user(session, username)
+        cleared = auth.unlock_account(session, user.username)
+    click.echo(f"{username}: {cleared} login counter(s) cleared")

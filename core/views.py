@@ -100,6 +100,11 @@ def account() -> ResponseReturnValue:
         if form.new.data != form.confirm.data:
             cast(list[str], form.confirm.errors).append(_("The two new passwords differ."))
         else:
+            try:  # a new password the rule refuses costs no login attempt (set_password checks it again)
+                auth.check_password_rule(form.new.data or "", current_user.username)
+            except auth.AuthError as exc:
+                cast(list[str], form.new.errors).append(exc.translated(_))
+                return render_template("core/account.html", form=form), 400
             # the current password is checked like a login: throttled, the slot taken first
             with attempt(flash_error=False) as result:
                 auth.reserve_login(db_session(), current_user.username, client_address(), login_limits())
