@@ -434,3 +434,14 @@ def recent_orders():
         recalled=orders.recalled_lines_of(db_session(), rows),
         centre=shop_settings.get(db_session()),
     )
+
+
+@bp.post("/recent/forget")
+def forget_browser():
+    """A guest at a shared phone or kiosk ends this browser's session: its cart and the orders
+    placed from it are no longer listed or opened here (the orders themselves stay)."""
+    from core.web import log_out
+
+    log_out()
+    flash(_("This browser has forgotten your orders and cart."), "success")
+    return redirect(url_for("shop.index"))

@@ -134,3 +134,29 @@ def test_the_cli_shows_and_changes_the_details(runner, session):
     assert shop_settings.get(session).centre_phone == "0371 6286 0000"
     r = runner.invoke(args=["shop", "settings", "--name", "x" * 121])
     assert r.exit_code == 1 and "at most 120" in r.output
+
+
+def test_a_guest_on_a_shared_phone_makes_the_browser_forget_their_orders_found_by_review(
+    client, shop, session
+):
+    add(client, shop.product(stock=[10]))
+    order_url = place(client).headers["Location"]
+    recent = client.get("/shop/recent?lang=en").get_data(as_text=True)
+    assert 'data-testid="forget"' in recent
+    page = client.get(order_url + "?lang=en").get_data(as_text=True)
+    assert "opens in this browser only" in page and "Keep the link" not in page
+    assert client.post("/shop/recent/forget").status_code == 302
+    assert session.scalars(select(Order)).one().number not in client.get("/shop/recent").get_data(
+        as_text=True
+    )
+    assert client.get(order_url).status_code == 404  # the next person at this phone cannot open it
+    assert "Your cart is empty" in client.get("/shop/cart?lang=en").get_data(as_text=True)
+
+
+def test_without_online_payment_the_checkout_does_not_promise_a_30_minute_online_hold_found_by_review(
+    client, shop
+):
+    add(client, shop.product(stock=[10]))
+    hint = client.get("/shop/checkout?lang=en").get_data(as_text=True)
+    hint = hint[hint.index('data-testid="hold-hint"') :][:400]
+    assert "30 minutes" not in hint and "held for 2 hours" in hint
