@@ -14,7 +14,7 @@ EXPECTED_NAV = {
     "official": {"iot", "trace", "coop", "shop", "disclosure"},
     "oversight": {"coop", "shop", "disclosure"},  # 民主理财小组: reads the books
     "farmer": {"iot", "trace", "shop", "disclosure"},
-    "customer": {"shop", "disclosure"},
+    "customer": {"shop", "disclosure", "orders", "trace-code"},  # and their orders, the trace lookup
 }
 
 
@@ -27,7 +27,7 @@ def test_each_role_sees_its_navigation(live_server, browser_page, make_user, rol
     make_user(f"{role}1", role, display_name=f"测试{role}")
     page = browser_page
     page.goto(live_server.url + "/")
-    assert nav_items(page) == {"shop", "disclosure"}
+    assert nav_items(page) == {"shop", "disclosure", "orders", "trace-code"}  # a guest: orders, lookup
     browser_login(page, live_server.url, f"{role}1", DEFAULT_PASSWORD)
     assert nav_items(page) == EXPECTED_NAV[role]
     assert page.locator(".whoami").inner_text() == f"测试{role}"
