@@ -26,6 +26,9 @@ CATEGORIES = [
     ("pickles", "腌菜酱菜", "Pickles", 4),
 ]
 
+# nominal net weight (kg) of one box or bag: what a pack or box of it must hold (lots.contents_problem)
+NET_KG = {"yellow-peach-box": Decimal(5), "millet": Decimal("2.5"), "red-beans": Decimal(1)}
+
 # slug, category, zh, en, unit, price (fen), image, crop, consignment, supplier household indexes,
 # lots as (days ago harvested, quantity), description zh, description en
 PRODUCTS = [
@@ -69,7 +72,7 @@ PRODUCTS = [
         "grape.svg",
         "grape",
         True,
-        [1],
+        [1, 0],
         [(4, 150)],
         "果粒饱满，酸甜适口，不打膨大剂。",
         "Plump berries, sweet and tart, grown without swelling agents.",
@@ -213,6 +216,7 @@ def seed(session: Session, ctx: dict[str, Any]) -> None:
             price_fen=price,
             image=f"img/products/{image}",
             crop=crop,
+            net_kg=NET_KG.get(slug),
             consignment=consignment and bool(households),
             description_zh=dzh,
             description_en=den,
