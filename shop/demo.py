@@ -307,6 +307,7 @@ def seed_stock_and_holds(session: Session, ctx: dict[str, Any], made: dict[str, 
                 )
         except LotError:
             continue  # the demo village's households do not match: nothing to wait for
+    _seed_farmers_boxes(session, users.get("zhaolin"))
 
     def place(product, qty, name, phone, *, user_id=None, lot_id=None):
         cart = carts.new_cart(session, user_id)
@@ -447,6 +448,32 @@ def _demo_order(
     session.add(order)
     session.flush()
     return order
+
+
+def _seed_farmers_boxes(session: Session, farmer: Any) -> None:
+    """zhaolin packs 10 jin (5 kg) of his checked-in peaches into each of two 5 kg gift boxes:
+    they wait for the sales centre's check-in beside the farmers' harvests."""
+    box, peach = _product(session, "yellow-peach-box"), _product(session, "yellow-peach")
+    if farmer is None or box is None or peach is None or farmer.household_id is None:
+        return
+    source = session.scalar(
+        select(HarvestLot)
+        .where(
+            HarvestLot.product_id == peach.id,
+            HarvestLot.household_id == farmer.household_id,
+            HarvestLot.checked_in_at.is_not(None),
+            HarvestLot.recalled_at.is_(None),
+            HarvestLot.remaining >= 20,
+        )
+        .order_by(HarvestLot.id)
+    )
+    if source is None:
+        return
+    try:
+        with session.begin_nested():
+            trace_lots.split_lot(session, source, ["10", "10"], product=box, user_id=farmer.id)
+    except trace_lots.LotError:
+        return  # the demo village's products do not match: nothing to wait for
 
 
 def _product(session: Session, slug: str) -> Product | None:

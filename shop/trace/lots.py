@@ -445,6 +445,24 @@ def waiting_for_check_in(session: Session) -> list[HarvestLot]:
     )
 
 
+def made_of(session: Session, lots: Sequence[HarvestLot]) -> dict[int, list[tuple[HarvestLot, Decimal]]]:
+    """What each pack or box among ``lots`` was made of: lot id → [(source lot, quantity in
+    its unit)], for the checker at the sales centre (harvest lots have nothing)."""
+    ids = [lot.id for lot in lots if lot.kind != "harvest"]
+    found: dict[int, list[tuple[HarvestLot, Decimal]]] = {}
+    if not ids:
+        return found
+    rows = session.execute(
+        select(LotLink.child_id, HarvestLot, LotLink.quantity)
+        .join(HarvestLot, HarvestLot.id == LotLink.parent_id)
+        .where(LotLink.child_id.in_(ids))
+        .order_by(LotLink.child_id, LotLink.parent_id)
+    )
+    for child_id, parent, qty in rows:
+        found.setdefault(child_id, []).append((parent, qty))
+    return found
+
+
 def lot_by_code(session: Session, code: str | None) -> HarvestLot | None:
     """The lot with this trace code, as a person types it (see ``codes.normalize_code``)."""
     code = normalize_code(code)

@@ -369,6 +369,7 @@ def test_a_farmers_packs_and_boxes_wait_for_check_in_found_by_review(client, ses
     kuaiji = session.scalar(select(User).where(User.username == "kuaiji"))
     waiting = client.get("/trace/check-in?lang=en").get_data(as_text=True)
     assert all(f'data-lot="{p.lot_number}"' in waiting for p in [*packs, box])
+    assert f"from {lot.lot_number}: 5 kg" in waiting and f"from {other.lot_number}: 3 kg" in waiting
     client.post(f"/trace/lots/{packs[0].id}/check-in?lang=en", data={"weighed": "5", "grade": "A"})
     session.expire_all()
     assert session.get(HarvestLot, packs[0].id).checked_in_by_id == kuaiji.id
@@ -456,3 +457,22 @@ def test_a_farmer_records_only_their_own_households_harvest_found_by_review(sess
         lots.create_harvest_lot(session, peach_farm.cycle, "30", "kg", product_id=only_3.id)
     session.rollback()
     assert lots.create_harvest_lot(session, melon_farm.cycle, "30", "kg", product_id=melon.id).checked_in_at
+
+
+def test_staff_set_a_boxs_net_weight_on_the_product_form_found_by_review(client, session, village):
+    peach_farm, _melon_farm, melon, _shelf, _zhaolin = village
+    box = _supplied(session, peach_farm.household.id, "peach-box", "黄桃礼盒", "box", "peach")
+    session.commit()
+    login(client, "kuaiji")
+    form = {"name_zh": "黄桃礼盒（5公斤）", "name_en": "Peach box (5 kg)", "unit": "box", "price": "88"}
+    response = client.post(f"/shop/staff/products/{box.id}/edit?lang=en", data={**form, "net_kg": "10"})
+    assert response.status_code == 302
+    session.expire_all()
+    assert session.get(Product, box.id).net_kg == Decimal(10)
+    assert 'value="10"' in client.get(f"/shop/staff/products/{box.id}/edit").get_data(as_text=True)
+    for bad, says in (("abc", "not a number"), ("0", "between 0.001 and 1000"), ("5000", "between"), ("1e999999", "Enter a number")):
+        page = client.post(f"/shop/staff/products/{box.id}/edit?lang=en", data={**form, "net_kg": bad})
+        assert page.status_code == 400 and says in page.get_data(as_text=True)
+    by_weight = {"name_zh": "蜜瓜", "name_en": "Honey melon", "unit": "kg", "price": "16", "net_kg": "5"}
+    page = client.post(f"/shop/staff/products/{melon.id}/edit?lang=en", data=by_weight)
+    assert page.status_code == 400 and "Only a product sold by the box or bag" in page.get_data(as_text=True)
