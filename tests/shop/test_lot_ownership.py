@@ -470,7 +470,8 @@ def test_staff_set_a_boxs_net_weight_on_the_product_form_found_by_review(client,
     session.expire_all()
     assert session.get(Product, box.id).net_kg == Decimal(10)
     assert 'value="10"' in client.get(f"/shop/staff/products/{box.id}/edit").get_data(as_text=True)
-    for bad, says in (("abc", "not a number"), ("0", "between 0.001 and 1000"), ("5000", "between"), ("1e999999", "Enter a number")):
+    refusals = [("abc", "not a number"), ("0", "between 0.001 and 1000"), ("5000", "between")]
+    for bad, says in [*refusals, ("1e999999", "Enter a number")]:
         page = client.post(f"/shop/staff/products/{box.id}/edit?lang=en", data={**form, "net_kg": bad})
         assert page.status_code == 400 and says in page.get_data(as_text=True)
     by_weight = {"name_zh": "蜜瓜", "name_en": "Honey melon", "unit": "kg", "price": "16", "net_kg": "5"}
