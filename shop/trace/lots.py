@@ -209,6 +209,9 @@ def may_sell_as(
         return (
             sold_as_problem(product, crops=crops, household_id=household, actor=actor, mode="harvest") is None
         )
+    by_piece = product.unit != lot.unit and product.unit in PIECE_UNITS
+    if by_piece and not product.net_kg and not is_staff(actor):
+        return False  # nobody could check what one holds (``contents_problem``)
     if product.id == lot.product_id:
         return True
     return (
@@ -395,6 +398,18 @@ def check_in(
     grade = (grade or "").strip() or None
     if grade is not None and grade not in GRADES:
         raise LotError(N_("grade must be A, B or C"))
+    product = lot.product
+    if lot.kind != "harvest" and product is not None and lot.unit in PIECE_UNITS and lot.unit == product.unit:
+        # a farmer's boxes or bags: as many as what went in can fill (no more than made)
+        parts = made_of(session, [lot]).get(lot.id, [])
+        if qty > lot.quantity:
+            raise LotError(
+                N_("%(lot)s was made as %(made)s %(unit)s: check in at most that many"),
+                lot=lot.lot_number,
+                made=f"{lot.quantity.normalize():f}",
+                unit=lot.unit,
+            )
+        _refuse_contents(product, parts, actor, qty)
     declared = lot.quantity
     now = utcnow()
     claimed = rows_affected(

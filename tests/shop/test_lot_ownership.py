@@ -342,6 +342,27 @@ def test_a_gift_box_holds_its_net_weight_found_by_review(client, session, villag
     client.post("/trace/merge?lang=en", data={"product_id": box.id, f"qty_{a.id}": "6", f"qty_{b.id}": "4"})
     (merged,) = _kinds(session, "merge")
     assert merged.checked_in_at is None and catalog.stock_of(session, box.id) == 0
+    # the centre checks in no more boxes than were made
+    client.post("/logout")
+    login(client, "kuaiji")
+    client.post(f"/trace/lots/{pack.id}/check-in?lang=en", data={"weighed": "2", "grade": "A"})
+    assert "check in at most that many" in client.get("/trace/check-in?lang=en").get_data(as_text=True)
+    client.post(f"/trace/lots/{pack.id}/check-in?lang=en", data={"weighed": "1", "grade": "A"})
+    session.expire_all()
+    assert (
+        session.get(HarvestLot, pack.id).checked_in_at is not None and catalog.stock_of(session, box.id) == 1
+    )
+    # a box or bag without a net weight: offered to and packed by staff only
+    unweighed = _supplied(session, peach_farm.household.id, "peach-bag", "黄桃袋", "bag", "peach")
+    session.commit()
+    assert "黄桃袋" in client.get(f"/trace/lots/{a.id}").get_data(as_text=True)
+    zhaolin = session.scalar(select(User).where(User.username == "zhaolin"))
+    with pytest.raises(LotError, match="no net weight"):
+        lots.split_lot(session, session.get(HarvestLot, a.id), ["1"], product=unweighed, user_id=zhaolin.id)
+    session.rollback()
+    client.post("/logout")
+    login(client, "zhaolin")
+    assert "黄桃袋" not in client.get(f"/trace/lots/{a.id}").get_data(as_text=True)
 
 
 def test_a_farmers_packs_and_boxes_wait_for_check_in_found_by_review(client, session, village):
