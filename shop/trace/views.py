@@ -671,6 +671,8 @@ def merge():
             _stories_changed()
             flash(_("Gift box %(lot)s made.", lot=box.lot_number), "success")
             return redirect(url_for("trace.lot", lot_id=box.id))
+    elif request.method == "POST":  # a product not offered to this user (lots.may_box_as)
+        flash(_("Choose one of the products offered for a gift box."), "error")
     return render_template("trace/merge.html", form=form, available=available)
 
 

@@ -226,7 +226,10 @@ def test_gift_boxes_keep_to_the_households_products(client, session, village):
     login(client, "zhaolin")
     page = client.get("/trace/merge").get_data(as_text=True)
     assert "蜜瓜" not in page
-    client.post("/trace/merge", data={"product_id": melon.id, f"qty_{a.id}": "1", f"qty_{b.id}": "1"})
+    refused = client.post(
+        "/trace/merge?lang=en", data={"product_id": melon.id, f"qty_{a.id}": "1", f"qty_{b.id}": "1"}
+    )
+    assert "Choose one of the products offered" in refused.get_data(as_text=True)
     session.expire_all()
     assert session.scalars(select(HarvestLot).where(HarvestLot.kind == "merge")).all() == []
     with pytest.raises(LotError):
