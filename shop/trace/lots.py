@@ -541,9 +541,10 @@ def split_lot(
         )
     sold_as = product if product is not None else lot.product
     by_piece = sold_as is not None and sold_as.unit != lot.unit and sold_as.unit in PIECE_UNITS
-    if by_piece and sold_as is not None:
+    if sold_as is not None and sold_as.unit in PIECE_UNITS and (by_piece or sold_as.id != lot.product_id):
+        # one box or bag per pack, or (re-labelled box for box) as many as the pack counts
         for size in sorted(set(quantities)):
-            _refuse_contents(sold_as, [(lot, size)], actor)
+            _refuse_contents(sold_as, [(lot, size)], actor, Decimal(1) if by_piece else size)
     by_weight = sold_as is not None and sold_as.unit != lot.unit and sold_as.unit in KG_PER_UNIT
     if by_weight and lot.unit not in KG_PER_UNIT:
         raise LotError(

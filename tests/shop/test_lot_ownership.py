@@ -355,6 +355,12 @@ def test_a_gift_box_holds_its_net_weight_found_by_review(client, session, villag
     assert (
         session.get(HarvestLot, pack.id).checked_in_at is not None and catalog.stock_of(session, box.id) == 1
     )
+    # a 5 kg box is not re-labelled as a 10 kg box
+    big = _supplied(session, peach_farm.household.id, "big-box", "大礼盒", "box", "peach", Decimal(10))
+    session.commit()
+    with pytest.raises(LotError, match="at least 10 kg, not 5 kg"):
+        lots.split_lot(session, session.get(HarvestLot, pack.id), ["1"], product=big)
+    session.rollback()
     # a box or bag without a net weight: offered to and packed by staff only
     unweighed = _supplied(session, peach_farm.household.id, "peach-bag", "黄桃袋", "bag", "peach")
     session.commit()
