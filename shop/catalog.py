@@ -16,7 +16,7 @@ from decimal import Decimal
 from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from core import audit
+from core import audit, parse
 from core.errors import DomainError
 from core.money import MoneyError, parse_yuan
 from shop import N_
@@ -29,7 +29,9 @@ ZERO = Decimal("0")
 
 
 class CatalogError(DomainError):
-    """A catalogue or stock change was refused."""
+    """A catalogue or stock change was refused (``field``: the form field it is about, if one)."""
+
+    field: str | None = None
 
 
 @dataclass
@@ -175,6 +177,7 @@ EDITABLE = (
     "category_id",
     "image",
     "crop",
+    "net_kg",
 )
 
 
@@ -210,7 +213,21 @@ def parse_product_form(form) -> dict:
     values["category_id"] = int(raw_cat) if raw_cat.isdigit() else None
     values["image"] = values.get("image") or None
     values["crop"] = values.get("crop") or None
+    values["net_kg"] = _net_kg(form.get("net_kg"), unit)
     return values
+
+
+def _net_kg(raw: object, unit: str) -> Decimal | None:
+    """The nominal net weight of one box or bag in kg (empty: none; products by weight have none)."""
+    text = str(raw or "").strip()
+    if not text:
+        return None
+    if unit not in lot_service.PIECE_UNITS:
+        raise CatalogError(N_("Only a product sold by the box or bag has a net weight per piece."))
+    value = parse.decimal_number(text)
+    if value is None or not Decimal("0.001") <= value <= Decimal(1000):
+        raise CatalogError(N_("Net weight must be between 0.001 and 1000 kg, e.g. 5 or 2.5."))
+    return value.quantize(Decimal("0.001"))
 
 
 def save_product(
@@ -290,7 +307,11 @@ def add_stock(
     grade: str | None = None,
 ) -> HarvestLot:
     """Receive a harvest lot into stock: traceability gives it a lot number, a trace code
-    and the first event of its story (and its crop cycle, when the household has one)."""
+    and the first event of its story (and its crop cycle, when the household has one).
+
+    Stock for a household is a product that household supplies (``lots.sold_as_problem``,
+    as on the harvest form), so its sales credit the household that grew it; the
+    collective's own stock (no household) may be any product."""
     if quantity <= 0:
         raise CatalogError(N_("Quantity must be more than zero."))
     try:
@@ -306,7 +327,9 @@ def add_stock(
             user_id=user_id,
         )
     except lot_service.LotError as exc:
-        raise CatalogError(exc.template, **exc.params) from exc
+        error = CatalogError(exc.template, **exc.params)
+        error.field = exc.field
+        raise error from exc
     audit.record(
         session,
         "shop.stock.receive",

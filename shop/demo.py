@@ -26,6 +26,9 @@ CATEGORIES = [
     ("pickles", "腌菜酱菜", "Pickles", 4),
 ]
 
+# nominal net weight (kg) of one box or bag: what a pack or box of it must hold (lots.contents_problem)
+NET_KG = {"yellow-peach-box": Decimal(5), "millet": Decimal("2.5"), "red-beans": Decimal(1)}
+
 # slug, category, zh, en, unit, price (fen), image, crop, consignment, supplier household indexes,
 # lots as (days ago harvested, quantity), description zh, description en
 PRODUCTS = [
@@ -69,7 +72,7 @@ PRODUCTS = [
         "grape.svg",
         "grape",
         True,
-        [1],
+        [1, 0],
         [(4, 150)],
         "果粒饱满，酸甜适口，不打膨大剂。",
         "Plump berries, sweet and tart, grown without swelling agents.",
@@ -213,6 +216,7 @@ def seed(session: Session, ctx: dict[str, Any]) -> None:
             price_fen=price,
             image=f"img/products/{image}",
             crop=crop,
+            net_kg=NET_KG.get(slug),
             consignment=consignment and bool(households),
             description_zh=dzh,
             description_en=den,
@@ -303,6 +307,7 @@ def seed_stock_and_holds(session: Session, ctx: dict[str, Any], made: dict[str, 
                 )
         except LotError:
             continue  # the demo village's households do not match: nothing to wait for
+    _seed_farmers_boxes(session, users.get("zhaolin"))
 
     def place(product, qty, name, phone, *, user_id=None, lot_id=None):
         cart = carts.new_cart(session, user_id)
@@ -443,6 +448,32 @@ def _demo_order(
     session.add(order)
     session.flush()
     return order
+
+
+def _seed_farmers_boxes(session: Session, farmer: Any) -> None:
+    """zhaolin packs 10 jin (5 kg) of his checked-in peaches into each of two 5 kg gift boxes:
+    they wait for the sales centre's check-in beside the farmers' harvests."""
+    box, peach = _product(session, "yellow-peach-box"), _product(session, "yellow-peach")
+    if farmer is None or box is None or peach is None or farmer.household_id is None:
+        return
+    source = session.scalar(
+        select(HarvestLot)
+        .where(
+            HarvestLot.product_id == peach.id,
+            HarvestLot.household_id == farmer.household_id,
+            HarvestLot.checked_in_at.is_not(None),
+            HarvestLot.recalled_at.is_(None),
+            HarvestLot.remaining >= 20,
+        )
+        .order_by(HarvestLot.id)
+    )
+    if source is None:
+        return
+    try:
+        with session.begin_nested():
+            trace_lots.split_lot(session, source, ["10", "10"], product=box, user_id=farmer.id)
+    except trace_lots.LotError:
+        return  # the demo village's products do not match: nothing to wait for
 
 
 def _product(session: Session, slug: str) -> Product | None:

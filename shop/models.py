@@ -46,6 +46,8 @@ class Product(Base):
     unit: Mapped[str] = mapped_column(String(20))  # kg | jin | box | bag
     price_fen: Mapped[int]
     crop: Mapped[str | None] = mapped_column(String(60))  # links to greenhouse crop / crop cycles
+    # nominal net weight of one box or bag (kg): what a pack or gift box of it must hold
+    net_kg: Mapped[Decimal | None] = mapped_column(QTY)
     image: Mapped[str | None] = mapped_column(String(200))  # path under static/
     on_sale_from: Mapped[date | None]
     on_sale_to: Mapped[date | None]

@@ -363,8 +363,9 @@ def stock(product_id: int):
     product = s.get(Product, product_id)
     if product is None:
         abort(404)
+    error, error_field = None, None
     if request.method == "POST":
-        with attempt() as result:
+        with attempt(flash_error=False) as result:
             if request.form.get("lot_id"):
                 lot = s.get(HarvestLot, request.form.get("lot_id", type=int))
                 if lot is None or lot.product_id != product.id:
@@ -388,7 +389,12 @@ def stock(product_id: int):
                 )
         if result.ok:
             flash(_("Stock updated."), "success")
-        return redirect(url_for("shop_staff.stock", product_id=product.id))
+            return redirect(url_for("shop_staff.stock", product_id=product.id))
+        error_field = getattr(result.exception, "field", None)
+        if error_field is None:  # not about one field: said at the top of the page
+            flash(result.error or "", "error")
+            return redirect(url_for("shop_staff.stock", product_id=product.id))
+        error = result.error
     lots = list(
         s.scalars(
             select(HarvestLot)
@@ -407,8 +413,12 @@ def stock(product_id: int):
         lots=lots,
         history=history[:50],
         households=households,
+        suppliers=set(product.supplier_household_ids),
         stock=catalog.stock_of(s, product.id),
-    )
+        error=error,
+        error_field=error_field,
+        form=request.form if error else {},
+    ), (400 if error else 200)
 
 
 def _decimal(raw: object) -> Decimal:

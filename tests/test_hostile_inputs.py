@@ -42,7 +42,7 @@ def test_a_gift_box_with_a_mistyped_quantity_is_refused(client, session, farm, q
     before = _count(session, HarvestLot)
     r = client.post(
         "/trace/merge",
-        data={"product_id": farm.gift_box.id, f"qty_{farm.lots[0].id}": qty, f"qty_{farm.lots[1].id}": "1"},
+        data={"product_id": farm.peach.id, f"qty_{farm.lots[0].id}": qty, f"qty_{farm.lots[1].id}": "1"},
         follow_redirects=True,
     )
     assert r.status_code == 200 and 'class="flash error"' in r.get_data(as_text=True)

@@ -10,4 +10,8 @@ from core.errors import DomainError
 
 
 class LotError(DomainError):
-    """A crop cycle, lot, inspection or recall operation was refused; nothing was written."""
+    """A crop cycle, lot, inspection or recall operation was refused; nothing was written.
+
+    ``field``: the form field the refusal is about, when it is one (``"household_id"``)."""
+
+    field: str | None = None

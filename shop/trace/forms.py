@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField
@@ -9,6 +11,9 @@ from wtforms import DateField, DecimalField, FloatField, IntegerField, SelectFie
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 UNITS = [("kg", _l("kg")), ("jin", _l("jin (500 g)")), ("box", _l("box")), ("bag", _l("bag"))]
+# a DecimalField's data is a Decimal: compared with the float 0.001 (a hair above it), its
+# own stated minimum "0.001" would be refused; bounds of DecimalFields are Decimals
+MIN_QUANTITY = Decimal("0.001")
 INPUT_UNITS = [("kg", _l("kg")), ("g", _l("g")), ("L", _l("litres"))]
 
 
@@ -30,7 +35,9 @@ class HarvestForm(FlaskForm):
     cycle_id = SelectField(_l("Crop cycle"), coerce=int, validators=[InputRequired()])
     product_id = SelectField(_l("Product"), coerce=int, validators=[Optional()])
     harvested_on = DateField(_l("Harvested on"), validators=[DataRequired()])
-    quantity = DecimalField(_l("Quantity"), places=3, validators=[InputRequired(), NumberRange(min=0.001)])
+    quantity = DecimalField(
+        _l("Quantity"), places=3, validators=[InputRequired(), NumberRange(min=MIN_QUANTITY)]
+    )
     unit = SelectField(_l("Unit"), choices=UNITS, default="kg")
     grade = SelectField(
         _l("Grade"),
@@ -42,7 +49,7 @@ class HarvestForm(FlaskForm):
 
 class InputForm(FlaskForm):
     product = StringField(_l("Fertilizer or input"), validators=[DataRequired(), Length(max=120)])
-    amount = DecimalField(_l("Amount"), places=3, validators=[InputRequired(), NumberRange(min=0.001)])
+    amount = DecimalField(_l("Amount"), places=3, validators=[InputRequired(), NumberRange(min=MIN_QUANTITY)])
     unit = SelectField(_l("Unit"), choices=INPUT_UNITS, default="kg")
     applied_on = DateField(_l("Applied on"), validators=[DataRequired()])
 
@@ -51,7 +58,9 @@ class SplitForm(FlaskForm):
     count = IntegerField(
         _l("Number of packs"), validators=[InputRequired(), NumberRange(min=1, max=500)], default=10
     )
-    size = DecimalField(_l("Each pack holds"), places=3, validators=[InputRequired(), NumberRange(min=0.001)])
+    size = DecimalField(
+        _l("Each pack holds"), places=3, validators=[InputRequired(), NumberRange(min=MIN_QUANTITY)]
+    )
     product_id = SelectField(_l("Sold as"), coerce=int, validators=[Optional()])
 
 

@@ -4,20 +4,25 @@ merge lots into a box, find a lot.
 Plain services over a SQLAlchemy session: they flush but never commit. Every change to
 a lot adds a ``LotEvent`` (the story on the trace page and in the EPCIS export).
 
-Stock belongs to its grower (``may_sell_as``, the one rule every path asks):
+Stock belongs to its grower (``sold_as_problem``, the one rule every path asks):
 
-* a harvest lot's product must be of the crop cycle's crop (for everyone), and a farmer
-  may choose only a product their household supplies (``shop_product_suppliers``);
+* a harvest lot's product must be of the crop cycle's crop (for everyone), and a lot for a
+  household is a product that household supplies (``shop_product_suppliers``; staff too, so
+  its sales credit the household that grew it); a farmer records only their own household's;
 * a pack is sold as its lot's product, or re-labelled as another product of the same crop
   which (for a farmer) the lot's household supplies;
-* a gift box's product has the crop of every lot in it (or no crop: a mixed box), and (for
-  a farmer) the household supplies it.
+* a gift box's product has the crop of every lot in it; a product of no crop only as a box
+  (unit ``box``) made by staff (a mixed gift box), never by a farmer, never a crop-less bag;
+* what a box or bag holds (``contents_problem``): a product sold by the box or bag with a
+  net weight (``net_kg``) is made of at least that weight of lots whose weight is known;
+  one without a net weight is packed only by staff.
 
 Staff (admin, official) and the system (CLI, demo: no user) keep wider rights: any
-household's products, but the crop must still match. A farmer's new harvest lot is stock
-only once staff check it in at the sales centre (``check_in``, 入库验收: weighed, graded,
-by whom and when); lots staff record themselves are checked in at once. Lots not yet
-checked in cannot be split or merged (packing happens after acceptance).
+household's goods, but the crop and the household's products must still match. A farmer's
+new harvest lot, pack or box is stock only once staff check it in at the sales centre
+(``check_in``, 入库验收: weighed, graded, by whom and when); what staff record or pack
+themselves is checked in at once, by them. Lots not yet checked in cannot be split or
+merged (packing happens after acceptance).
 """
 
 from __future__ import annotations
@@ -97,14 +102,23 @@ def sold_as_problem(
     as another product) or ``"box"`` (a gift box of several lots).
 
     - crop: a new lot's product is of its crop cycle's crop; a pack's or box's product is
-      of the crop of every lot in it, or has no crop (a box, a mixed gift box);
-    - household: a farmer uses only products their household supplies; a pack or box (by
-      anyone) never becomes a product that only other households supply.
+      of the crop of every lot in it; a product without a crop only as a gift box (unit
+      ``box``) made by staff (a mixed box of several crops), never for a farmer, never a
+      crop-less bag or jar (honey) put on one crop's goods;
+    - household: a farmer records and packs only their own household's goods and uses only
+      products their household supplies; a new lot for a household is a product that
+      household supplies (for staff too: the household is credited with its sales); a pack
+      or box (by anyone) never becomes a product that only other households supply.
     """
     name = product.name_zh or product.name_en
+    if mode != "harvest" and not product.crop:
+        if not (is_staff(actor) and product.unit == "box"):
+            return N_(
+                "%(product)s is of no single crop: only the sales centre makes mixed gift boxes; "
+                "choose a product of the same crop"
+            ), {"product": name}
+        crops = []  # a mixed gift box, by staff
     for crop in crops:
-        if mode != "harvest" and not product.crop:
-            break  # a box or mixed gift box: no single crop
         if mode == "harvest" and crop is None:
             continue  # stock received without a crop cycle: the product says what it is
         if not same_crop(product.crop, crop):
@@ -114,13 +128,72 @@ def sold_as_problem(
             }
     suppliers = product.supplier_household_ids
     if not is_staff(actor):
+        if household_id is not None and household_id != getattr(actor, "household_id", None):
+            return N_(
+                "these goods belong to another household: a farmer records and packs only their own"
+            ), {}
         if household_id is None or household_id not in suppliers:
             return N_("your household does not supply %(product)s: choose one of your own products"), {
                 "product": name
             }
+    elif mode == "harvest" and household_id is not None and household_id not in suppliers:
+        return N_("this household does not supply %(product)s: choose the collective or a supplier"), {
+            "product": name
+        }
     elif mode != "harvest" and suppliers and household_id is not None and household_id not in suppliers:
         return N_("%(product)s is supplied by another household: choose one of this household's products"), {
             "product": name
+        }
+    return None
+
+
+KG_PER_UNIT = {"kg": Decimal(1), "jin": Decimal("0.5")}  # 1 jin (斤) = 500 g
+
+
+def weight_kg(lot: HarvestLot, qty: Decimal) -> Decimal | None:
+    """What ``qty`` of ``lot`` weighs in kg: by its unit (kg, jin), or, for a lot counted in
+    boxes or bags of its own product, by that product's net weight; None when unknown."""
+    per = KG_PER_UNIT.get(lot.unit)
+    if per is None and lot.product is not None and lot.unit == lot.product.unit and lot.product.net_kg:
+        per = lot.product.net_kg
+    return qty * per if per is not None else None
+
+
+def contents_problem(
+    product: Sellable, parts: Sequence[tuple[HarvestLot, Decimal]], actor: Any, count: Decimal = Decimal(1)
+) -> tuple[str, dict[str, Any]] | None:
+    """Why these quantities of these lots may not make ``count`` boxes or bags of ``product`` (an
+    ``N_`` template and its parameters), or None when they may.
+
+    A market inspector's rule (定量包装: the net content printed on the label): a product sold
+    by the box or bag with a net weight (``net_kg``) is made of at least that weight, and
+    only of lots whose weight is known; one without a net weight is boxed only by staff of
+    the sales centre, who answer for what it holds. Products sold by weight are not asked.
+    """
+    if product.unit not in PIECE_UNITS:
+        return None
+    name = product.name_zh or product.name_en
+    if not product.net_kg:
+        if is_staff(actor):
+            return None
+        return N_("%(product)s has no net weight per piece: only the sales centre may pack it"), {
+            "product": name
+        }
+    total = Decimal(0)
+    for lot, qty in parts:
+        kg = weight_kg(lot, qty)
+        if kg is None:
+            return N_("the weight of lot %(lot)s is not known: %(product)s must hold %(net)s kg"), {
+                "lot": lot.lot_number,
+                "product": name,
+                "net": f"{product.net_kg.normalize():f}",
+            }
+        total += kg
+    if total < product.net_kg * count:
+        return N_("one %(product)s must hold at least %(net)s kg, not %(held)s kg"), {
+            "product": name,
+            "net": f"{product.net_kg.normalize():f}",
+            "held": f"{(total / count).normalize():f}",
         }
     return None
 
@@ -136,6 +209,9 @@ def may_sell_as(
         return (
             sold_as_problem(product, crops=crops, household_id=household, actor=actor, mode="harvest") is None
         )
+    by_piece = product.unit != lot.unit and product.unit in PIECE_UNITS
+    if by_piece and not product.net_kg and not is_staff(actor):
+        return False  # nobody could check what one holds (``contents_problem``)
     if product.id == lot.product_id:
         return True
     return (
@@ -147,15 +223,36 @@ def may_sell_as(
 
 
 def may_box_as(product: Sellable, actor: Any) -> bool:
-    """Whether ``actor`` may offer ``product`` as a gift box at all (before the lots are chosen)."""
+    """Whether ``actor`` may offer ``product`` as a gift box at all (before the lots are chosen):
+    staff any product of a crop and any crop-less box; a farmer a product of a crop their
+    household supplies (by the box or bag only with a net weight, ``contents_problem``)."""
+    if is_staff(actor):
+        return bool(product.crop) or product.unit == "box"
     household = getattr(actor, "household_id", None)
-    return is_staff(actor) or (household is not None and household in product.supplier_household_ids)
+    return (
+        household is not None
+        and household in product.supplier_household_ids
+        and bool(product.crop)
+        and (product.unit not in PIECE_UNITS or bool(product.net_kg))
+    )
 
 
 def _refuse_sold_as(
     product: Sellable, *, crops: Sequence[str | None], household_id: int | None, actor: Any, mode: str
 ) -> None:
     problem = sold_as_problem(product, crops=crops, household_id=household_id, actor=actor, mode=mode)
+    if problem is not None:
+        template, params = problem
+        error = LotError(template, **params)
+        if "household" in template:
+            error.field = "household_id"
+        raise error
+
+
+def _refuse_contents(
+    product: Sellable, parts: Sequence[tuple[HarvestLot, Decimal]], actor: Any, count: Decimal = Decimal(1)
+) -> None:
+    problem = contents_problem(product, parts, actor, count)
     if problem is not None:
         template, params = problem
         raise LotError(template, **params)
@@ -301,6 +398,18 @@ def check_in(
     grade = (grade or "").strip() or None
     if grade is not None and grade not in GRADES:
         raise LotError(N_("grade must be A, B or C"))
+    product = lot.product
+    if lot.kind != "harvest" and product is not None and lot.unit in PIECE_UNITS and lot.unit == product.unit:
+        # a farmer's boxes or bags: as many as what went in can fill (no more than made)
+        parts = made_of(session, [lot]).get(lot.id, [])
+        if qty > lot.quantity:
+            raise LotError(
+                N_("%(lot)s was made as %(made)s %(unit)s: check in at most that many"),
+                lot=lot.lot_number,
+                made=f"{lot.quantity.normalize():f}",
+                unit=lot.unit,
+            )
+        _refuse_contents(product, parts, actor, qty)
     declared = lot.quantity
     now = utcnow()
     claimed = rows_affected(
@@ -349,6 +458,24 @@ def waiting_for_check_in(session: Session) -> list[HarvestLot]:
             .order_by(HarvestLot.created_at, HarvestLot.id)
         )
     )
+
+
+def made_of(session: Session, lots: Sequence[HarvestLot]) -> dict[int, list[tuple[HarvestLot, Decimal]]]:
+    """What each pack or box among ``lots`` was made of: lot id → [(source lot, quantity in
+    its unit)], for the checker at the sales centre (harvest lots have nothing)."""
+    ids = [lot.id for lot in lots if lot.kind != "harvest"]
+    found: dict[int, list[tuple[HarvestLot, Decimal]]] = {}
+    if not ids:
+        return found
+    rows = session.execute(
+        select(LotLink.child_id, HarvestLot, LotLink.quantity)
+        .join(HarvestLot, HarvestLot.id == LotLink.parent_id)
+        .where(LotLink.child_id.in_(ids))
+        .order_by(LotLink.child_id, LotLink.parent_id)
+    )
+    for child_id, parent, qty in rows:
+        found.setdefault(child_id, []).append((parent, qty))
+    return found
 
 
 def lot_by_code(session: Session, code: str | None) -> HarvestLot | None:
@@ -407,34 +534,60 @@ def split_lot(
         raise LotError(N_("give at least one pack size"))
     quantities = [parse_quantity(s, "pack size") for s in sizes]
     check_usable(lot, sum(quantities, Decimal(0)))
+    actor = _actor(session, user_id)
     if product is not None and product.id != lot.product_id:
         _refuse_sold_as(
-            product,
-            crops=[goods_crop(lot)],
-            household_id=lot.household_id,
-            actor=_actor(session, user_id),
-            mode="pack",
+            product, crops=[goods_crop(lot)], household_id=lot.household_id, actor=actor, mode="pack"
         )
     sold_as = product if product is not None else lot.product
     by_piece = sold_as is not None and sold_as.unit != lot.unit and sold_as.unit in PIECE_UNITS
+    if sold_as is not None and sold_as.unit in PIECE_UNITS and (by_piece or sold_as.id != lot.product_id):
+        # one box or bag per pack, or (re-labelled box for box) as many as the pack counts
+        for size in sorted(set(quantities)):
+            _refuse_contents(sold_as, [(lot, size)], actor, Decimal(1) if by_piece else size)
+    by_weight = sold_as is not None and sold_as.unit != lot.unit and sold_as.unit in KG_PER_UNIT
+    if by_weight and lot.unit not in KG_PER_UNIT:
+        raise LotError(
+            N_("lot %(lot)s is counted in %(unit)s: it cannot be packed by weight"),
+            lot=lot.lot_number,
+            unit=lot.unit,
+        )
+
+    def holds(qty: Decimal) -> Decimal:
+        """A pack's quantity in its own unit: 1 box or bag, or the weight in the product's unit."""
+        if by_piece:
+            return Decimal(1)
+        if by_weight and sold_as is not None:
+            converted = (qty * KG_PER_UNIT[lot.unit] / KG_PER_UNIT[sold_as.unit]).quantize(Decimal("0.001"))
+            if converted <= 0:
+                raise LotError(N_("a pack must hold at least 0.001 %(unit)s"), unit=sold_as.unit)
+            return converted
+        return qty
+
+    pack_unit = sold_as.unit if (by_piece or by_weight) and sold_as is not None else lot.unit
+    # staff (and the system) pack at the sales centre: checked in at once, by them; a
+    # farmer's packs wait for the centre's check-in like a new lot (``check_in``)
+    staff = is_staff(actor)
+    checked_at = utcnow() if staff else None
     day = on or clock.today()
     start = session.scalar(select(func.count()).select_from(LotLink).where(LotLink.parent_id == lot.id)) or 0
     packs = []
     for i, qty in enumerate(quantities, start=start + 1):
+        held = holds(qty)
         pack = HarvestLot(
             product_id=sold_as.id if sold_as is not None else None,
             crop_cycle_id=lot.crop_cycle_id,
             household_id=lot.household_id,
             kind="pack",
             harvested_on=lot.harvested_on,
-            quantity=Decimal(1) if by_piece else qty,
-            remaining=Decimal(1) if by_piece else qty,
-            unit=sold_as.unit if by_piece and sold_as is not None else lot.unit,
+            quantity=held,
+            remaining=held,
+            unit=pack_unit,
             grade=lot.grade,
             created_by_id=user_id,
-            checked_in_at=lot.checked_in_at,
-            checked_in_by_id=lot.checked_in_by_id,
-            checked_in_quantity=Decimal(1) if by_piece else qty,
+            checked_in_at=checked_at,
+            checked_in_by_id=user_id if staff else None,
+            checked_in_quantity=held if staff else None,
         )
         _insert_lot(session, pack, functools.partial(_child_number, session, lot, i, day))
         session.add(LotLink(parent_id=lot.id, child_id=pack.id, quantity=qty))
@@ -490,9 +643,9 @@ def merge_lots(
     households = {lot.household_id for lot, _q in taken}
     harvest_days = [lot.harvested_on for lot, _q in taken if lot.harvested_on]
     qty = parse_quantity(quantity)
+    actor = _actor(session, user_id)
     product = _product(session, product_id)
     if product is not None:
-        actor = _actor(session, user_id)
         _refuse_sold_as(
             product,
             crops=[goods_crop(lot) for lot, _q in taken],
@@ -502,7 +655,19 @@ def merge_lots(
             actor=actor,
             mode="box",
         )
-    now = utcnow()
+        unit = product.unit
+        if unit in PIECE_UNITS:
+            _refuse_contents(product, taken, actor, qty)
+        elif unit in KG_PER_UNIT:  # merged by weight: the lot holds what went in
+            weights = [weight_kg(lot, q) for lot, q in taken]
+            if any(w is None for w in weights):
+                raise LotError(N_("lots counted in boxes or bags cannot be merged by weight"))
+            qty = (sum((w for w in weights if w is not None), Decimal(0)) / KG_PER_UNIT[unit]).quantize(
+                Decimal("0.001")
+            )
+    # staff (and the system) box at the sales centre: checked in at once, by them; a
+    # farmer's box waits for the centre's check-in like a new lot (``check_in``)
+    staff = is_staff(actor)
     box = HarvestLot(
         product_id=product_id,
         crop_cycle_id=None,
@@ -514,9 +679,9 @@ def merge_lots(
         unit=unit,
         grade=grade,
         created_by_id=user_id,
-        checked_in_at=now,  # made of checked-in lots only (check_usable)
-        checked_in_by_id=user_id,
-        checked_in_quantity=qty,
+        checked_in_at=utcnow() if staff else None,
+        checked_in_by_id=user_id if staff else None,
+        checked_in_quantity=qty if staff else None,
     )
     _insert_lot(session, box, lambda: _next_number(session, "B" + day.strftime("%y%m%d")))
     for lot, q in taken:

@@ -520,7 +520,9 @@ def split(lot_id: int):
 @role_required(*STAFF_ROLES)
 def check_in_list():
     """入库验收: farmers' lots waiting to be weighed and graded at the sales centre."""
-    return render_template("trace/check_in.html", waiting=lots.waiting_for_check_in(db_session()))
+    session = db_session()
+    waiting = lots.waiting_for_check_in(session)
+    return render_template("trace/check_in.html", waiting=waiting, made_of=lots.made_of(session, waiting))
 
 
 @bp.post("/trace/lots/<int:lot_id>/check-in", endpoint="check_in")
@@ -669,6 +671,8 @@ def merge():
             _stories_changed()
             flash(_("Gift box %(lot)s made.", lot=box.lot_number), "success")
             return redirect(url_for("trace.lot", lot_id=box.id))
+    elif request.method == "POST":  # a product not offered to this user (lots.may_box_as)
+        flash(_("Choose one of the products offered for a gift box."), "error")
     return render_template("trace/merge.html", form=form, available=available)
 
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from core.models import AuditEntry
+from core.models import AuditEntry, User
 from shop import cart as carts
 from shop import catalog, checkout
 from shop.models import Product, ProductSupplier
@@ -208,10 +208,13 @@ def test_packs_are_not_relabelled_as_another_households_product(client, session,
     with pytest.raises(LotError, match="another household"):
         lots.split_lot(session, session.get(HarvestLot, lot.id), ["5"], product=theirs)
     session.rollback()
-    # the household's own gift box (no crop) is fine
-    (box,) = lots.split_lot(
-        session, session.get(HarvestLot, lot.id), ["5"], product=peach_farm.gift_box, user_id=zhaolin.id
-    )
+    # a gift box of no crop: only the sales centre packs one (checked in at once)
+    with pytest.raises(LotError, match="no single crop"):
+        lots.split_lot(
+            session, session.get(HarvestLot, lot.id), ["5"], product=peach_farm.gift_box, user_id=zhaolin.id
+        )
+    session.rollback()
+    (box,) = lots.split_lot(session, session.get(HarvestLot, lot.id), ["5"], product=peach_farm.gift_box)
     assert box.product_id == peach_farm.gift_box.id and box.checked_in_at is not None
 
 
@@ -223,19 +226,31 @@ def test_gift_boxes_keep_to_the_households_products(client, session, village):
     login(client, "zhaolin")
     page = client.get("/trace/merge").get_data(as_text=True)
     assert "蜜瓜" not in page
-    client.post("/trace/merge", data={"product_id": melon.id, f"qty_{a.id}": "1", f"qty_{b.id}": "1"})
+    refused = client.post(
+        "/trace/merge?lang=en", data={"product_id": melon.id, f"qty_{a.id}": "1", f"qty_{b.id}": "1"}
+    )
+    assert "Choose one of the products offered" in refused.get_data(as_text=True)
     session.expire_all()
     assert session.scalars(select(HarvestLot).where(HarvestLot.kind == "merge")).all() == []
     with pytest.raises(LotError):
         lots.merge_lots(session, [(a, "1"), (b, "1")], product_id=melon.id, user_id=zhaolin.id)
     session.rollback()
+    with pytest.raises(LotError, match="no single crop"):  # a mixed gift box: the sales centre's
+        lots.merge_lots(
+            session,
+            [(session.get(HarvestLot, a.id), "1"), (session.get(HarvestLot, b.id), "1")],
+            product_id=peach_farm.gift_box.id,
+            user_id=zhaolin.id,
+        )
+    session.rollback()
     box = lots.merge_lots(
         session,
-        [(session.get(HarvestLot, a.id), "1"), (session.get(HarvestLot, b.id), "1")],
-        product_id=peach_farm.gift_box.id,
+        [(session.get(HarvestLot, a.id), "1"), (session.get(HarvestLot, b.id), "1.5")],
+        product_id=peach_farm.peach.id,
         user_id=zhaolin.id,
     )
     assert box.household_id == peach_farm.household.id
+    assert box.quantity == Decimal("2.5") and box.unit == "kg" and box.checked_in_at is None
 
 
 def test_a_farmer_without_household_sees_no_collective_lots(client, session, village):
@@ -264,3 +279,231 @@ def test_a_farmer_without_household_sees_no_collective_lots(client, session, vil
     session.expire_all()
     assert session.get(HarvestLot, lot.id).remaining == 10
     assert session.scalars(select(HarvestLot).where(HarvestLot.kind.in_(("merge", "pack")))).all() == []
+
+
+# --- found by the hostile review --------------------------------------------------------
+
+
+def _supplied(session, household_id, slug, name_zh, unit, crop, net_kg=None):
+    """A product supplied by ``household_id`` (``net_kg``: its nominal net weight per piece)."""
+    product = Product(slug=slug, name_zh=name_zh, name_en=slug, unit=unit, price_fen=6800, crop=crop)
+    product.net_kg = net_kg
+    session.add(product)
+    session.flush()
+    session.add(ProductSupplier(product_id=product.id, household_id=household_id))
+    session.flush()
+    return product
+
+
+def _kinds(session, kind):
+    session.expire_all()
+    return session.scalars(select(HarvestLot).where(HarvestLot.kind == kind)).all()
+
+
+def test_a_melon_pack_is_not_sold_as_honey_found_by_review(client, session, village):
+    _peach_farm, melon_farm, _melon, shelf, liqiang_household = village
+    honey = _supplied(session, melon_farm.household.id, "wildflower-honey", "百花蜜", "bag", None)
+    session.commit()
+    login(client, "liqiang")
+    assert "百花蜜" not in client.get(f"/trace/lots/{shelf.id}").get_data(as_text=True)
+    client.post(
+        f"/trace/lots/{shelf.id}/split?lang=en", data={"count": "2", "size": "0.01", "product_id": honey.id}
+    )
+    assert _kinds(session, "pack") == []
+    page = client.get(f"/trace/lots/{shelf.id}?lang=en").get_data(as_text=True)
+    assert "百花蜜 is of no single crop" in page and "same crop" in page
+    assert session.get(HarvestLot, shelf.id).remaining == Decimal(5)
+    # staff neither: a crop-less product other than a gift box is never put on one crop's goods
+    with pytest.raises(LotError, match="same crop"):
+        lots.split_lot(session, session.get(HarvestLot, shelf.id), ["1"], product=honey)
+    session.rollback()
+
+
+def test_a_gift_box_holds_its_net_weight_found_by_review(client, session, village):
+    peach_farm, _melon_farm, _melon, _shelf, _zhaolin = village
+    box = _supplied(
+        session, peach_farm.household.id, "yellow-peach-box", "黄桃礼盒（5公斤）", "box", "peach", Decimal(5)
+    )
+    a = lots.create_harvest_lot(session, peach_farm.cycle, "40", "jin", product_id=peach_farm.peach.id)
+    b = lots.create_harvest_lot(session, peach_farm.cycle, "40", "jin", product_id=peach_farm.peach.id)
+    session.commit()
+    login(client, "zhaolin")
+    client.post(
+        f"/trace/lots/{a.id}/split?lang=en", data={"count": "2", "size": "0.01", "product_id": box.id}
+    )
+    assert _kinds(session, "pack") == []
+    assert "5 kg" in client.get(f"/trace/lots/{a.id}?lang=en").get_data(as_text=True)
+    client.post(
+        "/trace/merge?lang=en", data={"product_id": box.id, f"qty_{a.id}": "0.001", f"qty_{b.id}": "0.001"}
+    )
+    assert _kinds(session, "merge") == []
+    assert session.get(HarvestLot, a.id).remaining == session.get(HarvestLot, b.id).remaining == 40
+    # 10 jin is 5 kg: a box of it is accepted, and waits for the centre's check-in
+    client.post(f"/trace/lots/{a.id}/split?lang=en", data={"count": "1", "size": "10", "product_id": box.id})
+    (pack,) = _kinds(session, "pack")
+    assert pack.unit == "box" and pack.quantity == 1 and pack.checked_in_at is None
+    client.post("/trace/merge?lang=en", data={"product_id": box.id, f"qty_{a.id}": "6", f"qty_{b.id}": "4"})
+    (merged,) = _kinds(session, "merge")
+    assert merged.checked_in_at is None and catalog.stock_of(session, box.id) == 0
+    # the centre checks in no more boxes than were made
+    client.post("/logout")
+    login(client, "kuaiji")
+    client.post(f"/trace/lots/{pack.id}/check-in?lang=en", data={"weighed": "2", "grade": "A"})
+    assert "check in at most that many" in client.get("/trace/check-in?lang=en").get_data(as_text=True)
+    client.post(f"/trace/lots/{pack.id}/check-in?lang=en", data={"weighed": "1", "grade": "A"})
+    session.expire_all()
+    assert (
+        session.get(HarvestLot, pack.id).checked_in_at is not None and catalog.stock_of(session, box.id) == 1
+    )
+    # a 5 kg box is not re-labelled as a 10 kg box
+    big = _supplied(session, peach_farm.household.id, "big-box", "大礼盒", "box", "peach", Decimal(10))
+    session.commit()
+    with pytest.raises(LotError, match="at least 10 kg, not 5 kg"):
+        lots.split_lot(session, session.get(HarvestLot, pack.id), ["1"], product=big)
+    session.rollback()
+    # a box or bag without a net weight: offered to and packed by staff only
+    unweighed = _supplied(session, peach_farm.household.id, "peach-bag", "黄桃袋", "bag", "peach")
+    session.commit()
+    assert "黄桃袋" in client.get(f"/trace/lots/{a.id}").get_data(as_text=True)
+    zhaolin = session.scalar(select(User).where(User.username == "zhaolin"))
+    with pytest.raises(LotError, match="no net weight"):
+        lots.split_lot(session, session.get(HarvestLot, a.id), ["1"], product=unweighed, user_id=zhaolin.id)
+    session.rollback()
+    client.post("/logout")
+    login(client, "zhaolin")
+    assert "黄桃袋" not in client.get(f"/trace/lots/{a.id}").get_data(as_text=True)
+
+
+def test_a_farmers_packs_and_boxes_wait_for_check_in_found_by_review(client, session, village):
+    peach_farm, _melon_farm, _melon, _shelf, zhaolin = village
+    peach = peach_farm.peach
+    lot = lots.create_harvest_lot(session, peach_farm.cycle, "40", "kg", product_id=peach.id)
+    other = lots.create_harvest_lot(session, peach_farm.cycle, "10", "kg", product_id=peach.id)
+    session.commit()
+    assert catalog.stock_of(session, peach.id) == 50
+    login(client, "zhaolin")
+    client.post(f"/trace/lots/{lot.id}/split?lang=en", data={"count": "2", "size": "5", "product_id": "0"})
+    packs = _kinds(session, "pack")
+    assert len(packs) == 2 and all(p.checked_in_at is None and p.checked_in_by_id is None for p in packs)
+    assert catalog.stock_of(session, peach.id) == 40  # 10 kg went into packs nobody has checked yet
+    assert all(lot_ not in catalog.available_lots(session, peach.id) for lot_ in packs)
+    client.post(
+        "/trace/merge?lang=en",
+        data={"product_id": peach.id, f"qty_{lot.id}": "2", f"qty_{other.id}": "3"},
+    )
+    (box,) = _kinds(session, "merge")
+    assert box.checked_in_at is None and box.checked_in_by_id is None and box.created_by_id == zhaolin.id
+    client.post("/logout")
+
+    login(client, "kuaiji")
+    kuaiji = session.scalar(select(User).where(User.username == "kuaiji"))
+    waiting = client.get("/trace/check-in?lang=en").get_data(as_text=True)
+    assert all(f'data-lot="{p.lot_number}"' in waiting for p in [*packs, box])
+    assert f"from {lot.lot_number}: 5 kg" in waiting and f"from {other.lot_number}: 3 kg" in waiting
+    client.post(f"/trace/lots/{packs[0].id}/check-in?lang=en", data={"weighed": "5", "grade": "A"})
+    session.expire_all()
+    assert session.get(HarvestLot, packs[0].id).checked_in_by_id == kuaiji.id
+    assert catalog.stock_of(session, peach.id) == 35 + 5
+    # staff's own packs and boxes are checked in at once, by them
+    client.post(f"/trace/lots/{lot.id}/split?lang=en", data={"count": "1", "size": "5", "product_id": "0"})
+    mine = [p for p in _kinds(session, "pack") if p.created_by_id == kuaiji.id]
+    assert len(mine) == 1 and mine[0].checked_in_by_id == kuaiji.id and mine[0].checked_in_at is not None
+    client.post(
+        "/trace/merge?lang=en",
+        data={"product_id": peach.id, f"qty_{lot.id}": "1", f"qty_{other.id}": "1"},
+    )
+    staff_box = [b for b in _kinds(session, "merge") if b.created_by_id == kuaiji.id]
+    assert len(staff_box) == 1 and staff_box[0].checked_in_by_id == kuaiji.id
+
+
+def test_staff_stock_goes_only_to_a_household_that_supplies_it_found_by_review(client, session, village):
+    peach_farm, melon_farm, melon, shelf, _zhaolin = village
+    login(client, "kuaiji")
+    response = client.post(
+        f"/shop/staff/products/{melon.id}/stock?lang=en",
+        data={"quantity": "5", "household_id": str(peach_farm.household.id)},
+    )
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert 'id="household_id-error"' in page and "does not supply" in page
+    assert 'aria-describedby="household_id-error"' in page
+    session.expire_all()
+    assert [
+        lot.id for lot in session.scalars(select(HarvestLot).where(HarvestLot.product_id == melon.id))
+    ] == [shelf.id]
+    with pytest.raises(catalog.CatalogError, match="does not supply"):
+        catalog.add_stock(session, melon, Decimal(5), household_id=peach_farm.household.id, harvested_on=None)
+    session.rollback()
+    # the household that supplies it, and the collective's own stock, are fine
+    for household in (str(melon_farm.household.id), ""):
+        response = client.post(
+            f"/shop/staff/products/{melon.id}/stock?lang=en",
+            data={"quantity": "5", "household_id": household},
+        )
+        assert response.status_code == 302
+    session.expire_all()
+    owners = session.scalars(select(HarvestLot.household_id).where(HarvestLot.product_id == melon.id)).all()
+    assert sorted(owners, key=lambda h: h or 0) == [None, melon_farm.household.id, melon_farm.household.id]
+
+
+def test_the_split_form_takes_its_stated_minimum_found_by_review(client, session, village):
+    peach_farm, _melon_farm, _melon, _shelf, _zhaolin = village
+    lot = lots.create_harvest_lot(session, peach_farm.cycle, "1", "kg", product_id=peach_farm.peach.id)
+    session.commit()
+    login(client, "kuaiji")
+    response = client.post(
+        f"/trace/lots/{lot.id}/split?lang=en", data={"count": "1", "size": "0.001", "product_id": "0"}
+    )
+    assert response.status_code == 302 and "/trace/labels" in response.headers["Location"]
+    (pack,) = _kinds(session, "pack")
+    assert pack.quantity == Decimal("0.001")
+    # the harvest form's and the input form's stated minimum too
+    assert _harvest(client, peach_farm.cycle, peach_farm.peach.id, qty="0.001").status_code == 302
+    response = client.post(
+        f"/trace/cycles/{peach_farm.cycle.id}/inputs?lang=en",
+        data={"product": "复合肥", "amount": "0.001", "unit": "kg", "applied_on": "2026-03-05"},
+    )
+    assert response.status_code == 302
+    assert "Give the number" not in client.get(f"/trace/cycles/{peach_farm.cycle.id}?lang=en").get_data(
+        as_text=True
+    )
+
+
+def test_a_farmer_records_only_their_own_households_harvest_found_by_review(session, village):
+    """Found while fixing the review: the service took the cycle's household, not the farmer's."""
+    peach_farm, melon_farm, melon, _shelf, _zhaolin = village
+    liqiang = session.scalar(select(User).where(User.username == "liqiang"))
+    theirs = _supplied(session, peach_farm.household.id, "peach-zz1", "一号黄桃", "kg", "peach")
+    session.add(ProductSupplier(product_id=theirs.id, household_id=melon_farm.household.id))
+    session.flush()
+    with pytest.raises(LotError, match="another household"):
+        lots.create_harvest_lot(
+            session, peach_farm.cycle, "30", "kg", product_id=theirs.id, user_id=liqiang.id
+        )
+    session.rollback()
+    # staff record a household's harvest only under a product it supplies (its sales credit it)
+    only_3 = _supplied(session, melon_farm.household.id, "peach-zz3", "三号黄桃", "kg", "peach")
+    with pytest.raises(LotError, match="does not supply"):
+        lots.create_harvest_lot(session, peach_farm.cycle, "30", "kg", product_id=only_3.id)
+    session.rollback()
+    assert lots.create_harvest_lot(session, melon_farm.cycle, "30", "kg", product_id=melon.id).checked_in_at
+
+
+def test_staff_set_a_boxs_net_weight_on_the_product_form_found_by_review(client, session, village):
+    peach_farm, _melon_farm, melon, _shelf, _zhaolin = village
+    box = _supplied(session, peach_farm.household.id, "peach-box", "黄桃礼盒", "box", "peach")
+    session.commit()
+    login(client, "kuaiji")
+    form = {"name_zh": "黄桃礼盒（5公斤）", "name_en": "Peach box (5 kg)", "unit": "box", "price": "88"}
+    response = client.post(f"/shop/staff/products/{box.id}/edit?lang=en", data={**form, "net_kg": "10"})
+    assert response.status_code == 302
+    session.expire_all()
+    assert session.get(Product, box.id).net_kg == Decimal(10)
+    assert 'value="10"' in client.get(f"/shop/staff/products/{box.id}/edit").get_data(as_text=True)
+    refusals = [("abc", "not a number"), ("0", "between 0.001 and 1000"), ("5000", "between")]
+    for bad, says in [*refusals, ("1e999999", "Enter a number")]:
+        page = client.post(f"/shop/staff/products/{box.id}/edit?lang=en", data={**form, "net_kg": bad})
+        assert page.status_code == 400 and says in page.get_data(as_text=True)
+    by_weight = {"name_zh": "蜜瓜", "name_en": "Honey melon", "unit": "kg", "price": "16", "net_kg": "5"}
+    page = client.post(f"/shop/staff/products/{melon.id}/edit?lang=en", data=by_weight)
+    assert page.status_code == 400 and "Only a product sold by the box or bag" in page.get_data(as_text=True)

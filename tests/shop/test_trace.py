@@ -345,14 +345,14 @@ def test_merge_page_makes_a_gift_box(client, session, farmer, grown):
     response = client.post(
         "/trace/merge",
         data={
-            "product_id": farmer.gift_box.id,
+            "product_id": farmer.peach.id,  # a farmer boxes one crop (mixed gift boxes: the sales centre)
             f"qty_{lot.id}": "2",
             f"qty_{other.id}": "1",
         },
     )
     assert response.status_code == 302
     box = session.scalars(select(HarvestLot).where(HarvestLot.kind == "merge")).one()
-    assert box.product_id == farmer.gift_box.id
+    assert box.product_id == farmer.peach.id and box.quantity == 3 and box.checked_in_at is None
     assert {s.id for s in ancestry.source_lots(session, box)} == {lot.id, other.id}
 
 
@@ -414,9 +414,7 @@ def test_a_merge_of_one_lot_is_refused_and_the_cache_kept(app, client, session, 
     client.get(f"/t/{lot.code}")
     cache = app.extensions["trace_cache"]
     login(client, "zhaolin")
-    response = client.post(
-        "/trace/merge?lang=en", data={"product_id": farmer.gift_box.id, f"qty_{lot.id}": "2"}
-    )
+    response = client.post("/trace/merge?lang=en", data={"product_id": farmer.peach.id, f"qty_{lot.id}": "2"})
     assert response.status_code == 200
     assert "Choose at least two lots for a gift box." in response.get_data(as_text=True)
     assert session.scalars(select(HarvestLot).where(HarvestLot.kind == "merge")).all() == []

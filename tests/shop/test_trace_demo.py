@@ -84,6 +84,8 @@ def test_demo_shows_check_in_holds_and_a_recalled_order(client, session):
 
     waiting = lots.waiting_for_check_in(session)
     assert {lot.created_by_id for lot in waiting} == {ctx["users"]["zhaolin"].id, ctx["users"]["wangfang"].id}
+    boxes = [lot for lot in waiting if lot.kind == "pack"]  # zhaolin's 5 kg gift boxes, 10 jin each
+    assert len(boxes) == 2 and all(b.unit == "box" and b.product.net_kg == 5 for b in boxes)
     others = session.scalars(select(HarvestLot).where(HarvestLot.id.not_in([w.id for w in waiting]))).all()
     assert others and all(lot.checked_in_at is not None for lot in others)
     holds = checkout.current_holds(session)
@@ -93,7 +95,8 @@ def test_demo_shows_check_in_holds_and_a_recalled_order(client, session):
     assert mine.attention and "Recalled lot" in mine.attention
 
     login(client, "kuaiji")
-    assert "data-lot" in client.get("/trace/check-in").get_data(as_text=True)
+    check_in_page = client.get("/trace/check-in").get_data(as_text=True)
+    assert "data-lot" in check_in_page and check_in_page.count("data-made-of") == 2
     assert client.get("/shop/staff/holds").get_data(as_text=True).count("data-hold=") == len(holds)
     client.post("/logout")
     login(client, "customer")
