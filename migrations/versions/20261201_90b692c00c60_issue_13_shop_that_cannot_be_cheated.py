@@ -82,6 +82,10 @@ def upgrade():
         batch_op.add_column(sa.Column('hold_confirmed_by', sa.Integer(), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_shop_orders_hold_confirmed_by_users'), 'users', ['hold_confirmed_by'], ['id'], ondelete='SET NULL')
 
+    with op.batch_alter_table('shop_products', schema=None) as batch_op:
+        # a box's or bag's net weight (定量包装); NULL until staff set it: until then only staff pack it
+        batch_op.add_column(sa.Column('net_kg', sa.Numeric(precision=12, scale=3), nullable=True))
+
     with op.batch_alter_table('shop_refunds', schema=None) as batch_op:
         batch_op.add_column(sa.Column('line_amounts', sa.JSON(), nullable=True))
 
@@ -124,6 +128,9 @@ def downgrade():
 
     with op.batch_alter_table('shop_refunds', schema=None) as batch_op:
         batch_op.drop_column('line_amounts')
+
+    with op.batch_alter_table('shop_products', schema=None) as batch_op:
+        batch_op.drop_column('net_kg')
 
     with op.batch_alter_table('shop_orders', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_shop_orders_hold_confirmed_by_users'), type_='foreignkey')
