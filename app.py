@@ -78,7 +78,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     from iot.admin_views import bp as iot_admin_bp
     from iot.api import bp as iot_api_bp
     from iot.views import bp as iot_bp
-    from shop import catalog, orders
+    from shop import catalog, orders, payments
     from shop.staff_views import bp as shop_staff_bp
     from shop.trace.ports import ShopPort
     from shop.trace.views import bp as trace_bp
@@ -104,6 +104,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         orders_for_lot=orders.orders_for_lot,
         products=catalog.active_products,
         flag_recalled=orders.flag_recalled,
+        after_recall=lambda session, lots: payments.expire_recalled_checkouts(session, lots, web.settings()),
     )
     app.register_blueprint(trace_bp, shop=trace_shop)
 

@@ -96,10 +96,13 @@ def recall_note(recalled: Sequence[RecalledLine]) -> tuple[str, dict[str, str]]:
 
 
 def flag_recalled(session: Session, lots: Sequence[HarvestLot]) -> int:
-    """Flag for staff every open order that took stock from these (just recalled) lots.
+    """Flag for staff every open order that took stock from these (just recalled) lots, and
+    cancel the unpaid ones (their stock released), so no payment can be invited for them.
 
     ``shop.trace.recall.recall_lot`` calls it through ``ShopPort.flag_recalled`` in the
-    recall's own transaction. Returns how many orders were flagged.
+    recall's own transaction. Returns how many orders were flagged. (A payment that still
+    arrives from a Checkout page left open is recorded and flagged "recalled: refund" by
+    ``payments.mark_paid``; the recall view also closes those sessions after it commits.)
     """
     ids = [lot.id for lot in lots]
     if not ids:
@@ -125,6 +128,19 @@ def flag_recalled(session: Session, lots: Sequence[HarvestLot]) -> int:
         if flagged != (order.attention or ""):
             order.attention = flagged
             audit.record(session, "shop.order.flag", order, details={"recall": template % params})
+        if order.status == "pending_payment" and release_stock(session, order, new_status="cancelled"):
+            order.attention = notes.add(
+                order.attention,
+                N_("Cancelled by the recall of lot %(lots)s before it was paid; its stock was released."),
+                **params,
+            )
+            audit.record(
+                session,
+                "shop.order.status",
+                order,
+                details={"from": "pending_payment", "to": "cancelled", "recall": params["lots"]},
+                note="recall",
+            )
     return len(affected)
 
 
@@ -373,7 +389,8 @@ def orders_for_lot(session: Session, lot_id: int, *, include_descendants: bool =
     """Orders (and their customers' contacts) that took stock from the lot or anything made from it.
 
     Released reservations (cancelled or expired before payment) are left out: those
-    customers never received the goods.
+    customers never received the goods; except orders cancelled at or after the lot's recall
+    (``flag_recalled`` cancels the unpaid ones): those customers are told why.
     """
     lot = session.get(HarvestLot, lot_id)
     if lot is None:
@@ -385,7 +402,16 @@ def orders_for_lot(session: Session, lot_id: int, *, include_descendants: bool =
         select(Order, OrderLine.unit, OrderLineLot.lot_id, OrderLineLot.quantity)
         .join(OrderLine, OrderLine.order_id == Order.id)
         .join(OrderLineLot, OrderLineLot.line_id == OrderLine.id)
-        .where(OrderLineLot.lot_id.in_(list(lots)), Order.stock_state.in_(ACTIVE_STOCK_STATES))
+        .join(HarvestLot, HarvestLot.id == OrderLineLot.lot_id)
+        .where(
+            OrderLineLot.lot_id.in_(list(lots)),
+            Order.stock_state.in_(ACTIVE_STOCK_STATES)
+            | (
+                (Order.status == "cancelled")
+                & HarvestLot.recalled_at.is_not(None)
+                & (Order.updated_at >= HarvestLot.recalled_at)
+            ),
+        )
         .order_by(Order.created_at, Order.id)
     ).all()
     grouped: dict[int, tuple[Order, list[str], list[Decimal], str]] = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -31,7 +32,7 @@ from core.errors import DomainError
 from core.money import allocate, format_fen
 from shop import N_, notes, settlement
 from shop.checkout import release_stock, reserve_again
-from shop.models import Order, OrderLine, Payment, Refund
+from shop.models import Order, OrderLine, OrderLineLot, Payment, Refund
 from shop.orders import recalled_lines
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,15 @@ def start_checkout(
     """
     if order.status != "pending_payment" or order.payment_method != "stripe":
         raise PaymentError(N_("This order is not waiting for an online payment."))
+    recalled = recalled_lines(session, order)
+    if recalled:  # asked before the stored link too: a recall stops the payment step
+        raise PaymentError(
+            N_(
+                "This order contains %(names)s from a recalled harvest lot and can no longer be paid; "
+                "nothing was charged. See the recall notice on this page."
+            ),
+            names="、".join(r.line.name_zh for r in recalled),
+        )
     if order.stripe_checkout_url:
         return order.stripe_checkout_url
     client = stripe_client(settings)
@@ -163,6 +173,28 @@ def expire_checkout(settings: Settings, session_id: str | None) -> bool:
         log.info("could not expire %s: %s", session_id, exc)
         return False
     return True
+
+
+def expire_recalled_checkouts(session: Session, lots: Sequence[Any], settings: Settings) -> int:
+    """After a recall has committed: close the open Checkout Sessions of the unpaid Stripe
+    orders it cancelled (``orders.flag_recalled``), so a tab left open cannot pay them.
+    Network calls, so never inside a write transaction. Returns how many were closed."""
+    ids = [lot.id for lot in lots]
+    if not ids:
+        return 0
+    sessions = session.scalars(
+        select(Order.stripe_session_id)
+        .join(OrderLine, OrderLine.order_id == Order.id)
+        .join(OrderLineLot, OrderLineLot.line_id == OrderLine.id)
+        .where(
+            OrderLineLot.lot_id.in_(ids),
+            Order.status == "cancelled",
+            Order.paid_fen == 0,
+            Order.stripe_session_id.is_not(None),
+        )
+        .distinct()
+    ).all()
+    return sum(1 for sid in sessions if expire_checkout(settings, sid))
 
 
 def checkout_session_state(settings: Settings, session_id: str) -> str | None:
@@ -328,6 +360,9 @@ def mark_paid(
     order.paid_fen += amount_fen
     order.fee_fen += fee_fen
     settlement.post_sale(session, order, payment, user_id=user_id)
+    # asked again on the lots the order holds now: a late payment re-reserved onto clean lots
+    # (``reserve_again``) holds no recalled goods, whatever the lapsed reservation held
+    recalled = recalled_lines(session, order)
     if recalled:
         order.attention = notes.add(
             order.attention,

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from core import clock
 from core.db import utcnow
-from shop import payments
+from shop import notes, payments
 from shop.models import Order, Payment, Refund, StripeEvent, SupplierCredit
 from shop.trace.models import HarvestLot
 from shop.trace.recall import recall_lot
@@ -426,7 +426,7 @@ def test_a_stripe_payment_for_a_recalled_line_is_recorded_flagged_and_refunded_i
     assert r.json["outcome"] == "paid (recalled: refund)"
     order = the_order(session)
     assert order.paid_fen == 1380 and order.status == "paid"  # the money is real and on record
-    assert order.attention.startswith("Recalled: refund")
+    assert notes.english(order.attention).startswith("Recalled: refund")
     assert problem_of(session, "evt_recalled") == "recalled_paid"
     assert "contains goods from a recalled lot" in desk(staff)
     detail = staff.get(f"/shop/staff/order/{order.number}?lang=en").get_data(as_text=True)

