@@ -214,6 +214,22 @@ def checkout_session_state(settings: Settings, session_id: str) -> str | None:
     return cs.get("payment_status")
 
 
+def charge_refunds(settings: Settings, charge_id: str) -> list[dict] | None:
+    """Every Refund object of a charge, as Stripe lists them (``GET /v1/refunds?charge=``), or
+    None if Stripe cannot be asked. A ``charge.refunded`` event carries no refund list by
+    default (API versions since 2022-11-15), only ``amount_refunded``: we book refunds by
+    their own ids and statuses, never an amount without an id."""
+    client = stripe_client(settings)
+    if client is None or not charge_id:
+        return None
+    try:
+        page = client.v1.refunds.list({"charge": charge_id, "limit": 100})
+        return [r.to_dict() for r in page.auto_paging_iter()]
+    except stripe.StripeError as exc:
+        log.warning("could not list the refunds of %s: %s", charge_id, exc)
+        return None
+
+
 def stripe_fee(settings: Settings, session_id: str) -> tuple[int, str | None]:
     """(fee in fen, payment intent id) of a paid Checkout Session, (0, None) if unknown."""
     client = stripe_client(settings)
@@ -575,10 +591,14 @@ def _record_refund(
 def record_stripe_refunds(
     session: Session, order: Order, charge: dict, *, now: datetime | None = None
 ) -> int:
-    """Bring our refunds in line with a ``charge.refunded`` event (e.g. made in the Dashboard).
+    """Bring our refunds in line with the Refund objects Stripe lists for a charge (e.g. made
+    in the Dashboard): ``charge["refunds"]["data"]``, filled in by the webhook from Stripe when
+    the event does not carry it.
 
-    Refunds we made ourselves are already recorded (by refund id); anything else Stripe
-    has refunded is recorded now. Returns the number of new refunds.
+    Refunds we made ourselves are already recorded (by refund id); any other refund that
+    Stripe lists ``succeeded`` or ``pending`` is recorded now, with its id and its status (a
+    pending one stays pending until its ``refund.updated``). A charge without a list books
+    nothing: a refund is never recorded without its id. Returns the number of new refunds.
     """
     now = now or utcnow()
     added = 0
@@ -600,24 +620,6 @@ def record_stripe_refunds(
                 line_id=None,
                 stripe_refund_id=sr["id"],
                 status=sr.get("status"),
-                now=now,
-            )
-            added += 1
-    missing = int(charge.get("amount_refunded") or 0) - order.refunded_fen
-    if missing > 0 and not listed:
-        amount = min(missing, order.refundable_fen)
-        if amount > 0:
-            _record_refund(
-                session,
-                order,
-                amount,
-                method="stripe",
-                key=f"stripe-{charge.get('id')}-{charge.get('amount_refunded')}",
-                reason="Refunded in Stripe",
-                user_id=None,
-                line_id=None,
-                stripe_refund_id=None,
-                status="succeeded",
                 now=now,
             )
             added += 1

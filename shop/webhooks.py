@@ -42,7 +42,7 @@ from shop.models import Order, Payment, Refund, StripeEvent
 log = logging.getLogger(__name__)
 PAID = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 CLOSED = ("checkout.session.async_payment_failed", "checkout.session.expired")
-REFUND_UPDATES = ("refund.updated", "refund.failed", "charge.refund.updated")
+REFUND_UPDATES = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 HANDLED = (*PAID, *CLOSED, "charge.refunded", *REFUND_UPDATES, "payout.paid")
 TOLERANCE = 300  # seconds a signature's timestamp may be off, either way
 MAX_AMOUNT = 10**12  # fen; more is not a real payment (and would not fit the books)
@@ -84,6 +84,16 @@ PROBLEMS: dict[str, tuple[str, str]] = {
         N_(
             "It is applied and booked by itself when the payment arrives. If no payment arrives, look "
             "the charge up in the Stripe Dashboard."
+        ),
+    ),
+    "refunds_unknown": (
+        N_(
+            "A refund of %(amount)s (charge %(object)s) was reported without its refunds, and Stripe "
+            "could not be asked for them."
+        ),
+        N_(
+            "Nothing was booked. The refund is recorded by itself when Stripe sends its refund event; "
+            "if it does not appear on the order, look the charge up in the Stripe Dashboard."
         ),
     ),
     "refund_failed": (
@@ -375,6 +385,14 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
     fee: tuple[int, str | None] = (0, None)
     if kind in PAID and obj.get("payment_status") == "paid" and _own_order(session, obj["id"]) is not None:
         fee = payments.stripe_fee(settings, obj["id"])
+    unlisted = False
+    if kind == "charge.refunded" and obj.get("refunds") is None:
+        # Stripe's default payload (API 2022-11-15 on) has no refund list: ask for the refunds
+        listed = _checked_refunds(payments.charge_refunds(settings, obj["id"]))
+        if listed is None:
+            unlisted = True
+        else:
+            obj = {**obj, "refunds": {"object": "list", "data": listed}}
     row = StripeEvent(id=event["id"], type=kind[:80], created=int(event.get("created") or 0))
     try:
         with session.begin_nested():
@@ -399,6 +417,16 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
             row.order_id = order.id
             cancelled = payments.cancel_unpaid(session, order, reason=kind)
             row.outcome = "cancelled, stock returned" if cancelled else f"no effect (order {order.status})"
+    elif kind == "charge.refunded" and unlisted:
+        _flag(
+            row,
+            "refunds_unknown",
+            obj,
+            order=_order_of_charge(session, obj),
+            amount=obj.get("amount_refunded"),
+            currency=obj.get("currency"),
+        )
+        row.outcome = "refunds unknown: flagged, nothing booked"
     elif kind == "charge.refunded":
         row.outcome = _charge_refunded(session, row, event, obj)
     elif kind in REFUND_UPDATES:
@@ -482,6 +510,27 @@ def apply_waiting_refunds(session: Session, order: Order, *, now: datetime) -> i
     return added
 
 
+def _checked_refunds(listed: list[dict] | None) -> list[dict] | None:
+    """Refund objects fetched from Stripe, checked like an event's; None if any is unreadable."""
+    if listed is None:
+        return None
+    try:
+        for i, r in enumerate(listed):
+            if not isinstance(r, dict):
+                raise ValueError(f"refunds[{i}] is not an object")
+            _check_refund(r, f"refunds[{i}]")
+    except ValueError as exc:
+        log.warning("Stripe listed refunds we cannot read: %s", exc)
+        return None
+    return listed
+
+
+def _order_of_charge(session: Session, obj: dict) -> Order | None:
+    pi = _pi(obj)
+    found = session.scalar(select(Order).where(Order.stripe_payment_intent == pi)) if pi else None
+    return found or _order_named(session, obj)
+
+
 def _charge_refunded(session: Session, row: StripeEvent, event: dict, obj: dict) -> str:
     pi = _pi(obj)
     order = session.scalar(select(Order).where(Order.stripe_payment_intent == pi)) if pi else None
@@ -508,6 +557,8 @@ def _refund_updated(session: Session, row: StripeEvent, event: dict, obj: dict) 
     if refund is None:
         if status in ("failed", "canceled") and _settle_waiting(session, obj):
             return "waiting refund marked failed"
+        if status in ("succeeded", "pending"):  # a refund we have not recorded (e.g. the Dashboard)
+            return _unknown_refund(session, row, event, obj)
         return f"no such refund ({status})"
     row.order_id = refund.order_id
     if status in ("failed", "canceled"):
@@ -521,6 +572,23 @@ def _refund_updated(session: Session, row: StripeEvent, event: dict, obj: dict) 
         refund.status = "succeeded"
         return "refund succeeded"
     return f"refund {status}"
+
+
+def _unknown_refund(session: Session, row: StripeEvent, event: dict, obj: dict) -> str:
+    """A Refund object we have not recorded: recorded by its id and status, like a refund a
+    ``charge.refunded`` lists (waiting, like one, when its payment is not recorded yet)."""
+    charge = obj.get("charge")
+    charge_id = charge.get("id") if isinstance(charge, dict) else charge
+    as_charge = {
+        "id": charge_id if isinstance(charge_id, str) and charge_id else obj["id"],
+        "object": "charge",
+        "payment_intent": _pi(obj),
+        "amount_refunded": obj["amount"],
+        "currency": obj.get("currency"),
+        "metadata": obj.get("metadata") or {},
+        "refunds": {"object": "list", "data": [obj]},
+    }
+    return _charge_refunded(session, row, event, as_charge)
 
 
 def _settle_waiting(session: Session, obj: dict) -> bool:

@@ -139,3 +139,111 @@ def test_a_late_payment_reserved_again_on_clean_lots_is_not_flagged_recalled_fou
     assert "Recalled" not in (order.attention or "")
     assert problem_of(session, "evt_late_clean") is None
     assert shop.stock(peach) == 3
+
+
+# --- 2. refunds are recorded by their Refund objects, never without an id --------------------
+
+
+def paid_order(client, stripe_stub, shop, session):
+    peach = shop.product(stock=[10])
+    buy(client, peach, "2")
+    order = the_order(session)
+    assert post_event(client, paid_event(stripe_stub, order)).json["outcome"] == "paid"
+    return peach, the_order(session)
+
+
+def test_a_listless_charge_refunded_records_the_refund_by_its_id_and_status_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    _peach, order = paid_order(staff, stripe_stub, shop, session)
+    pi = order.stripe_payment_intent
+    stripe_stub.refund_status = "pending"  # made in the Dashboard, a wallet refund not yet done
+    _status, made = stripe_stub.create_refund({"payment_intent": pi, "amount": "500"})
+    charge = stripe_stub.charge(pi, listed=False)
+    assert "refunds" not in charge and charge["amount_refunded"] == 500
+    assert post_event(staff, event("charge.refunded", charge)).json["outcome"] == "1 refund(s) recorded"
+    assert stripe_stub.count("GET", "/v1/refunds") == 1
+    refund = session.scalars(select(Refund)).one()
+    assert refund.stripe_refund_id == made["id"] and refund.status == "pending"
+    assert the_order(session).refunded_fen == 500
+    # its failure finds it, and the booking is reversed
+    failed = event("refund.failed", stripe_stub.settle_refund(made["id"], "failed"))
+    assert post_event(staff, failed).json["outcome"] == "refund failed, booking reversed"
+    order = the_order(session)
+    assert order.refunded_fen == 0 and order.status == "paid"
+    assert len(books.vouchers("refund-failed:")) == 1
+    books.assert_balanced()
+
+
+def test_a_listless_refund_before_its_payment_that_fails_is_never_booked_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    peach = shop.product(stock=[10])
+    buy(staff, peach, "2")
+    order = the_order(session)
+    paid = paid_event(stripe_stub, order)
+    pi = stripe_stub.sessions[order.stripe_session_id]["payment_intent"]
+    stripe_stub.refund_status = "pending"
+    _status, made = stripe_stub.create_refund({"payment_intent": pi, "amount": "500"})
+    early = event("charge.refunded", stripe_stub.charge(pi, listed=False))
+    assert post_event(staff, early).json["outcome"] == "refund waiting for its payment"
+    failed = event("refund.failed", stripe_stub.settle_refund(made["id"], "failed"))
+    assert post_event(staff, failed).json["outcome"] == "waiting refund marked failed"
+    assert post_event(staff, paid).json["outcome"] == "paid"
+    order = the_order(session)
+    assert order.refunded_fen == 0 and order.status == "paid"
+    assert books.vouchers("refund") == []
+    session.expire_all()
+    assert session.scalar(select(func.count(Refund.id))) == 0
+
+
+def test_a_listless_refund_before_its_payment_is_applied_with_its_id_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    peach = shop.product(stock=[10])
+    buy(staff, peach, "2")
+    order = the_order(session)
+    paid = paid_event(stripe_stub, order)
+    pi = stripe_stub.sessions[order.stripe_session_id]["payment_intent"]
+    _status, made = stripe_stub.create_refund({"payment_intent": pi, "amount": "1380"})
+    early = event("charge.refunded", stripe_stub.charge(pi, listed=False))
+    assert post_event(staff, early).json["outcome"] == "refund waiting for its payment"
+    assert post_event(staff, paid).json["outcome"] == "paid, 1 waiting refund(s) applied"
+    refund = session.scalars(select(Refund)).one()
+    assert refund.stripe_refund_id == made["id"] and refund.status == "succeeded"
+    order = the_order(session)
+    assert order.status == "refunded" and shop.stock(peach) == 10
+    books.assert_balanced()
+
+
+def test_a_listless_charge_refunded_when_stripe_cannot_be_asked_is_flagged_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    _peach, order = paid_order(staff, stripe_stub, shop, session)
+    pi = order.stripe_payment_intent
+    stripe_stub.create_refund({"payment_intent": pi, "amount": "500"})
+    stripe_stub.fail_next = 10  # Stripe does not answer (the SDK retries twice)
+    evt = event("charge.refunded", stripe_stub.charge(pi, listed=False), "evt_unlisted")
+    assert post_event(staff, evt).json["outcome"] == "refunds unknown: flagged, nothing booked"
+    stripe_stub.fail_next = 0
+    session.expire_all()
+    assert session.scalar(select(func.count(Refund.id))) == 0
+    assert the_order(session).refunded_fen == 0 and books.vouchers("refund") == []
+    assert problem_of(session, "evt_unlisted") == "refunds_unknown"
+    page = staff.get("/shop/staff/?lang=en").get_data(as_text=True)
+    assert 'data-event="evt_unlisted"' in page and "could not be asked for them" in page
+
+
+def test_a_refund_created_event_records_a_dashboard_refund_once_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    _peach, order = paid_order(staff, stripe_stub, shop, session)
+    pi = order.stripe_payment_intent
+    _status, made = stripe_stub.create_refund({"payment_intent": pi, "amount": "380"})
+    created = event("refund.created", dict(made))
+    assert post_event(staff, created).json["outcome"] == "1 refund(s) recorded"
+    later = event("charge.refunded", stripe_stub.charge(pi, listed=False))
+    assert post_event(staff, later).json["outcome"] == "refunds already recorded"
+    refund = session.scalars(select(Refund)).one()
+    assert refund.stripe_refund_id == made["id"] and the_order(session).refunded_fen == 380
+    books.assert_balanced()
