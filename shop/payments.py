@@ -349,11 +349,15 @@ def mark_paid(
         reference=reference,
         received_by_id=user_id,
         created_at=now,
+        payment_intent=payment_intent if method == "stripe" else None,
+        duplicate=duplicate,
     )
     session.add(payment)
     session.flush()
     session.refresh(order)
-    if payment_intent and not order.stripe_payment_intent:
+    if payment_intent and not order.stripe_payment_intent and not duplicate:
+        # the order's payment intent is the sale's: refunds of the sale go there, never to a
+        # second payment (which is given back on its own, ``refund_duplicate``)
         order.stripe_payment_intent = payment_intent
     for template in attention:
         order.attention = notes.add(order.attention, template)
@@ -464,10 +468,16 @@ def refund(
             raise PaymentError(N_("That is more than this line can still give back."))
     stripe_refund_id = None
     status = "succeeded"
-    if order.payment_method == "stripe" and order.stripe_payment_intent:
+    # through the way the sale was paid; a second payment (owed back, 211) is never refunded here
+    sale = next((p for p in sorted(order.payments, key=lambda p: p.id) if not p.duplicate), None)
+    if sale is not None and sale.method == "stripe" and order.stripe_payment_intent:
+        method = "stripe"
+    elif sale is not None and sale.method != "stripe":
+        method = sale.method
+    elif order.payment_method == "stripe" and order.stripe_payment_intent:
         method = "stripe"
     else:
-        method = next((p.method for p in order.payments if p.method != "stripe"), "cash")
+        method = "cash"
     if method == "stripe":
         client = stripe_client(settings)
         if client is None:
@@ -624,6 +634,116 @@ def record_stripe_refunds(
             )
             added += 1
     return added
+
+
+def duplicates_to_return(order: Order) -> list[Payment]:
+    """The order's second payments not yet given back."""
+    return [p for p in order.payments if p.duplicate and p.returned_at is None]
+
+
+def refund_duplicate(
+    session: Session,
+    payment: Payment,
+    *,
+    settings: Settings,
+    user_id: int | None = None,
+    note: str = "",
+    now: datetime | None = None,
+) -> str:
+    """Give back a second payment for an order already paid (``mark_paid`` booked it to 211
+    商城待退款, "duplicate payment (flagged)"): through Stripe for a Stripe payment, else
+    recorded as cash (or transfer) given back. Books Dr 211 / Cr the money account
+    (``settlement.post_duplicate_refund``) and leaves the sale, its voucher, the stock and the
+    order's state alone. Once: a second click hears ``AlreadyDone``. Returns the refund's
+    reference (the Stripe refund id, or "cash:<payment id>")."""
+    now = now or utcnow()
+    order = payment.order
+    if not payment.duplicate:
+        raise PaymentError(N_("This is the order's own payment: refund the order instead."))
+    if payment.returned_at is not None:
+        raise AlreadyDone(N_("This second payment has already been refunded."))
+    key = f"tianyuan-duplicate-{payment.id}"
+    reference = f"{payment.method}:{payment.id}"
+    if payment.method == "stripe":
+        client = stripe_client(settings)
+        if client is None or not payment.payment_intent:
+            raise PaymentError(
+                N_("This payment cannot be refunded from here; refund it in the Stripe Dashboard.")
+            )
+        try:
+            sr = client.v1.refunds.create(
+                cast(
+                    Any,
+                    {
+                        "payment_intent": payment.payment_intent,
+                        "amount": payment.amount_fen,
+                        "metadata": {"order_number": order.number, "key": key, "duplicate": "yes"},
+                    },
+                ),
+                {"idempotency_key": key},
+            )
+        except stripe.IdempotencyError as exc:
+            raise AlreadyDone(N_("This second payment has already been refunded.")) from exc
+        except stripe.StripeError as exc:
+            log.warning("Stripe refund of second payment %s failed: %s", payment.id, exc)
+            raise PaymentError(N_("The payment service refused the refund.")) from exc
+        if (sr.to_dict().get("status") or "succeeded") in ("failed", "canceled"):
+            raise PaymentError(N_("The payment service refused the refund."))
+        reference = sr.id
+    if not _return_duplicate(session, payment, reference=reference, amount_fen=payment.amount_fen, now=now):
+        raise AlreadyDone(N_("This second payment has already been refunded."))
+    audit.record(
+        session,
+        "shop.order.duplicate_refund",
+        order,
+        user_id=user_id,
+        details={"payment_id": payment.id, "amount_fen": payment.amount_fen, "reference": reference},
+        note=note[:1000] or None,
+    )
+    settlement.post_duplicate_refund(session, payment, reference=reference, when=now, user_id=user_id)
+    return reference
+
+
+def _return_duplicate(
+    session: Session, payment: Payment, *, reference: str, amount_fen: int, now: datetime
+) -> bool:
+    """Claim a second payment as given back (a conditional UPDATE: once) and note it for staff."""
+    claim = rows_affected(
+        session.execute(
+            update(Payment)
+            .where(Payment.id == payment.id, Payment.duplicate.is_(True), Payment.returned_at.is_(None))
+            .values(returned_at=now, return_ref=reference[:255])
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claim != 1:
+        return False
+    session.refresh(payment)
+    order = payment.order
+    order.attention = notes.add(
+        order.attention,
+        N_("The second payment of %(amount)s was given back (%(reference)s); the sale stands."),
+        amount=format_fen(amount_fen),
+        reference=reference,
+    )
+    return True
+
+
+def duplicate_refunded_at_stripe(
+    session: Session, payment: Payment, refund_id: str, *, now: datetime
+) -> bool:
+    """A second payment refunded in the Stripe Dashboard (its ``charge.refunded``): given back,
+    booked Dr 211 / Cr Stripe clearing, once."""
+    if not _return_duplicate(session, payment, reference=refund_id, amount_fen=payment.amount_fen, now=now):
+        return False
+    audit.record(
+        session,
+        "shop.order.duplicate_refund",
+        payment.order,
+        details={"payment_id": payment.id, "amount_fen": payment.amount_fen, "reference": refund_id},
+    )
+    settlement.post_duplicate_refund(session, payment, reference=refund_id, when=now)
+    return True
 
 
 def refund_failed(session: Session, row: Refund, *, stripe_status: str, now: datetime | None = None) -> bool:

@@ -534,6 +534,25 @@ def _order_of_charge(session: Session, obj: dict) -> Order | None:
 def _charge_refunded(session: Session, row: StripeEvent, event: dict, obj: dict) -> str:
     pi = _pi(obj)
     order = session.scalar(select(Order).where(Order.stripe_payment_intent == pi)) if pi else None
+    second = (
+        session.scalar(select(Payment).where(Payment.payment_intent == pi, Payment.duplicate.is_(True)))
+        if order is None and pi
+        else None
+    )
+    if second is not None:  # a refund of a second payment (owed back, 211), not of the sale
+        row.order_id = second.order_id
+        made = [
+            r
+            for r in (obj.get("refunds") or {}).get("data") or []
+            if r.get("status") in ("succeeded", "pending")
+        ]
+        if second.returned_at is not None:
+            return "second payment already given back"
+        if made and payments.duplicate_refunded_at_stripe(
+            session, second, made[0]["id"], now=_event_time(event)
+        ):
+            return "second payment given back"
+        return "second payment: no refund listed"
     if order is None:
         # the payment is not recorded yet (or never will be): keep the charge until it is
         _flag(

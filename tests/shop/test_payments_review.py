@@ -247,3 +247,91 @@ def test_a_refund_created_event_records_a_dashboard_refund_once_found_by_review(
     refund = session.scalars(select(Refund)).one()
     assert refund.stripe_refund_id == made["id"] and the_order(session).refunded_fen == 380
     books.assert_balanced()
+
+
+# --- 3. a second payment is given back on its own --------------------------------------------
+
+
+def paid_twice(client, stripe_stub, shop, session):
+    """Paid at the counter in cash, and then also online through the order's Checkout page."""
+    peach = shop.product(stock=[10])
+    buy(client, peach, "2")
+    order = the_order(session)
+    online = paid_event(stripe_stub, order, "evt_second")
+    r = client.post(f"/shop/staff/order/{order.number}/paid", data={"method": "cash"})
+    assert r.status_code == 302
+    assert post_event(client, online).json["outcome"] == "duplicate payment (flagged)"
+    return peach, the_order(session), stripe_stub.sessions[order.stripe_session_id]["payment_intent"]
+
+
+def test_refunding_a_second_payment_leaves_the_sale_standing_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    peach, order, second_pi = paid_twice(staff, stripe_stub, shop, session)
+    assert books.balance(key="shop:refunds-due") == -1380  # owed back to the customer
+    sale_vouchers = len(books.vouchers("payment:"))
+    detail = staff.get(f"/shop/staff/order/{order.number}?lang=en").get_data(as_text=True)
+    assert 'data-action="refund-duplicate"' in detail and "through Stripe" in detail
+    second = session.scalars(select(Payment).where(Payment.duplicate.is_(True))).one()
+    r = staff.post(f"/shop/staff/order/{order.number}/payment/{second.id}/give-back")
+    assert r.status_code == 302
+    assert stripe_stub.refunded(second_pi) == 1380  # the second payment went back through Stripe
+    order = the_order(session)
+    assert order.status == "paid" and order.paid_fen == 1380 and order.refunded_fen == 0
+    assert order.stock_state == "sold" and shop.stock(peach) == 8  # the stock was not put back
+    assert books.balance(key="shop:refunds-due") == 0
+    assert books.balance(key=f"product:{peach.id}") == -1380  # the sale stands
+    assert len(books.vouchers("payment:")) == sale_vouchers and books.vouchers("refund:") == []
+    assert len(books.vouchers("duplicate-refund:")) == 1
+    books.assert_balanced()
+    # a second click gives nothing more back
+    again = staff.post(
+        f"/shop/staff/order/{order.number}/payment/{second.id}/give-back",
+        headers={"Accept": "application/json"},
+    )
+    assert again.status_code == 409
+    assert stripe_stub.refunded(second_pi) == 1380 and len(books.vouchers("duplicate-refund:")) == 1
+    detail = staff.get(f"/shop/staff/order/{order.number}?lang=en").get_data(as_text=True)
+    assert "data-given-back" in detail and 'data-action="refund-duplicate"' not in detail
+    # Stripe's charge.refunded for it changes nothing more
+    later = event("charge.refunded", stripe_stub.charge(second_pi, listed=False))
+    assert post_event(staff, later).json["outcome"] == "second payment already given back"
+    # the order is still packed and handed over as usual
+    assert staff.post(f"/shop/staff/order/{order.number}/action", data={"action": "pack"}).status_code == 302
+    assert the_order(session).status == "packed"
+
+
+def test_the_ordinary_refund_refunds_the_sale_not_the_second_payment_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    _peach, order, second_pi = paid_twice(staff, stripe_stub, shop, session)
+    assert order.stripe_payment_intent is None  # the order's payment is the cash sale
+    r = staff.post(
+        f"/shop/staff/order/{order.number}/refund",
+        data={"amount": "13.80", "key": payments.next_refund_key(order)},
+    )
+    assert r.status_code == 302
+    refund = session.scalars(select(Refund)).one()
+    assert refund.method == "cash" and refund.amount_fen == 1380
+    assert stripe_stub.refunded(second_pi) == 0  # the second payment is still owed, on its own
+    assert books.balance(key="shop:refunds-due") == -1380
+    too_much = staff.post(
+        f"/shop/staff/order/{order.number}/refund",
+        data={"amount": "0.01", "key": payments.next_refund_key(the_order(session))},
+        headers={"Accept": "application/json"},
+    )
+    assert too_much.status_code == 400
+    books.assert_balanced()
+
+
+def test_a_second_payment_refunded_in_the_dashboard_is_booked_against_211_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    peach, order, second_pi = paid_twice(staff, stripe_stub, shop, session)
+    stripe_stub.create_refund({"payment_intent": second_pi, "amount": "1380"})
+    evt = event("charge.refunded", stripe_stub.charge(second_pi, listed=False))
+    assert post_event(staff, evt).json["outcome"] == "second payment given back"
+    assert books.balance(key="shop:refunds-due") == 0
+    order = the_order(session)
+    assert order.status == "paid" and order.refunded_fen == 0 and shop.stock(peach) == 8
+    books.assert_balanced()
