@@ -39,6 +39,11 @@ TRANSITIONS: dict[str, set[str]] = {
     "cancelled": set(),
     "refunded": set(),
 }
+# Moves only the system makes, never staff: a refund that failed at Stripe after it made the
+# order refunded takes the order back to where it was (``payments.refund_failed``).
+SYSTEM_TRANSITIONS: dict[str, set[str]] = {
+    "refunded": {"paid", "packed", "shipped", "ready_for_pickup", "completed"},
+}
 # What staff may do by hand (paid, refunded and cancelled have their own services).
 STAFF_ACTIONS = {
     "pack": ("paid", "packed"),
@@ -188,16 +193,20 @@ def move(
     user_id: int | None = None,
     note: str | None = None,
     extra: dict | None = None,
+    system: bool = False,
 ) -> None:
     """Move ``order`` to ``to_state`` if allowed and nobody moved it meanwhile.
 
     Packing, shipping, readying and handing over are refused while any of the order's lots
     is recalled (``check_not_recalled``): every staff action and every other path comes here.
+    ``system`` allows the moves in ``SYSTEM_TRANSITIONS`` too (a failed refund taking the order
+    back to where it was: no goods move then, so no recall check).
     """
     from_state = order.status
-    if not allowed(from_state, to_state):
+    by_system = system and to_state in SYSTEM_TRANSITIONS.get(from_state, set())
+    if not allowed(from_state, to_state) and not by_system:
         raise OrderError(N_("This change is not allowed for the order in its current state."))
-    if to_state in TOWARDS_CUSTOMER:
+    if to_state in TOWARDS_CUSTOMER and not by_system:
         check_not_recalled(session, order)
     values = {"status": to_state, "updated_at": utcnow(), **(extra or {})}
     changed = rows_affected(

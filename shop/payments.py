@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.models import AuditEntry
 from core.config import Settings
 from core.db import rows_affected, utcnow
 from core.errors import DomainError
@@ -746,6 +747,64 @@ def duplicate_refunded_at_stripe(
     return True
 
 
+STATUS_WORDS = {
+    "paid": N_("paid"),
+    "packed": N_("packed"),
+    "shipped": N_("shipped"),
+    "ready_for_pickup": N_("ready for pickup"),
+    "completed": N_("completed"),
+}
+
+
+def _status_before_refund(session: Session, order: Order) -> str:
+    """The state the order had when a refund made it ``refunded`` (from the audit log)."""
+    entries = session.scalars(
+        select(AuditEntry)
+        .where(
+            AuditEntry.action == "shop.order.status",
+            AuditEntry.entity_type == "shop_orders",
+            AuditEntry.entity_id == str(order.id),
+        )
+        .order_by(AuditEntry.id.desc())
+        .limit(20)
+    )
+    for entry in entries:
+        details = entry.details or {}
+        if details.get("to") == "refunded" and details.get("from") in STATUS_WORDS:
+            return str(details["from"])
+    return "paid"
+
+
+def _reopen(session: Session, order: Order, row: Refund, *, now: datetime) -> None:
+    """A failed refund left the order ``refunded`` without its money given back: it goes back to
+    where it was (``orders.SYSTEM_TRANSITIONS``). Stock the refund had put back on sale is taken
+    again if there is any (the order then waits to be packed); if not, staff are told to source
+    the goods or refund again."""
+    from shop import orders
+
+    target = "paid" if row.restocked else _status_before_refund(session, order)
+    orders.move(session, order, target, system=True, note="refund failed at Stripe")
+    order.attention = notes.add(
+        order.attention,
+        N_("The failed refund reopened the order: it is %(status)s again."),
+        status=notes.note(STATUS_WORDS[target]),
+    )
+    if row.restocked and order.stock_state == "released":
+        if reserve_again(session, order):
+            order.attention = notes.add(
+                order.attention, N_("Its stock, put back on sale by the refund, was taken again: pack it.")
+            )
+        else:
+            order.attention = notes.add(
+                order.attention,
+                N_(
+                    "Its stock had been put back on sale and is gone now: source the goods, or refund "
+                    "again and tell the customer."
+                ),
+            )
+    order.updated_at = now
+
+
 def refund_failed(session: Session, row: Refund, *, stripe_status: str, now: datetime | None = None) -> bool:
     """Stripe could not complete a refund we booked (it was ``pending``): mark it failed,
     give the amount back to the order and its lines, reverse its booking with a voucher of
@@ -789,8 +848,8 @@ def refund_failed(session: Session, row: Refund, *, stripe_status: str, now: dat
             {"failed": N_("failed"), "canceled": N_("was cancelled")}.get(stripe_status, stripe_status)
         ),
     )
-    if row.restocked:
-        order.attention = notes.add(order.attention, N_("Its stock had been put back on sale."))
+    if order.status == "refunded" and order.refunded_fen < order.paid_fen:
+        _reopen(session, order, row, now=now)
     audit.record(
         session,
         "shop.order.refund_failed",

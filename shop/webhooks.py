@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import stripe
@@ -47,6 +47,7 @@ HANDLED = (*PAID, *CLOSED, "charge.refunded", *REFUND_UPDATES, "payout.paid")
 TOLERANCE = 300  # seconds a signature's timestamp may be off, either way
 MAX_AMOUNT = 10**12  # fen; more is not a real payment (and would not fit the books)
 PAYLOAD_KEPT = 4000  # characters of an unprocessable body kept for staff
+PAYOUT_DAYS_AHEAD = 7  # a payout may be dated this many days after today (its expected arrival)
 
 # Why staff must look at an event: (what happened, what to do); shown translated on the
 # order desk (templates/shop/staff/_problems.html). Parameters: order, object, amount, total.
@@ -403,8 +404,8 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
         row.outcome = "ignored"
         return row.outcome
     if kind == "payout.paid":
-        arrived = datetime.fromtimestamp(int(obj.get("arrival_date") or event.get("created") or 0), UTC)
-        settlement.post_payout(session, obj["id"], int(obj["amount"]), arrived=settlement.local_day(arrived))
+        arrived = _payout_day(session, event, obj)
+        settlement.post_payout(session, obj["id"], int(obj["amount"]), arrived=arrived)
         row.outcome = "payout posted"
         return row.outcome
     if kind in PAID:
@@ -432,6 +433,29 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
     elif kind in REFUND_UPDATES:
         row.outcome = _refund_updated(session, row, event, obj)
     return row.outcome
+
+
+def _payout_day(session: Session, event: dict, obj: dict) -> date:
+    """The local day a payout arrived (its ``arrival_date``, else the event's time), which must lie
+    between the books' opening date and a few days ahead (``PAYOUT_DAYS_AHEAD``: Stripe dates a
+    payout by its expected arrival); anything else (none at all, 1970, the year 2242) is not a
+    payout we can date, so ``Unprocessable``: recorded for staff, 400, nothing posted."""
+    from coop import settings as coop_settings
+
+    stamp = obj.get("arrival_date") or event.get("created")
+    if not stamp:
+        raise Unprocessable("the payout has no arrival date", event_id=event["id"], kind=event["type"])
+    day = settlement.local_day(datetime.fromtimestamp(int(stamp), UTC))
+    first = coop_settings.get(session).opening_date
+    last = clock.today() + timedelta(days=PAYOUT_DAYS_AHEAD)
+    if not first <= day <= last:
+        raise Unprocessable(
+            f"the payout's arrival date {day.isoformat()} is not between the books' opening date "
+            f"{first.isoformat()} and {last.isoformat()}",
+            event_id=event["id"],
+            kind=event["type"],
+        )
+    return day
 
 
 def _paid(session: Session, row: StripeEvent, event: dict, obj: dict, fee: tuple[int, str | None]) -> str:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core import clock
+from core import clock
 from core.audit import AuditEntry
 from core.db import utcnow
 from shop import payments
@@ -335,3 +336,91 @@ def test_a_second_payment_refunded_in_the_dashboard_is_booked_against_211_found_
     order = the_order(session)
     assert order.status == "paid" and order.refunded_fen == 0 and shop.stock(peach) == 8
     books.assert_balanced()
+
+
+# --- 4. a full refund that fails reopens the order --------------------------------------------
+
+
+def full_pending_refund(client, stripe_stub, shop, session, stock=(10,)):
+    peach = shop.product(stock=list(stock))
+    buy(client, peach, "2")
+    order = the_order(session)
+    post_event(client, paid_event(stripe_stub, order))
+    order = the_order(session)
+    stripe_stub.refund_status = "pending"
+    r = client.post(
+        f"/shop/staff/order/{order.number}/refund",
+        data={"amount": "13.80", "key": payments.next_refund_key(order)},
+    )
+    assert r.status_code == 302
+    order = the_order(session)
+    assert order.status == "refunded" and order.stock_state == "released"
+    return peach, order, session.scalars(select(Refund)).one()
+
+
+def test_a_failed_full_refund_takes_the_order_back_to_paid_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    peach, order, refund = full_pending_refund(staff, stripe_stub, shop, session)
+    assert shop.stock(peach) == 10  # the refund put the stock back on sale
+    failed = event("refund.failed", stripe_stub.settle_refund(refund.stripe_refund_id, "failed"))
+    assert post_event(staff, failed).json["outcome"] == "refund failed, booking reversed"
+    order = the_order(session)
+    assert order.status == "paid" and order.refunded_fen == 0 and order.refundable_fen == 1380
+    assert order.stock_state == "sold" and shop.stock(peach) == 8  # taken again
+    detail = staff.get(f"/shop/staff/order/{order.number}?lang=en").get_data(as_text=True)
+    assert "reopened the order: it is paid again" in detail and "was taken again: pack it" in detail
+    assert "该订单因退款失败重新打开" in staff.get(f"/shop/staff/order/{order.number}?lang=zh_CN").get_data(
+        as_text=True
+    )
+    # and it can be packed, or refunded again
+    assert staff.post(f"/shop/staff/order/{order.number}/action", data={"action": "pack"}).status_code == 302
+    assert the_order(session).status == "packed"
+    books.assert_balanced()
+
+
+def test_a_failed_full_refund_whose_stock_is_gone_is_flagged_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    peach, order, refund = full_pending_refund(staff, stripe_stub, shop, session, stock=(2,))
+    other = staff.application.test_client()
+    buy(other, peach, "2")  # someone else bought the stock the refund put back
+    failed = event("refund.failed", stripe_stub.settle_refund(refund.stripe_refund_id, "failed"))
+    assert post_event(staff, failed).json["outcome"] == "refund failed, booking reversed"
+    session.expire_all()
+    order = session.get(Order, order.id)
+    assert order.status == "paid" and order.stock_state == "released" and order.refunded_fen == 0
+    detail = staff.get(f"/shop/staff/order/{order.number}?lang=en").get_data(as_text=True)
+    assert "is gone now: source the goods, or refund again" in detail
+    books.assert_balanced()
+
+
+# --- 5a. a payout must be dated within the books ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "created"),
+    [({}, 0), ({"arrival_date": 2**33 - 1}, None), ({"arrival_date": 86400}, None)],
+    ids=["no-date", "year-2242", "1970"],
+)
+def test_a_payout_dated_outside_the_books_is_unprocessable_found_by_review(
+    staff, stripe_stub, session, books, fields, created
+):
+    payout = {"id": "po_review", "object": "payout", "amount": 5000, "currency": "cny", **fields}
+    evt = event("payout.paid", payout, "evt_payout_review")
+    if created == 0:
+        evt.pop("created")
+    for _ in range(2):  # and its redelivery
+        r = post_event(staff, evt)
+        assert r.status_code == 400
+    assert books.vouchers("payout:") == []
+    assert problem_of(session, "evt_payout_review") == "unprocessable"
+    page = staff.get("/shop/staff/?lang=en").get_data(as_text=True)
+    assert 'data-event="evt_payout_review"' in page
+
+
+def test_a_payout_dated_today_or_a_few_days_ahead_is_posted(staff, stripe_stub, session, books):
+    ahead = int((clock.now() + timedelta(days=3)).timestamp())
+    payout = {"id": "po_ok", "object": "payout", "amount": 5000, "currency": "cny", "arrival_date": ahead}
+    assert post_event(staff, event("payout.paid", payout)).status_code == 200
+    assert len(books.vouchers("payout:")) == 1
