@@ -26,10 +26,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.models import AuditEntry
 from core.config import Settings
 from core.db import rows_affected, utcnow
 from core.errors import DomainError
+from core.models import AuditEntry
 from core.money import allocate, format_fen
 from shop import N_, notes, settlement
 from shop.checkout import release_stock, reserve_again

@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import func, select
 
 from core import clock
-from core import clock
 from core.audit import AuditEntry
 from core.db import utcnow
 from shop import payments
