@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import stripe
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -403,6 +403,8 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
     if kind not in HANDLED:
         row.outcome = "ignored"
         return row.outcome
+    if kind in PAID or kind == "charge.refunded" or kind in REFUND_UPDATES:
+        _one_at_a_time(session, _pi(obj) or fee[1])
     if kind == "payout.paid":
         arrived = _payout_day(session, event, obj)
         settlement.post_payout(session, obj["id"], int(obj["amount"]), arrived=arrived)
@@ -456,6 +458,20 @@ def _payout_day(session: Session, event: dict, obj: dict) -> date:
             kind=event["type"],
         )
     return day
+
+
+def _one_at_a_time(session: Session, payment_intent: str | None) -> None:
+    """Events about one payment intent are applied one at a time (PostgreSQL: a transaction-level
+    advisory lock on the intent, held to commit). Without it, under READ COMMITTED, a
+    ``charge.refunded`` could look for the order before a concurrent payment committed and keep
+    its refund waiting after that payment had already applied the waiting refunds: never
+    applied. Taken before those reads, so each sees what the other committed. SQLite needs
+    nothing: the event row is written first, and SQLite has one writer at a time."""
+    if not payment_intent or session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"stripe-intent:{payment_intent}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _paid(session: Session, row: StripeEvent, event: dict, obj: dict, fee: tuple[int, str | None]) -> str:
@@ -591,6 +607,7 @@ def _charge_refunded(session: Session, row: StripeEvent, event: dict, obj: dict)
         return "refund waiting for its payment"
     row.order_id = order.id
     added = payments.record_stripe_refunds(session, order, obj, now=_event_time(event))
+    added += apply_waiting_refunds(session, order, now=_event_time(event))  # any left waiting
     return f"{added} refund(s) recorded" if added else "refunds already recorded"
 
 

@@ -62,7 +62,7 @@ def test_a_recall_stops_online_payment_found_by_review(staff, stripe_stub, shop,
     assert "Cancelled by the recall of lot" in order.attention
     assert session.scalar(
         select(func.count(AuditEntry.id)).where(
-            AuditEntry.action == "shop.order.status", AuditEntry.entity_id == order.id
+            AuditEntry.action == "shop.order.status", AuditEntry.entity_id == str(order.id)
         )
     )
     # and closed its Checkout Session after it committed
