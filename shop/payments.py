@@ -663,7 +663,8 @@ def refund_duplicate(
         raise PaymentError(N_("This is the order's own payment: refund the order instead."))
     if payment.returned_at is not None:
         raise AlreadyDone(N_("This second payment has already been refunded."))
-    key = f"tianyuan-duplicate-{payment.id}"
+    # one key per attempt: a double click reuses it; after a failed refund a new one is made
+    key = f"tianyuan-duplicate-{payment.id}" + (f"-after-{payment.return_ref}" if payment.return_ref else "")
     reference = f"{payment.method}:{payment.id}"
     if payment.method == "stripe":
         client = stripe_client(settings)
@@ -803,6 +804,47 @@ def _reopen(session: Session, order: Order, row: Refund, *, now: datetime) -> No
                 ),
             )
     order.updated_at = now
+
+
+def duplicate_refund_failed(session: Session, payment: Payment, *, stripe_status: str, now: datetime) -> bool:
+    """Stripe could not complete the refund of a second payment (it was ``pending``): the money
+    is owed again (211, a reversal voucher), the payment can be given back again, and staff are
+    told. Once (a conditional UPDATE on the refund id)."""
+    reference = payment.return_ref or ""
+    claim = rows_affected(
+        session.execute(
+            update(Payment)
+            .where(
+                Payment.id == payment.id, Payment.return_ref == reference, Payment.returned_at.is_not(None)
+            )
+            .values(returned_at=None)  # the refund id stays, so a redelivery finds it
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claim != 1 or not reference:
+        return False
+    session.refresh(payment)
+    order = payment.order
+    order.attention = notes.add(
+        order.attention,
+        N_(
+            "The Stripe refund %(refund)s of the second payment (%(amount)s) %(status)s; the money is "
+            "still owed to the customer: give it back again."
+        ),
+        refund=reference,
+        amount=format_fen(payment.amount_fen),
+        status=notes.note(
+            {"failed": N_("failed"), "canceled": N_("was cancelled")}.get(stripe_status, stripe_status)
+        ),
+    )
+    audit.record(
+        session,
+        "shop.order.duplicate_refund_failed",
+        order,
+        details={"payment_id": payment.id, "stripe_refund_id": reference, "status": stripe_status},
+    )
+    settlement.post_duplicate_refund_reversal(session, payment, reference=reference, when=now)
+    return True
 
 
 def refund_failed(session: Session, row: Refund, *, stripe_status: str, now: datetime | None = None) -> bool:

@@ -10,7 +10,8 @@ Posted through ``coop.ledger`` (idempotent per ``source="shop"`` and ``source_re
                sides (``refund-failed:<refund id>``).
 - second payment for a paid order: Dr the money account, Cr 211 商城待退款; given back
                (``payments.refund_duplicate``): Dr 211, Cr the money account
-               (``duplicate-refund:<payment id>``); the sale is untouched.
+               (``duplicate-refund:<payment id>:<refund>``; reversed if Stripe's refund fails);
+               the sale is untouched.
 - payout:      Dr 102 银行存款, Cr 112 Stripe clearing.
 
 A money event whose local day falls in a closed month (or before the books' opening date) is
@@ -255,7 +256,33 @@ def post_duplicate_refund(
         ],
         preparer_id=user_id,
         source=SOURCE,
-        source_ref=f"duplicate-refund:{payment.id}",
+        source_ref=f"duplicate-refund:{payment.id}:{reference}"[:120],
+    )
+
+
+def post_duplicate_refund_reversal(
+    session: Session, payment: Payment, *, reference: str, when: dt.datetime, user_id: int | None = None
+):
+    """A Stripe refund of a second payment that failed after it was booked: Dr the money account,
+    Cr 211 again (the money is still owed to the customer). Idempotent per refund."""
+    order = payment.order
+    return _post(
+        session,
+        date=local_day(when),
+        summary=f"商城订单 {order.number} 重复收款退还失败，冲回"[:200],
+        lines=[
+            Line(
+                money_account(session, payment.method), debit=payment.amount_fen, memo=f"订单 {order.number}"
+            ),
+            Line(
+                refunds_due_account(session),
+                credit=payment.amount_fen,
+                memo=f"订单 {order.number} {reference}"[:200],
+            ),
+        ],
+        preparer_id=user_id,
+        source=SOURCE,
+        source_ref=f"duplicate-refund-failed:{payment.id}:{reference}"[:120],
     )
 
 

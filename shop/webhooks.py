@@ -617,6 +617,24 @@ def _refund_updated(session: Session, row: StripeEvent, event: dict, obj: dict) 
     if refund is None:
         if status in ("failed", "canceled") and _settle_waiting(session, obj):
             return "waiting refund marked failed"
+        second = session.scalar(select(Payment).where(Payment.return_ref == obj["id"]))
+        if second is not None:  # the refund of a second payment
+            row.order_id = second.order_id
+            if status not in ("failed", "canceled"):
+                return f"second payment refund {status}"
+            if payments.duplicate_refund_failed(
+                session, second, stripe_status=status, now=_event_time(event)
+            ):
+                _flag(
+                    row,
+                    "refund_failed",
+                    obj,
+                    order=second.order,
+                    amount=obj["amount"],
+                    currency=obj.get("currency"),
+                )
+                return "second payment refund failed, owed again"
+            return "second payment refund already marked failed"
         if status in ("succeeded", "pending"):  # a refund we have not recorded (e.g. the Dashboard)
             return _unknown_refund(session, row, event, obj)
         return f"no such refund ({status})"

@@ -423,3 +423,31 @@ def test_a_payout_dated_today_or_a_few_days_ahead_is_posted(staff, stripe_stub, 
     payout = {"id": "po_ok", "object": "payout", "amount": 5000, "currency": "cny", "arrival_date": ahead}
     assert post_event(staff, event("payout.paid", payout)).status_code == 200
     assert len(books.vouchers("payout:")) == 1
+
+
+def test_a_second_payment_refund_that_fails_is_owed_again_found_by_review(
+    staff, stripe_stub, shop, session, books
+):
+    _peach, order, second_pi = paid_twice(staff, stripe_stub, shop, session)
+    second = session.scalars(select(Payment).where(Payment.duplicate.is_(True))).one()
+    stripe_stub.refund_status = "pending"
+    staff.post(f"/shop/staff/order/{order.number}/payment/{second.id}/give-back")
+    session.expire_all()
+    rid = session.get(Payment, second.id).return_ref
+    assert rid and books.balance(key="shop:refunds-due") == 0
+    failed = event("refund.failed", stripe_stub.settle_refund(rid, "failed"))
+    assert post_event(staff, failed).json["outcome"] == "second payment refund failed, owed again"
+    assert post_event(staff, event("refund.updated", dict(stripe_stub.refunds[rid]))).json["outcome"] == (
+        "second payment refund already marked failed"
+    )
+    assert books.balance(key="shop:refunds-due") == -1380  # owed to the customer again
+    order = the_order(session)
+    assert order.status == "paid" and order.refunded_fen == 0
+    detail = staff.get(f"/shop/staff/order/{order.number}?lang=en").get_data(as_text=True)
+    assert 'data-action="refund-duplicate"' in detail and "give it back again" in detail
+    # given back again, this time it goes through
+    stripe_stub.refund_status = "succeeded"
+    r = staff.post(f"/shop/staff/order/{order.number}/payment/{second.id}/give-back")
+    assert r.status_code == 302
+    assert books.balance(key="shop:refunds-due") == 0 and len(books.vouchers("duplicate-refund:")) == 2
+    books.assert_balanced()
