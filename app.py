@@ -171,7 +171,8 @@ def seed_demo(session: Session, password: str | None = None) -> list[tuple[str, 
     Each area seeds its own part, in this order: member households (coop), users linked
     to them (core), greenhouses, devices and two weeks of history (iot), products and
     their stock (shop), crop cycles, inspections, packs and a recall (trace), the books
-    (coop). Each phase takes (session, ctx) and may leave what later phases need in ctx.
+    (coop), and an order paid twice (shop, posted into the books). Each phase takes
+    (session, ctx) and may leave what later phases need in ctx.
     """
     import coop.demo
     import iot.demo
@@ -186,6 +187,7 @@ def seed_demo(session: Session, password: str | None = None) -> list[tuple[str, 
         shop.demo.seed,
         shop.demo.seed_trace,
         coop.demo.seed_books,
+        shop.demo.seed_second_payment,  # posts to the books: after them
     ):
         phase(session, ctx)
         session.flush()
