@@ -14,8 +14,11 @@ Checkout Session id must be the order's own (stored when the session was created
 only the reference or metadata the event carries; amount and currency must be the order's
 total in CNY (``payments.mark_paid`` refuses anything else). A payment that does not match
 is recorded on its event with a ``problem`` (``PROBLEMS``) and shown to staff; the order is
-not fulfilled and nothing is booked. A ``charge.refunded`` for a payment not yet recorded
-waits on its event (``refund_waiting``) and is applied when the payment arrives. A refund
+not fulfilled and nothing is booked. Refunds are recorded by their Refund objects (a
+``charge.refunded`` without its list has it fetched from Stripe first; never an amount without
+a refund id). A refund for a payment not yet recorded waits on its event (``refund_waiting``)
+and is applied when the payment arrives; events about one payment intent are applied one at a
+time (``_one_at_a_time``). A refund
 that Stripe reports ``failed`` or ``canceled`` later (``refund.updated``, ``refund.failed``,
 ``charge.refund.updated``) has its booking reversed (``payments.refund_failed``).
 """
