@@ -78,7 +78,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     from iot.admin_views import bp as iot_admin_bp
     from iot.api import bp as iot_api_bp
     from iot.views import bp as iot_bp
-    from shop import catalog, orders
+    from shop import catalog, orders, payments
     from shop.staff_views import bp as shop_staff_bp
     from shop.trace.ports import ShopPort
     from shop.trace.views import bp as trace_bp
@@ -104,6 +104,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         orders_for_lot=orders.orders_for_lot,
         products=catalog.active_products,
         flag_recalled=orders.flag_recalled,
+        after_recall=lambda session, lots: payments.expire_recalled_checkouts(session, lots, web.settings()),
     )
     app.register_blueprint(trace_bp, shop=trace_shop)
 
@@ -170,7 +171,8 @@ def seed_demo(session: Session, password: str | None = None) -> list[tuple[str, 
     Each area seeds its own part, in this order: member households (coop), users linked
     to them (core), greenhouses, devices and two weeks of history (iot), products and
     their stock (shop), crop cycles, inspections, packs and a recall (trace), the books
-    (coop). Each phase takes (session, ctx) and may leave what later phases need in ctx.
+    (coop), and an order paid twice (shop, posted into the books). Each phase takes
+    (session, ctx) and may leave what later phases need in ctx.
     """
     import coop.demo
     import iot.demo
@@ -185,6 +187,7 @@ def seed_demo(session: Session, password: str | None = None) -> list[tuple[str, 
         shop.demo.seed,
         shop.demo.seed_trace,
         coop.demo.seed_books,
+        shop.demo.seed_second_payment,  # posts to the books: after them
     ):
         phase(session, ctx)
         session.flush()

@@ -13,8 +13,17 @@ from sqlalchemy.orm import Session
 
 from core import clock
 from core.config import Settings
-from shop import catalog, checkout, webhooks
-from shop.models import Category, Order, OrderLine, OrderLineLot, Product, ProductSupplier, ProductTerms
+from shop import catalog, checkout, payments, webhooks
+from shop.models import (
+    Category,
+    Order,
+    OrderLine,
+    OrderLineLot,
+    Product,
+    ProductSupplier,
+    ProductTerms,
+    StripeEvent,
+)
 from shop.trace import demo as trace_demo
 from shop.trace import lots as trace_lots
 from shop.trace.models import HarvestLot
@@ -350,7 +359,8 @@ def seed_payments(session: Session, made: dict[str, Any]) -> None:
     recalled lot before the recall (a counter payment for it is refused), an online order with a
     payment through another Checkout Session and one in the wrong currency (recorded, flagged,
     not fulfilled, not booked) and a signed body that could not be read. Nothing is posted to
-    the books, and nothing goes over the network (Stripe is not configured here)."""
+    the books (``seed_second_payment`` does, after the books are seeded), and nothing goes over
+    the network (Stripe is not configured here)."""
     if session.scalar(select(Order.id).where(Order.checkout_key.startswith(DEMO_PREFIX)).limit(1)):
         return
     now = clock.now()
@@ -407,6 +417,57 @@ def seed_payments(session: Session, made: dict[str, Any]) -> None:
         webhooks.parse(body)
     except webhooks.Unprocessable as exc:
         webhooks.record_unprocessable(session, body, exc)
+
+
+def seed_second_payment(session: Session, ctx: dict[str, Any] | None = None) -> None:
+    """The demo's last phase, after the books (it posts to them): an online order the customer
+    paid in cash at the counter and then on the Checkout page too. The second payment is owed
+    back (211) and the staff order page offers "Refund the second payment"
+    (``payments.refund_duplicate``), which leaves the sale standing. Once."""
+    if session.get(StripeEvent, "evt_demo_second_payment") is not None:
+        return
+    product = _product(session, "yellow-peach")
+    if product is None:
+        return
+    now = clock.now()
+    lot_id = session.scalar(
+        select(HarvestLot.id)
+        .where(
+            HarvestLot.product_id == product.id, HarvestLot.recalled_at.is_(None), HarvestLot.remaining >= 2
+        )
+        .order_by(HarvestLot.id)
+    )
+    if lot_id is None:
+        return
+    order = _demo_order(session, product, lot_id, "stripe", "郑先生", "13800000023", now - timedelta(hours=1))
+    order.stripe_session_id = f"cs_test_demo_{order.number.replace('-', '')}"
+    session.flush()
+    payments.mark_paid(
+        session,
+        order,
+        method="cash",
+        amount_fen=order.total_fen,
+        reference=f"cash:{order.number}",
+        now=now - timedelta(minutes=50),
+    )
+    completed = {
+        "id": order.stripe_session_id,
+        "object": "checkout.session",
+        "payment_status": "paid",
+        "status": "complete",
+        "amount_total": order.total_fen,
+        "currency": "cny",
+        "client_reference_id": order.number,
+        "metadata": {"order_number": order.number},
+        "payment_intent": "pi_demo_second_payment",
+    }
+    event = {
+        "id": "evt_demo_second_payment",
+        "type": "checkout.session.completed",
+        "created": int((now - timedelta(minutes=45)).timestamp()),
+        "data": {"object": completed},
+    }
+    webhooks.handle(session, event, Settings())
 
 
 def _demo_order(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Numeric, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, UTCDateTime, utcnow
@@ -295,6 +295,13 @@ class Payment(Base):
     reference: Mapped[str | None] = mapped_column(String(255), unique=True)  # Stripe session / receipt number
     received_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # the Stripe PaymentIntent of this very payment (the order's own is the sale's)
+    payment_intent: Mapped[str | None] = mapped_column(String(255), index=True)
+    # a second payment for an order already paid: owed back (211), not revenue
+    duplicate: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # a duplicate given back (``payments.refund_duplicate``): when, and the Stripe refund id or "cash"
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    return_ref: Mapped[str | None] = mapped_column(String(255))
 
     order: Mapped[Order] = relationship(back_populates="payments")
 

@@ -39,6 +39,11 @@ TRANSITIONS: dict[str, set[str]] = {
     "cancelled": set(),
     "refunded": set(),
 }
+# Moves only the system makes, never staff: a refund that failed at Stripe after it made the
+# order refunded takes the order back to where it was (``payments.refund_failed``).
+SYSTEM_TRANSITIONS: dict[str, set[str]] = {
+    "refunded": {"paid", "packed", "shipped", "ready_for_pickup", "completed"},
+}
 # What staff may do by hand (paid, refunded and cancelled have their own services).
 STAFF_ACTIONS = {
     "pack": ("paid", "packed"),
@@ -96,10 +101,13 @@ def recall_note(recalled: Sequence[RecalledLine]) -> tuple[str, dict[str, str]]:
 
 
 def flag_recalled(session: Session, lots: Sequence[HarvestLot]) -> int:
-    """Flag for staff every open order that took stock from these (just recalled) lots.
+    """Flag for staff every open order that took stock from these (just recalled) lots, and
+    cancel the unpaid ones (their stock released), so no payment can be invited for them.
 
     ``shop.trace.recall.recall_lot`` calls it through ``ShopPort.flag_recalled`` in the
-    recall's own transaction. Returns how many orders were flagged.
+    recall's own transaction. Returns how many orders were flagged. (A payment that still
+    arrives from a Checkout page left open is recorded and flagged "recalled: refund" by
+    ``payments.mark_paid``; the recall view also closes those sessions after it commits.)
     """
     ids = [lot.id for lot in lots]
     if not ids:
@@ -125,6 +133,19 @@ def flag_recalled(session: Session, lots: Sequence[HarvestLot]) -> int:
         if flagged != (order.attention or ""):
             order.attention = flagged
             audit.record(session, "shop.order.flag", order, details={"recall": template % params})
+        if order.status == "pending_payment" and release_stock(session, order, new_status="cancelled"):
+            order.attention = notes.add(
+                order.attention,
+                N_("Cancelled by the recall of lot %(lots)s before it was paid; its stock was released."),
+                **params,
+            )
+            audit.record(
+                session,
+                "shop.order.status",
+                order,
+                details={"from": "pending_payment", "to": "cancelled", "recall": params["lots"]},
+                note="recall",
+            )
     return len(affected)
 
 
@@ -172,16 +193,20 @@ def move(
     user_id: int | None = None,
     note: str | None = None,
     extra: dict | None = None,
+    system: bool = False,
 ) -> None:
     """Move ``order`` to ``to_state`` if allowed and nobody moved it meanwhile.
 
     Packing, shipping, readying and handing over are refused while any of the order's lots
     is recalled (``check_not_recalled``): every staff action and every other path comes here.
+    ``system`` allows the moves in ``SYSTEM_TRANSITIONS`` too (a failed refund taking the order
+    back to where it was: no goods move then, so no recall check).
     """
     from_state = order.status
-    if not allowed(from_state, to_state):
+    by_system = system and to_state in SYSTEM_TRANSITIONS.get(from_state, set())
+    if not allowed(from_state, to_state) and not by_system:
         raise OrderError(N_("This change is not allowed for the order in its current state."))
-    if to_state in TOWARDS_CUSTOMER:
+    if to_state in TOWARDS_CUSTOMER and not by_system:
         check_not_recalled(session, order)
     values = {"status": to_state, "updated_at": utcnow(), **(extra or {})}
     changed = rows_affected(
@@ -373,7 +398,8 @@ def orders_for_lot(session: Session, lot_id: int, *, include_descendants: bool =
     """Orders (and their customers' contacts) that took stock from the lot or anything made from it.
 
     Released reservations (cancelled or expired before payment) are left out: those
-    customers never received the goods.
+    customers never received the goods; except orders cancelled at or after the lot's recall
+    (``flag_recalled`` cancels the unpaid ones): those customers are told why.
     """
     lot = session.get(HarvestLot, lot_id)
     if lot is None:
@@ -385,7 +411,16 @@ def orders_for_lot(session: Session, lot_id: int, *, include_descendants: bool =
         select(Order, OrderLine.unit, OrderLineLot.lot_id, OrderLineLot.quantity)
         .join(OrderLine, OrderLine.order_id == Order.id)
         .join(OrderLineLot, OrderLineLot.line_id == OrderLine.id)
-        .where(OrderLineLot.lot_id.in_(list(lots)), Order.stock_state.in_(ACTIVE_STOCK_STATES))
+        .join(HarvestLot, HarvestLot.id == OrderLineLot.lot_id)
+        .where(
+            OrderLineLot.lot_id.in_(list(lots)),
+            Order.stock_state.in_(ACTIVE_STOCK_STATES)
+            | (
+                (Order.status == "cancelled")
+                & HarvestLot.recalled_at.is_not(None)
+                & (Order.updated_at >= HarvestLot.recalled_at)
+            ),
+        )
         .order_by(Order.created_at, Order.id)
     ).all()
     grouped: dict[int, tuple[Order, list[str], list[Decimal], str]] = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -28,10 +29,11 @@ from core import audit
 from core.config import Settings
 from core.db import rows_affected, utcnow
 from core.errors import DomainError
+from core.models import AuditEntry
 from core.money import allocate, format_fen
 from shop import N_, notes, settlement
 from shop.checkout import release_stock, reserve_again
-from shop.models import Order, OrderLine, Payment, Refund
+from shop.models import Order, OrderLine, OrderLineLot, Payment, Refund
 from shop.orders import recalled_lines
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,15 @@ def start_checkout(
     """
     if order.status != "pending_payment" or order.payment_method != "stripe":
         raise PaymentError(N_("This order is not waiting for an online payment."))
+    recalled = recalled_lines(session, order)
+    if recalled:  # asked before the stored link too: a recall stops the payment step
+        raise PaymentError(
+            N_(
+                "This order contains %(names)s from a recalled harvest lot and can no longer be paid; "
+                "nothing was charged. See the recall notice on this page."
+            ),
+            names="、".join(r.line.name_zh for r in recalled),
+        )
     if order.stripe_checkout_url:
         return order.stripe_checkout_url
     client = stripe_client(settings)
@@ -165,6 +176,28 @@ def expire_checkout(settings: Settings, session_id: str | None) -> bool:
     return True
 
 
+def expire_recalled_checkouts(session: Session, lots: Sequence[Any], settings: Settings) -> int:
+    """After a recall has committed: close the open Checkout Sessions of the unpaid Stripe
+    orders it cancelled (``orders.flag_recalled``), so a tab left open cannot pay them.
+    Network calls, so never inside a write transaction. Returns how many were closed."""
+    ids = [lot.id for lot in lots]
+    if not ids:
+        return 0
+    sessions = session.scalars(
+        select(Order.stripe_session_id)
+        .join(OrderLine, OrderLine.order_id == Order.id)
+        .join(OrderLineLot, OrderLineLot.line_id == OrderLine.id)
+        .where(
+            OrderLineLot.lot_id.in_(ids),
+            Order.status == "cancelled",
+            Order.paid_fen == 0,
+            Order.stripe_session_id.is_not(None),
+        )
+        .distinct()
+    ).all()
+    return sum(1 for sid in sessions if expire_checkout(settings, sid))
+
+
 def checkout_session_state(settings: Settings, session_id: str) -> str | None:
     """Stripe's view of a Checkout Session ('paid', 'unpaid', 'expired'...), or None if unknown.
 
@@ -180,6 +213,22 @@ def checkout_session_state(settings: Settings, session_id: str) -> str | None:
     if cs.get("status") == "expired":
         return "expired"
     return cs.get("payment_status")
+
+
+def charge_refunds(settings: Settings, charge_id: str) -> list[dict] | None:
+    """Every Refund object of a charge, as Stripe lists them (``GET /v1/refunds?charge=``), or
+    None if Stripe cannot be asked. A ``charge.refunded`` event carries no refund list by
+    default (API versions since 2022-11-15), only ``amount_refunded``: we book refunds by
+    their own ids and statuses, never an amount without an id."""
+    client = stripe_client(settings)
+    if client is None or not charge_id:
+        return None
+    try:
+        page = client.v1.refunds.list({"charge": charge_id, "limit": 100})
+        return [r.to_dict() for r in page.auto_paging_iter()]
+    except stripe.StripeError as exc:
+        log.warning("could not list the refunds of %s: %s", charge_id, exc)
+        return None
 
 
 def stripe_fee(settings: Settings, session_id: str) -> tuple[int, str | None]:
@@ -301,11 +350,15 @@ def mark_paid(
         reference=reference,
         received_by_id=user_id,
         created_at=now,
+        payment_intent=payment_intent if method == "stripe" else None,
+        duplicate=duplicate,
     )
     session.add(payment)
     session.flush()
     session.refresh(order)
-    if payment_intent and not order.stripe_payment_intent:
+    if payment_intent and not order.stripe_payment_intent and not duplicate:
+        # the order's payment intent is the sale's: refunds of the sale go there, never to a
+        # second payment (which is given back on its own, ``refund_duplicate``)
         order.stripe_payment_intent = payment_intent
     for template in attention:
         order.attention = notes.add(order.attention, template)
@@ -328,6 +381,9 @@ def mark_paid(
     order.paid_fen += amount_fen
     order.fee_fen += fee_fen
     settlement.post_sale(session, order, payment, user_id=user_id)
+    # asked again on the lots the order holds now: a late payment re-reserved onto clean lots
+    # (``reserve_again``) holds no recalled goods, whatever the lapsed reservation held
+    recalled = recalled_lines(session, order)
     if recalled:
         order.attention = notes.add(
             order.attention,
@@ -413,10 +469,16 @@ def refund(
             raise PaymentError(N_("That is more than this line can still give back."))
     stripe_refund_id = None
     status = "succeeded"
-    if order.payment_method == "stripe" and order.stripe_payment_intent:
+    # through the way the sale was paid; a second payment (owed back, 211) is never refunded here
+    sale = next((p for p in sorted(order.payments, key=lambda p: p.id) if not p.duplicate), None)
+    if sale is not None and sale.method == "stripe" and order.stripe_payment_intent:
+        method = "stripe"
+    elif sale is not None and sale.method != "stripe":
+        method = sale.method
+    elif order.payment_method == "stripe" and order.stripe_payment_intent:
         method = "stripe"
     else:
-        method = next((p.method for p in order.payments if p.method != "stripe"), "cash")
+        method = "cash"
     if method == "stripe":
         client = stripe_client(settings)
         if client is None:
@@ -540,10 +602,14 @@ def _record_refund(
 def record_stripe_refunds(
     session: Session, order: Order, charge: dict, *, now: datetime | None = None
 ) -> int:
-    """Bring our refunds in line with a ``charge.refunded`` event (e.g. made in the Dashboard).
+    """Bring our refunds in line with the Refund objects Stripe lists for a charge (e.g. made
+    in the Dashboard): ``charge["refunds"]["data"]``, filled in by the webhook from Stripe when
+    the event does not carry it.
 
-    Refunds we made ourselves are already recorded (by refund id); anything else Stripe
-    has refunded is recorded now. Returns the number of new refunds.
+    Refunds we made ourselves are already recorded (by refund id); any other refund that
+    Stripe lists ``succeeded`` or ``pending`` is recorded now, with its id and its status (a
+    pending one stays pending until its ``refund.updated``). A charge without a list books
+    nothing: a refund is never recorded without its id. Returns the number of new refunds.
     """
     now = now or utcnow()
     added = 0
@@ -568,25 +634,217 @@ def record_stripe_refunds(
                 now=now,
             )
             added += 1
-    missing = int(charge.get("amount_refunded") or 0) - order.refunded_fen
-    if missing > 0 and not listed:
-        amount = min(missing, order.refundable_fen)
-        if amount > 0:
-            _record_refund(
-                session,
-                order,
-                amount,
-                method="stripe",
-                key=f"stripe-{charge.get('id')}-{charge.get('amount_refunded')}",
-                reason="Refunded in Stripe",
-                user_id=None,
-                line_id=None,
-                stripe_refund_id=None,
-                status="succeeded",
-                now=now,
-            )
-            added += 1
     return added
+
+
+def duplicates_to_return(order: Order) -> list[Payment]:
+    """The order's second payments not yet given back."""
+    return [p for p in order.payments if p.duplicate and p.returned_at is None]
+
+
+def refund_duplicate(
+    session: Session,
+    payment: Payment,
+    *,
+    settings: Settings,
+    user_id: int | None = None,
+    note: str = "",
+    now: datetime | None = None,
+) -> str:
+    """Give back a second payment for an order already paid (``mark_paid`` booked it to 211
+    商城待退款, "duplicate payment (flagged)"): through Stripe for a Stripe payment, else
+    recorded as cash (or transfer) given back. Books Dr 211 / Cr the money account
+    (``settlement.post_duplicate_refund``) and leaves the sale, its voucher, the stock and the
+    order's state alone. Once: a second click hears ``AlreadyDone``. Returns the refund's
+    reference (the Stripe refund id, or "cash:<payment id>")."""
+    now = now or utcnow()
+    order = payment.order
+    if not payment.duplicate:
+        raise PaymentError(N_("This is the order's own payment: refund the order instead."))
+    if payment.returned_at is not None:
+        raise AlreadyDone(N_("This second payment has already been refunded."))
+    # one key per attempt: a double click reuses it; after a failed refund a new one is made
+    key = f"tianyuan-duplicate-{payment.id}" + (f"-after-{payment.return_ref}" if payment.return_ref else "")
+    reference = f"{payment.method}:{payment.id}"
+    if payment.method == "stripe":
+        client = stripe_client(settings)
+        if client is None or not payment.payment_intent:
+            raise PaymentError(
+                N_("This payment cannot be refunded from here; refund it in the Stripe Dashboard.")
+            )
+        try:
+            sr = client.v1.refunds.create(
+                cast(
+                    Any,
+                    {
+                        "payment_intent": payment.payment_intent,
+                        "amount": payment.amount_fen,
+                        "metadata": {"order_number": order.number, "key": key, "duplicate": "yes"},
+                    },
+                ),
+                {"idempotency_key": key},
+            )
+        except stripe.IdempotencyError as exc:
+            raise AlreadyDone(N_("This second payment has already been refunded.")) from exc
+        except stripe.StripeError as exc:
+            log.warning("Stripe refund of second payment %s failed: %s", payment.id, exc)
+            raise PaymentError(N_("The payment service refused the refund.")) from exc
+        if (sr.to_dict().get("status") or "succeeded") in ("failed", "canceled"):
+            raise PaymentError(N_("The payment service refused the refund."))
+        reference = sr.id
+    if not _return_duplicate(session, payment, reference=reference, amount_fen=payment.amount_fen, now=now):
+        raise AlreadyDone(N_("This second payment has already been refunded."))
+    audit.record(
+        session,
+        "shop.order.duplicate_refund",
+        order,
+        user_id=user_id,
+        details={"payment_id": payment.id, "amount_fen": payment.amount_fen, "reference": reference},
+        note=note[:1000] or None,
+    )
+    settlement.post_duplicate_refund(session, payment, reference=reference, when=now, user_id=user_id)
+    return reference
+
+
+def _return_duplicate(
+    session: Session, payment: Payment, *, reference: str, amount_fen: int, now: datetime
+) -> bool:
+    """Claim a second payment as given back (a conditional UPDATE: once) and note it for staff."""
+    claim = rows_affected(
+        session.execute(
+            update(Payment)
+            .where(Payment.id == payment.id, Payment.duplicate.is_(True), Payment.returned_at.is_(None))
+            .values(returned_at=now, return_ref=reference[:255])
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claim != 1:
+        return False
+    session.refresh(payment)
+    order = payment.order
+    order.attention = notes.add(
+        order.attention,
+        N_("The second payment of %(amount)s was given back (%(reference)s); the sale stands."),
+        amount=format_fen(amount_fen),
+        reference=reference,
+    )
+    return True
+
+
+def duplicate_refunded_at_stripe(
+    session: Session, payment: Payment, refund_id: str, *, now: datetime
+) -> bool:
+    """A second payment refunded in the Stripe Dashboard (its ``charge.refunded``): given back,
+    booked Dr 211 / Cr Stripe clearing, once."""
+    if not _return_duplicate(session, payment, reference=refund_id, amount_fen=payment.amount_fen, now=now):
+        return False
+    audit.record(
+        session,
+        "shop.order.duplicate_refund",
+        payment.order,
+        details={"payment_id": payment.id, "amount_fen": payment.amount_fen, "reference": refund_id},
+    )
+    settlement.post_duplicate_refund(session, payment, reference=refund_id, when=now)
+    return True
+
+
+STATUS_WORDS = {
+    "paid": N_("paid"),
+    "packed": N_("packed"),
+    "shipped": N_("shipped"),
+    "ready_for_pickup": N_("ready for pickup"),
+    "completed": N_("completed"),
+}
+
+
+def _status_before_refund(session: Session, order: Order) -> str:
+    """The state the order had when a refund made it ``refunded`` (from the audit log)."""
+    entries = session.scalars(
+        select(AuditEntry)
+        .where(
+            AuditEntry.action == "shop.order.status",
+            AuditEntry.entity_type == "shop_orders",
+            AuditEntry.entity_id == str(order.id),
+        )
+        .order_by(AuditEntry.id.desc())
+        .limit(20)
+    )
+    for entry in entries:
+        details = entry.details or {}
+        if details.get("to") == "refunded" and details.get("from") in STATUS_WORDS:
+            return str(details["from"])
+    return "paid"
+
+
+def _reopen(session: Session, order: Order, row: Refund, *, now: datetime) -> None:
+    """A failed refund left the order ``refunded`` without its money given back: it goes back to
+    where it was (``orders.SYSTEM_TRANSITIONS``). Stock the refund had put back on sale is taken
+    again if there is any (the order then waits to be packed); if not, staff are told to source
+    the goods or refund again."""
+    from shop import orders
+
+    target = "paid" if row.restocked else _status_before_refund(session, order)
+    orders.move(session, order, target, system=True, note="refund failed at Stripe")
+    order.attention = notes.add(
+        order.attention,
+        N_("The failed refund reopened the order: it is %(status)s again."),
+        status=notes.note(STATUS_WORDS[target]),
+    )
+    if row.restocked and order.stock_state == "released":
+        if reserve_again(session, order):
+            order.attention = notes.add(
+                order.attention, N_("Its stock, put back on sale by the refund, was taken again: pack it.")
+            )
+        else:
+            order.attention = notes.add(
+                order.attention,
+                N_(
+                    "Its stock had been put back on sale and is gone now: source the goods, or refund "
+                    "again and tell the customer."
+                ),
+            )
+    order.updated_at = now
+
+
+def duplicate_refund_failed(session: Session, payment: Payment, *, stripe_status: str, now: datetime) -> bool:
+    """Stripe could not complete the refund of a second payment (it was ``pending``): the money
+    is owed again (211, a reversal voucher), the payment can be given back again, and staff are
+    told. Once (a conditional UPDATE on the refund id)."""
+    reference = payment.return_ref or ""
+    claim = rows_affected(
+        session.execute(
+            update(Payment)
+            .where(
+                Payment.id == payment.id, Payment.return_ref == reference, Payment.returned_at.is_not(None)
+            )
+            .values(returned_at=None)  # the refund id stays, so a redelivery finds it
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claim != 1 or not reference:
+        return False
+    session.refresh(payment)
+    order = payment.order
+    order.attention = notes.add(
+        order.attention,
+        N_(
+            "The Stripe refund %(refund)s of the second payment (%(amount)s) %(status)s; the money is "
+            "still owed to the customer: give it back again."
+        ),
+        refund=reference,
+        amount=format_fen(payment.amount_fen),
+        status=notes.note(
+            {"failed": N_("failed"), "canceled": N_("was cancelled")}.get(stripe_status, stripe_status)
+        ),
+    )
+    audit.record(
+        session,
+        "shop.order.duplicate_refund_failed",
+        order,
+        details={"payment_id": payment.id, "stripe_refund_id": reference, "status": stripe_status},
+    )
+    settlement.post_duplicate_refund_reversal(session, payment, reference=reference, when=now)
+    return True
 
 
 def refund_failed(session: Session, row: Refund, *, stripe_status: str, now: datetime | None = None) -> bool:
@@ -632,8 +890,8 @@ def refund_failed(session: Session, row: Refund, *, stripe_status: str, now: dat
             {"failed": N_("failed"), "canceled": N_("was cancelled")}.get(stripe_status, stripe_status)
         ),
     )
-    if row.restocked:
-        order.attention = notes.add(order.attention, N_("Its stock had been put back on sale."))
+    if order.status == "refunded" and order.refunded_fen < order.paid_fen:
+        _reopen(session, order, row, now=now)
     audit.record(
         session,
         "shop.order.refund_failed",

@@ -8,6 +8,10 @@ Posted through ``coop.ledger`` (idempotent per ``source="shop"`` and ``source_re
 - refund:      the same split, reversed, against cash or the Stripe clearing account.
 - refund failed at Stripe after it was booked: the refund voucher's lines on the opposite
                sides (``refund-failed:<refund id>``).
+- second payment for a paid order: Dr the money account, Cr 211 商城待退款; given back
+               (``payments.refund_duplicate``): Dr 211, Cr the money account
+               (``duplicate-refund:<payment id>:<refund>``; reversed if Stripe's refund fails);
+               the sale is untouched.
 - payout:      Dr 102 银行存款, Cr 112 Stripe clearing.
 
 A money event whose local day falls in a closed month (or before the books' opening date) is
@@ -214,7 +218,7 @@ def post_overpayment(session: Session, order: Order, payment: Payment, *, user_i
                 money_account(session, payment.method), debit=payment.amount_fen, memo=f"订单 {order.number}"
             ),
             Line(
-                ledger.ensure_account(session, "211", "商城待退款", key="shop:refunds-due").code,
+                refunds_due_account(session),
                 credit=payment.amount_fen,
                 memo=f"订单 {order.number}",
             ),
@@ -222,6 +226,63 @@ def post_overpayment(session: Session, order: Order, payment: Payment, *, user_i
         preparer_id=user_id,
         source=SOURCE,
         source_ref=f"payment:{payment.id}",
+    )
+
+
+def refunds_due_account(session: Session) -> str:
+    return ledger.ensure_account(session, "211", "商城待退款", key="shop:refunds-due").code
+
+
+def post_duplicate_refund(
+    session: Session, payment: Payment, *, reference: str, when: dt.datetime, user_id: int | None = None
+):
+    """A second payment given back (``payments.refund_duplicate``): Dr 211 商城待退款, Cr the money
+    account it came into. The sale's voucher, revenue and household shares stay as they are.
+    Idempotent per payment."""
+    order = payment.order
+    return _post(
+        session,
+        date=local_day(when),
+        summary=f"商城订单 {order.number} 退还重复收款"[:200],
+        lines=[
+            Line(
+                refunds_due_account(session),
+                debit=payment.amount_fen,
+                memo=f"订单 {order.number} {reference}"[:200],
+            ),
+            Line(
+                money_account(session, payment.method), credit=payment.amount_fen, memo=f"订单 {order.number}"
+            ),
+        ],
+        preparer_id=user_id,
+        source=SOURCE,
+        source_ref=f"duplicate-refund:{payment.id}:{reference}"[:120],
+    )
+
+
+def post_duplicate_refund_reversal(
+    session: Session, payment: Payment, *, reference: str, when: dt.datetime, user_id: int | None = None
+):
+    """A Stripe refund of a second payment that failed after it was booked: Dr the money account,
+    Cr 211 again (the money is still owed to the customer). Idempotent per refund."""
+    order = payment.order
+    return _post(
+        session,
+        date=local_day(when),
+        summary=f"商城订单 {order.number} 重复收款退还失败，冲回"[:200],
+        lines=[
+            Line(
+                money_account(session, payment.method), debit=payment.amount_fen, memo=f"订单 {order.number}"
+            ),
+            Line(
+                refunds_due_account(session),
+                credit=payment.amount_fen,
+                memo=f"订单 {order.number} {reference}"[:200],
+            ),
+        ],
+        preparer_id=user_id,
+        source=SOURCE,
+        source_ref=f"duplicate-refund-failed:{payment.id}:{reference}"[:120],
     )
 
 

@@ -192,6 +192,30 @@ def order_refund(number: str):
     )
 
 
+@bp.post("/order/<number>/payment/<int:payment_id>/give-back")
+@role_required(*STAFF)
+def order_give_back(number: str, payment_id: int):
+    """Give back a second payment for an order already paid (through Stripe, or as cash given
+    back): booked against 211 商城待退款; the sale, its stock and the order stay as they are."""
+    order = _order(number)
+    payment = next((p for p in order.payments if p.id == payment_id), None)
+    if payment is None:
+        abort(404)
+    with attempt(flash_error=not wants_json()) as result:
+        payments.refund_duplicate(
+            db_session(),
+            payment,
+            settings=settings(),
+            user_id=current_user.id,
+            note=request.form.get("note", "").strip(),
+        )
+    return _answer(
+        result,
+        _("The second payment was given back and posted to the books."),
+        url_for("shop_staff.order_detail", number=number),
+    )
+
+
 @bp.post("/order/<number>/resolve")
 @role_required(*STAFF)
 def order_resolve(number: str):

@@ -14,8 +14,11 @@ Checkout Session id must be the order's own (stored when the session was created
 only the reference or metadata the event carries; amount and currency must be the order's
 total in CNY (``payments.mark_paid`` refuses anything else). A payment that does not match
 is recorded on its event with a ``problem`` (``PROBLEMS``) and shown to staff; the order is
-not fulfilled and nothing is booked. A ``charge.refunded`` for a payment not yet recorded
-waits on its event (``refund_waiting``) and is applied when the payment arrives. A refund
+not fulfilled and nothing is booked. Refunds are recorded by their Refund objects (a
+``charge.refunded`` without its list has it fetched from Stripe first; never an amount without
+a refund id). A refund for a payment not yet recorded waits on its event (``refund_waiting``)
+and is applied when the payment arrives; events about one payment intent are applied one at a
+time (``_one_at_a_time``). A refund
 that Stripe reports ``failed`` or ``canceled`` later (``refund.updated``, ``refund.failed``,
 ``charge.refund.updated``) has its booking reversed (``payments.refund_failed``).
 """
@@ -26,11 +29,11 @@ import hashlib
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import stripe
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,11 +45,12 @@ from shop.models import Order, Payment, Refund, StripeEvent
 log = logging.getLogger(__name__)
 PAID = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 CLOSED = ("checkout.session.async_payment_failed", "checkout.session.expired")
-REFUND_UPDATES = ("refund.updated", "refund.failed", "charge.refund.updated")
+REFUND_UPDATES = ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated")
 HANDLED = (*PAID, *CLOSED, "charge.refunded", *REFUND_UPDATES, "payout.paid")
 TOLERANCE = 300  # seconds a signature's timestamp may be off, either way
 MAX_AMOUNT = 10**12  # fen; more is not a real payment (and would not fit the books)
 PAYLOAD_KEPT = 4000  # characters of an unprocessable body kept for staff
+PAYOUT_DAYS_AHEAD = 7  # a payout may be dated this many days after today (its expected arrival)
 
 # Why staff must look at an event: (what happened, what to do); shown translated on the
 # order desk (templates/shop/staff/_problems.html). Parameters: order, object, amount, total.
@@ -84,6 +88,16 @@ PROBLEMS: dict[str, tuple[str, str]] = {
         N_(
             "It is applied and booked by itself when the payment arrives. If no payment arrives, look "
             "the charge up in the Stripe Dashboard."
+        ),
+    ),
+    "refunds_unknown": (
+        N_(
+            "A refund of %(amount)s (charge %(object)s) was reported without its refunds, and Stripe "
+            "could not be asked for them."
+        ),
+        N_(
+            "Nothing was booked. The refund is recorded by itself when Stripe sends its refund event; "
+            "if it does not appear on the order, look the charge up in the Stripe Dashboard."
         ),
     ),
     "refund_failed": (
@@ -375,6 +389,14 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
     fee: tuple[int, str | None] = (0, None)
     if kind in PAID and obj.get("payment_status") == "paid" and _own_order(session, obj["id"]) is not None:
         fee = payments.stripe_fee(settings, obj["id"])
+    unlisted = False
+    if kind == "charge.refunded" and obj.get("refunds") is None:
+        # Stripe's default payload (API 2022-11-15 on) has no refund list: ask for the refunds
+        listed = _checked_refunds(payments.charge_refunds(settings, obj["id"]))
+        if listed is None:
+            unlisted = True
+        else:
+            obj = {**obj, "refunds": {"object": "list", "data": listed}}
     row = StripeEvent(id=event["id"], type=kind[:80], created=int(event.get("created") or 0))
     try:
         with session.begin_nested():
@@ -384,9 +406,11 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
     if kind not in HANDLED:
         row.outcome = "ignored"
         return row.outcome
+    if kind in PAID or kind == "charge.refunded" or kind in REFUND_UPDATES:
+        _one_at_a_time(session, _pi(obj) or fee[1])
     if kind == "payout.paid":
-        arrived = datetime.fromtimestamp(int(obj.get("arrival_date") or event.get("created") or 0), UTC)
-        settlement.post_payout(session, obj["id"], int(obj["amount"]), arrived=settlement.local_day(arrived))
+        arrived = _payout_day(session, event, obj)
+        settlement.post_payout(session, obj["id"], int(obj["amount"]), arrived=arrived)
         row.outcome = "payout posted"
         return row.outcome
     if kind in PAID:
@@ -399,11 +423,58 @@ def handle(session: Session, event: dict, settings: Settings) -> str:
             row.order_id = order.id
             cancelled = payments.cancel_unpaid(session, order, reason=kind)
             row.outcome = "cancelled, stock returned" if cancelled else f"no effect (order {order.status})"
+    elif kind == "charge.refunded" and unlisted:
+        _flag(
+            row,
+            "refunds_unknown",
+            obj,
+            order=_order_of_charge(session, obj),
+            amount=obj.get("amount_refunded"),
+            currency=obj.get("currency"),
+        )
+        row.outcome = "refunds unknown: flagged, nothing booked"
     elif kind == "charge.refunded":
         row.outcome = _charge_refunded(session, row, event, obj)
     elif kind in REFUND_UPDATES:
         row.outcome = _refund_updated(session, row, event, obj)
     return row.outcome
+
+
+def _payout_day(session: Session, event: dict, obj: dict) -> date:
+    """The local day a payout arrived (its ``arrival_date``, else the event's time), which must lie
+    between the books' opening date and a few days ahead (``PAYOUT_DAYS_AHEAD``: Stripe dates a
+    payout by its expected arrival); anything else (none at all, 1970, the year 2242) is not a
+    payout we can date, so ``Unprocessable``: recorded for staff, 400, nothing posted."""
+    from coop import settings as coop_settings
+
+    stamp = obj.get("arrival_date") or event.get("created")
+    if not stamp:
+        raise Unprocessable("the payout has no arrival date", event_id=event["id"], kind=event["type"])
+    day = settlement.local_day(datetime.fromtimestamp(int(stamp), UTC))
+    first = coop_settings.get(session).opening_date
+    last = clock.today() + timedelta(days=PAYOUT_DAYS_AHEAD)
+    if not first <= day <= last:
+        raise Unprocessable(
+            f"the payout's arrival date {day.isoformat()} is not between the books' opening date "
+            f"{first.isoformat()} and {last.isoformat()}",
+            event_id=event["id"],
+            kind=event["type"],
+        )
+    return day
+
+
+def _one_at_a_time(session: Session, payment_intent: str | None) -> None:
+    """Events about one payment intent are applied one at a time (PostgreSQL: a transaction-level
+    advisory lock on the intent, held to commit). Without it, under READ COMMITTED, a
+    ``charge.refunded`` could look for the order before a concurrent payment committed and keep
+    its refund waiting after that payment had already applied the waiting refunds: never
+    applied. Taken before those reads, so each sees what the other committed. SQLite needs
+    nothing: the event row is written first, and SQLite has one writer at a time."""
+    if not payment_intent or session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"stripe-intent:{payment_intent}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _paid(session: Session, row: StripeEvent, event: dict, obj: dict, fee: tuple[int, str | None]) -> str:
@@ -482,9 +553,49 @@ def apply_waiting_refunds(session: Session, order: Order, *, now: datetime) -> i
     return added
 
 
+def _checked_refunds(listed: list[dict] | None) -> list[dict] | None:
+    """Refund objects fetched from Stripe, checked like an event's; None if any is unreadable."""
+    if listed is None:
+        return None
+    try:
+        for i, r in enumerate(listed):
+            if not isinstance(r, dict):
+                raise ValueError(f"refunds[{i}] is not an object")
+            _check_refund(r, f"refunds[{i}]")
+    except ValueError as exc:
+        log.warning("Stripe listed refunds we cannot read: %s", exc)
+        return None
+    return listed
+
+
+def _order_of_charge(session: Session, obj: dict) -> Order | None:
+    pi = _pi(obj)
+    found = session.scalar(select(Order).where(Order.stripe_payment_intent == pi)) if pi else None
+    return found or _order_named(session, obj)
+
+
 def _charge_refunded(session: Session, row: StripeEvent, event: dict, obj: dict) -> str:
     pi = _pi(obj)
     order = session.scalar(select(Order).where(Order.stripe_payment_intent == pi)) if pi else None
+    second = (
+        session.scalar(select(Payment).where(Payment.payment_intent == pi, Payment.duplicate.is_(True)))
+        if order is None and pi
+        else None
+    )
+    if second is not None:  # a refund of a second payment (owed back, 211), not of the sale
+        row.order_id = second.order_id
+        made = [
+            r
+            for r in (obj.get("refunds") or {}).get("data") or []
+            if r.get("status") in ("succeeded", "pending")
+        ]
+        if second.returned_at is not None:
+            return "second payment already given back"
+        if made and payments.duplicate_refunded_at_stripe(
+            session, second, made[0]["id"], now=_event_time(event)
+        ):
+            return "second payment given back"
+        return "second payment: no refund listed"
     if order is None:
         # the payment is not recorded yet (or never will be): keep the charge until it is
         _flag(
@@ -499,6 +610,7 @@ def _charge_refunded(session: Session, row: StripeEvent, event: dict, obj: dict)
         return "refund waiting for its payment"
     row.order_id = order.id
     added = payments.record_stripe_refunds(session, order, obj, now=_event_time(event))
+    added += apply_waiting_refunds(session, order, now=_event_time(event))  # any left waiting
     return f"{added} refund(s) recorded" if added else "refunds already recorded"
 
 
@@ -508,6 +620,26 @@ def _refund_updated(session: Session, row: StripeEvent, event: dict, obj: dict) 
     if refund is None:
         if status in ("failed", "canceled") and _settle_waiting(session, obj):
             return "waiting refund marked failed"
+        second = session.scalar(select(Payment).where(Payment.return_ref == obj["id"]))
+        if second is not None:  # the refund of a second payment
+            row.order_id = second.order_id
+            if status not in ("failed", "canceled"):
+                return f"second payment refund {status}"
+            if payments.duplicate_refund_failed(
+                session, second, stripe_status=status, now=_event_time(event)
+            ):
+                _flag(
+                    row,
+                    "refund_failed",
+                    obj,
+                    order=second.order,
+                    amount=obj["amount"],
+                    currency=obj.get("currency"),
+                )
+                return "second payment refund failed, owed again"
+            return "second payment refund already marked failed"
+        if status in ("succeeded", "pending"):  # a refund we have not recorded (e.g. the Dashboard)
+            return _unknown_refund(session, row, event, obj)
         return f"no such refund ({status})"
     row.order_id = refund.order_id
     if status in ("failed", "canceled"):
@@ -521,6 +653,23 @@ def _refund_updated(session: Session, row: StripeEvent, event: dict, obj: dict) 
         refund.status = "succeeded"
         return "refund succeeded"
     return f"refund {status}"
+
+
+def _unknown_refund(session: Session, row: StripeEvent, event: dict, obj: dict) -> str:
+    """A Refund object we have not recorded: recorded by its id and status, like a refund a
+    ``charge.refunded`` lists (waiting, like one, when its payment is not recorded yet)."""
+    charge = obj.get("charge")
+    charge_id = charge.get("id") if isinstance(charge, dict) else charge
+    as_charge = {
+        "id": charge_id if isinstance(charge_id, str) and charge_id else obj["id"],
+        "object": "charge",
+        "payment_intent": _pi(obj),
+        "amount_refunded": obj["amount"],
+        "currency": obj.get("currency"),
+        "metadata": obj.get("metadata") or {},
+        "refunds": {"object": "list", "data": [obj]},
+    }
+    return _charge_refunded(session, row, event, as_charge)
 
 
 def _settle_waiting(session: Session, obj: dict) -> bool:

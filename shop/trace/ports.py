@@ -88,6 +88,9 @@ Products = Callable[[Session], Sequence[Sellable]]
 # (session, the lots just recalled) -> how many open orders holding them were flagged for staff
 # (the lots are HarvestLot rows; not named here, as the models module imports this one)
 FlagRecalled = Callable[[Session, Sequence[Any]], int]
+# (session, the lots just recalled) -> how many open payment pages of the orders the recall
+# cancelled were closed; called after the recall committed (it may ask a payment service)
+AfterRecall = Callable[[Session, Sequence[Any]], int]
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class ShopPort:
     orders_for_lot: OrdersForLot
     products: Products
     flag_recalled: FlagRecalled | None = None
+    after_recall: AfterRecall | None = None
 
 
 def port_of(app: Flask) -> ShopPort:

@@ -604,6 +604,9 @@ def recall_lot(lot_id: int):
         )
     if not result.ok:
         return redirect(url_for("trace.lot", lot_id=lot.id))
+    after_recall = _shop().after_recall
+    if after_recall is not None:  # committed: close the payment pages of the cancelled orders
+        after_recall(db_session(), affected)
     _stories_changed()
     flash(_("%(count)d lot(s) recalled. Contact the customers listed below.", count=len(affected)), "warning")
     return redirect(url_for("trace.recalls", lot=lot.id))

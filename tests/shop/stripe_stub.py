@@ -2,7 +2,7 @@
 
 - ``POST /v1/checkout/sessions`` (honours ``Idempotency-Key``), ``GET /v1/checkout/sessions/<id>``
   (with ``expand[]`` of ``payment_intent.latest_charge.balance_transaction``),
-  ``POST /v1/refunds`` (idempotent too);
+  ``POST /v1/refunds`` (idempotent too), ``GET /v1/refunds?charge=`` (a charge's refunds);
 - ``GET /pay/<id>``: a stand-in for the hosted Checkout page, with a Pay button; paying
   marks the session paid, calls ``on_paid`` (a test sends the signed webhook there) and
   redirects to the session's ``success_url``.
@@ -120,6 +120,11 @@ class StripeStub:
                     if found is None:
                         return self._send(404, stub.error("No such checkout.session", "resource_missing"))
                     return self._send(200, stub.expanded(found, params.get("expand") or []))
+                if path == "/v1/refunds":
+                    if stub._maybe_fail(self):
+                        return
+                    params = self._params()
+                    return self._send(200, stub.list_refunds(params))
                 if m := re.fullmatch(r"/pay/([\w]+)", path):
                     found = stub.sessions.get(m.group(1))
                     if found is None:
@@ -320,8 +325,21 @@ class StripeStub:
             refund["failure_reason"] = "expired_or_canceled_card"
         return dict(refund)
 
-    def charge(self, pi: str) -> dict:
-        """The charge object of a ``charge.refunded`` event (refunds listed, as with expand)."""
+    def list_refunds(self, params: dict) -> dict:
+        """``GET /v1/refunds?charge=`` (or ``payment_intent=``): every refund, newest first, as
+        Stripe lists them (failed ones too), one page (``has_more`` false)."""
+        found = [
+            dict(r)
+            for r in self.refunds.values()
+            if (not params.get("charge") or r["charge"] == params["charge"])
+            and (not params.get("payment_intent") or r["payment_intent"] == params["payment_intent"])
+        ]
+        found.sort(key=lambda r: r["created"], reverse=True)
+        return {"object": "list", "url": "/v1/refunds", "has_more": False, "data": found}
+
+    def charge(self, pi: str, *, listed: bool = True) -> dict:
+        """The charge object of a ``charge.refunded`` event: refunds listed, as with expand, or
+        (``listed=False``) as Stripe sends it by default since API 2022-11-15, without them."""
         session = self.session_for_intent(pi)
         refunds = [r for r in self.refunds.values() if r["payment_intent"] == pi]
         refunds = [r for r in refunds if r["status"] not in ("failed", "canceled")]
@@ -334,7 +352,7 @@ class StripeStub:
             "payment_intent": pi,
             "metadata": {},
             "refunded": sum(r["amount"] for r in refunds) >= session["amount_total"],
-            "refunds": {"object": "list", "data": refunds},
+            **({"refunds": {"object": "list", "data": refunds}} if listed else {}),
         }
 
     def count(self, method: str, path: str) -> int:

@@ -1,5 +1,6 @@
-"""The demo shows the payment rules: flagged Stripe events on the order desk, and an order
-reserved from the recalled lot whose counter payment is refused."""
+"""The demo shows the payment rules: flagged Stripe events on the order desk, an order
+reserved from the recalled lot whose counter payment is refused, and an order paid twice whose
+second payment has its own refund button."""
 
 from __future__ import annotations
 
@@ -22,14 +23,17 @@ def test_demo_order_desk_shows_what_needs_attention(client, session, make_user):
     session.flush()
     shop_demo.seed(session, ctx)
     shop_demo.seed_trace(session, ctx)
+    shop_demo.seed_second_payment(session, ctx)
     session.commit()
-    problems = {e.id: e.problem for e in session.scalars(select(StripeEvent))}
+    problems = {e.id: e.problem for e in session.scalars(select(StripeEvent)) if e.problem}
     assert problems == {
         "evt_demo_other_session": "other_session",
         "evt_demo_usd": "currency_mismatch",
         "evt_demo_unreadable": "unprocessable",
     }
-    assert session.scalar(select(func.count(Payment.id))) == 0  # nothing was accepted
+    # nothing of those was accepted; the one order paid twice has its sale and its second payment
+    second = session.scalars(select(Payment).where(Payment.duplicate.is_(True))).one()
+    assert session.scalar(select(func.count(Payment.id))) == 2 and second.method == "stripe"
     recalled = [o for o in session.scalars(select(Order)) if recalled_lines(session, o)]
     assert len(recalled) == 1 and recalled[0].payment_method == "cash"
 
@@ -38,10 +42,13 @@ def test_demo_order_desk_shows_what_needs_attention(client, session, make_user):
     desk = client.get("/shop/staff/").get_data(as_text=True)  # Chinese, the default
     for event_id in problems:
         assert f'data-event="{event_id}"' in desk
+    twice = client.get(f"/shop/staff/order/{second.order.number}").get_data(as_text=True)
+    assert 'data-action="refund-duplicate"' in twice and "重复付款" in twice
     r = client.post(f"/shop/staff/order/{recalled[0].number}/paid", data={"method": "cash"})
     assert r.status_code == 302
     session.expire_all()
     assert session.get(Order, recalled[0].id).status == "pending_payment"
     # seeding again adds nothing
     shop_demo.seed_trace(session, ctx)
-    assert session.scalar(select(func.count(StripeEvent.id))) == 3
+    shop_demo.seed_second_payment(session, ctx)
+    assert session.scalar(select(func.count(StripeEvent.id))) == 4
