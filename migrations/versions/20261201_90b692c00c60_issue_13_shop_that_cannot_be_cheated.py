@@ -1,6 +1,7 @@
 """issue 13, a shop that cannot be cheated: the sales centre's settings, check-in of lots, confirmed
 holds, exact Stripe matching (event problems, failed refunds), server-side web sessions with
-versions, atomic login limits (replacing login_attempts).
+versions, atomic login limits (replacing login_attempts), a box's net weight, payments that know
+their payment intent and whether they were a second payment.
 
 Every lot that exists before this revision is stock the centre already sells, so it is marked
 checked in (at its creation, with its declared quantity); without that the shop would show
@@ -82,6 +83,24 @@ def upgrade():
         batch_op.add_column(sa.Column('hold_confirmed_by', sa.Integer(), nullable=True))
         batch_op.create_foreign_key(batch_op.f('fk_shop_orders_hold_confirmed_by_users'), 'users', ['hold_confirmed_by'], ['id'], ondelete='SET NULL')
 
+    with op.batch_alter_table('shop_payments', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('payment_intent', sa.String(length=255), nullable=True))
+        batch_op.add_column(sa.Column('duplicate', sa.Boolean(), server_default=sa.false(), nullable=False))
+        batch_op.add_column(sa.Column('returned_at', core.db.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('return_ref', sa.String(length=255), nullable=True))
+        batch_op.create_index(batch_op.f('ix_shop_payments_payment_intent'), ['payment_intent'], unique=False)
+    # a second payment was booked to 211 (its voucher says 重复收款); the sale's payment carries the
+    # order's payment intent, which refunds now go through
+    op.execute(
+        "UPDATE shop_payments SET duplicate = TRUE WHERE EXISTS (SELECT 1 FROM coop_vouchers v "
+        "WHERE v.source = 'shop' AND v.source_ref = 'payment:' || shop_payments.id "
+        "AND v.summary LIKE '%重复收款%')"
+    )
+    op.execute(
+        "UPDATE shop_payments SET payment_intent = (SELECT o.stripe_payment_intent FROM shop_orders o "
+        "WHERE o.id = shop_payments.order_id) WHERE method = 'stripe' AND duplicate = FALSE"
+    )
+
     with op.batch_alter_table('shop_products', schema=None) as batch_op:
         # a box's or bag's net weight (定量包装); NULL until staff set it: until then only staff pack it
         batch_op.add_column(sa.Column('net_kg', sa.Numeric(precision=12, scale=3), nullable=True))
@@ -131,6 +150,13 @@ def downgrade():
 
     with op.batch_alter_table('shop_products', schema=None) as batch_op:
         batch_op.drop_column('net_kg')
+
+    with op.batch_alter_table('shop_payments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_shop_payments_payment_intent'))
+        batch_op.drop_column('return_ref')
+        batch_op.drop_column('returned_at')
+        batch_op.drop_column('duplicate')
+        batch_op.drop_column('payment_intent')
 
     with op.batch_alter_table('shop_orders', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_shop_orders_hold_confirmed_by_users'), type_='foreignkey')
