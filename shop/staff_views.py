@@ -155,13 +155,18 @@ def order_paid(number: str):
 @role_required(*STAFF)
 def order_cancel(number: str):
     """Cancel an unpaid order; its stock goes back on sale."""
+    return _cancel(number, url_for("shop_staff.order_detail", number=number))
+
+
+def _cancel(number: str, back: str):
+    """Cancel an unpaid order (order page or holds page), close its Checkout Session, go back."""
     order = _order(number)
     with attempt() as result:
         orders.cancel(db_session(), order, user_id=current_user.id, reason=request.form.get("reason", ""))
     if result.ok:
         payments.expire_checkout(settings(), order.stripe_session_id)
         flash(_("Order cancelled; stock returned."), "success")
-    return redirect(url_for("shop_staff.order_detail", number=number))
+    return redirect(back)
 
 
 @bp.post("/order/<number>/refund")
@@ -302,13 +307,7 @@ def hold_confirm(number: str):
 @role_required(*STAFF)
 def hold_cancel(number: str):
     """Cancel an unpaid order from the holds page; its stock goes back on sale."""
-    order = _order(number)
-    with attempt() as result:
-        orders.cancel(db_session(), order, user_id=current_user.id, reason=request.form.get("reason", ""))
-    if result.ok:
-        payments.expire_checkout(settings(), order.stripe_session_id)
-        flash(_("Order cancelled; stock returned."), "success")
-    return redirect(url_for("shop_staff.holds"))
+    return _cancel(number, url_for("shop_staff.holds"))
 
 
 # --- catalogue --------------------------------------------------------------------------
