@@ -356,7 +356,7 @@ DEMO_PREFIX = "demo-"
 
 def seed_payments(session: Session, made: dict[str, Any]) -> None:
     """What the order desk must show staff (docs/shop.md, "Payments"): an order reserved from the
-    recalled lot before the recall (a counter payment for it is refused), an online order with a
+    recalled lot before the recall (the recall cancels it: no payment for it), an online order with a
     payment through another Checkout Session and one in the wrong currency (recorded, flagged,
     not fulfilled, not booked) and a signed body that could not be read. Nothing is posted to
     the books (``seed_second_payment`` does, after the books are seeded), and nothing goes over
@@ -370,6 +370,9 @@ def seed_payments(session: Session, made: dict[str, Any]) -> None:
         _demo_order(
             session, recalled_product, bad.id, "cash", "刘先生", "13800000021", now - timedelta(days=10)
         )
+        from shop import orders
+
+        orders.flag_recalled(session, [bad])  # as the recall did to it: cancelled, noted for staff
     peach = _product(session, "yellow-peach")
     if peach is None:
         return

@@ -1,5 +1,5 @@
-"""The demo shows the payment rules: flagged Stripe events on the order desk, an order
-reserved from the recalled lot whose counter payment is refused, and an order paid twice whose
+"""The demo shows the payment rules: flagged Stripe events on the order desk, an unpaid order
+of the recalled lot that the recall cancelled (no counter payment for it), and an order paid twice whose
 second payment has its own refund button."""
 
 from __future__ import annotations
@@ -44,10 +44,12 @@ def test_demo_order_desk_shows_what_needs_attention(client, session, make_user):
         assert f'data-event="{event_id}"' in desk
     twice = client.get(f"/shop/staff/order/{second.order.number}").get_data(as_text=True)
     assert 'data-action="refund-duplicate"' in twice and "重复付款" in twice
+    assert recalled[0].status == "cancelled" and "L" in (recalled[0].attention or "")  # by the recall
     r = client.post(f"/shop/staff/order/{recalled[0].number}/paid", data={"method": "cash"})
     assert r.status_code == 302
     session.expire_all()
-    assert session.get(Order, recalled[0].id).status == "pending_payment"
+    assert session.get(Order, recalled[0].id).status == "cancelled"
+    assert session.scalar(select(func.count(Payment.id)).where(Payment.order_id == recalled[0].id)) == 0
     # seeding again adds nothing
     shop_demo.seed_trace(session, ctx)
     shop_demo.seed_second_payment(session, ctx)
