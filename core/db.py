@@ -9,12 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import DateTime, MetaData, create_engine, event
+from sqlalchemy import DateTime, MetaData, create_engine, event, inspect
 from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine, Result
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from core import clock
+from core.errors import N_, DomainError
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -97,5 +98,32 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+class TextTooLong(DomainError):
+    """A text is longer than its column allows (PostgreSQL would refuse it; SQLite would keep it)."""
+
+
+def _refuse_text_too_long(session: Session, _context: Any, _instances: Any) -> None:
+    """Before any flush: no text of a new or changed row is longer than its ``String(n)`` column.
+
+    PostgreSQL refuses such a row with a DataError (a 500 where a form forgot a limit), SQLite
+    stores it whole; both now get the same clear refusal, on every path (form, API, CLI,
+    worker). Only values already in the row's state are read: nothing is loaded.
+    """
+    for obj in (*session.new, *session.dirty):
+        state = inspect(obj)
+        values = state.dict
+        for attr in state.mapper.column_attrs:
+            value = values.get(attr.key)
+            if not isinstance(value, str):
+                continue
+            limit = getattr(attr.columns[0].type, "length", None)
+            if limit and len(value) > limit:
+                raise TextTooLong(
+                    N_("%(field)s is too long: at most %(max)s characters"), field=attr.key, max=limit
+                )
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    event.listen(factory, "before_flush", _refuse_text_too_long)
+    return factory

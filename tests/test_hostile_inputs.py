@@ -139,3 +139,25 @@ def test_an_id_too_large_for_the_database_is_not_found(client, make_user, path):
     make_user("kuaiji", "official")
     login(client, "kuaiji")
     assert client.get(path).status_code in (404, 405)  # no route takes it (405 where POST shares the path)
+
+
+def test_a_text_longer_than_its_column_is_refused_on_every_database_found_by_ci(client, session, make_user):
+    """PostgreSQL refused a 21-character household code with a DataError (a 500 from the members
+    form); SQLite kept it whole. Both now refuse it before the flush, with a clear message."""
+    from coop import members
+    from coop.models import Household
+    from core.db import TextTooLong
+
+    make_user("kuaiji", "official")
+    login(client, "kuaiji")
+    r = client.post(
+        "/coop/members?lang=en",
+        data={"action": "add", "code": "9" * 21, "head_name": "赵甲", "members": "3", "on": "2026-01-05"},
+        follow_redirects=True,
+    )
+    assert r.status_code < 500 and "too long: at most 20 characters" in r.get_data(as_text=True)
+    assert _count(session, Household) == 0
+    with pytest.raises(TextTooLong):
+        members.add_household(session, code="x" * 21, head_name="赵乙", members=2)
+    session.rollback()
+    assert _count(session, Household) == 0

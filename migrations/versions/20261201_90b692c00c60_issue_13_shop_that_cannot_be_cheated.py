@@ -173,7 +173,7 @@ def downgrade():
     sa.Column('id', sa.INTEGER(), nullable=False),
     sa.Column('username', sa.VARCHAR(length=80), nullable=False),
     sa.Column('remote_addr', sa.VARCHAR(length=64), nullable=False),
-    sa.Column('at', sa.DATETIME(), nullable=False),
+    sa.Column('at', core.db.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_login_attempts'))
     )
     with op.batch_alter_table('login_attempts', schema=None) as batch_op:
