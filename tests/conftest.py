@@ -159,6 +159,25 @@ def session(clean_database, engine) -> Iterator:
     s.close()
 
 
+@pytest.fixture(scope="session")
+def _snapshot_store():
+    from tests.snapshots import Snapshots
+
+    return Snapshots()
+
+
+@pytest.fixture
+def snapshot(_snapshot_store, engine, session, request):
+    """``snapshot("name", build)``: ``build()`` on the first call in this process, afterwards the
+    database it left restored (SQLite; see tests/snapshots.py) and its value loaded again."""
+    quick = request.node.get_closest_marker("real_hashing") is None
+
+    def take(name: str, build):
+        return _snapshot_store.take(engine, session, (name, quick), build)
+
+    return take
+
+
 @pytest.fixture
 def make_user(session):
     """Create a user: ``make_user("alice", "farmer", household_id=...)``."""

@@ -40,12 +40,13 @@ def test_every_template_compiles(app):
         app.jinja_env.get_template(path.relative_to(TEMPLATES).as_posix())  # a syntax error raises
 
 
-@pytest.mark.parametrize("lang", LANGS)
-def test_every_template_renders_in_both_languages(app, session, lang):
+@pytest.mark.parametrize(
+    "lang", [LANGS[0], *(pytest.param(lang, marks=pytest.mark.slow) for lang in LANGS[1:])]
+)
+def test_every_template_renders_in_both_languages(app, session, snapshot, lang):
     from app import seed_demo
 
-    seed_demo(session, PASSWORD)
-    session.commit()
+    snapshot(f"demo:{PASSWORD}", lambda: seed_demo(session, PASSWORD))
     rendered: set[str] = set()
     failures: list[str] = []
 

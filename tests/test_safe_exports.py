@@ -164,12 +164,11 @@ def test_the_quarantine_page_names_the_reason(client, session, make_user):
     assert "Device id not allowed" not in page
 
 
-def test_the_demo_shows_a_stray_device_in_the_quarantine(client, session):
+def test_the_demo_shows_a_stray_device_in_the_quarantine(client, session, snapshot):
     from app import seed_demo
     from iot.models import Device
 
-    seed_demo(session, "demo-password-1")
-    session.commit()
+    snapshot("demo:demo-password-1", lambda: seed_demo(session, "demo-password-1"))
     assert not any(" " in d for d in session.scalars(select(Device.device_id)))
     login(client, "admin", "demo-password-1")
     page = client.get("/iot/admin/quarantine").get_data(as_text=True)

@@ -10,11 +10,15 @@ from coop.ledger import Line, load_chart, post_voucher
 
 
 @pytest.fixture
-def books(session):
+def books(session, snapshot):
     """The official chart of accounts, loaded."""
-    load_chart(session, opening=dt.date(2020, 1, 1))
-    session.commit()
-    return session
+
+    def build():
+        load_chart(session, opening=dt.date(2020, 1, 1))
+        session.commit()
+        return session
+
+    return snapshot("books", build)
 
 
 @pytest.fixture
@@ -44,8 +48,7 @@ def post(session, day, summary, *pairs, **kwargs):
     )
 
 
-@pytest.fixture
-def demo_books(session, make_user):
+def _build_demo_books(session, make_user):
     """Zhaozhuang's demo books (members, shares, a closed year with a distribution, a disclosure)."""
     from coop.demo import seed_books, seed_members
 
@@ -60,6 +63,11 @@ def demo_books(session, make_user):
     seed_books(session, ctx)
     session.commit()
     return ctx
+
+
+@pytest.fixture
+def demo_books(session, make_user, snapshot):
+    return snapshot("demo_books", lambda: _build_demo_books(session, make_user))
 
 
 def close_through(session, year, month):

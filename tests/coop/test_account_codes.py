@@ -45,6 +45,7 @@ def test_every_household_page_of_a_thousand_shows_only_its_own_lines(books, clie
         _own_lines_only(client, accounts, i)
 
 
+@pytest.mark.slow
 def test_a_village_of_a_thousand_households_has_unambiguous_codes(books, client, official):
     accounts = _households(books, 1000)
     codes = [a.code for a in accounts]

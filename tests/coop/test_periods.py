@@ -182,8 +182,7 @@ def admin(make_user):
     return make_user("guanli", "admin")
 
 
-@pytest.fixture
-def published_2020(books, official):
+def _build_published_2020(books, official):
     """2020-01 to 2020-06 closed; disclosures for Q1, Q2 and the month 2020-06 published."""
     post(books, dt.date(2020, 5, 3), "income", ("102", 50_000, 0), ("503", 0, 50_000))
     close_through(books, 2020, 6)
@@ -193,6 +192,11 @@ def published_2020(books, official):
         out[(kind, n)] = publish(books, d.id)
     books.commit()
     return out
+
+
+@pytest.fixture
+def published_2020(books, official, snapshot):
+    return snapshot("published_2020", lambda: _build_published_2020(books, official))
 
 
 def test_reopening_needs_an_admin_a_reason_and_the_latest_month(books, official, admin, published_2020):
@@ -307,13 +311,17 @@ def test_reopen_through_the_page_and_the_cli(client, books, official, admin, pub
 # ---------------------------------------------------------------- corrections to a closed year
 
 
-@pytest.fixture
-def closed_2025(books, households):
+def _build_closed_2025(books, households):
     post(books, dt.date(2025, 5, 1), "income", ("102", 1_000_000, 0), ("503", 0, 1_000_000))
     close_through(books, 2024, 12)
     post_distribution(books, 2025, payout_percent=50)
     books.commit()
     return books
+
+
+@pytest.fixture
+def closed_2025(books, households, snapshot):
+    return snapshot("closed_2025", lambda: _build_closed_2025(books, households))
 
 
 def _bal(session, key: str) -> int:

@@ -40,8 +40,7 @@ from tests.conftest import login
 from tests.coop.conftest import close_through, post
 
 
-@pytest.fixture
-def hand_books(books, households):
+def _build_hand_books(books, households):
     s = books
     post(s, dt.date(2024, 1, 5), "建账", ("101", 500_000, 0), ("102", 10_000_000, 0), ("301", 0, 10_500_000))
     post(s, dt.date(2024, 3, 1), "经营收入", ("102", 2_000_000, 0), ("501", 0, 2_000_000))
@@ -60,6 +59,11 @@ def hand_books(books, households):
     post(s, dt.date(2025, 7, 1), "短期借款", ("102", 500_000, 0), ("201", 0, 500_000))
     s.commit()
     return s
+
+
+@pytest.fixture
+def hand_books(books, households, snapshot):
+    return snapshot("hand_books", lambda: _build_hand_books(books, households))
 
 
 def _col(st, key):

@@ -20,8 +20,7 @@ from tests.coop.conftest import close_through, post, publish
 from tests.coop.forgery import append_records, forge_voucher, rebuild_balances, rewrite_history, sql
 
 
-@pytest.fixture
-def village(books, households, official, make_user):
+def _build_village(books, households, official, make_user):
     """Every covered table has rows: settings, chart and sub-accounts, households, shares (with a
     transfer), a cooperative's member account and volume, a closed and distributed 2025 with an
     approved disclosure, and an open month of 2026."""
@@ -47,6 +46,11 @@ def village(books, households, official, make_user):
     post(s, dt.date(2026, 1, 5), "2026 利息", ("102", 300, 0), ("504", 0, 300))
     s.commit()
     return {"households": households, "disclosure": d, "coop": coop}
+
+
+@pytest.fixture
+def village(books, households, official, make_user, snapshot):
+    return snapshot("village", lambda: _build_village(books, households, official, make_user))
 
 
 def verify(runner, *anchors: str):

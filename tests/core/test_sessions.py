@@ -303,6 +303,7 @@ def test_a_login_replaces_the_row_of_the_session_before_it(client, make_user, se
     assert len(session.scalars(select(WebSession)).all()) == 1
 
 
+@pytest.mark.slow
 def test_the_demo_village_passwords_pass_the_rule_and_the_admin_manages_its_users(runner, app):
     result = runner.invoke(args=["demo", "seed", "--password", "demo-pass-1"])
     assert result.exit_code == 0, result.output
