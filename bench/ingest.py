@@ -1,17 +1,24 @@
-"""Ingest benchmark: how close does the ingester come to what paho alone can drain?
+"""Ingest benchmark: how close does the ingester come to the fastest plain subscriber?
 
 Publishes N QoS 1 messages (native JSON, two readings each, spread over 100 greenhouses
-and 300 devices) to a private Mosquitto while three persistent sessions are subscribed
-and offline, so the broker queues them for each. Then it drains:
+and 300 devices) to a private Mosquitto while persistent sessions are subscribed and
+offline, so the broker queues every message for each of them. Then it drains them:
 
-  (a) raw: a minimal paho subscriber that only counts (QoS 1, automatic acks);
-  (b) the ingester into SQLite (WAL), committed rows counted;
-  (c) the ingester into PostgreSQL, when --pg-url or TEST_DATABASE_URL is given.
+  references (each round, in alternating order, every session prepared the same way):
+    paho v5    a paho 2.x client that only counts (MQTT 5, QoS 1, automatic acks)
+    paho v311  the same on MQTT 3.1.1
+    mosquitto_sub  Mosquitto's own client (``-C N``), for scale
+  the ingester, as production runs it: ``python -m iot.ingest`` (reader process plus its
+  writer process), rollups and alerts on, into SQLite (WAL) and, when --pg-url or
+  TEST_DATABASE_URL is given, into PostgreSQL (``synchronous_commit`` on).
 
-Prints the rates and their ratio; the last line is name=value pairs.
+A drain's rate is counted from its first message to its N-th acknowledgement (the
+ingester's ``messages_acked_total``, acknowledged only after commit). ``ratio`` is the
+ingester's rate over the fastest paho reference of the same run. Peak RSS (VmHWM) of the
+ingester's reader and writer processes and of the broker is reported.
 
-    .venv/bin/python bench/ingest.py            # 200,000 messages
-    .venv/bin/python bench/ingest.py --quick    # 20,000 messages, well under a minute
+    .venv/bin/python bench/ingest.py            # 200,000 messages, 3 rounds of references
+    .venv/bin/python bench/ingest.py --quick    # 20,000 messages, 2 rounds, under a minute
 """
 
 from __future__ import annotations
@@ -19,10 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,38 +46,58 @@ from app import load_models  # noqa: E402
 from core.db import Base, make_engine, make_session_factory  # noqa: E402
 from iot import registry  # noqa: E402
 from iot.broker import Broker  # noqa: E402
-from iot.ingest.config import IngestConfig  # noqa: E402
-from iot.ingest.mqtt import Ingester  # noqa: E402
 from iot.models import Reading  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "bench"
+FILTER = f"{PREFIX}/+/+/+"
 GREENHOUSES, DEVICES_PER_GH = 100, 3
 T0 = 1_700_000_000
+EXPIRY = 3600
 
 
-def connect_props(expiry: int = 3600, receive_max: int | None = None) -> Properties:
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = expiry
-    if receive_max:
-        props.ReceiveMaximum = receive_max
-    return props
+def _client(client_id: str, protocol: int) -> mqtt.Client:
+    return mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
 
 
-def register_session(port: int, client_id: str) -> None:
+def _connect(c: mqtt.Client, port: int, protocol: int, *, first: bool) -> None:
+    if protocol == mqtt.MQTTv5:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = EXPIRY
+        props.ReceiveMaximum = 20000
+        c.connect("127.0.0.1", port, clean_start=first, properties=props)
+    else:
+        c.connect("127.0.0.1", port)
+
+
+def register_paho(port: int, client_id: str, protocol: int) -> None:
     """Subscribe a persistent session and leave, so the broker queues messages for it."""
     done = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if protocol == mqtt.MQTTv5:
+        c = _client(client_id, protocol)
+    else:
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, clean_session=False
+        )
     c.on_subscribe = lambda *a: done.set()
-    c.connect("127.0.0.1", port, clean_start=True, properties=connect_props())
+    _connect(c, port, protocol, first=True)
     c.loop_start()
-    c.subscribe(f"{PREFIX}/+/+/+", qos=1)
-    done.wait(5)
+    c.subscribe(FILTER, qos=1)
+    assert done.wait(5), f"{client_id}: no SUBACK"
     c.disconnect()
     c.loop_stop()
 
 
+def register_mosquitto_sub(port: int, client_id: str) -> None:
+    subprocess.run(
+        ["mosquitto_sub", "-p", str(port), "-i", client_id, "-c", "-q", "1", "-t", FILTER, "-E"],
+        check=True,
+        timeout=10,
+    )
+
+
 def publish(port: int, n: int) -> float:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=mqtt.MQTTv5)
+    c = _client("bench-pub", mqtt.MQTTv5)
     c.max_inflight_messages_set(2000)
     c.max_queued_messages_set(0)
     c.connect("127.0.0.1", port)
@@ -82,6 +112,7 @@ def publish(port: int, n: int) -> float:
         last = c.publish(f"{PREFIX}/{gh}/{dev}/telemetry", payload, qos=1)
         if i % 5000 == 4999:
             last.wait_for_publish(60)
+    assert last is not None
     last.wait_for_publish(60)
     elapsed = time.perf_counter() - started
     c.disconnect()
@@ -89,29 +120,48 @@ def publish(port: int, n: int) -> float:
     return elapsed
 
 
-def drain_raw(port: int, n: int) -> float:
-    """A paho subscriber that only counts, resuming its persistent session."""
+def drain_paho(port: int, client_id: str, protocol: int, n: int) -> float:
+    """A paho subscriber that only counts, resuming its persistent session; seconds from its
+    first message to its n-th."""
     got = [0]
     first = [0.0]
+    last = [0.0]
     done = threading.Event()
 
-    def on_message(_c, _u, _m):
+    def on_message(_c: object, _u: object, _m: object) -> None:
         if not got[0]:
             first[0] = time.perf_counter()
         got[0] += 1
         if got[0] >= n:
+            last[0] = time.perf_counter()
             done.set()
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv5)
+    if protocol == mqtt.MQTTv5:
+        c = _client(client_id, protocol)
+    else:
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, clean_session=False
+        )
     c.on_message = on_message
-    c.connect("127.0.0.1", port, clean_start=False, properties=connect_props(receive_max=20000))
+    _connect(c, port, protocol, first=False)
     thread = threading.Thread(target=c.loop_forever, daemon=True)
     thread.start()
-    done.wait(600)
-    elapsed = time.perf_counter() - first[0]  # from the first message: connecting is not draining
+    assert done.wait(900), f"{client_id}: {got[0]} of {n} messages"
     c.disconnect()
     thread.join(5)
-    return elapsed
+    return last[0] - first[0]
+
+
+def drain_mosquitto_sub(port: int, client_id: str, n: int) -> float:
+    """mosquitto_sub resuming its session until n messages; seconds including its start (a few ms)."""
+    started = time.perf_counter()
+    subprocess.run(
+        ["mosquitto_sub", "-p", str(port), "-i", client_id, "-c", "-q", "1", "-t", FILTER, "-C", str(n)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        timeout=900,
+    )
+    return time.perf_counter() - started
 
 
 def prepare_db(url: str) -> None:
@@ -128,46 +178,107 @@ def prepare_db(url: str) -> None:
     engine.dispose()
 
 
-def drain_ingester(
-    port: int, url: str, client_id: str, n: int, batch_size: int, hooks=None
-) -> tuple[float, int]:
-    config = IngestConfig(
-        database_url=url,
-        mqtt_port=port,
-        topic_prefix=PREFIX,
-        client_id=client_id,
-        batch_size=batch_size,
-        batch_ms=100,
-        receive_maximum=min(max(20000, batch_size * 4), 65535),
-        log_every_s=3600,
+def _metric(text: str, name: str) -> float:
+    found = re.search(rf"^tianyuan_ingest_{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def _hwm_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return int(found.group(1)) if found else 0
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def drain_ingester(port: int, url: str, client_id: str, n: int, batch_size: int) -> dict[str, float]:
+    """``python -m iot.ingest`` resuming its session until n messages are acknowledged."""
+    metrics_port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "MQTT_URL": f"mqtt://127.0.0.1:{port}",
+        "MQTT_TOPIC_PREFIX": PREFIX,
+        "MQTT_CLIENT_ID": client_id,
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "iot.ingest",
+            "--client-id",
+            client_id,
+            "--batch-size",
+            str(batch_size),
+            "--metrics-port",
+            str(metrics_port),
+            "--log-level",
+            "WARNING",
+        ],
+        env=env,
+        cwd=ROOT,
     )
-    ingester = Ingester(config, hooks=hooks)
-    thread = threading.Thread(target=ingester.run, daemon=True)
-    thread.start()
-    while not ingester.stats.received and thread.is_alive():
-        time.sleep(0.0005)
-    started = time.perf_counter()  # from the first message, as for the raw subscriber
-    while ingester.stats.acked < n and thread.is_alive():
-        time.sleep(0.01)
-    elapsed = time.perf_counter() - started
-    ingester.stop()
-    thread.join(30)
-    with ingester.engine.connect() as conn:
+    url_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+    first = last = 0.0
+    writer_hwm = 0
+    deadline = time.monotonic() + 900
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                text = urllib.request.urlopen(url_metrics, timeout=5).read().decode()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            now = time.perf_counter()
+            if not first and _metric(text, "messages_received_total") > 0:
+                first = now
+            for child in _children(proc.pid):
+                writer_hwm = max(writer_hwm, _hwm_kib(child))
+            if _metric(text, "messages_acked_total") >= n:
+                last = now
+                break
+            time.sleep(0.02)
+        reader_hwm = _hwm_kib(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert last, f"{client_id}: the ingester did not acknowledge {n} messages (exit {proc.returncode})"
+    engine = make_engine(url)
+    with engine.connect() as conn:
         rows = conn.execute(select(func.count()).select_from(Reading)).scalar_one()
-    ingester.engine.dispose()
-    return elapsed, rows
+    engine.dispose()
+    return {"s": last - first, "rows": rows, "reader_mib": reader_hwm / 1024, "writer_mib": writer_hwm / 1024}
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("-n", type=int, default=200_000, help="messages (default 200,000)")
-    parser.add_argument("--quick", action="store_true", help="20,000 messages")
+    parser.add_argument("--quick", action="store_true", help="20,000 messages, 2 rounds")
+    parser.add_argument("--rounds", type=int, help="rounds of references (default 3, --quick 2)")
     parser.add_argument("--batch-size", type=int, default=5000)
-    parser.add_argument(
-        "--no-hooks",
-        action="store_true",
-        help="without the dashboard's rollups and alerts in the transaction (the ingester's own cost)",
-    )
     parser.add_argument(
         "--pg-url",
         default=os.environ.get("TEST_DATABASE_URL", ""),
@@ -175,53 +286,85 @@ def main() -> int:
     )
     args = parser.parse_args()
     n = 20_000 if args.quick else args.n
+    rounds = args.rounds or (2 if args.quick else 3)
     pg_url = args.pg_url if args.pg_url.startswith("postgresql") else ""
+    have_mosquitto_sub = subprocess.run(["which", "mosquitto_sub"], capture_output=True).returncode == 0
 
     with (
         tempfile.TemporaryDirectory(prefix="tianyuan-bench-") as tmp,
         Broker(data_dir=Path(tmp) / "broker", persistence=False) as broker,
     ):
+        port = broker.port
         sqlite_url = f"sqlite:///{tmp}/bench.sqlite3"
         prepare_db(sqlite_url)
-        sessions = ["bench-raw", "bench-sqlite"] + (["bench-pg"] if pg_url else [])
-        for cid in sessions:
-            register_session(broker.port, cid)
-        pub_s = publish(broker.port, n)
-        print(
-            f"published {n} QoS 1 messages in {pub_s:.1f}s ({n / pub_s:,.0f}/s); queued for "
-            f"{len(sessions)} sessions"
-        )
-
-        raw_s = drain_raw(broker.port, n)
-        raw = n / raw_s
-        print(f"(a) raw paho drain:        {raw:>9,.0f} msg/s  ({raw_s:.2f}s)")
-
-        hooks = (None, None) if args.no_hooks else None
-        print("rollups and alerts:", "off (--no-hooks)" if args.no_hooks else "on (as in production)")
-        sq_s, sq_rows = drain_ingester(broker.port, sqlite_url, "bench-sqlite", n, args.batch_size, hooks)
-        sq = n / sq_s
-        print(
-            f"(b) ingester -> SQLite:    {sq:>9,.0f} msg/s  {sq_rows / sq_s:>9,.0f} readings/s  "
-            f"({sq_s:.2f}s, {sq_rows} rows, {sq / raw:.0%} of raw)"
-        )
-        assert sq_rows == 2 * n, f"expected {2 * n} readings, found {sq_rows}"
-        figures = {
-            "n": n,
-            "raw_per_s": round(raw),
-            "persisted_per_s": round(sq),
-            "readings_per_s": round(sq_rows / sq_s),
-            "ratio": round(sq / raw, 3),
-        }
-
         if pg_url:
             prepare_db(pg_url)
-            pg_s, pg_rows = drain_ingester(broker.port, pg_url, "bench-pg", n, args.batch_size, hooks)
-            pg = n / pg_s
-            print(
-                f"(c) ingester -> PostgreSQL:{pg:>9,.0f} msg/s  {pg_rows / pg_s:>9,.0f} readings/s  "
-                f"({pg_s:.2f}s, {pg / raw:.0%} of raw)"
-            )
-            figures.update(pg_persisted_per_s=round(pg), pg_ratio=round(pg / raw, 3))
+        refs: list[tuple[str, str]] = []  # (kind, client id), in the order they drain
+        for r in range(rounds):
+            kinds = ["paho5", "paho311"] if r % 2 == 0 else ["paho311", "paho5"]
+            if have_mosquitto_sub:
+                kinds.append("mosquitto_sub")
+            refs += [(k, f"bench-{k}-{r}") for k in kinds]
+        for kind, cid in refs:
+            if kind == "mosquitto_sub":
+                register_mosquitto_sub(port, cid)
+            else:
+                register_paho(port, cid, mqtt.MQTTv5 if kind == "paho5" else mqtt.MQTTv311)
+        targets = [("sqlite", sqlite_url)] + ([("pg", pg_url)] if pg_url else [])
+        for name, _url in targets:
+            register_paho(port, f"bench-ingester-{name}", mqtt.MQTTv5)  # the ingester's own session
+        pub_s = publish(port, n)
+        print(
+            f"published {n:,} QoS 1 messages in {pub_s:.1f}s ({n / pub_s:,.0f}/s), queued for "
+            f"{len(refs) + len(targets)} sessions; {os.cpu_count()} cores"
+        )
+
+        rates: dict[str, list[float]] = {}
+        # the ingester drains after the first round and after the last, between references
+        ingest_after: dict[int, list[tuple[str, str]]] = {}
+        ingest_after.setdefault(len(refs) // rounds - 1, []).extend(targets[:1])
+        ingest_after.setdefault(len(refs) - 1, []).extend(targets[1:])
+        results: dict[str, dict[str, float]] = {}
+        for i, (kind, cid) in enumerate(refs):
+            if kind == "mosquitto_sub":
+                seconds = drain_mosquitto_sub(port, cid, n)
+            else:
+                seconds = drain_paho(port, cid, mqtt.MQTTv5 if kind == "paho5" else mqtt.MQTTv311, n)
+            rates.setdefault(kind, []).append(n / seconds)
+            print(f"    {kind:<14} {cid:<24} {n / seconds:>9,.0f} msg/s")
+            for name, url in ingest_after.get(i, []):
+                res = drain_ingester(port, url, f"bench-ingester-{name}", n, args.batch_size)
+                results[name] = res
+                print(
+                    f"    ingester -> {name:<6} {n / res['s']:>9,.0f} msg/s  ({res['rows']:,} readings; "
+                    f"peak RSS reader {res['reader_mib']:.0f} MiB, writer {res['writer_mib']:.0f} MiB)"
+                )
+        broker_mib = _hwm_kib(broker.process.pid) / 1024 if broker.process else 0.0
+
+    reference = max(max(rates["paho5"]), max(rates["paho311"]))
+    print("references (best of each):")
+    for kind, values in rates.items():
+        print(f"  {kind:<14} {max(values):>9,.0f} msg/s  (runs: {', '.join(f'{v:,.0f}' for v in values)})")
+    figures: dict[str, object] = {
+        "n": n,
+        "paho_per_s": round(reference),
+        "paho5_per_s": round(max(rates["paho5"])),
+        "paho311_per_s": round(max(rates["paho311"])),
+    }
+    if "mosquitto_sub" in rates:
+        figures["mosquitto_sub_per_s"] = round(max(rates["mosquitto_sub"]))
+    print(f"ingester (rollups and alerts on), against the fastest paho reference {reference:,.0f} msg/s:")
+    for name, res in results.items():
+        rate = n / res["s"]
+        assert res["rows"] == 2 * n, f"{name}: expected {2 * n} readings, found {res['rows']}"
+        print(f"  {name:<6} {rate:>9,.0f} msg/s  ratio {rate / reference:.2f}")
+        key = "" if name == "sqlite" else f"{name}_"
+        figures[f"{key}persisted_per_s"] = round(rate)
+        figures[f"{key}ratio"] = round(rate / reference, 3)
+        figures[f"{key}reader_rss_mib"] = round(res["reader_mib"])
+        figures[f"{key}writer_rss_mib"] = round(res["writer_mib"])
+    print(f"broker peak RSS {broker_mib:.0f} MiB (every message queued for every session)")
+    figures["broker_rss_mib"] = round(broker_mib)
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
     return 0
 
