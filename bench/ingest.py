@@ -24,6 +24,7 @@ ingester's reader and writer processes and of the broker is reported.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -195,10 +196,8 @@ def _hwm_kib(pid: int) -> int:
 def _children(pid: int) -> list[int]:
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(OSError):
             out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return out
 
 
