@@ -75,9 +75,9 @@ def test_demo_quarantine_shows_counts_sizes_and_hashes_on_the_page_and_in_the_cl
     make_user("boss", "admin")
     login(client, "boss")
     html = client.get("/iot/admin/quarantine").get_data(as_text=True)
-    assert "received 3 times, last" in html
-    assert f"cut: first 4096 of {len(payload)} bytes kept (not replayable)" in html
-    assert dump.sha256[:12] in html and "25 bytes" in html  # the stray message, whole
+    assert "共收到 3 次，最近一次" in html  # received 3 times, last ...
+    assert f"已截断：{len(payload)} 字节中只保留了前 4096 字节（无法重放）" in html  # cut, not replayable
+    assert dump.sha256[:12] in html and "25 字节" in html  # the stray message, whole: 25 bytes
 
     out = runner.invoke(args=["iot", "quarantine", "list"]).output
     assert "seen=3" in out and f"size={len(payload)} cut_to=4096" in out
