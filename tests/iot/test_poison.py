@@ -181,3 +181,49 @@ def test_health_fails_while_messages_wait_without_a_commit_and_recovers(
     metrics = urllib.request.urlopen(base + "/metrics", timeout=2).read().decode()
     assert "\ntianyuan_ingest_messages_unacked 0.0" in metrics
     assert "\ntianyuan_ingest_oldest_unacked_age_seconds 0.0" in metrics
+
+
+def test_the_writer_process_waits_for_a_database_not_migrated_yet_and_never_dies(tmp_path):
+    """The readings table missing (``flask db upgrade`` not run): an outage, not a bad message.
+    The writer process retries (nothing quarantined, nothing reported done) and stores the same
+    batch once the table is there."""
+    import logging
+
+    from app import load_models
+    from core.db import Base, make_engine, make_session_factory
+    from iot.ingest.process import WriterOptions, WriterProcess
+    from iot.ingest.writer import Message
+    from iot.models import Reading
+
+    url = f"sqlite:///{tmp_path / 'late.sqlite3'}"
+    engine = make_engine(url)
+    load_models()
+    readings = Reading.__table__
+    Base.metadata.create_all(engine, tables=[t for t in Base.metadata.sorted_tables if t is not readings])
+    with make_session_factory(engine)() as s:
+        registry.create_device(s, "dev1", registry.create_greenhouse(s, "GH1", "One"))
+        s.commit()
+    options = WriterOptions(url, "farm", "tele", "quarantine", "Asia/Shanghai", 60.0, logging.CRITICAL)
+    writer = WriterProcess(options)
+    writer.start()
+    try:
+        writer.send(1, [Message("farm/GH1/dev1/telemetry", json.dumps({"ts": T0, "co2": 400}).encode(), T0)])
+        replies: list = []
+
+        def reply() -> bool:
+            got = writer.receive()
+            if got is not None:
+                replies.append(got)
+            return bool(got)
+
+        wait_for(lambda: reply() and replies[-1][0] == "db_error", 20, 0.05, "a db_error reply")
+        assert writer.process.is_alive()
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(QuarantinedMessage)).scalar() == 0
+        readings.create(engine)
+        wait_for(lambda: reply() and replies[-1][0] == "done", 30, 0.1, "the batch stored")
+        assert replies[-1][2].stored == 1 and not replies[-1][2].quarantined
+        assert writer.process.is_alive()
+    finally:
+        writer.stop(5)
+        engine.dispose()

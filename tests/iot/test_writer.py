@@ -277,6 +277,12 @@ def test_postgresql_refusals_of_one_message_are_store_errors(session, greenhouse
     assert result.stored == 100 and dict(result.quarantined) == {"store_error": 1}
     (q,) = _quarantined(session)
     assert q.reason == "store_error" and "NUL" in q.detail and q.payload == nul.payload
+    # replay goes through the same handling: still refused, the row kept (not a second one)
+    from iot import quarantine as q_service
+
+    replayed = q_service.replay(session.get_bind())
+    assert replayed.still_failing == {q.id: ("store_error", q.detail)}
+    assert [(r.id, r.reason, r.replayed_at) for r in _quarantined(session)] == [(q.id, "store_error", None)]
 
 
 def test_a_redelivered_bad_message_keeps_one_quarantine_row(session, greenhouse):
