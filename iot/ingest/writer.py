@@ -619,7 +619,9 @@ class BatchWriter:
         retried after an outage in the middle of a split stores the rest; what was already
         committed comes back as duplicates."""
         self.registry.maybe_refresh()
-        messages = [shrink(m, self.payload_limit) for m in messages]
+        limit = self.payload_limit
+        if any(len(m.payload) > limit for m in messages):  # the ingester cuts them on arrival already
+            messages = [shrink(m, limit) for m in messages]
         try:
             return self._store(messages, replay=replay)
         except Exception as exc:
