@@ -50,6 +50,10 @@ class Settings:
     mqtt_topic_prefix: str = "farm"
     mqtt_client_id: str = "tianyuan-ingester"
     unknown_device_policy: str = "quarantine"  # quarantine | provision
+    # a quarantined payload keeps at most this many bytes (with its original size and SHA-256)
+    iot_quarantine_max_bytes: int = 64 * 1024
+    # the ingester's /health fails when messages have waited this long with no commit
+    ingest_health_stall_s: int = 60
     stripe_secret_key: str = ""
     stripe_publishable_key: str = ""
     stripe_webhook_secret: str = ""
@@ -88,6 +92,8 @@ class Settings:
             mqtt_topic_prefix=env.get("MQTT_TOPIC_PREFIX", "farm"),
             mqtt_client_id=env.get("MQTT_CLIENT_ID", "tianyuan-ingester"),
             unknown_device_policy=env.get("IOT_UNKNOWN_DEVICE_POLICY", "quarantine"),
+            iot_quarantine_max_bytes=_int(env, "IOT_QUARANTINE_MAX_BYTES", 64 * 1024),
+            ingest_health_stall_s=_int(env, "INGEST_HEALTH_STALL_SECONDS", 60),
             stripe_secret_key=env.get("STRIPE_SECRET_KEY", ""),
             stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", ""),
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", ""),
@@ -115,6 +121,10 @@ class Settings:
             raise ConfigError(f"TIANYUAN_ENV must be development, production or testing, not {self.env!r}")
         if self.unknown_device_policy not in {"quarantine", "provision"}:
             raise ConfigError("IOT_UNKNOWN_DEVICE_POLICY must be 'quarantine' or 'provision'")
+        if self.iot_quarantine_max_bytes < 0:
+            raise ConfigError("IOT_QUARANTINE_MAX_BYTES must be 0 or more")
+        if self.ingest_health_stall_s < 1:
+            raise ConfigError("INGEST_HEALTH_STALL_SECONDS must be at least 1")
         if not valid_timezone(self.timezone):
             raise ConfigError(f"TIANYUAN_TIMEZONE {self.timezone!r} is not a time zone (e.g. Asia/Shanghai)")
         database_url = self.database_url or f"sqlite:///{self.instance_path / 'tianyuan.sqlite3'}"

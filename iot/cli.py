@@ -230,9 +230,15 @@ def quarantine_list(reason, show_all, limit):
         click.echo("by reason: " + (", ".join(f"{r}={n}" for r, n in sorted(counts)) or "none"))
         for q in quarantine.newest(session, reason=reason, include_replayed=show_all, limit=limit):
             payload = bytes(q.payload[:80]).decode("utf-8", "replace").replace("\n", " ")
+            facts = [f"seen={q.seen_count}"] if q.seen_count > 1 else []
+            if q.size is not None:
+                facts.append(f"size={q.size}" + (f" cut_to={len(q.payload)}" if q.truncated else ""))
+            if q.sha256:
+                facts.append(f"sha256={q.sha256[:12]}")
             click.echo(
                 f"#{q.id:<6} {q.received_at:%Y-%m-%d %H:%M:%S} {q.reason:20} {q.topic}  {payload}"
                 + (f"  ({q.detail})" if q.detail else "")
+                + (f"  [{' '.join(facts)}]" if facts else "")
             )
 
 

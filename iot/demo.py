@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from core import clock
 from iot import crops, payloads, quantities, registry
 from iot.alerts import ensure_default_rules
-from iot.models import Device, Greenhouse, IrrigationEvent, QuarantinedMessage, Reading
+from iot.models import Device, Greenhouse, IrrigationEvent, Reading
 from iot.rollups import HOUR, apply_readings
 
 # code, name, crop, area m², owner username
@@ -57,15 +57,26 @@ def seed_history(session: Session, ctx: dict[str, Any]) -> None:
 
 
 STRAY = ("farm/ZZ-PEACH-1/温室探头 2/telemetry", b'{"air_temperature": 24.1}')
+# a controller that dumped its log as telemetry: far larger than any payload the ingester reads
+DUMP = ("farm/ZZ-GRAPE-1/zz-grape-1-ctl/telemetry", b'{"log": "' + b"boot ok; " * 20_000 + b'"}')
 
 
 def seed_quarantine(session: Session) -> None:
-    """The message a stray sensor sent, quarantined with the reason the ingester gives it."""
+    """What the ingester quarantines, as it does (``iot.ingest.writer.quarantine``): the message a
+    stray sensor sent three times (one row, seen 3 times), and a payload too large to read
+    (kept cut, with its original size and SHA-256)."""
+    from iot.ingest.writer import Message, quarantine
+
+    now = clock.now().timestamp()
     topic, payload = STRAY
     try:
         payloads.parse_topic(topic)
     except payloads.PayloadError as exc:
-        session.add(QuarantinedMessage(topic=topic, payload=payload, reason=exc.reason, detail=exc.detail))
+        stray = [(Message(topic, payload, now - 600 * k), exc.reason, exc.detail) for k in (3, 2, 1)]
+        quarantine(session, stray)
+    topic, payload = DUMP
+    detail = f"payload of {len(payload)} bytes is too large"
+    quarantine(session, [(Message(topic, payload, now - 300), "bad_payload", detail)], max_bytes=4096)
 
 
 # --- history ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -131,9 +132,27 @@ class IrrigationEvent(Base):
 
 
 class QuarantinedMessage(Base):
-    """A message that could not be stored, kept with its reason so it can be replayed."""
+    """A message that could not be stored, kept with its reason so it can be replayed.
+
+    One row per distinct (topic, payload) still waiting: ``sha256`` is the SHA-256 of the
+    topic, a NUL byte and the whole payload, unique among rows not yet replayed, so a
+    redelivery (a crash between the commit and the acknowledgement) or a repeat counts in
+    ``seen_count`` / ``last_seen_at`` instead of adding a row. ``payload`` keeps at most
+    the configured limit (``IOT_QUARANTINE_MAX_BYTES``); ``size`` is the original length
+    (larger than ``len(payload)``: truncated, not replayable). Rows from before issue 15
+    have no ``sha256``/``size``.
+    """
 
     __tablename__ = "iot_quarantine"
+    __table_args__ = (
+        Index(
+            "uq_iot_quarantine_waiting_sha256",
+            "sha256",
+            unique=True,
+            sqlite_where=text("replayed_at IS NULL"),
+            postgresql_where=text("replayed_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -142,6 +161,15 @@ class QuarantinedMessage(Base):
     reason: Mapped[str] = mapped_column(String(60), index=True)  # machine code, e.g. "unknown_device"
     detail: Mapped[str | None] = mapped_column(Text)
     replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sha256: Mapped[str | None] = mapped_column(String(64))  # hex, of topic + NUL + the whole payload
+    size: Mapped[int | None] = mapped_column(Integer)  # the payload's original length in bytes
+    seen_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def truncated(self) -> bool:
+        """Only the first bytes of the payload were kept (it cannot be replayed)."""
+        return self.size is not None and self.size > len(self.payload)
 
 
 # --- alerts (issue 4) ---

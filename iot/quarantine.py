@@ -2,7 +2,12 @@
 
 The queries are shared by ``flask iot quarantine`` and the admin pages (take a session,
 never commit). ``replay`` feeds messages through the ingester's writer again; like the
-ingester it commits batch by batch (it is the ingester's own transaction).
+ingester it commits batch by batch (it is the ingester's own transaction), and like the
+ingester a message the database refuses is kept (``store_error``) without stopping it.
+
+A row is one distinct (topic, payload) waiting (``seen_count`` times received, the last
+at ``last_seen_at``); a payload larger than the limit was kept cut (``size`` is its
+original length, ``sha256`` its hash): such rows are never replayed.
 """
 
 from __future__ import annotations
@@ -97,18 +102,29 @@ def replay(
         chunk = all_ids[start : start + batch_size]
         with writer.session_factory() as session:
             rows = session.execute(
-                select(Q.id, Q.topic, Q.payload, Q.received_at).where(Q.id.in_(chunk)).order_by(Q.id)
+                select(Q.id, Q.topic, Q.payload, Q.received_at, Q.size, Q.reason, Q.detail)
+                .where(Q.id.in_(chunk))
+                .order_by(Q.id)
             ).all()
         messages = [
             Message(
                 r.topic, bytes(r.payload), r.received_at.replace(tzinfo=UTC).timestamp(), quarantine_id=r.id
             )
             for r in rows
+            if not _cut(r.size, r.payload)
         ]
-        result = writer.store(messages, replay=True)
+        result = writer.store(messages, replay=True) if messages else BatchResult()
+        for r in rows:  # only the first bytes were kept: nothing to replay, the row stays as it is
+            if _cut(r.size, r.payload):
+                result.still_failing[r.id] = (r.reason, r.detail or "")
+                result.quarantined[r.reason] += 1
         result.notifications = []  # replayed history: its alerts are shown in the app, not published
         total.add(result)
         done += len(chunk)
         if progress:
             progress(done, len(all_ids), total)
     return total
+
+
+def _cut(size: int | None, payload: bytes) -> bool:
+    return size is not None and size > len(payload)

@@ -33,6 +33,10 @@ class IngestConfig:
     metrics_port: int | None = None  # Prometheus text at http://127.0.0.1:PORT/metrics
     metrics_host: str = "127.0.0.1"
     log_every_s: float = 10.0
+    # /health fails (503) when messages have waited this long and nothing was committed meanwhile
+    health_stall_s: float = 60.0
+    # a quarantined payload keeps at most this many bytes (plus its original size and SHA-256)
+    quarantine_max_bytes: int = 64 * 1024
     last_seen_every_s: float = 60.0
     # decode and write in a child process, so reading MQTT and writing the database use two
     # cores (threads would share one: the GIL). False: in this process (tests, custom hooks).
@@ -54,6 +58,8 @@ class IngestConfig:
             client_id=settings.mqtt_client_id,
             unknown_device_policy=settings.unknown_device_policy,
             timezone=settings.timezone,
+            health_stall_s=float(settings.ingest_health_stall_s),
+            quarantine_max_bytes=settings.iot_quarantine_max_bytes,
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

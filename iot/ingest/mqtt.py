@@ -27,14 +27,22 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 
 from core.backoff import Backoff
 from iot.ingest.config import IngestConfig
 from iot.ingest.log import kv
 from iot.ingest.process import DB_RETRY_CAP_S, DB_RETRY_FIRST_S, WriterOptions, WriterProcess
 from iot.ingest.stats import MetricsServer, Stats
-from iot.ingest.writer import BatchResult, BatchWriter, Hooks, Message, ReadingsHook, ingest_engine
+from iot.ingest.writer import (
+    BatchResult,
+    BatchWriter,
+    Hooks,
+    Message,
+    ReadingsHook,
+    describe,
+    ingest_engine,
+    shrink,
+)
 from iot.mqtt_client import make_client
 
 log = logging.getLogger("iot.ingest")
@@ -60,8 +68,10 @@ class Ingester:
             unknown_device_policy=config.unknown_device_policy,
             hooks=hooks,
             touch_every_s=config.last_seen_every_s,
+            quarantine_max_bytes=config.quarantine_max_bytes,
         )
-        self.stats = Stats()
+        self.stats = Stats(health_stall_s=config.health_stall_s)
+        self.stats.waiting = self._waiting
         self.buffer: list[Message] = []
         self.buffer_started = 0.0
         self.generation = 0
@@ -131,7 +141,10 @@ class Ingester:
         # arrival in epoch seconds, per message on the hot path: time.time() (core.clock.now()
         # costs ~0.4 µs more a message, ~1 % of this process; a live stream is never frozen)
         arrival = time.time()
-        self.buffer.append(Message(msg.topic, msg.payload, arrival, msg.mid, msg.qos, self.generation))  # type: ignore[arg-type]
+        m = Message(msg.topic, msg.payload, arrival, msg.mid, msg.qos, self.generation)  # type: ignore[arg-type]
+        if len(m.payload) > self.writer.payload_limit:  # never decoded: keep only what the quarantine keeps
+            m = shrink(m, self.writer.payload_limit)
+        self.buffer.append(m)
         self.stats.received += 1
         if len(self.buffer) >= self.config.batch_size:
             self.flush()
@@ -153,18 +166,11 @@ class Ingester:
         started = time.perf_counter()
         try:
             result = self.writer.store(batch)
-        except DBAPIError as exc:
+        except Exception as exc:  # an outage (BatchWriter.store quarantines what a message causes)
             self.stats.db_errors += 1
             delay = self._db_retry.next()
             self._retry_at = time.monotonic() + delay
-            log.error(
-                kv(
-                    "db_error",
-                    error=type(exc.orig).__name__ if exc.orig else type(exc).__name__,
-                    pending=len(batch),
-                    retry_in_s=delay,
-                )
-            )
+            log.error(kv("db_error", error=describe(exc), pending=len(batch), retry_in_s=delay))
             return False
         self._db_retry.reset()
         self.buffer = []
@@ -193,8 +199,18 @@ class Ingester:
         st.batch_seconds += elapsed
         st.batch_seconds_max = max(st.batch_seconds_max, elapsed)
         st.alert_errors += result.alert_errors
+        st.dropped.update(result.dropped)
+        st.committed()
         if result.quarantined:
             log.warning(kv("quarantined", **{r: n for r, n in result.quarantined.items()}))
+
+    def _waiting(self) -> tuple[int, float | None]:
+        """(messages received and not yet acknowledged, arrival of the oldest): for the gauges
+        and /health (read from the metrics thread: local references only)."""
+        inflight, buffer = self._inflight, self.buffer
+        held = inflight[1] if inflight is not None else []
+        oldest = held[0].arrival if held else (buffer[0].arrival if buffer else None)
+        return len(held) + len(buffer), oldest
 
     # -- the writer process ----------------------------------------------------------
 
@@ -336,8 +352,7 @@ class Ingester:
                     kv(
                         "progress",
                         rate_per_s=round(rate, 1),
-                        **{k: v for k, v in self.stats.as_dict().items() if k != "quarantined"},
-                        quarantined=sum(self.stats.quarantined.values()),
+                        **self.stats.log_fields(),
                     )
                 )
         # shutting down: store what we have and ack it while still connected; if the database
@@ -356,5 +371,5 @@ class Ingester:
             pass
         if self._metrics is not None:
             self._metrics.close()
-        log.info(kv("stop", **{k: v for k, v in self.stats.as_dict().items() if k != "quarantined"}))
+        log.info(kv("stop", **self.stats.log_fields()))
         return self.stats

@@ -2,9 +2,13 @@
 
 The network process (``iot.ingest.mqtt``) holds a ``WriterProcess``: it starts the
 child (spawned: no fork of a process with threads and sockets), sends it one batch at a
-time over a pipe as (topic, payload, arrival) tuples and collects the replies:
+time over a pipe as (topic, payload, arrival, size, sha256) tuples (payloads too large to
+decode already cut, ``writer.shrink``) and collects the replies:
 ``("done", seq, BatchResult, seconds)`` after the commit, or ``("db_error", seq)`` for
-each failed attempt while the database is away (the child retries with backoff).
+each failed attempt while the database is away (the child retries with backoff). A
+message the database refuses never stops the child: ``BatchWriter.store`` quarantines it;
+only outages (``writer.is_outage``) are retried, and so is, as a last resort, any error
+the store lets out (logged with its traceback), so the child never dies of one batch.
 
 The child (``writer_main``) ends when the pipe closes (the ingester stopped or was
 killed: it finishes the transaction it is in, and nothing it stored was acknowledged)
@@ -31,7 +35,14 @@ from core.backoff import Backoff
 from iot.ingest import log as ingest_log
 from iot.ingest.config import IngestConfig
 from iot.ingest.log import kv
-from iot.ingest.writer import BatchResult, BatchWriter, Message, ingest_engine
+from iot.ingest.writer import (
+    DEFAULT_QUARANTINE_MAX_BYTES,
+    BatchResult,
+    BatchWriter,
+    Message,
+    describe,
+    ingest_engine,
+)
 
 log = logging.getLogger("iot.ingest")
 
@@ -50,6 +61,7 @@ class WriterOptions:
     timezone: str
     touch_every_s: float
     log_level: int
+    quarantine_max_bytes: int = DEFAULT_QUARANTINE_MAX_BYTES
 
     @classmethod
     def from_config(cls, config: IngestConfig, log_level: int) -> WriterOptions:
@@ -61,14 +73,20 @@ class WriterOptions:
             timezone=config.timezone,
             touch_every_s=config.last_seen_every_s,
             log_level=log_level,
+            quarantine_max_bytes=config.quarantine_max_bytes,
         )
 
 
-Raw = list[tuple[str, bytes, float]]  # (topic, payload, arrival) of each message
+# (topic, payload, arrival, size, sha256) of each message: size and sha256 set if it was cut
+Raw = list[tuple[str, bytes, float, int | None, str | None]]
 
 
 def to_raw(messages: list[Message]) -> Raw:
-    return [(m.topic, m.payload, m.arrival) for m in messages]
+    return [(m.topic, m.payload, m.arrival, m.size, m.sha256) for m in messages]
+
+
+def from_raw(raw: Raw) -> list[Message]:
+    return [Message(t, p, a, size=n, sha256=h) for t, p, a, n, h in raw]
 
 
 # --- the parent's side ----------------------------------------------------------------------
@@ -158,15 +176,16 @@ def writer_main(conn: Connection, options: WriterOptions) -> None:
         tasmota_prefix=options.tasmota_prefix,
         unknown_device_policy=options.unknown_device_policy,
         touch_every_s=options.touch_every_s,
+        quarantine_max_bytes=options.quarantine_max_bytes,
     )
     retry = Backoff(DB_RETRY_FIRST_S, DB_RETRY_CAP_S)
     while True:  # the database may be away when we start: wait for it
         try:
             writer.registry.refresh()
             break
-        except DBAPIError as exc:
+        except Exception as exc:  # noqa: BLE001 - the database may be away, or not migrated yet
             delay = retry.next()
-            log.error(kv("db_error", error=str(exc.orig or exc)[:200], retry_in_s=delay))
+            log.error(kv("db_error", error=describe(exc), retry_in_s=delay))
             time.sleep(delay)
             if os.getppid() != parent:
                 return
@@ -179,21 +198,17 @@ def writer_main(conn: Connection, options: WriterOptions) -> None:
         if item is None:
             return
         seq, raw = item
-        messages = [Message(t, p, a) for t, p, a in raw]
+        messages = from_raw(raw)
         while True:
             started = time.perf_counter()
             try:
                 result: BatchResult = writer.store(messages)
-            except DBAPIError as exc:
+            except Exception as exc:  # an outage (or the quarantine refusing): wait, retry the batch
                 delay = retry.next()
-                log.error(
-                    kv(
-                        "db_error",
-                        error=type(exc.orig).__name__ if exc.orig else type(exc).__name__,
-                        pending=len(messages),
-                        retry_in_s=delay,
-                    )
-                )
+                if isinstance(exc, DBAPIError):
+                    log.error(kv("db_error", error=describe(exc), pending=len(messages), retry_in_s=delay))
+                else:
+                    log.exception(kv("store_failed", error=describe(exc), pending=len(messages)))
                 try:
                     conn.send(("db_error", seq))
                 except OSError:

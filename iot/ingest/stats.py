@@ -1,8 +1,16 @@
 """The ingester's counters, and the small HTTP server that shows them:
-``/metrics`` (Prometheus text, by ``prometheus_client``) and ``/status`` (JSON).
+``/metrics`` (Prometheus text, by ``prometheus_client``), ``/status`` (JSON) and
+``/health`` (200, or 503 with a JSON reason when the ingester is stalled).
 
 The counters are plain integers on the hot path (a message costs ``received += 1``);
-Prometheus reads them only when it scrapes, through a custom collector.
+Prometheus reads them only when it scrapes, through a custom collector. Gauges of what is
+waiting (unacknowledged messages, the oldest one's age) are read from the ingester at
+scrape time through ``Stats.waiting``.
+
+Readings dropped on purpose (not redeliveries: those are ``duplicates``) are counted by
+reason in a ``Drops`` counter: code that decides to drop a reading calls
+``drops.add("reason", n)`` on the ``Drops`` of its batch (``DecodedBatch.dropped``,
+``BatchResult.dropped``); the ingester adds each batch's to ``Stats.dropped``.
 """
 
 from __future__ import annotations
@@ -10,8 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,6 +42,18 @@ log = logging.getLogger("iot.ingest")
 PREFIX = "tianyuan_ingest_"
 
 
+class Drops(Counter[str]):
+    """Readings dropped on purpose, by reason (e.g. ``unknown_sensor``); never redeliveries."""
+
+    def add(self, reason: str, n: int = 1) -> None:
+        if n:
+            self[reason] += n
+
+
+def nothing_waiting() -> tuple[int, float | None]:
+    return 0, None
+
+
 @dataclass
 class Stats:
     received: int = 0
@@ -51,6 +72,41 @@ class Stats:
     acked: int = 0
     subscribed: int = 0
     writer_starts: int = 0
+    connect_refused: int = 0  # CONNACKs with a failure (bad credentials, not authorised, ...)
+    dropped: Drops = field(default_factory=Drops)
+    started_at: float = field(default_factory=time.time)  # epoch seconds
+    last_commit_at: float | None = None  # epoch seconds of the last committed batch
+    # (messages received and not yet acknowledged, arrival of the oldest), set by the ingester
+    waiting: Callable[[], tuple[int, float | None]] = nothing_waiting
+    health_stall_s: float = 60.0
+
+    def committed(self, now: float | None = None) -> None:
+        """A batch was committed (called by the ingester after each one)."""
+        self.last_commit_at = time.time() if now is None else now
+
+    def health(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
+        """(healthy, the JSON for ``/health``). Unhealthy: messages are waiting, the oldest for
+        more than ``health_stall_s``, and nothing was committed in that time. Idle is healthy."""
+        now = time.time() if now is None else now
+        unacked, oldest = self.waiting()
+        oldest_age = 0.0 if oldest is None or not unacked else max(0.0, now - oldest)
+        since_commit = now - (self.last_commit_at if self.last_commit_at is not None else self.started_at)
+        body: dict[str, Any] = {
+            "status": "ok",
+            "unacked": unacked,
+            "oldest_unacked_age_s": round(oldest_age, 3),
+            "seconds_since_commit": round(since_commit, 3),
+            "stall_after_s": self.health_stall_s,
+            "subscribed": self.subscribed,
+        }
+        stalled = unacked > 0 and oldest_age > self.health_stall_s and since_commit > self.health_stall_s
+        if stalled:
+            body["status"] = "stalled"
+            body["reason"] = (
+                f"no commit for {since_commit:.0f} s while {unacked} messages wait "
+                f"(the oldest for {oldest_age:.0f} s)"
+            )
+        return not stalled, body
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,7 +120,17 @@ class Stats:
             "batches": self.batches,
             "db_errors": self.db_errors,
             "subscribed": self.subscribed,
+            "dropped": dict(self.dropped),
+            "connect_refused": self.connect_refused,
+            "unacked": self.waiting()[0],
         }
+
+    def log_fields(self) -> dict[str, Any]:
+        """``as_dict`` for a log line: counts by reason summed."""
+        fields = self.as_dict()
+        fields["quarantined"] = sum(self.quarantined.values())
+        fields["dropped"] = sum(self.dropped.values())
+        return fields
 
     def prometheus(self) -> bytes:
         """The counters in Prometheus' text format."""
@@ -114,11 +180,41 @@ class StatsCollector:
         yield counter(
             "writer_starts_total", "Writer processes started (more than 1: restarts).", s.writer_starts
         )
+        yield counter(
+            "connections_refused_total",
+            "Connections refused by the broker (CONNACK failure).",
+            s.connect_refused,
+        )
+        dropped = CounterMetricFamily(
+            PREFIX + "readings_dropped_total",
+            "Readings dropped on purpose, by reason (not redeliveries: see readings_duplicate_total).",
+            labels=["reason"],
+        )
+        for reason, n in sorted(s.dropped.items()) or [("none", 0)]:
+            dropped.add_metric([reason], n)
+        yield dropped
+        now = time.time()
+        unacked, oldest = s.waiting()
+        yield GaugeMetricFamily(
+            PREFIX + "messages_unacked",
+            "Messages received and not yet acknowledged (waiting for their batch's commit).",
+            value=unacked,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "oldest_unacked_age_seconds",
+            "Age of the oldest unacknowledged message (0: none waiting).",
+            value=round(max(0.0, now - oldest), 3) if unacked and oldest is not None else 0.0,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "last_commit_age_seconds",
+            "Seconds since the last committed batch (since the start if none yet).",
+            value=round(now - (s.last_commit_at if s.last_commit_at is not None else s.started_at), 3),
+        )
 
 
 class MetricsServer:
-    """``/metrics`` and ``/status`` for a ``Stats`` on ``host:port`` (port 0: any free port),
-    served by a daemon thread."""
+    """``/metrics``, ``/status`` and ``/health`` for a ``Stats`` on ``host:port`` (port 0: any
+    free port), served by a daemon thread."""
 
     def __init__(self, stats: Stats, host: str = "127.0.0.1", port: int = 0) -> None:
         registry = CollectorRegistry()
@@ -126,14 +222,19 @@ class MetricsServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                code = 200
                 if self.path.startswith("/metrics"):
                     body, ctype = generate_latest(registry), TEXT_FORMAT
                 elif self.path.startswith("/status"):
                     body, ctype = json.dumps(stats.as_dict()).encode(), "application/json"
+                elif self.path.startswith("/health"):
+                    healthy, report = stats.health()
+                    code = 200 if healthy else 503
+                    body, ctype = json.dumps(report).encode(), "application/json"
                 else:
                     self.send_error(404)
                     return
-                self.send_response(200)
+                self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

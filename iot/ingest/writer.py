@@ -9,14 +9,23 @@
   irrigation events, device status, provisioning and quarantine (or, when replaying,
   the quarantine rows' new state).
 - ``BatchWriter``: owns the session and the commit, the device cache and the
-  per-message fallback. The ingester, its writer process and ``iot.quarantine.replay``
-  use it. No MQTT here.
+  fallback. The ingester, its writer process and ``iot.quarantine.replay`` use it. No
+  MQTT here.
+
+Errors are sorted where they arise (``is_outage``): an outage (connection lost, database
+locked or busy, serialization failure, schema not there yet) is raised, nothing is stored
+and the caller waits and retries; any other error belongs to some message(s) of the batch,
+which is split in halves until the message is found, and that one message is quarantined
+as ``store_error`` (every other message is stored). Quarantine rows are deduplicated by
+the SHA-256 of topic and payload, and keep at most ``quarantine_max_bytes`` of a payload.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +35,8 @@ from typing import Any, cast
 from sqlalchemy import Insert, Table, Update, and_, bindparam, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import clock
@@ -35,6 +45,7 @@ from iot import payloads
 from iot.alerts import Outbox, batch_hook
 from iot.ingest.devices import DeviceInfo, DeviceRegistry, Resolved, TopicResolver
 from iot.ingest.log import kv
+from iot.ingest.stats import Drops
 from iot.models import Device, IrrigationEvent, QuarantinedMessage
 from iot.payloads import PayloadError
 from iot.rollups import apply_readings
@@ -55,6 +66,41 @@ class Message:
     qos: int = 0
     generation: int = 0  # connection the message came on (acks only go back on the same one)
     quarantine_id: int | None = None  # set when replaying
+    # set by ``shrink`` when the payload was cut: the original length and SHA-256 (of topic + payload)
+    size: int | None = None
+    sha256: str | None = None
+
+
+DEFAULT_QUARANTINE_MAX_BYTES = 64 * 1024
+
+
+def message_sha256(topic: str, payload: bytes) -> str:
+    """The quarantine's key of a message: SHA-256 (hex) of the topic, a NUL byte, the whole payload."""
+    h = hashlib.sha256(topic.encode("utf-8", "surrogatepass"))
+    h.update(b"\0")
+    h.update(payload)
+    return h.hexdigest()
+
+
+def shrink(message: Message, limit: int) -> Message:
+    """``message`` with at most ``limit`` payload bytes (the original size and SHA-256 kept).
+
+    Larger payloads than ``payloads.MAX_PAYLOAD`` are never decoded, so nothing beyond the
+    limit is needed: cutting them where they arrive bounds the memory of both processes."""
+    payload = message.payload
+    if len(payload) <= limit or message.size is not None:
+        return message
+    return Message(
+        message.topic,
+        bytes(payload[:limit]),
+        message.arrival,
+        message.mid,
+        message.qos,
+        message.generation,
+        message.quarantine_id,
+        size=len(payload),
+        sha256=message_sha256(message.topic, payload),
+    )
 
 
 @dataclass
@@ -69,6 +115,7 @@ class BatchResult:
     # alert notifications (topic, payload) from committed batches, published by the MQTT side
     notifications: list[tuple[str, str]] = field(default_factory=list)
     alert_errors: int = 0  # alert evaluations that failed (the readings were kept)
+    dropped: Drops = field(default_factory=Drops)  # readings dropped on purpose, by reason
 
     def add(self, other: BatchResult) -> None:
         self.stored += other.stored
@@ -79,6 +126,7 @@ class BatchResult:
         self.still_failing.update(other.still_failing)
         self.notifications += other.notifications
         self.alert_errors += other.alert_errors
+        self.dropped.update(other.dropped)
 
 
 # device pk, greenhouse id, metric id, ts, value: one row of iot_readings
@@ -98,6 +146,7 @@ class DecodedBatch:
     bad: list[tuple[Message, PayloadError]] = field(default_factory=list)
     provision: set[str] = field(default_factory=set)  # unknown device ids to register
     replayed: set[int] = field(default_factory=set)  # quarantine ids of the messages
+    dropped: Drops = field(default_factory=Drops)  # readings dropped on purpose: dropped.add(reason, n)
 
 
 @dataclass(frozen=True)
@@ -200,7 +249,12 @@ def _statements(dialect: str) -> _Statements:
 
 
 def write_batch(
-    session: Session, decoded: DecodedBatch, *, hooks: Hooks | None = None, replay: bool = False
+    session: Session,
+    decoded: DecodedBatch,
+    *,
+    hooks: Hooks | None = None,
+    replay: bool = False,
+    quarantine_max_bytes: int = DEFAULT_QUARANTINE_MAX_BYTES,
 ) -> BatchResult:
     """Store ``decoded`` in ``session``'s transaction; the caller commits (or rolls back).
 
@@ -210,6 +264,7 @@ def write_batch(
     ``still_failing``); otherwise bad messages are quarantined.
     """
     result = BatchResult()
+    result.dropped.update(decoded.dropped)
     sql = _statements(session.get_bind().dialect.name)
     bad = list(decoded.bad)
     inserted: list[dict[str, Any]] = []
@@ -259,25 +314,75 @@ def write_batch(
         for qid, (reason, detail) in result.still_failing.items():
             requarantine(session, qid, reason, detail)
     elif bad:
-        quarantine(session, [(m, e.reason, e.detail) for m, e in bad])
+        quarantine(session, [(m, e.reason, e.detail) for m, e in bad], max_bytes=quarantine_max_bytes)
     return result
 
 
-def quarantine(session: Session, items: Sequence[tuple[Message, str, str]]) -> None:
-    """Keep messages that cannot be stored, with (reason, detail), for ``iot.quarantine``."""
-    session.execute(
-        QUARANTINE.insert(),
-        [
-            {
-                "received_at": _dt(m.arrival),
-                "topic": m.topic[:300],
-                "payload": bytes(m.payload),
-                "reason": reason,
-                "detail": detail or None,
-            }
-            for m, reason, detail in items
-        ],
+DETAIL_MAX = 2000  # characters of a quarantine row's detail
+
+
+def storable_text(text: str, limit: int) -> str:
+    """``text`` as any database keeps it: no NUL (PostgreSQL refuses it in text), no lone
+    surrogates (not UTF-8), at most ``limit`` characters."""
+    if "\0" in text:
+        text = text.replace("\0", "\ufffd")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text[:limit]
+
+
+@functools.cache
+def _quarantine_upsert(dialect: str) -> Insert:
+    """INSERT .. ON CONFLICT (sha256) WHERE replayed_at IS NULL DO UPDATE: a message already
+    waiting (a redelivery, or the same bytes again) counts instead of adding a row."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(QUARANTINE)
+    return stmt.on_conflict_do_update(
+        index_elements=[QUARANTINE.c.sha256],
+        index_where=QUARANTINE.c.replayed_at.is_(None),
+        set_={
+            "seen_count": QUARANTINE.c.seen_count + stmt.excluded.seen_count,
+            "last_seen_at": stmt.excluded.last_seen_at,
+            "reason": stmt.excluded.reason,
+            "detail": stmt.excluded.detail,
+        },
     )
+
+
+def quarantine(
+    session: Session,
+    items: Sequence[tuple[Message, str, str]],
+    *,
+    max_bytes: int = DEFAULT_QUARANTINE_MAX_BYTES,
+) -> None:
+    """Keep messages that cannot be stored, with (reason, detail), for ``iot.quarantine``.
+
+    One row per (topic, payload) waiting: a message already there (by SHA-256) adds to its
+    ``seen_count`` and ``last_seen_at`` (and takes the new reason). The payload is kept as
+    bytes, cut to ``max_bytes`` (``size`` is its original length); topic and detail are
+    made storable (``storable_text``)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for m, reason, detail in items:
+        digest = m.sha256 or message_sha256(m.topic, m.payload)
+        row = rows.get(digest)
+        if row is not None:  # the same message twice in one batch: one row, counted twice
+            row["seen_count"] += 1
+            row["last_seen_at"] = max(row["last_seen_at"], _dt(m.arrival))
+            continue
+        payload = bytes(m.payload[:max_bytes])
+        rows[digest] = {
+            "received_at": _dt(m.arrival),
+            "last_seen_at": _dt(m.arrival),
+            "topic": storable_text(m.topic, 300),
+            "payload": payload,
+            "size": m.size if m.size is not None else len(m.payload),
+            "sha256": digest,
+            "seen_count": 1,
+            "reason": reason,
+            "detail": storable_text(detail, DETAIL_MAX) if detail else None,
+        }
+    if rows:
+        session.execute(_quarantine_upsert(session.get_bind().dialect.name), list(rows.values()))
 
 
 def requarantine(session: Session, quarantine_id: int, reason: str, detail: str) -> None:
@@ -285,7 +390,7 @@ def requarantine(session: Session, quarantine_id: int, reason: str, detail: str)
     session.execute(
         update(QUARANTINE)
         .where(QUARANTINE.c.id == quarantine_id)
-        .values(reason=reason, detail=detail or None)
+        .values(reason=reason, detail=storable_text(detail, DETAIL_MAX) if detail else None)
     )
 
 
@@ -380,11 +485,74 @@ def _dt(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+# --- which errors are outages -------------------------------------------------------------------
+
+# PostgreSQL SQLSTATEs (and classes) that say the database cannot take any batch right now:
+# connection (08), resources (53: disk full, too many connections), operator intervention
+# (57: shutdown, statement timeout), system (58: I/O), authorisation (28), serialization
+# failure / deadlock, lock not available, read-only (a standby), schema not migrated yet
+_PG_OUTAGE_CLASSES = ("08", "28", "53", "57", "58")
+_PG_OUTAGE_STATES = {"40001", "40P01", "40003", "55P03", "55006", "25006", "42P01", "42703", "3D000"}
+# SQLite's messages for the same situations (its OperationalError covers both kinds)
+_SQLITE_OUTAGE = (
+    "locked",
+    "busy",
+    "disk i/o",
+    "unable to open",
+    "readonly",
+    "disk is full",
+    "no such table",
+    "no such column",
+    "has no column",
+    "interrupted",
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True if ``exc`` says the database cannot store anything now (wait and retry the same
+    batch); False if it belongs to the data (a message: the batch is split to find it).
+
+    Takes SQLAlchemy's errors and the drivers' own (a raw cursor's). Anything not known to be
+    an outage belongs to the data: mistaking an outage for a bad message costs a few smaller
+    transactions (and the quarantine, failing the same way, raises the outage after all);
+    the reverse would stop the stream on one message."""
+    if isinstance(exc, DisconnectionError | PoolTimeout | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig: BaseException | None = exc.orig
+    else:
+        orig = exc
+    if isinstance(orig, sqlite3.Error):
+        return isinstance(orig, sqlite3.OperationalError) and any(
+            word in str(orig).lower() for word in _SQLITE_OUTAGE
+        )
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(state, str) and state:
+        return state in _PG_OUTAGE_STATES or state[:2] in _PG_OUTAGE_CLASSES
+    # a driver's connection trouble without a SQLSTATE (psycopg: server gone, refused)
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return type(orig).__name__ in ("OperationalError", "InterfaceError") and hasattr(orig, "sqlstate")
+
+
+def describe(exc: BaseException) -> str:
+    """A short, storable account of an error (the driver's message, without the SQL)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    return storable_text(f"{type(orig).__name__}: {text}" if text else type(orig).__name__, 300)
+
+
 # --- the writer: session, commit, fallback, device cache ----------------------------------------
 
 
 def _sqlite_ingest_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    # a commit is fsynced before the ingester acknowledges its messages: with NORMAL (the app's
+    # setting) a power loss can roll back the last commits in WAL mode, and the broker, told
+    # they were stored, has dropped them (docs/operations.md, "Durability": the cost measured)
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache (default 2 MiB)
     cursor.execute("PRAGMA mmap_size=268435456")
     # checkpoint every ~80 MB of WAL rather than 4 MB: a page dirtied by many batches is
@@ -394,8 +562,9 @@ def _sqlite_ingest_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def ingest_engine(database_url: str) -> Engine:
-    """An engine for the ingester: on SQLite with a big page cache (readings from hundreds
-    of devices land all over two indexes) and rare checkpoints."""
+    """An engine for the ingester: on SQLite with ``synchronous=FULL`` (an acknowledged commit
+    survives a power loss), a big page cache (readings from hundreds of devices land all over
+    two indexes) and rare checkpoints."""
     engine = make_engine(database_url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_ingest_pragmas)
@@ -420,8 +589,12 @@ class BatchWriter:
         unknown_device_policy: str = "quarantine",
         hooks: Hooks | tuple[ReadingsHook | None, ReadingsHook | None] | None = None,
         touch_every_s: float = 60.0,
+        quarantine_max_bytes: int = DEFAULT_QUARANTINE_MAX_BYTES,
     ) -> None:
         self.engine = engine
+        self.quarantine_max_bytes = quarantine_max_bytes
+        # payloads are cut to this on the way in: what the decoder may read, or the quarantine keep
+        self.payload_limit = max(payloads.MAX_PAYLOAD, quarantine_max_bytes)
         self.session_factory: sessionmaker[Session] = make_session_factory(engine)
         self.registry = DeviceRegistry(self.session_factory)
         self.resolver = TopicResolver(self.registry, topic_prefix, tasmota_prefix)
@@ -436,37 +609,69 @@ class BatchWriter:
         self._last_seen: dict[int, float] = {}
 
     def store(self, messages: Sequence[Message], *, replay: bool = False) -> BatchResult:
-        """Decode and store ``messages`` in one transaction (committed on return).
+        """Decode and store ``messages`` (committed on return): in one transaction, or, if the
+        database refuses something in it, split until each refused message is alone, and
+        that message quarantined as ``store_error`` (``still_failing`` when replaying).
 
-        Raises DBAPIError subclasses for database trouble (nothing is stored then);
-        bad messages never raise: they are quarantined (or, when replaying, reported
-        in ``still_failing``)."""
+        Raises only for an outage (``is_outage``: a ``DBAPIError`` or a driver's error;
+        nothing of the failed transaction is stored, the caller retries the same batch) or
+        when even the quarantine refuses a message (then retried the same way). A batch
+        retried after an outage in the middle of a split stores the rest; what was already
+        committed comes back as duplicates."""
         self.registry.maybe_refresh()
+        limit = self.payload_limit
+        if any(len(m.payload) > limit for m in messages):  # the ingester cuts them on arrival already
+            messages = [shrink(m, limit) for m in messages]
         try:
             return self._store(messages, replay=replay)
-        except IntegrityError:
-            # e.g. a device deleted since the registry was cached: refresh and store one by one
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.warning(kv("batch_refused", error=describe(exc), messages=len(messages)))
+            # e.g. a device deleted since the registry was cached: its messages are unknown now
             self.registry.refresh()
-            result = BatchResult()
-            for message in messages:
-                try:
-                    one = self._store([message], replay=replay)
-                except IntegrityError as exc:
-                    one = self._store_error(message, str(exc.orig)[:300], replay=replay)
-                result.add(one)
-            return result
+            return self._isolate(messages, exc, replay=replay)
+
+    def _isolate(self, messages: Sequence[Message], error: Exception, *, replay: bool) -> BatchResult:
+        """``messages`` failed together with ``error`` (not an outage): halves stored apart,
+        down to the one message the database refuses."""
+        if len(messages) == 1:
+            log.warning(kv("store_error", topic=storable_text(messages[0].topic, 300), error=describe(error)))
+            return self._store_error(messages[0], describe(error), replay=replay)
+        result = BatchResult()
+        middle = len(messages) // 2
+        for half in (messages[:middle], messages[middle:]):
+            try:
+                one = self._store(half, replay=replay)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                one = self._isolate(half, exc, replay=replay)
+            result.add(one)
+        return result
 
     def _store(self, messages: Sequence[Message], *, replay: bool) -> BatchResult:
+        cut = [m for m in messages if m.size is not None]  # larger than any payload we decode
         decoded = decode_batch(
-            messages,
+            [m for m in messages if m.size is None] if cut else messages,
             self.resolver.resolve,
             provision=self.provision,
             last_seen=self._last_seen,
             touch_every_s=self.touch_every_s,
         )
+        for m in cut:
+            decoded.bad.append((m, PayloadError("bad_payload", f"payload of {m.size} bytes is too large")))
+            if m.quarantine_id is not None:
+                decoded.replayed.add(m.quarantine_id)
         self.outbox.take()  # anything left by a batch that failed
         with self.session_factory() as session:
-            result = write_batch(session, decoded, hooks=self.hooks, replay=replay)
+            result = write_batch(
+                session,
+                decoded,
+                hooks=self.hooks,
+                replay=replay,
+                quarantine_max_bytes=self.quarantine_max_bytes,
+            )
             session.commit()
         result.notifications = self.outbox.take()
         for pk, (t, _online) in decoded.seen.items():
@@ -484,6 +689,6 @@ class BatchWriter:
                 result.still_failing[message.quarantine_id] = ("store_error", detail)
                 requarantine(session, message.quarantine_id, "store_error", detail)
             else:
-                quarantine(session, [(message, "store_error", detail)])
+                quarantine(session, [(message, "store_error", detail)], max_bytes=self.quarantine_max_bytes)
             session.commit()
         return result

@@ -46,3 +46,39 @@ def test_cli_and_admin_pages_write_no_quarantine_query_of_their_own():
     for name in ("cli.py", "admin_views.py"):
         text = (PROJECT_ROOT / "iot" / name).read_text()
         assert "QuarantinedMessage" not in text and "replay_quarantine" not in text, name
+
+
+def test_demo_quarantine_shows_counts_sizes_and_hashes_on_the_page_and_in_the_cli(
+    client, runner, make_user, session
+):
+    """The demo's quarantine (written by the ingester's own ``quarantine()``): a stray sensor's
+    message received three times is one row; a log dump is kept cut, with its size and hash."""
+    from sqlalchemy import select
+
+    from iot import demo
+    from iot.ingest.writer import message_sha256
+    from tests.conftest import login
+
+    demo.seed_quarantine(session)
+    session.commit()
+    rows = list(session.scalars(select(QuarantinedMessage).order_by(QuarantinedMessage.id)))
+    assert [(q.reason, q.seen_count, q.truncated) for q in rows] == [
+        ("bad_device_id", 3, False),
+        ("bad_payload", 1, True),
+    ]
+    dump = rows[1]
+    topic, payload = demo.DUMP
+    assert dump.size == len(payload) and dump.payload == payload[:4096]
+    assert dump.sha256 == message_sha256(topic, payload)
+    assert rows[0].last_seen_at > rows[0].received_at
+
+    make_user("boss", "admin")
+    login(client, "boss")
+    html = client.get("/iot/admin/quarantine").get_data(as_text=True)
+    assert "共收到 3 次，最近一次" in html  # received 3 times, last ...
+    assert f"已截断：{len(payload)} 字节中只保留了前 4096 字节（无法重放）" in html  # cut, not replayable
+    assert dump.sha256[:12] in html and "25 字节" in html  # the stray message, whole: 25 bytes
+
+    out = runner.invoke(args=["iot", "quarantine", "list"]).output
+    assert "seen=3" in out and f"size={len(payload)} cut_to=4096" in out
+    assert f"sha256={dump.sha256[:12]}" in out
