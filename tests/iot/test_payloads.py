@@ -25,7 +25,12 @@ M = quantities.BY_NAME
 
 
 def ids(readings):
-    return sorted((quantities.BY_ID[m].name, ts, round(v, 4)) for m, ts, v in readings)
+    return sorted((quantities.BY_ID[m].name, ts, round(v, 4)) for m, _channel, ts, _us, v in readings)
+
+
+def full(readings):
+    """(metric, channel, ts, us, value): the whole identity of each reading."""
+    return sorted((quantities.BY_ID[m].name, c, ts, us, round(v, 4)) for m, c, ts, us, v in readings)
 
 
 def reason_of(fn, *args) -> str:
@@ -198,10 +203,12 @@ def _survives(payload: bytes) -> None:
             }
             continue
         if isinstance(result, list):  # readings: always in range, canonical, and not in the future
-            for metric_id, ts, value in result:
+            for metric_id, channel, ts, us, value in result:
                 metric = quantities.BY_ID[metric_id]
                 assert metric.low <= value <= metric.high
                 assert isinstance(ts, int) and ts <= NOW + 600
+                assert isinstance(us, int) and 0 <= us < 1_000_000
+                assert isinstance(channel, str) and len(channel) <= 64
 
 
 # examples: three times the hypothesis profile's (each takes microseconds)
