@@ -16,6 +16,7 @@ Formats (examples in docs/mqtt.md):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -92,6 +93,7 @@ _CHANNEL_BAD = re.compile(r"[^A-Za-z0-9_.:/-]")
 TASMOTA_CHIP_DRIVERS = ("ESP32", "ESP8266")
 
 
+@functools.lru_cache(maxsize=4096)
 def channel_name(text: str) -> str:
     """A device-given sensor name as a stored channel: kept if it is short and plain, else
     made plain and short with a hash of the original, so distinct names stay distinct."""
@@ -263,6 +265,7 @@ def decode_native(data: dict[str, Any], now: float) -> list[ReadingTuple]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)
 def _senml_channel(name: str) -> str:
     """The channel of an unmapped SenML name: what comes before its last ':' or '/' (usually the
     base name, e.g. ``urn:dev:ow:10e2073a01080063``), "" for a bare ``temperature``."""
@@ -278,7 +281,8 @@ def decode_senml(
         raise PayloadError("bad_payload", "empty SenML pack")
     bn, bt, bu, bv = "", 0.0, None, 0.0
     out: list[ReadingTuple] = []
-    ignored = 0
+    ignored = repeats = 0
+    seen: set[tuple[int, str, int, int]] = set()
     for rec in records:
         if not isinstance(rec, dict):
             raise PayloadError("bad_payload", "SenML record is not an object")
@@ -333,11 +337,20 @@ def decode_senml(
             raise PayloadError("bad_timestamp", "time is not finite")
         if t < SENML_RELATIVE_LIMIT:
             t = now + t  # relative time (usually 0 or negative: "that many seconds ago")
-        out.append(_reading(metric, channel, _checked(t, now), converted))
+        reading = _reading(metric, channel, _checked(t, now), converted)
+        identity = reading[:4]  # metric, channel, ts, us
+        if identity in seen:  # one pack giving one reading twice: the first is kept
+            repeats += 1
+            continue
+        seen.add(identity)
+        out.append(reading)
     if not out:
         raise PayloadError("bad_payload", "no readings in SenML pack")
-    if ignored and dropped is not None:
-        dropped["ignored_by_map"] += ignored
+    if dropped is not None and (ignored or repeats):
+        if ignored:
+            dropped["ignored_by_map"] += ignored
+        if repeats:
+            dropped["repeat_in_message"] += repeats
     return out
 
 
@@ -350,22 +363,29 @@ def tasmota_time(raw: str, timezone: str, now: float) -> float:
     (a sensor reports what it has just measured). A message delayed by more than half an
     hour inside such an hour may therefore land an hour off; zones without summer time (all
     of China) are never ambiguous."""
+    first, second = _wall_clock(raw, timezone)
+    if first != second:
+        candidates = [t for t in (first, second) if t <= now + MAX_FUTURE_S] or [min(first, second)]
+        first = min(candidates, key=lambda t: abs(t - now))
+    return _checked(first, now)
+
+
+@functools.lru_cache(maxsize=4096)  # many devices report the same second
+def _wall_clock(raw: str, timezone: str) -> tuple[float, float]:
+    """The two readings (fold 0 and 1) of a wall clock time in ``timezone``: equal but for
+    the hour a zone has twice or skips. Raises ``PayloadError`` (which is not cached)."""
     try:
         local = datetime.fromisoformat(raw)
     except ValueError:
         raise PayloadError("bad_timestamp", f"not ISO 8601: {raw[:40]!r}") from None
     try:
         if local.tzinfo is not None:
-            return _checked(local.timestamp(), now)
+            t = local.timestamp()
+            return t, t
         zone = ZoneInfo(timezone)
-        first = local.replace(tzinfo=zone, fold=0).timestamp()
-        second = local.replace(tzinfo=zone, fold=1).timestamp()
+        return local.replace(tzinfo=zone, fold=0).timestamp(), local.replace(tzinfo=zone, fold=1).timestamp()
     except OverflowError:
         raise PayloadError("bad_timestamp", "out of range") from None
-    if first != second:
-        candidates = [t for t in (first, second) if t <= now + MAX_FUTURE_S] or [min(first, second)]
-        first = min(candidates, key=lambda t: abs(t - now))
-    return _checked(first, now)
 
 
 def decode_tasmota(
@@ -391,9 +411,11 @@ def decode_tasmota(
             raise PayloadError("bad_timestamp", "Time is not a string")
         t = tasmota_time(raw, timezone, now)
     fahrenheit = data.get("TempUnit") == "F"
+    ts, us = split_time(t)
     out: list[ReadingTuple] = []
     skipped: Counter[str] = Counter()
     unknown: list[str] = []
+    seen: set[tuple[int, str]] = set()
     for driver, values in data.items():
         if not isinstance(values, dict):
             continue  # Time, TempUnit, PressureUnit, Epoch...
@@ -429,7 +451,13 @@ def decode_tasmota(
             metric = quantities.BY_NAME[name]
             if fahrenheit and metric.unit == "°C":
                 value = (value - 32.0) / 1.8
-            out.append(_reading(metric, reading_channel, t, value))
+            if not (metric.low <= value <= metric.high):
+                _reading(metric, reading_channel, t, value)  # raises out_of_range
+            if (metric.id, reading_channel) in seen:  # e.g. CarbonDioxide and eCO2 of one driver
+                skipped["repeat_in_message"] += 1
+                continue
+            seen.add((metric.id, reading_channel))
+            out.append((metric.id, reading_channel, ts, us, value))
     if not out:
         if unknown:
             raise PayloadError("unknown_metric", ", ".join(unknown)[:60])

@@ -126,6 +126,7 @@ def decode_batch(
     provision: bool = False,
     last_seen: Mapping[int, float] | None = None,
     touch_every_s: float = 60.0,
+    arrivals: set[int] | None = None,
 ) -> DecodedBatch:
     """Decode ``messages``; never raises for a bad message (it lands in ``bad``).
 
@@ -133,6 +134,9 @@ def decode_batch(
     (``TopicResolver.resolve``). ``provision``: unknown devices are to be registered
     (their messages wait in quarantine as ``unassigned_device``). ``last_seen``: device
     pk -> when it was last marked seen; telemetry marks it again after ``touch_every_s``.
+    ``arrivals``: arrival microseconds already given to telemetry messages (updated); pass
+    the same set when one batch is decoded in parts (message by message), so its
+    timestamp-less messages get the same distinct times as when it is decoded whole.
     """
     out = DecodedBatch()
     rows = out.readings
@@ -140,7 +144,8 @@ def decode_batch(
     bad = out.bad
     last = last_seen or {}
     decoded = 0
-    previous_us = 0
+    taken = set() if arrivals is None else arrivals
+    dropped = out.dropped
     decode_telemetry, decode_tasmota = payloads.decode_telemetry, payloads.decode_tasmota
     for message in messages:
         if message.quarantine_id is not None:
@@ -150,32 +155,24 @@ def decode_batch(
             kind = parsed.kind
             if kind == "telemetry" or kind == "tasmota":
                 # The arrival time is the time of readings without a device timestamp: to the
-                # microsecond, and made unique within the batch (two messages read in the same
-                # microsecond are a microsecond apart), so no two messages ever collapse.
+                # microsecond, and made unique within the batch (a message read in the same
+                # microsecond as another gets the next free one), so no two messages collapse.
                 arrival_us = round(message.arrival * 1_000_000)
-                if arrival_us <= previous_us:
-                    arrival_us = previous_us + 1
-                previous_us = arrival_us
+                while arrival_us in taken:
+                    arrival_us += 1
+                taken.add(arrival_us)
                 now = arrival_us / 1_000_000
-                dropped: Counter[str] = Counter()
                 if kind == "telemetry":
                     readings = decode_telemetry(message.payload, now, info.names, dropped)
                 else:
                     readings = decode_tasmota(message.payload, now, info.timezone, info.names, dropped)
                 pk, gh = info.pk, info.greenhouse_id
                 assert gh is not None  # the resolver refuses devices outside a greenhouse
-                mine: set[ReadingKey] = set()
+                decoded += len(readings)  # each a distinct identity (the decoders see to it)
                 for metric_id, channel, ts, us, value in readings:
                     key = (pk, metric_id, channel, ts, us)
-                    if key in mine:  # one message giving one identity twice: not a redelivery
-                        dropped["repeat_in_message"] += 1
-                        continue
-                    mine.add(key)
-                    decoded += 1
                     if key not in rows:  # else a redelivery within the batch: a duplicate
                         rows[key] = (pk, gh, metric_id, channel, ts, us, value)
-                if dropped:
-                    out.dropped.update(dropped)
                 if message.arrival - last.get(pk, 0.0) > touch_every_s:
                     seen[pk] = (message.arrival, True)
             elif kind == "irrigation":
