@@ -4,12 +4,14 @@ bad input gives its reason, and 10,000 random or mutated inputs crash nothing.""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iot import quantities
+from iot.ingest.devices import sensor_names
 from iot.payloads import (
     PayloadError,
     Topic,
@@ -179,9 +181,20 @@ def test_status():
 
 # --- fuzzing: 10,000 inputs in all ----------------------------------------------------
 
+# a device's sensor map, as the registry hands it to the ingester (names the fuzzer uses)
+NAMES = sensor_names(
+    {
+        "urn:dev:x:temp": {"metric": "soil_temperature", "channel": "bed-1"},
+        "n": {"metric": "ignore"},
+        "AM2301.Temperature": {"metric": "air_temperature", "channel": "x"},
+        "DS18B20.Humidity": {"metric": "ignore"},
+    }
+)
 DECODERS = [
     lambda p: decode_telemetry(p, NOW),
+    lambda p: decode_telemetry(p, NOW, NAMES, Counter()),
     lambda p: decode_tasmota(p, NOW, "Asia/Shanghai"),
+    lambda p: decode_tasmota(p, NOW, "America/New_York", NAMES, Counter()),
     lambda p: decode_irrigation(p, NOW),
     decode_status,
 ]
@@ -247,7 +260,11 @@ keys = st.sampled_from(
         "bt",
         "bu",
         "bv",
+        "sensor",
         "Time",
+        "ESP32",
+        "ENERGY",
+        "DS18B20-2",
         "AM2301",
         "DS18B20",
         "Temperature",
