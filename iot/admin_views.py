@@ -23,7 +23,6 @@ from iot import quarantine as quarantine_service
 from iot import series as series_service
 from iot.models import Device, Greenhouse
 from iot.payloads import IGNORE
-from iot.views import metric_label
 
 bp = Blueprint("iot_admin", __name__, url_prefix="/iot/admin")
 
@@ -87,6 +86,13 @@ class SensorNameForm(FlaskForm):
         validators=[Optional(), Length(max=64)],
         description=_l("Optional: which of the device's sensors it is, e.g. probe-1"),
     )
+
+
+def metric_label(metric_id: int | None) -> str:
+    """The metric's label in the user's language (the labels are ``iot.views.METRIC_LABELS``'
+    msgids; views are not imported by other views)."""
+    m = quantities.BY_ID.get(metric_id) if metric_id else None
+    return _(m.label) if m else ""
 
 
 def _metric_choices() -> list[tuple[str, str]]:

@@ -98,6 +98,8 @@ def test_device_page_maps_names_and_shows_each_sensor(client, session, greenhous
     login(client, "boss")
     page = client.get("/iot/admin/devices/dev1").get_data(as_text=True)
     assert "DS18B20-1" in page and "DS18B20-2" in page and "17.25" in page
+    for probe in ("DS18B20-1", "DS18B20-2"):  # one row per probe, the metric in the user's language
+        assert f"<td>土壤温度</td><td><code>{probe}</code>" in page
     token = csrf_token_from(page)
     r = client.post(
         "/iot/admin/devices/dev1/sensor-names",
