@@ -337,3 +337,22 @@ def test_probes_and_air_sensors_of_one_device_all_arrive_and_a_redelivery_adds_n
         ("soil_moisture", "probe-2", 31.5),
     }
     assert _count(session, QuarantinedMessage) == 0
+
+
+def test_alert_rules_see_a_second_sensor_of_the_same_second_in_a_later_batch(session, greenhouse):
+    from iot.models import Alert, AlertRule
+
+    session.query(AlertRule).delete()  # the crop's defaults aside: one rule, air above 30 °C
+    gh_id = registry.get_greenhouse(session, "GH1").id
+    session.add(
+        AlertRule(greenhouse_id=gh_id, metric_id=M["air_temperature"].id, kind="above", threshold=30.0)
+    )
+    session.commit()
+    writer = BatchWriter(session.get_bind())
+    cool = {"Time": "2025-11-25T00:00:00", "AM2301": {"Temperature": 25.0}}
+    hot = {"Time": "2025-11-25T00:00:00", "BME280": {"Temperature": 35.0}}
+    assert writer.store([_msg("tele/dev1/SENSOR", cool, NOW)]).stored == 1
+    assert writer.store([_msg("tele/dev1/SENSOR", hot, NOW + 1)]).stored == 1  # same second, next batch
+    session.expire_all()
+    alert = session.scalar(select(Alert))
+    assert alert is not None and (alert.value, alert.opened_at) == (35.0, T0)
