@@ -93,12 +93,23 @@ _CHANNEL_BAD = re.compile(r"[^A-Za-z0-9_.:/-]")
 TASMOTA_CHIP_DRIVERS = ("ESP32", "ESP8266")
 
 
-@functools.lru_cache(maxsize=4096)
 def channel_name(text: str) -> str:
     """A device-given sensor name as a stored channel: kept if it is short and plain, else
     made plain and short with a hash of the original, so distinct names stay distinct."""
+    return _channel_name(text) if len(text) <= _CACHED_NAME else _shorten(text)
+
+
+_CACHED_NAME = 200  # longer names are not cached (a hostile device must not fill memory)
+
+
+@functools.lru_cache(maxsize=4096)
+def _channel_name(text: str) -> str:
     if not text or (len(text) <= CHANNEL_MAX and CHANNEL_RE.fullmatch(text)):
         return text
+    return _shorten(text)
+
+
+def _shorten(text: str) -> str:
     digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return _CHANNEL_BAD.sub("_", text)[: CHANNEL_MAX - 9] + "~" + digest
 
@@ -265,10 +276,18 @@ def decode_native(data: dict[str, Any], now: float) -> list[ReadingTuple]:
     return out
 
 
-@functools.lru_cache(maxsize=4096)
 def _senml_channel(name: str) -> str:
     """The channel of an unmapped SenML name: what comes before its last ':' or '/' (usually the
     base name, e.g. ``urn:dev:ow:10e2073a01080063``), "" for a bare ``temperature``."""
+    return _senml_channel_cached(name) if len(name) <= _CACHED_NAME else _senml_prefix(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _senml_channel_cached(name: str) -> str:
+    return _senml_prefix(name)
+
+
+def _senml_prefix(name: str) -> str:
     cut = max(name.rfind(":"), name.rfind("/"))
     return channel_name(name[:cut].rstrip(":/")) if cut > 0 else ""
 
@@ -363,6 +382,8 @@ def tasmota_time(raw: str, timezone: str, now: float) -> float:
     (a sensor reports what it has just measured). A message delayed by more than half an
     hour inside such an hour may therefore land an hour off; zones without summer time (all
     of China) are never ambiguous."""
+    if len(raw) > 40:  # no ISO 8601 time is longer (and nothing that long is cached)
+        raise PayloadError("bad_timestamp", f"not ISO 8601: {raw[:40]!r}")
     first, second = _wall_clock(raw, timezone)
     if first != second:
         candidates = [t for t in (first, second) if t <= now + MAX_FUTURE_S] or [min(first, second)]
