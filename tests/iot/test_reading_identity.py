@@ -13,7 +13,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from iot import quantities, registry
 from iot.ingest.devices import DeviceInfo, StaticDevices, TopicResolver, sensor_names
@@ -342,7 +342,7 @@ def test_probes_and_air_sensors_of_one_device_all_arrive_and_a_redelivery_adds_n
 def test_alert_rules_see_a_second_sensor_of_the_same_second_in_a_later_batch(session, greenhouse):
     from iot.models import Alert, AlertRule
 
-    session.query(AlertRule).delete()  # the crop's defaults aside: one rule, air above 30 °C
+    session.execute(delete(AlertRule))  # the crop's defaults aside: one rule, air above 30 °C
     gh_id = registry.get_greenhouse(session, "GH1").id
     session.add(
         AlertRule(greenhouse_id=gh_id, metric_id=M["air_temperature"].id, kind="above", threshold=30.0)
