@@ -18,9 +18,11 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from core import clock
 from core.models import User
 from core.web import attempt, database, db_session, role_required, settings
+from iot import quantities, registry
 from iot import quarantine as quarantine_service
-from iot import registry
+from iot import series as series_service
 from iot.models import Device, Greenhouse
+from iot.payloads import IGNORE
 
 bp = Blueprint("iot_admin", __name__, url_prefix="/iot/admin")
 
@@ -70,6 +72,33 @@ class DeviceForm(FlaskForm):
     greenhouse = SelectField(_l("Greenhouse"), coerce=int)
     kind = SelectField(_l("Kind"), choices=[(k, v) for k, v in KIND_LABELS.items()])
     name = StringField(_l("Device name"), validators=[Optional(), Length(max=120)])
+
+
+class SensorNameForm(FlaskForm):
+    source = StringField(
+        _l("Sensor name sent by the device"),
+        validators=[DataRequired(), Length(max=120)],
+        description=_l("A SenML name with its base name, or a Tasmota Driver.Key such as ANALOG.A0"),
+    )
+    metric = SelectField(_l("Metric"))
+    channel = StringField(
+        _l("Channel"),
+        validators=[Optional(), Length(max=64)],
+        description=_l("Optional: which of the device's sensors it is, e.g. probe-1"),
+    )
+
+
+def metric_label(metric_id: int | None) -> str:
+    """The metric's label in the user's language (the labels are ``iot.views.METRIC_LABELS``'
+    msgids; views are not imported by other views)."""
+    m = quantities.BY_ID.get(metric_id) if metric_id else None
+    return _(m.label) if m else ""
+
+
+def _metric_choices() -> list[tuple[str, str]]:
+    return [(m.name, f"{metric_label(m.id)} ({m.name})") for m in quantities.METRICS] + [
+        (IGNORE, _("Ignore (not stored)"))
+    ]
 
 
 def _owner_choices() -> list[tuple[int, str]]:
@@ -233,8 +262,14 @@ def device(device_id: str):
     return _device_page(d, form, waiting=quarantine_service.waiting_for_device(db_session(), d.device_id))
 
 
-def _device_page(d: Device, form: DeviceForm, **extra: object) -> str:
-    gh = db_session().get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
+def _device_page(
+    d: Device, form: DeviceForm, names_form: SensorNameForm | None = None, **extra: object
+) -> str:
+    s = db_session()
+    gh = s.get(Greenhouse, d.greenhouse_id) if d.greenhouse_id else None
+    if names_form is None:
+        names_form = SensorNameForm(prefix="sn")
+    names_form.metric.choices = _metric_choices()
     return render_template(
         "iot/admin/device.html",
         d=d,
@@ -243,8 +278,62 @@ def _device_page(d: Device, form: DeviceForm, **extra: object) -> str:
         kinds=KIND_LABELS,
         can_edit=current_user.role == "admin",
         prefix=settings().mqtt_topic_prefix,
+        names=registry.sensor_names(d),
+        names_form=names_form,
+        metric_label=metric_label,
+        channels=series_service.device_channels(s, d.id, clock.now_ts() - 86400),
+        metrics=quantities.BY_ID,
+        metrics_by_name=quantities.BY_NAME,
         **extra,
     )
+
+
+def _device_form(d: Device) -> DeviceForm:
+    form = DeviceForm(obj=d, formdata=None)
+    form.greenhouse.choices = _greenhouse_choices()
+    form.greenhouse.data = d.greenhouse_id or 0
+    return form
+
+
+@bp.post("/devices/<device_id>/sensor-names")
+@role_required("admin")
+def sensor_name(device_id: str):
+    """Map one of the device's own sensor names (SenML name, Tasmota key) to a metric."""
+    d = _device_or_404(device_id)
+    names_form = SensorNameForm(prefix="sn")
+    names_form.metric.choices = _metric_choices()
+    if names_form.validate_on_submit():
+        with attempt() as result:
+            registry.set_sensor_name(
+                db_session(),
+                d,
+                names_form.source.data or "",
+                names_form.metric.data or "",
+                names_form.channel.data or None,
+                user_id=current_user.id,
+            )
+        if result.ok:
+            flash(
+                _("Sensor name %(source)s saved.", source=(names_form.source.data or "").strip()), "success"
+            )
+            return redirect(url_for("iot_admin.device", device_id=d.device_id))
+    else:
+        for errors in names_form.errors.values():
+            flash("; ".join(str(e) for e in errors), "error")
+    return _device_page(d, _device_form(d), names_form, waiting=0)
+
+
+@bp.post("/devices/<device_id>/sensor-names/remove")
+@role_required("admin")
+def remove_sensor_name(device_id: str):
+    """Forget one of the device's sensor names."""
+    d = _device_or_404(device_id)
+    source = (request.form.get("source") or "")[:200]
+    with attempt() as result:
+        registry.remove_sensor_name(db_session(), d, source, user_id=current_user.id)
+    if result.ok:
+        flash(_("Sensor name %(source)s removed.", source=source), "success")
+    return redirect(url_for("iot_admin.device", device_id=d.device_id))
 
 
 @bp.post("/devices/<device_id>/credentials")

@@ -309,7 +309,8 @@ def _advance(
             changed.append(alert)
         return
     if rule.last_ts is not None:
-        points = [p for p in points if p[0] > rule.last_ts]
+        # the same second as the last one may still be news: another sensor, or a later sample
+        points = [p for p in points if p[0] >= rule.last_ts]
     if not points:
         return
     if rule.kind == "rate":

@@ -127,6 +127,45 @@ def device_list(unassigned):
             click.echo(f"{d.device_id:20} {where:14} {d.kind:10} {state:7} last_seen={seen}")
 
 
+@device_cli.command("map")
+@click.argument("device_id")
+@click.argument("source", required=False)
+@click.argument("metric", required=False)
+@click.option(
+    "--channel", default=None, help="The sensor's channel (default: the name, or the Tasmota driver)."
+)
+@click.option("--remove", is_flag=True, help="Forget SOURCE.")
+def device_map(device_id, source, metric, channel, remove):
+    """Map the device's own sensor names to metrics: SOURCE is a SenML name (base name
+    included, e.g. urn:dev:ow:10e2073a01080063) or a Tasmota Driver.Key (e.g. ANALOG.A0);
+    METRIC a canonical metric (air_temperature, ...) or "ignore". Without SOURCE: list."""
+    from iot import registry
+
+    with transaction() as session:
+        device = registry.get_device(session, device_id)
+        if device is None:
+            raise click.ClickException(f"no device {device_id!r}")
+        if source is None:
+            names = registry.sensor_names(device)
+            for name, entry in names.items():
+                click.echo(f"{name:40} {entry['metric']:18} channel={entry.get('channel') or '(default)'}")
+            if not names:
+                click.echo(f"device {device_id} has no sensor names")
+            return
+        if remove:
+            registry.remove_sensor_name(session, device, source)
+            click.echo(f"device {device_id}: {source} forgotten")
+            return
+        if metric is None:
+            raise click.UsageError("give METRIC (or --remove)")
+        entry = registry.set_sensor_name(session, device, source, metric, channel)
+    click.echo(
+        f"device {device_id}: {source} -> {entry['metric']}"
+        + (f" (channel {entry['channel']})" if "channel" in entry else "")
+        + "; the ingester applies it within a minute (replay quarantined messages after that)"
+    )
+
+
 @device_cli.command("credentials")
 @click.argument("device_id")
 @click.option(

@@ -62,17 +62,23 @@ class Device(Base):
     online: Mapped[bool] = mapped_column(default=False)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     provisioned: Mapped[bool] = mapped_column(default=False)  # auto-provisioned, awaiting assignment
+    # the device's own sensor names: {"<SenML name or Tasmota Driver.Key>": {"metric": "<canonical
+    # metric or ignore>", "channel": "<channel>" (optional)}}; see iot.registry.set_sensor_name
+    sensor_map: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     greenhouse: Mapped[Greenhouse | None] = relationship(back_populates="devices")
 
 
 class Reading(Base):
-    """One sensor value. Unique on (device, metric, ts): a redelivered message changes nothing."""
+    """One sensor value. Its identity is (device, metric, channel, ts, us), the unique key:
+    a redelivered message changes nothing, and no two distinct readings collapse: two
+    probes of one kind on one device differ in ``channel``, two samples within a second in
+    ``us`` (docs/mqtt.md, "Reading identity")."""
 
     __tablename__ = "iot_readings"
     __table_args__ = (
-        UniqueConstraint("device_id", "metric_id", "ts"),
+        UniqueConstraint("device_id", "metric_id", "ts", "us", "channel"),
         Index("ix_iot_readings_gh_metric_ts", "greenhouse_id", "metric_id", "ts"),
     )
 
@@ -81,6 +87,11 @@ class Reading(Base):
     greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"))
     metric_id: Mapped[int] = mapped_column(SmallInteger)
     ts: Mapped[int] = mapped_column(BigInteger)  # epoch seconds, UTC (device time when sent)
+    # microseconds within ``ts`` (0..999999): sub-second samples, and arrival times made unique
+    us: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the sensor on the device: "" for its only one, else the Tasmota driver (``DS18B20-1``),
+    # the SenML name's base part or the device's sensor map, or the native ``sensor``
+    channel: Mapped[str] = mapped_column(String(64), default="", server_default="")
     value: Mapped[float] = mapped_column(Float)
 
 

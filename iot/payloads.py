@@ -16,9 +16,13 @@ Formats (examples in docs/mqtt.md):
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import re
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,8 +63,55 @@ class PayloadError(ValueError):
         self.detail = detail
 
 
-# (metric_id, ts, value) — ts in epoch seconds UTC, value in the canonical unit
-ReadingTuple = tuple[int, int, float]
+# One reading: (metric_id, channel, ts, us, value). ``ts`` is epoch seconds UTC, ``us`` the
+# microseconds within that second, ``channel`` the sensor on the device it came from ("" for
+# a device's only sensor; the Tasmota driver, the SenML name's base part, the native
+# ``sensor``), ``value`` in the metric's canonical unit. (device, metric, channel, ts, us)
+# is a reading's identity: the unique key of ``iot_readings`` (docs/mqtt.md).
+ReadingTuple = tuple[int, str, int, int, float]
+
+# A device's own names for its sensors (``iot_devices.sensor_map``, edited in the device
+# admin page and by ``flask iot device map``): a SenML record name (base name applied) or a
+# Tasmota ``Driver.Key`` -> (canonical metric name or ``IGNORE``, channel or None). None:
+# the SenML name itself, or the Tasmota driver, is the channel.
+SensorMap = Mapping[str, tuple[str, str | None]]
+IGNORE = "ignore"
+
+# Why a reading was left out of a message that was otherwise stored (``BatchResult.dropped``)
+DROP_REASONS = {
+    "chip_sensor": "Chip temperature (not greenhouse air)",
+    "unknown_sensor": "Unknown sensor key",
+    "ignored_by_map": "Ignored by the device's sensor names",
+    "repeat_in_message": "Same metric, sensor and time twice in one message",
+}
+
+CHANNEL_MAX = 64
+CHANNEL_RE = re.compile(r"[A-Za-z0-9_.:/-]{1,64}")  # what an admin may name a channel
+SOURCE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,119}")  # a SenML name (RFC 8428 4.5.1) or Driver.Key
+_CHANNEL_BAD = re.compile(r"[^A-Za-z0-9_.:/-]")
+# Tasmota's own chip: its temperature is the board's, not the greenhouse's air
+TASMOTA_CHIP_DRIVERS = ("ESP32", "ESP8266")
+
+
+def channel_name(text: str) -> str:
+    """A device-given sensor name as a stored channel: kept if it is short and plain, else
+    made plain and short with a hash of the original, so distinct names stay distinct."""
+    return _channel_name(text) if len(text) <= _CACHED_NAME else _shorten(text)
+
+
+_CACHED_NAME = 200  # longer names are not cached (a hostile device must not fill memory)
+
+
+@functools.lru_cache(maxsize=4096)
+def _channel_name(text: str) -> str:
+    if not text or (len(text) <= CHANNEL_MAX and CHANNEL_RE.fullmatch(text)):
+        return text
+    return _shorten(text)
+
+
+def _shorten(text: str) -> str:
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return _CHANNEL_BAD.sub("_", text)[: CHANNEL_MAX - 9] + "~" + digest
 
 
 @dataclass(frozen=True)
@@ -136,16 +187,22 @@ def _number(value: object, what: str) -> float:
     return number
 
 
-def _check_ts(ts: float, now: float) -> int:
+def _checked(ts: float, now: float) -> float:
     if not math.isfinite(ts) or ts < MIN_TS:
         raise PayloadError("bad_timestamp", f"timestamp {ts!r} before 2000")
     if ts > now + MAX_FUTURE_S:
         raise PayloadError("future_timestamp", f"timestamp {int(ts)} is {int(ts - now)} s ahead")
-    return int(ts)
+    return ts
 
 
-def parse_ts(value: object, now: float) -> int:
-    """Epoch seconds (number) or ISO 8601 with an offset -> checked epoch seconds."""
+def split_time(t: float) -> tuple[int, int]:
+    """Epoch seconds (float) -> (whole seconds, microseconds within them)."""
+    micro = round(t * 1_000_000)
+    return micro // 1_000_000, micro % 1_000_000
+
+
+def _ts_value(value: object, now: float) -> float:
+    """Epoch seconds (number) or ISO 8601 with an offset -> checked epoch seconds, fraction kept."""
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
@@ -154,30 +211,39 @@ def parse_ts(value: object, now: float) -> int:
         if dt.tzinfo is None:
             raise PayloadError("bad_timestamp", "ISO 8601 time needs an offset, e.g. +08:00")
         try:
-            return _check_ts(dt.timestamp(), now)
+            return _checked(dt.timestamp(), now)
         except OverflowError:
             raise PayloadError("bad_timestamp", "out of range") from None
-    return _check_ts(_number(value, "ts"), now)
+    return _checked(_number(value, "ts"), now)
 
 
-def _reading(metric: quantities.Metric, ts: int, value: float) -> ReadingTuple:
+def parse_ts(value: object, now: float) -> int:
+    """Epoch seconds (number) or ISO 8601 with an offset -> checked whole epoch seconds."""
+    return int(_ts_value(value, now))
+
+
+def _reading(metric: quantities.Metric, channel: str, t: float, value: float) -> ReadingTuple:
     if not (metric.low <= value <= metric.high):
         raise PayloadError(
             "out_of_range", f"{metric.name}={value:g} outside {metric.low:g}..{metric.high:g} {metric.unit}"
         )
-    return (metric.id, ts, value)
+    ts, us = split_time(t)
+    return (metric.id, channel, ts, us, value)
 
 
 # --- telemetry ----------------------------------------------------------------------
 
 
-def decode_telemetry(payload: bytes, now: float) -> list[ReadingTuple]:
-    """A native JSON object or a SenML pack -> readings."""
+def decode_telemetry(
+    payload: bytes, now: float, names: SensorMap | None = None, dropped: Counter[str] | None = None
+) -> list[ReadingTuple]:
+    """A native JSON object or a SenML pack -> readings. ``names``: the device's sensor map;
+    readings left out of a stored message are counted by reason in ``dropped``."""
     data = _json(payload)
     if isinstance(data, dict):
         return decode_native(data, now)
     if isinstance(data, list):
-        return decode_senml(data, now)
+        return decode_senml(data, now, names, dropped)
     raise PayloadError("bad_payload", "expected a JSON object or a SenML array")
 
 
@@ -185,10 +251,15 @@ _BY_NAME = quantities.BY_NAME
 
 
 def decode_native(data: dict[str, Any], now: float) -> list[ReadingTuple]:
-    ts = parse_ts(data["ts"], now) if "ts" in data else int(now)
+    """``{"ts": ..., "sensor": "probe-2", "<metric>": value, ...}``; ``ts`` (fraction kept) and
+    ``sensor`` (the channel) are optional; without ``ts`` the reading has the arrival time."""
+    ts, us = split_time(_ts_value(data["ts"], now) if "ts" in data else now)
+    channel = data.get("sensor", "")
+    if channel.__class__ is not str or (channel and not CHANNEL_RE.fullmatch(channel)):
+        raise PayloadError("bad_payload", "sensor must be 1-64 letters, digits or _ . : / -")
     out: list[ReadingTuple] = []
     for key, value in data.items():
-        if key == "ts":
+        if key == "ts" or key == "sensor":
             continue
         metric = _BY_NAME.get(key)
         if metric is None:
@@ -198,19 +269,39 @@ def decode_native(data: dict[str, Any], now: float) -> list[ReadingTuple]:
         elif value != value or value in (math.inf, -math.inf):
             raise PayloadError("bad_payload", f"{key} is not a finite number")
         if not (metric.low <= value <= metric.high):
-            _reading(metric, ts, value)  # raises out_of_range
-        out.append((metric.id, ts, float(value)))
+            _reading(metric, channel, now, value)  # raises out_of_range
+        out.append((metric.id, channel, ts, us, float(value)))
     if not out:
         raise PayloadError("bad_payload", "no readings in message")
     return out
 
 
-def decode_senml(records: list[Any], now: float) -> list[ReadingTuple]:
+def _senml_channel(name: str) -> str:
+    """The channel of an unmapped SenML name: what comes before its last ':' or '/' (usually the
+    base name, e.g. ``urn:dev:ow:10e2073a01080063``), "" for a bare ``temperature``."""
+    return _senml_channel_cached(name) if len(name) <= _CACHED_NAME else _senml_prefix(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _senml_channel_cached(name: str) -> str:
+    return _senml_prefix(name)
+
+
+def _senml_prefix(name: str) -> str:
+    cut = max(name.rfind(":"), name.rfind("/"))
+    return channel_name(name[:cut].rstrip(":/")) if cut > 0 else ""
+
+
+def decode_senml(
+    records: list[Any], now: float, names: SensorMap | None = None, dropped: Counter[str] | None = None
+) -> list[ReadingTuple]:
     """Resolve a SenML pack (RFC 8428 section 4.6) into canonical readings."""
     if not records:
         raise PayloadError("bad_payload", "empty SenML pack")
     bn, bt, bu, bv = "", 0.0, None, 0.0
     out: list[ReadingTuple] = []
+    ignored = repeats = 0
+    seen: set[tuple[int, str, int, int]] = set()
     for rec in records:
         if not isinstance(rec, dict):
             raise PayloadError("bad_payload", "SenML record is not an object")
@@ -241,9 +332,18 @@ def decode_senml(records: list[Any], now: float) -> list[ReadingTuple]:
         name = bn + name
         if not name:
             raise PayloadError("bad_payload", "SenML record without a name")
-        metric = quantities.senml_metric(name)
-        if metric is None:
-            raise PayloadError("unknown_metric", name[:60])
+        mapped = names.get(name) if names else None
+        if mapped is not None:
+            if mapped[0] == IGNORE:
+                ignored += 1
+                continue
+            metric = quantities.BY_NAME[mapped[0]]
+            channel = mapped[1] if mapped[1] is not None else channel_name(name)
+        else:
+            found = quantities.senml_metric(name)
+            if found is None:
+                raise PayloadError("unknown_metric", name[:60])
+            metric, channel = found, _senml_channel(name)
         unit = rec.get("u", bu)
         if unit is not None and not isinstance(unit, str):
             raise PayloadError("bad_payload", "u is not a string")
@@ -256,55 +356,138 @@ def decode_senml(records: list[Any], now: float) -> list[ReadingTuple]:
             raise PayloadError("bad_timestamp", "time is not finite")
         if t < SENML_RELATIVE_LIMIT:
             t = now + t  # relative time (usually 0 or negative: "that many seconds ago")
-        out.append(_reading(metric, _check_ts(t, now), converted))
+        reading = _reading(metric, channel, _checked(t, now), converted)
+        identity = reading[:4]  # metric, channel, ts, us
+        if identity in seen:  # one pack giving one reading twice: the first is kept
+            repeats += 1
+            continue
+        seen.add(identity)
+        out.append(reading)
     if not out:
         raise PayloadError("bad_payload", "no readings in SenML pack")
+    if dropped is not None and (ignored or repeats):
+        if ignored:
+            dropped["ignored_by_map"] += ignored
+        if repeats:
+            dropped["repeat_in_message"] += repeats
     return out
 
 
-def decode_tasmota(payload: bytes, now: float, timezone: str = DEFAULT_TIMEZONE) -> list[ReadingTuple]:
-    """Tasmota's tele/<device>/SENSOR: ``Time`` is local time of ``timezone`` without offset."""
+def tasmota_time(raw: str, timezone: str, now: float) -> float:
+    """Tasmota's ``Time`` (local wall clock, no offset) -> epoch seconds in ``timezone``.
+
+    A wall clock time the zone has twice (the hour repeated when summer time ends) or not at
+    all (the hour skipped when it starts) is ambiguous: of the two readings of it (``fold`` 0
+    and 1) the one nearest to the arrival time is taken, as long as it is not in the future
+    (a sensor reports what it has just measured). A message delayed by more than half an
+    hour inside such an hour may therefore land an hour off; zones without summer time (all
+    of China) are never ambiguous."""
+    if len(raw) > 40:  # no ISO 8601 time is longer (and nothing that long is cached)
+        raise PayloadError("bad_timestamp", f"not ISO 8601: {raw[:40]!r}")
+    first, second = _wall_clock(raw, timezone)
+    if first != second:
+        candidates = [t for t in (first, second) if t <= now + MAX_FUTURE_S] or [min(first, second)]
+        first = min(candidates, key=lambda t: abs(t - now))
+    return _checked(first, now)
+
+
+@functools.lru_cache(maxsize=4096)  # many devices report the same second
+def _wall_clock(raw: str, timezone: str) -> tuple[float, float]:
+    """The two readings (fold 0 and 1) of a wall clock time in ``timezone``: equal but for
+    the hour a zone has twice or skips. Raises ``PayloadError`` (which is not cached)."""
+    try:
+        local = datetime.fromisoformat(raw)
+    except ValueError:
+        raise PayloadError("bad_timestamp", f"not ISO 8601: {raw[:40]!r}") from None
+    try:
+        if local.tzinfo is not None:
+            t = local.timestamp()
+            return t, t
+        zone = ZoneInfo(timezone)
+        return local.replace(tzinfo=zone, fold=0).timestamp(), local.replace(tzinfo=zone, fold=1).timestamp()
+    except OverflowError:
+        raise PayloadError("bad_timestamp", "out of range") from None
+
+
+def decode_tasmota(
+    payload: bytes,
+    now: float,
+    timezone: str = DEFAULT_TIMEZONE,
+    names: SensorMap | None = None,
+    dropped: Counter[str] | None = None,
+) -> list[ReadingTuple]:
+    """Tasmota's tele/<device>/SENSOR: ``Time`` is local time of ``timezone`` without offset.
+
+    Each driver (``AM2301``, ``BME280``, ``DS18B20-1`` ...) is a channel. The chip's own
+    temperature (``ESP32``) and keys no one knows (``ENERGY``, ``ANALOG`` ... unless the
+    device's sensor map names them) are left out and counted in ``dropped``; a message
+    with nothing usable is refused."""
     data = _json(payload)
     if not isinstance(data, dict):
         raise PayloadError("bad_payload", "expected a JSON object")
-    ts = int(now)
+    t = now
     if "Time" in data:
         raw = data["Time"]
         if not isinstance(raw, str):
             raise PayloadError("bad_timestamp", "Time is not a string")
-        try:
-            local = datetime.fromisoformat(raw)
-        except ValueError:
-            raise PayloadError("bad_timestamp", f"not ISO 8601: {raw[:40]!r}") from None
-        if local.tzinfo is None:
-            local = local.replace(tzinfo=ZoneInfo(timezone))
-        try:
-            ts = _check_ts(local.timestamp(), now)
-        except OverflowError:
-            raise PayloadError("bad_timestamp", "out of range") from None
+        t = tasmota_time(raw, timezone, now)
     fahrenheit = data.get("TempUnit") == "F"
+    ts, us = split_time(t)
     out: list[ReadingTuple] = []
+    skipped: Counter[str] = Counter()
+    unknown: list[str] = []
+    seen: set[tuple[int, str]] = set()
     for driver, values in data.items():
         if not isinstance(values, dict):
             continue  # Time, TempUnit, PressureUnit, Epoch...
-        soil = str(driver).upper().startswith(quantities.TASMOTA_SOIL_DRIVERS)
+        upper = str(driver).upper()
+        soil = upper.startswith(quantities.TASMOTA_SOIL_DRIVERS)
+        chip = upper.startswith(TASMOTA_CHIP_DRIVERS)
+        channel = channel_name(str(driver))
         for key, value in values.items():
-            if key in quantities.TASMOTA_IGNORED_KEYS:
-                continue
-            name = quantities.TASMOTA_KEYS.get(key)
-            if name is None:
-                raise PayloadError("unknown_metric", f"{driver}.{key}"[:60])
-            if soil and name == "air_temperature":
-                name = "soil_temperature"
-            if soil and name == "air_humidity":
-                name = "soil_moisture"
+            mapped = names.get(f"{driver}.{key}") if names else None
+            if mapped is not None:
+                if mapped[0] == IGNORE:
+                    skipped["ignored_by_map"] += 1
+                    continue
+                name = mapped[0]
+                reading_channel = mapped[1] if mapped[1] is not None else channel
+            else:
+                if key in quantities.TASMOTA_IGNORED_KEYS:
+                    continue
+                if chip:
+                    skipped["chip_sensor"] += 1
+                    continue
+                found = quantities.TASMOTA_KEYS.get(key)
+                if found is None:
+                    skipped["unknown_sensor"] += 1
+                    unknown.append(f"{driver}.{key}")
+                    continue
+                name, reading_channel = found, channel
+                if soil and name == "air_temperature":
+                    name = "soil_temperature"
+                if soil and name == "air_humidity":
+                    name = "soil_moisture"
             value = _number(value, f"{driver}.{key}")
             metric = quantities.BY_NAME[name]
             if fahrenheit and metric.unit == "°C":
                 value = (value - 32.0) / 1.8
-            out.append(_reading(metric, ts, value))
+            if not (metric.low <= value <= metric.high):
+                _reading(metric, reading_channel, t, value)  # raises out_of_range
+            if (metric.id, reading_channel) in seen:  # e.g. CarbonDioxide and eCO2 of one driver
+                skipped["repeat_in_message"] += 1
+                continue
+            seen.add((metric.id, reading_channel))
+            out.append((metric.id, reading_channel, ts, us, value))
     if not out:
+        if unknown:
+            raise PayloadError("unknown_metric", ", ".join(unknown)[:60])
+        if skipped:
+            only = ", ".join(sorted(skipped))
+            raise PayloadError("bad_payload", f"no greenhouse sensor readings (only {only})")
         raise PayloadError("bad_payload", "no sensor readings in Tasmota message")
+    if dropped is not None:
+        dropped.update(skipped)
     return out
 
 

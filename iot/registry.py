@@ -11,11 +11,12 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import clock
+from core import audit, clock
 from core.errors import N_, DomainError
 from core.models import User
+from iot import quantities
 from iot.models import Device, Greenhouse
-from iot.payloads import CODE_RE, valid_device_id  # the one format of codes and device ids
+from iot.payloads import CHANNEL_RE, CODE_RE, IGNORE, SOURCE_RE, valid_device_id  # the one format of each
 
 KINDS = ("sensor", "controller", "camera")
 
@@ -149,6 +150,85 @@ def list_devices(session: Session, *, unassigned: bool = False) -> list[Device]:
     if unassigned:
         query = query.where(Device.greenhouse_id.is_(None))
     return list(session.scalars(query))
+
+
+# --- a device's own sensor names ------------------------------------------------------
+
+MAX_SENSOR_NAMES = 64
+
+
+def sensor_names(device: Device) -> dict[str, dict[str, str]]:
+    """The device's sensor map: source name -> {"metric": ..., "channel": ... (if set)}."""
+    return dict(sorted((device.sensor_map or {}).items()))
+
+
+def set_sensor_name(
+    session: Session,
+    device: Device,
+    source: str,
+    metric: str,
+    channel: str | None = None,
+    *,
+    user_id: int | None = None,
+) -> dict[str, str]:
+    """Map one of the device's own sensor names to a canonical metric (or ``ignore``).
+
+    ``source``: a SenML record name with its base name (``urn:dev:ow:10e2073a01080063``) or a
+    Tasmota ``Driver.Key`` (``ANALOG.A0``). ``channel``: the sensor's name among the device's
+    readings (default: the SenML name, or the Tasmota driver). Audited; the ingester picks
+    the change up within a minute, and quarantined messages can then be replayed."""
+    source = (source or "").strip()
+    metric = (metric or "").strip()
+    channel = (channel or "").strip() or None
+    if not SOURCE_RE.fullmatch(source):
+        raise RegistryError(
+            N_("a sensor name is 1-120 letters, digits, '_', '.', ':', '/' or '-', first a letter or digit")
+        )
+    if metric != IGNORE and metric not in quantities.BY_NAME:
+        raise RegistryError(
+            N_("unknown metric %(metric)s (one of %(metrics)s, or ignore)"),
+            metric=metric[:40],
+            metrics=", ".join(quantities.BY_NAME),
+        )
+    if channel is not None and not CHANNEL_RE.fullmatch(channel):
+        raise RegistryError(N_("a channel is 1-64 letters, digits, '_', '.', ':', '/' or '-'"))
+    current = dict(device.sensor_map or {})
+    if source not in current and len(current) >= MAX_SENSOR_NAMES:
+        raise RegistryError(N_("a device has at most %(n)d sensor names"), n=MAX_SENSOR_NAMES)
+    entry = {"metric": metric} | ({"channel": channel} if channel else {})
+    before = current.get(source)
+    current[source] = entry
+    device.sensor_map = current  # a new dict: the JSON column sees the change
+    audit.record(
+        session,
+        "iot.device.sensor_name",
+        device,
+        user_id=user_id,
+        details={"device": device.device_id, "source": source, "before": before, "after": entry},
+    )
+    session.flush()
+    return entry
+
+
+def remove_sensor_name(session: Session, device: Device, source: str, *, user_id: int | None = None) -> None:
+    """Forget one of the device's sensor names (audited)."""
+    current = dict(device.sensor_map or {})
+    if source not in current:
+        raise RegistryError(
+            N_("device %(device)s has no sensor name %(source)s"),
+            device=device.device_id,
+            source=source[:120],
+        )
+    before = current.pop(source)
+    device.sensor_map = current or None
+    audit.record(
+        session,
+        "iot.device.sensor_name",
+        device,
+        user_id=user_id,
+        details={"device": device.device_id, "source": source, "before": before, "after": None},
+    )
+    session.flush()
 
 
 # --- broker credentials -------------------------------------------------------------

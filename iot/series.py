@@ -16,6 +16,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from core import clock
+from iot import quantities
 from iot.models import Alert, Device, Greenhouse, IrrigationEvent, LatestReading
 from iot.rollups import DAY, HOUR
 
@@ -209,3 +210,29 @@ def overview(
         )
         for g in greenhouses
     ]
+
+
+@dataclass(frozen=True)
+class ChannelLatest:
+    metric_id: int
+    channel: str  # "" for the device's only sensor
+    ts: int
+    value: float
+
+
+def device_channels(session: Session, device_id: int, since: int) -> list[ChannelLatest]:
+    """The newest reading of each (metric, channel) the device sent since ``since``: what the
+    device page shows, one row per sensor (the greenhouse's latest values, ``overview``, show
+    the newest reading of a metric whichever sensor sent it). One indexed range per metric."""
+    rows = session.execute(
+        text(
+            "SELECT r.metric_id, r.channel, r.ts, r.value FROM iot_readings r JOIN ("
+            "SELECT metric_id, channel, max(ts * 1000000 + us) AS t FROM iot_readings "
+            "WHERE device_id = :d AND metric_id IN ({}) AND ts >= :s GROUP BY metric_id, channel"
+            ") l ON r.device_id = :d AND r.metric_id = l.metric_id AND r.channel = l.channel "
+            "AND r.ts = l.t / 1000000 AND r.us = l.t % 1000000 "
+            "ORDER BY r.metric_id, r.channel".format(",".join(str(m.id) for m in quantities.METRICS))
+        ),
+        {"d": device_id, "s": since},
+    ).all()
+    return [ChannelLatest(m, c, ts, v) for m, c, ts, v in rows]

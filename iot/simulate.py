@@ -149,7 +149,10 @@ def sensor_message(gh: SimGreenhouse, dev: SimDevice, t: float, prefix: str, fau
                 "DewPoint": round(values["air_temperature"] - 5, 1),
             },
             "BH1750": {"Illuminance": values["light"]},
-            "DS18B20": {"Id": "01144A", "Temperature": values["soil_temperature"]},
+            # two waterproof probes, 10 and 30 cm deep: two channels of soil temperature
+            "DS18B20-1": {"Id": "01144A", "Temperature": values["soil_temperature"]},
+            "DS18B20-2": {"Id": "02155B", "Temperature": round(values["soil_temperature"] - 0.8, 2)},
+            "ESP32": {"Temperature": round(values["air_temperature"] + 20, 1)},  # the chip: skipped
             "TempUnit": "C",
         }
         return f"tele/{dev.device_id}/SENSOR", json.dumps(doc)

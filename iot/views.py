@@ -472,23 +472,25 @@ def export_rows(session, gh: Greenhouse, start: int, end: int, resolution: str):
         ]
 
     if resolution == "raw":
-        out.writerow(["time_utc", "time_local", "greenhouse", "device", "metric", "unit", "value"])
+        out.writerow(["time_utc", "time_local", "greenhouse", "device", "sensor", "metric", "unit", "value"])
         yield flush()
         result = session.execute(
             text(
-                "SELECT r.ts, d.device_id, r.metric_id, r.value FROM iot_readings r "
+                "SELECT r.ts, d.device_id, r.channel, r.metric_id, r.value FROM iot_readings r "
                 "JOIN iot_devices d ON d.id = r.device_id "
-                "WHERE r.greenhouse_id = :g AND r.ts >= :s AND r.ts < :e ORDER BY r.ts, r.metric_id"
+                "WHERE r.greenhouse_id = :g AND r.ts >= :s AND r.ts < :e "
+                "ORDER BY r.ts, r.us, r.metric_id, r.channel"
             ).execution_options(yield_per=5000),
             {"g": gh.id, "s": start, "e": end},
         )
-        for i, (ts, device, metric_id, value) in enumerate(result):
+        for i, (ts, device, channel, metric_id, value) in enumerate(result):
             m = quantities.BY_ID.get(metric_id)
             out.writerow(
                 [
                     *times(ts),
                     safe_cell(gh.code),
                     safe_cell(device),
+                    safe_cell(channel),
                     m.name if m else metric_id,
                     m.unit if m else "",
                     value,

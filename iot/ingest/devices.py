@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import clock
-from iot import payloads
+from iot import payloads, quantities
 from iot.models import Device, Greenhouse
 from iot.payloads import PayloadError
 
@@ -31,6 +31,23 @@ class DeviceInfo:
     greenhouse_id: int | None
     greenhouse_code: str | None
     timezone: str
+    names: payloads.SensorMap | None = None  # the device's sensor map (SenML names, Tasmota keys)
+
+
+def sensor_names(stored: object) -> payloads.SensorMap | None:
+    """``iot_devices.sensor_map`` as the decoders take it; entries that do not name a metric
+    (a hand-edited row) are left out, so they quarantine as unknown rather than crash."""
+    if not isinstance(stored, dict) or not stored:
+        return None
+    out: dict[str, tuple[str, str | None]] = {}
+    for source, entry in stored.items():
+        if not isinstance(entry, dict):
+            continue
+        metric, channel = entry.get("metric"), entry.get("channel")
+        if metric != payloads.IGNORE and metric not in quantities.BY_NAME:
+            continue
+        out[str(source)] = (str(metric), payloads.channel_name(channel) if isinstance(channel, str) else None)
+    return out or None
 
 
 class DeviceLookup(Protocol):
@@ -64,10 +81,18 @@ class DeviceRegistry:
         with self.session_factory() as session:
             rows = session.execute(
                 select(
-                    Device.id, Device.device_id, Device.greenhouse_id, Greenhouse.code, Greenhouse.timezone
+                    Device.id,
+                    Device.device_id,
+                    Device.greenhouse_id,
+                    Greenhouse.code,
+                    Greenhouse.timezone,
+                    Device.sensor_map,
                 ).outerjoin(Greenhouse, Device.greenhouse_id == Greenhouse.id)
             ).all()
-        self.devices = {r[1]: DeviceInfo(r[0], r[1], r[2], r[3], r[4] or clock.zone_name()) for r in rows}
+        self.devices = {
+            r[1]: DeviceInfo(r[0], r[1], r[2], r[3], r[4] or clock.zone_name(), sensor_names(r[5]))
+            for r in rows
+        }
         self.loaded_at = time.monotonic()
         self.version += 1
 

@@ -110,6 +110,9 @@ class BatchResult:
     irrigation: int = 0
     status: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
+    # readings left out of messages that were stored, by reason (``payloads.DROP_REASONS``);
+    # never counted as duplicates, which are only rows the unique key refused (redeliveries)
+    dropped: Counter[str] = field(default_factory=Counter)
     # for replay: quarantine_id -> (reason, detail) of messages that still fail
     still_failing: dict[int, tuple[str, str]] = field(default_factory=dict)
     # alert notifications (topic, payload) from committed batches, published by the MQTT side
@@ -123,14 +126,17 @@ class BatchResult:
         self.irrigation += other.irrigation
         self.status += other.status
         self.quarantined.update(other.quarantined)
+        self.dropped.update(other.dropped)
         self.still_failing.update(other.still_failing)
         self.notifications += other.notifications
         self.alert_errors += other.alert_errors
         self.dropped.update(other.dropped)
 
 
-# device pk, greenhouse id, metric id, ts, value: one row of iot_readings
-ReadingRow = tuple[int, int, int, int, float]
+# device pk, greenhouse id, metric id, channel, ts, us, value: one row of iot_readings
+ReadingRow = tuple[int, int, int, str, int, int, float]
+# a reading's identity, the unique key of iot_readings: device pk, metric id, channel, ts, us
+ReadingKey = tuple[int, int, str, int, int]
 ReadingsHook = Callable[[Session, list[dict[str, Any]]], object]
 
 
@@ -138,8 +144,9 @@ ReadingsHook = Callable[[Session, list[dict[str, Any]]], object]
 class DecodedBatch:
     """What a batch of messages says, ready to be written."""
 
-    readings: dict[tuple[int, int, int], ReadingRow] = field(default_factory=dict)  # first per key wins
-    decoded: int = 0  # readings decoded, repeats within the batch included
+    readings: dict[ReadingKey, ReadingRow] = field(default_factory=dict)  # first per key wins
+    decoded: int = 0  # readings decoded, redeliveries within the batch included
+    dropped: Counter[str] = field(default_factory=Counter)  # readings left out, by reason
     events: list[tuple[Message, DeviceInfo, payloads.IrrigationMsg]] = field(default_factory=list)
     seen: dict[int, tuple[float, bool]] = field(default_factory=dict)  # device pk -> (time, online)
     status: list[tuple[int, float, bool]] = field(default_factory=list)  # (device pk, time, online)
@@ -168,6 +175,7 @@ def decode_batch(
     provision: bool = False,
     last_seen: Mapping[int, float] | None = None,
     touch_every_s: float = 60.0,
+    arrivals: set[int] | None = None,
 ) -> DecodedBatch:
     """Decode ``messages``; never raises for a bad message (it lands in ``bad``).
 
@@ -175,6 +183,9 @@ def decode_batch(
     (``TopicResolver.resolve``). ``provision``: unknown devices are to be registered
     (their messages wait in quarantine as ``unassigned_device``). ``last_seen``: device
     pk -> when it was last marked seen; telemetry marks it again after ``touch_every_s``.
+    ``arrivals``: arrival microseconds already given to telemetry messages (updated); pass
+    the same set when one batch is decoded in parts (message by message), so its
+    timestamp-less messages get the same distinct times as when it is decoded whole.
     """
     out = DecodedBatch()
     rows = out.readings
@@ -182,6 +193,8 @@ def decode_batch(
     bad = out.bad
     last = last_seen or {}
     decoded = 0
+    taken = set() if arrivals is None else arrivals
+    dropped = out.dropped
     decode_telemetry, decode_tasmota = payloads.decode_telemetry, payloads.decode_tasmota
     for message in messages:
         if message.quarantine_id is not None:
@@ -190,17 +203,25 @@ def decode_batch(
             parsed, info = resolve(message.topic)
             kind = parsed.kind
             if kind == "telemetry" or kind == "tasmota":
+                # The arrival time is the time of readings without a device timestamp: to the
+                # microsecond, and made unique within the batch (a message read in the same
+                # microsecond as another gets the next free one), so no two messages collapse.
+                arrival_us = round(message.arrival * 1_000_000)
+                while arrival_us in taken:
+                    arrival_us += 1
+                taken.add(arrival_us)
+                now = arrival_us / 1_000_000
                 if kind == "telemetry":
-                    readings = decode_telemetry(message.payload, message.arrival)
+                    readings = decode_telemetry(message.payload, now, info.names, dropped)
                 else:
-                    readings = decode_tasmota(message.payload, message.arrival, info.timezone)
+                    readings = decode_tasmota(message.payload, now, info.timezone, info.names, dropped)
                 pk, gh = info.pk, info.greenhouse_id
                 assert gh is not None  # the resolver refuses devices outside a greenhouse
-                decoded += len(readings)
-                for metric_id, ts, value in readings:
-                    key = (pk, metric_id, ts)
-                    if key not in rows:
-                        rows[key] = (pk, gh, metric_id, ts, value)
+                decoded += len(readings)  # each a distinct identity (the decoders see to it)
+                for metric_id, channel, ts, us, value in readings:
+                    key = (pk, metric_id, channel, ts, us)
+                    if key not in rows:  # else a redelivery within the batch: a duplicate
+                        rows[key] = (pk, gh, metric_id, channel, ts, us, value)
                 if message.arrival - last.get(pk, 0.0) > touch_every_s:
                     seen[pk] = (message.arrival, True)
             elif kind == "irrigation":
@@ -272,6 +293,7 @@ def write_batch(
         inserted = _insert_readings(session, decoded.readings)
         result.stored = len(inserted)
         result.duplicates = decoded.decoded - len(inserted)
+    result.dropped.update(decoded.dropped)
     if inserted and hooks is not None:
         result.alert_errors = _run_hooks(session, hooks, inserted)
     for message, info, irrigation in decoded.events:
@@ -394,7 +416,7 @@ def requarantine(session: Session, quarantine_id: int, reason: str, detail: str)
     )
 
 
-def _insert_readings(session: Session, rows: dict[tuple[int, int, int], ReadingRow]) -> list[dict[str, Any]]:
+def _insert_readings(session: Session, rows: dict[ReadingKey, ReadingRow]) -> list[dict[str, Any]]:
     """INSERT .. ON CONFLICT DO NOTHING RETURNING, as multi-row VALUES statements on the
     driver directly: the same SQL SQLAlchemy's insertmanyvalues would send, without its
     per-parameter bookkeeping (the single biggest cost per message after JSON decoding).
@@ -405,16 +427,19 @@ def _insert_readings(session: Session, rows: dict[tuple[int, int, int], ReadingR
     dbapi_error: type[Exception] = conn.dialect.loaded_dbapi.Error
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     cursor = conn.connection.cursor()  # the DBAPI cursor, inside the session's transaction
-    one = f"({mark}, {mark}, {mark}, {mark}, {mark})"
-    head = "INSERT INTO iot_readings (device_id, greenhouse_id, metric_id, ts, value) VALUES "
-    tail = " ON CONFLICT (device_id, metric_id, ts) DO NOTHING RETURNING greenhouse_id, metric_id, ts, value"
+    one = "(" + ", ".join([mark] * 7) + ")"
+    head = "INSERT INTO iot_readings (device_id, greenhouse_id, metric_id, channel, ts, us, value) VALUES "
+    tail = (
+        " ON CONFLICT (device_id, metric_id, ts, us, channel) DO NOTHING"
+        " RETURNING greenhouse_id, metric_id, ts, value"
+    )
     values = list(rows.values())
     out: list[dict[str, Any]] = []
-    chunk = 1000  # 5,000 parameters: within SQLite's and PostgreSQL's limits
+    chunk = 1000  # 7,000 parameters: within SQLite's and PostgreSQL's limits
     try:
         for start in range(0, len(values), chunk):
             part = values[start : start + chunk]
-            params: list[int | float] = []
+            params: list[int | float | str] = []
             for r in part:
                 params += r
             sql = head + ", ".join([one] * len(part)) + tail

@@ -218,9 +218,9 @@ def test_csv_export_of_raw_readings_and_daily_aggregates(client, farm):
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert "attachment" in response.headers["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
-    assert rows[0] == ["time_utc", "time_local", "greenhouse", "device", "metric", "unit", "value"]
+    assert rows[0] == ["time_utc", "time_local", "greenhouse", "device", "sensor", "metric", "unit", "value"]
     assert len(rows) == 1 + 3 * 143  # every 10 minutes in the last 24 hours
-    assert rows[1][2:6] == ["ALICE-1", "ALICE-1-dev-1", "air_temperature", "°C"]
+    assert rows[1][2:7] == ["ALICE-1", "ALICE-1-dev-1", "", "air_temperature", "°C"]
     assert rows[1][1].endswith("+08:00")
     daily = list(
         csv.reader(

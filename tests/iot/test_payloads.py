@@ -4,12 +4,14 @@ bad input gives its reason, and 10,000 random or mutated inputs crash nothing.""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iot import quantities
+from iot.ingest.devices import sensor_names
 from iot.payloads import (
     PayloadError,
     Topic,
@@ -25,7 +27,12 @@ M = quantities.BY_NAME
 
 
 def ids(readings):
-    return sorted((quantities.BY_ID[m].name, ts, round(v, 4)) for m, ts, v in readings)
+    return sorted((quantities.BY_ID[m].name, ts, round(v, 4)) for m, _channel, ts, _us, v in readings)
+
+
+def full(readings):
+    """(metric, channel, ts, us, value): the whole identity of each reading."""
+    return sorted((quantities.BY_ID[m].name, c, ts, us, round(v, 4)) for m, c, ts, us, v in readings)
 
 
 def reason_of(fn, *args) -> str:
@@ -174,9 +181,20 @@ def test_status():
 
 # --- fuzzing: 10,000 inputs in all ----------------------------------------------------
 
+# a device's sensor map, as the registry hands it to the ingester (names the fuzzer uses)
+NAMES = sensor_names(
+    {
+        "urn:dev:x:temp": {"metric": "soil_temperature", "channel": "bed-1"},
+        "n": {"metric": "ignore"},
+        "AM2301.Temperature": {"metric": "air_temperature", "channel": "x"},
+        "DS18B20.Humidity": {"metric": "ignore"},
+    }
+)
 DECODERS = [
     lambda p: decode_telemetry(p, NOW),
+    lambda p: decode_telemetry(p, NOW, NAMES, Counter()),
     lambda p: decode_tasmota(p, NOW, "Asia/Shanghai"),
+    lambda p: decode_tasmota(p, NOW, "America/New_York", NAMES, Counter()),
     lambda p: decode_irrigation(p, NOW),
     decode_status,
 ]
@@ -198,10 +216,12 @@ def _survives(payload: bytes) -> None:
             }
             continue
         if isinstance(result, list):  # readings: always in range, canonical, and not in the future
-            for metric_id, ts, value in result:
+            for metric_id, channel, ts, us, value in result:
                 metric = quantities.BY_ID[metric_id]
                 assert metric.low <= value <= metric.high
                 assert isinstance(ts, int) and ts <= NOW + 600
+                assert isinstance(us, int) and 0 <= us < 1_000_000
+                assert isinstance(channel, str) and len(channel) <= 64
 
 
 # examples: three times the hypothesis profile's (each takes microseconds)
@@ -240,7 +260,11 @@ keys = st.sampled_from(
         "bt",
         "bu",
         "bv",
+        "sensor",
         "Time",
+        "ESP32",
+        "ENERGY",
+        "DS18B20-2",
         "AM2301",
         "DS18B20",
         "Temperature",

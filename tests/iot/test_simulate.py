@@ -60,6 +60,11 @@ def test_simulated_day_is_stored_with_cycles_irrigation_and_faults(session, make
         result.quarantined.values()
     )
     assert session.scalar(select(func.count()).select_from(Device)) == 24
+    # the Tasmota sensors have two soil probes, each its own channel; their chip is not air
+    channels = set(session.scalars(select(Reading.channel).where(Reading.metric_id == 4)))
+    assert {"DS18B20-1", "DS18B20-2"} <= channels
+    assert result.dropped["chip_sensor"] > 0
+    assert session.scalar(select(func.max(Reading.value)).where(Reading.metric_id == 1)) < 50
 
 
 def test_simulator_never_sends_future_timestamps():

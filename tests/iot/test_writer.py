@@ -60,7 +60,7 @@ def test_decode_batch_is_pure(no_database):
     ]
     last_seen = {2: now - 5}
     decoded = decode_batch(messages, resolver.resolve, provision=True, last_seen=last_seen)
-    assert sorted(decoded.readings.values()) == [(1, 10, 1, T0, 21.5), (1, 10, 5, T0, 500.0)]
+    assert sorted(decoded.readings.values()) == [(1, 10, 1, "", T0, 0, 21.5), (1, 10, 5, "", T0, 0, 500.0)]
     assert decoded.decoded == 3  # the repeat counts as decoded, then as a duplicate
     assert [(m.topic, irr.action, irr.water_l) for m, _info, irr in decoded.events] == [
         ("farm/GH1/ctl1/irrigation", "complete", 10.0)
