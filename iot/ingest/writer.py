@@ -110,15 +110,14 @@ class BatchResult:
     irrigation: int = 0
     status: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
-    # readings left out of messages that were stored, by reason (``payloads.DROP_REASONS``);
-    # never counted as duplicates, which are only rows the unique key refused (redeliveries)
-    dropped: Counter[str] = field(default_factory=Counter)
     # for replay: quarantine_id -> (reason, detail) of messages that still fail
     still_failing: dict[int, tuple[str, str]] = field(default_factory=dict)
     # alert notifications (topic, payload) from committed batches, published by the MQTT side
     notifications: list[tuple[str, str]] = field(default_factory=list)
     alert_errors: int = 0  # alert evaluations that failed (the readings were kept)
-    dropped: Drops = field(default_factory=Drops)  # readings dropped on purpose, by reason
+    # readings left out of messages that were stored, by reason (``payloads.DROP_REASONS``);
+    # never counted as duplicates, which are only rows the unique key refused (redeliveries)
+    dropped: Drops = field(default_factory=Drops)
 
     def add(self, other: BatchResult) -> None:
         self.stored += other.stored
@@ -130,7 +129,6 @@ class BatchResult:
         self.still_failing.update(other.still_failing)
         self.notifications += other.notifications
         self.alert_errors += other.alert_errors
-        self.dropped.update(other.dropped)
 
 
 # device pk, greenhouse id, metric id, channel, ts, us, value: one row of iot_readings
@@ -146,7 +144,6 @@ class DecodedBatch:
 
     readings: dict[ReadingKey, ReadingRow] = field(default_factory=dict)  # first per key wins
     decoded: int = 0  # readings decoded, redeliveries within the batch included
-    dropped: Counter[str] = field(default_factory=Counter)  # readings left out, by reason
     events: list[tuple[Message, DeviceInfo, payloads.IrrigationMsg]] = field(default_factory=list)
     seen: dict[int, tuple[float, bool]] = field(default_factory=dict)  # device pk -> (time, online)
     status: list[tuple[int, float, bool]] = field(default_factory=list)  # (device pk, time, online)
@@ -293,7 +290,6 @@ def write_batch(
         inserted = _insert_readings(session, decoded.readings)
         result.stored = len(inserted)
         result.duplicates = decoded.decoded - len(inserted)
-    result.dropped.update(decoded.dropped)
     if inserted and hooks is not None:
         result.alert_errors = _run_hooks(session, hooks, inserted)
     for message, info, irrigation in decoded.events:
@@ -647,17 +643,20 @@ class BatchWriter:
         limit = self.payload_limit
         if any(len(m.payload) > limit for m in messages):  # the ingester cuts them on arrival already
             messages = [shrink(m, limit) for m in messages]
+        arrivals: set[int] = set()  # one batch's arrival stamps stay apart in its halves too
         try:
-            return self._store(messages, replay=replay)
+            return self._store(messages, replay=replay, arrivals=arrivals)
         except Exception as exc:
             if is_outage(exc):
                 raise
             log.warning(kv("batch_refused", error=describe(exc), messages=len(messages)))
             # e.g. a device deleted since the registry was cached: its messages are unknown now
             self.registry.refresh()
-            return self._isolate(messages, exc, replay=replay)
+            return self._isolate(messages, exc, replay=replay, arrivals=arrivals)
 
-    def _isolate(self, messages: Sequence[Message], error: Exception, *, replay: bool) -> BatchResult:
+    def _isolate(
+        self, messages: Sequence[Message], error: Exception, *, replay: bool, arrivals: set[int]
+    ) -> BatchResult:
         """``messages`` failed together with ``error`` (not an outage): halves stored apart,
         down to the one message the database refuses."""
         if len(messages) == 1:
@@ -667,15 +666,15 @@ class BatchWriter:
         middle = len(messages) // 2
         for half in (messages[:middle], messages[middle:]):
             try:
-                one = self._store(half, replay=replay)
+                one = self._store(half, replay=replay, arrivals=arrivals)
             except Exception as exc:
                 if is_outage(exc):
                     raise
-                one = self._isolate(half, exc, replay=replay)
+                one = self._isolate(half, exc, replay=replay, arrivals=arrivals)
             result.add(one)
         return result
 
-    def _store(self, messages: Sequence[Message], *, replay: bool) -> BatchResult:
+    def _store(self, messages: Sequence[Message], *, replay: bool, arrivals: set[int]) -> BatchResult:
         cut = [m for m in messages if m.size is not None]  # larger than any payload we decode
         decoded = decode_batch(
             [m for m in messages if m.size is None] if cut else messages,
@@ -683,6 +682,7 @@ class BatchWriter:
             provision=self.provision,
             last_seen=self._last_seen,
             touch_every_s=self.touch_every_s,
+            arrivals=arrivals,
         )
         for m in cut:
             decoded.bad.append((m, PayloadError("bad_payload", f"payload of {m.size} bytes is too large")))
