@@ -295,6 +295,7 @@ def replay():
         reason=reason,
         ids=ids,
         unknown_device_policy=cfg.unknown_device_policy,
+        irrigation_max_s=cfg.irrigation_max_hours * 3600,
     )
     flash(
         _(

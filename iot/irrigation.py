@@ -1,21 +1,172 @@
-"""Irrigation and fertigation per greenhouse and period, compared with the previous period.
+"""Irrigation and fertigation events: pairing start and stop messages into events
+(``store_event``, the one place every ingester and replay stores them), and summaries per
+greenhouse and period, compared with the previous period.
+
+Pairing happens in the database, so a start and its stop may reach different ingesters
+(shared subscriptions), in either order, and be redelivered:
+
+- with the controller's ``event_id`` (unique per device): the first of start and stop
+  inserts the event, the other completes it with a conditional UPDATE (``started_at IS
+  NULL`` / ``ended_at IS NULL``), so a redelivery, or two writers at once, change it once;
+- without one, a start (or a complete event, or a stop naming its ``start``) is unique by
+  device and start second; a bare stop closes the latest open event of its device and zone
+  (an absent zone matches only events without one) that started at most ``max_duration_s``
+  before it; with none it is refused (``unmatched_stop``: quarantined, replayable once the
+  start has arrived).
+
+Values of the stop win over those of the start; the start's fill in what the stop left out.
 
 Periods are local days (in the configured zone, ``core.clock``), weeks (Monday first) or
-months. Events count in the period in which they started.
+months. Events count in the period in which they started (a stop still waiting for its
+start counts nowhere).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core import clock
 from iot.models import Greenhouse, IrrigationEvent
+from iot.payloads import IrrigationMsg, PayloadError
 
 PERIODS = ("day", "week", "month")
+
+# the longest run a stop without an event id may close (IRRIGATION_MAX_HOURS)
+DEFAULT_MAX_DURATION_S = 12 * 3600
+
+EVENTS = cast(Table, IrrigationEvent.__table__)
+_DETAILS = ("water_l", "ec", "ph", "fertilizer")
+
+
+# --- pairing (every path: ingesters, their writer processes, quarantine replay) -----------------
+
+
+def store_event(
+    session: Session,
+    device_pk: int,
+    greenhouse_id: int,
+    msg: IrrigationMsg,
+    *,
+    max_duration_s: int = DEFAULT_MAX_DURATION_S,
+) -> str:
+    """Store one irrigation message in the caller's transaction (never commits).
+
+    Returns ``"stored"`` (a new event row), ``"paired"`` (it completed an event) or
+    ``"duplicate"`` (nothing changed: a redelivery). Raises ``PayloadError``
+    ``unmatched_stop`` for a stop without event id that no open start fits."""
+    has_start = msg.started_at is not None
+    has_stop = msg.action in ("stop", "complete")
+    details = {k: getattr(msg, k) for k in _DETAILS if getattr(msg, k) is not None}
+    if msg.event_id is None and not has_start:
+        return _close_by_window(session, device_pk, msg, details, max_duration_s)
+    row: dict[str, Any] = {
+        "device_id": device_pk,
+        "greenhouse_id": greenhouse_id,
+        "event_id": msg.event_id,
+        "zone": msg.zone,
+        "started_at": msg.started_at,
+        "ended_at": msg.ended_at if has_stop else None,
+        **details,
+    }
+    if _insert(session, row):
+        return "stored"
+    # the event exists: this message completes it, or is a redelivery
+    if msg.event_id is not None:
+        key = and_(EVENTS.c.device_id == device_pk, EVENTS.c.event_id == msg.event_id)
+    else:
+        key = and_(
+            EVENTS.c.device_id == device_pk,
+            EVENTS.c.event_id.is_(None),
+            EVENTS.c.started_at == msg.started_at,
+        )
+    changed = 0
+    if has_start:
+        changed += _fill_start(session, key, msg, details)
+    if has_stop:
+        changed += _close(session, key, msg.ended_at, details)
+    return "paired" if changed else "duplicate"
+
+
+def _insert(session: Session, row: dict[str, Any]) -> bool:
+    """INSERT .. ON CONFLICT DO NOTHING (any unique key); True if the row is new."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(EVENTS).values(**row).on_conflict_do_nothing().returning(EVENTS.c.id)
+    return session.execute(stmt).first() is not None
+
+
+def _fill_start(session: Session, key: ColumnElement[bool], msg: IrrigationMsg, details: dict) -> int:
+    """The start of an event its stop created (or a complete event's values the stop left
+    out): only where nothing is set yet, so a redelivered start changes nothing."""
+    values: dict[str, Any] = {
+        k: func.coalesce(EVENTS.c[k], bindparam(f"start_{k}", v, type_=EVENTS.c[k].type))
+        for k, v in details.items()
+    }
+    if msg.zone is not None:
+        values["zone"] = func.coalesce(EVENTS.c.zone, bindparam("start_zone", msg.zone))
+    if msg.event_id is not None:
+        # the row a stop created has no start yet: claim it once
+        claim = update(EVENTS).where(key, EVENTS.c.started_at.is_(None))
+        result = session.execute(claim.values(started_at=msg.started_at, **values))
+        return result.rowcount  # type: ignore[attr-defined]
+    if values:
+        session.execute(update(EVENTS).where(key).values(**values))
+    return 0
+
+
+def _close(session: Session, key: ColumnElement[bool], ended_at: int | None, details: dict) -> int:
+    """Close the open event ``key`` names: a conditional UPDATE, so of two writers (or a
+    redelivery) only the first changes it."""
+    result = session.execute(
+        update(EVENTS).where(key, EVENTS.c.ended_at.is_(None)).values(ended_at=ended_at, **details)
+    )
+    return result.rowcount  # type: ignore[attr-defined]
+
+
+def _close_by_window(
+    session: Session, device_pk: int, msg: IrrigationMsg, details: dict, max_duration_s: int
+) -> str:
+    """A stop without event id or start: the latest open event of its device and zone that
+    started at most ``max_duration_s`` before it."""
+    assert msg.ended_at is not None
+    zone = EVENTS.c.zone.is_(None) if msg.zone is None else EVENTS.c.zone == msg.zone
+    window = and_(
+        EVENTS.c.device_id == device_pk,
+        EVENTS.c.event_id.is_(None),
+        zone,
+        EVENTS.c.started_at <= msg.ended_at,
+        EVENTS.c.started_at >= msg.ended_at - max_duration_s,
+    )
+    for _attempt in range(20):  # another writer may close the candidate first: look again
+        closed = session.execute(
+            select(EVENTS.c.id).where(window, EVENTS.c.ended_at == msg.ended_at).limit(1)
+        ).first()
+        if closed is not None:
+            return "duplicate"  # this very stop closed it already
+        candidate = session.execute(
+            select(EVENTS.c.id)
+            .where(window, EVENTS.c.ended_at.is_(None))
+            .order_by(EVENTS.c.started_at.desc())
+            .limit(1)
+        ).first()
+        if candidate is None:
+            break
+        if _close(session, EVENTS.c.id == candidate.id, msg.ended_at, details):
+            return "paired"
+    hours = max_duration_s / 3600
+    raise PayloadError(
+        "unmatched_stop",
+        f"no open irrigation of zone {msg.zone or '-'} in the {hours:g} h before {msg.ended_at}",
+    )
+
+
+# --- summaries -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -99,7 +250,7 @@ def summarize(session: Session, greenhouse: Greenhouse, start: int, end: int) ->
     for ev in events:
         out.count += 1
         out.water_l += ev.water_l or 0.0
-        if ev.ended_at:
+        if ev.ended_at and ev.started_at is not None:
             out.duration_s += max(ev.ended_at - ev.started_at, 0)
         for tank, amount in (ev.fertilizer or {}).items():
             if isinstance(amount, int | float):

@@ -201,6 +201,7 @@ def greenhouse(code: str):
             ),
         )
         for ev in events
+        if ev.started_at is not None  # always: a stop still waiting for its start is not listed
     ]
     blocks = []
     present = set(row.latest)

@@ -34,6 +34,7 @@ class IngestConfig:
     metrics_host: str = "127.0.0.1"
     log_every_s: float = 10.0
     last_seen_every_s: float = 60.0
+    irrigation_max_s: int = 12 * 3600  # the longest run a stop without event id may close
     # decode and write in a child process, so reading MQTT and writing the database use two
     # cores (threads would share one: the GIL). False: in this process (tests, custom hooks).
     writer_process: bool = True
@@ -54,6 +55,7 @@ class IngestConfig:
             client_id=settings.mqtt_client_id,
             unknown_device_policy=settings.unknown_device_policy,
             timezone=settings.timezone,
+            irrigation_max_s=settings.irrigation_max_hours * 3600,
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

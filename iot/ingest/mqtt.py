@@ -60,6 +60,7 @@ class Ingester:
             unknown_device_policy=config.unknown_device_policy,
             hooks=hooks,
             touch_every_s=config.last_seen_every_s,
+            irrigation_max_s=config.irrigation_max_s,
         )
         self.stats = Stats()
         self.buffer: list[Message] = []

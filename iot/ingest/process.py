@@ -50,6 +50,7 @@ class WriterOptions:
     timezone: str
     touch_every_s: float
     log_level: int
+    irrigation_max_s: int = 12 * 3600
 
     @classmethod
     def from_config(cls, config: IngestConfig, log_level: int) -> WriterOptions:
@@ -61,6 +62,7 @@ class WriterOptions:
             timezone=config.timezone,
             touch_every_s=config.last_seen_every_s,
             log_level=log_level,
+            irrigation_max_s=config.irrigation_max_s,
         )
 
 
@@ -158,6 +160,7 @@ def writer_main(conn: Connection, options: WriterOptions) -> None:
         tasmota_prefix=options.tasmota_prefix,
         unknown_device_policy=options.unknown_device_policy,
         touch_every_s=options.touch_every_s,
+        irrigation_max_s=options.irrigation_max_s,
     )
     retry = Backoff(DB_RETRY_FIRST_S, DB_RETRY_CAP_S)
     while True:  # the database may be away when we start: wait for it

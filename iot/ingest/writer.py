@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, Update, and_, bindparam, event, select, update
+from sqlalchemy import Insert, Table, Update, bindparam, event, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -35,13 +35,13 @@ from iot import payloads
 from iot.alerts import Outbox, batch_hook
 from iot.ingest.devices import DeviceInfo, DeviceRegistry, Resolved, TopicResolver
 from iot.ingest.log import kv
-from iot.models import Device, IrrigationEvent, QuarantinedMessage
+from iot.irrigation import DEFAULT_MAX_DURATION_S, store_event
+from iot.models import Device, QuarantinedMessage
 from iot.payloads import PayloadError
 from iot.rollups import apply_readings
 
 log = logging.getLogger("iot.ingest")
 
-EVENTS = cast(Table, IrrigationEvent.__table__)
 QUARANTINE = cast(Table, QuarantinedMessage.__table__)
 DEVICES = cast(Table, Device.__table__)
 
@@ -180,7 +180,6 @@ def decode_batch(
 
 @dataclass(frozen=True)
 class _Statements:
-    insert_event: Insert
     insert_device: Insert
     touch_device: Update
 
@@ -189,7 +188,6 @@ class _Statements:
 def _statements(dialect: str) -> _Statements:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return _Statements(
-        insert_event=insert(EVENTS).on_conflict_do_nothing(index_elements=["device_id", "started_at"]),
         insert_device=insert(DEVICES).on_conflict_do_nothing(index_elements=["device_id"]),
         touch_device=(
             update(DEVICES)
@@ -200,14 +198,20 @@ def _statements(dialect: str) -> _Statements:
 
 
 def write_batch(
-    session: Session, decoded: DecodedBatch, *, hooks: Hooks | None = None, replay: bool = False
+    session: Session,
+    decoded: DecodedBatch,
+    *,
+    hooks: Hooks | None = None,
+    replay: bool = False,
+    irrigation_max_s: int = DEFAULT_MAX_DURATION_S,
 ) -> BatchResult:
     """Store ``decoded`` in ``session``'s transaction; the caller commits (or rolls back).
 
     Raises the database's errors (``DBAPIError``; ``IntegrityError`` e.g. for a device
     deleted meanwhile). With ``replay``, quarantined messages that now pass are marked
     ``replayed_at`` and the others keep their row with the new reason (in
-    ``still_failing``); otherwise bad messages are quarantined.
+    ``still_failing``); otherwise bad messages are quarantined. ``irrigation_max_s``: the
+    longest run a stop without event id may close.
     """
     result = BatchResult()
     sql = _statements(session.get_bind().dialect.name)
@@ -221,7 +225,7 @@ def write_batch(
         result.alert_errors = _run_hooks(session, hooks, inserted)
     for message, info, irrigation in decoded.events:
         try:
-            _store_event(session, sql, info, irrigation)
+            _store_event(session, info, irrigation, irrigation_max_s)
             result.irrigation += 1
         except PayloadError as exc:
             bad.append((message, exc))
@@ -342,38 +346,13 @@ def _run_hooks(session: Session, hooks: Hooks, rows: list[dict[str, Any]]) -> in
     return 0
 
 
-def _store_event(session: Session, sql: _Statements, info: DeviceInfo, msg: payloads.IrrigationMsg) -> None:
-    base = {"device_id": info.pk, "greenhouse_id": info.greenhouse_id, "zone": msg.zone}
-    details = {"water_l": msg.water_l, "ec": msg.ec, "ph": msg.ph, "fertilizer": msg.fertilizer}
-    if msg.action in ("complete", "start"):
-        session.execute(
-            sql.insert_event, [{**base, **details, "started_at": msg.started_at, "ended_at": msg.ended_at}]
-        )
-        return
-    # stop: close the open event it belongs to (given start, or the latest open one before it)
-    query = select(EVENTS.c.id, EVENTS.c.ended_at).where(EVENTS.c.device_id == info.pk)
-    if msg.started_at is not None:
-        query = query.where(EVENTS.c.started_at == msg.started_at)
-    else:
-        query = query.where(EVENTS.c.started_at <= msg.ended_at)
-        if msg.zone is not None:
-            query = query.where(EVENTS.c.zone == msg.zone)
-        query = (
-            query.where((EVENTS.c.ended_at.is_(None)) | (EVENTS.c.ended_at == msg.ended_at))
-            .order_by(EVENTS.c.started_at.desc())
-            .limit(1)
-        )
-    row = session.execute(query).first()
-    if row is None:
-        raise PayloadError("unmatched_stop", f"no open irrigation before {msg.ended_at}")
-    if row.ended_at is not None:
-        return  # already closed by this very stop: a redelivery
-    changes: dict[str, Any] = {"ended_at": msg.ended_at}
-    changes.update({k: v for k, v in details.items() if v is not None})
-    if msg.ended_at is not None:
-        session.execute(
-            update(EVENTS).where(and_(EVENTS.c.id == row.id, EVENTS.c.ended_at.is_(None))).values(**changes)
-        )
+def _store_event(
+    session: Session, info: DeviceInfo, msg: payloads.IrrigationMsg, max_duration_s: int
+) -> None:
+    """Pairing is ``iot.irrigation.store_event`` (in the database, whichever ingester got the
+    start); raises ``PayloadError`` ``unmatched_stop`` for a stop that nothing fits."""
+    assert info.greenhouse_id is not None  # the resolver refuses devices outside a greenhouse
+    store_event(session, info.pk, info.greenhouse_id, msg, max_duration_s=max_duration_s)
 
 
 def _dt(epoch: float) -> datetime:
@@ -420,8 +399,10 @@ class BatchWriter:
         unknown_device_policy: str = "quarantine",
         hooks: Hooks | tuple[ReadingsHook | None, ReadingsHook | None] | None = None,
         touch_every_s: float = 60.0,
+        irrigation_max_s: int = DEFAULT_MAX_DURATION_S,
     ) -> None:
         self.engine = engine
+        self.irrigation_max_s = irrigation_max_s
         self.session_factory: sessionmaker[Session] = make_session_factory(engine)
         self.registry = DeviceRegistry(self.session_factory)
         self.resolver = TopicResolver(self.registry, topic_prefix, tasmota_prefix)
@@ -466,7 +447,9 @@ class BatchWriter:
         )
         self.outbox.take()  # anything left by a batch that failed
         with self.session_factory() as session:
-            result = write_batch(session, decoded, hooks=self.hooks, replay=replay)
+            result = write_batch(
+                session, decoded, hooks=self.hooks, replay=replay, irrigation_max_s=self.irrigation_max_s
+            )
             session.commit()
         result.notifications = self.outbox.take()
         for pk, (t, _online) in decoded.seen.items():

@@ -1,0 +1,281 @@
+"""Irrigation starts and stops pair into the right event, whatever order they come in and
+whoever stores them: the service (``iot.irrigation.store_event``) with no MQTT, the
+writer's batches, quarantine replay of ``unmatched_stop``, and two writers at once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from sqlalchemy import select
+
+from core.db import make_session_factory
+from iot import irrigation, quarantine
+from iot.ingest.writer import BatchWriter, Message
+from iot.models import Device, IrrigationEvent, QuarantinedMessage
+from iot.payloads import PayloadError, decode_irrigation
+
+T0 = 1764000000  # 2025-11-24 16:00 UTC
+HOUR = 3600
+
+
+def _msg(**data) -> bytes:
+    return json.dumps(data).encode()
+
+
+@pytest.fixture
+def ctl(session, greenhouse):
+    return session.scalar(select(Device).where(Device.device_id == "ctl1"))
+
+
+def store(session, ctl, max_duration_s: int = 12 * HOUR, **data) -> str:
+    msg = decode_irrigation(_msg(**data), T0 + 1000 * HOUR)
+    return irrigation.store_event(session, ctl.id, ctl.greenhouse_id, msg, max_duration_s=max_duration_s)
+
+
+def events(session) -> list[tuple]:
+    session.expire_all()
+    rows = session.scalars(select(IrrigationEvent).order_by(IrrigationEvent.id))
+    return [(e.event_id, e.zone, e.started_at, e.ended_at, e.water_l) for e in rows]
+
+
+# --- with an event id ----------------------------------------------------------------------------
+
+
+def test_overlapping_runs_with_ids_each_get_their_own_stop(session, ctl):
+    store(session, ctl, action="start", event_id="r1", ts=T0, zone="A", ec=1.8)
+    store(session, ctl, action="start", event_id="r2", ts=T0 + 60, zone="A", ec=2.2)  # same zone, overlapping
+    store(session, ctl, action="stop", event_id="r2", ts=T0 + 600, zone="A", water_l=50)
+    store(session, ctl, action="stop", event_id="r1", ts=T0 + 1200, zone="A", water_l=100)
+    assert events(session) == [("r1", "A", T0, T0 + 1200, 100.0), ("r2", "A", T0 + 60, T0 + 600, 50.0)]
+
+
+def test_a_stop_before_its_start_is_kept_and_the_start_completes_it(session, ctl, greenhouse):
+    assert store(session, ctl, action="stop", event_id="r9", ts=T0 + 900, zone="B", water_l=300) == "stored"
+    assert events(session) == [("r9", "B", None, T0 + 900, 300.0)]
+    # a stop waiting for its start counts nowhere yet
+    assert irrigation.summarize(session, greenhouse, T0 - 86400, T0 + 86400).count == 0
+    assert store(session, ctl, action="start", event_id="r9", ts=T0, zone="B", ec=2.0, ph=6.1) == "paired"
+    ev = session.scalars(select(IrrigationEvent)).one()
+    assert (ev.started_at, ev.ended_at, ev.water_l, ev.ec, ev.ph) == (T0, T0 + 900, 300.0, 2.0, 6.1)
+    summary = irrigation.summarize(session, greenhouse, T0 - 86400, T0 + 86400)
+    assert (summary.count, summary.water_l, summary.duration_s) == (1, 300.0, 900)
+
+
+def test_redelivered_starts_and_stops_change_nothing(session, ctl):
+    store(session, ctl, action="start", event_id="r1", ts=T0, zone="A", ec=1.8)
+    store(session, ctl, action="stop", event_id="r1", ts=T0 + 600, water_l=40, ec=2.0)
+    before = events(session)
+    assert store(session, ctl, action="start", event_id="r1", ts=T0, zone="A", ec=1.8) == "duplicate"
+    assert store(session, ctl, action="stop", event_id="r1", ts=T0 + 600, water_l=40) == "duplicate"
+    # a second stop for the same run (a controller retrying with new totals) changes nothing either
+    assert store(session, ctl, action="stop", event_id="r1", ts=T0 + 700, water_l=99) == "duplicate"
+    assert events(session) == before == [("r1", "A", T0, T0 + 600, 40.0)]
+    assert session.scalar(select(IrrigationEvent.ec)) == 2.0  # the stop's value wins over the start's
+
+
+def test_the_stops_values_win_whichever_came_first(session, ctl):
+    store(session, ctl, action="stop", event_id="x", ts=T0 + 600, ec=2.5, fertilizer={"tank_a": 1.0})
+    store(session, ctl, action="start", event_id="x", ts=T0, zone="C", ec=1.0, ph=6.0, fertilizer={"b": 2})
+    ev = session.scalars(select(IrrigationEvent)).one()
+    assert (ev.zone, ev.ec, ev.ph, ev.fertilizer) == ("C", 2.5, 6.0, {"tank_a": 1.0})
+
+
+def test_ids_are_per_device_and_runs_of_two_zones_may_start_in_one_second(session, ctl, greenhouse):
+    from iot import registry
+
+    other = registry.create_device(session, "ctl2", greenhouse, kind="controller")
+    session.flush()
+    store(session, ctl, action="start", event_id="1", ts=T0, zone="A")
+    store(session, ctl, action="start", event_id="2", ts=T0, zone="B")  # same device, same second
+    msg = decode_irrigation(_msg(action="start", event_id="1", ts=T0 + 5, zone="A"), T0)
+    irrigation.store_event(session, other.id, greenhouse.id, msg)  # the other controller's run "1"
+    store(session, ctl, action="stop", event_id="2", ts=T0 + 300, water_l=20)
+    store(session, ctl, action="stop", event_id="1", ts=T0 + 400, water_l=30)
+    rows = session.execute(
+        select(
+            IrrigationEvent.device_id,
+            IrrigationEvent.event_id,
+            IrrigationEvent.ended_at,
+            IrrigationEvent.water_l,
+        ).order_by(IrrigationEvent.id)
+    ).all()
+    assert [tuple(r) for r in rows] == [
+        (ctl.id, "1", T0 + 400, 30.0),
+        (ctl.id, "2", T0 + 300, 20.0),
+        (other.id, "1", None, None),
+    ]
+
+
+def test_a_complete_event_with_an_id_completes_its_start(session, ctl):
+    store(session, ctl, action="start", event_id="c1", ts=T0, zone="A", ph=6.0)
+    assert store(session, ctl, event_id="c1", start=T0, end=T0 + 500, water_l=7) == "paired"
+    assert events(session) == [("c1", "A", T0, T0 + 500, 7.0)]
+
+
+# --- without an event id: zone and time window ---------------------------------------------------------
+
+
+def test_a_stop_never_closes_a_start_older_than_the_longest_run(session, ctl):
+    store(session, ctl, action="start", ts=T0, zone="A")  # its stop was lost
+    with pytest.raises(PayloadError) as exc:
+        store(session, ctl, action="stop", ts=T0 + 449 * HOUR, zone="A", water_l=10)
+    assert exc.value.reason == "unmatched_stop"
+    assert events(session) == [(None, "A", T0, None, None)]
+    # a longer limit (IRRIGATION_MAX_HOURS) reaches it
+    assert (
+        store(session, ctl, max_duration_s=500 * HOUR, action="stop", ts=T0 + 449 * HOUR, zone="A")
+        == "paired"
+    )
+
+
+def test_a_stop_closes_the_latest_open_start_of_its_own_zone(session, ctl):
+    store(session, ctl, action="start", ts=T0, zone="A")
+    store(session, ctl, action="start", ts=T0 + 60, zone="B")
+    store(session, ctl, action="start", ts=T0 + 120)  # no zone
+    store(session, ctl, action="stop", ts=T0 + 600, zone="A", water_l=1)
+    store(session, ctl, action="stop", ts=T0 + 700, water_l=3)  # no zone: only the run without one
+    store(session, ctl, action="stop", ts=T0 + 800, zone="B", water_l=2)
+    assert events(session) == [
+        (None, "A", T0, T0 + 600, 1.0),
+        (None, "B", T0 + 60, T0 + 800, 2.0),
+        (None, None, T0 + 120, T0 + 700, 3.0),
+    ]
+
+
+def test_a_stop_before_any_start_of_its_run_is_unmatched(session, ctl):
+    store(session, ctl, action="start", ts=T0 + 600, zone="A")  # a later run
+    with pytest.raises(PayloadError) as exc:
+        store(session, ctl, action="stop", ts=T0 + 300, zone="A")
+    assert exc.value.reason == "unmatched_stop" and "zone A" in str(exc.value)
+    assert events(session) == [(None, "A", T0 + 600, None, None)]
+
+
+def test_a_redelivered_stop_does_not_close_an_older_open_run(session, ctl):
+    store(session, ctl, action="start", ts=T0, zone="A")  # its stop is still on its way
+    store(session, ctl, action="start", ts=T0 + HOUR, zone="A")
+    store(session, ctl, action="stop", ts=T0 + HOUR + 600, zone="A", water_l=60)
+    assert store(session, ctl, action="stop", ts=T0 + HOUR + 600, zone="A", water_l=60) == "duplicate"
+    assert events(session) == [(None, "A", T0, None, None), (None, "A", T0 + HOUR, T0 + HOUR + 600, 60.0)]
+    store(session, ctl, action="stop", ts=T0 + 900, zone="A", water_l=90)  # the late stop of the first
+    assert events(session)[0] == (None, "A", T0, T0 + 900, 90.0)
+
+
+def test_a_stop_naming_its_start_is_kept_before_the_start(session, ctl):
+    assert store(session, ctl, action="stop", start=T0, ts=T0 + 600, zone="A", water_l=5) == "stored"
+    store(session, ctl, action="start", ts=T0, zone="A", ec=1.9)
+    assert store(session, ctl, action="start", ts=T0, zone="A", ec=1.9) == "duplicate"
+    assert events(session) == [(None, "A", T0, T0 + 600, 5.0)]
+    assert session.scalar(select(IrrigationEvent.ec)) == 1.9
+
+
+# --- the writer and quarantine replay ---------------------------------------------------------------------
+
+
+def _message(prefix: str, arrival: float, **data) -> Message:
+    return Message(f"{prefix}/GH1/ctl1/irrigation", _msg(**data), arrival)
+
+
+def test_replayed_unmatched_stop_pairs_with_its_own_start_only(session, ctl, engine):
+    writer = BatchWriter(engine, topic_prefix="farm")
+    arrival = T0 + 100 * HOUR
+    writer.store([_message("farm", arrival, action="start", ts=T0, zone="A")])  # stale: no stop ever
+    writer.store([_message("farm", arrival, action="start", ts=T0 + 20 * HOUR, zone="B")])  # other zone
+    # the stop of a run whose start reaches us later (another ingester, a slow link)
+    result = writer.store(
+        [_message("farm", arrival, action="stop", ts=T0 + 30 * HOUR + 900, zone="A", water_l=77)]
+    )
+    assert result.quarantined == {"unmatched_stop": 1}
+    writer.store([_message("farm", arrival, action="start", ts=T0 + 30 * HOUR, zone="A", ec=2.0)])
+    writer.store([_message("farm", arrival, action="start", ts=T0 + 31 * HOUR, zone="A")])  # the next run
+    replayed = quarantine.replay(engine, reason="unmatched_stop")
+    assert replayed.still_failing == {}
+    assert events(session) == [
+        (None, "A", T0, None, None),
+        (None, "B", T0 + 20 * HOUR, None, None),
+        (None, "A", T0 + 30 * HOUR, T0 + 30 * HOUR + 900, 77.0),
+        (None, "A", T0 + 31 * HOUR, None, None),
+    ]
+    assert session.scalar(select(QuarantinedMessage.replayed_at)) is not None
+    # replaying again finds nothing waiting and changes nothing
+    assert quarantine.replay(engine, reason="unmatched_stop").quarantined == {}
+    assert len(events(session)) == 4
+
+
+def test_replay_honours_the_longest_run(session, ctl, engine):
+    writer = BatchWriter(engine, topic_prefix="farm")
+    arrival = T0 + 21 * HOUR
+    assert writer.store(
+        [_message("farm", arrival, action="stop", ts=T0 + 20 * HOUR, zone="A")]
+    ).quarantined == {"unmatched_stop": 1}
+    writer.store([_message("farm", arrival, action="start", ts=T0, zone="A")])
+    result = quarantine.replay(engine, reason="unmatched_stop")  # 20 h apart: not one run
+    assert list(result.still_failing.values())[0][0] == "unmatched_stop"
+    assert events(session) == [(None, "A", T0, None, None)]
+    assert quarantine.replay(engine, reason="unmatched_stop", irrigation_max_s=24 * HOUR).still_failing == {}
+    assert events(session) == [(None, "A", T0, T0 + 20 * HOUR, None)]
+
+
+def test_a_batch_with_start_and_stop_in_any_order(session, ctl, engine):
+    writer = BatchWriter(engine, topic_prefix="farm")
+    batch = [
+        _message("farm", T0 + HOUR, action="stop", event_id="e2", ts=T0 + 700, water_l=2),
+        _message("farm", T0 + HOUR, action="start", event_id="e1", ts=T0, zone="A"),
+        _message("farm", T0 + HOUR, action="start", event_id="e2", ts=T0 + 100, zone="B"),
+        _message("farm", T0 + HOUR, action="stop", event_id="e1", ts=T0 + 600, water_l=1),
+        _message("farm", T0 + HOUR, action="stop", event_id="e1", ts=T0 + 600, water_l=1),  # redelivered
+    ]
+    result = writer.store(batch)
+    assert result.irrigation == 5 and result.quarantined == {}
+    assert events(session) == [("e2", "B", T0 + 100, T0 + 700, 2.0), ("e1", "A", T0, T0 + 600, 1.0)]
+
+
+def test_max_duration_reaches_the_writer_from_the_settings(settings):
+    from core.config import ConfigError, Settings
+    from iot.ingest.config import IngestConfig
+
+    assert IngestConfig.from_settings(settings).irrigation_max_s == 12 * HOUR
+    config = IngestConfig.from_settings(
+        Settings.from_env({"IRRIGATION_MAX_HOURS": "3"}, database_url="sqlite://")
+    )
+    assert config.irrigation_max_s == 3 * HOUR
+    with pytest.raises(ConfigError, match="IRRIGATION_MAX_HOURS"):
+        Settings.from_env({"IRRIGATION_MAX_HOURS": "0"}, database_url="sqlite://")
+
+
+# --- two writers at once ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_id", [True, False])
+def test_two_writers_storing_one_stop_at_once_close_one_event_once(session, ctl, engine, with_id):
+    """The first writer holds its transaction open while the second stores the same stop (a
+    redelivery to the other member of a shared group): the second waits, then changes nothing
+    and closes no other event (SQLite: the database lock; PostgreSQL: the row lock)."""
+    ids = {"event_id": "late"} if with_id else {}
+    store(session, ctl, action="start", ts=T0, zone="A")  # an older open run of the same zone
+    store(session, ctl, action="start", ts=T0 + HOUR, zone="A", **ids)
+    session.commit()
+    stop = {"action": "stop", "ts": T0 + HOUR + 600, "zone": "A", "water_l": 42, **ids}
+    factory = make_session_factory(engine)
+    first, second = factory(), factory()
+    outcome: list[str] = []
+    try:
+        assert store(first, ctl, **stop) == "paired"  # not committed yet
+
+        def other_writer() -> None:
+            outcome.append(store(second, ctl, **stop))
+            second.commit()
+
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        time.sleep(0.5)
+        assert outcome == []  # waiting for the first writer
+        first.commit()
+        thread.join(30)
+    finally:
+        first.close()
+        second.close()
+    assert outcome == ["duplicate"]
+    assert [e[2:] for e in events(session)] == [(T0, None, None), (T0 + HOUR, T0 + HOUR + 600, 42.0)]
