@@ -166,6 +166,26 @@ def _close_by_window(
     )
 
 
+def stops_waiting_for_start(session: Session, greenhouse_id: int) -> int:
+    """Stops (with an event id) whose start has not arrived: they count nowhere until it does."""
+    query = (
+        select(func.count())
+        .select_from(EVENTS)
+        .where(EVENTS.c.greenhouse_id == greenhouse_id, EVENTS.c.started_at.is_(None))
+    )
+    return session.scalar(query) or 0
+
+
+def run_state(event: IrrigationEvent, now: int, max_duration_s: int) -> str:
+    """``done``; ``running`` (started, no stop yet, within the longest run); ``no_stop`` (its
+    stop never came: no stop without event id can close it any more)."""
+    if event.ended_at is not None:
+        return "done"
+    if event.started_at is not None and now - event.started_at <= max_duration_s:
+        return "running"
+    return "no_stop"
+
+
 # --- summaries -----------------------------------------------------------------------------------
 
 

@@ -223,7 +223,7 @@ def write_batch(
         result.duplicates = decoded.decoded - len(inserted)
     if inserted and hooks is not None:
         result.alert_errors = _run_hooks(session, hooks, inserted)
-    for message, info, irrigation in decoded.events:
+    for message, info, irrigation in _lock_order(decoded.events):
         try:
             _store_event(session, info, irrigation, irrigation_max_s)
             result.irrigation += 1
@@ -344,6 +344,15 @@ def _run_hooks(session: Session, hooks: Hooks, rows: list[dict[str, Any]]) -> in
             log.exception(kv("alert_error", rows=len(rows)))
             return 1
     return 0
+
+
+def _lock_order(
+    events: list[tuple[Message, DeviceInfo, payloads.IrrigationMsg]],
+) -> list[tuple[Message, DeviceInfo, payloads.IrrigationMsg]]:
+    """Irrigation messages in one order for every writer (by device, zone, event id; stable,
+    so a start still comes before its stop): two writers pairing each other's events lock
+    the rows in the same order and wait for one another instead of deadlocking (PostgreSQL)."""
+    return sorted(events, key=lambda e: (e[1].pk, e[2].zone or "", e[2].event_id or ""))
 
 
 def _store_event(

@@ -229,7 +229,25 @@ def test_a_batch_with_start_and_stop_in_any_order(session, ctl, engine):
     ]
     result = writer.store(batch)
     assert result.irrigation == 5 and result.quarantined == {}
-    assert events(session) == [("e2", "B", T0 + 100, T0 + 700, 2.0), ("e1", "A", T0, T0 + 600, 1.0)]
+    assert sorted(events(session)) == [("e1", "A", T0, T0 + 600, 1.0), ("e2", "B", T0 + 100, T0 + 700, 2.0)]
+    # without ids a start and its stop in one batch keep their order (the writer sorts by device
+    # and zone, stably, so that two writers lock rows in one order)
+    result = writer.store(
+        [
+            _message("farm", T0 + HOUR, action="start", ts=T0 + 1000, zone="B"),
+            _message("farm", T0 + HOUR, action="start", ts=T0 + 1100, zone="A"),
+            _message("farm", T0 + HOUR, action="stop", ts=T0 + 1500, zone="B", water_l=3),
+            _message("farm", T0 + HOUR, action="start", ts=T0 + 1600, zone="B"),
+            _message("farm", T0 + HOUR, action="stop", ts=T0 + 1700, zone="A", water_l=4),
+            _message("farm", T0 + HOUR, action="stop", ts=T0 + 1800, zone="B", water_l=5),
+        ]
+    )
+    assert result.quarantined == {}
+    assert sorted(e for e in events(session) if e[0] is None) == [
+        (None, "A", T0 + 1100, T0 + 1700, 4.0),
+        (None, "B", T0 + 1000, T0 + 1500, 3.0),
+        (None, "B", T0 + 1600, T0 + 1800, 5.0),
+    ]
 
 
 def test_max_duration_reaches_the_writer_from_the_settings(settings):
@@ -279,3 +297,27 @@ def test_two_writers_storing_one_stop_at_once_close_one_event_once(session, ctl,
         second.close()
     assert outcome == ["duplicate"]
     assert [e[2:] for e in events(session)] == [(T0, None, None), (T0 + HOUR, T0 + HOUR + 600, 42.0)]
+
+
+def test_simulated_controllers_name_their_runs_so_any_order_pairs(session, make_user):
+    """The simulator's start, stop and complete messages carry the run's event_id: delivered
+    stops first (as two ingesters may), every run still pairs with its own stop."""
+    from iot.demo import seed
+    from iot.simulate import Simulator, load_greenhouses
+
+    users = {name: make_user(name, "farmer") for name in ("zhaolin", "wangfang", "liqiang")}
+    seed(session, {"users": users})
+    session.commit()
+    sim = Simulator(load_greenhouses(session), interval_s=600, start=time.time() - 26 * 3600, fault_rate=0)
+    sent = [(t, json.loads(p)) for t, p in sim.step(24 * 3600) if t.endswith("/irrigation")]
+    assert sent and all("event_id" in body for _t, body in sent)
+    stops_first = sorted(sent, key=lambda m: m[1].get("action") != "stop")
+    result = BatchWriter(session.get_bind()).store(
+        [Message(t, json.dumps(b).encode(), time.time()) for t, b in stops_first]
+    )
+    assert result.quarantined == {}
+    session.expire_all()
+    simulated = session.scalars(select(IrrigationEvent).where(IrrigationEvent.event_id.is_not(None))).all()
+    simulated = [e for e in simulated if e.started_at > time.time() - 27 * 3600]
+    assert len(simulated) == 2 * 6  # two runs a day in six greenhouses
+    assert all(e.ended_at - e.started_at == 1200 and e.water_l > 0 and e.ec is not None for e in simulated)
