@@ -8,6 +8,8 @@ Pairing happens in the database, so a start and its stop may reach different ing
 - with the controller's ``event_id`` (unique per device): the first of start and stop
   inserts the event, the other completes it with a conditional UPDATE (``started_at IS
   NULL`` / ``ended_at IS NULL``), so a redelivery, or two writers at once, change it once;
+  a start or stop with another time than the run its id names is refused
+  (``event_id_conflict``);
 - without one, a start (or a complete event, or a stop naming its ``start``) is unique by
   device and start second; a bare stop closes the latest open event of its device and zone
   (an absent zone matches only events without one) that started at most ``max_duration_s``
@@ -59,7 +61,8 @@ def store_event(
 
     Returns ``"stored"`` (a new event row), ``"paired"`` (it completed an event) or
     ``"duplicate"`` (nothing changed: a redelivery). Raises ``PayloadError``
-    ``unmatched_stop`` for a stop without event id that no open start fits."""
+    ``unmatched_stop`` for a stop without event id that no open start fits, and
+    ``event_id_conflict`` for a start or stop whose event id names a run of other times."""
     has_start = msg.started_at is not None
     has_stop = msg.action in ("stop", "complete")
     details = {k: getattr(msg, k) for k in _DETAILS if getattr(msg, k) is not None}
@@ -79,6 +82,7 @@ def store_event(
     # the event exists: this message completes it, or is a redelivery
     if msg.event_id is not None:
         key = and_(EVENTS.c.device_id == device_pk, EVENTS.c.event_id == msg.event_id)
+        _same_run(session, key, msg, has_start, has_stop)
     else:
         key = and_(
             EVENTS.c.device_id == device_pk,
@@ -90,7 +94,30 @@ def store_event(
         changed += _fill_start(session, key, msg, details)
     if has_stop:
         changed += _close(session, key, msg.ended_at, details)
+    if not changed and msg.event_id is not None:
+        _same_run(session, key, msg, has_start, has_stop)  # another writer got there first
     return "paired" if changed else "duplicate"
+
+
+def _same_run(
+    session: Session, key: ColumnElement[bool], msg: IrrigationMsg, has_start: bool, has_stop: bool
+) -> None:
+    """A start or stop whose event id already names a run with another start or end (a
+    controller that reused its ids, e.g. a counter reset by a reboot) is refused
+    (``event_id_conflict``: quarantined), rather than silently dropped or merged."""
+    row = session.execute(select(EVENTS.c.started_at, EVENTS.c.ended_at).where(key)).first()
+    if row is None:
+        return
+    if has_start and row.started_at is not None and row.started_at != msg.started_at:
+        raise PayloadError(
+            "event_id_conflict",
+            f"event_id {msg.event_id} is a run started at {row.started_at}, not {msg.started_at}",
+        )
+    if has_stop and row.ended_at is not None and row.ended_at != msg.ended_at:
+        raise PayloadError(
+            "event_id_conflict",
+            f"event_id {msg.event_id} is a run ended at {row.ended_at}, not {msg.ended_at}",
+        )
 
 
 def _insert(session: Session, row: dict[str, Any]) -> bool:

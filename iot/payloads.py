@@ -46,6 +46,7 @@ REASONS = {
     "unassigned_device": "Device not assigned to a greenhouse",
     "greenhouse_mismatch": "Device belongs to another greenhouse",
     "unmatched_stop": "Irrigation stop without start",
+    "event_id_conflict": "Irrigation event id names another run",
     "store_error": "Could not be stored",
 }
 

@@ -70,8 +70,6 @@ def test_redelivered_starts_and_stops_change_nothing(session, ctl):
     before = events(session)
     assert store(session, ctl, action="start", event_id="r1", ts=T0, zone="A", ec=1.8) == "duplicate"
     assert store(session, ctl, action="stop", event_id="r1", ts=T0 + 600, water_l=40) == "duplicate"
-    # a second stop for the same run (a controller retrying with new totals) changes nothing either
-    assert store(session, ctl, action="stop", event_id="r1", ts=T0 + 700, water_l=99) == "duplicate"
     assert events(session) == before == [("r1", "A", T0, T0 + 600, 40.0)]
     assert session.scalar(select(IrrigationEvent.ec)) == 2.0  # the stop's value wins over the start's
 
@@ -321,3 +319,58 @@ def test_simulated_controllers_name_their_runs_so_any_order_pairs(session, make_
     simulated = [e for e in simulated if e.started_at > time.time() - 27 * 3600]
     assert len(simulated) == 2 * 6  # two runs a day in six greenhouses
     assert all(e.ended_at - e.started_at == 1200 and e.water_l > 0 and e.ec is not None for e in simulated)
+
+
+def test_an_event_id_reused_for_another_run_is_refused_not_merged(session, ctl, engine):
+    """A controller whose run counter restarted (a reboot) sends ids it used before: the new
+    run's start and stop are quarantined (``event_id_conflict``), the old run keeps its values."""
+    store(session, ctl, action="start", event_id="7", ts=T0, zone="A")
+    store(session, ctl, action="stop", event_id="7", ts=T0 + 600, water_l=40)
+    for data in (
+        {"action": "start", "ts": T0 + 86400, "zone": "A"},
+        {"action": "stop", "ts": T0 + 86400 + 900, "water_l": 70},
+        {"start": T0 + 86400, "end": T0 + 86400 + 900},
+    ):
+        with pytest.raises(PayloadError) as exc:
+            store(session, ctl, event_id="7", **data)
+        assert exc.value.reason == "event_id_conflict"
+    assert events(session) == [("7", "A", T0, T0 + 600, 40.0)]
+    session.commit()
+    writer = BatchWriter(engine, topic_prefix="farm")
+    late = T0 + 2 * 86400
+    result = writer.store(
+        [_message("farm", late, action="stop", event_id="7", ts=T0 + 86400 + 900, water_l=70)]
+    )
+    assert result.quarantined == {"event_id_conflict": 1}
+    assert session.scalar(select(QuarantinedMessage.detail)).startswith("event_id 7 is a run ended at")
+
+
+@pytest.mark.parametrize(
+    "event_id, reason",
+    [
+        ("A-1764000000", None),
+        (42, None),
+        ("x" * 64, None),
+        ("x" * 65, "bad_payload"),
+        ("a\u0000b", "bad_payload"),
+        ("zone A", "bad_payload"),
+        ("", "bad_payload"),
+        (True, "bad_payload"),
+        (1.5, "bad_payload"),
+        (["a"], "bad_payload"),
+    ],
+)
+def test_event_ids_a_controller_may_send(event_id, reason):
+    payload = json.dumps({"action": "start", "ts": T0, "event_id": event_id}).encode()
+    if reason is None:
+        assert decode_irrigation(payload, T0).event_id == str(event_id)
+    else:
+        with pytest.raises(PayloadError) as exc:
+            decode_irrigation(payload, T0)
+        assert exc.value.reason == reason
+
+
+def test_a_stop_naming_a_later_start_is_refused():
+    with pytest.raises(PayloadError) as exc:
+        decode_irrigation(_msg(action="stop", ts=T0, start=T0 + 60), T0 + 100)
+    assert exc.value.reason == "bad_timestamp"
