@@ -13,8 +13,11 @@ Pairing happens in the database, so a start and its stop may reach different ing
 - without one, a start (or a complete event, or a stop naming its ``start``) is unique by
   device and start second; a bare stop closes the latest open event of its device and zone
   (an absent zone matches only events without one) that started at most ``max_duration_s``
-  before it; with none it is refused (``unmatched_stop``: quarantined, replayable once the
-  start has arrived).
+  before it; with none it is refused (``unmatched_stop``: quarantined). When a start
+  without id is stored, the quarantined stops of its device and zone that it can close are
+  paired at once (``pair_waiting_stops``; the two sides serialise on a per-device lock, so a
+  start and its stop stored at once by two writers never miss each other); replay pairs the
+  rest by the same rule.
 
 Values of the stop win over those of the start; the start's fill in what the stop left out.
 
@@ -26,7 +29,7 @@ start counts nowhere).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, and_, bindparam, func, select, update
@@ -34,8 +37,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core import clock
-from iot.models import Greenhouse, IrrigationEvent
-from iot.payloads import IrrigationMsg, PayloadError
+from iot.models import Greenhouse, IrrigationEvent, QuarantinedMessage
+from iot.payloads import IrrigationMsg, PayloadError, decode_irrigation
 
 PERIODS = ("day", "week", "month")
 
@@ -43,6 +46,7 @@ PERIODS = ("day", "week", "month")
 DEFAULT_MAX_DURATION_S = 12 * 3600
 
 EVENTS = cast(Table, IrrigationEvent.__table__)
+QUARANTINE = cast(Table, QuarantinedMessage.__table__)
 _DETAILS = ("water_l", "ec", "ph", "fertilizer")
 
 
@@ -170,6 +174,7 @@ def _close_by_window(
         EVENTS.c.started_at <= msg.ended_at,
         EVENTS.c.started_at >= msg.ended_at - max_duration_s,
     )
+    locked = False
     for _attempt in range(20):  # another writer may close the candidate first: look again
         closed = session.execute(
             select(EVENTS.c.id).where(window, EVENTS.c.ended_at == msg.ended_at).limit(1)
@@ -183,7 +188,13 @@ def _close_by_window(
             .limit(1)
         ).first()
         if candidate is None:
-            break
+            if locked:
+                break
+            # about to refuse it: first wait for any writer storing a start of this device
+            # (it then sees our quarantined stop, or we see its start)
+            _serialize(session, device_pk)
+            locked = True
+            continue
         if _close(session, EVENTS.c.id == candidate.id, msg.ended_at, details):
             return "paired"
     hours = max_duration_s / 3600
@@ -191,6 +202,73 @@ def _close_by_window(
         "unmatched_stop",
         f"no open irrigation of zone {msg.zone or '-'} in the {hours:g} h before {msg.ended_at}",
     )
+
+
+def pair_waiting_stops(
+    session: Session,
+    topic: str,
+    device_pk: int,
+    start: IrrigationMsg,
+    *,
+    max_duration_s: int = DEFAULT_MAX_DURATION_S,
+) -> int:
+    """A start without event id has just been stored: stops of its device and zone that came
+    first (quarantined as ``unmatched_stop``, from the same topic) and ended within
+    ``max_duration_s`` after it are paired now, by the same rule as any stop, and their
+    quarantine rows marked replayed. Returns how many were paired."""
+    assert start.started_at is not None
+    _serialize(session, device_pk)  # a writer quarantining a stop of this device commits first
+    rows = session.execute(
+        select(QUARANTINE.c.id, QUARANTINE.c.payload, QUARANTINE.c.received_at).where(
+            QUARANTINE.c.reason == "unmatched_stop",
+            QUARANTINE.c.replayed_at.is_(None),
+            QUARANTINE.c.topic == topic,
+        )
+    ).all()
+    stops: list[tuple[int, int, IrrigationMsg]] = []
+    for qid, payload, received_at in rows:
+        try:
+            stop = decode_irrigation(bytes(payload), received_at.replace(tzinfo=UTC).timestamp())
+        except PayloadError:
+            continue
+        if (
+            stop.action == "stop"
+            and stop.event_id is None
+            and stop.started_at is None
+            and stop.zone == start.zone
+            and stop.ended_at is not None
+            and start.started_at <= stop.ended_at <= start.started_at + max_duration_s
+        ):
+            stops.append((stop.ended_at, qid, stop))
+    paired = 0
+    for _ended, qid, stop in sorted(stops, key=lambda s: (s[0], s[1])):  # the first stop after it
+        details = {k: getattr(stop, k) for k in _DETAILS if getattr(stop, k) is not None}
+        try:
+            _close_by_window(session, device_pk, stop, details, max_duration_s)
+        except PayloadError:
+            continue  # its own start is another, still to come
+        done = session.execute(
+            update(QUARANTINE)
+            .where(QUARANTINE.c.id == qid, QUARANTINE.c.replayed_at.is_(None))
+            .values(replayed_at=clock.now())
+        )
+        paired += done.rowcount  # type: ignore[attr-defined]
+    return paired
+
+
+# PostgreSQL advisory lock class: (this, device pk) serialises a no-id start and a no-id stop
+# that would otherwise miss each other (each in a transaction the other cannot see yet)
+_LOCK_CLASS = 15_06
+
+
+def _serialize(session: Session, device_pk: int) -> None:
+    """Until the end of the transaction, no other writer is between storing a start without
+    event id and looking for its stops, or between missing a start and quarantining the stop:
+    PostgreSQL an advisory lock per device; SQLite its write lock (an UPDATE of no row)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_LOCK_CLASS, device_pk)))
+    else:
+        session.execute(update(EVENTS).where(EVENTS.c.id == -1).values(id=EVENTS.c.id))
 
 
 def stops_waiting_for_start(session: Session, greenhouse_id: int) -> int:

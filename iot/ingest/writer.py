@@ -35,7 +35,7 @@ from iot import payloads
 from iot.alerts import Outbox, batch_hook
 from iot.ingest.devices import DeviceInfo, DeviceRegistry, Resolved, TopicResolver
 from iot.ingest.log import kv
-from iot.irrigation import DEFAULT_MAX_DURATION_S, store_event
+from iot.irrigation import DEFAULT_MAX_DURATION_S, pair_waiting_stops, store_event
 from iot.models import Device, QuarantinedMessage
 from iot.payloads import PayloadError
 from iot.rollups import apply_readings
@@ -225,7 +225,7 @@ def write_batch(
         result.alert_errors = _run_hooks(session, hooks, inserted)
     for message, info, irrigation in _lock_order(decoded.events):
         try:
-            _store_event(session, info, irrigation, irrigation_max_s)
+            _store_event(session, message, info, irrigation, irrigation_max_s)
             result.irrigation += 1
         except PayloadError as exc:
             bad.append((message, exc))
@@ -349,19 +349,25 @@ def _run_hooks(session: Session, hooks: Hooks, rows: list[dict[str, Any]]) -> in
 def _lock_order(
     events: list[tuple[Message, DeviceInfo, payloads.IrrigationMsg]],
 ) -> list[tuple[Message, DeviceInfo, payloads.IrrigationMsg]]:
-    """Irrigation messages in one order for every writer (by device, zone, event id; stable,
-    so a start still comes before its stop): two writers pairing each other's events lock
-    the rows in the same order and wait for one another instead of deadlocking (PostgreSQL)."""
-    return sorted(events, key=lambda e: (e[1].pk, e[2].zone or "", e[2].event_id or ""))
+    """Irrigation messages in one order for every writer (by device, zone, event id; starts
+    before stops, which pair by time, not by arrival): two writers pairing each other's
+    events lock the rows in the same order and wait for one another instead of deadlocking
+    (PostgreSQL)."""
+    return sorted(
+        events, key=lambda e: (e[1].pk, e[2].zone or "", e[2].event_id or "", e[2].action == "stop")
+    )
 
 
 def _store_event(
-    session: Session, info: DeviceInfo, msg: payloads.IrrigationMsg, max_duration_s: int
+    session: Session, message: Message, info: DeviceInfo, msg: payloads.IrrigationMsg, max_duration_s: int
 ) -> None:
     """Pairing is ``iot.irrigation.store_event`` (in the database, whichever ingester got the
-    start); raises ``PayloadError`` ``unmatched_stop`` for a stop that nothing fits."""
+    start); raises ``PayloadError`` (``unmatched_stop``, ``event_id_conflict``). A start
+    without event id then pairs the stops of its zone that came first (quarantined)."""
     assert info.greenhouse_id is not None  # the resolver refuses devices outside a greenhouse
     store_event(session, info.pk, info.greenhouse_id, msg, max_duration_s=max_duration_s)
+    if msg.action == "start" and msg.event_id is None:
+        pair_waiting_stops(session, message.topic, info.pk, msg, max_duration_s=max_duration_s)
 
 
 def _dt(epoch: float) -> datetime:

@@ -184,8 +184,41 @@ def test_a_stop_before_its_start_on_another_ingester_is_paired(
     ]
 
 
-def test_a_quarantined_stop_replayed_after_its_start_arrived_pairs_with_it_only(
-    session, controllers, start_ingester, publisher, prefix, settings
+def test_800_runs_without_event_ids_through_two_ingesters_pair_correctly(
+    session, controllers, start_ingester, publisher, prefix
+):
+    """Controllers that send no event id, published in time order (the hostile tester's case):
+    a stop that reaches one ingester before its start reaches the other is quarantined and
+    paired as soon as the start is stored; none closes a stale or another zone's run."""
+    a = start_ingester(shared_group="irr", client_id=f"ing-{prefix}-a", batch_ms=5, batch_size=20)
+    b = start_ingester(shared_group="irr", client_id=f"ing-{prefix}-b", batch_ms=5, batch_size=20)
+    all_runs = runs(800, seed=16, with_ids=False)
+    publisher.publish_many(in_time_order(prefix, all_runs))
+    wait_for(lambda: a.stats.acked + b.stats.acked >= 1600, 90, 0.2, "1600 messages acknowledged")
+    import time as _t
+
+    _t.sleep(3)
+    session.expire_all()
+    by_start = {(e.device_id, e.zone, e.started_at): e for e in session.scalars(select(IrrigationEvent))}
+    bad = sum(
+        1
+        for r in all_runs
+        if (lambda e: e is None or (e.ended_at, e.water_l) != (r["end"], r["water"]))(
+            by_start.get((controllers[r["device"]], r["zone"], r["start"]))
+        )
+    )
+    print("DBG wrong", bad, "waiting", session.scalar(select(func.count()).select_from(QuarantinedMessage).where(QuarantinedMessage.replayed_at.is_(None))))
+    wait_for(lambda: complete_count(session) == 800, 20, 0.2, "800 complete events")
+    assert min(a.stats.received, b.stats.received) > 1600 * 0.2
+    waiting = (
+        select(func.count()).select_from(QuarantinedMessage).where(QuarantinedMessage.replayed_at.is_(None))
+    )
+    assert session.scalar(waiting) == 0
+    assert_all_paired(session, controllers, all_runs)
+
+
+def test_a_stop_without_id_before_its_start_on_another_ingester_is_paired_when_the_start_arrives(
+    session, controllers, start_ingester, publisher, prefix
 ):
     topic = f"{prefix}/GH1/ctl1/irrigation"
     first = start_ingester(client_id=f"ing-{prefix}-a")
@@ -201,15 +234,36 @@ def test_a_quarantined_stop_replayed_after_its_start_arrived_pairs_with_it_only(
     publisher.publish(topic, {"action": "start", "ts": T0, "zone": "A", "ec": 2.1})  # late, via the other
     publisher.publish(topic, {"action": "start", "ts": T0 + 1200, "zone": "A"})  # the next run
     wait_for(lambda: second.stats.irrigation == 2)
-    result = quarantine.replay(
-        second.ingester.engine, topic_prefix=prefix, reason="unmatched_stop", irrigation_max_s=12 * 3600
-    )
-    assert result.still_failing == {}
     session.expire_all()
     rows = session.scalars(select(IrrigationEvent).order_by(IrrigationEvent.started_at)).all()
     assert [(e.zone, e.started_at, e.ended_at, e.water_l, e.ec) for e in rows] == [
         ("A", T0 - 100 * 3600, None, None, None),
         ("B", T0 - 600, None, None, None),
+        ("A", T0, T0 + 900, 55.0, 2.1),
+        ("A", T0 + 1200, None, None, None),
+    ]
+    assert session.scalar(select(QuarantinedMessage.replayed_at)) is not None
+
+
+def test_a_quarantined_stop_replayed_after_its_start_arrived_pairs_with_it_only(
+    session, controllers, start_ingester, publisher, prefix
+):
+    """An ingester whose longest run was too short (IRRIGATION_MAX_HOURS) left the stop
+    quarantined though its start came: replay with the right limit pairs it, and only it."""
+    topic = f"{prefix}/GH1/ctl1/irrigation"
+    ing = start_ingester(irrigation_max_s=600)
+    publisher.publish(topic, {"action": "start", "ts": T0 - 100 * 3600, "zone": "A"})  # lost its stop
+    publisher.publish(topic, {"action": "stop", "ts": T0 + 900, "zone": "A", "water_l": 55})
+    publisher.publish(topic, {"action": "start", "ts": T0, "zone": "A", "ec": 2.1})  # a 900 s run
+    publisher.publish(topic, {"action": "start", "ts": T0 + 1200, "zone": "A"})  # the next run
+    wait_for(lambda: ing.stats.acked == 4)
+    assert session.scalar(select(QuarantinedMessage.reason)) == "unmatched_stop"
+    result = quarantine.replay(ing.ingester.engine, topic_prefix=prefix, reason="unmatched_stop")
+    assert result.still_failing == {}
+    session.expire_all()
+    rows = session.scalars(select(IrrigationEvent).order_by(IrrigationEvent.started_at)).all()
+    assert [(e.zone, e.started_at, e.ended_at, e.water_l, e.ec) for e in rows] == [
+        ("A", T0 - 100 * 3600, None, None, None),
         ("A", T0, T0 + 900, 55.0, 2.1),
         ("A", T0 + 1200, None, None, None),
     ]

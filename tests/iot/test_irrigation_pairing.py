@@ -176,30 +176,59 @@ def _message(prefix: str, arrival: float, **data) -> Message:
     return Message(f"{prefix}/GH1/ctl1/irrigation", _msg(**data), arrival)
 
 
-def test_replayed_unmatched_stop_pairs_with_its_own_start_only(session, ctl, engine):
+def test_a_quarantined_stop_is_paired_when_its_start_arrives_with_it_only(session, ctl, engine):
     writer = BatchWriter(engine, topic_prefix="farm")
     arrival = T0 + 100 * HOUR
     writer.store([_message("farm", arrival, action="start", ts=T0, zone="A")])  # stale: no stop ever
     writer.store([_message("farm", arrival, action="start", ts=T0 + 20 * HOUR, zone="B")])  # other zone
-    # the stop of a run whose start reaches us later (another ingester, a slow link)
+    # stops of runs whose start reaches us later (another ingester, a slow link)
     result = writer.store(
-        [_message("farm", arrival, action="stop", ts=T0 + 30 * HOUR + 900, zone="A", water_l=77)]
+        [
+            _message("farm", arrival, action="stop", ts=T0 + 30 * HOUR + 900, zone="A", water_l=77),
+            _message(
+                "farm", arrival, action="stop", ts=T0 + 30 * HOUR + 950, zone="A", water_l=1
+            ),  # 2nd stop
+            _message("farm", arrival, action="stop", ts=T0 + 29 * HOUR, zone="A", water_l=2),  # before it
+            _message("farm", arrival, action="stop", ts=T0 + 30 * HOUR + 800, zone="C", water_l=3),  # zone C
+        ]
     )
-    assert result.quarantined == {"unmatched_stop": 1}
+    assert result.quarantined == {"unmatched_stop": 4}
     writer.store([_message("farm", arrival, action="start", ts=T0 + 30 * HOUR, zone="A", ec=2.0)])
     writer.store([_message("farm", arrival, action="start", ts=T0 + 31 * HOUR, zone="A")])  # the next run
-    replayed = quarantine.replay(engine, reason="unmatched_stop")
-    assert replayed.still_failing == {}
     assert events(session) == [
         (None, "A", T0, None, None),
         (None, "B", T0 + 20 * HOUR, None, None),
         (None, "A", T0 + 30 * HOUR, T0 + 30 * HOUR + 900, 77.0),
         (None, "A", T0 + 31 * HOUR, None, None),
     ]
+    waiting = session.scalars(select(QuarantinedMessage).where(QuarantinedMessage.replayed_at.is_(None)))
+    assert sorted(json.loads(q.payload)["water_l"] for q in waiting) == [1, 2, 3]
+    # replaying them changes nothing: none has a start it fits
+    assert len(quarantine.replay(engine, reason="unmatched_stop").still_failing) == 3
+    assert len(events(session)) == 4 and events(session)[2][3:] == (T0 + 30 * HOUR + 900, 77.0)
+
+
+def test_replayed_unmatched_stop_pairs_with_its_own_start_only(session, ctl, engine):
+    """The ingester ran with too short a longest run (IRRIGATION_MAX_HOURS): once it is
+    raised, replay pairs the stop with its own start, not the stale one nor the next run."""
+    writer = BatchWriter(engine, topic_prefix="farm", irrigation_max_s=600)
+    arrival = T0 + 100 * HOUR
+    writer.store([_message("farm", arrival, action="start", ts=T0, zone="A")])  # stale: no stop ever
+    writer.store([_message("farm", arrival, action="stop", ts=T0 + 30 * HOUR + 900, zone="A", water_l=77)])
+    writer.store([_message("farm", arrival, action="start", ts=T0 + 30 * HOUR, zone="A", ec=2.0)])
+    writer.store([_message("farm", arrival, action="start", ts=T0 + 31 * HOUR, zone="A")])  # the next run
+    assert session.scalar(select(QuarantinedMessage.replayed_at)) is None  # a 900 s run: too long
+    replayed = quarantine.replay(engine, reason="unmatched_stop", irrigation_max_s=2 * HOUR)
+    assert replayed.still_failing == {}
+    assert events(session) == [
+        (None, "A", T0, None, None),
+        (None, "A", T0 + 30 * HOUR, T0 + 30 * HOUR + 900, 77.0),
+        (None, "A", T0 + 31 * HOUR, None, None),
+    ]
     assert session.scalar(select(QuarantinedMessage.replayed_at)) is not None
     # replaying again finds nothing waiting and changes nothing
     assert quarantine.replay(engine, reason="unmatched_stop").quarantined == {}
-    assert len(events(session)) == 4
+    assert len(events(session)) == 3
 
 
 def test_replay_honours_the_longest_run(session, ctl, engine):
@@ -228,8 +257,8 @@ def test_a_batch_with_start_and_stop_in_any_order(session, ctl, engine):
     result = writer.store(batch)
     assert result.irrigation == 5 and result.quarantined == {}
     assert sorted(events(session)) == [("e1", "A", T0, T0 + 600, 1.0), ("e2", "B", T0 + 100, T0 + 700, 2.0)]
-    # without ids a start and its stop in one batch keep their order (the writer sorts by device
-    # and zone, stably, so that two writers lock rows in one order)
+    # without ids a batch's starts and stops pair by time whatever their order (the writer sorts
+    # them by device and zone, starts first, so that two writers lock rows in one order)
     result = writer.store(
         [
             _message("farm", T0 + HOUR, action="start", ts=T0 + 1000, zone="B"),
@@ -374,3 +403,47 @@ def test_a_stop_naming_a_later_start_is_refused():
     with pytest.raises(PayloadError) as exc:
         decode_irrigation(_msg(action="stop", ts=T0, start=T0 + 60), T0 + 100)
     assert exc.value.reason == "bad_timestamp"
+
+
+@pytest.mark.parametrize("first_half", ["stop", "start"])
+def test_a_start_and_its_stop_stored_at_once_by_two_writers_pair(session, ctl, engine, first_half):
+    """Without an event id: one writer stores the stop (no start visible: it would quarantine
+    it), the other the start at the same moment (the stop not visible yet). They serialise on
+    the device, so the second one sees what the first did, and the run is paired."""
+    from iot.ingest.writer import decode_batch, write_batch
+
+    writer = BatchWriter(engine, topic_prefix="farm")
+    writer.registry.refresh()
+    arrival = T0 + HOUR
+    halves = {
+        "start": _message("farm", arrival, action="start", ts=T0, zone="A", ec=1.5),
+        "stop": _message("farm", arrival, action="stop", ts=T0 + 600, zone="A", water_l=66),
+    }
+    second_half = "start" if first_half == "stop" else "stop"
+    factory = make_session_factory(engine)
+    first, second = factory(), factory()
+    done: list[bool] = []
+    try:
+        write_batch(first, decode_batch([halves[first_half]], writer.resolver.resolve))  # not committed
+
+        def other_writer() -> None:
+            write_batch(second, decode_batch([halves[second_half]], writer.resolver.resolve))
+            second.commit()
+            done.append(True)
+
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        time.sleep(0.5)
+        assert done == []  # waiting for the first writer
+        first.commit()
+        thread.join(30)
+    finally:
+        first.close()
+        second.close()
+    assert done == [True]
+    assert events(session) == [(None, "A", T0, T0 + 600, 66.0)]
+    assert session.scalar(select(IrrigationEvent.ec)) == 1.5
+    waiting = session.scalars(
+        select(QuarantinedMessage).where(QuarantinedMessage.replayed_at.is_(None))
+    ).all()
+    assert waiting == []
