@@ -11,13 +11,14 @@ Pairing happens in the database, so a start and its stop may reach different ing
   a start or stop with another time than the run its id names is refused
   (``event_id_conflict``);
 - without one, a start (or a complete event, or a stop naming its ``start``) is unique by
-  device and start second; a bare stop closes the latest open event of its device and zone
-  (an absent zone matches only events without one) that started at most ``max_duration_s``
-  before it; with none it is refused (``unmatched_stop``: quarantined). When a start
-  without id is stored, the quarantined stops of its device and zone that it can close are
-  paired at once (``pair_waiting_stops``; the two sides serialise on a per-device lock, so a
-  start and its stop stored at once by two writers never miss each other); replay pairs the
-  rest by the same rule.
+  device and start second, and a bare start or stop pairs by zone (an absent zone matches
+  only events without one): a start's stop is the first stop at or after it, before the
+  next start of its device and zone, and at most ``max_duration_s`` after it. Each arrival
+  re-pairs the run just before it under a per-device lock (so two writers storing the two
+  halves at once never miss each other), so the result does not depend on the order of
+  arrival: a stop that closed the run before moves to its own run when that start comes; a
+  stop with no start is refused (``unmatched_stop``: quarantined) and taken from the
+  quarantine when its start is stored. Replay pairs by the same rule.
 
 Values of the stop win over those of the start; the start's fill in what the stop left out.
 
@@ -28,6 +29,7 @@ start counts nowhere).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import Any, cast
@@ -60,8 +62,10 @@ def store_event(
     msg: IrrigationMsg,
     *,
     max_duration_s: int = DEFAULT_MAX_DURATION_S,
+    topic: str | None = None,
 ) -> str:
-    """Store one irrigation message in the caller's transaction (never commits).
+    """Store one irrigation message in the caller's transaction (never commits). ``topic``:
+    the message's, for stops without event id that wait in the quarantine for their start.
 
     Returns ``"stored"`` (a new event row), ``"paired"`` (it completed an event) or
     ``"duplicate"`` (nothing changed: a redelivery). Raises ``PayloadError``
@@ -70,8 +74,10 @@ def store_event(
     has_start = msg.started_at is not None
     has_stop = msg.action in ("stop", "complete")
     details = {k: getattr(msg, k) for k in _DETAILS if getattr(msg, k) is not None}
+    if msg.event_id is None and msg.action == "start":
+        return _start_by_zone(session, device_pk, greenhouse_id, msg, details, max_duration_s, topic)
     if msg.event_id is None and not has_start:
-        return _close_by_window(session, device_pk, msg, details, max_duration_s)
+        return _stop_by_zone(session, device_pk, msg, details, max_duration_s, topic)
     row: dict[str, Any] = {
         "device_id": device_pk,
         "greenhouse_id": greenhouse_id,
@@ -81,7 +87,7 @@ def store_event(
         "ended_at": msg.ended_at if has_stop else None,
         **details,
     }
-    if _insert(session, row):
+    if _insert(session, row) is not None:
         return "stored"
     # the event exists: this message completes it, or is a redelivery
     if msg.event_id is not None:
@@ -124,12 +130,12 @@ def _same_run(
         )
 
 
-def _insert(session: Session, row: dict[str, Any]) -> bool:
-    """INSERT .. ON CONFLICT DO NOTHING (any unique key); True if the row is new."""
+def _insert(session: Session, row: dict[str, Any]) -> int | None:
+    """INSERT .. ON CONFLICT DO NOTHING (any unique key); the new row's id, None if it existed."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(EVENTS).values(**row).on_conflict_do_nothing().returning(EVENTS.c.id)
-    return session.execute(stmt).first() is not None
+    return session.scalar(stmt)
 
 
 def _fill_start(session: Session, key: ColumnElement[bool], msg: IrrigationMsg, details: dict) -> int:
@@ -160,64 +166,178 @@ def _close(session: Session, key: ColumnElement[bool], ended_at: int | None, det
     return result.rowcount  # type: ignore[attr-defined]
 
 
-def _close_by_window(
-    session: Session, device_pk: int, msg: IrrigationMsg, details: dict, max_duration_s: int
-) -> str:
-    """A stop without event id or start: the latest open event of its device and zone that
-    started at most ``max_duration_s`` before it."""
-    assert msg.ended_at is not None
-    zone = EVENTS.c.zone.is_(None) if msg.zone is None else EVENTS.c.zone == msg.zone
-    window = and_(
-        EVENTS.c.device_id == device_pk,
-        EVENTS.c.event_id.is_(None),
-        zone,
-        EVENTS.c.started_at <= msg.ended_at,
-        EVENTS.c.started_at >= msg.ended_at - max_duration_s,
+# --- without event id: the zone rule, whatever order the halves arrive in ----------------------------
+#
+# Within one device and zone, runs follow one another. A start's stop is the first stop at or
+# after it, before the zone's next start and at most ``max_duration_s`` later; any other stop
+# has no start (yet). That pairing depends only on which starts and stops exist, not on the
+# order they arrived in or which ingester stored them: each arrival changes at most the run
+# just before it, under a per-device lock. The halves' own values are kept in ``parts`` so a
+# stop can move to the run it belongs to; a stop with no start waits in the quarantine
+# (``unmatched_stop``) and is taken from there when its start arrives.
+
+
+def _zone_runs(device_pk: int, zone: str | None) -> ColumnElement[bool]:
+    same_zone = EVENTS.c.zone.is_(None) if zone is None else EVENTS.c.zone == zone
+    return and_(EVENTS.c.device_id == device_pk, EVENTS.c.event_id.is_(None), same_zone)
+
+
+def _merged(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The event's values: the start's, overridden by the stop's."""
+    out: dict[str, Any] = dict.fromkeys(_DETAILS)
+    for half in ("start", "stop"):
+        out.update({k: v for k, v in parts.get(half, {}).items() if k in _DETAILS and v is not None})
+    return out
+
+
+def _set_stop(session: Session, event_id: int, parts: dict, ended_at: int | None, stop: dict | None) -> None:
+    halves = {"start": parts.get("start", {})}
+    if stop is not None:
+        halves["stop"] = stop
+    session.execute(
+        update(EVENTS)
+        .where(EVENTS.c.id == event_id)
+        .values(ended_at=ended_at, parts=halves, **_merged(halves))
     )
-    locked = False
-    for _attempt in range(20):  # another writer may close the candidate first: look again
-        closed = session.execute(
-            select(EVENTS.c.id).where(window, EVENTS.c.ended_at == msg.ended_at).limit(1)
-        ).first()
-        if closed is not None:
-            return "duplicate"  # this very stop closed it already
-        candidate = session.execute(
-            select(EVENTS.c.id)
-            .where(window, EVENTS.c.ended_at.is_(None))
-            .order_by(EVENTS.c.started_at.desc())
-            .limit(1)
-        ).first()
-        if candidate is None:
-            if locked:
-                break
-            # about to refuse it: first wait for any writer storing a start of this device
-            # (it then sees our quarantined stop, or we see its start)
-            _serialize(session, device_pk)
-            locked = True
-            continue
-        if _close(session, EVENTS.c.id == candidate.id, msg.ended_at, details):
+
+
+def _start_by_zone(
+    session: Session,
+    device_pk: int,
+    greenhouse_id: int,
+    msg: IrrigationMsg,
+    details: dict,
+    max_duration_s: int,
+    topic: str | None,
+) -> str:
+    t = msg.started_at
+    assert t is not None
+    parts = {"start": details}
+    row = {
+        "device_id": device_pk,
+        "greenhouse_id": greenhouse_id,
+        "zone": msg.zone,
+        "started_at": t,
+        "parts": parts,
+        **details,
+    }
+    new_id = _insert(session, row)
+    if new_id is None:  # a redelivery (or the start of a complete event): fill in what is missing
+        key = and_(EVENTS.c.device_id == device_pk, EVENTS.c.event_id.is_(None), EVENTS.c.started_at == t)
+        _fill_start(session, key, msg, details)
+        return "duplicate"
+    _serialize(session, device_pk)
+    runs = _zone_runs(device_pk, msg.zone)
+    # the run before this one holds a stop from after this start: that stop is this run's
+    before = session.execute(
+        select(EVENTS.c.id, EVENTS.c.started_at, EVENTS.c.ended_at, EVENTS.c.parts)
+        .where(
+            runs, EVENTS.c.started_at < t, EVENTS.c.started_at >= t - max_duration_s, EVENTS.c.ended_at >= t
+        )
+        .order_by(EVENTS.c.started_at.desc())
+        .limit(1)
+    ).first()
+    if before is not None and before.parts and "stop" in before.parts:
+        _set_stop(session, before.id, before.parts, None, None)
+        if before.ended_at - t <= max_duration_s:
+            _set_stop(session, new_id, parts, before.ended_at, before.parts["stop"])
+        else:
+            _requeue(session, topic, msg.zone, before.ended_at, before.parts["stop"], t)
+        # and the run before may have a stop waiting from before this start
+        _take_waiting_stop(
+            session, topic, before.id, before.started_at, before.parts, msg.zone, t, max_duration_s
+        )
+        if before.ended_at - t <= max_duration_s:
             return "paired"
+    next_start = session.scalar(select(func.min(EVENTS.c.started_at)).where(runs, EVENTS.c.started_at > t))
+    bound = t + max_duration_s + 1 if next_start is None else min(next_start, t + max_duration_s + 1)
+    if _take_waiting_stop(session, topic, new_id, t, parts, msg.zone, bound, max_duration_s):
+        return "paired"
+    return "stored"
+
+
+def _stop_by_zone(
+    session: Session,
+    device_pk: int,
+    msg: IrrigationMsg,
+    details: dict,
+    max_duration_s: int,
+    topic: str | None,
+) -> str:
+    s = msg.ended_at
+    assert s is not None
+    window = and_(
+        _zone_runs(device_pk, msg.zone),
+        EVENTS.c.started_at <= s,
+        EVENTS.c.started_at >= s - max_duration_s,
+    )
+    _serialize(session, device_pk)  # no writer is between storing a start and looking for its stop
+    if session.execute(select(EVENTS.c.id).where(window, EVENTS.c.ended_at == s).limit(1)).first():
+        return "duplicate"  # this very stop closed a run already
+    run = session.execute(
+        select(EVENTS.c.id, EVENTS.c.ended_at, EVENTS.c.parts, *(EVENTS.c[k] for k in _DETAILS))
+        .where(window)
+        .order_by(EVENTS.c.started_at.desc())
+        .limit(1)
+    ).first()
+    stop = {**details, "ts": s}
+    if run is not None and run.ended_at is None:
+        # (a run stored before ``parts`` existed: its values are its start's)
+        start = {k: getattr(run, k) for k in _DETAILS if getattr(run, k) is not None}
+        _set_stop(session, run.id, run.parts or {"start": start}, s, stop)
+        return "paired"
+    if run is not None and run.ended_at > s and run.parts and "stop" in run.parts:
+        # an earlier stop of this run: it takes this one; the later stop has no start (yet)
+        _set_stop(session, run.id, run.parts, s, stop)
+        _requeue(session, topic, msg.zone, run.ended_at, run.parts["stop"], s)
+        return "paired"
     hours = max_duration_s / 3600
     raise PayloadError(
         "unmatched_stop",
-        f"no open irrigation of zone {msg.zone or '-'} in the {hours:g} h before {msg.ended_at}",
+        f"no open irrigation of zone {msg.zone or '-'} in the {hours:g} h before {s}",
     )
 
 
-def pair_waiting_stops(
+def _stop_payload(zone: str | None, ended_at: int, stop: dict) -> bytes:
+    body: dict[str, Any] = {"action": "stop", "ts": ended_at}
+    if zone is not None:
+        body["zone"] = zone
+    body.update({k: v for k, v in stop.items() if k in _DETAILS})
+    return json.dumps(body).encode()
+
+
+def _requeue(
+    session: Session, topic: str | None, zone: str | None, ended_at: int, stop: dict, by: int
+) -> None:
+    """A stop taken off a run (it belongs to none of the starts stored so far) waits in the
+    quarantine again, as the stop message it was, for its own start."""
+    if topic is None:
+        return
+    session.execute(
+        QUARANTINE.insert().values(
+            received_at=clock.now(),
+            topic=topic[:300],
+            payload=_stop_payload(zone, ended_at, stop),
+            reason="unmatched_stop",
+            detail=f"moved off its run by the irrigation message at {by}: no start before it yet",
+        )
+    )
+
+
+def _take_waiting_stop(
     session: Session,
-    topic: str,
-    device_pk: int,
-    start: IrrigationMsg,
-    *,
-    max_duration_s: int = DEFAULT_MAX_DURATION_S,
-) -> int:
-    """A start without event id has just been stored: stops of its device and zone that came
-    first (quarantined as ``unmatched_stop``, from the same topic) and ended within
-    ``max_duration_s`` after it are paired now, by the same rule as any stop, and their
-    quarantine rows marked replayed. Returns how many were paired."""
-    assert start.started_at is not None
-    _serialize(session, device_pk)  # a writer quarantining a stop of this device commits first
+    topic: str | None,
+    event_id: int,
+    started_at: int,
+    parts: dict,
+    zone: str | None,
+    bound: int,
+    max_duration_s: int,
+) -> bool:
+    """Give the run (started ``started_at``, open) the first quarantined stop of its topic and
+    zone in [started_at, bound) and at most ``max_duration_s`` after it; mark it replayed."""
+    if topic is None:
+        return False
     rows = session.execute(
         select(QUARANTINE.c.id, QUARANTINE.c.payload, QUARANTINE.c.received_at).where(
             QUARANTINE.c.reason == "unmatched_stop",
@@ -225,35 +345,31 @@ def pair_waiting_stops(
             QUARANTINE.c.topic == topic,
         )
     ).all()
-    stops: list[tuple[int, int, IrrigationMsg]] = []
+    best: tuple[int, int, IrrigationMsg] | None = None
     for qid, payload, received_at in rows:
         try:
             stop = decode_irrigation(bytes(payload), received_at.replace(tzinfo=UTC).timestamp())
         except PayloadError:
             continue
+        end = stop.ended_at
         if (
             stop.action == "stop"
             and stop.event_id is None
             and stop.started_at is None
-            and stop.zone == start.zone
-            and stop.ended_at is not None
-            and start.started_at <= stop.ended_at <= start.started_at + max_duration_s
+            and stop.zone == zone
+            and end is not None
+            and started_at <= end < bound
+            and end - started_at <= max_duration_s
+            and (best is None or (end, qid) < (best[0], best[1]))
         ):
-            stops.append((stop.ended_at, qid, stop))
-    paired = 0
-    for _ended, qid, stop in sorted(stops, key=lambda s: (s[0], s[1])):  # the first stop after it
-        details = {k: getattr(stop, k) for k in _DETAILS if getattr(stop, k) is not None}
-        try:
-            _close_by_window(session, device_pk, stop, details, max_duration_s)
-        except PayloadError:
-            continue  # its own start is another, still to come
-        done = session.execute(
-            update(QUARANTINE)
-            .where(QUARANTINE.c.id == qid, QUARANTINE.c.replayed_at.is_(None))
-            .values(replayed_at=clock.now())
-        )
-        paired += done.rowcount  # type: ignore[attr-defined]
-    return paired
+            best = (end, qid, stop)
+    if best is None:
+        return False
+    end, qid, stop = best
+    details = {k: getattr(stop, k) for k in _DETAILS if getattr(stop, k) is not None}
+    _set_stop(session, event_id, parts, end, {**details, "ts": end})
+    session.execute(update(QUARANTINE).where(QUARANTINE.c.id == qid).values(replayed_at=clock.now()))
+    return True
 
 
 # PostgreSQL advisory lock class: (this, device pk) serialises a no-id start and a no-id stop

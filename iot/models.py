@@ -146,6 +146,9 @@ class IrrigationEvent(Base):
     ec: Mapped[float | None] = mapped_column(Float)  # mS/cm of the nutrient solution
     ph: Mapped[float | None] = mapped_column(Float)
     fertilizer: Mapped[dict | None] = mapped_column(JSON)  # {"tank_a": 1.2, ...} litres or kg by tank
+    # without event_id: the start's and the stop's own values ({"start": {...}, "stop": {...}}),
+    # so a stop can move to the run it belongs to when a later start arrives
+    parts: Mapped[dict | None] = mapped_column(JSON)
 
 
 class QuarantinedMessage(Base):

@@ -35,7 +35,7 @@ from iot import payloads
 from iot.alerts import Outbox, batch_hook
 from iot.ingest.devices import DeviceInfo, DeviceRegistry, Resolved, TopicResolver
 from iot.ingest.log import kv
-from iot.irrigation import DEFAULT_MAX_DURATION_S, pair_waiting_stops, store_event
+from iot.irrigation import DEFAULT_MAX_DURATION_S, store_event
 from iot.models import Device, QuarantinedMessage
 from iot.payloads import PayloadError
 from iot.rollups import apply_readings
@@ -362,12 +362,10 @@ def _store_event(
     session: Session, message: Message, info: DeviceInfo, msg: payloads.IrrigationMsg, max_duration_s: int
 ) -> None:
     """Pairing is ``iot.irrigation.store_event`` (in the database, whichever ingester got the
-    start); raises ``PayloadError`` (``unmatched_stop``, ``event_id_conflict``). A start
-    without event id then pairs the stops of its zone that came first (quarantined)."""
+    start); raises ``PayloadError`` (``unmatched_stop``, ``event_id_conflict``). The topic
+    lets a start without event id take its stop from the quarantine if the stop came first."""
     assert info.greenhouse_id is not None  # the resolver refuses devices outside a greenhouse
-    store_event(session, info.pk, info.greenhouse_id, msg, max_duration_s=max_duration_s)
-    if msg.action == "start" and msg.event_id is None:
-        pair_waiting_stops(session, message.topic, info.pk, msg, max_duration_s=max_duration_s)
+    store_event(session, info.pk, info.greenhouse_id, msg, max_duration_s=max_duration_s, topic=message.topic)
 
 
 def _dt(epoch: float) -> datetime:

@@ -447,3 +447,75 @@ def test_a_start_and_its_stop_stored_at_once_by_two_writers_pair(session, ctl, e
         select(QuarantinedMessage).where(QuarantinedMessage.replayed_at.is_(None))
     ).all()
     assert waiting == []
+
+
+def _permutation_outcome(session, engine, messages) -> list[tuple]:
+    from sqlalchemy import delete
+
+    session.execute(delete(IrrigationEvent))
+    session.execute(delete(QuarantinedMessage))
+    session.commit()
+    writer = BatchWriter(engine, topic_prefix="farm")
+    for m in messages:
+        writer.store([m])
+    return sorted(e[1:] for e in events(session))
+
+
+def test_without_ids_the_pairing_does_not_depend_on_the_order_of_arrival(session, ctl, engine):
+    """Three runs of one zone (and one of another): in every order of arrival of their
+    starts and stops, each run ends up with its own stop, and no stop is left waiting."""
+    import itertools
+    import random
+
+    arrival = T0 + 10 * HOUR
+    runs = [(T0, T0 + 500, 1.0, "A"), (T0 + 600, T0 + 700, 2.0, "A"), (T0 + 900, T0 + 1500, 3.0, "A")]
+    runs.append((T0 + 100, T0 + 800, 4.0, "B"))
+    halves = []
+    for start, end, water, zone in runs:
+        halves.append(_message("farm", arrival, action="start", ts=start, zone=zone, ec=water / 10))
+        halves.append(_message("farm", arrival, action="stop", ts=end, zone=zone, water_l=water))
+    want = sorted((zone, start, end, water) for start, end, water, zone in runs)
+    orders = list(itertools.permutations(halves[:4]))  # every order of the first two runs
+    rng = random.Random(6)
+    orders += [rng.sample(halves, len(halves)) for _ in range(40)]  # and of all four
+    for order in orders:
+        got = _permutation_outcome(session, engine, order)
+        expected = want if len(order) == len(halves) else want[:2]
+        assert got == expected, [json.loads(m.payload) for m in order]
+        waiting = select(QuarantinedMessage).where(QuarantinedMessage.replayed_at.is_(None))
+        assert session.scalars(waiting).all() == []
+        ecs = session.execute(select(IrrigationEvent.water_l, IrrigationEvent.ec)).all()
+        assert all(abs(ec - water / 10) < 1e-9 for water, ec in ecs)  # each start's values kept
+
+
+def test_a_stop_that_closed_the_run_before_moves_to_its_own_run(session, ctl, engine):
+    writer = BatchWriter(engine, topic_prefix="farm")
+    arrival = T0 + 10 * HOUR
+    writer.store([_message("farm", arrival, action="start", ts=T0, zone="A", ec=1.0)])
+    writer.store([_message("farm", arrival, action="stop", ts=T0 + 1500, zone="A", water_l=20)])  # run 2's
+    assert events(session) == [(None, "A", T0, T0 + 1500, 20.0)]  # the best guess so far
+    writer.store([_message("farm", arrival, action="start", ts=T0 + 1000, zone="A", ec=2.0)])
+    assert events(session) == [(None, "A", T0, None, None), (None, "A", T0 + 1000, T0 + 1500, 20.0)]
+    assert session.scalar(select(IrrigationEvent.ec).where(IrrigationEvent.started_at == T0)) == 1.0
+    writer.store([_message("farm", arrival, action="stop", ts=T0 + 400, zone="A", water_l=10)])
+    assert events(session) == [(None, "A", T0, T0 + 400, 10.0), (None, "A", T0 + 1000, T0 + 1500, 20.0)]
+    # an earlier stop for a run that has one takes its place; the later one waits for a start
+    writer.store([_message("farm", arrival, action="stop", ts=T0 + 300, zone="A", water_l=9)])
+    assert events(session)[0] == (None, "A", T0, T0 + 300, 9.0)
+    waiting = session.scalars(
+        select(QuarantinedMessage).where(QuarantinedMessage.replayed_at.is_(None))
+    ).all()
+    assert [json.loads(q.payload) for q in waiting] == [
+        {"action": "stop", "ts": T0 + 400, "zone": "A", "water_l": 10.0}
+    ]
+    assert waiting[0].reason == "unmatched_stop"
+
+
+def test_a_run_stored_before_parts_existed_keeps_its_start_values(session, ctl):
+    session.add(
+        IrrigationEvent(device_id=ctl.id, greenhouse_id=ctl.greenhouse_id, zone="A", started_at=T0, ec=1.4)
+    )
+    session.flush()
+    assert store(session, ctl, action="stop", ts=T0 + 600, zone="A", water_l=30) == "paired"
+    ev = session.scalars(select(IrrigationEvent)).one()
+    assert (ev.ended_at, ev.water_l, ev.ec) == (T0 + 600, 30.0, 1.4)
