@@ -46,6 +46,9 @@ PERIODS = ("day", "week", "month")
 
 # the longest run a stop without an event id may close (IRRIGATION_MAX_HOURS)
 DEFAULT_MAX_DURATION_S = 12 * 3600
+# a start looks at this many of its device's newest waiting stops (a device flooding stops
+# makes starts no slower)
+WAITING_STOPS_LOOKED_AT = 500
 
 EVENTS = cast(Table, IrrigationEvent.__table__)
 QUARANTINE = cast(Table, QuarantinedMessage.__table__)
@@ -339,11 +342,14 @@ def _take_waiting_stop(
     if topic is None:
         return False
     rows = session.execute(
-        select(QUARANTINE.c.id, QUARANTINE.c.payload, QUARANTINE.c.received_at).where(
+        select(QUARANTINE.c.id, QUARANTINE.c.payload, QUARANTINE.c.received_at)
+        .where(
             QUARANTINE.c.reason == "unmatched_stop",
             QUARANTINE.c.replayed_at.is_(None),
             QUARANTINE.c.topic == topic,
         )
+        .order_by(QUARANTINE.c.id.desc())
+        .limit(WAITING_STOPS_LOOKED_AT)
     ).all()
     best: tuple[int, int, IrrigationMsg] | None = None
     for qid, payload, received_at in rows:
