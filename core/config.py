@@ -61,6 +61,7 @@ class Settings:
     public_base_url: str = "http://127.0.0.1:5000"
     gs1_company_prefix: str = "6970000"
     raw_retention_days: int = 90
+    irrigation_max_hours: int = 12  # the longest run a stop without event id may close
     timezone: str = DEFAULT_TIMEZONE
     login_max_failures: int = 5  # attempts per account and client address in the window
     login_lockout_minutes: int = 15  # the window
@@ -101,6 +102,7 @@ class Settings:
             public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
             gs1_company_prefix=env.get("GS1_COMPANY_PREFIX", "6970000"),
             raw_retention_days=_int(env, "RAW_RETENTION_DAYS", 90),
+            irrigation_max_hours=_int(env, "IRRIGATION_MAX_HOURS", 12),
             timezone=env.get("TIANYUAN_TIMEZONE", DEFAULT_TIMEZONE),
             login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 5),
             login_lockout_minutes=_int(env, "LOGIN_LOCKOUT_MINUTES", 15),
@@ -125,6 +127,8 @@ class Settings:
             raise ConfigError("IOT_QUARANTINE_MAX_BYTES must be 0 or more")
         if self.ingest_health_stall_s < 1:
             raise ConfigError("INGEST_HEALTH_STALL_SECONDS must be at least 1")
+        if not 1 <= self.irrigation_max_hours <= 24 * 7:
+            raise ConfigError(f"IRRIGATION_MAX_HOURS must be 1 to 168 hours, not {self.irrigation_max_hours}")
         if not valid_timezone(self.timezone):
             raise ConfigError(f"TIANYUAN_TIMEZONE {self.timezone!r} is not a time zone (e.g. Asia/Shanghai)")
         database_url = self.database_url or f"sqlite:///{self.instance_path / 'tianyuan.sqlite3'}"

@@ -42,6 +42,7 @@ REASON_LABELS = {
     "unassigned_device": _l("Device not assigned to a greenhouse"),
     "greenhouse_mismatch": _l("Device belongs to another greenhouse"),
     "unmatched_stop": _l("Irrigation stop without start"),
+    "event_id_conflict": _l("Irrigation event id names another run"),
     "store_error": _l("Could not be stored"),
 }
 
@@ -384,6 +385,7 @@ def replay():
         reason=reason,
         ids=ids,
         unknown_device_policy=cfg.unknown_device_policy,
+        irrigation_max_s=cfg.irrigation_max_hours * 3600,
     )
     flash(
         _(

@@ -303,6 +303,7 @@ def quarantine_replay(reason, ids):
         ids=ids or None,
         progress=progress,
         unknown_device_policy=cfg.unknown_device_policy,
+        irrigation_max_s=cfg.irrigation_max_hours * 3600,
     )
     reasons = ", ".join(f"{r}={n}" for r, n in sorted(result.quarantined.items())) or "none"
     click.echo(

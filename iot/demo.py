@@ -152,6 +152,7 @@ def backfill_demo_history(session: Session, days: int = 14, now: int | None = No
                     dict(
                         device_id=controller.id,
                         greenhouse_id=gh.id,
+                        event_id=f"1-{ts}",  # as the simulator's controllers name their runs
                         zone="1",
                         started_at=ts,
                         ended_at=ts + 20 * 60,

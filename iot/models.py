@@ -122,24 +122,44 @@ class DailyRollup(_RollupColumns, Base):
 
 
 class IrrigationEvent(Base):
-    """One irrigation or fertigation run, complete or paired from start/stop messages."""
+    """One irrigation or fertigation run, complete or paired from start/stop messages.
+
+    Paired in the database (``iot.irrigation.store_event``), whichever ingester gets which
+    message: by the controller's ``event_id`` (unique per device), or without one by device,
+    zone and start second. A row may await its stop (``ended_at`` None) or, with an
+    ``event_id``, its start (``started_at`` None: a stop that came first; such a row counts
+    nowhere until its start arrives).
+    """
 
     __tablename__ = "iot_irrigation_events"
     __table_args__ = (
-        UniqueConstraint("device_id", "started_at"),
+        UniqueConstraint("device_id", "event_id"),
+        # events without an id: one per device and start second (a redelivered start is absorbed)
+        Index(
+            "ux_iot_irrigation_device_started",
+            "device_id",
+            "started_at",
+            unique=True,
+            sqlite_where=text("event_id IS NULL"),
+            postgresql_where=text("event_id IS NULL"),
+        ),
         Index("ix_iot_irrigation_gh_started", "greenhouse_id", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("iot_devices.id", ondelete="CASCADE"))
     greenhouse_id: Mapped[int] = mapped_column(ForeignKey("iot_greenhouses.id", ondelete="CASCADE"))
+    event_id: Mapped[str | None] = mapped_column(String(64))  # the controller's id of the run
     zone: Mapped[str | None] = mapped_column(String(40))
-    started_at: Mapped[int] = mapped_column(BigInteger)  # epoch seconds UTC
+    started_at: Mapped[int | None] = mapped_column(BigInteger)  # epoch seconds UTC; None: stop came first
     ended_at: Mapped[int | None] = mapped_column(BigInteger)  # None while a start awaits its stop
     water_l: Mapped[float | None] = mapped_column(Float)
     ec: Mapped[float | None] = mapped_column(Float)  # mS/cm of the nutrient solution
     ph: Mapped[float | None] = mapped_column(Float)
     fertilizer: Mapped[dict | None] = mapped_column(JSON)  # {"tank_a": 1.2, ...} litres or kg by tank
+    # without event_id: the start's and the stop's own values ({"start": {...}, "stop": {...}}),
+    # so a stop can move to the run it belongs to when a later start arrives
+    parts: Mapped[dict | None] = mapped_column(JSON)
 
 
 class QuarantinedMessage(Base):

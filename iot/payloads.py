@@ -50,6 +50,7 @@ REASONS = {
     "unassigned_device": "Device not assigned to a greenhouse",
     "greenhouse_mismatch": "Device belongs to another greenhouse",
     "unmatched_stop": "Irrigation stop without start",
+    "event_id_conflict": "Irrigation event id names another run",
     "store_error": "Could not be stored",
 }
 
@@ -123,7 +124,11 @@ class Topic:
 
 @dataclass
 class IrrigationMsg:
+    """One irrigation message. ``event_id`` is the controller's id of the run (the same in its
+    start and its stop); ``started_at`` in a stop is the start it names (``"start"``)."""
+
     action: str  # complete | start | stop
+    event_id: str | None = None
     started_at: int | None = None
     ended_at: int | None = None
     zone: str | None = None
@@ -503,6 +508,22 @@ def _opt_number(data: dict[str, Any], key: str, low: float, high: float) -> floa
     return value
 
 
+# what an irrigation event id may be: printable, one token (a counter, a UUID, "A-20251125-0600")
+EVENT_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def _event_id(data: dict[str, Any]) -> str | None:
+    raw = data.get("event_id")
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        raise PayloadError("bad_payload", "event_id must be a string or a whole number")
+    text = str(raw)
+    if EVENT_ID_RE.fullmatch(text) is None:
+        raise PayloadError("bad_payload", "event_id must be 1 to 64 letters, digits or _ . : -")
+    return text
+
+
 def decode_irrigation(payload: bytes, now: float) -> IrrigationMsg:
     data = _json(payload)
     if not isinstance(data, dict):
@@ -510,6 +531,7 @@ def decode_irrigation(payload: bytes, now: float) -> IrrigationMsg:
     action = data.get("action", "complete")
     if action not in ("complete", "start", "stop"):
         raise PayloadError("bad_payload", "action must be complete, start or stop")
+    event_id = _event_id(data)
     zone = data.get("zone")
     if zone is not None:
         if not isinstance(zone, str | int) or isinstance(zone, bool):
@@ -524,6 +546,7 @@ def decode_irrigation(payload: bytes, now: float) -> IrrigationMsg:
             raise PayloadError("out_of_range", "fertilizer amount outside 0..100000")
     msg = IrrigationMsg(
         action=action,
+        event_id=event_id,
         zone=zone,
         water_l=_opt_number(data, "water_l", 0.0, 1_000_000.0),
         ec=_opt_number(data, "ec", quantities.BY_NAME["ec"].low, quantities.BY_NAME["ec"].high),
@@ -543,6 +566,8 @@ def decode_irrigation(payload: bytes, now: float) -> IrrigationMsg:
         msg.ended_at = parse_ts(data["ts"], now) if "ts" in data else int(now)
         if "start" in data:
             msg.started_at = parse_ts(data["start"], now)
+            if msg.ended_at < msg.started_at:
+                raise PayloadError("bad_timestamp", "stop before the start it names")
     return msg
 
 

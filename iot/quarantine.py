@@ -78,6 +78,7 @@ def replay(
     batch_size: int = 500,
     progress: Callable[[int, int, BatchResult], None] | None = None,
     unknown_device_policy: str = "quarantine",
+    irrigation_max_s: int = 12 * 3600,
 ) -> BatchResult:
     """Feed quarantined messages (not yet replayed) through the writer again.
 
@@ -87,6 +88,7 @@ def replay(
         topic_prefix=topic_prefix,
         tasmota_prefix=tasmota_prefix,
         unknown_device_policy=unknown_device_policy,
+        irrigation_max_s=irrigation_max_s,
     )
     writer.registry.refresh()
     query = select(Q.id).where(Q.replayed_at.is_(None)).order_by(Q.id)

@@ -159,9 +159,15 @@ def sensor_message(gh: SimGreenhouse, dev: SimDevice, t: float, prefix: str, fau
     return f"{prefix}/{gh.code}/{dev.device_id}/telemetry", json.dumps({"ts": ts, **values})
 
 
+def run_id(zone: str, started_at: float) -> str:
+    """The controller's id of an irrigation run (docs/mqtt.md, ``event_id``): zone and start."""
+    return f"{zone}-{int(started_at)}"
+
+
 def controller_messages(gh: SimGreenhouse, dev: SimDevice, t: float, prefix: str, step: float):
     """Fertigation at 06:00 and 16:00 local for 20 minutes: start/stop in the morning, a
-    complete event in the afternoon; EC and pH of the solution as telemetry."""
+    complete event in the afternoon, each with the run's ``event_id``; EC and pH of the
+    solution as telemetry."""
     topic = f"{prefix}/{gh.code}/{dev.device_id}"
     local = datetime.fromtimestamp(t, ZoneInfo(gh.timezone))
     minute_of_day = local.hour * 60 + local.minute
@@ -178,7 +184,14 @@ def controller_messages(gh: SimGreenhouse, dev: SimDevice, t: float, prefix: str
                     (
                         f"{topic}/irrigation",
                         json.dumps(
-                            {"action": "start", "ts": int(start_t), "zone": gh.zone, "ec": ec, "ph": ph}
+                            {
+                                "action": "start",
+                                "event_id": run_id(gh.zone, gh.irrigating_since),
+                                "ts": int(start_t),
+                                "zone": gh.zone,
+                                "ec": ec,
+                                "ph": ph,
+                            }
                         ),
                     )
                 )
@@ -201,6 +214,7 @@ def controller_messages(gh: SimGreenhouse, dev: SimDevice, t: float, prefix: str
                         json.dumps(
                             {
                                 "action": "stop",
+                                "event_id": run_id(gh.zone, gh.irrigating_since),
                                 "ts": end,
                                 "zone": gh.zone,
                                 "water_l": water,
@@ -215,6 +229,7 @@ def controller_messages(gh: SimGreenhouse, dev: SimDevice, t: float, prefix: str
                         f"{topic}/irrigation",
                         json.dumps(
                             {
+                                "event_id": run_id(gh.zone, gh.irrigating_since),
                                 "start": gh.irrigating_since,
                                 "end": end,
                                 "zone": gh.zone,

@@ -201,6 +201,7 @@ def greenhouse(code: str):
             ),
         )
         for ev in events
+        if ev.started_at is not None  # always: a stop still waiting for its start is not listed
     ]
     blocks = []
     present = set(row.latest)
@@ -408,14 +409,17 @@ def irrigation_page(code: str):
         reversed(irrigation_events(session, gh.id, comparison.current.start, comparison.current.end))
     )
     tanks = sorted(set(comparison.current.fertilizer) | set(comparison.previous.fertilizer))
+    now, max_s = now_ts(), settings().irrigation_max_hours * 3600
     return render_template(
         "iot/irrigation.html",
         gh=gh,
         c=comparison,
         period=period,
         periods=PERIOD_LABELS,
-        events=events,
+        runs=[(ev, irrigation.run_state(ev, now, max_s)) for ev in events],
         tanks=tanks,
+        waiting=irrigation.stops_waiting_for_start(session, gh.id),
+        max_hours=settings().irrigation_max_hours,
     )
 
 

@@ -38,6 +38,7 @@ class IngestConfig:
     # a quarantined payload keeps at most this many bytes (plus its original size and SHA-256)
     quarantine_max_bytes: int = 64 * 1024
     last_seen_every_s: float = 60.0
+    irrigation_max_s: int = 12 * 3600  # the longest run a stop without event id may close
     # decode and write in a child process, so reading MQTT and writing the database use two
     # cores (threads would share one: the GIL). False: in this process (tests, custom hooks).
     writer_process: bool = True
@@ -60,6 +61,7 @@ class IngestConfig:
             timezone=settings.timezone,
             health_stall_s=float(settings.ingest_health_stall_s),
             quarantine_max_bytes=settings.iot_quarantine_max_bytes,
+            irrigation_max_s=settings.irrigation_max_hours * 3600,
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -69,6 +69,7 @@ class Ingester:
             hooks=hooks,
             touch_every_s=config.last_seen_every_s,
             quarantine_max_bytes=config.quarantine_max_bytes,
+            irrigation_max_s=config.irrigation_max_s,
         )
         self.stats = Stats(health_stall_s=config.health_stall_s)
         self.stats.waiting = self._waiting

@@ -62,6 +62,7 @@ class WriterOptions:
     touch_every_s: float
     log_level: int
     quarantine_max_bytes: int = DEFAULT_QUARANTINE_MAX_BYTES
+    irrigation_max_s: int = 12 * 3600
 
     @classmethod
     def from_config(cls, config: IngestConfig, log_level: int) -> WriterOptions:
@@ -74,6 +75,7 @@ class WriterOptions:
             touch_every_s=config.last_seen_every_s,
             log_level=log_level,
             quarantine_max_bytes=config.quarantine_max_bytes,
+            irrigation_max_s=config.irrigation_max_s,
         )
 
 
@@ -177,6 +179,7 @@ def writer_main(conn: Connection, options: WriterOptions) -> None:
         unknown_device_policy=options.unknown_device_policy,
         touch_every_s=options.touch_every_s,
         quarantine_max_bytes=options.quarantine_max_bytes,
+        irrigation_max_s=options.irrigation_max_s,
     )
     retry = Backoff(DB_RETRY_FIRST_S, DB_RETRY_CAP_S)
     while True:  # the database may be away when we start: wait for it

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, Update, and_, bindparam, event, select, update
+from sqlalchemy import Insert, Table, Update, bindparam, event, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -46,13 +46,13 @@ from iot.alerts import Outbox, batch_hook
 from iot.ingest.devices import DeviceInfo, DeviceRegistry, Resolved, TopicResolver
 from iot.ingest.log import kv
 from iot.ingest.stats import Drops
-from iot.models import Device, IrrigationEvent, QuarantinedMessage
+from iot.irrigation import DEFAULT_MAX_DURATION_S, store_event
+from iot.models import Device, QuarantinedMessage
 from iot.payloads import PayloadError
 from iot.rollups import apply_readings
 
 log = logging.getLogger("iot.ingest")
 
-EVENTS = cast(Table, IrrigationEvent.__table__)
 QUARANTINE = cast(Table, QuarantinedMessage.__table__)
 DEVICES = cast(Table, Device.__table__)
 
@@ -247,7 +247,6 @@ def decode_batch(
 
 @dataclass(frozen=True)
 class _Statements:
-    insert_event: Insert
     insert_device: Insert
     touch_device: Update
 
@@ -256,7 +255,6 @@ class _Statements:
 def _statements(dialect: str) -> _Statements:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return _Statements(
-        insert_event=insert(EVENTS).on_conflict_do_nothing(index_elements=["device_id", "started_at"]),
         insert_device=insert(DEVICES).on_conflict_do_nothing(index_elements=["device_id"]),
         touch_device=(
             update(DEVICES)
@@ -273,13 +271,15 @@ def write_batch(
     hooks: Hooks | None = None,
     replay: bool = False,
     quarantine_max_bytes: int = DEFAULT_QUARANTINE_MAX_BYTES,
+    irrigation_max_s: int = DEFAULT_MAX_DURATION_S,
 ) -> BatchResult:
     """Store ``decoded`` in ``session``'s transaction; the caller commits (or rolls back).
 
     Raises the database's errors (``DBAPIError``; ``IntegrityError`` e.g. for a device
     deleted meanwhile). With ``replay``, quarantined messages that now pass are marked
     ``replayed_at`` and the others keep their row with the new reason (in
-    ``still_failing``); otherwise bad messages are quarantined.
+    ``still_failing``); otherwise bad messages are quarantined. ``irrigation_max_s``: the
+    longest run a stop without event id may close.
     """
     result = BatchResult()
     result.dropped.update(decoded.dropped)
@@ -292,16 +292,18 @@ def write_batch(
         result.duplicates = decoded.decoded - len(inserted)
     if inserted and hooks is not None:
         result.alert_errors = _run_hooks(session, hooks, inserted)
-    for message, info, irrigation in decoded.events:
+    for message, info, irrigation in _lock_order(decoded.events):
         try:
-            _store_event(session, sql, info, irrigation)
+            _store_event(session, message, info, irrigation, irrigation_max_s)
             result.irrigation += 1
         except PayloadError as exc:
             bad.append((message, exc))
     result.status = len(decoded.status)
     touched = [{"pk": pk, "seen": _dt(t), "is_online": on} for pk, (t, on) in decoded.seen.items()]
     touched += [{"pk": pk, "seen": _dt(t), "is_online": on} for pk, t, on in decoded.status]
-    # one statement per row, in order: status messages last so an explicit "offline" wins
+    # one statement per row, by device (two writers lock devices in one order: no deadlock),
+    # and for each device its status messages last, so an explicit "offline" wins
+    touched.sort(key=lambda row: row["pk"])  # stable: a device's rows keep their order
     for row in touched:
         session.execute(sql.touch_device, [row])
     for name in decoded.provision:
@@ -468,38 +470,26 @@ def _run_hooks(session: Session, hooks: Hooks, rows: list[dict[str, Any]]) -> in
     return 0
 
 
-def _store_event(session: Session, sql: _Statements, info: DeviceInfo, msg: payloads.IrrigationMsg) -> None:
-    base = {"device_id": info.pk, "greenhouse_id": info.greenhouse_id, "zone": msg.zone}
-    details = {"water_l": msg.water_l, "ec": msg.ec, "ph": msg.ph, "fertilizer": msg.fertilizer}
-    if msg.action in ("complete", "start"):
-        session.execute(
-            sql.insert_event, [{**base, **details, "started_at": msg.started_at, "ended_at": msg.ended_at}]
-        )
-        return
-    # stop: close the open event it belongs to (given start, or the latest open one before it)
-    query = select(EVENTS.c.id, EVENTS.c.ended_at).where(EVENTS.c.device_id == info.pk)
-    if msg.started_at is not None:
-        query = query.where(EVENTS.c.started_at == msg.started_at)
-    else:
-        query = query.where(EVENTS.c.started_at <= msg.ended_at)
-        if msg.zone is not None:
-            query = query.where(EVENTS.c.zone == msg.zone)
-        query = (
-            query.where((EVENTS.c.ended_at.is_(None)) | (EVENTS.c.ended_at == msg.ended_at))
-            .order_by(EVENTS.c.started_at.desc())
-            .limit(1)
-        )
-    row = session.execute(query).first()
-    if row is None:
-        raise PayloadError("unmatched_stop", f"no open irrigation before {msg.ended_at}")
-    if row.ended_at is not None:
-        return  # already closed by this very stop: a redelivery
-    changes: dict[str, Any] = {"ended_at": msg.ended_at}
-    changes.update({k: v for k, v in details.items() if v is not None})
-    if msg.ended_at is not None:
-        session.execute(
-            update(EVENTS).where(and_(EVENTS.c.id == row.id, EVENTS.c.ended_at.is_(None))).values(**changes)
-        )
+def _lock_order(
+    events: list[tuple[Message, DeviceInfo, payloads.IrrigationMsg]],
+) -> list[tuple[Message, DeviceInfo, payloads.IrrigationMsg]]:
+    """Irrigation messages in one order for every writer (by device, zone, event id; starts
+    before stops, which pair by time, not by arrival): two writers pairing each other's
+    events lock the rows in the same order and wait for one another instead of deadlocking
+    (PostgreSQL)."""
+    return sorted(
+        events, key=lambda e: (e[1].pk, e[2].zone or "", e[2].event_id or "", e[2].action == "stop")
+    )
+
+
+def _store_event(
+    session: Session, message: Message, info: DeviceInfo, msg: payloads.IrrigationMsg, max_duration_s: int
+) -> None:
+    """Pairing is ``iot.irrigation.store_event`` (in the database, whichever ingester got the
+    start); raises ``PayloadError`` (``unmatched_stop``, ``event_id_conflict``). The topic
+    lets a start without event id take its stop from the quarantine if the stop came first."""
+    assert info.greenhouse_id is not None  # the resolver refuses devices outside a greenhouse
+    store_event(session, info.pk, info.greenhouse_id, msg, max_duration_s=max_duration_s, topic=message.topic)
 
 
 def _dt(epoch: float) -> datetime:
@@ -611,8 +601,10 @@ class BatchWriter:
         hooks: Hooks | tuple[ReadingsHook | None, ReadingsHook | None] | None = None,
         touch_every_s: float = 60.0,
         quarantine_max_bytes: int = DEFAULT_QUARANTINE_MAX_BYTES,
+        irrigation_max_s: int = DEFAULT_MAX_DURATION_S,
     ) -> None:
         self.engine = engine
+        self.irrigation_max_s = irrigation_max_s
         self.quarantine_max_bytes = quarantine_max_bytes
         # payloads are cut to this on the way in: what the decoder may read, or the quarantine keep
         self.payload_limit = max(payloads.MAX_PAYLOAD, quarantine_max_bytes)
@@ -696,6 +688,7 @@ class BatchWriter:
                 hooks=self.hooks,
                 replay=replay,
                 quarantine_max_bytes=self.quarantine_max_bytes,
+                irrigation_max_s=self.irrigation_max_s,
             )
             session.commit()
         result.notifications = self.outbox.take()

@@ -46,3 +46,39 @@ def test_empty_period_has_no_change_ratio(session):
     c = irrigation.compare(session, gh, "day", T0)
     assert c.current.count == 0 and c.current.water_per_m2 is None
     assert c.change("water_l") is None
+
+
+def test_irrigation_page_tells_finished_running_and_stopless_runs_apart(
+    client, session, make_user, monkeypatch
+):
+    """A run without a stop is "running" only for as long as a run can last (IRRIGATION_MAX_HOURS);
+    a stop still waiting for its start is not listed or counted, only mentioned."""
+    import iot.views
+    from iot.models import IrrigationEvent
+    from tests.conftest import login
+
+    now = T0 + 3 * 86400 + 12 * 3600  # Thursday noon
+    monkeypatch.setattr(iot.views, "now_ts", lambda: now)
+    alice = make_user("alice", "farmer")
+    gh, dev = make_greenhouse(session, code="ALICE-1", owner=alice)
+    add_irrigation(session, gh, dev, now - 5 * 3600, water_l=100)  # done, 20 minutes
+    session.add_all(
+        [
+            IrrigationEvent(device_id=dev.id, greenhouse_id=gh.id, zone="A", started_at=now - 600),
+            IrrigationEvent(device_id=dev.id, greenhouse_id=gh.id, zone="B", started_at=now - 30 * 3600),
+            IrrigationEvent(  # its start is still on its way
+                device_id=dev.id, greenhouse_id=gh.id, event_id="r1", zone="C", ended_at=now - 60, water_l=999
+            ),
+        ]
+    )
+    session.commit()
+    login(client, "alice")
+    html = client.get("/iot/g/ALICE-1/irrigation?period=week&lang=en").get_data(as_text=True)
+    assert html.count("<tr data-run=") == 3
+    assert html.count('data-run="done"') == 1 and ">20.0<" in html
+    assert html.count('data-run="running"') == 1 and ">running<" in html
+    assert html.count('data-run="no_stop"') == 1 and "No stop arrived within 12 hours" in html
+    assert 'data-water="100.0"' in html  # the waiting stop's 999 L are not counted yet
+    assert "Irrigation stops waiting for their start: 1." in html
+    zh = client.get("/iot/g/ALICE-1/irrigation?period=week&lang=zh").get_data(as_text=True)
+    assert ">进行中<" in zh and ">无结束<" in zh and "等待开始消息的灌溉结束消息：1 条" in zh
