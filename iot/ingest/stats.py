@@ -51,6 +51,11 @@ class Stats:
     acked: int = 0
     subscribed: int = 0
     writer_starts: int = 0
+    connect_refused: int = 0  # CONNACKs with a failure (bad credentials, not authorised, ...)
+    # the broker side (iot.ingest.mqtt): acknowledged and not stored on purpose
+    retained_ignored: int = 0  # retained copies (the live message came before)
+    topics_ignored: int = 0  # alert events, Tasmota housekeeping (IngestConfig.ignores)
+    alert_publish_errors: int = 0  # alert events the broker refused or that could not be sent
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +69,10 @@ class Stats:
             "batches": self.batches,
             "db_errors": self.db_errors,
             "subscribed": self.subscribed,
+            "connect_refused": self.connect_refused,
+            "retained_ignored": self.retained_ignored,
+            "topics_ignored": self.topics_ignored,
+            "alert_publish_errors": self.alert_publish_errors,
         }
 
     def prometheus(self) -> bytes:
@@ -111,6 +120,24 @@ class StatsCollector:
         yield counter("alert_errors_total", "Alert evaluations that failed (readings kept).", s.alert_errors)
         yield counter("connects_total", "Connections to the broker.", s.connects)
         yield counter("disconnects_total", "Connections to the broker lost.", s.disconnects)
+        yield counter(
+            "connections_refused_total",
+            "Connections the broker refused (credentials, ACL).",
+            s.connect_refused,
+        )
+        yield counter(
+            "retained_ignored_total", "Retained copies acknowledged and not stored.", s.retained_ignored
+        )
+        yield counter(
+            "topics_ignored_total",
+            "Alert events and Tasmota housekeeping received, not stored.",
+            s.topics_ignored,
+        )
+        yield counter(
+            "alert_publish_errors_total",
+            "Alert events refused by the broker or not sent.",
+            s.alert_publish_errors,
+        )
         yield counter(
             "writer_starts_total", "Writer processes started (more than 1: restarts).", s.writer_starts
         )
