@@ -239,6 +239,7 @@ def test_a_refused_ingester_backs_off_with_one_log_line_an_attempt(prod, setting
     )
 
 
+@pytest.mark.slow
 def test_persistence_keeps_what_the_broker_acknowledged_through_kill_9(prod, settings, session):
     """Defect 5: with autosave_interval 60 and autosave_on_changes false, 20,000 messages the
     broker had acknowledged were lost by kill -9. With the shipped config only what the
@@ -312,14 +313,3 @@ def test_an_alert_event_the_broker_refuses_is_counted_and_logged(session, settin
             client_id="web-1",
             timeout=3,
         )
-
-
-def test_writing_the_files_keeps_their_mode(session, tmp_path):
-    files = tmp_path / "f"
-    broker_access.write_broker_files(session, files)
-    (files / "services.passwd").chmod(0o640)
-    broker_access.add_service_user(session, "tianyuan-ingester", "ingester")
-    broker_access.write_broker_files(session, files)
-    assert (files / "services.passwd").stat().st_mode & 0o777 == 0o640
-    assert "tianyuan-ingester:" in (files / "services.passwd").read_text()
-    assert sorted(p.name for p in files.iterdir()) == sorted(broker_access.FILES)  # no temporary left

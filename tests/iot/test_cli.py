@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import select
 
-from iot import registry
+from iot import broker_access, registry
 from iot.ingest.writer import BatchWriter, Message
 from iot.models import Device, Greenhouse, QuarantinedMessage, Reading
 
@@ -175,3 +175,14 @@ def test_quarantine_list_and_replay(runner, session, app):
     )
     out = runner.invoke(args=["iot", "quarantine", "list"]).output
     assert "unknown_device" not in out and "malformed_json=1" in out  # the next cause to fix
+
+
+def test_writing_the_files_keeps_their_mode(session, tmp_path):
+    files = tmp_path / "f"
+    broker_access.write_broker_files(session, files)
+    (files / "services.passwd").chmod(0o640)
+    broker_access.add_service_user(session, "tianyuan-ingester", "ingester")
+    broker_access.write_broker_files(session, files)
+    assert (files / "services.passwd").stat().st_mode & 0o777 == 0o640
+    assert "tianyuan-ingester:" in (files / "services.passwd").read_text()
+    assert sorted(p.name for p in files.iterdir()) == sorted(broker_access.FILES)  # no temporary left
