@@ -163,6 +163,7 @@ def test_two_ingesters_of_a_group_on_one_host_do_not_kick_each_other(
         [(f"{prefix}/GH1/dev1/telemetry", f'{{"ts": {T0 + i}, "co2": 500}}') for i in range(400)]
     )
     wait_for(lambda: count(session, Reading) == 400, 20)
+    wait_for(lambda: a.stats.stored + b.stats.stored == 400, 10)  # both replies counted
     assert a.stats.disconnects == b.stats.disconnects == 0
     assert a.stats.stored > 0 and b.stats.stored > 0
     for _cid, lock in claims:
@@ -197,12 +198,13 @@ def test_a_stopped_members_share_is_handed_over(
     """Defect 9: a stopped member's share waits for it (the broker keeps routing to its
     session); `--take-over` stores it and ends that session."""
     gone = start_ingester(client_id=f"{prefix}-m1", shared_group=prefix)
-    start_ingester(client_id=f"{prefix}-m2", shared_group=prefix)
+    running = start_ingester(client_id=f"{prefix}-m2", shared_group=prefix)
     gone.stop()
     publisher.publish_many(
         [(f"{prefix}/GH1/dev1/telemetry", f'{{"ts": {T0 + i}, "co2": 500}}') for i in range(400)]
     )
-    time.sleep(1.5)
+    time.sleep(0.5)
+    wait_for(lambda: running.stats.stored == running.stats.received, 10, message="the running member's share")
     waiting = 400 - count(session, Reading)
     assert waiting > 0, "the broker routed nothing to the stopped member: nothing to hand over"
     stats = run_take_over(broker, settings, prefix, f"{prefix}-m1", shared_group=prefix)
