@@ -232,18 +232,24 @@ def write_broker_files(
     prefix: str = "farm",
     tasmota_prefix: str = "tele",
     drop_unknown: bool = False,
+    removed: frozenset[str] = frozenset(),
 ) -> list[Path]:
     """Write the four files into ``directory``, each replaced atomically (a broker reloading
     meanwhile reads the old or the new file, never half of one), keeping an existing file's
     owner and mode (Mosquitto must be able to read it) or else 0600.
 
     Refused (nothing written) if an existing password file has a user the database does not
-    know, unless ``drop_unknown``: that user would be locked out."""
+    know, unless ``drop_unknown`` or it is one of ``removed`` (just removed on purpose): that
+    user would be locked out."""
     files = render(session, prefix=prefix, tasmota_prefix=tasmota_prefix).by_name()
     lost: list[str] = []
     for name in ("devices.passwd", "services.passwd"):
         new = {line.partition(":")[0] for line in files[name].splitlines()}
-        lost += [f"{user} ({name})" for user in read_passwd(directory / name) if user not in new]
+        lost += [
+            f"{user} ({name})"
+            for user in read_passwd(directory / name)
+            if user not in new and user not in removed
+        ]
     if lost and not drop_unknown:
         raise BrokerAccessError(
             N_(

@@ -133,7 +133,9 @@ BROKER_DIR_HELP = (
 )
 
 
-def _write_broker_files(broker_dir: Path | None, drop_unknown: bool = False) -> None:
+def _write_broker_files(
+    broker_dir: Path | None, drop_unknown: bool = False, removed: frozenset[str] = frozenset()
+) -> None:
     from iot import broker_access
 
     if broker_dir is None:
@@ -141,7 +143,7 @@ def _write_broker_files(broker_dir: Path | None, drop_unknown: bool = False) -> 
     cfg = settings()
     with transaction() as session:  # from what is committed
         written = broker_access.write_broker_files(
-            session, broker_dir, prefix=cfg.mqtt_topic_prefix, drop_unknown=drop_unknown
+            session, broker_dir, prefix=cfg.mqtt_topic_prefix, drop_unknown=drop_unknown, removed=removed
         )
     click.echo(f"broker files written: {', '.join(p.name for p in written)} in {broker_dir}")
     click.echo("reload Mosquitto to apply: systemctl reload mosquitto (SIGHUP)")
@@ -243,7 +245,7 @@ def broker_user_remove(username, broker_dir):
     with transaction() as session:
         broker_access.remove_service_user(session, username)
     click.echo(f"broker user {username} removed")
-    _write_broker_files(broker_dir, drop_unknown=True)
+    _write_broker_files(broker_dir, removed=frozenset({username}))
 
 
 @broker_user_cli.command("list")

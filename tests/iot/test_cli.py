@@ -132,13 +132,19 @@ def test_service_users_are_kept_when_device_credentials_are_written(runner, sess
     ):
         result = runner.invoke(args=args)
         assert result.exit_code == 1 and result.output.startswith("Error: "), result.output
+    # removing a user drops that one; another unknown one still stops the files being written
+    with (files / "services.passwd").open("a") as f:
+        f.write("other:$7$101$c2FsdA==$aGFzaA==\n")
+    result = runner.invoke(args=["iot", "broker", "user", "remove", "legacy", "--broker-dir", str(files)])
     assert (
-        runner.invoke(
-            args=["iot", "broker", "user", "remove", "legacy", "--broker-dir", str(files)]
-        ).exit_code
-        == 0
+        result.exit_code == 1
+        and "other (services.passwd)" in result.output
+        and "legacy (" not in result.output
     )
-    assert "legacy" not in (files / "services.passwd").read_text()
+    dropped = runner.invoke(args=["iot", "broker", "files", "--broker-dir", str(files), "--drop-unknown"])
+    assert dropped.exit_code == 0, dropped.output
+    text = (files / "services.passwd").read_text()
+    assert "legacy" not in text and "other" not in text and "tianyuan-ingester:" in text
 
 
 def test_a_device_named_like_a_service_gets_no_login(runner, session):
