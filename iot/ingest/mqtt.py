@@ -119,13 +119,18 @@ class Ingester:
         if self.config.take_over:  # nothing new for this session; what it holds still comes
             client.unsubscribe(self.config.all_filters())
             return
-        client.subscribe(
-            [(f, SubscribeOptions(qos=1, retainHandling=NO_RETAINED)) for f in self.config.filters()]
-        )
+        filters = self.config.filters()
+        stale = [f for f in self.config.all_filters() if f not in filters]
+        if flags.session_present and stale:
+            # a session of an older release or another mode (shared or not) may still hold these:
+            # overlapping filters would deliver every message twice (what it queued still comes)
+            client.unsubscribe(stale)
+        client.subscribe([(f, SubscribeOptions(qos=1, retainHandling=NO_RETAINED)) for f in filters])
 
     def _on_unsubscribe(self, *_args: Any) -> None:
-        self._taken_over.set()
-        self.subscribed.set()
+        if self.config.take_over:
+            self._taken_over.set()
+            self.subscribed.set()
 
     def _on_publish(
         self, _client: mqtt.Client, _userdata: Any, mid: int, reason_code: ReasonCode, _properties: Any

@@ -228,3 +228,29 @@ def test_switching_to_a_shared_group_leaves_no_session_queuing(
     assert not session_present(broker, f"{prefix}-solo")
     publisher.publish(f"{prefix}/GH1/dev1/telemetry", {"ts": T0 + 999, "co2": 500})
     wait_for(lambda: count(session, Reading) == 201, 10)
+
+
+def test_a_session_of_the_narrower_filters_before_gets_each_message_once(
+    session, greenhouse, broker, start_ingester, publisher, prefix
+):
+    """A persistent session from before this release holds `<prefix>/+/+/+`; with the wide
+    filters added beside it every message would come twice."""
+    old = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ing-{prefix}", protocol=mqtt.MQTTv5)
+    done = threading.Event()
+    old.on_subscribe = lambda *a: done.set()
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    old.connect("127.0.0.1", broker.port, clean_start=True, properties=props)
+    old.loop_start()
+    old.subscribe(f"{prefix}/+/+/+", qos=1)
+    assert done.wait(5)
+    old.disconnect()
+    old.loop_stop()
+    publisher.publish(f"{prefix}/GH1/dev1/telemetry", {"ts": T0, "co2": 500})  # queued meanwhile
+    ing = start_ingester()
+    publisher.publish_many(
+        [(f"{prefix}/GH1/dev1/telemetry", f'{{"ts": {T0 + 1 + i}, "co2": 500}}') for i in range(50)]
+    )
+    wait_for(lambda: count(session, Reading) == 51, 10)
+    time.sleep(0.5)
+    assert ing.stats.received == 51 and ing.stats.duplicates == 0
