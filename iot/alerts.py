@@ -93,6 +93,12 @@ class MqttNotifier:
         self.client = client
         self.prefix = prefix
         self._pending: list[Any] = []
+        self._refused: dict[int, str] = {}  # mid -> the broker's reason (MQTT 5 PUBACK)
+        client.on_publish = self._on_publish
+
+    def _on_publish(self, _client: Any, _userdata: Any, mid: int, reason_code: Any, _props: Any) -> None:
+        if getattr(reason_code, "is_failure", False):  # e.g. "Not authorized": the broker's ACL
+            self._refused[mid] = str(reason_code)
 
     def publish(self, topic: str, payload: str) -> None:
         self._pending.append(self.client.publish(topic, payload, qos=1))
@@ -109,12 +115,14 @@ class MqttNotifier:
         for info in self._pending:
             try:
                 info.wait_for_publish(timeout)
-                lost += not info.is_published()
+                lost += not info.is_published() or info.mid in self._refused
             except (RuntimeError, ValueError):  # not connected, or the queue was dropped
                 lost += 1
+        refused = sorted(set(self._refused.values()))
         self._pending.clear()
+        self._refused.clear()
         if lost:
-            log.warning("event=publish_failed unconfirmed=%d", lost)
+            log.error("event=publish_failed unconfirmed=%d refused=%r", lost, refused)
         return lost
 
 

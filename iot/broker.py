@@ -1,4 +1,5 @@
-"""Start a Mosquitto broker from a generated configuration (tests, benchmark, demo runner).
+"""Start a Mosquitto broker from a generated configuration (tests, benchmark, demo runner),
+or from the shipped production configuration with only its ports and paths changed.
 
 with Broker(port=free_port(), data_dir=tmp) as broker:
     ...  broker.url -> "mqtt://127.0.0.1:PORT"
@@ -40,6 +41,7 @@ def render_config(
     max_queued_messages: int = 1_000_000,
     password_file: Path | None = None,
     acl_file: Path | None = None,
+    extra: tuple[str, ...] = (),
 ) -> str:
     """A mosquitto.conf for one loopback listener (see deploy/mosquitto/ for real deployments)."""
     import getpass
@@ -61,6 +63,7 @@ def render_config(
         "log_type error",
         "log_type warning",
         "connection_messages false",
+        *extra,
     ]
     if password_file is not None:
         lines += ["allow_anonymous false", f"password_file {password_file}"]
@@ -71,11 +74,48 @@ def render_config(
     return "\n".join(lines) + "\n"
 
 
+PRODUCTION_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "prod.conf"
+
+
+def production_config(
+    *, service_port: int, device_port: int, data_dir: Path, files_dir: Path, source: Path = PRODUCTION_CONFIG
+) -> str:
+    """``deploy/mosquitto/prod.conf`` as shipped, with only what a test machine needs changed:
+    the two ports (both on loopback), the data and files directories, the user to run as,
+    log to stderr, and no TLS on the device listener (a test has no certificates). Every
+    change must find its line, so a reshaped prod.conf fails loudly instead of being tested
+    half."""
+    import getpass
+
+    text = source.read_text()
+    changes = [
+        ("listener 8883\n", f"listener {device_port} 127.0.0.1\n"),
+        ("listener 1883 127.0.0.1\n", f"listener {service_port} 127.0.0.1\n"),
+        ("certfile /etc/mosquitto/certs/server.crt\n", ""),
+        ("keyfile /etc/mosquitto/certs/server.key\n", ""),
+        ("/etc/mosquitto/tianyuan/", f"{files_dir}/"),
+        ("persistence_location /var/lib/mosquitto/\n", f"persistence_location {data_dir}/\n"),
+        ("log_dest syslog\n", "log_dest stderr\n"),
+    ]
+    for old, new in changes:
+        if old not in text:
+            raise ValueError(f"{source} has no {old.strip()!r}: update iot.broker.production_config")
+        text = text.replace(old, new)
+    return f"user {getpass.getuser()}\n" + text
+
+
 class Broker:
     """A Mosquitto process on 127.0.0.1:``port``; ``stop()`` then ``start()`` restarts it
     with its persisted state (queued QoS 1 messages, sessions)."""
 
-    def __init__(self, port: int | None = None, data_dir: Path | str | None = None, **config):
+    def __init__(
+        self,
+        port: int | None = None,
+        data_dir: Path | str | None = None,
+        *,
+        config_text: str | None = None,
+        **config,
+    ):
         import tempfile
 
         exe = find_mosquitto()
@@ -92,7 +132,8 @@ class Broker:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path = self.data_dir / "mosquitto.conf"
-        self.config_path.write_text(render_config(self.port, self.data_dir, **config))
+        # config_text: a whole configuration (e.g. production_config) whose listener is ``port``
+        self.config_path.write_text(config_text or render_config(self.port, self.data_dir, **config))
         self.log_path = self.data_dir / "mosquitto.log"
         self.process: subprocess.Popen | None = None
 
@@ -120,6 +161,13 @@ class Broker:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout}s")
+
+    def kill(self) -> None:
+        """SIGKILL: no save on the way out (what a crash or the OOM killer does)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (Mosquitto saves its persistence file on the way out) and wait."""

@@ -166,39 +166,147 @@ def device_map(device_id, source, metric, channel, remove):
     )
 
 
+BROKER_DIR_HELP = (
+    "Write the broker's four files (devices.passwd/.acl, services.passwd/.acl) into this directory "
+    "(production: /etc/mosquitto/tianyuan), from the database: no user is ever dropped silently."
+)
+
+
+def _write_broker_files(
+    broker_dir: Path | None, drop_unknown: bool = False, removed: frozenset[str] = frozenset()
+) -> None:
+    from iot import broker_access
+
+    if broker_dir is None:
+        return
+    cfg = settings()
+    with transaction() as session:  # from what is committed
+        written = broker_access.write_broker_files(
+            session, broker_dir, prefix=cfg.mqtt_topic_prefix, drop_unknown=drop_unknown, removed=removed
+        )
+    click.echo(f"broker files written: {', '.join(p.name for p in written)} in {broker_dir}")
+    click.echo("reload Mosquitto to apply: systemctl reload mosquitto (SIGHUP)")
+
+
 @device_cli.command("credentials")
 @click.argument("device_id")
-@click.option(
-    "--passwd-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write Mosquitto's password_file (all devices with credentials) here.",
-)
-@click.option(
-    "--acl-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the matching Mosquitto acl_file here.",
-)
-def device_credentials(device_id, passwd_file, acl_file):
+@click.option("--broker-dir", type=click.Path(file_okay=False, path_type=Path), help=BROKER_DIR_HELP)
+def device_credentials(device_id, broker_dir):
     """Issue a new MQTT password for DEVICE_ID (printed once) and write the broker files."""
     from iot import registry
 
-    cfg = settings()
     with transaction() as session:
         device = registry.get_device(session, device_id)
         if device is None:
             raise click.ClickException(f"no device {device_id!r}")
         password = registry.issue_credentials(session, device)
-    if passwd_file or acl_file:
-        with transaction() as session:  # from what is committed
-            if passwd_file:
-                passwd_file.write_text(registry.password_file(session))
-                passwd_file.chmod(0o600)
-            if acl_file:
-                acl_file.write_text(registry.acl_file(session, prefix=cfg.mqtt_topic_prefix))
     click.echo(f"username: {device_id}")
     click.echo(f"password: {password}")
-    if passwd_file or acl_file:
-        click.echo("broker files written; reload Mosquitto (kill -HUP) to apply")
+    _write_broker_files(broker_dir)
+
+
+# --- the broker's service users and files ------------------------------------------------
+
+broker_cli = AppGroup("broker", help="The broker's service users (ingesters, publishers) and files.")
+broker_user_cli = AppGroup("user", help="MQTT logins of the services, kept in the database.")
+iot_cli.add_command(broker_cli)
+broker_cli.add_command(broker_user_cli)
+
+
+def _role_option():
+    from iot.broker_access import ROLES
+
+    return click.option(
+        "--role",
+        type=click.Choice(list(ROLES)),
+        required=True,
+        help="; ".join(f"{name}: {what}" for name, (what, _acl) in ROLES.items()),
+    )
+
+
+@broker_user_cli.command("add")
+@click.argument("username")
+@_role_option()
+@click.option("--broker-dir", type=click.Path(file_okay=False, path_type=Path), help=BROKER_DIR_HELP)
+def broker_user_add(username, role, broker_dir):
+    """Add a service login USERNAME (its password is printed once)."""
+    from iot import broker_access
+
+    with transaction() as session:
+        password = broker_access.add_service_user(session, username, role)
+    click.echo(f"username: {username}")
+    click.echo(f"password: {password}")
+    _write_broker_files(broker_dir)
+
+
+@broker_user_cli.command("import")
+@click.argument("username")
+@_role_option()
+@click.option(
+    "--from",
+    "passwd_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="The password file that has the user now (e.g. one made with mosquitto_passwd).",
+)
+@click.option("--broker-dir", type=click.Path(file_okay=False, path_type=Path), help=BROKER_DIR_HELP)
+def broker_user_import(username, role, passwd_file, broker_dir):
+    """Keep USERNAME from an existing password file (its password does not change)."""
+    from iot import broker_access
+
+    with transaction() as session:
+        broker_access.import_service_user(session, username, role, passwd_file)
+    click.echo(f"broker user {username} ({role}) imported from {passwd_file}")
+    _write_broker_files(broker_dir)
+
+
+@broker_user_cli.command("password")
+@click.argument("username")
+@click.option("--broker-dir", type=click.Path(file_okay=False, path_type=Path), help=BROKER_DIR_HELP)
+def broker_user_password(username, broker_dir):
+    """Give USERNAME a new password (printed once)."""
+    from iot import broker_access
+
+    with transaction() as session:
+        password = broker_access.new_service_password(session, username)
+    click.echo(f"username: {username}")
+    click.echo(f"password: {password}")
+    _write_broker_files(broker_dir)
+
+
+@broker_user_cli.command("remove")
+@click.argument("username")
+@click.option("--broker-dir", type=click.Path(file_okay=False, path_type=Path), help=BROKER_DIR_HELP)
+def broker_user_remove(username, broker_dir):
+    """Remove the service login USERNAME."""
+    from iot import broker_access
+
+    with transaction() as session:
+        broker_access.remove_service_user(session, username)
+    click.echo(f"broker user {username} removed")
+    _write_broker_files(broker_dir, removed=frozenset({username}))
+
+
+@broker_user_cli.command("list")
+def broker_user_list():
+    """The service logins and their roles."""
+    from iot import broker_access
+
+    with transaction() as session:
+        for u in broker_access.list_service_users(session):
+            click.echo(f"{u.username:32} {u.role:10} since {u.created_at:%Y-%m-%d}")
+
+
+@broker_cli.command("files")
+@click.option(
+    "--broker-dir", type=click.Path(file_okay=False, path_type=Path), required=True, help=BROKER_DIR_HELP
+)
+@click.option(
+    "--drop-unknown", is_flag=True, help="Drop users the database does not know (they lose access)."
+)
+def broker_files(broker_dir, drop_unknown):
+    """Write the broker's password and ACL files from the database."""
+    _write_broker_files(broker_dir, drop_unknown)
 
 
 # --- workers ------------------------------------------------------------------------------
@@ -206,24 +314,38 @@ def device_credentials(device_id, passwd_file, acl_file):
 
 @iot_cli.command("ingest")
 @click.option("--shared-group", help="Join MQTT 5 shared subscription $share/NAME/... (scale out).")
-@click.option("--client-id", help="Fixed MQTT client id of this instance (default MQTT_CLIENT_ID).")
+@click.option(
+    "--client-id",
+    help="MQTT client id (default MQTT_CLIENT_ID; in a shared group <id>-<group>-<host>-<n>, "
+    "n the lowest free).",
+)
 @click.option("--batch-size", type=int, default=5000, show_default=True)
 @click.option("--batch-ms", type=int, default=100, show_default=True)
 @click.option("--metrics-port", type=int, help="Serve Prometheus text on 127.0.0.1:PORT/metrics.")
-def ingest(shared_group, client_id, batch_size, batch_ms, metrics_port):
+@click.option(
+    "--take-over",
+    metavar="CLIENT_ID",
+    help="Store what a stopped ingester's session holds, then end that session (and exit).",
+)
+def ingest(shared_group, client_id, batch_size, batch_ms, metrics_port, take_over):
     """Run the MQTT ingester (same as `python -m iot.ingest`)."""
     from iot.ingest import log as ingest_log
     from iot.ingest.__main__ import run_from_settings
+    from iot.ingest.config import ClientIdInUse
 
     ingest_log.setup()
-    run_from_settings(
-        settings(),
-        shared_group=shared_group,
-        client_id=client_id,
-        batch_size=batch_size,
-        batch_ms=batch_ms,
-        metrics_port=metrics_port,
-    )
+    try:
+        run_from_settings(
+            settings(),
+            shared_group=shared_group,
+            client_id=client_id,
+            batch_size=batch_size,
+            batch_ms=batch_ms,
+            metrics_port=metrics_port,
+            take_over=take_over,
+        )
+    except ClientIdInUse as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @iot_cli.command("simulate")

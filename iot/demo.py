@@ -19,7 +19,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from core import clock
-from iot import crops, payloads, quantities, registry
+from iot import broker_access, crops, payloads, quantities, registry
 from iot.alerts import ensure_default_rules
 from iot.models import Device, Greenhouse, IrrigationEvent, Reading
 from iot.rollups import HOUR, apply_readings
@@ -35,6 +35,13 @@ GREENHOUSES = [
 ]
 
 
+DEMO_BROKER_USERS = (
+    ("tianyuan-ingester", "ingester"),
+    ("tianyuan-alerts", "publisher"),
+    ("tianyuan-simulator", "simulator"),
+)
+
+
 def seed(session: Session, ctx: dict[str, Any]) -> None:
     """Create the demo greenhouses and devices; adds ``ctx["greenhouses"]`` (code -> Greenhouse)."""
     users = ctx.get("users", {})
@@ -46,6 +53,10 @@ def seed(session: Session, ctx: dict[str, Any]) -> None:
             registry.create_device(session, f"{slug}-s{n}", gh, kind="sensor", name=f"Sensor {n}")
         registry.create_device(session, f"{slug}-ctl", gh, kind="controller", name="Fertigation controller")
         ctx["greenhouses"][code] = gh
+    # the services' broker logins, as production has them (`flask iot broker user list`; the
+    # demo's own broker is anonymous, so their passwords are not needed and not printed)
+    for username, role in DEMO_BROKER_USERS:
+        broker_access.add_service_user(session, username, role)
 
 
 def seed_history(session: Session, ctx: dict[str, Any]) -> None:

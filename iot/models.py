@@ -70,6 +70,20 @@ class Device(Base):
     greenhouse: Mapped[Greenhouse | None] = relationship(back_populates="devices")
 
 
+class BrokerUser(Base):
+    """A service's MQTT login (the ingesters, the alert publishers, the simulator): kept here
+    beside the devices' so that writing the broker's files never loses one
+    (``iot.broker_access``). The password itself is shown once and never stored."""
+
+    __tablename__ = "iot_broker_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # ingester | publisher | simulator
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Reading(Base):
     """One sensor value. Its identity is (device, metric, channel, ts, us), the unique key:
     a redelivered message changes nothing, and no two distinct readings collapse: two

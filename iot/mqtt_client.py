@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -93,6 +94,15 @@ def publish_once(
     except (OSError, ValueError) as exc:
         log.warning("event=publish_failed broker=%s messages=%d error=%r", broker, len(messages), str(exc))
         return False
+    refused: dict[int, str] = {}
+
+    def on_publish(
+        _client: mqtt.Client, _userdata: object, mid: int, reason_code: ReasonCode, _props: object
+    ):
+        if reason_code.is_failure:  # MQTT 5: e.g. "Not authorized" (the broker's ACL)
+            refused[mid] = str(reason_code)
+
+    client.on_publish = on_publish
     client.loop_start()
     try:
         infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
@@ -101,15 +111,16 @@ def publish_once(
         for info in infos:
             try:
                 info.wait_for_publish(max(0.01, deadline - time.monotonic()))
-                sent += info.is_published()
+                sent += info.is_published() and info.mid not in refused
             except (ValueError, RuntimeError):  # refused or dropped: not connected any more
                 break
         if sent < len(infos):
             log.warning(
-                "event=publish_failed broker=%s messages=%d unconfirmed=%d",
+                "event=publish_failed broker=%s messages=%d unconfirmed=%d refused=%r",
                 broker,
                 len(messages),
                 len(infos) - sent,
+                sorted(set(refused.values())),
             )
         return sent == len(infos)
     finally:

@@ -31,6 +31,10 @@ def test_demo_seed_creates_a_village_once(runner, session, app):
     printed = re.findall(r"^\s+(\w+)\s+(\w+)\s+(\S+)$", result.output, re.M)
     assert {role for role, _u, _p in printed} == roles
 
+    # the services' broker logins are kept in the database, as in production
+    broker_users = runner.invoke(args=["iot", "broker", "user", "list"]).output
+    assert "tianyuan-ingester" in broker_users and "publisher" in broker_users and "simulator" in broker_users
+
     again = runner.invoke(args=["demo", "seed", "--if-empty"])
     assert again.exit_code == 0 and "skipped" in again.output
     assert session.scalar(select(func.count(Greenhouse.id))) == 6

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import argparse
 import signal
-import socket
+import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from core import clock
 from core.config import Settings
 from iot.ingest import log as ingest_log
-from iot.ingest.config import IngestConfig
+from iot.ingest.config import ClientIdInUse, IngestConfig, claim_client_id
 from iot.ingest.mqtt import Ingester
 from iot.ingest.stats import Stats
 
@@ -24,7 +25,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shared-group", help="subscribe as $share/NAME/... to split the stream with other ingesters"
     )
-    p.add_argument("--client-id", help="MQTT client id (fixed per instance; default MQTT_CLIENT_ID)")
+    p.add_argument(
+        "--client-id",
+        help="MQTT client id (default MQTT_CLIENT_ID; in a shared group <id>-<group>-<host>-<n>, "
+        "n the lowest free)",
+    )
+    p.add_argument(
+        "--take-over",
+        metavar="CLIENT_ID",
+        help="store what a stopped ingester's session holds, then end that session (and exit)",
+    )
     p.add_argument("--batch-size", type=int, default=5000)
     p.add_argument("--batch-ms", type=int, default=100)
     p.add_argument(
@@ -42,16 +52,23 @@ def run_from_settings(
     batch_size: int | None = None,
     batch_ms: int | None = None,
     metrics_port: int | None = None,
+    take_over: str | None = None,
 ) -> Stats:
-    """What ``python -m iot.ingest`` and ``flask iot ingest`` both run (until SIGTERM/SIGINT)."""
+    """What ``python -m iot.ingest`` and ``flask iot ingest`` both run (until SIGTERM/SIGINT,
+    or with ``take_over`` until that session is emptied and ended)."""
     clock.configure(settings.timezone)
-    if shared_group and not client_id and settings.mqtt_client_id == "tianyuan-ingester":
-        # each member of a group needs its own (stable) id; the host name is stable per machine
-        client_id = f"tianyuan-ingester-{shared_group}-{socket.gethostname()}"
+    # the lock is held until this process ends: no second ingester on this host takes the id
+    client_id, _lock = claim_client_id(
+        Path(settings.instance_path) / "run",
+        client_id=take_over or client_id,
+        shared_group=shared_group,
+        base=settings.mqtt_client_id,
+    )
     config = IngestConfig.from_settings(
         settings,
         shared_group=shared_group,
         client_id=client_id,
+        take_over=bool(take_over),
         batch_size=batch_size,
         batch_ms=batch_ms,
         metrics_port=metrics_port,
@@ -70,14 +87,19 @@ def run_from_settings(
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ingest_log.setup(args.log_level)
-    run_from_settings(
-        Settings.from_env(),
-        shared_group=args.shared_group,
-        client_id=args.client_id,
-        batch_size=args.batch_size,
-        batch_ms=args.batch_ms,
-        metrics_port=args.metrics_port,
-    )
+    try:
+        run_from_settings(
+            Settings.from_env(),
+            shared_group=args.shared_group,
+            client_id=args.client_id,
+            batch_size=args.batch_size,
+            batch_ms=args.batch_ms,
+            metrics_port=args.metrics_port,
+            take_over=args.take_over,
+        )
+    except ClientIdInUse as exc:
+        print(f"python -m iot.ingest: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

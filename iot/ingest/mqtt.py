@@ -10,7 +10,15 @@
 One batch is written while the next is collected. A database outage keeps messages
 unacknowledged in the buffer (the broker stops sending once Receive Maximum is reached)
 while the writer retries with backoff. Broker loss: reconnect with backoff; acks of the
-old connection are dropped (their messages come again and are duplicates).
+old connection are dropped (their messages come again and are duplicates). A refused
+connection (bad credentials, not authorised) is retried with a longer backoff, one log line
+an attempt.
+
+Retained messages are never news to the ingester: its session was subscribed when they were
+published live, so it asks for none at subscribe time (retain handling 2) and drops any that
+come with the retain flag all the same. Alert events and Tasmota's housekeeping topics under
+the subscribed prefixes are dropped too (``IngestConfig.ignores``); everything else under
+them reaches the writer, which quarantines topics of no known shape.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.engine import Engine
 
 from core.backoff import Backoff
-from iot.ingest.config import IngestConfig
+from iot.ingest.config import IGNORED_SUFFIXES, IngestConfig
 from iot.ingest.log import kv
 from iot.ingest.process import DB_RETRY_CAP_S, DB_RETRY_FIRST_S, WriterOptions, WriterProcess
 from iot.ingest.stats import MetricsServer, Stats
@@ -49,6 +57,10 @@ log = logging.getLogger("iot.ingest")
 
 # broker connection retries: 0.25 s doubling to 10 s, +-20 % jitter
 CONNECT_RETRY_FIRST_S, CONNECT_RETRY_CAP_S, CONNECT_RETRY_JITTER = 0.25, 10.0, 0.2
+# refused by the broker (credentials, ACL): 1 s doubling to 60 s; it takes a person to fix
+REFUSED_RETRY_FIRST_S, REFUSED_RETRY_CAP_S = 1.0, 60.0
+# MQTT 5 subscription option: send no retained messages when subscribing
+NO_RETAINED = SubscribeOptions.RETAIN_DO_NOT_SEND
 
 
 class Ingester:
@@ -89,6 +101,11 @@ class Ingester:
         self._inflight: tuple[int, list[Message]] | None = None
         self._seq = 0
         self._last_poll = 0.0
+        self._refused: str | None = None  # the reason of the last CONNACK that refused us
+        self._connack_ok = False  # a CONNACK accepted us since the last connection attempt
+        self._published: set[int] = set()  # mids of alert events not yet confirmed by the broker
+        self._taken_over = threading.Event()  # take_over: the old subscriptions are gone
+        self._last_message = self._connected_at = time.monotonic()
 
     # -- paho callbacks --------------------------------------------------------------
 
@@ -100,13 +117,41 @@ class Ingester:
         reason_code: ReasonCode,
         _properties: Properties | None,
     ) -> None:
-        if reason_code.is_failure:
-            log.error(kv("connect_refused", reason=str(reason_code)))
+        if reason_code.is_failure:  # logged once by the run loop, with the time of the next try
+            self._refused = str(reason_code)
+            self.stats.connect_refused += 1
             return
+        self._refused = None
+        self._connack_ok = True
+        self._connected_at = self._last_message = time.monotonic()
         self.connected = True
         self.stats.connects += 1
         log.info(kv("connected", client_id=self.config.client_id, session_present=int(flags.session_present)))
-        client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.config.filters()])
+        if self.config.take_over:  # nothing new for this session; what it holds still comes
+            client.unsubscribe(self.config.all_filters())
+            return
+        filters = self.config.filters()
+        stale = [f for f in self.config.all_filters() if f not in filters]
+        if flags.session_present and stale:
+            # a session of an older release or another mode (shared or not) may still hold these:
+            # overlapping filters would deliver every message twice (what it queued still comes)
+            client.unsubscribe(stale)
+        client.subscribe([(f, SubscribeOptions(qos=1, retainHandling=NO_RETAINED)) for f in filters])
+
+    def _on_unsubscribe(self, *_args: Any) -> None:
+        if self.config.take_over:
+            self._taken_over.set()
+            self.subscribed.set()
+
+    def _on_publish(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, reason_code: ReasonCode, _properties: Any
+    ) -> None:
+        if mid not in self._published:
+            return
+        self._published.discard(mid)
+        if reason_code.is_failure:  # e.g. "Not authorized": the broker's ACL refused the topic
+            self.stats.alert_publish_errors += 1
+            log.error(kv("alert_publish_refused", reason=str(reason_code)))
 
     def _on_subscribe(
         self,
@@ -136,7 +181,18 @@ class Ingester:
         self.stats.subscribed = 0
         log.warning(kv("disconnected", reason=str(reason_code), unacked=len(self.buffer)))
 
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._last_message = time.monotonic()
+        topic = msg.topic
+        if msg.retain or (topic.endswith(IGNORED_SUFFIXES) and self.config.ignores(topic)):
+            # a retained copy (already received live) or not device data: acknowledged, not stored
+            if msg.retain:
+                self.stats.retained_ignored += 1
+            else:
+                self.stats.topics_ignored += 1
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
+            return
         if not self.buffer:
             self.buffer_started = time.monotonic()
         # arrival in epoch seconds, per message on the hot path: time.time() (core.clock.now()
@@ -183,7 +239,12 @@ class Ingester:
         acked = 0
         if client is not None:
             for topic, payload in result.notifications:  # alerts opened/closed by this batch
-                client.publish(topic, payload, qos=1)
+                info = client.publish(topic, payload, qos=1)
+                if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                    self._published.add(info.mid)  # the broker's PUBACK says if it took it
+                else:
+                    self.stats.alert_publish_errors += 1
+                    log.error(kv("alert_publish_failed", error=mqtt.error_string(info.rc), topic=topic))
             gen = self.generation
             for m in batch:
                 if m.qos and m.generation == gen:
@@ -275,6 +336,8 @@ class Ingester:
         client = make_client(self.config.broker, self.config.client_id, manual_ack=True)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
+        client.on_publish = self._on_publish
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -294,6 +357,46 @@ class Ingester:
     def stop(self) -> None:
         self._stop.set()
 
+    def _reconnect_delay(self, retry: Backoff, refused: Backoff) -> float:
+        """Seconds to wait before connecting again after the connection ended (0: at once),
+        and the one log line of a refusal. Refused by the broker: 1 s doubling to 60 s. Closed
+        before any CONNACK, or a connection that lasted under 5 s (e.g. another client took
+        this client id): 0.25 s doubling to 10 s. A connection that lasted: at once."""
+        if self._refused is not None:
+            delay = refused.next()
+            log.error(
+                kv(
+                    "connect_refused",
+                    reason=self._refused,
+                    user=self.config.mqtt_username or "",
+                    client_id=self.config.client_id,
+                    refused=self.stats.connect_refused,
+                    retry_in_s=round(delay, 2),
+                )
+            )
+            self._refused = None
+            return delay
+        if self._connack_ok:
+            refused.reset()
+        if self._connack_ok and time.monotonic() - self._connected_at >= 5.0:
+            retry.reset()
+            return 0.0
+        delay = retry.next()
+        log.warning(
+            kv(
+                "connection_lost",
+                accepted=int(self._connack_ok),
+                client_id=self.config.client_id,
+                retry_in_s=round(delay, 2),
+            )
+        )
+        return delay
+
+    def _drained(self) -> bool:
+        """take_over: all the old session held is stored and acknowledged."""
+        quiet = time.monotonic() - self._last_message >= self.config.take_over_idle_s
+        return quiet and not self.buffer and self._inflight is None
+
     def run(self, *, max_seconds: float | None = None) -> Stats:
         """Run until ``stop()`` (or SIGTERM/SIGINT via ``python -m iot.ingest``). Returns the counters."""
         if self.use_process:
@@ -305,6 +408,7 @@ class Ingester:
             self._metrics = MetricsServer(self.stats, self.config.metrics_host, self.config.metrics_port)
             self.config = replace(self.config, metrics_port=self._metrics.port)  # the one chosen for 0
         retry = Backoff(CONNECT_RETRY_FIRST_S, CONNECT_RETRY_CAP_S, jitter=CONNECT_RETRY_JITTER)
+        refused = Backoff(REFUSED_RETRY_FIRST_S, REFUSED_RETRY_CAP_S, jitter=CONNECT_RETRY_JITTER)
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         last_log = time.monotonic()
         last_received = 0
@@ -325,7 +429,7 @@ class Ingester:
                     else:
                         client.reconnect()
                     need_connect = False
-                    retry.reset()
+                    self._connack_ok = False  # until the broker's CONNACK accepts us
                 except (OSError, ValueError) as exc:
                     delay = retry.next()
                     log.warning(kv("connect_failed", error=str(exc), retry_in_s=delay))
@@ -338,6 +442,14 @@ class Ingester:
                     self.connected = False
                     self.generation += 1
                 need_connect = True
+                delay = self._reconnect_delay(retry, refused)
+                if delay:
+                    self._stop.wait(delay)
+                    self.flush()  # store what we have (acks of an old connection are dropped anyway)
+                    continue
+            elif self.config.take_over and self._taken_over.is_set() and self._drained():
+                log.info(kv("taken_over", client_id=self.config.client_id, stored=self.stats.stored))
+                break
             if self._inflight is not None:
                 self._poll_writer()
             if self.buffer and (
@@ -367,7 +479,12 @@ class Ingester:
                 time.sleep(0.1)
         try:
             client.loop(timeout=0.05)
-            client.disconnect()
+            if self.config.take_over:  # end the session: the broker forgets it now
+                props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = 0
+                client.disconnect(properties=props)
+            else:
+                client.disconnect()
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
         if self._metrics is not None:

@@ -108,6 +108,11 @@ class Stats:
             )
         return not stalled, body
 
+    # the broker side (iot.ingest.mqtt): acknowledged and not stored on purpose
+    retained_ignored: int = 0  # retained copies (the live message came before)
+    topics_ignored: int = 0  # alert events, Tasmota housekeeping (IngestConfig.ignores)
+    alert_publish_errors: int = 0  # alert events the broker refused or that could not be sent
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "received": self.received,
@@ -123,6 +128,9 @@ class Stats:
             "dropped": dict(self.dropped),
             "connect_refused": self.connect_refused,
             "unacked": self.waiting()[0],
+            "retained_ignored": self.retained_ignored,
+            "topics_ignored": self.topics_ignored,
+            "alert_publish_errors": self.alert_publish_errors,
         }
 
     def log_fields(self) -> dict[str, Any]:
@@ -178,12 +186,25 @@ class StatsCollector:
         yield counter("connects_total", "Connections to the broker.", s.connects)
         yield counter("disconnects_total", "Connections to the broker lost.", s.disconnects)
         yield counter(
-            "writer_starts_total", "Writer processes started (more than 1: restarts).", s.writer_starts
+            "connections_refused_total",
+            "Connections the broker refused (credentials, ACL).",
+            s.connect_refused,
         )
         yield counter(
-            "connections_refused_total",
-            "Connections refused by the broker (CONNACK failure).",
-            s.connect_refused,
+            "retained_ignored_total", "Retained copies acknowledged and not stored.", s.retained_ignored
+        )
+        yield counter(
+            "topics_ignored_total",
+            "Alert events and Tasmota housekeeping received, not stored.",
+            s.topics_ignored,
+        )
+        yield counter(
+            "alert_publish_errors_total",
+            "Alert events refused by the broker or not sent.",
+            s.alert_publish_errors,
+        )
+        yield counter(
+            "writer_starts_total", "Writer processes started (more than 1: restarts).", s.writer_starts
         )
         dropped = CounterMetricFamily(
             PREFIX + "readings_dropped_total",

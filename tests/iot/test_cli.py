@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import select
 
-from iot import registry
+from iot import broker_access, registry
 from iot.ingest.writer import BatchWriter, Message
 from iot.models import Device, Greenhouse, QuarantinedMessage, Reading
 
@@ -58,15 +58,100 @@ def test_device_credentials_write_broker_files(runner, session, tmp_path):
     gh = registry.create_greenhouse(session, "GH1", "One")
     registry.create_device(session, "dev1", gh)
     session.commit()
-    passwd, acl = tmp_path / "passwd", tmp_path / "acl"
-    result = runner.invoke(
-        args=["iot", "device", "credentials", "dev1", "--passwd-file", str(passwd), "--acl-file", str(acl)]
-    )
+    files = tmp_path / "broker"
+    result = runner.invoke(args=["iot", "device", "credentials", "dev1", "--broker-dir", str(files)])
     assert result.exit_code == 0, result.output
     password = result.output.split("password: ")[1].split()[0]
-    line = passwd.read_text().strip()
+    line = (files / "devices.passwd").read_text().strip()
     assert line.startswith("dev1:$7$101$") and password not in line
-    assert "user dev1\ntopic write farm/GH1/dev1/#" in acl.read_text()
+    assert "user dev1\ntopic write farm/GH1/dev1/#" in (files / "devices.acl").read_text()
+    assert (files / "devices.passwd").stat().st_mode & 0o777 == 0o600
+
+
+def test_service_users_are_kept_when_device_credentials_are_written(runner, session, tmp_path):
+    """Defect 4: the hand-added ingester user was deleted by the next device's credentials."""
+    gh = registry.create_greenhouse(session, "GH1", "One")
+    registry.create_device(session, "dev1", gh)
+    registry.create_device(session, "dev2", gh)
+    session.commit()
+    files = tmp_path / "broker"
+    result = runner.invoke(
+        args=[
+            "iot",
+            "broker",
+            "user",
+            "add",
+            "tianyuan-ingester",
+            "--role",
+            "ingester",
+            "--broker-dir",
+            str(files),
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert "password: " in result.output
+    assert (
+        runner.invoke(args=["iot", "device", "credentials", "dev1", "--broker-dir", str(files)]).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(args=["iot", "device", "credentials", "dev2", "--broker-dir", str(files)]).exit_code
+        == 0
+    )
+    services = (files / "services.passwd").read_text()
+    assert services.startswith("tianyuan-ingester:$7$") and "dev1" not in services
+    devices = (files / "devices.passwd").read_text()
+    assert "dev1:" in devices and "dev2:" in devices and "ingester" not in devices
+    acl = (files / "services.acl").read_text()
+    assert "user tianyuan-ingester\ntopic read farm/#\ntopic read tele/#\ntopic write farm/+/alerts" in acl
+
+    # a user added by hand (mosquitto_passwd) is never dropped silently: refused, then imported
+    with (files / "services.passwd").open("a") as f:
+        f.write("legacy:$7$101$c2FsdA==$aGFzaA==\n")
+    refused = runner.invoke(args=["iot", "broker", "files", "--broker-dir", str(files)])
+    assert refused.exit_code == 1 and "legacy (services.passwd) would lose their login" in refused.output
+    assert "legacy:" in (files / "services.passwd").read_text()
+    imported = runner.invoke(
+        args=[
+            "iot", "broker", "user", "import", "legacy", "--role", "publisher",
+            "--from", str(files / "services.passwd"), "--broker-dir", str(files),
+        ]
+    )  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    assert "legacy:$7$101$c2FsdA==$aGFzaA==" in (files / "services.passwd").read_text()
+    assert "user legacy\ntopic write farm/+/alerts" in (files / "services.acl").read_text()
+    listed = runner.invoke(args=["iot", "broker", "user", "list"]).output
+    assert "legacy" in listed and "publisher" in listed and "tianyuan-ingester" in listed
+
+    # refusals are messages, not tracebacks
+    for args in (
+        ["iot", "broker", "user", "add", "legacy", "--role", "ingester"],
+        ["iot", "broker", "user", "add", "dev1", "--role", "ingester"],
+        ["iot", "broker", "user", "add", "bad/name", "--role", "ingester"],
+        ["iot", "broker", "user", "password", "nobody"],
+    ):
+        result = runner.invoke(args=args)
+        assert result.exit_code == 1 and result.output.startswith("Error: "), result.output
+    # removing a user drops that one; another unknown one still stops the files being written
+    with (files / "services.passwd").open("a") as f:
+        f.write("other:$7$101$c2FsdA==$aGFzaA==\n")
+    result = runner.invoke(args=["iot", "broker", "user", "remove", "legacy", "--broker-dir", str(files)])
+    assert (
+        result.exit_code == 1
+        and "other (services.passwd)" in result.output
+        and "legacy (" not in result.output
+    )
+    dropped = runner.invoke(args=["iot", "broker", "files", "--broker-dir", str(files), "--drop-unknown"])
+    assert dropped.exit_code == 0, dropped.output
+    text = (files / "services.passwd").read_text()
+    assert "legacy" not in text and "other" not in text and "tianyuan-ingester:" in text
+
+
+def test_a_device_named_like_a_service_gets_no_login(runner, session):
+    registry.create_device(session, "tianyuan-ingester", None)
+    session.commit()
+    result = runner.invoke(args=["iot", "device", "credentials", "tianyuan-ingester"])
+    assert result.exit_code == 1 and "cannot log in to the broker" in result.output
 
 
 def test_quarantine_list_and_replay(runner, session, app):
@@ -96,3 +181,14 @@ def test_quarantine_list_and_replay(runner, session, app):
     )
     out = runner.invoke(args=["iot", "quarantine", "list"]).output
     assert "unknown_device" not in out and "malformed_json=1" in out  # the next cause to fix
+
+
+def test_writing_the_files_keeps_their_mode(session, tmp_path):
+    files = tmp_path / "f"
+    broker_access.write_broker_files(session, files)
+    (files / "services.passwd").chmod(0o640)
+    broker_access.add_service_user(session, "tianyuan-ingester", "ingester")
+    broker_access.write_broker_files(session, files)
+    assert (files / "services.passwd").stat().st_mode & 0o777 == 0o640
+    assert "tianyuan-ingester:" in (files / "services.passwd").read_text()
+    assert sorted(p.name for p in files.iterdir()) == sorted(broker_access.FILES)  # no temporary left
