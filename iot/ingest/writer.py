@@ -303,7 +303,7 @@ def write_batch(
     touched += [{"pk": pk, "seen": _dt(t), "is_online": on} for pk, t, on in decoded.status]
     # one statement per row, by device (two writers lock devices in one order: no deadlock),
     # and for each device its status messages last, so an explicit "offline" wins
-    touched.sort(key=lambda row: row["pk"])  # stable: a device's rows keep their order
+    touched.sort(key=lambda row: cast(int, row["pk"]))  # stable: a device's rows keep their order
     for row in touched:
         session.execute(sql.touch_device, [row])
     for name in decoded.provision:
