@@ -67,7 +67,7 @@ test: venv system-deps-test translations lint
 
 # Under a minute: no browser, no broker, no slow tests, few hypothesis examples.
 test-fast: venv translations
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-fast} $(BIN)/pytest -q -n auto -m "not e2e and not mqtt and not slow" $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-fast} $(BIN)/pytest -q -n auto --dist loadgroup -m "not e2e and not mqtt and not slow" $(PYTEST_ARGS)
 
 # The suite against PostgreSQL (installed and started on loopback by the script).
 test-pg: venv system-deps-test translations

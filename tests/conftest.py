@@ -113,11 +113,86 @@ def settings(clean_database, engine, database_url, tmp_path) -> Settings:
     )
 
 
+_TEMPLATE_CODE = None
+
+
+def _reuse_url_builders() -> None:
+    """Werkzeug compiles two URL-builder functions per route for every app (a quarter of the
+    quick suite's time, with an app per test). The function depends only on the rule, its
+    defaults and its converters' settings (the rule comes in as its first argument), so the
+    tests compile each once. Older Werkzeug without this method: nothing to do."""
+    from werkzeug.routing.rules import Rule
+
+    original = getattr(Rule, "_compile_builder", None)
+    if original is None or getattr(original, "reused", False):
+        return
+    compiled: dict[tuple, object] = {}
+
+    def compile_builder(self, append_unknown: bool = True):
+        # a converter's settings matter only for defaults it renders ahead of time
+        converters = tuple((name, type(c)) for name, c in self._converters.items())
+        if self.defaults:
+            converters += tuple(
+                (name, repr(sorted((k, repr(v)) for k, v in vars(c).items() if k != "map")))
+                for name, c in self._converters.items()
+            )
+        key = (
+            self.rule,
+            tuple(self._trace),
+            repr(sorted((self.defaults or {}).items())),
+            append_unknown,
+            converters,
+        )
+        if key not in compiled:
+            compiled[key] = original(self, append_unknown)
+        return compiled[key]
+
+    compile_builder.reused = True  # type: ignore[attr-defined]
+    Rule._compile_builder = compile_builder  # type: ignore[method-assign]
+
+
+_reuse_url_builders()
+
+
+def _no_stripe_retry_waits() -> None:
+    """The Stripe SDK waits 0.5 s and more between its network retries: the retries still
+    happen in tests (against the stub, or an address where nothing listens), without the wait."""
+    try:
+        from stripe._http_client import HTTPClient
+    except ImportError:  # older SDK layout
+        return
+    if hasattr(HTTPClient, "_sleep_time_seconds"):
+        HTTPClient._sleep_time_seconds = lambda self, num_retries, *args: 0.0  # type: ignore[method-assign]
+
+
+_no_stripe_retry_waits()
+
+
 def make_test_app(settings: Settings, **flask_config):
+    """The app, with CSRF off unless asked; its templates are compiled once per test process
+    (a Jinja bytecode cache shared by every test's app: same source, same code)."""
+    from jinja2 import BytecodeCache
+
     from app import create_app
 
+    global _TEMPLATE_CODE
+    if _TEMPLATE_CODE is None:
+
+        class _InMemory(BytecodeCache):
+            def __init__(self) -> None:
+                self.code: dict[str, bytes] = {}
+
+            def load_bytecode(self, bucket) -> None:
+                if bucket.key in self.code:
+                    bucket.bytecode_from_string(self.code[bucket.key])
+
+            def dump_bytecode(self, bucket) -> None:
+                self.code[bucket.key] = bucket.bytecode_to_string()
+
+        _TEMPLATE_CODE = _InMemory()
     app = create_app(settings)
     app.config.update({"WTF_CSRF_ENABLED": False, **flask_config})
+    app.jinja_env.bytecode_cache = _TEMPLATE_CODE
     return app
 
 

@@ -40,6 +40,7 @@ def test_every_template_compiles(app):
         app.jinja_env.get_template(path.relative_to(TEMPLATES).as_posix())  # a syntax error raises
 
 
+@pytest.mark.xdist_group("demo")
 @pytest.mark.parametrize(
     "lang", [LANGS[0], *(pytest.param(lang, marks=pytest.mark.slow) for lang in LANGS[1:])]
 )

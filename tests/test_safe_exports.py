@@ -164,6 +164,7 @@ def test_the_quarantine_page_names_the_reason(client, session, make_user):
     assert "Device id not allowed" not in page
 
 
+@pytest.mark.xdist_group("demo")
 def test_the_demo_shows_a_stray_device_in_the_quarantine(client, session, snapshot):
     from app import seed_demo
     from iot.models import Device
