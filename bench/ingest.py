@@ -10,7 +10,9 @@ offline, so the broker queues every message for each of them. Then it drains the
     mosquitto_sub  Mosquitto's own client (``-C N``), for scale
   the ingester, as production runs it: ``python -m iot.ingest`` (reader process plus its
   writer process), rollups and alerts on, into SQLite (WAL) and, when --pg-url or
-  TEST_DATABASE_URL is given, into PostgreSQL (``synchronous_commit`` on).
+  TEST_DATABASE_URL is given, into PostgreSQL (as that server is configured: the
+  ``.ci/with-postgres`` one runs with fsync and synchronous_commit off, so its figure is an
+  upper bound, not default durability).
 
 A drain's rate is counted from its first message to its N-th acknowledgement (the
 ingester's ``messages_acked_total``, acknowledged only after commit). ``ratio`` is the

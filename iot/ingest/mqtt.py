@@ -165,6 +165,7 @@ class Ingester:
             log.error(kv("subscribe_refused", codes=",".join(str(rc) for rc in reason_codes)))
         else:
             self.stats.subscribed = 1
+            self.stats.unsubscribed_since = None
             self.subscribed.set()
 
     def _on_disconnect(
@@ -179,6 +180,8 @@ class Ingester:
         self.generation += 1
         self.stats.disconnects += 1
         self.stats.subscribed = 0
+        if self.stats.unsubscribed_since is None:
+            self.stats.unsubscribed_since = time.time()
         log.warning(kv("disconnected", reason=str(reason_code), unacked=len(self.buffer)))
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:

@@ -79,6 +79,9 @@ class Stats:
     # (messages received and not yet acknowledged, arrival of the oldest), set by the ingester
     waiting: Callable[[], tuple[int, float | None]] = nothing_waiting
     health_stall_s: float = 60.0
+    # since when the ingester has not been subscribed (epoch seconds; None while it is):
+    # a refused login or a broker gone leaves nothing waiting here, and is a stall too
+    unsubscribed_since: float | None = field(default_factory=time.time)
 
     def committed(self, now: float | None = None) -> None:
         """A batch was committed (called by the ingester after each one)."""
@@ -86,7 +89,9 @@ class Stats:
 
     def health(self, now: float | None = None) -> tuple[bool, dict[str, Any]]:
         """(healthy, the JSON for ``/health``). Unhealthy: messages are waiting, the oldest for
-        more than ``health_stall_s``, and nothing was committed in that time. Idle is healthy."""
+        more than ``health_stall_s``, and nothing was committed in that time; or the ingester
+        has not been subscribed to the broker for longer than that (login refused, broker
+        gone: nothing reaches it to wait). Idle and subscribed is healthy."""
         now = time.time() if now is None else now
         unacked, oldest = self.waiting()
         oldest_age = 0.0 if oldest is None or not unacked else max(0.0, now - oldest)
@@ -100,13 +105,21 @@ class Stats:
             "subscribed": self.subscribed,
         }
         stalled = unacked > 0 and oldest_age > self.health_stall_s and since_commit > self.health_stall_s
+        cut_off = self.unsubscribed_since is not None and now - self.unsubscribed_since > self.health_stall_s
         if stalled:
             body["status"] = "stalled"
             body["reason"] = (
                 f"no commit for {since_commit:.0f} s while {unacked} messages wait "
                 f"(the oldest for {oldest_age:.0f} s)"
             )
-        return not stalled, body
+        elif cut_off:
+            assert self.unsubscribed_since is not None
+            body["status"] = "disconnected"
+            body["reason"] = (
+                f"not subscribed to the broker for {now - self.unsubscribed_since:.0f} s "
+                f"({self.connect_refused} connections refused)"
+            )
+        return not (stalled or cut_off), body
 
     # the broker side (iot.ingest.mqtt): acknowledged and not stored on purpose
     retained_ignored: int = 0  # retained copies (the live message came before)

@@ -220,6 +220,41 @@ def test_credentials_issued_while_the_ingester_runs_leave_it_alone(prod, setting
     ing.stop()
 
 
+def test_health_fails_while_the_broker_refuses_the_ingester_found_by_review(prod, settings):
+    """A wrong password leaves nothing waiting in the ingester: /health must still fail."""
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    ingester = Ingester(
+        ingester_config(prod, settings, mqtt_password="wrong", metrics_port=0, health_stall_s=0.5)
+    )
+    thread = threading.Thread(target=ingester.run, daemon=True)
+    thread.start()
+
+    def health() -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{ingester.config.metrics_port}/health", timeout=2
+            ) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+        except OSError:
+            return 0, {}
+
+    try:
+        wait_for(lambda: health()[0] == 503, 10, message="/health failing")
+        code, body = health()
+        assert body["status"] == "disconnected" and "not subscribed to the broker" in body["reason"]
+        assert ingester.stats.connect_refused >= 1
+    finally:
+        ingester.stop()
+        thread.join(15)
+        ingester.engine.dispose()
+
+
 def test_a_refused_ingester_backs_off_with_one_log_line_an_attempt(prod, settings, caplog):
     """Defect 4: "Not authorized" was retried with no backoff (24,027 attempts in 12 s)."""
     config = ingester_config(prod, settings, mqtt_password="wrong")

@@ -365,6 +365,7 @@ def test_health_fails_only_when_messages_wait_without_a_commit():
     stats = Stats(health_stall_s=60)
     now = 1_000_000.0
     stats.started_at = now - 3600
+    stats.unsubscribed_since = None  # subscribed
     assert stats.health(now)[0]  # idle for an hour: healthy
     stats.waiting = lambda: (120, now - 5)  # a message arrived after a long idle time: not a stall
     assert stats.health(now)[0]
@@ -375,6 +376,18 @@ def test_health_fails_only_when_messages_wait_without_a_commit():
     stats.committed(now - 10)  # a batch committed 10 s ago: the stream moves
     assert stats.health(now)[0]
     assert not stats.health(now + 61)[0]
+
+
+def test_health_fails_when_the_ingester_is_not_subscribed_for_longer_than_the_stall_time_found_by_review():
+    """A refused login or a broker gone: nothing waits in the ingester, and it is not idle."""
+    now = 1_000_000.0
+    stats = Stats(health_stall_s=60, connect_refused=5, unsubscribed_since=now - 30)
+    assert stats.health(now)[0]  # starting, or a short broker restart: not yet
+    healthy, body = stats.health(now + 31)
+    assert not healthy and body["status"] == "disconnected"
+    assert "not subscribed to the broker for 61 s (5 connections refused)" in body["reason"]
+    stats.unsubscribed_since = None  # subscribed again
+    assert stats.health(now + 31)[0]
 
 
 def test_new_metrics_in_prometheus_text():
