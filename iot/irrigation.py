@@ -100,6 +100,7 @@ def store_event(
         key = and_(
             EVENTS.c.device_id == device_pk,
             EVENTS.c.event_id.is_(None),
+            _same_zone(msg.zone),
             EVENTS.c.started_at == msg.started_at,
         )
     changed = 0
@@ -110,6 +111,11 @@ def store_event(
     if not changed and msg.event_id is not None:
         _same_run(session, key, msg, has_start, has_stop)  # another writer got there first
     return "paired" if changed else "duplicate"
+
+
+def _same_zone(zone: str | None) -> ColumnElement[bool]:
+    """The zone as the unique index ``ux_iot_irrigation_device_zone_started`` compares it."""
+    return func.coalesce(EVENTS.c.zone, "") == (zone or "")
 
 
 def _same_run(
@@ -226,7 +232,12 @@ def _start_by_zone(
     }
     new_id = _insert(session, row)
     if new_id is None:  # a redelivery (or the start of a complete event): fill in what is missing
-        key = and_(EVENTS.c.device_id == device_pk, EVENTS.c.event_id.is_(None), EVENTS.c.started_at == t)
+        key = and_(
+            EVENTS.c.device_id == device_pk,
+            EVENTS.c.event_id.is_(None),
+            _same_zone(msg.zone),
+            EVENTS.c.started_at == t,
+        )
         _fill_start(session, key, msg, details)
         return "duplicate"
     _serialize(session, device_pk)

@@ -52,7 +52,16 @@ def upgrade():
                nullable=True)
         batch_op.drop_constraint(batch_op.f('uq_iot_irrigation_events_device_id_started_at'), type_='unique')
         batch_op.create_unique_constraint(batch_op.f('uq_iot_irrigation_events_device_id_event_id'), ['device_id', 'event_id'])
-        batch_op.create_index('ux_iot_irrigation_device_started', ['device_id', 'started_at'], unique=True, sqlite_where=sa.text('event_id IS NULL'), postgresql_where=sa.text('event_id IS NULL'))
+
+    # events without an id: one per device, zone and start second
+    op.create_index(
+        "ux_iot_irrigation_device_zone_started",
+        "iot_irrigation_events",
+        ["device_id", sa.text("coalesce(zone, '')"), "started_at"],
+        unique=True,
+        sqlite_where=sa.text("event_id IS NULL"),
+        postgresql_where=sa.text("event_id IS NULL"),
+    )
 
     with op.batch_alter_table('iot_quarantine', schema=None) as batch_op:
         batch_op.add_column(sa.Column('sha256', sa.String(length=64), nullable=True))
@@ -93,8 +102,8 @@ def downgrade():
         batch_op.drop_column('size')
         batch_op.drop_column('sha256')
 
+    op.drop_index("ux_iot_irrigation_device_zone_started", table_name="iot_irrigation_events")
     with op.batch_alter_table('iot_irrigation_events', schema=None) as batch_op:
-        batch_op.drop_index('ux_iot_irrigation_device_started', sqlite_where=sa.text('event_id IS NULL'), postgresql_where=sa.text('event_id IS NULL'))
         batch_op.drop_constraint(batch_op.f('uq_iot_irrigation_events_device_id_event_id'), type_='unique')
         batch_op.create_unique_constraint(batch_op.f('uq_iot_irrigation_events_device_id_started_at'), ['device_id', 'started_at'])
         batch_op.alter_column('started_at',

@@ -519,3 +519,22 @@ def test_a_run_stored_before_parts_existed_keeps_its_start_values(session, ctl):
     assert store(session, ctl, action="stop", ts=T0 + 600, zone="A", water_l=30) == "paired"
     ev = session.scalars(select(IrrigationEvent)).one()
     assert (ev.ended_at, ev.water_l, ev.ec) == (T0 + 600, 30.0, 1.4)
+
+
+def test_two_valves_opened_in_the_same_second_without_ids_are_two_runs_found_by_review(session, ctl):
+    """A controller opening zones A and B at once: both runs kept (the unique key had no zone),
+    each paired with its own stop; a redelivery of either still changes nothing."""
+    assert store(session, ctl, start=T0, end=T0 + 300, zone="A", water_l=100) == "stored"
+    assert store(session, ctl, start=T0, end=T0 + 300, zone="B", water_l=120) == "stored"
+    assert store(session, ctl, action="start", ts=T0 + 600, zone="C") == "stored"
+    assert store(session, ctl, action="start", ts=T0 + 600, zone="D") == "stored"
+    assert store(session, ctl, action="stop", ts=T0 + 900, zone="D", water_l=40) == "paired"
+    assert store(session, ctl, action="stop", ts=T0 + 960, zone="C", water_l=30) == "paired"
+    assert store(session, ctl, start=T0, end=T0 + 300, zone="B", water_l=120) == "duplicate"
+    assert store(session, ctl, action="start", ts=T0 + 600, zone="C") == "duplicate"
+    assert sorted(e[1:] for e in events(session)) == [
+        ("A", T0, T0 + 300, 100.0),
+        ("B", T0, T0 + 300, 120.0),
+        ("C", T0 + 600, T0 + 960, 30.0),
+        ("D", T0 + 600, T0 + 900, 40.0),
+    ]
