@@ -84,6 +84,9 @@ DROP_REASONS = {
     "unknown_sensor": "Unknown sensor key",
     "ignored_by_map": "Ignored by the device's sensor names",
     "repeat_in_message": "Same metric, sensor and time twice in one message",
+    # a reading with the identity of one already stored (or earlier in the batch) but another
+    # value: not a redelivery (that has the same value), and only one can be kept
+    "conflicting_value": "Another value for a reading already stored (same sensor and time)",
 }
 
 CHANNEL_MAX = 64

@@ -217,8 +217,13 @@ def decode_batch(
                 decoded += len(readings)  # each a distinct identity (the decoders see to it)
                 for metric_id, channel, ts, us, value in readings:
                     key = (pk, metric_id, channel, ts, us)
-                    if key not in rows:  # else a redelivery within the batch: a duplicate
+                    first = rows.get(key)
+                    if first is None:
                         rows[key] = (pk, gh, metric_id, channel, ts, us, value)
+                    elif first[6] != value:  # same identity, another value: not a redelivery
+                        decoded -= 1
+                        dropped.add("conflicting_value")
+                    # else a redelivery within the batch: a duplicate
                 if message.arrival - last.get(pk, 0.0) > touch_every_s:
                     seen[pk] = (message.arrival, True)
             elif kind == "irrigation":
@@ -287,9 +292,10 @@ def write_batch(
     bad = list(decoded.bad)
     inserted: list[dict[str, Any]] = []
     if decoded.readings:
-        inserted = _insert_readings(session, decoded.readings)
+        inserted, conflicts = _insert_readings(session, decoded.readings)
         result.stored = len(inserted)
-        result.duplicates = decoded.decoded - len(inserted)
+        result.duplicates = decoded.decoded - len(inserted) - conflicts
+        result.dropped.add("conflicting_value", conflicts)
     if inserted and hooks is not None:
         result.alert_errors = _run_hooks(session, hooks, inserted)
     for message, info, irrigation in _lock_order(decoded.events):
@@ -414,10 +420,16 @@ def requarantine(session: Session, quarantine_id: int, reason: str, detail: str)
     )
 
 
-def _insert_readings(session: Session, rows: dict[ReadingKey, ReadingRow]) -> list[dict[str, Any]]:
+def _insert_readings(
+    session: Session, rows: dict[ReadingKey, ReadingRow]
+) -> tuple[list[dict[str, Any]], int]:
     """INSERT .. ON CONFLICT DO NOTHING RETURNING, as multi-row VALUES statements on the
     driver directly: the same SQL SQLAlchemy's insertmanyvalues would send, without its
     per-parameter bookkeeping (the single biggest cost per message after JSON decoding).
+
+    Returns the rows inserted and how many of the refused ones had another value than the
+    stored reading of their identity (``conflicting_value``: not redeliveries). The second
+    look costs a query only for a chunk where the unique key refused something.
 
     The driver's errors are raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``
     ...), as if SQLAlchemy had run the statement: the callers' retry and fallback see them."""
@@ -426,34 +438,56 @@ def _insert_readings(session: Session, rows: dict[ReadingKey, ReadingRow]) -> li
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     cursor = conn.connection.cursor()  # the DBAPI cursor, inside the session's transaction
     one = "(" + ", ".join([mark] * 7) + ")"
+    key5 = "(" + ", ".join([mark] * 5) + ")"
     head = "INSERT INTO iot_readings (device_id, greenhouse_id, metric_id, channel, ts, us, value) VALUES "
     tail = (
         " ON CONFLICT (device_id, metric_id, ts, us, channel) DO NOTHING"
-        " RETURNING greenhouse_id, metric_id, ts, value"
+        " RETURNING device_id, greenhouse_id, metric_id, channel, ts, us, value"
     )
     values = list(rows.values())
     out: list[dict[str, Any]] = []
+    conflicts = 0
     chunk = 1000  # 7,000 parameters: within SQLite's and PostgreSQL's limits
+
+    def execute(sql: str, params: list[int | float | str]) -> list[Any]:
+        try:
+            cursor.execute(sql, params)
+        except dbapi_error as exc:
+            raise DBAPIError.instance(
+                sql, None, exc, dbapi_error, hide_parameters=True, dialect=conn.dialect
+            ) from exc
+        return list(cursor.fetchall())
+
     try:
         for start in range(0, len(values), chunk):
             part = values[start : start + chunk]
             params: list[int | float | str] = []
             for r in part:
                 params += r
-            sql = head + ", ".join([one] * len(part)) + tail
-            try:
-                cursor.execute(sql, params)
-            except dbapi_error as exc:
-                raise DBAPIError.instance(
-                    sql, None, exc, dbapi_error, hide_parameters=True, dialect=conn.dialect
-                ) from exc
+            got = execute(head + ", ".join([one] * len(part)) + tail, params)
             out += [
-                {"greenhouse_id": g, "metric_id": m, "ts": ts, "value": v}
-                for g, m, ts, v in cursor.fetchall()
+                {"greenhouse_id": g, "metric_id": m, "ts": ts, "value": v} for _d, g, m, _c, ts, _u, v in got
             ]
+            if len(got) == len(part):
+                continue
+            # refused by the unique key: a redelivery (same value) or a conflicting reading
+            new = {(d, m, c, ts, u) for d, _g, m, c, ts, u, _v in got}
+            refused = [r for r in part if (r[0], r[2], r[3], r[4], r[5]) not in new]
+            keys: list[int | float | str] = []
+            for r in refused:
+                keys += [r[0], r[2], r[3], r[4], r[5]]
+            stored = execute(
+                "SELECT device_id, metric_id, channel, ts, us, value FROM iot_readings"
+                " WHERE (device_id, metric_id, channel, ts, us) IN (VALUES "
+                + ", ".join([key5] * len(refused))
+                + ")",
+                keys,
+            )
+            kept = {(d, m, c, ts, u): v for d, m, c, ts, u, v in stored}
+            conflicts += sum(1 for r in refused if kept.get((r[0], r[2], r[3], r[4], r[5]), r[6]) != r[6])
     finally:
         cursor.close()
-    return out
+    return out, conflicts
 
 
 def _run_hooks(session: Session, hooks: Hooks, rows: list[dict[str, Any]]) -> int:

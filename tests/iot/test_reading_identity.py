@@ -356,3 +356,21 @@ def test_alert_rules_see_a_second_sensor_of_the_same_second_in_a_later_batch(ses
     session.expire_all()
     alert = session.scalar(select(Alert))
     assert alert is not None and (alert.value, alert.opened_at) == (35.0, T0)
+
+
+def test_another_value_at_a_stored_readings_identity_is_counted_apart_from_duplicates_found_by_review(
+    session, greenhouse
+):
+    """Two CO2 values in one second from a device without sub-second time: one can be kept;
+    the other is no redelivery and must not be counted as one."""
+    writer = BatchWriter(session.get_bind())
+    first = {"ts": T0, "co2": 500}
+    other = {"ts": T0, "co2": 510}
+    topic = "farm/GH1/dev1/telemetry"
+    result = writer.store([_msg(topic, first, NOW), _msg(topic, other, NOW + 1), _msg(topic, first, NOW + 2)])
+    assert (result.stored, result.duplicates, dict(result.dropped)) == (1, 1, {"conflicting_value": 1})
+    # in a later batch: the redelivery is a duplicate, the other value a conflict
+    later = writer.store([_msg(topic, first, NOW + 5), _msg(topic, other, NOW + 6)])
+    assert (later.stored, later.duplicates, dict(later.dropped)) == (0, 1, {"conflicting_value": 1})
+    session.expire_all()
+    assert session.scalars(select(Reading.value)).all() == [500.0]
