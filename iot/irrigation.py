@@ -137,6 +137,23 @@ def _same_run(
             "event_id_conflict",
             f"event_id {msg.event_id} is a run ended at {row.ended_at}, not {msg.ended_at}",
         )
+    # a run cannot end before it starts (a complete event is checked by the decoder; the two
+    # halves of one id only here, when the second arrives)
+    if (
+        has_start
+        and row.ended_at is not None
+        and msg.started_at is not None
+        and msg.started_at > row.ended_at
+    ):
+        raise PayloadError(
+            "event_id_conflict",
+            f"event_id {msg.event_id} ended at {row.ended_at}, before this start at {msg.started_at}",
+        )
+    if has_stop and row.started_at is not None and msg.ended_at is not None and msg.ended_at < row.started_at:
+        raise PayloadError(
+            "event_id_conflict",
+            f"event_id {msg.event_id} started at {row.started_at}, after this stop at {msg.ended_at}",
+        )
 
 
 def _insert(session: Session, row: dict[str, Any]) -> int | None:

@@ -538,3 +538,18 @@ def test_two_valves_opened_in_the_same_second_without_ids_are_two_runs_found_by_
         ("C", T0 + 600, T0 + 960, 30.0),
         ("D", T0 + 600, T0 + 900, 40.0),
     ]
+
+
+@pytest.mark.parametrize("stop_first", [True, False])
+def test_the_halves_of_one_event_id_cannot_make_a_run_that_ends_before_it_starts_found_by_review(
+    session, ctl, stop_first
+):
+    start = dict(action="start", event_id="J1", ts=T0 + 9000, zone="A")
+    stop = dict(action="stop", event_id="J1", ts=T0 + 8900, zone="A", water_l=10)
+    first, second = (stop, start) if stop_first else (start, stop)
+    store(session, ctl, **first)
+    with pytest.raises(PayloadError) as refused:
+        store(session, ctl, **second)
+    assert refused.value.reason == "event_id_conflict"
+    (row,) = events(session)
+    assert row[2] is None or row[3] is None  # the second half was not joined to the first
