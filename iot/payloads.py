@@ -176,6 +176,20 @@ def parse_topic(topic: str, prefix: str = "farm", tasmota_prefix: str = "tele") 
 
 # --- helpers ------------------------------------------------------------------------
 
+# what an ISO 8601 time may contain: Python's fromisoformat alone also took a NUL inside one
+_ISO_CHARS = re.compile(r"[0-9][0-9T:+.,Z -]{0,39}")
+
+
+def _iso(value: str) -> datetime:
+    """``datetime.fromisoformat`` for text of ISO 8601's characters only; ``bad_timestamp``
+    otherwise."""
+    if _ISO_CHARS.fullmatch(value) is None:
+        raise PayloadError("bad_timestamp", f"not ISO 8601: {value[:40]!r}")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise PayloadError("bad_timestamp", f"not ISO 8601: {value[:40]!r}") from None
+
 
 def _json(payload: bytes) -> Any:
     if len(payload) > MAX_PAYLOAD:
@@ -212,10 +226,7 @@ def split_time(t: float) -> tuple[int, int]:
 def _ts_value(value: object, now: float) -> float:
     """Epoch seconds (number) or ISO 8601 with an offset -> checked epoch seconds, fraction kept."""
     if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value)
-        except ValueError:
-            raise PayloadError("bad_timestamp", f"not ISO 8601: {value[:40]!r}") from None
+        dt = _iso(value)
         if dt.tzinfo is None:
             raise PayloadError("bad_timestamp", "ISO 8601 time needs an offset, e.g. +08:00")
         try:
@@ -403,10 +414,7 @@ def tasmota_time(raw: str, timezone: str, now: float) -> float:
 def _wall_clock(raw: str, timezone: str) -> tuple[float, float]:
     """The two readings (fold 0 and 1) of a wall clock time in ``timezone``: equal but for
     the hour a zone has twice or skips. Raises ``PayloadError`` (which is not cached)."""
-    try:
-        local = datetime.fromisoformat(raw)
-    except ValueError:
-        raise PayloadError("bad_timestamp", f"not ISO 8601: {raw[:40]!r}") from None
+    local = _iso(raw)
     try:
         if local.tzinfo is not None:
             t = local.timestamp()

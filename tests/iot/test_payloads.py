@@ -323,3 +323,19 @@ def mutated_json(draw):
 @given(mutated_json())
 def test_mutated_json_crashes_nothing(payload):
     _survives(payload)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2025-11-25T00:10:00\u0000+08:00", "2025-11-25T08:00:00\u0000", "2025-11-25T08:00:00\u00a0+08:00"],
+)
+def test_a_time_with_a_stray_character_is_a_bad_timestamp_found_by_review(value):
+    from iot.payloads import PayloadError, decode_tasmota, decode_telemetry
+
+    with pytest.raises(PayloadError) as native:
+        decode_telemetry(json.dumps({"ts": value, "co2": 500}).encode(), 1764000000.0)
+    assert native.value.reason == "bad_timestamp"
+    tasmota = {"Time": value, "AM2301": {"Temperature": 20}}
+    with pytest.raises(PayloadError) as tele:
+        decode_tasmota(json.dumps(tasmota).encode(), 1764000000.0, "Asia/Shanghai")
+    assert tele.value.reason == "bad_timestamp"
