@@ -198,6 +198,39 @@ def test_a_device_with_the_ingesters_client_id_cannot_take_or_wipe_its_session(p
     ing.stop()
 
 
+def test_a_service_login_with_the_ingesters_client_id_cannot_take_or_wipe_its_session_found_by_review(
+    prod, settings, session
+):
+    """The publisher's password (held by the web app and the alert checker) with the ingester's
+    client id, on the services listener: it kicked the ingester, and with clean start and
+    expiry 0 erased the 100 messages queued for it."""
+    config = ingester_config(prod, settings)
+    ing = RunningIngester(Ingester(config))
+    thief, rc = connect(
+        prod.service_port, "tianyuan-alerts", prod.passwords["tianyuan-alerts"], config.client_id
+    )
+    assert not rc.is_failure  # it may log in, as itself
+    time.sleep(0.5)
+    assert ing.stats.disconnects == 0 and ing.ingester.connected
+    close(thief)
+    ing.stop()
+    device, rc = connect(prod.device_port, "dev1", prod.passwords["dev1"], "dev1")
+    for i in range(100):
+        device.publish("farm/GH1/dev1/telemetry", reading(i), qos=1).wait_for_publish(5)
+    close(device)
+    thief, rc = connect(
+        prod.service_port,
+        "tianyuan-alerts",
+        prod.passwords["tianyuan-alerts"],
+        config.client_id,
+        clean_start=True,
+    )
+    close(thief)
+    ing = RunningIngester(Ingester(config))
+    wait_for(lambda: stored(session) == 100, 20, message="the 100 queued readings")
+    ing.stop()
+
+
 def test_credentials_issued_while_the_ingester_runs_leave_it_alone(prod, settings, session, runner):
     """Defect 4: `flask iot device credentials` rewrote the password file from the devices and
     locked the hand-added ingester out."""
