@@ -129,7 +129,9 @@ class Snapshots:
     ) -> Any:
         path = engine.url.database if engine.dialect.name == "sqlite" else None
         if not path or path == ":memory:":
-            return build()
+            value = build()
+            session.commit()  # as the snapshot's build does: the fixture's rows are committed
+            return value
         session.commit()  # nothing of the caller's may hold a lock the restore needs
         key = (*key, _state(path))
         if key in self._kept:
