@@ -255,10 +255,9 @@ def test_credentials_issued_while_the_ingester_runs_leave_it_alone(prod, setting
 
 def test_health_fails_while_the_broker_refuses_the_ingester_found_by_review(prod, settings):
     """A wrong password leaves nothing waiting in the ingester: /health must still fail."""
-    import json
     import threading
-    import urllib.error
-    import urllib.request
+
+    from tests.iot.test_poison import get_json
 
     ingester = Ingester(
         ingester_config(prod, settings, mqtt_password="wrong", metrics_port=0, health_stall_s=0.5)
@@ -268,13 +267,8 @@ def test_health_fails_while_the_broker_refuses_the_ingester_found_by_review(prod
 
     def health() -> tuple[int, dict]:
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{ingester.config.metrics_port}/health", timeout=2
-            ) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-        except OSError:
+            return get_json(f"http://127.0.0.1:{ingester.config.metrics_port}/health")
+        except OSError:  # not serving yet
             return 0, {}
 
     try:
