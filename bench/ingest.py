@@ -195,6 +195,45 @@ def _hwm_kib(pid: int) -> int:
     return int(found.group(1)) if found else 0
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) a live process has used."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime: fields 14 and 15
+
+
+def _postgres_cpu_s() -> float:
+    """CPU seconds of the PostgreSQL server processes on this machine (backends, WAL writer,
+    checkpointer ...): the database's share of the work when it runs on the same cores."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            text = stat.read_text()
+            if text.split("(", 1)[1].startswith("postgres)"):
+                total += _cpu_s(int(stat.parent.name))
+    return total
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's waited-for children (mosquitto_sub)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+CPU_PARTS = ("reader", "writer", "broker", "postgres")
+
+
+def _cpu_text(res: dict[str, float]) -> str:
+    return ", ".join(f"{p} {res[f'{p}_us']:.1f} µs" for p in CPU_PARTS if f"{p}_us" in res)
+
+
 def _children(pid: int) -> list[int]:
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -211,7 +250,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def drain_ingester(port: int, url: str, client_id: str, n: int, batch_size: int) -> dict[str, float]:
+def _process_cpu(reader: int, children: list[int], broker_pid: int, pg: bool) -> dict[str, float]:
+    cpu = {"reader": _cpu_s(reader), "writer": sum(_cpu_s(c) for c in children), "broker": _cpu_s(broker_pid)}
+    if pg:
+        cpu["postgres"] = _postgres_cpu_s()
+    return cpu
+
+
+def drain_ingester(
+    port: int, url: str, client_id: str, n: int, batch_size: int, broker_pid: int
+) -> dict[str, float]:
     """``python -m iot.ingest`` resuming its session until n messages are acknowledged."""
     metrics_port = _free_port()
     env = {
@@ -242,6 +290,9 @@ def drain_ingester(port: int, url: str, client_id: str, n: int, batch_size: int)
     url_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
     first = last = 0.0
     writer_hwm = 0
+    cpu0: dict[str, float] = {}
+    cpu1: dict[str, float] = {}
+    pg = url.startswith("postgresql")
     deadline = time.monotonic() + 900
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -251,12 +302,15 @@ def drain_ingester(port: int, url: str, client_id: str, n: int, batch_size: int)
                 time.sleep(0.05)
                 continue
             now = time.perf_counter()
+            children = _children(proc.pid)
             if not first and _metric(text, "messages_received_total") > 0:
                 first = now
-            for child in _children(proc.pid):
+                cpu0 = _process_cpu(proc.pid, children, broker_pid, pg)
+            for child in children:
                 writer_hwm = max(writer_hwm, _hwm_kib(child))
             if _metric(text, "messages_acked_total") >= n:
                 last = now
+                cpu1 = _process_cpu(proc.pid, children, broker_pid, pg)
                 break
             time.sleep(0.02)
         reader_hwm = _hwm_kib(proc.pid)
@@ -271,7 +325,10 @@ def drain_ingester(port: int, url: str, client_id: str, n: int, batch_size: int)
     with engine.connect() as conn:
         rows = conn.execute(select(func.count()).select_from(Reading)).scalar_one()
     engine.dispose()
-    return {"s": last - first, "rows": rows, "reader_mib": reader_hwm / 1024, "writer_mib": writer_hwm / 1024}
+    out = {"s": last - first, "rows": rows, "reader_mib": reader_hwm / 1024, "writer_mib": writer_hwm / 1024}
+    for part, seconds in cpu1.items():  # CPU microseconds per message, from first to n-th
+        out[f"{part}_us"] = (seconds - cpu0.get(part, 0.0)) * 1e6 / n
+    return out
 
 
 def main() -> int:
@@ -326,19 +383,32 @@ def main() -> int:
         ingest_after.setdefault(len(refs) // rounds - 1, []).extend(targets[:1])
         ingest_after.setdefault(len(refs) - 1, []).extend(targets[1:])
         results: dict[str, dict[str, float]] = {}
+        cpu: dict[str, tuple[float, float]] = {}  # kind -> CPU µs a message (client, broker) of its best run
+        assert broker.process is not None
+        broker_pid = broker.process.pid
         for i, (kind, cid) in enumerate(refs):
+            broker0, own0, kids0 = _cpu_s(broker_pid), time.process_time(), _children_cpu_s()
             if kind == "mosquitto_sub":
                 seconds = drain_mosquitto_sub(port, cid, n)
+                client_s = _children_cpu_s() - kids0
             else:
                 seconds = drain_paho(port, cid, mqtt.MQTTv5 if kind == "paho5" else mqtt.MQTTv311, n)
+                client_s = time.process_time() - own0
+            used = (client_s * 1e6 / n, (_cpu_s(broker_pid) - broker0) * 1e6 / n)
+            if n / seconds >= max(rates.get(kind, [0.0])):
+                cpu[kind] = used
             rates.setdefault(kind, []).append(n / seconds)
-            print(f"    {kind:<14} {cid:<24} {n / seconds:>9,.0f} msg/s")
+            print(
+                f"    {kind:<14} {cid:<24} {n / seconds:>9,.0f} msg/s  "
+                f"(CPU a message: client {used[0]:.1f} µs, broker {used[1]:.1f} µs)"
+            )
             for name, url in ingest_after.get(i, []):
-                res = drain_ingester(port, url, f"bench-ingester-{name}", n, args.batch_size)
+                res = drain_ingester(port, url, f"bench-ingester-{name}", n, args.batch_size, broker_pid)
                 results[name] = res
                 print(
                     f"    ingester -> {name:<6} {n / res['s']:>9,.0f} msg/s  ({res['rows']:,} readings; "
-                    f"peak RSS reader {res['reader_mib']:.0f} MiB, writer {res['writer_mib']:.0f} MiB)"
+                    f"peak RSS reader {res['reader_mib']:.0f} MiB, writer {res['writer_mib']:.0f} MiB; "
+                    f"CPU a message: {_cpu_text(res)})"
                 )
         broker_mib = _hwm_kib(broker.process.pid) / 1024 if broker.process else 0.0
 
@@ -354,11 +424,29 @@ def main() -> int:
     }
     if "mosquitto_sub" in rates:
         figures["mosquitto_sub_per_s"] = round(max(rates["mosquitto_sub"]))
+    cores = os.cpu_count() or 1
+    best = max(("paho5", "paho311"), key=lambda k: max(rates[k]))
+    ref_cpu = sum(cpu[best])
+    print(
+        f"the reference ({best}) costs {cpu[best][0]:.1f} µs of CPU a message in the client and "
+        f"{cpu[best][1]:.1f} µs in the broker: {ref_cpu * reference / 1e6:.2f} of {cores} cores busy"
+    )
     print(f"ingester (rollups and alerts on), against the fastest paho reference {reference:,.0f} msg/s:")
     for name, res in results.items():
         rate = n / res["s"]
         assert res["rows"] == 2 * n, f"{name}: expected {2 * n} readings, found {res['rows']}"
         print(f"  {name:<6} {rate:>9,.0f} msg/s  ratio {rate / reference:.2f}")
+        # the CPU each message costs, all processes together, bounds the rate on these cores
+        total = sum(res.get(f"{p}_us", 0.0) for p in CPU_PARTS)
+        print(
+            f"         CPU a message {total:.1f} µs ({_cpu_text(res)}): {total * rate / 1e6:.2f} cores busy; "
+            f"with all {cores} cores busy at most {cores * 1e6 / total:,.0f} msg/s "
+            f"(ratio {cores * 1e6 / total / reference:.2f}); the target 0.7 needs "
+            f"{0.7 * reference * total / 1e6:.2f} cores at this cost"
+        )
+        key0 = "" if name == "sqlite" else f"{name}_"
+        figures[f"{key0}cpu_us_per_msg"] = round(total, 1)
+        figures[f"{key0}cpu_bound_ratio"] = round(cores * 1e6 / total / reference, 3)
         key = "" if name == "sqlite" else f"{name}_"
         figures[f"{key}persisted_per_s"] = round(rate)
         figures[f"{key}ratio"] = round(rate / reference, 3)

@@ -201,7 +201,7 @@ class Ingester:
         # arrival in epoch seconds, per message on the hot path: time.time() (core.clock.now()
         # costs ~0.4 µs more a message, ~1 % of this process; a live stream is never frozen)
         arrival = time.time()
-        m = Message(msg.topic, msg.payload, arrival, msg.mid, msg.qos, self.generation)  # type: ignore[arg-type]
+        m = Message(topic, msg.payload, arrival, msg.mid, msg.qos, self.generation)  # type: ignore[arg-type]
         if len(m.payload) > self.writer.payload_limit:  # never decoded: keep only what the quarantine keeps
             m = shrink(m, self.writer.payload_limit)
         self.buffer.append(m)
@@ -316,7 +316,11 @@ class Ingester:
             return True
         if self._inflight is not None:
             return False  # one batch at a time: this one is collected while that one is written
-        batch, self.buffer = self.buffer, []
+        # at most one batch's worth: while the writer was busy the buffer may have grown to
+        # Receive Maximum; the writer's memory stays that of one batch whatever the backlog
+        size = self.config.batch_size
+        self.stats.buffered_max = max(self.stats.buffered_max, len(self.buffer))
+        batch, self.buffer = self.buffer[:size], self.buffer[size:]  # the rest: already due
         self._seq += 1
         self._inflight = (self._seq, batch)
         assert self.writer_process is not None

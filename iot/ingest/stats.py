@@ -65,6 +65,7 @@ class Stats:
     batches: int = 0
     batch_seconds: float = 0.0
     batch_seconds_max: float = 0.0
+    buffered_max: int = 0  # most messages the reader held at once, not yet with the writer
     db_errors: int = 0
     alert_errors: int = 0
     connects: int = 0
@@ -193,6 +194,11 @@ class StatsCollector:
         )
         yield GaugeMetricFamily(
             PREFIX + "batch_seconds_max", "Longest batch so far.", value=round(s.batch_seconds_max, 6)
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "buffered_max",
+            "Most messages received at once and not yet handed to the writer (Receive Maximum bounds it).",
+            value=s.buffered_max,
         )
         yield counter("db_errors_total", "Failed batch transactions (retried).", s.db_errors)
         yield counter("alert_errors_total", "Alert evaluations that failed (readings kept).", s.alert_errors)

@@ -265,3 +265,28 @@ def test_writer_process_killed_is_restarted_and_nothing_lost(
     assert ing.ingester.writer_process.process.pid != first_writer.pid and ing.stats.writer_starts == 2
     assert stored_ts(session) == expected_ts(0, 6000)
     wait_for(lambda: ing.stats.acked == 6000, 10)
+
+
+def test_a_backlog_reaches_the_writer_process_one_batch_at_a_time(
+    session, greenhouse, start_ingester, publisher, prefix, monkeypatch
+):
+    """While the writer stores one batch the reader keeps receiving (up to Receive Maximum):
+    what it then hands over is still at most ``batch_size`` messages, so the writer's memory
+    is that of one batch whatever the backlog (bench/ingest.py: flat RSS over 300k messages)."""
+    from iot.ingest.process import WriterProcess
+
+    sizes: list[int] = []
+    send = WriterProcess.send
+
+    def recording(self, seq, batch):
+        sizes.append(len(batch))
+        return send(self, seq, batch)
+
+    monkeypatch.setattr(WriterProcess, "send", recording)
+    ing = start_ingester(writer_process=True, batch_size=50, batch_ms=5)
+    publisher.publish_many(messages(prefix, 0, 3000))
+    wait_for(lambda: stored(session) >= 3000, 60, 0.1, "3000 readings")
+    wait_for(lambda: ing.stats.acked == 3000, 10)
+    assert stored_ts(session) == expected_ts(0, 3000)
+    assert sum(sizes) == 3000 and max(sizes) == 50  # the backlog came as full batches, none larger
+    assert ing.stats.buffered_max > 50  # and there was a backlog: the reader held more than one batch
