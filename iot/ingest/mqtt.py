@@ -201,7 +201,7 @@ class Ingester:
         # arrival in epoch seconds, per message on the hot path: time.time() (core.clock.now()
         # costs ~0.4 µs more a message, ~1 % of this process; a live stream is never frozen)
         arrival = time.time()
-        m = Message(topic, msg.payload, arrival, msg.mid, msg.qos, self.generation, dup=msg.dup)  # type: ignore[arg-type]
+        m = Message(topic, msg.payload, arrival, msg.mid, msg.qos, self.generation)  # type: ignore[arg-type]
         if len(m.payload) > self.writer.payload_limit:  # never decoded: keep only what the quarantine keeps
             m = shrink(m, self.writer.payload_limit)
         self.buffer.append(m)

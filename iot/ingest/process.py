@@ -2,7 +2,7 @@
 
 The network process (``iot.ingest.mqtt``) holds a ``WriterProcess``: it starts the
 child (spawned: no fork of a process with threads and sockets), sends it one batch at a
-time over a pipe as (topic, payload, arrival, size, sha256, dup) tuples (payloads too large to
+time over a pipe as (topic, payload, arrival, size, sha256) tuples (payloads too large to
 decode already cut, ``writer.shrink``) and collects the replies:
 ``("done", seq, BatchResult, seconds)`` after the commit, or ``("db_error", seq)`` for
 each failed attempt while the database is away (the child retries with backoff). A
@@ -79,16 +79,16 @@ class WriterOptions:
         )
 
 
-# (topic, payload, arrival, size, sha256, dup) of each message: size and sha256 set if it was cut
-Raw = list[tuple[str, bytes, float, int | None, str | None, bool]]
+# (topic, payload, arrival, size, sha256) of each message: size and sha256 set if it was cut
+Raw = list[tuple[str, bytes, float, int | None, str | None]]
 
 
 def to_raw(messages: list[Message]) -> Raw:
-    return [(m.topic, m.payload, m.arrival, m.size, m.sha256, m.dup) for m in messages]
+    return [(m.topic, m.payload, m.arrival, m.size, m.sha256) for m in messages]
 
 
 def from_raw(raw: Raw) -> list[Message]:
-    return [Message(t, p, a, size=n, sha256=h, dup=d) for t, p, a, n, h, d in raw]
+    return [Message(t, p, a, size=n, sha256=h) for t, p, a, n, h in raw]
 
 
 # --- the parent's side ----------------------------------------------------------------------

@@ -69,8 +69,6 @@ class Message:
     # set by ``shrink`` when the payload was cut: the original length and SHA-256 (of topic + payload)
     size: int | None = None
     sha256: str | None = None
-    # the broker's DUP flag: it sent this message before (to this session, unacknowledged)
-    dup: bool = False
 
 
 DEFAULT_QUARANTINE_MAX_BYTES = 64 * 1024
@@ -102,7 +100,6 @@ def shrink(message: Message, limit: int) -> Message:
         message.quarantine_id,
         size=len(payload),
         sha256=message_sha256(message.topic, payload),
-        dup=message.dup,
     )
 
 
@@ -343,9 +340,7 @@ def write_batch(
         for qid, (reason, detail) in result.still_failing.items():
             requarantine(session, qid, reason, detail)
     elif bad:
-        items = [(m, e.reason, e.detail) for m, e in bad]
-        result.quarantined.subtract(quarantine(session, items, max_bytes=quarantine_max_bytes))
-        result.quarantined = +result.quarantined  # no reasons left at zero
+        quarantine(session, [(m, e.reason, e.detail) for m, e in bad], max_bytes=quarantine_max_bytes)
     return result
 
 
@@ -385,27 +380,19 @@ def quarantine(
     items: Sequence[tuple[Message, str, str]],
     *,
     max_bytes: int = DEFAULT_QUARANTINE_MAX_BYTES,
-) -> Counter[str]:
+) -> None:
     """Keep messages that cannot be stored, with (reason, detail), for ``iot.quarantine``.
 
     One row per (topic, payload) waiting: a message already there (by SHA-256) adds to its
-    ``seen_count`` and ``last_seen_at`` (and takes the new reason), unless the broker flags it
-    as a redelivery (DUP: sent to this session before, e.g. committed here and never
-    acknowledged because the ingester died): that one adds a row only if none is waiting.
-    The payload is kept as bytes, cut to ``max_bytes`` (``size`` is its original length);
-    topic and detail are made storable (``storable_text``).
-
-    Returns, by reason, the redeliveries that found their row already there (not counted
-    as quarantined again)."""
+    ``seen_count`` and ``last_seen_at`` (and takes the new reason). The payload is kept as
+    bytes, cut to ``max_bytes`` (``size`` is its original length); topic and detail are
+    made storable (``storable_text``)."""
     rows: dict[str, dict[str, Any]] = {}
-    dups: Counter[str] = Counter()  # digest -> copies with the DUP flag
     for m, reason, detail in items:
         digest = m.sha256 or message_sha256(m.topic, m.payload)
-        if m.dup:
-            dups[digest] += 1
         row = rows.get(digest)
-        if row is not None:  # the same message twice in one batch: one row
-            row["seen_count"] += 0 if m.dup else 1
+        if row is not None:  # the same message twice in one batch: one row, counted twice
+            row["seen_count"] += 1
             row["last_seen_at"] = max(row["last_seen_at"], _dt(m.arrival))
             continue
         payload = bytes(m.payload[:max_bytes])
@@ -416,39 +403,12 @@ def quarantine(
             "payload": payload,
             "size": m.size if m.size is not None else len(m.payload),
             "sha256": digest,
-            "seen_count": 0 if m.dup else 1,
+            "seen_count": 1,
             "reason": reason,
             "detail": storable_text(detail, DETAIL_MAX) if detail else None,
         }
-    found: Counter[str] = Counter()
-    if not rows:
-        return found
-    dialect = session.get_bind().dialect.name
-    fresh = [row for row in rows.values() if row["seen_count"]]  # seen without DUP at least once
-    again = [{**row, "seen_count": 1} for row in rows.values() if not row["seen_count"]]
-    for row in fresh:  # a DUP copy beside a fresh one: the same message once more
-        found[row["reason"]] += dups[row["sha256"]]
-    if fresh:
-        session.execute(_quarantine_upsert(dialect), fresh)
-    if again:
-        inserted = set(session.scalars(_quarantine_if_new(dialect), again))
-        for row in again:  # all copies redeliveries: one is new if its row was not there
-            found[row["reason"]] += dups[row["sha256"]] - (row["sha256"] in inserted)
-    return found
-
-
-@functools.cache
-def _quarantine_if_new(dialect: str) -> Insert:
-    """INSERT .. ON CONFLICT (sha256) WHERE replayed_at IS NULL DO NOTHING RETURNING sha256:
-    a redelivery adds a row only if its first delivery's row is not there."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(QUARANTINE)
-        .on_conflict_do_nothing(
-            index_elements=[QUARANTINE.c.sha256], index_where=QUARANTINE.c.replayed_at.is_(None)
-        )
-        .returning(QUARANTINE.c.sha256)
-    )
+    if rows:
+        session.execute(_quarantine_upsert(session.get_bind().dialect.name), list(rows.values()))
 
 
 def requarantine(session: Session, quarantine_id: int, reason: str, detail: str) -> None:
@@ -804,8 +764,6 @@ class BatchWriter:
                 result.still_failing[message.quarantine_id] = ("store_error", detail)
                 requarantine(session, message.quarantine_id, "store_error", detail)
             else:
-                items = [(message, "store_error", detail)]
-                result.quarantined.subtract(quarantine(session, items, max_bytes=self.quarantine_max_bytes))
-                result.quarantined = +result.quarantined
+                quarantine(session, [(message, "store_error", detail)], max_bytes=self.quarantine_max_bytes)
             session.commit()
         return result

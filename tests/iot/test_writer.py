@@ -305,22 +305,6 @@ def test_a_redelivered_bad_message_keeps_one_quarantine_row(session, greenhouse)
     assert first.sha256 == message_sha256(bad.topic, bad.payload)
 
 
-def test_a_message_the_broker_flags_dup_is_no_second_sighting(session, greenhouse):
-    """DUP: the broker sent it to this session before. Its row there: nothing added, not
-    counted as quarantined again; no row (the first delivery was never committed): one."""
-    writer = BatchWriter(session.get_bind(), hooks=(None, None))
-    writer.registry.refresh()
-    bad = _msg("farm/GH1/ghost/telemetry", {"ts": T0, "co2": 1}, arrival=T0)
-    writer.store([bad])
-    redelivered = Message(bad.topic, bad.payload, T0 + 30, dup=True)
-    lost_first = Message("farm/GH1/ghost/telemetry", b'{"co2": 2}', T0 + 30, dup=True)
-    result = writer.store([redelivered, Message(bad.topic, bad.payload, T0 + 31, dup=True), lost_first])
-    assert dict(result.quarantined) == {"unknown_device": 1}  # only the one not there yet
-    rows = _quarantined(session)
-    assert [(q.payload, q.seen_count) for q in rows] == [(bad.payload, 1), (b'{"co2": 2}', 1)]
-    assert rows[0].last_seen_at.timestamp() == T0
-
-
 def test_a_message_quarantined_again_after_its_replay_gets_a_new_row(session, greenhouse):
     from iot import quarantine as q_service
 
