@@ -10,17 +10,23 @@ offline, so the broker queues every message for each of them. Then it drains the
     mosquitto_sub  Mosquitto's own client (``-C N``), for scale
   the ingester, as production runs it: ``python -m iot.ingest`` (reader process plus its
   writer process), rollups and alerts on, into SQLite (WAL) and, when --pg-url or
-  TEST_DATABASE_URL is given, into PostgreSQL (as that server is configured: the
-  ``.ci/with-postgres`` one runs with fsync and synchronous_commit off, so its figure is an
-  upper bound, not default durability).
+  TEST_DATABASE_URL is given, into PostgreSQL as that server is configured: its ``fsync``
+  and ``synchronous_commit`` are printed (``pg_durable=1`` in the last line when both are
+  on, the issue's "default durability": ``PG_DURABLE=1 bash .ci/with-postgres ...``; the
+  test server runs without them).
 
 A drain's rate is counted from its first message to its N-th acknowledgement (the
 ingester's ``messages_acked_total``, acknowledged only after commit). ``ratio`` is the
 ingester's rate over the fastest paho reference of the same run. Peak RSS (VmHWM) of the
-ingester's reader and writer processes and of the broker is reported.
+ingester's reader and writer processes and of the broker is reported, and the CPU time
+each process spent a message (``/proc/PID/stat``, user + system, from the first message to
+the N-th): the client's, the broker's and, for PostgreSQL, the server's (its postmaster and
+children; a worker that exits between the two samples is not counted). The broker runs
+without persistence (production's saves on every change and costs it more).
 
     .venv/bin/python bench/ingest.py            # 200,000 messages, 3 rounds of references
     .venv/bin/python bench/ingest.py --quick    # 20,000 messages, 2 rounds, under a minute
+    PG_DURABLE=1 bash .ci/with-postgres .venv/bin/python bench/ingest.py   # and PostgreSQL
 """
 
 from __future__ import annotations
@@ -207,16 +213,23 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime: fields 14 and 15
 
 
-def _postgres_cpu_s() -> float:
-    """CPU seconds of the PostgreSQL server processes on this machine (backends, WAL writer,
-    checkpointer ...): the database's share of the work when it runs on the same cores."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            text = stat.read_text()
-            if text.split("(", 1)[1].startswith("postgres)"):
-                total += _cpu_s(int(stat.parent.name))
-    return total
+def _postgres_cpu_s(postmaster: int) -> float:
+    """CPU seconds of the benchmark's PostgreSQL server: its postmaster and the processes it
+    started (backends, WAL writer, checkpointer ...), not other servers on the machine."""
+    return _cpu_s(postmaster) + sum(_cpu_s(child) for child in _children(postmaster))
+
+
+def _postgres_server(url: str) -> tuple[int, bool, str]:
+    """(postmaster PID, durable, "fsync=on synchronous_commit=on") of the server at ``url``
+    (a local one: its data directory holds ``postmaster.pid``)."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        data_dir = conn.exec_driver_sql("SHOW data_directory").scalar_one()
+        fsync = conn.exec_driver_sql("SHOW fsync").scalar_one()
+        sync_commit = conn.exec_driver_sql("SHOW synchronous_commit").scalar_one()
+    engine.dispose()
+    pid = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
+    return pid, fsync == "on" and sync_commit == "on", f"fsync={fsync} synchronous_commit={sync_commit}"
 
 
 def _children_cpu_s() -> float:
@@ -250,10 +263,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _process_cpu(reader: int, children: list[int], broker_pid: int, pg: bool) -> dict[str, float]:
+def _process_cpu(reader: int, children: list[int], broker_pid: int, postmaster: int) -> dict[str, float]:
     cpu = {"reader": _cpu_s(reader), "writer": sum(_cpu_s(c) for c in children), "broker": _cpu_s(broker_pid)}
-    if pg:
-        cpu["postgres"] = _postgres_cpu_s()
+    if postmaster:
+        cpu["postgres"] = _postgres_cpu_s(postmaster)
     return cpu
 
 
@@ -292,7 +305,7 @@ def drain_ingester(
     writer_hwm = 0
     cpu0: dict[str, float] = {}
     cpu1: dict[str, float] = {}
-    pg = url.startswith("postgresql")
+    postmaster = _postgres_server(url)[0] if url.startswith("postgresql") else 0
     deadline = time.monotonic() + 900
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -305,14 +318,14 @@ def drain_ingester(
             children = _children(proc.pid)
             if not first and _metric(text, "messages_received_total") > 0:
                 first = now
-                cpu0 = _process_cpu(proc.pid, children, broker_pid, pg)
+                cpu0 = _process_cpu(proc.pid, children, broker_pid, postmaster)
             for child in children:
                 writer_hwm = max(writer_hwm, _hwm_kib(child))
             if _metric(text, "messages_acked_total") >= n:
                 last = now
-                cpu1 = _process_cpu(proc.pid, children, broker_pid, pg)
+                cpu1 = _process_cpu(proc.pid, children, broker_pid, postmaster)
                 break
-            time.sleep(0.02)
+            time.sleep(0.05)  # each scrape costs the reader ~0.5 ms of CPU
         reader_hwm = _hwm_kib(proc.pid)
     finally:
         proc.terminate()
@@ -357,6 +370,8 @@ def main() -> int:
         prepare_db(sqlite_url)
         if pg_url:
             prepare_db(pg_url)
+            _pid, pg_durable, pg_settings = _postgres_server(pg_url)
+            print(f"PostgreSQL: {pg_settings} ({'default durability' if pg_durable else 'NOT durable'})")
         refs: list[tuple[str, str]] = []  # (kind, client id), in the order they drain
         for r in range(rounds):
             kinds = ["paho5", "paho311"] if r % 2 == 0 else ["paho311", "paho5"]
@@ -452,6 +467,8 @@ def main() -> int:
         figures[f"{key}ratio"] = round(rate / reference, 3)
         figures[f"{key}reader_rss_mib"] = round(res["reader_mib"])
         figures[f"{key}writer_rss_mib"] = round(res["writer_mib"])
+    if pg_url:
+        figures["pg_durable"] = int(pg_durable)
     print(f"broker peak RSS {broker_mib:.0f} MiB (every message queued for every session)")
     figures["broker_rss_mib"] = round(broker_mib)
     print(" ".join(f"{k}={v}" for k, v in figures.items()))

@@ -54,6 +54,11 @@ class Settings:
     iot_quarantine_max_bytes: int = 64 * 1024
     # the ingester's /health fails when messages have waited this long with no commit
     ingest_health_stall_s: int = 60
+    # a batch the ingester's writer stores holds at most this many payload bytes
+    ingest_batch_bytes: int = 2 * 1024 * 1024
+    # MQTT 5 Receive Maximum: messages the broker may send the ingester before its acks
+    # (0: automatic, 20,000 or two batches); the reader holds at most this many
+    ingest_receive_maximum: int = 0
     stripe_secret_key: str = ""
     stripe_publishable_key: str = ""
     stripe_webhook_secret: str = ""
@@ -95,6 +100,8 @@ class Settings:
             unknown_device_policy=env.get("IOT_UNKNOWN_DEVICE_POLICY", "quarantine"),
             iot_quarantine_max_bytes=_int(env, "IOT_QUARANTINE_MAX_BYTES", 64 * 1024),
             ingest_health_stall_s=_int(env, "INGEST_HEALTH_STALL_SECONDS", 60),
+            ingest_batch_bytes=_int(env, "INGEST_BATCH_BYTES", 2 * 1024 * 1024),
+            ingest_receive_maximum=_int(env, "INGEST_RECEIVE_MAXIMUM", 0),
             stripe_secret_key=env.get("STRIPE_SECRET_KEY", ""),
             stripe_publishable_key=env.get("STRIPE_PUBLISHABLE_KEY", ""),
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", ""),
@@ -127,6 +134,10 @@ class Settings:
             raise ConfigError("IOT_QUARANTINE_MAX_BYTES must be 0 or more")
         if self.ingest_health_stall_s < 1:
             raise ConfigError("INGEST_HEALTH_STALL_SECONDS must be at least 1")
+        if self.ingest_batch_bytes < 64 * 1024:
+            raise ConfigError("INGEST_BATCH_BYTES must be at least 65536")
+        if not 0 <= self.ingest_receive_maximum <= 65535:
+            raise ConfigError("INGEST_RECEIVE_MAXIMUM must be 0 (automatic) or 1 to 65535")
         if not 1 <= self.irrigation_max_hours <= 24 * 7:
             raise ConfigError(f"IRRIGATION_MAX_HOURS must be 1 to 168 hours, not {self.irrigation_max_hours}")
         if not valid_timezone(self.timezone):

@@ -37,7 +37,11 @@ class IngestConfig:
     unknown_device_policy: str = "quarantine"  # quarantine | provision
     batch_size: int = 5000  # bigger batches dirty fewer index pages per row (SQLite: ~2x at 5000 vs 1000)
     batch_ms: int = 100
-    receive_maximum: int = 20000  # MQTT 5: unacknowledged messages the broker may send us (> batch_size)
+    # ... and at most this many payload bytes (big SenML packs: memory follows the readings)
+    batch_bytes: int = 2 * 1024 * 1024
+    # MQTT 5 Receive Maximum: unacknowledged messages the broker may send us; 0: automatic
+    # (20,000, at least two batches). The reader holds at most this many messages.
+    receive_maximum: int = 0
     session_expiry_s: int = 7 * 24 * 3600
     keepalive_s: int = 30
     metrics_port: int | None = None  # Prometheus text at http://127.0.0.1:PORT/metrics
@@ -72,6 +76,8 @@ class IngestConfig:
             health_stall_s=float(settings.ingest_health_stall_s),
             quarantine_max_bytes=settings.iot_quarantine_max_bytes,
             irrigation_max_s=settings.irrigation_max_hours * 3600,
+            batch_bytes=settings.ingest_batch_bytes,
+            receive_maximum=settings.ingest_receive_maximum,
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -84,8 +90,11 @@ class IngestConfig:
 
     @property
     def receive_maximum_sent(self) -> int:
-        """Receive Maximum as sent to the broker: at least two batches, at most MQTT's limit."""
-        return min(max(self.receive_maximum, 2 * self.batch_size), 65535)
+        """Receive Maximum as sent to the broker: as set (``INGEST_RECEIVE_MAXIMUM``), or
+        20,000 and at least two batches, at most MQTT's limit."""
+        if self.receive_maximum:
+            return min(self.receive_maximum, 65535)
+        return min(max(20000, 2 * self.batch_size), 65535)
 
     def filters(self) -> list[str]:
         """Everything under the two prefixes: a topic of no known shape is received and

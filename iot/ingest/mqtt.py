@@ -86,6 +86,7 @@ class Ingester:
         self.stats = Stats(health_stall_s=config.health_stall_s)
         self.stats.waiting = self._waiting
         self.buffer: list[Message] = []
+        self.buffer_bytes = 0  # payload bytes in ``buffer``
         self.buffer_started = 0.0
         self.generation = 0
         self.connected = False
@@ -205,8 +206,9 @@ class Ingester:
         if len(m.payload) > self.writer.payload_limit:  # never decoded: keep only what the quarantine keeps
             m = shrink(m, self.writer.payload_limit)
         self.buffer.append(m)
+        self.buffer_bytes += len(m.payload)
         self.stats.received += 1
-        if len(self.buffer) >= self.config.batch_size:
+        if len(self.buffer) >= self.config.batch_size or self.buffer_bytes >= self.config.batch_bytes:
             self.flush()
 
     # -- batches ---------------------------------------------------------------------
@@ -222,7 +224,7 @@ class Ingester:
             return True
         if time.monotonic() < self._retry_at:
             return False
-        batch = self.buffer
+        batch = self._next_batch()
         started = time.perf_counter()
         try:
             result = self.writer.store(batch)
@@ -233,9 +235,33 @@ class Ingester:
             log.error(kv("db_error", error=describe(exc), pending=len(batch), retry_in_s=delay))
             return False
         self._db_retry.reset()
-        self.buffer = []
+        self._take(batch)
         self._acknowledge(batch, result, time.perf_counter() - started)
         return True
+
+    def _next_batch(self) -> list[Message]:
+        """The oldest messages of the buffer, at most ``batch_size`` of them and at most
+        ``batch_bytes`` of payload (at least one): while the writer was busy or the database
+        away the buffer may have grown to Receive Maximum; a batch, and the writer's memory,
+        stay that of one batch whatever the backlog."""
+        size, limit = self.config.batch_size, self.config.batch_bytes
+        buffer = self.buffer
+        if len(buffer) <= size and self.buffer_bytes <= limit:
+            return buffer[:]
+        total = 0
+        for n, m in enumerate(buffer[:size]):
+            total += len(m.payload)
+            if total > limit and n:
+                return buffer[:n]
+        return buffer[:size]
+
+    def _take(self, batch: list[Message]) -> None:
+        """``batch`` (the buffer's head) leaves the buffer."""
+        st = self.stats
+        st.buffered_max = max(st.buffered_max, len(self.buffer))
+        st.buffered_bytes_max = max(st.buffered_bytes_max, self.buffer_bytes)
+        del self.buffer[: len(batch)]
+        self.buffer_bytes = sum(len(m.payload) for m in self.buffer) if self.buffer else 0
 
     def _acknowledge(self, batch: list[Message], result: BatchResult, elapsed: float) -> None:
         client = self._client
@@ -316,11 +342,8 @@ class Ingester:
             return True
         if self._inflight is not None:
             return False  # one batch at a time: this one is collected while that one is written
-        # at most one batch's worth: while the writer was busy the buffer may have grown to
-        # Receive Maximum; the writer's memory stays that of one batch whatever the backlog
-        size = self.config.batch_size
-        self.stats.buffered_max = max(self.stats.buffered_max, len(self.buffer))
-        batch, self.buffer = self.buffer[:size], self.buffer[size:]  # the rest: already due
+        batch = self._next_batch()  # the rest is already due: it goes as soon as this is stored
+        self._take(batch)
         self._seq += 1
         self._inflight = (self._seq, batch)
         assert self.writer_process is not None

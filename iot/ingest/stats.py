@@ -66,6 +66,7 @@ class Stats:
     batch_seconds: float = 0.0
     batch_seconds_max: float = 0.0
     buffered_max: int = 0  # most messages the reader held at once, not yet with the writer
+    buffered_bytes_max: int = 0  # ... and most payload bytes
     db_errors: int = 0
     alert_errors: int = 0
     connects: int = 0
@@ -199,6 +200,11 @@ class StatsCollector:
             PREFIX + "buffered_max",
             "Most messages received at once and not yet handed to the writer (Receive Maximum bounds it).",
             value=s.buffered_max,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "buffered_bytes_max",
+            "Most payload bytes received at once and not yet handed to the writer.",
+            value=s.buffered_bytes_max,
         )
         yield counter("db_errors_total", "Failed batch transactions (retried).", s.db_errors)
         yield counter("alert_errors_total", "Alert evaluations that failed (readings kept).", s.alert_errors)

@@ -113,3 +113,25 @@ def test_allocate_sums_exactly_and_is_within_one_fen(total, weights):
     weight_sum = sum(weights)
     for part, w in zip(parts, weights, strict=True):
         assert abs(part - Fraction(total * w, weight_sum)) < 1
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [("INGEST_BATCH_BYTES", "1000"), ("INGEST_RECEIVE_MAXIMUM", "70000"), ("INGEST_RECEIVE_MAXIMUM", "-1")],
+)
+def test_ingest_limits_out_of_range_are_refused(tmp_path, name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({"TIANYUAN_INSTANCE_PATH": str(tmp_path), name: value})
+
+
+def test_ingest_receive_maximum_is_the_one_set_or_two_batches(tmp_path):
+    from iot.ingest.config import IngestConfig
+
+    def config(**env: str) -> IngestConfig:
+        return IngestConfig.from_settings(Settings.from_env({"TIANYUAN_INSTANCE_PATH": str(tmp_path), **env}))
+
+    assert config().receive_maximum_sent == 20000
+    assert config().batch_bytes == 2 * 1024 * 1024
+    # set lower for big messages: the reader then holds at most that many (batches fill by age)
+    assert config(INGEST_RECEIVE_MAXIMUM="500").receive_maximum_sent == 500
+    assert config(INGEST_BATCH_BYTES="1048576").batch_bytes == 1048576

@@ -290,3 +290,33 @@ def test_a_backlog_reaches_the_writer_process_one_batch_at_a_time(
     assert stored_ts(session) == expected_ts(0, 3000)
     assert sum(sizes) == 3000 and max(sizes) == 50  # the backlog came as full batches, none larger
     assert ing.stats.buffered_max > 50  # and there was a backlog: the reader held more than one batch
+
+
+def test_big_messages_reach_the_writer_in_batches_of_bounded_bytes(
+    session, greenhouse, start_ingester, publisher, prefix, monkeypatch
+):
+    """A batch is cut at ``batch_bytes`` of payload too: big SenML packs decode into many
+    readings each, so a batch of ``batch_size`` of them could take gigabytes (found by review)."""
+    from iot.ingest.process import WriterProcess
+
+    sizes: list[tuple[int, int]] = []  # (messages, payload bytes) of each batch handed over
+    send = WriterProcess.send
+
+    def recording(self, seq, batch):
+        sizes.append((len(batch), sum(len(m.payload) for m in batch)))
+        return send(self, seq, batch)
+
+    monkeypatch.setattr(WriterProcess, "send", recording)
+    ing = start_ingester(writer_process=True, batch_size=5000, batch_bytes=20_000, batch_ms=5)
+    pad = " " * 2000  # JSON allows the whitespace
+    publisher.publish_many(
+        [
+            (f"{prefix}/GH1/dev1/telemetry", json.dumps({"ts": T0 + i, "air_temperature": 20}) + pad)
+            for i in range(300)
+        ]
+    )
+    wait_for(lambda: stored(session) >= 300, 60, 0.1, "300 readings")
+    wait_for(lambda: ing.stats.acked == 300, 10)
+    assert sum(n for n, _ in sizes) == 300
+    assert max(b for _, b in sizes) <= 20_000  # ~9 messages of ~2 KB a batch, never more
+    assert ing.stats.buffered_bytes_max > 20_000  # the reader did hold more than one batch
