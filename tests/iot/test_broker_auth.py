@@ -130,6 +130,15 @@ def reading(i: int) -> bytes:
     return json.dumps({"ts": T0 + i, "air_temperature": 20.0}).encode()
 
 
+def queue_readings(prod, n: int) -> None:
+    """dev1 publishes ``n`` readings (QoS 1, each acknowledged by the broker)."""
+    device, rc = connect(prod.device_port, "dev1", prod.passwords["dev1"], "dev1")
+    assert not rc.is_failure
+    for i in range(n):
+        device.publish("farm/GH1/dev1/telemetry", reading(i), qos=1).wait_for_publish(5)
+    close(device)
+
+
 def test_devices_and_services_each_on_their_listener_and_topics(prod):
     _bad, rc = connect(prod.device_port, "dev1", "wrong-password", "x1")
     assert rc.is_failure
@@ -184,10 +193,7 @@ def test_a_device_with_the_ingesters_client_id_cannot_take_or_wipe_its_session(p
     ing.stop()
 
     # stopped: 100 readings wait in its session
-    device, rc = connect(prod.device_port, "dev1", prod.passwords["dev1"], "dev1")
-    for i in range(100):
-        device.publish("farm/GH1/dev1/telemetry", reading(i), qos=1).wait_for_publish(5)
-    close(device)
+    queue_readings(prod, 100)
     # a device tries to wipe it with clean start, on either listener
     for port in (prod.device_port, prod.service_port):
         thief, rc = connect(port, "dev1", prod.passwords["dev1"], config.client_id, clean_start=True)
@@ -214,10 +220,7 @@ def test_a_service_login_with_the_ingesters_client_id_cannot_take_or_wipe_its_se
     assert ing.stats.disconnects == 0 and ing.ingester.connected
     close(thief)
     ing.stop()
-    device, rc = connect(prod.device_port, "dev1", prod.passwords["dev1"], "dev1")
-    for i in range(100):
-        device.publish("farm/GH1/dev1/telemetry", reading(i), qos=1).wait_for_publish(5)
-    close(device)
+    queue_readings(prod, 100)
     thief, rc = connect(
         prod.service_port,
         "tianyuan-alerts",
