@@ -261,7 +261,8 @@ class Ingester:
         st.buffered_max = max(st.buffered_max, len(self.buffer))
         st.buffered_bytes_max = max(st.buffered_bytes_max, self.buffer_bytes)
         del self.buffer[: len(batch)]
-        self.buffer_bytes = sum(len(m.payload) for m in self.buffer) if self.buffer else 0
+        # one thread (client.loop) appends and takes, so the batch's bytes are exactly what leaves
+        self.buffer_bytes = self.buffer_bytes - sum(len(m.payload) for m in batch) if self.buffer else 0
 
     def _acknowledge(self, batch: list[Message], result: BatchResult, elapsed: float) -> None:
         client = self._client
