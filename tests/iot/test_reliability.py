@@ -267,39 +267,12 @@ def test_writer_process_killed_is_restarted_and_nothing_lost(
     wait_for(lambda: ing.stats.acked == 6000, 10)
 
 
-def test_a_backlog_reaches_the_writer_process_one_batch_at_a_time(
-    session, greenhouse, start_ingester, publisher, prefix, monkeypatch
-):
-    """While the writer stores one batch the reader keeps receiving (up to Receive Maximum):
-    what it then hands over is still at most ``batch_size`` messages, so the writer's memory
-    is that of one batch whatever the backlog (bench/ingest.py: flat RSS over 300k messages)."""
+@pytest.fixture
+def handed_over(monkeypatch):
+    """Each batch the reader hands the writer process, as (messages, payload bytes)."""
     from iot.ingest.process import WriterProcess
 
-    sizes: list[int] = []
-    send = WriterProcess.send
-
-    def recording(self, seq, batch):
-        sizes.append(len(batch))
-        return send(self, seq, batch)
-
-    monkeypatch.setattr(WriterProcess, "send", recording)
-    ing = start_ingester(writer_process=True, batch_size=50, batch_ms=5)
-    publisher.publish_many(messages(prefix, 0, 3000))
-    wait_for(lambda: stored(session) >= 3000, 60, 0.1, "3000 readings")
-    wait_for(lambda: ing.stats.acked == 3000, 10)
-    assert stored_ts(session) == expected_ts(0, 3000)
-    assert sum(sizes) == 3000 and max(sizes) == 50  # the backlog came as full batches, none larger
-    assert ing.stats.buffered_max > 50  # and there was a backlog: the reader held more than one batch
-
-
-def test_big_messages_reach_the_writer_in_batches_of_bounded_bytes(
-    session, greenhouse, start_ingester, publisher, prefix, monkeypatch
-):
-    """A batch is cut at ``batch_bytes`` of payload too: big SenML packs decode into many
-    readings each, so a batch of ``batch_size`` of them could take gigabytes (found by review)."""
-    from iot.ingest.process import WriterProcess
-
-    sizes: list[tuple[int, int]] = []  # (messages, payload bytes) of each batch handed over
+    sizes: list[tuple[int, int]] = []
     send = WriterProcess.send
 
     def recording(self, seq, batch):
@@ -307,6 +280,31 @@ def test_big_messages_reach_the_writer_in_batches_of_bounded_bytes(
         return send(self, seq, batch)
 
     monkeypatch.setattr(WriterProcess, "send", recording)
+    return sizes
+
+
+def test_a_backlog_reaches_the_writer_process_one_batch_at_a_time(
+    session, greenhouse, start_ingester, publisher, prefix, handed_over
+):
+    """While the writer stores one batch the reader keeps receiving (up to Receive Maximum):
+    what it then hands over is still at most ``batch_size`` messages, so the writer's memory
+    is that of one batch whatever the backlog (bench/ingest.py: flat RSS over 300k messages)."""
+    ing = start_ingester(writer_process=True, batch_size=50, batch_ms=5)
+    publisher.publish_many(messages(prefix, 0, 3000))
+    wait_for(lambda: stored(session) >= 3000, 60, 0.1, "3000 readings")
+    wait_for(lambda: ing.stats.acked == 3000, 10)
+    assert stored_ts(session) == expected_ts(0, 3000)
+    sizes = [n for n, _ in handed_over]
+    assert sum(sizes) == 3000 and max(sizes) == 50  # the backlog came as full batches, none larger
+    assert ing.stats.buffered_max > 50  # and there was a backlog: the reader held more than one batch
+
+
+def test_big_messages_reach_the_writer_in_batches_of_bounded_bytes(
+    session, greenhouse, start_ingester, publisher, prefix, handed_over
+):
+    """A batch is cut at ``batch_bytes`` of payload too: big SenML packs decode into many
+    readings each, so a batch of ``batch_size`` of them could take gigabytes (found by review)."""
+    sizes = handed_over
     ing = start_ingester(writer_process=True, batch_size=5000, batch_bytes=20_000, batch_ms=5)
     pad = " " * 2000  # JSON allows the whitespace
     publisher.publish_many(
