@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -335,7 +337,11 @@ def test_simulated_controllers_name_their_runs_so_any_order_pairs(session, make_
     users = {name: make_user(name, "farmer") for name in ("zhaolin", "wangfang", "liqiang")}
     seed(session, {"users": users})
     session.commit()
-    sim = Simulator(load_greenhouses(session), interval_s=600, start=time.time() - 26 * 3600, fault_rate=0)
+    greenhouses = load_greenhouses(session)
+    # one whole local day (midnight to midnight, two days back): 06:00 and 16:00 each once
+    zone = ZoneInfo(greenhouses[0].timezone)
+    midnight = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
+    sim = Simulator(greenhouses, interval_s=600, start=midnight.timestamp(), fault_rate=0)
     sent = [(t, json.loads(p)) for t, p in sim.step(24 * 3600) if t.endswith("/irrigation")]
     assert sent and all("event_id" in body for _t, body in sent)
     stops_first = sorted(sent, key=lambda m: m[1].get("action") != "stop")
@@ -344,8 +350,8 @@ def test_simulated_controllers_name_their_runs_so_any_order_pairs(session, make_
     )
     assert result.quarantined == {}
     session.expire_all()
-    simulated = session.scalars(select(IrrigationEvent).where(IrrigationEvent.event_id.is_not(None))).all()
-    simulated = [e for e in simulated if e.started_at > time.time() - 27 * 3600]
+    run_ids = {body["event_id"] for _t, body in sent}  # not the demo's own seeded runs of these days
+    simulated = session.scalars(select(IrrigationEvent).where(IrrigationEvent.event_id.in_(run_ids))).all()
     assert len(simulated) == 2 * 6  # two runs a day in six greenhouses
     assert all(e.ended_at - e.started_at == 1200 and e.water_l > 0 and e.ec is not None for e in simulated)
 
