@@ -20,7 +20,7 @@ from core import clock
 from iot.crops import crop_key
 from iot.models import Greenhouse
 from shop.trace import cycles as cycle_service
-from shop.trace import inspections, lots, recall
+from shop.trace import inspections, lots, producer, recall
 from shop.trace.models import CropCycle, HarvestLot
 from shop.trace.ports import Sellable
 
@@ -42,6 +42,18 @@ INPUTS = {
     "cucumber": [(0, "生物有机肥 (bio-organic fertilizer)", "400", "kg")],
 }
 LAB = "青岛市农产品质量安全检测中心"
+# The demo producer: a made-up cooperative; its credit code only has a valid check character
+# (93 = a farmers' cooperative, 410185 = 登封市), it belongs to nobody.
+PRODUCER = {
+    "name": "登封市赵庄村田园种植专业合作社",
+    "credit_code": "93410185MA0000001U",
+    "province": "河南省",
+    "county": "登封市",
+    "township": "大金店镇",
+    "village": "赵庄村",
+    "address": "赵庄村村委会东 200 米 田园销售中心",
+    "phone": "0371-6200 0000",
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ def seed_demo(session: Session, ctx: dict[str, Any], products: DemoProducts) -> 
     if session.scalar(select(CropCycle.id).limit(1)) is not None:
         return ctx.get("trace", {})
     today = _today()
+    producer.update(session, **PRODUCER)
     cycles: dict[str, CropCycle] = {}
     for gh in session.scalars(
         select(Greenhouse).where(Greenhouse.household_id.is_not(None)).order_by(Greenhouse.id)

@@ -211,3 +211,25 @@ class InputUse(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     crop_cycle: Mapped[CropCycle] = relationship(back_populates="inputs")
+
+
+class Producer(Base):
+    """Who produces and answers for what the trace pages, labels and certificates show (one
+    row): the cooperative's (or household's) name, its 统一社会信用代码 (GB 32100) when it has
+    one, its 主体码 on the national traceability platform when registered, its 产地 as an
+    administrative address, and a phone. ``shop.trace.producer`` reads and changes it."""
+
+    __tablename__ = "shop_trace_producer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), default="")
+    credit_code: Mapped[str] = mapped_column(String(18), default="")  # 统一社会信用代码
+    platform_code: Mapped[str] = mapped_column(String(40), default="")  # 主体码 (national platform)
+    province: Mapped[str] = mapped_column(String(40), default="")
+    county: Mapped[str] = mapped_column(String(40), default="")  # county or county-level city
+    township: Mapped[str] = mapped_column(String(40), default="")
+    village: Mapped[str] = mapped_column(String(40), default="")
+    address: Mapped[str] = mapped_column(String(200), default="")  # street, group, house number
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
