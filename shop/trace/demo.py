@@ -44,7 +44,7 @@ INPUTS = {
 LAB = "青岛市农产品质量安全检测中心"
 # The demo producer: a made-up cooperative; its credit code only has a valid check character
 # (93 = a farmers' cooperative, 410185 = 登封市), it belongs to nobody.
-PRODUCER = {
+PRODUCER: dict[str, Any] = {
     "name": "登封市赵庄村田园种植专业合作社",
     "credit_code": "93410185MA0000001U",
     "province": "河南省",
