@@ -38,6 +38,8 @@ system-deps:
 
 system-deps-test: system-deps
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
+	@# zbarimg reads the QR codes of printed labels and certificates back; poppler measures their PDFs
+	@command -v zbarimg >/dev/null && command -v pdftoppm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zbar-tools poppler-utils; }
 
 translations: venv
 	@for area in $(I18N_AREAS); do \
