@@ -166,3 +166,18 @@ def start_ingester(broker, settings, prefix):
             r.ingester.engine.dispose()
     for cid in set(client_ids):
         drop_session(broker, cid)
+
+
+@pytest.fixture
+def whole_local_day():
+    """The start of one whole local day two days back in a greenhouse's zone: a simulator
+    started there and stepped 24 hours sees each fertigation window (06:00, 16:00) exactly
+    once, whatever the time the test runs (24 hours back from now could start inside one)."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    def start(timezone: str) -> float:
+        now = datetime.now(ZoneInfo(timezone))
+        return (now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)).timestamp()
+
+    return start

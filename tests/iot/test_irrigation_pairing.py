@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -328,7 +326,7 @@ def test_two_writers_storing_one_stop_at_once_close_one_event_once(session, ctl,
     assert [e[2:] for e in events(session)] == [(T0, None, None), (T0 + HOUR, T0 + HOUR + 600, 42.0)]
 
 
-def test_simulated_controllers_name_their_runs_so_any_order_pairs(session, make_user):
+def test_simulated_controllers_name_their_runs_so_any_order_pairs(session, make_user, whole_local_day):
     """The simulator's start, stop and complete messages carry the run's event_id: delivered
     stops first (as two ingesters may), every run still pairs with its own stop."""
     from iot.demo import seed
@@ -338,10 +336,8 @@ def test_simulated_controllers_name_their_runs_so_any_order_pairs(session, make_
     seed(session, {"users": users})
     session.commit()
     greenhouses = load_greenhouses(session)
-    # one whole local day (midnight to midnight, two days back): 06:00 and 16:00 each once
-    zone = ZoneInfo(greenhouses[0].timezone)
-    midnight = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
-    sim = Simulator(greenhouses, interval_s=600, start=midnight.timestamp(), fault_rate=0)
+    start = whole_local_day(greenhouses[0].timezone)
+    sim = Simulator(greenhouses, interval_s=600, start=start, fault_rate=0)
     sent = [(t, json.loads(p)) for t, p in sim.step(24 * 3600) if t.endswith("/irrigation")]
     assert sent and all("event_id" in body for _t, body in sent)
     stops_first = sorted(sent, key=lambda m: m[1].get("action") != "stop")

@@ -28,12 +28,13 @@ def test_demo_seed_gives_each_farmer_greenhouses_with_sensors_and_controller(ses
     assert {c for c, *_ in GREENHOUSES} == set(session.scalars(select(Greenhouse.code)))
 
 
-def test_simulated_day_is_stored_with_cycles_irrigation_and_faults(session, make_user):
+def test_simulated_day_is_stored_with_cycles_irrigation_and_faults(session, make_user, whole_local_day):
     users = {name: make_user(name, "farmer") for name in ("zhaolin", "wangfang", "liqiang")}
     seed(session, {"users": users})
     session.commit()
-    start = time.time() - 26 * 3600
-    sim = Simulator(load_greenhouses(session), interval_s=600, start=start, fault_rate=0.01)
+    greenhouses = load_greenhouses(session)
+    start = whole_local_day(greenhouses[0].timezone)
+    sim = Simulator(greenhouses, interval_s=600, start=start, fault_rate=0.01)
     sent = sim.step(24 * 3600)
     assert {payloads.parse_topic(t).kind for t, _ in sent} == {"telemetry", "tasmota", "irrigation"}
     writer = BatchWriter(session.get_bind())
