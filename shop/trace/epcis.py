@@ -85,14 +85,18 @@ def _iso(ts: int | float | datetime) -> str:
 
 
 class Exporter:
-    def __init__(self, session: Session, base_url: str, company_prefix: str, *, sales_of: SalesOf):
+    def __init__(
+        self, session: Session, base_url: str, company_prefix: str, *, sales_of: SalesOf, gln: str = ""
+    ):
         self.session = session
+        self.gln = gln
         self.sales_of = sales_of
         self.base = base_url.rstrip("/")
         self.prefix = company_prefix
         self.ns = f"{self.base}/ns/epcis#"
         self.classes: dict[str, HarvestLot] = {}  # every epcClass named, for the master data
-        self.locations: dict[str, str | None] = {}  # location id -> greenhouse code (None: sales centre)
+        # location id (the page URL, or the SGLN with a GLN) -> greenhouse code (None: sales centre)
+        self.locations: dict[str, str | None] = {}
 
     # identifiers ---------------------------------------------------------------------
 
@@ -111,12 +115,13 @@ class Exporter:
         cycle = lot.crop_cycle
         if cycle is None:
             return None
-        ident = self.base + locations.greenhouse_path(cycle.greenhouse.code)
+        code = cycle.greenhouse.code
+        ident = locations.sgln(self.gln, self.prefix, code) or self.base + locations.greenhouse_path(code)
         self.locations.setdefault(ident, cycle.greenhouse.code)
         return {"id": ident}
 
     def sales_centre(self) -> dict[str, str]:
-        ident = self.base + locations.sales_centre_path()
+        ident = locations.sgln(self.gln, self.prefix, None) or self.base + locations.sales_centre_path()
         self.locations.setdefault(ident, None)
         return {"id": ident}
 
@@ -378,8 +383,11 @@ class Exporter:
         return out
 
     def order_uri(self, number: str) -> str:
-        """The order as a URI in the sender's namespace (CBV 2.0 lets a business transaction be
-        any URI its issuer controls); the customer's own order page is secret and not named."""
+        """The order as a URI: with a GLN the CBV form ``urn:epcglobal:cbv:bt:<GLN>:<number>``,
+        else a URI in the sender's namespace (CBV 2.0 lets a business transaction be any URI its
+        issuer controls); the customer's own order page is secret and never named."""
+        if self.gln:
+            return f"urn:epcglobal:cbv:bt:{self.gln}:{quote(number, safe='')}"
         return f"{self.ns}order-{quote(number, safe='')}"
 
     def sale(self, lot: HarvestLot, sale: Sale, n: int) -> dict:
@@ -429,14 +437,13 @@ class Exporter:
             if code is not None:
                 place = locations.greenhouse_place(self.session, code)
             name = (place.name if place else code) or "sales centre"
-            places.append(
-                {
-                    "id": ident,
-                    "attributes": attrs(
-                        [(f"{MDA}name", name), *address, (f"{self.ns}producer", self.party())]
-                    ),
-                }
+            page = self.base + (
+                locations.sales_centre_path() if code is None else locations.greenhouse_path(code)
             )
+            place_pairs = [(f"{MDA}name", name), *address, (f"{self.ns}producer", self.party())]
+            if ident != page:  # an SGLN: say where its public page is
+                place_pairs.append((f"{self.ns}page", page))
+            places.append({"id": ident, "attributes": attrs(place_pairs)})
         party = {
             "id": self.party(),
             "attributes": attrs(
@@ -539,10 +546,17 @@ def _after_recall(lot: HarvestLot, at: datetime) -> bool:
 
 
 def export_lot(
-    session: Session, lot: HarvestLot, base_url: str, company_prefix: str, *, sales_of: SalesOf
+    session: Session,
+    lot: HarvestLot,
+    base_url: str,
+    company_prefix: str,
+    *,
+    sales_of: SalesOf,
+    gln: str = "",
 ) -> dict:
-    """The EPCIS 2.0 document (a JSON-serialisable dict) for ``lot`` and its family."""
-    return Exporter(session, base_url, company_prefix, sales_of=sales_of).document(lot)
+    """The EPCIS 2.0 document (a JSON-serialisable dict) for ``lot`` and its family; with the
+    cooperative's ``gln`` (``GS1_GLN``) its locations are SGLNs."""
+    return Exporter(session, base_url, company_prefix, sales_of=sales_of, gln=gln).document(lot)
 
 
 def validate(document: dict, schema: dict) -> list[str]:

@@ -30,12 +30,21 @@ def _wants_json() -> bool:
 
 
 def _render(place: locations.Place, path: str) -> Response:
-    url = settings().public_base_url.rstrip("/") + path  # the id the EPCIS export names
+    cfg = settings()
+    url = cfg.public_base_url.rstrip("/") + path  # the id the EPCIS export names (without a GLN)
+    sgln = locations.sgln(
+        cfg.gs1_gln, cfg.gs1_company_prefix, place.code if place.kind == "greenhouse" else None
+    )
     if _wants_json():
-        body = json.dumps(place.json_ld(url), ensure_ascii=False, indent=1)
+        data = place.json_ld(url)
+        if sgln:
+            data["sameAs"] = sgln  # the id the EPCIS export names when a GLN is configured
+        if cfg.gs1_gln:
+            data["globalLocationNumber"] = cfg.gs1_gln
+        body = json.dumps(data, ensure_ascii=False, indent=1)
         response = Response(body, mimetype="application/ld+json")
     else:
-        response = Response(render_template("trace/location.html", place=place, url=url))
+        response = Response(render_template("trace/location.html", place=place, url=url, sgln=sgln))
     response.headers["Vary"] = "Accept"
     response.headers["Cache-Control"] = "public, max-age=300"
     return response

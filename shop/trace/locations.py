@@ -7,6 +7,7 @@ the producer's name, 产地, address and phone (``shop.trace.producer``); not th
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,24 @@ from iot.models import Greenhouse
 from shop.trace import producer as producer_rows
 
 SALES_CENTRE = "sales-centre"
+_EXTENSION = re.compile(r"[A-Za-z0-9._-]{1,20}")  # a safe subset of GS1 AI (254)'s characters
+
+
+def sgln(gln: str, company_prefix: str, greenhouse_code: str | None) -> str | None:
+    """The SGLN EPC URI of a place under the cooperative's GLN (``core.config`` checked it:
+    13 digits, check digit, under the company prefix): the sales centre is the GLN itself
+    (extension ``0``), a greenhouse the GLN with its code as extension (AI 254). None without
+    a GLN, or for a greenhouse code an extension cannot carry (it keeps its page URL)."""
+    prefix = "".join(ch for ch in company_prefix if ch.isdigit())
+    if not gln or not prefix or not gln.startswith(prefix):
+        return None
+    if greenhouse_code is None:
+        extension = "0"
+    elif _EXTENSION.fullmatch(greenhouse_code) and greenhouse_code != "0":
+        extension = greenhouse_code
+    else:
+        return None
+    return f"urn:epc:id:sgln:{prefix}.{gln[len(prefix) : 12]}.{extension}"
 
 
 def greenhouse_path(code: str) -> str:

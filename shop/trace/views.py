@@ -741,8 +741,9 @@ def api_epcis(lot_ref: str):
     lot = lots.lot_by_number(session, lot_ref) or lots.lot_by_code(session, lot_ref)
     if lot is None or not trace_access.can_manage_lot(current_user, lot):
         abort(404, f"no lot {lot_ref!r}")
+    cfg = settings()
     document = epcis.export_lot(
-        session, lot, _base_url(), settings().gs1_company_prefix, sales_of=_shop().sales_of
+        session, lot, _base_url(), cfg.gs1_company_prefix, sales_of=_shop().sales_of, gln=cfg.gs1_gln
     )
     response = Response(json.dumps(document, ensure_ascii=False, indent=1), mimetype="application/ld+json")
     if request.args.get("download"):

@@ -343,3 +343,51 @@ def test_the_document_carries_master_data(session, family):
     named = {name for e in _events(document) for name in _named(e)}
     assert named == set(classes)
     assert classes[_label_identity(session, box)]["urn:epcglobal:cbv:mda#descriptionShort"] == "鲜果礼盒"
+
+
+# --- a configured GLN: SGLNs ----------------------------------------------------------------
+
+GLN = "6970000000109"  # under the company prefix 6970000, check digit 9
+
+
+def test_a_gln_is_checked_when_the_app_starts(tmp_path):
+    from core.config import ConfigError, Settings
+
+    env = {"TIANYUAN_INSTANCE_PATH": str(tmp_path), "GS1_COMPANY_PREFIX": "6970000"}
+    assert Settings.from_env({**env, "GS1_GLN": GLN}).gs1_gln == GLN
+    for wrong in ("6970000000108", "697000000010", "6980000000108"):  # check digit, length, prefix
+        with pytest.raises(ConfigError, match="GS1_GLN"):
+            Settings.from_env({**env, "GS1_GLN": wrong})
+    assert Settings.from_env(env).gs1_gln == ""
+
+
+def test_with_a_gln_locations_are_sglns(session, family, settings, app):
+    _farm, lot, packs, _box = family
+    document = epcis.export_lot(session, packs[1], BASE, "6970000", sales_of=sales_of, gln=GLN)
+    assert epcis.validate(document, SCHEMA) == []
+    places = {e[k]["id"] for e in _events(document) for k in ("readPoint", "bizLocation") if k in e}
+    assert places == {"urn:epc:id:sgln:6970000.00010.GH1", "urn:epc:id:sgln:6970000.00010.0"}
+    (sale,) = [e for e in _events(document) if e.get("bizStep") == "retail_selling"]
+    order = session.scalars(select(Order)).one()
+    assert sale["bizTransactionList"][0]["bizTransaction"] == f"urn:epcglobal:cbv:bt:{GLN}:{order.number}"
+    (vocabulary,) = [
+        v
+        for v in document["epcisHeader"]["epcisMasterData"]["vocabularyList"]
+        if v["type"].endswith("BusinessLocation")
+    ]
+    pages = {
+        el["id"]: next(a["attribute"] for a in el["attributes"] if a["id"].endswith("#page"))
+        for el in vocabulary["vocabularyElementList"]
+    }
+    assert pages["urn:epc:id:sgln:6970000.00010.GH1"] == f"{BASE}/loc/greenhouse/GH1"
+    # and the location page says which SGLN it is
+    from dataclasses import replace
+
+    from tests.conftest import make_test_app
+
+    with_gln = make_test_app(replace(settings, gs1_gln=GLN, gs1_company_prefix="6970000"))
+    page = with_gln.test_client().get("/loc/greenhouse/GH1").get_data(as_text=True)
+    assert "urn:epc:id:sgln:6970000.00010.GH1" in page
+    from core.web import EXT
+
+    with_gln.extensions[EXT]["db"].engine.dispose()
