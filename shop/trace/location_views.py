@@ -50,7 +50,7 @@ def _render(place: locations.Place, path: str) -> Response:
     return response
 
 
-@bp.get("/loc/greenhouse/<code>")
+@bp.get("/loc/greenhouse/<path:code>")
 def greenhouse_location(code: str):
     place = locations.greenhouse_place(db_session(), code)
     if place is None:

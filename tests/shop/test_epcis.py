@@ -391,3 +391,19 @@ def test_with_a_gln_locations_are_sglns(session, family, settings, app):
     from core.web import EXT
 
     with_gln.extensions[EXT]["db"].engine.dispose()
+
+
+def test_location_pages_never_fail_on_odd_input(client, session, family):
+    for path in (
+        "/loc/greenhouse/%00",
+        "/loc/greenhouse/a/b",
+        "/loc/greenhouse/" + "x" * 500,
+        "/loc/sales-centre?format=xml",
+    ):
+        assert client.get(path).status_code in (200, 400, 404), path  # never a 500
+    assert (
+        client.get("/loc/sales-centre", headers={"Accept": "application/json"}).mimetype
+        == "application/ld+json"
+    )
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    assert client.get("/loc/sales-centre", headers={"Accept": browser}).mimetype == "text/html"
