@@ -80,6 +80,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     from iot.views import bp as iot_bp
     from shop import catalog, orders, payments
     from shop.staff_views import bp as shop_staff_bp
+    from shop.trace.location_views import bp as trace_locations_bp
     from shop.trace.ports import ShopPort
     from shop.trace.views import bp as trace_bp
     from shop.views import bp as shop_bp
@@ -107,6 +108,7 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         after_recall=lambda session, lots: payments.expire_recalled_checkouts(session, lots, web.settings()),
     )
     app.register_blueprint(trace_bp, shop=trace_shop)
+    app.register_blueprint(trace_locations_bp)  # /loc/...: the places EPCIS documents name
 
     from coop.cli import coop_cli
     from core.cli import users_cli

@@ -75,6 +75,9 @@ class Settings:
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For is believed
     stripe_payment_methods: str = "card,alipay,wechat_pay"  # Checkout payment method types, comma-separated
     shop_listing_cache_seconds: float | None = None  # None: 3 s, or 0 when testing
+    # the cooperative's GLN (13 digits, from GS1 China under GS1_COMPANY_PREFIX); when set,
+    # EPCIS locations are SGLNs (urn:epc:id:sgln:...) instead of the app's location pages
+    gs1_gln: str = ""
 
     @property
     def is_production(self) -> bool:
@@ -118,6 +121,7 @@ class Settings:
             trusted_proxies=_int(env, "TRUSTED_PROXIES", 0),
             stripe_payment_methods=env.get("STRIPE_PAYMENT_METHODS", "card,alipay,wechat_pay"),
             shop_listing_cache_seconds=_float(env, "SHOP_LISTING_CACHE_SECONDS"),
+            gs1_gln=env.get("GS1_GLN", "").strip(),
         )
         values.update(overrides)
         values["instance_path"] = Path(values["instance_path"])
@@ -142,6 +146,8 @@ class Settings:
             raise ConfigError(f"IRRIGATION_MAX_HOURS must be 1 to 168 hours, not {self.irrigation_max_hours}")
         if not valid_timezone(self.timezone):
             raise ConfigError(f"TIANYUAN_TIMEZONE {self.timezone!r} is not a time zone (e.g. Asia/Shanghai)")
+        if self.gs1_gln:
+            _check_gln(self.gs1_gln, self.gs1_company_prefix)
         database_url = self.database_url or f"sqlite:///{self.instance_path / 'tianyuan.sqlite3'}"
         secret_key = self.secret_key
         if not secret_key:
@@ -167,6 +173,21 @@ class Settings:
         user = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password else None
         return parts.hostname or "127.0.0.1", port, user, password, tls
+
+
+def _check_gln(gln: str, company_prefix: str) -> None:
+    """A GLN: 13 digits with a valid GS1 check digit, under the configured company prefix."""
+    if not (gln.isdigit() and len(gln) == 13):
+        raise ConfigError(f"GS1_GLN must be 13 digits, not {gln!r}")
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(gln[:-1])))
+    if str((10 - total % 10) % 10) != gln[-1]:
+        raise ConfigError(f"GS1_GLN {gln} has a wrong check digit (a typing error?)")
+    prefix = "".join(ch for ch in company_prefix if ch.isdigit())
+    if not prefix or not gln.startswith(prefix) or len(prefix) >= 12:
+        raise ConfigError(
+            f"GS1_GLN {gln} must start with GS1_COMPANY_PREFIX ({company_prefix!r}): the SGLN of a "
+            "location is company prefix . location reference . extension"
+        )
 
 
 def _stored_secret_key(instance_path: Path) -> str:

@@ -371,6 +371,7 @@ def sales_of(session: Session, lot_id: int) -> list[Sale]:
             Order.fulfilment,
             Order.updated_at,
             OrderLineLot.quantity,
+            Order.number,
         )
         .select_from(OrderLineLot)
         .join(OrderLine, OrderLine.id == OrderLineLot.line_id)
@@ -389,8 +390,9 @@ def sales_of(session: Session, lot_id: int) -> list[Sale]:
             paid or created,
             qty,
             updated if status == "shipped" or (status == "completed" and fulfilment == "delivery") else None,
+            number,
         )
-        for paid, created, status, fulfilment, updated, qty in rows
+        for paid, created, status, fulfilment, updated, qty, number in rows
     ]
 
 

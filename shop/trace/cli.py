@@ -36,7 +36,12 @@ def export_epcis(lot: str, output: str | None) -> None:
         if found is None:
             raise click.ClickException(f"no lot {lot!r}")
         document = epcis.export_lot(
-            session, found, cfg.public_base_url, cfg.gs1_company_prefix, sales_of=shop.sales_of
+            session,
+            found,
+            cfg.public_base_url,
+            cfg.gs1_company_prefix,
+            sales_of=shop.sales_of,
+            gln=cfg.gs1_gln,
         )
     text = json.dumps(document, ensure_ascii=False, indent=2)
     if output:

@@ -8,7 +8,7 @@ harvest, against the crop's comfortable range (``iot.crops``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
@@ -64,6 +64,65 @@ class DayPoint:
 
 
 @dataclass
+class Coverage:
+    """What period the sensor data really covers, out of the window asked for.
+
+    ``first``/``last`` are the start of the first and the end of the last hour that holds a
+    reading (epoch seconds; None without data); ``hours``/``days`` count hours and local days
+    with at least one reading, out of ``window_hours``/``window_days`` (the cycle from planting
+    to the harvest day, or to now while it grows); ``gaps`` are the stretches of at least
+    ``GAP_HOURS`` without a reading between ``first`` and ``last`` ([start, end) pairs).
+    """
+
+    window_start: int
+    window_end: int
+    first: int | None = None
+    last: int | None = None
+    hours: int = 0
+    days: int = 0
+    window_hours: int = 0
+    window_days: int = 0
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.window_hours > 0 and self.hours == self.window_hours
+
+    @property
+    def first_at(self) -> datetime | None:
+        return clock.local(self.first) if self.first is not None else None
+
+    @property
+    def last_at(self) -> datetime | None:
+        return clock.local(self.last) if self.last is not None else None
+
+    @property
+    def longest_gap_hours(self) -> int:
+        return max(((b - a) // HOUR for a, b in self.gaps), default=0)
+
+
+GAP_HOURS = 6  # a stretch without readings this long or longer is listed as a gap
+
+
+def coverage_of(hours: set[int], start: int, end: int) -> Coverage:
+    """The coverage of the hour buckets ``hours`` within [start, end)."""
+    end = max(start, min(end, clock.now_ts() - clock.now_ts() % HOUR + HOUR))
+    out = Coverage(start, end)
+    out.window_hours = (end - start) // HOUR
+    out.window_days = len({clock.local_date(t) for t in range(start, end, HOUR)})
+    inside = sorted(h for h in hours if start <= h < end)
+    if not inside:
+        return out
+    out.first, out.last = inside[0], inside[-1] + HOUR
+    out.hours = len(inside)
+    out.days = len({clock.local_date(h) for h in inside})
+    for a, b in zip(inside, inside[1:], strict=False):
+        if b - a - HOUR >= GAP_HOURS * HOUR:
+            out.gaps.append((a + HOUR, b))
+    return out
+
+
+@dataclass
 class Conditions:
     """Growing conditions in a greenhouse over [start, end) (epoch seconds)."""
 
@@ -84,6 +143,9 @@ class Conditions:
     mean_ec: float | None = None
     mean_ph: float | None = None
     daily: dict[str, list[DayPoint]] = field(default_factory=dict)
+    # the period the data really covers: any of the summary metrics, and each metric alone
+    coverage: Coverage | None = None
+    metric_coverage: dict[str, Coverage] = field(default_factory=dict)
 
     @property
     def hours_outside(self) -> int:
@@ -197,6 +259,8 @@ def growing_conditions(session: Session, cycle: CropCycle, until: date | None = 
             max(h[3] for h in hours.values()),
         )
         out.daily[name] = _daily(hours)
+        out.metric_coverage[name] = coverage_of(set(hours), start, end)
+    out.coverage = coverage_of({h for mid in ids.values() for h in buckets[mid]}, start, end)
     for count, total, _lo, _hi in buckets[ids["air_temperature"]].values():
         mean = total / count
         out.hours_with_temperature += 1

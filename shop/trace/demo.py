@@ -24,6 +24,18 @@ from shop.trace import inspections, lots, producer, recall
 from shop.trace.models import CropCycle, HarvestLot
 from shop.trace.ports import Sellable
 
+# measured substances of the demo's residue tests (made-up values; the limits are illustrative)
+DEMO_RESULTS_PASSED = inspections.read_results(
+    [
+        {"substance": "多菌灵", "cas": "10605-21-7", "value": "ND", "unit": "mg/kg", "mrl": "2"},
+        {"substance": "吡虫啉", "cas": "138261-41-3", "value": "0.02", "unit": "mg/kg", "mrl": "0.5"},
+        {"substance": "铅", "cas": "7439-92-1", "value": "0.03", "unit": "mg/kg", "mrl": "0.1"},
+    ]
+)
+DEMO_RESULTS_FAILED = inspections.read_results(
+    [{"substance": "毒死蜱", "cas": "2921-88-2", "value": "0.08", "unit": "mg/kg", "mrl": "0.05"}]
+)
+
 # crop key: (days since planting, variety, days until expected harvest)
 CYCLES = {
     "peach": (125, "锦绣黄桃", 10),
@@ -131,6 +143,7 @@ def seed_demo(session: Session, ctx: dict[str, Any], products: DemoProducts) -> 
             today - timedelta(days=1),
             "pass",
             summary="62 项农药残留均未检出 (62 pesticides tested, none detected)",
+            results=DEMO_RESULTS_PASSED,
         )
         packs = lots.split_lot(session, picked, ["10"] * 6)
         made.update(lot=picked.lot_number, code=picked.code, packs=[p.code for p in packs])
@@ -152,6 +165,7 @@ def seed_demo(session: Session, ctx: dict[str, Any], products: DemoProducts) -> 
             today - timedelta(days=7),
             "fail",
             summary="毒死蜱 0.08 mg/kg，超出限量 0.05 mg/kg (chlorpyrifos above limit)",
+            results=DEMO_RESULTS_FAILED,
         )
         recall.recall_lot(session, bad, "抽检农残超标，已全部下架。请勿食用，可联系合作社退款。")
         made.update(recalled=bad.lot_number, recalled_code=bad.code)

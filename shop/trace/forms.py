@@ -64,6 +64,9 @@ class SplitForm(FlaskForm):
     product_id = SelectField(_l("Sold as"), coerce=int, validators=[Optional()])
 
 
+RESULT_ROWS = 5  # measured substances one inspection form takes (empty rows are skipped)
+
+
 class InspectionForm(FlaskForm):
     lab = StringField(_l("Laboratory"), validators=[DataRequired(), Length(max=120)])
     tested_on = DateField(_l("Tested on"), validators=[DataRequired()])

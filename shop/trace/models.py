@@ -183,10 +183,44 @@ class Inspection(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     lot: Mapped[HarvestLot] = relationship(back_populates="inspections")
+    results: Mapped[list[InspectionResult]] = relationship(
+        back_populates="inspection", cascade="all, delete-orphan", order_by="InspectionResult.position"
+    )
 
     @property
     def passed(self) -> bool:
         return self.result == "pass"
+
+
+RESULT_UNITS = ("mg/kg", "ug/kg", "mg/L")  # ug = µg
+
+
+class InspectionResult(Base):
+    """One measured substance of an inspection: its name, CAS number when known, the value
+    (None = not detected), the unit and the limit (MRL, e.g. GB 2763) it is judged against."""
+
+    __tablename__ = "shop_inspection_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[int] = mapped_column(
+        ForeignKey("shop_inspections.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(default=0)
+    substance: Mapped[str] = mapped_column(String(120))
+    cas: Mapped[str | None] = mapped_column(String(12))  # e.g. "52315-07-8", check digit verified
+    value: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))  # None: not detected
+    unit: Mapped[str] = mapped_column(String(8))  # one of RESULT_UNITS
+    mrl: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))  # maximum residue limit, same unit
+
+    inspection: Mapped[Inspection] = relationship(back_populates="results")
+
+    @property
+    def detected(self) -> bool:
+        return self.value is not None
+
+    @property
+    def exceeds(self) -> bool:
+        return self.value is not None and self.mrl is not None and self.value > self.mrl
 
 
 class InputUse(Base):

@@ -59,6 +59,7 @@ class Sale:
     at: datetime
     quantity: Decimal
     shipped_at: datetime | None
+    order_number: str | None = None  # the order's own number (EPCIS bizTransactionList), not personal
 
 
 @dataclass(frozen=True)

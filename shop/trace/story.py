@@ -18,7 +18,7 @@ from core import clock
 from shop.trace.ancestry import ancestry, source_lots
 from shop.trace.conditions import Conditions, growing_conditions
 from shop.trace.gs1 import digital_link, product_gtin, short_url
-from shop.trace.inspections import inspections_for
+from shop.trace.inspections import Measured, inspections_for
 from shop.trace.models import HarvestLot, LotEvent
 from shop.trace.ports import SalesOf
 
@@ -57,6 +57,7 @@ class StoryInspection:
     result: str
     summary: str | None
     has_certificate: bool
+    results: tuple[Measured, ...] = ()  # measured substances (value None: not detected)
 
 
 @dataclass
@@ -137,6 +138,7 @@ def build_story(
             i.result,
             i.summary,
             bool(i.certificate_file),
+            tuple(Measured(r.substance, r.cas, r.value, r.unit, r.mrl) for r in i.results),
         )
         for i in inspections_for(session, lot)
     ]

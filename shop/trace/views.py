@@ -47,6 +47,7 @@ from shop.trace import cycles, epcis, gs1, inspections, lots, qr, quantity, reca
 from shop.trace.ancestry import ancestry, descendants
 from shop.trace.conditions import growing_conditions
 from shop.trace.forms import (
+    RESULT_ROWS,
     CropCycleForm,
     HarvestForm,
     InputForm,
@@ -55,7 +56,7 @@ from shop.trace.forms import (
     RecallForm,
     SplitForm,
 )
-from shop.trace.models import CropCycle, HarvestLot
+from shop.trace.models import RESULT_UNITS, CropCycle, HarvestLot
 from shop.trace.ports import EXTENSION, Sellable, ShopPort, port_of
 from shop.trace.story import Origin, Story, build_story
 
@@ -466,14 +467,24 @@ def new_lot():
 @role_required(*FARM_ROLES)
 def lot(lot_id: int):
     """A lot for its farmer and staff: label, QR, ancestry, packs, inspections, recall."""
-    lot = _lot_or_404(lot_id)
+    return _lot_page(_lot_or_404(lot_id))
+
+
+def _lot_page(
+    lot: HarvestLot,
+    *,
+    inspection_form: InspectionForm | None = None,
+    result_rows: list[dict[str, str]] | None = None,
+    result_error: inspections.ResultError | None = None,
+) -> str:
     session = db_session()
     staff = current_user.role in STAFF_ROLES
     split_form = SplitForm()
     split_form.product_id.choices = _product_choices(_pack_products(_products(), lot))
     split_form.product_id.data = lot.product_id or 0
-    inspection_form = InspectionForm()
-    inspection_form.tested_on.data = _today()
+    if inspection_form is None:
+        inspection_form = InspectionForm()
+        inspection_form.tested_on.data = _today()
     return render_template(
         "trace/lot.html",
         lot=lot,
@@ -482,6 +493,10 @@ def lot(lot_id: int):
         inspections=inspections.inspections_for(session, lot),
         split_form=split_form,
         inspection_form=inspection_form,
+        result_rows=result_rows or [{} for _ in range(RESULT_ROWS)],
+        result_error=result_error,
+        result_message=result_error.translated(_) if result_error is not None else None,
+        result_units=RESULT_UNITS,
         recall_form=RecallForm(),
         label_url=_qr_target(lot),
         short_url=gs1.short_url(_base_url(), lot.code),
@@ -565,7 +580,12 @@ def add_inspection(lot_id: int):
         return redirect(url_for("trace.lot", lot_id=lot.id))
     stored = name = None
     upload = form.certificate.data
-    with attempt() as result:
+    rows = [
+        {key: request.form.get(f"results-{i}-{key}", "") for key in inspections.FIELDS}
+        for i in range(RESULT_ROWS)
+    ]
+    with attempt(flash_error=False) as result:
+        measured = inspections.read_results(rows)
         if upload and getattr(upload, "filename", ""):
             name = upload.filename
             stored = inspections.save_certificate(_certificate_dir(), name, upload.read())
@@ -578,11 +598,15 @@ def add_inspection(lot_id: int):
             summary=form.summary.data,
             certificate_file=stored,
             certificate_name=name,
+            results=measured,
             user_id=_uid(),
         )
     if not result.ok:
         if stored:  # the inspection was refused: its certificate must not linger
             (_certificate_dir() / stored).unlink(missing_ok=True)
+        if isinstance(result.exception, inspections.ResultError):  # shown beside its row
+            return _lot_page(lot, inspection_form=form, result_rows=rows, result_error=result.exception), 400
+        flash(result.error or "", "error")
         return redirect(url_for("trace.lot", lot_id=lot.id))
     _stories_changed()
     flash(_("Inspection recorded."), "success")
@@ -717,8 +741,9 @@ def api_epcis(lot_ref: str):
     lot = lots.lot_by_number(session, lot_ref) or lots.lot_by_code(session, lot_ref)
     if lot is None or not trace_access.can_manage_lot(current_user, lot):
         abort(404, f"no lot {lot_ref!r}")
+    cfg = settings()
     document = epcis.export_lot(
-        session, lot, _base_url(), settings().gs1_company_prefix, sales_of=_shop().sales_of
+        session, lot, _base_url(), cfg.gs1_company_prefix, sales_of=_shop().sales_of, gln=cfg.gs1_gln
     )
     response = Response(json.dumps(document, ensure_ascii=False, indent=1), mimetype="application/ld+json")
     if request.args.get("download"):

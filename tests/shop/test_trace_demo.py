@@ -103,3 +103,41 @@ def test_demo_shows_check_in_holds_and_a_recalled_order(client, session):
     client.post("/logout")
     login(client, "customer")
     assert "data-recall-notice" in client.get(f"/shop/order/{mine.token}").get_data(as_text=True)
+
+
+def test_demo_shows_measured_results_and_a_complete_epcis_story(client, session):
+    """The demo's residue tests carry measured substances (page and export), every EPCIS location
+    of the demo's packs resolves, and a pack has one identity in every event."""
+    ctx: dict = {"password": None, "accounts": [], "users": {}}
+    coop_demo.seed_members(session, ctx)
+    households = ctx["households"]
+    for i, (code, crop) in enumerate([("GH-PEACH", "peach"), ("GH-GRAPE", "grape"), ("GH-MELON", "melon")]):
+        session.add(Greenhouse(code=code, name=code, crop=crop, household_id=households[i].id))
+    session.flush()
+    shop_demo.seed(session, ctx)
+    made = shop_demo.seed_trace(session, ctx)
+    session.commit()
+    html = client.get(f"/t/{made['code']}").get_data(as_text=True)
+    assert "data-measured" in html and "吡虫啉" in html and "未检出" in html
+    recalled = client.get(f"/t/{made['recalled_code']}").get_data(as_text=True)
+    assert "毒死蜱" in recalled and "超过限量" in recalled
+    lot = lots.lot_by_code(session, made["code"])
+    document = epcis.export_lot(session, lot, "https://trace.example.cn", "6970000", sales_of=sales_of)
+    assert epcis.validate(document, SCHEMA) == []
+    events = document["epcisBody"]["eventList"]
+    assert not [e for e in events if e["type"] == "AggregationEvent"]
+    (split,) = [e for e in events if e.get("bizStep") == "repackaging"]
+    assert len(split["outputQuantityList"]) == 6
+    reports = [
+        r
+        for e in events
+        if e.get("bizStep") == "inspecting"
+        for el in e.get("sensorElementList", [])
+        for r in el["sensorReport"]
+    ]
+    assert {r["chemicalSubstance"] for r in reports} >= {"https://identifiers.org/cas:138261-41-3"}
+    for e in events:
+        for key in ("readPoint", "bizLocation"):
+            if key in e:
+                path = e[key]["id"].removeprefix("https://trace.example.cn")
+                assert client.get(path).status_code == 200, path
