@@ -74,7 +74,9 @@ def labels_page():
     """A printable A4 sheet of labels on standard stock, one label per pack of the chosen lots."""
     session = db_session()
     ids = request.args.getlist("lot", type=int)
-    chosen = [lot for lot in (session.get(HarvestLot, i) for i in ids[: labels.MAX_LABELS]) if lot is not None]
+    chosen = [
+        lot for lot in (session.get(HarvestLot, i) for i in ids[: labels.MAX_LABELS]) if lot is not None
+    ]
     chosen = [lot for lot in chosen if trace_access.can_manage_lot(current_user, lot)]
     if not chosen:
         abort(404)
