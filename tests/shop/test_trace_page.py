@@ -240,3 +240,35 @@ def test_concurrent_lookups_never_lose_a_count(app, session, box):
     session.expire_all()
     assert session.scalar(select(LotLookup.lookups).where(LotLookup.lot_id == gift.id)) == scans
     assert sorted(seen) == list(range(1, scans + 1))  # each scan got its own number
+
+
+def test_the_demo_pages_read_in_chinese(client, session, make_user):
+    """The demo village (as `flask demo seed` builds it): the gift box and the recalled lot in
+    Chinese, with the cooperative on every page; its labels one per pack."""
+    from coop import demo as coop_demo
+    from shop import demo as shop_demo
+
+    ctx: dict = {"password": None, "accounts": []}
+    coop_demo.seed_members(session, ctx)
+    households = ctx["households"]
+    for i, (code, crop) in enumerate([("GH-PEACH", "peach"), ("GH-GRAPE", "grape")]):
+        session.add(Greenhouse(code=code, name=code, crop=crop, household_id=households[i].id))
+    session.flush()
+    shop_demo.seed(session, ctx)
+    made = shop_demo.seed_trace(session, ctx)
+    session.commit()
+    for code in (made["box_code"], made["recalled_code"], made["packs"][0]):
+        html = client.get(f"/t/{code}?lang=zh_CN").get_data(as_text=True)
+        text = _text(html)
+        for english in ("peach", "grape", "pesticides tested", "above limit", "(from", "Digital Link"):
+            assert english not in text, (code, english)
+        assert "登封市赵庄村田园种植专业合作社" in text and "0371-6200 0000" in text
+        assert "河南省登封市大金店镇赵庄村" in text and "您是第 1 次查询此码" in text
+    recalled = client.get(f"/t/{made['recalled_code']}").get_data(as_text=True)
+    banner = recalled[recalled.index("data-recalled") : recalled.index("</section>")]
+    assert "0371-6200 0000" in banner
+    make_user("kuaiji", "official")
+    login(client, "kuaiji")
+    lot = lots.lot_by_code(session, made["code"])
+    sheet = client.get(f"/trace/labels?lot={lot.id}").get_data(as_text=True)
+    assert len(re.findall(r'data-label="', sheet)) == len(made["packs"])
