@@ -221,11 +221,10 @@ def _count_lookup(lot: HarvestLot) -> lookups.Lookups | None:
     try:
         if request.method == "HEAD" or previewing or lookups.is_robot(request.headers.get("User-Agent")):
             return lookups.current(session, lot.id)
-        counted = lookups.record(session, lot.id)
-        session.commit()
+        with attempt(flash_error=False):  # its own transaction, committed before the page renders
+            counted = lookups.record(session, lot.id)
         return counted
-    except OperationalError:
-        session.rollback()
+    except OperationalError:  # attempt rolled back
         current_app.logger.warning("trace lookup of %s not counted", lot.lot_number, exc_info=True)
         return None
 
