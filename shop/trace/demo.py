@@ -142,7 +142,7 @@ def seed_demo(session: Session, ctx: dict[str, Any], products: DemoProducts) -> 
             LAB,
             today - timedelta(days=1),
             "pass",
-            summary="62 项农药残留均未检出 (62 pesticides tested, none detected)",
+            summary="62 项农药残留均未检出",
             results=DEMO_RESULTS_PASSED,
         )
         packs = lots.split_lot(session, picked, ["10"] * 6)
@@ -164,7 +164,7 @@ def seed_demo(session: Session, ctx: dict[str, Any], products: DemoProducts) -> 
             LAB,
             today - timedelta(days=7),
             "fail",
-            summary="毒死蜱 0.08 mg/kg，超出限量 0.05 mg/kg (chlorpyrifos above limit)",
+            summary="毒死蜱 0.08 mg/kg，超出限量 0.05 mg/kg",
             results=DEMO_RESULTS_FAILED,
         )
         recall.recall_lot(session, bad, "抽检农残超标，已全部下架。请勿食用，可联系合作社退款。")

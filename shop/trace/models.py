@@ -164,6 +164,20 @@ class LotEvent(Base):
     lot: Mapped[HarvestLot] = relationship(back_populates="events")
 
 
+class LotLookup(Base):
+    """How often a lot's trace page was looked up, and when first and last (a counterfeit signal:
+    a code copied onto fake goods is looked up far more often than one pack's buyers would).
+    One row per lot, no personal data (no address, no browser); ``shop.trace.lookups`` counts
+    with a conditional UPDATE, so concurrent scans never lose a count."""
+
+    __tablename__ = "shop_trace_lookups"
+
+    lot_id: Mapped[int] = mapped_column(ForeignKey("shop_lots.id", ondelete="CASCADE"), primary_key=True)
+    lookups: Mapped[int] = mapped_column(default=0)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Inspection(Base):
     """A test of a lot, e.g. a pesticide residue test: lab, date, result, certificate file."""
 

@@ -43,7 +43,9 @@ def recall_lot(
         if each.recalled_at is not None:
             continue
         each.recalled_at = now
-        each.recall_reason = reason if each is lot else f"{reason} (from {lot.lot_number})"
+        # the reason as given, in the language it was written in; where a pack's or box's
+        # recall came from is the ancestry's to tell (the trace page says "召回自批次 …")
+        each.recall_reason = reason
         add_event(session, each, "recalled", at=now, note=each.recall_reason, user_id=user_id)
     audit.record(
         session,

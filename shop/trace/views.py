@@ -37,13 +37,14 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from markupsafe import Markup
 from sqlalchemy import Select, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from core import clock
 from core.web import attempt, db_session, role_required, settings
 from iot.access import visible_greenhouses
 from shop.trace import access as trace_access
-from shop.trace import cycles, epcis, gs1, inspections, lots, qr, quantity, recall
+from shop.trace import cycles, epcis, gs1, inspections, label_views, lookups, lots, qr, quantity, recall
 from shop.trace.ancestry import ancestry, descendants
 from shop.trace.conditions import growing_conditions
 from shop.trace.forms import (
@@ -209,13 +210,34 @@ def _story_for(lot: HarvestLot) -> Story:
     return story
 
 
+def _count_lookup(lot: HarvestLot) -> lookups.Lookups | None:
+    """Count this view of the page (the counterfeit signal), outside the cached story.
+
+    Not counted: HEAD requests, robots that say so, and logged-in staff and farmers (they
+    preview their own lots); they see the count so far. A database too busy to count shows
+    the page without the count rather than failing.
+    """
+    session = db_session()
+    previewing = current_user.is_authenticated and current_user.role in FARM_ROLES
+    try:
+        if request.method == "HEAD" or previewing or lookups.is_robot(request.headers.get("User-Agent")):
+            return lookups.current(session, lot.id)
+        with attempt(flash_error=False):  # its own transaction, committed before the page renders
+            counted = lookups.record(session, lot.id)
+        return counted
+    except OperationalError:  # attempt rolled back
+        current_app.logger.warning("trace lookup of %s not counted", lot.lot_number, exc_info=True)
+        return None
+
+
 def _public_page(lot: HarvestLot | None) -> Response:
     if lot is None:
         response = Response(render_template("trace/not_found.html"), status=404)
         response.headers["Cache-Control"] = "no-store"
         return response
     story = _story_for(lot)
-    response = Response(render_template("trace/public.html", story=story, lang=_lang()))
+    lookup = _count_lookup(lot)
+    response = Response(render_template("trace/public.html", story=story, lang=_lang(), lookup=lookup))
     # The page carries base.html's per-visitor CSRF token, so shared caches must not
     # keep it; the phone may, briefly. The server-side story cache does the heavy lifting.
     response.headers["Cache-Control"] = f"private, max-age={PAGE_MAX_AGE}"
@@ -703,31 +725,8 @@ def merge():
     return render_template("trace/merge.html", form=form, available=available)
 
 
-@bp.get("/trace/labels")
-@role_required(*FARM_ROLES)
-def labels():
-    """A printable A4 sheet of labels (3 × 7 per page) for the chosen lots."""
-    session = db_session()
-    ids = request.args.getlist("lot", type=int)
-    chosen = [lot for lot in (session.get(HarvestLot, i) for i in ids[:210]) if lot is not None]
-    chosen = [lot for lot in chosen if trace_access.can_manage_lot(current_user, lot)]
-    if not chosen:
-        abort(404)
-    copies = min(max(request.args.get("copies", 1, type=int), 1), 21)
-    items = []
-    for lot in chosen:
-        target = _qr_target(lot)
-        items.extend(
-            [
-                {
-                    "lot": lot,
-                    "qr": Markup(qr.qr_svg(target, scale=3, inline=True)),
-                    "short_url": gs1.short_url(_base_url(), lot.code),
-                }
-            ]
-            * copies
-        )
-    return render_template("trace/labels.html", items=items)
+# /trace/labels: the label sheets (shop/trace/label_views.py registers it on this blueprint)
+label_views.register(bp)
 
 
 # --- API: EPCIS 2.0 ---------------------------------------------------------------------

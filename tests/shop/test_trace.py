@@ -309,7 +309,7 @@ def test_split_leads_to_a_printable_label_sheet(client, session, farmer, grown):
     )
     assert response.status_code == 302 and "/trace/labels?" in response.headers["Location"]
     sheet = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert sheet.count('class="label"') == 4 and sheet.count("<svg") >= 4 and "黄桃" in sheet
+    assert sheet.count('class="sheet-label"') == 4 and sheet.count("<svg") >= 4 and "黄桃" in sheet
     session.expire_all()
     assert session.get(HarvestLot, lot.id).remaining == 70
 
