@@ -21,6 +21,7 @@ from shop.trace.gs1 import digital_link, product_gtin, short_url
 from shop.trace.inspections import inspections_for
 from shop.trace.models import HarvestLot, LotEvent
 from shop.trace.ports import SalesOf
+from shop.trace.production import ProductionRecord, production_record
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Origin:
     planted_on: date
     harvested_on: date | None
     conditions: Conditions
+    production: ProductionRecord | None = None  # inputs, pest control, fertigation, an override
 
 
 @dataclass
@@ -111,6 +113,7 @@ def build_story(
                 planted_on=cycle.planted_on,
                 harvested_on=src.harvested_on,
                 conditions=growing_conditions(session, cycle, src.harvested_on),
+                production=production_record(session, cycle, src.harvested_on, lot=src),
             )
         )
     events = [
