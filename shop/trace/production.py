@@ -68,8 +68,8 @@ MAX_RATE = {
 MAX_AMOUNT_KG = Decimal(100000)  # one application of a product on one cycle: 100 t or 100 m³
 
 # 农药登记证号 (published by 农业农村部 农药检定所, ICAMA; see docs/traceability.md):
-#   PD + 4-digit year + 4-digit number (农田用 正式登记, e.g. PD20080001), F at the end for a
-#   product registered for export only (PD20152400F); WP the same for 卫生用农药;
+#   PD + 4-digit year + 4-digit number (农田用 正式登记, e.g. PD20080001), on some an F at the
+#   end (PD20152400F; the source lists F numbers for 分装 products); WP the same for 卫生用农药;
 #   older numbers PD/WP + 2-digit year + 3 or 4 digits, with a "-N" suffix on some (PD85105-3);
 #   LS / WL + year + number: 临时登记 (temporary registration, granted until the 2017
 #   农药管理条例 abolished it, e.g. LS20071573, LS96030).
@@ -93,7 +93,8 @@ class IntervalError(LotError):
 
 
 def _text(value: Any, limit: int) -> str | None:
-    text = " ".join(fold_width(str(value or "")).split())
+    """Free text as typed (Chinese punctuation kept), runs of whitespace made one space."""
+    text = " ".join(str(value or "").split())
     return text[:limit] if text else None
 
 

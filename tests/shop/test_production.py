@@ -73,7 +73,7 @@ def people(session, make_user, farm):
     "typed, stored",
     [
         ("PD20080001", "PD20080001"),
-        ("PD20152400F", "PD20152400F"),  # export only
+        ("PD20152400F", "PD20152400F"),  # with the F suffix
         ("WP20080001", "WP20080001"),  # 卫生用农药
         ("LS20071573", "LS20071573"),  # 临时登记
         ("LS96030", "LS96030"),
@@ -657,3 +657,16 @@ def test_the_demo_records_a_real_looking_production_record(app, runner, session)
     code = session.scalars(select(HarvestLot.code).where(HarvestLot.kind == "merge")).first()
     html = app.test_client().get(f"/t/{code}?lang=zh_CN").get_data(as_text=True)
     assert "data-production" in html and "安全间隔期" in html
+
+
+def test_free_text_keeps_its_chinese_punctuation(session, farm):
+    use = spray(session, farm.cycle, target="褐腐病，炭疽病（兼治）", note="  第一次  用药，\n按标签 ")
+    assert (use.target, use.note) == ("褐腐病，炭疽病（兼治）", "第一次 用药， 按标签")
+    row = production.record_pest_control(
+        session,
+        farm.cycle,
+        observed_on=SPRAYED,
+        observation="释放胡瓜钝绥螨（捕食螨），2 万头",
+        control="none",
+    )
+    assert row.observation == "释放胡瓜钝绥螨（捕食螨），2 万头"
