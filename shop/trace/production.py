@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import audit, clock, parse
@@ -137,9 +137,16 @@ def _actor(session: Session, user_id: int | None) -> User | None:
 
 
 def _lock_cycle(session: Session, cycle: CropCycle) -> None:
-    """Serialise the interval rule per cycle: a harvest and a pesticide recorded at once see
-    each other (PostgreSQL: the cycle's row lock; SQLite writes one at a time)."""
-    session.execute(select(CropCycle.id).where(CropCycle.id == cycle.id).with_for_update())
+    """Serialise the interval rule per cycle, so a harvest and a pesticide recorded at once
+    see each other: a no-op UPDATE of the cycle's row before reading what the rule reads
+    takes the row's lock on PostgreSQL (held to the commit) and the database's write lock
+    on SQLite (its reads before the first write see what was committed meanwhile)."""
+    session.execute(
+        update(CropCycle)
+        .where(CropCycle.id == cycle.id)
+        .values(note=CropCycle.note)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _override(
