@@ -71,6 +71,13 @@ def end_crop_cycle(session: Session, cycle: CropCycle, ended_on: date) -> CropCy
     plausible_day(ended_on)
     if ended_on < cycle.planted_on:
         raise LotError(N_("a cycle cannot end before it was planted"))
+    recorded = [u.applied_on for u in cycle.inputs] + [p.observed_on for p in cycle.pest_controls]
+    if recorded and max(recorded) > ended_on:
+        # its production record would hold inputs from after its end
+        raise LotError(
+            N_("inputs are recorded on this cycle until %(day)s: it cannot end before that"),
+            day=max(recorded).isoformat(),
+        )
     cycle.ended_on = ended_on
     return cycle
 

@@ -94,7 +94,7 @@ def _page(
             record=record,
             input_form=input_form,
             pest_form=pest_form,
-            interval_today=next_day,
+            interval_today=next_day.translated(_) if next_day is not None else None,
             official=current_user.role in STAFF_ROLES,
         ),
         status,

@@ -670,3 +670,20 @@ def test_free_text_keeps_its_chinese_punctuation(session, farm):
         control="none",
     )
     assert row.observation == "释放胡瓜钝绥螨（捕食螨），2 万头"
+
+
+def test_a_cycle_does_not_end_before_its_last_input(session, farm):
+    spray(session, farm.cycle, day=date(2026, 4, 2))
+    with pytest.raises(LotError, match="until 2026-04-02"):
+        cycles.end_crop_cycle(session, farm.cycle, date(2026, 4, 1))
+    cycles.end_crop_cycle(session, farm.cycle, date(2026, 4, 2))
+    assert farm.cycle.ended_on == date(2026, 4, 2)
+
+
+def test_the_cycle_page_says_when_the_crop_may_be_harvested_again(client, session, farm, people):
+    spray(session, farm.cycle, day=date(2026, 4, 18))
+    session.commit()
+    login(client, "zhaolin")
+    html = client.get(f"/trace/cycles/{farm.cycle.id}?lang=zh_CN").get_data(as_text=True)
+    notice = html[html.index("data-interval-today") :][:400]
+    assert "最早 2026-04-25 才可采收" in notice and "43% 戊唑醇悬浮剂" in notice
