@@ -305,6 +305,7 @@ def add_stock(
     harvested_on: date | None,
     user_id: int | None = None,
     grade: str | None = None,
+    override_reason: str | None = None,
 ) -> HarvestLot:
     """Receive a harvest lot into stock: traceability gives it a lot number, a trace code
     and the first event of its story (and its crop cycle, when the household has one).
@@ -325,6 +326,7 @@ def add_stock(
             household_id=household_id,
             grade=grade,
             user_id=user_id,
+            override_reason=override_reason,
         )
     except lot_service.LotError as exc:
         error = CatalogError(exc.template, **exc.params)

@@ -409,6 +409,7 @@ def stock(product_id: int):
                     harvested_on=parse.optional_date(request.form.get("harvested_on")),
                     user_id=current_user.id,
                     grade=request.form.get("grade") or None,
+                    override_reason=request.form.get("override_reason") or None,
                 )
         if result.ok:
             flash(_("Stock updated."), "success")

@@ -31,7 +31,7 @@ ALLOWED = {
     "shop": {"core", "coop", "iot", "shop.trace"},
     "app": {"core", "coop", "iot", "shop", "shop.trace"},
 }
-VIEW_NAMES = ("views", "admin_views", "staff_views", "webhook_views", "api")
+VIEW_NAMES = ("views", "admin_views", "staff_views", "webhook_views", "api", "production_views")
 
 
 def layer(module: str) -> str:

@@ -1,4 +1,4 @@
-"""Crop cycles: one planting in one greenhouse, with the inputs (fertilizer) applied by hand.
+"""Crop cycles: one planting in one greenhouse (its inputs: ``shop.trace.production``).
 
 Plain services over a SQLAlchemy session: they flush but never commit.
 """
@@ -16,10 +16,10 @@ from core import audit
 from core.errors import N_
 from iot.crops import crop_key
 from iot.models import Greenhouse
+from shop.trace import production
 from shop.trace.errors import LotError
 from shop.trace.events import plausible_day
 from shop.trace.models import CropCycle, InputUse
-from shop.trace.quantity import parse_quantity
 
 
 def create_crop_cycle(
@@ -71,6 +71,13 @@ def end_crop_cycle(session: Session, cycle: CropCycle, ended_on: date) -> CropCy
     plausible_day(ended_on)
     if ended_on < cycle.planted_on:
         raise LotError(N_("a cycle cannot end before it was planted"))
+    recorded = [u.applied_on for u in cycle.inputs] + [p.observed_on for p in cycle.pest_controls]
+    if recorded and max(recorded) > ended_on:
+        # its production record would hold inputs from after its end
+        raise LotError(
+            N_("inputs are recorded on this cycle until %(day)s: it cannot end before that"),
+            day=max(recorded).isoformat(),
+        )
     cycle.ended_on = ended_on
     return cycle
 
@@ -84,26 +91,23 @@ def add_input(
     applied_on: date,
     *,
     note: str | None = None,
+    kind: str = "fertiliser",
+    user_id: int | None = None,
 ) -> InputUse:
-    """Record a fertilizer (or other input) applied by hand on a crop cycle."""
-    product = (product or "").strip()
-    if not product:
-        raise LotError(N_("input product is required"))
-    plausible_day(applied_on)
-    if applied_on < cycle.planted_on:
-        raise LotError(N_("The date is before planting."))
-    row = InputUse(
-        crop_cycle_id=cycle.id,
+    """Record a fertiliser (or other input) applied by hand on a crop cycle: the short form
+    of ``production.record_input`` (which records pesticides with their registration number
+    and pre-harvest interval, and checks every input's dates and dose)."""
+    return production.record_input(
+        session,
+        cycle,
+        kind=kind,
         product=product,
-        amount=parse_quantity(amount, "amount"),
-        unit=(unit or "kg").strip(),
+        amount=amount,
+        unit=unit or "kg",
         applied_on=applied_on,
-        source="manual",
         note=note,
+        user_id=user_id,
     )
-    session.add(row)
-    session.flush()
-    return row
 
 
 def active_cycles(session: Session, where: ColumnElement[bool] | None = None) -> list[CropCycle]:

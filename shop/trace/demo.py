@@ -17,10 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import clock
+from core.models import User
 from iot.crops import crop_key
 from iot.models import Greenhouse
 from shop.trace import cycles as cycle_service
-from shop.trace import inspections, lots, producer, recall
+from shop.trace import inspections, lots, producer, production, recall
 from shop.trace.models import CropCycle, HarvestLot
 from shop.trace.ports import Sellable
 
@@ -44,14 +45,168 @@ CYCLES = {
     "cucumber": (55, "津优35号", 20),
     "mushroom": (35, "香菇 808", 15),
 }
-INPUTS = {
+# crop key: the production record (days after planting, what record_input takes). Suppliers,
+# receipts and registration numbers are made up: the numbers have the published format
+# (PD + year + number) and belong to no product we know of; intervals are of the usual order
+# for such products, not advice.
+SHOP = "大金店镇农资服务站"
+INPUTS: dict[str, list[tuple[int, dict[str, Any]]]] = {
     "peach": [
-        (0, "腐熟羊粪 (composted sheep manure)", "800", "kg"),
-        (60, "硫酸钾 (potassium sulphate)", "25", "kg"),
+        (
+            0,
+            dict(
+                kind="fertiliser",
+                product="腐熟羊粪",
+                amount="800",
+                unit="kg",
+                method="broadcast",
+                rate="800",
+                rate_unit="kg/mu",
+                supplier="登封市绿源有机肥厂",
+                purchase_ref="LY-0318",
+            ),
+        ),
+        (
+            60,
+            dict(
+                kind="fertiliser",
+                product="硫酸钾",
+                amount="25",
+                unit="kg",
+                method="drench",
+                rate="5",
+                rate_unit="kg/mu",
+                supplier=SHOP,
+                purchase_ref="NZ-0712",
+            ),
+        ),
+        (
+            75,
+            dict(
+                kind="pesticide",
+                pesticide_class="fungicide",
+                product="43% 戊唑醇悬浮剂",
+                registration_no="PD20183071",
+                target="褐腐病",
+                method="spray",
+                amount="60",
+                unit="mL",
+                rate="3000",
+                rate_unit="dilution",
+                interval_days="21",
+                supplier=SHOP,
+                purchase_ref="NZ-0731",
+            ),
+        ),
     ],
-    "grape": [(0, "生物有机肥 (bio-organic fertilizer)", "600", "kg")],
-    "melon": [(0, "腐熟鸡粪 (composted chicken manure)", "500", "kg"), (40, "磷酸二氢钾 (MKP)", "8", "kg")],
-    "cucumber": [(0, "生物有机肥 (bio-organic fertilizer)", "400", "kg")],
+    "grape": [
+        (
+            0,
+            dict(
+                kind="fertiliser",
+                product="生物有机肥",
+                amount="600",
+                unit="kg",
+                method="broadcast",
+                rate="600",
+                rate_unit="kg/mu",
+                registration_no="微生物肥(2021)准字(8801)号",
+                supplier="登封市绿源有机肥厂",
+                purchase_ref="LY-0402",
+            ),
+        ),
+        (
+            65,
+            dict(
+                kind="pesticide",
+                pesticide_class="fungicide",
+                product="80% 烯酰吗啉水分散粒剂",
+                registration_no="PD20121563",
+                target="霜霉病",
+                method="spray",
+                amount="30",
+                unit="g",
+                rate="2500",
+                rate_unit="dilution",
+                interval_days="14",
+                supplier=SHOP,
+                purchase_ref="NZ-0705",
+            ),
+        ),
+    ],
+    "melon": [
+        (
+            0,
+            dict(
+                kind="fertiliser",
+                product="腐熟鸡粪",
+                amount="500",
+                unit="kg",
+                method="broadcast",
+                rate="500",
+                rate_unit="kg/mu",
+                supplier="登封市绿源有机肥厂",
+            ),
+        ),
+        (
+            40,
+            dict(
+                kind="fertiliser",
+                product="磷酸二氢钾",
+                amount="8",
+                unit="kg",
+                method="spray",
+                rate="800",
+                rate_unit="dilution",
+                supplier=SHOP,
+            ),
+        ),
+    ],
+    "cucumber": [
+        (
+            0,
+            dict(
+                kind="fertiliser",
+                product="生物有机肥",
+                amount="400",
+                unit="kg",
+                method="broadcast",
+                rate="400",
+                rate_unit="kg/mu",
+                supplier="登封市绿源有机肥厂",
+            ),
+        ),
+        (
+            20,
+            dict(
+                kind="pesticide",
+                pesticide_class="insecticide",
+                product="1.8% 阿维菌素乳油",
+                registration_no="PD20097112",
+                target="白粉虱",
+                method="spray",
+                amount="40",
+                unit="mL",
+                rate="3000",
+                rate_unit="dilution",
+                interval_days="2",
+                supplier=SHOP,
+            ),
+        ),
+    ],
+}
+# crop key: pest control (days after planting, observed, control, measure; chemical control
+# uses the pesticide of INPUTS applied on the same day or the day after)
+PESTS: dict[str, list[tuple[int, str, str, str | None]]] = {
+    "peach": [
+        (40, "新梢发现桃蚜，约 5% 枝梢", "physical", "每亩悬挂黄板 30 张"),
+        (74, "果面零星出现褐腐病斑", "chemical", None),
+    ],
+    "grape": [
+        (64, "叶背出现霜霉病斑，约 3% 叶片", "chemical", None),
+        (80, "零星发现红蜘蛛", "biological", "释放胡瓜钝绥螨（捕食螨）2 万头"),
+    ],
+    "cucumber": [(20, "叶背发现白粉虱", "chemical", None)],
 }
 LAB = "青岛市农产品质量安全检测中心"
 # The demo producer: a made-up cooperative; its credit code only has a valid check character
@@ -81,6 +236,35 @@ def _today() -> date:
     return clock.today()
 
 
+def _production_record(session: Session, cycle: CropCycle, key: str) -> None:
+    """The cycle's inputs and pest control, recorded by its household's farmer when there is one."""
+    farmer = session.scalar(
+        select(User.id).where(User.household_id == cycle.household_id, User.role == "farmer").limit(1)
+    )
+    planted = cycle.planted_on
+    pesticides = {}
+    for offset, fields in INPUTS.get(key, []):
+        day = planted + timedelta(days=offset)
+        use = production.record_input(
+            session, cycle, applied_on=day, purchased_on=day - timedelta(days=3), user_id=farmer, **fields
+        )
+        if use.kind == "pesticide":
+            pesticides[day] = use.id
+    for offset, seen, control, measure in PESTS.get(key, []):
+        day = planted + timedelta(days=offset)
+        used = pesticides.get(day) or pesticides.get(day + timedelta(days=1))
+        production.record_pest_control(
+            session,
+            cycle,
+            observed_on=day,
+            observation=seen,
+            control=control,
+            measure=measure,
+            input_use_id=used if control == "chemical" else None,
+            user_id=farmer,
+        )
+
+
 def seed_demo(session: Session, ctx: dict[str, Any], products: DemoProducts) -> dict[str, Any]:
     """Create the demo's traceability data; returns (and stores in ``ctx["trace"]``) what it made."""
     if session.scalar(select(CropCycle.id).limit(1)) is not None:
@@ -104,8 +288,7 @@ def seed_demo(session: Session, ctx: dict[str, Any], products: DemoProducts) -> 
             variety=variety,
             expected_harvest_on=today + timedelta(days=until_harvest),
         )
-        for offset, product, amount, unit in INPUTS.get(key, []):
-            cycle_service.add_input(session, cycle, product, amount, unit, planted + timedelta(days=offset))
+        _production_record(session, cycle, key)
         cycles[key] = cycle
 
     # the shop's demo stock: tie each harvest lot to its household's cycle of the same crop

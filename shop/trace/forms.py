@@ -45,6 +45,11 @@ class HarvestForm(FlaskForm):
         default="",
         validators=[Optional()],
     )
+    # officials only: harvest inside a pesticide's pre-harvest interval (shop.trace.production)
+    override_reason = TextAreaField(
+        _l("Official's reason to harvest inside the pre-harvest interval"),
+        validators=[Optional(), Length(max=500)],
+    )
 
 
 class InputForm(FlaskForm):

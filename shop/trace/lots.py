@@ -44,6 +44,7 @@ from core.db import rows_affected, utcnow
 from core.errors import N_
 from core.models import User
 from iot.crops import crop_key
+from shop.trace import production
 from shop.trace.codes import new_code, normalize_code
 from shop.trace.cycles import cycle_for_crop
 from shop.trace.errors import LotError
@@ -315,6 +316,7 @@ def create_harvest_lot(
     grade: str | None = None,
     user_id: int | None = None,
     note: str | None = None,
+    override_reason: str | None = None,
 ) -> HarvestLot:
     """Record a harvest: a lot number, an unguessable code and the first event of its story.
 
@@ -325,6 +327,10 @@ def create_harvest_lot(
     The product must be one the lot may be sold as (``sold_as_problem``). Recorded by staff
     (or the system) the lot is checked in at once; recorded by a farmer it waits for staff
     to weigh it at the sales centre (``check_in``) before it counts as stock.
+
+    A harvest inside the pre-harvest interval (安全间隔期) of a pesticide applied on the
+    cycle is refused (``production.check_harvest``, the one rule every path asks), unless
+    an official gives ``override_reason``; the override is kept on the lot.
     """
     harvested_on = plausible_day(harvested_on or clock.today())
     if cycle is not None and harvested_on < cycle.planted_on:
@@ -343,6 +349,12 @@ def create_harvest_lot(
             actor=actor,
             mode="harvest",
         )
+    grown_in = cycle
+    if cycle is None and household_id is not None and product is not None and product.crop:
+        grown_in = cycle_for_crop(session, household_id, product.crop, harvested_on)
+    granted = production.check_harvest(
+        session, grown_in, harvested_on, actor=actor, override_reason=override_reason
+    )
     staff = is_staff(actor)
     lot = HarvestLot(
         product_id=product_id,
@@ -359,12 +371,11 @@ def create_harvest_lot(
         checked_in_by_id=user_id if staff else None,
         checked_in_quantity=qty if staff else None,
     )
+    production.mark_override(lot, granted)
     day = harvested_on
     _insert_lot(session, lot, lambda: _next_number(session, "L" + day.strftime("%y%m%d")))
-    if cycle is None and household_id is not None and lot.product is not None and lot.product.crop:
-        grown_in = cycle_for_crop(session, household_id, lot.product.crop, harvested_on)
-        if grown_in is not None:
-            lot.crop_cycle_id, lot.crop_cycle = grown_in.id, grown_in
+    if cycle is None and grown_in is not None:
+        lot.crop_cycle_id, lot.crop_cycle = grown_in.id, grown_in
     add_event(
         session, lot, "harvested", at=event_time(harvested_on), quantity=qty, user_id=user_id, note=note
     )
@@ -373,7 +384,12 @@ def create_harvest_lot(
         "lot.harvest",
         lot,
         user_id=user_id,
-        details={"lot": lot.lot_number, "qty": str(qty), "checked_in": staff},
+        details={
+            "lot": lot.lot_number,
+            "qty": str(qty),
+            "checked_in": staff,
+            **({"interval_override": lot.interval_override_reason} if granted else {}),
+        },
     )
     return lot
 

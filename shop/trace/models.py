@@ -7,7 +7,8 @@ have not yet checked in at the sales centre (``checked_in_at``, 入库验收).
 A lot is a harvest lot (``kind="harvest"``, from a crop cycle), a pack split from a
 lot (``"pack"``) or a box merged from several lots (``"merge"``). ``LotLink`` rows keep
 the ancestry; ``LotEvent`` rows are the story shown on the trace page and exported as
-EPCIS. Inputs (fertilizer) and inspections belong to the cycle and the lot.
+EPCIS. Inputs (fertilisers, pesticides), pest control records and inspections belong to the cycle
+and the lot.
 
 ``HarvestLot.product_id`` names the shop's products by table (``shop_products``); the
 ``HarvestLot.product`` relationship is added by ``shop.models``, on the shop's side, so
@@ -17,7 +18,7 @@ product as a ``ports.Sellable``.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coop.models import Household
 from core.db import Base, UTCDateTime, utcnow
+from core.models import User
 from iot.models import Greenhouse
 
 if TYPE_CHECKING:
@@ -75,7 +77,12 @@ class CropCycle(Base):
     household: Mapped[Household | None] = relationship(Household)
     lots: Mapped[list[HarvestLot]] = relationship(back_populates="crop_cycle")
     inputs: Mapped[list[InputUse]] = relationship(
-        back_populates="crop_cycle", cascade="all, delete-orphan", order_by="InputUse.applied_on"
+        back_populates="crop_cycle",
+        cascade="all, delete-orphan",
+        order_by="[InputUse.applied_on, InputUse.id]",
+    )
+    pest_controls: Mapped[list[PestControl]] = relationship(
+        cascade="all, delete-orphan", order_by="[PestControl.observed_on, PestControl.id]"
     )
 
 
@@ -105,12 +112,18 @@ class HarvestLot(Base):
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     checked_in_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     checked_in_quantity: Mapped[Decimal | None] = mapped_column(QTY)  # what the scale said
+    # harvested within a pesticide's pre-harvest interval (安全间隔期) on an official's
+    # explicit override (shop.trace.production): who, when, why
+    interval_override_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    interval_override_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    interval_override_reason: Mapped[str | None] = mapped_column(Text)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     if TYPE_CHECKING:
         product: Sellable | None  # the relationship shop.models adds
     household: Mapped[Household | None] = relationship(Household)
+    interval_override_by: Mapped[User | None] = relationship(User, foreign_keys=[interval_override_by_id])
     crop_cycle: Mapped[CropCycle | None] = relationship(back_populates="lots")
     events: Mapped[list[LotEvent]] = relationship(
         back_populates="lot", cascade="all, delete-orphan", order_by="[LotEvent.at, LotEvent.id]"
@@ -238,10 +251,13 @@ class InspectionResult(Base):
 
 
 class InputUse(Base):
-    """A fertilizer (or other input) applied on a crop cycle by hand.
+    """An input applied on a crop cycle by hand: a fertiliser, a pesticide (农药) or another
+    input, as a production record (生产记录) holds it (``shop.trace.production`` validates and
+    records it): name, registration number, supplier and purchase, method, dose, date,
+    the pesticide's pre-harvest interval (安全间隔期) and target, who recorded it and when.
 
-    Fertigation from the greenhouse controller is not copied here: ``shop.trace.conditions``
-    derives it from ``iot_irrigation_events`` when it builds a lot's story.
+    Fertigation from the greenhouse controller is not copied here: ``shop.trace.production``
+    derives it from ``iot_irrigation_events`` when it builds a cycle's production record.
     """
 
     __tablename__ = "shop_input_uses"
@@ -251,14 +267,59 @@ class InputUse(Base):
         ForeignKey("shop_crop_cycles.id", ondelete="CASCADE"), index=True
     )
     applied_on: Mapped[date]
-    product: Mapped[str] = mapped_column(String(120))  # e.g. "Organic compost", "Calcium nitrate"
-    amount: Mapped[Decimal] = mapped_column(QTY)
-    unit: Mapped[str] = mapped_column(String(20))  # kg | L | g
+    kind: Mapped[str] = mapped_column(String(12), default="fertiliser")  # fertiliser | pesticide | other
+    # a pesticide's class: fungicide | insecticide | herbicide | acaricide | regulator | other
+    pesticide_class: Mapped[str | None] = mapped_column(String(12))
+    product: Mapped[str] = mapped_column(String(120))  # e.g. "腐熟羊粪", "43% 戊唑醇悬浮剂"
+    registration_no: Mapped[str | None] = mapped_column(String(30))  # 农药登记证号 / 肥料登记证号
+    supplier: Mapped[str | None] = mapped_column(String(120))
+    purchased_on: Mapped[date | None]
+    purchase_ref: Mapped[str | None] = mapped_column(String(60))  # invoice or receipt number
+    method: Mapped[str | None] = mapped_column(String(12))  # spray | drench | drip | broadcast | ...
+    amount: Mapped[Decimal] = mapped_column(QTY)  # how much of the product was used in all
+    unit: Mapped[str] = mapped_column(String(20))  # kg | g | L | mL
+    rate: Mapped[Decimal | None] = mapped_column(QTY)  # the dose per 亩, or the dilution (倍)
+    rate_unit: Mapped[str | None] = mapped_column(String(12))  # g/mu | kg/mu | mL/mu | L/mu | dilution
+    target: Mapped[str | None] = mapped_column(String(120))  # 防治对象, e.g. "霜霉病"
+    interval_days: Mapped[int | None]  # 安全间隔期 in days (pesticides)
     source: Mapped[str] = mapped_column(String(12), default="manual")
     note: Mapped[str | None] = mapped_column(Text)
+    # recorded although a harvest of the cycle lies inside its interval: an official's reason
+    override_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    override_reason: Mapped[str | None] = mapped_column(Text)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     crop_cycle: Mapped[CropCycle] = relationship(back_populates="inputs")
+
+    @property
+    def first_harvest_on(self) -> date | None:
+        """The first day the crop may be harvested after this pesticide (None: no interval)."""
+        if self.kind != "pesticide" or not self.interval_days:
+            return None
+        return self.applied_on + timedelta(days=self.interval_days)
+
+
+class PestControl(Base):
+    """A pest or disease control record (病虫害防治记录): what was observed on a crop cycle and
+    when, and what was done: chemical control (linked to the pesticide's ``InputUse``),
+    physical, biological or agronomic control, or nothing yet."""
+
+    __tablename__ = "shop_pest_controls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crop_cycle_id: Mapped[int] = mapped_column(
+        ForeignKey("shop_crop_cycles.id", ondelete="CASCADE"), index=True
+    )
+    observed_on: Mapped[date]
+    observation: Mapped[str] = mapped_column(Text)  # e.g. "叶背出现霜霉病斑，约 5% 植株"
+    control: Mapped[str] = mapped_column(String(12))  # chemical | physical | biological | agronomic | none
+    measure: Mapped[str | None] = mapped_column(Text)  # what was done, e.g. "悬挂黄板 30 张"
+    input_use_id: Mapped[int | None] = mapped_column(ForeignKey("shop_input_uses.id", ondelete="SET NULL"))
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    input_use: Mapped[InputUse | None] = relationship(InputUse)
 
 
 class Producer(Base):

@@ -30,6 +30,7 @@ from shop.trace.gs1 import digital_link, product_gtin, short_url
 from shop.trace.inspections import Measured, inspections_for
 from shop.trace.models import HarvestLot, LotEvent
 from shop.trace.ports import SalesOf
+from shop.trace.production import ProductionRecord, production_record
 
 
 def crop_names(crop: str | None) -> tuple[str, str]:
@@ -82,6 +83,7 @@ class Origin:
     planted_on: date
     harvested_on: date | None
     conditions: Conditions
+    production: ProductionRecord | None = None  # inputs, pest control, fertigation, an override
 
 
 @dataclass
@@ -192,6 +194,7 @@ def build_story(
                 planted_on=cycle.planted_on,
                 harvested_on=src.harvested_on,
                 conditions=growing_conditions(session, cycle, src.harvested_on),
+                production=production_record(session, cycle, src.harvested_on, lot=src),
             )
         )
     events = [

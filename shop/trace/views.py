@@ -20,7 +20,6 @@ from decimal import Decimal
 from typing import Any
 
 from flask import (
-    Blueprint,
     Response,
     abort,
     current_app,
@@ -46,12 +45,11 @@ from iot.access import visible_greenhouses
 from shop.trace import access as trace_access
 from shop.trace import cycles, epcis, gs1, inspections, label_views, lookups, lots, qr, quantity, recall
 from shop.trace.ancestry import ancestry, descendants
-from shop.trace.conditions import growing_conditions
+from shop.trace.blueprint import CACHE_KEY, bp
 from shop.trace.forms import (
     RESULT_ROWS,
     CropCycleForm,
     HarvestForm,
-    InputForm,
     InspectionForm,
     MergeForm,
     RecallForm,
@@ -61,10 +59,8 @@ from shop.trace.models import RESULT_UNITS, CropCycle, HarvestLot
 from shop.trace.ports import EXTENSION, Sellable, ShopPort, port_of
 from shop.trace.story import Origin, Story, build_story
 
-bp = Blueprint("trace", __name__)
 FARM_ROLES = ("admin", "official", "farmer")
 STAFF_ROLES = ("admin", "official")
-CACHE_KEY = "trace_cache"
 PAGE_MAX_AGE = 60  # seconds a trace page may be served from the cache (here and in browsers)
 
 
@@ -389,41 +385,6 @@ def new_cycle():
     return render_template("trace/cycle_form.html", form=form), (400 if form.errors else 200)
 
 
-@bp.get("/trace/cycles/<int:cycle_id>")
-@role_required(*FARM_ROLES)
-def cycle(cycle_id: int):
-    """A crop cycle: its lots, its inputs and its growing conditions so far."""
-    cycle = _cycle_or_404(cycle_id)
-    form = InputForm()
-    form.applied_on.data = _today()
-    conditions = growing_conditions(db_session(), cycle, min(_today(), cycle.ended_on or _today()))
-    return render_template("trace/cycle.html", cycle=cycle, form=form, conditions=conditions)
-
-
-@bp.post("/trace/cycles/<int:cycle_id>/inputs")
-@role_required(*FARM_ROLES)
-def add_input(cycle_id: int):
-    """Record a fertilizer applied by hand."""
-    cycle = _cycle_or_404(cycle_id)
-    form = InputForm()
-    if not form.validate_on_submit():
-        flash(_("Check the input: product, amount and date are needed."), "error")
-        return redirect(url_for("trace.cycle", cycle_id=cycle.id))
-    with attempt() as result:
-        cycles.add_input(
-            db_session(),
-            cycle,
-            form.product.data,
-            form.amount.data,
-            form.unit.data,
-            form.applied_on.data or _today(),
-        )
-    if result.ok:
-        _stories_changed()
-        flash(_("Input recorded."), "success")
-    return redirect(url_for("trace.cycle", cycle_id=cycle.id))
-
-
 @bp.post("/trace/cycles/<int:cycle_id>/end")
 @role_required(*FARM_ROLES)
 def end_cycle(cycle_id: int):
@@ -477,6 +438,7 @@ def new_lot():
                 product_id=form.product_id.data or None,
                 grade=form.grade.data or None,
                 user_id=_uid(),
+                override_reason=form.override_reason.data if current_user.role in STAFF_ROLES else None,
             )
         if result.ok:
             _stories_changed()
