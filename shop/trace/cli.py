@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from typing import Any
 
 import click
 from flask import current_app
@@ -16,7 +17,7 @@ from flask.cli import with_appcontext
 
 from core.errors import DomainError
 from core.web import database, settings
-from shop.trace import compliance, epcis, gs1, producer
+from shop.trace import compliance, epcis, producer
 from shop.trace.lots import lot_by_code, lot_by_number
 from shop.trace.ports import port_of
 
@@ -121,7 +122,7 @@ def issue_certificate(
             unit=unit,
             basis=basis,
             user_id=user_id,
-            trace_url=gs1.label_url(cfg.public_base_url, found, cfg.gs1_company_prefix),
+            trace_url=compliance.trace_url(found, cfg.public_base_url, cfg.gs1_company_prefix),
         )
         serial, cert_id = cert.serial, cert.id
     click.echo(serial)
@@ -166,7 +167,7 @@ def list_certificates(serial: str, lot_number: str, product: str, start: str, en
 @with_appcontext
 def producer_command(**options: str | None) -> None:
     """Show the producer's identity (certificates, labels, trace pages), or change those given."""
-    changes = {key: value for key, value in options.items() if value is not None}
+    changes: dict[str, Any] = {key: value for key, value in options.items() if value is not None}
     with _transaction() as session:
         row = producer.update(session, **changes) if changes else producer.get(session)
         shown = {key: getattr(row, key) or "" for key in producer.FIELDS}

@@ -201,6 +201,13 @@ ISSUE_CHECKS: list[Check] = [_recalled, _failed_inspection, _checked_in, _basis,
 # --- issuing ----------------------------------------------------------------------------
 
 
+def trace_url(lot: HarvestLot, base_url: str, company_prefix: str) -> str:
+    """What a certificate's QR code holds: the lot's label URL (``gs1.label_url``), as its labels."""
+    from shop.trace import gs1
+
+    return gs1.label_url(base_url, lot, company_prefix)
+
+
 def _parse_quantity(value: Any) -> Decimal:
     from shop.trace.quantity import parse_quantity
 

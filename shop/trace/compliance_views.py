@@ -24,7 +24,7 @@ from core import parse
 from core.text import safe_cell
 from core.web import attempt, db_session, role_required, settings
 from shop.trace import access as trace_access
-from shop.trace import compliance, gs1, lots, qr
+from shop.trace import compliance, lots, qr
 from shop.trace import producer as producers
 from shop.trace.inspections import inspections_for
 from shop.trace.models import ComplianceCertificate, HarvestLot
@@ -73,7 +73,7 @@ def _public_certificates(code: str) -> list[ComplianceCertificate]:
 
 
 def _trace_url(lot: HarvestLot) -> str:
-    return gs1.label_url(settings().public_base_url, lot, settings().gs1_company_prefix)
+    return compliance.trace_url(lot, settings().public_base_url, settings().gs1_company_prefix)
 
 
 def _lot_or_404(lot_id: int) -> HarvestLot:
@@ -96,7 +96,7 @@ def issue_context(lot: HarvestLot) -> dict[str, Any]:
 
 
 @role_required(*FARM_ROLES)
-def issue(lot_id: int):
+def issue(lot_id: int) -> Any:
     """Issue a 承诺达标合格证 for a lot: quantity, unit and basis; messages beside the fields."""
     lot = _lot_or_404(lot_id)
     values = {"quantity": "", "unit": lot.unit, "basis": ""}
@@ -135,7 +135,7 @@ def _may_see(cert: ComplianceCertificate) -> bool:
 
 
 @role_required(*FARM_ROLES)
-def certificate_page(cert_id: int):
+def certificate_page(cert_id: int) -> Any:
     """The printable certificate, in Chinese: ``?size=a4`` (default) or ``label`` (100 × 70 mm)."""
     cert = db_session().get(ComplianceCertificate, cert_id)
     if cert is None or not _may_see(cert):
@@ -178,7 +178,7 @@ def _register_query() -> tuple[dict[str, str], dict[str, Any], str | None]:
 
 
 @role_required(*REGISTER_ROLES)
-def certificate_register():
+def certificate_register() -> Any:
     """The issue register: who issued what, when, for which lot and quantity; CSV and XLSX."""
     fields, query, error = _register_query()
     fmt = request.args.get("format", "")
@@ -187,7 +187,7 @@ def certificate_register():
         return _csv(found)
     if fmt == "xlsx":
         return _xlsx(found)
-    args = {k: v for k, v in fields.items() if v}
+    args: dict[str, Any] = {k: v for k, v in fields.items() if v}
     return render_template(
         "trace/compliance/register.html",
         certificates=found,
@@ -230,7 +230,7 @@ def _xlsx(found: list[ComplianceCertificate]) -> Response:
 
 
 @role_required(*STAFF_ROLES)
-def producer_settings():
+def producer_settings() -> Any:
     """The producer's identity on certificates, labels and trace pages; messages beside fields."""
     session = db_session()
     row = producers.get(session)

@@ -11,8 +11,8 @@ import re
 import shutil
 import subprocess
 import threading
-from pathlib import Path
 from datetime import date
+from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
