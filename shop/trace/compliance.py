@@ -20,7 +20,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -183,6 +183,10 @@ def _basis(ctx: IssueContext) -> DomainError | None:
 
 
 def _quantity(ctx: IssueContext) -> DomainError | None:
+    if ctx.quantity <= 0:  # no quantity given and nothing left
+        return CertificateError(
+            N_("lot %(lot)s holds nothing any more"), field="quantity", lot=ctx.lot.lot_number
+        )
     if ctx.lot_quantity > ctx.lot.remaining:
         return CertificateError(
             N_("at most %(max)s %(unit)s: that is what the lot still holds"),
@@ -296,11 +300,7 @@ def issue_certificate(
         )
     if quantity is None or (isinstance(quantity, str) and not quantity.strip()):
         amount = lot.remaining / CONVERSIONS.get((unit, lot.unit), Decimal(1))
-        amount = amount.quantize(Decimal("0.001"))
-        if amount <= 0:
-            raise CertificateError(
-                N_("lot %(lot)s holds nothing any more"), field="quantity", lot=lot.lot_number
-            )
+        amount = max(amount.quantize(Decimal("0.001")), Decimal(0))  # 0: refused by _quantity
     else:
         amount = _parse_quantity(quantity)
     ctx = IssueContext(
@@ -400,7 +400,7 @@ def register(
     if lot_number.strip():
         stmt = stmt.where(HarvestLot.lot_number.contains(lot_number.strip(), autoescape=True))
     if product.strip():
-        stmt = stmt.where(or_(ComplianceCertificate.product_name.contains(product.strip(), autoescape=True)))
+        stmt = stmt.where(ComplianceCertificate.product_name.contains(product.strip(), autoescape=True))
     if start is not None:
         stmt = stmt.where(ComplianceCertificate.issued_on >= start)
     if end is not None:
