@@ -108,6 +108,9 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         flag_recalled=orders.flag_recalled,
         after_recall=lambda session, lots: payments.expire_recalled_checkouts(session, lots, web.settings()),
     )
+    from shop.trace import compliance_views
+
+    compliance_views.register(trace_bp)  # 承诺达标合格证 and the producer's page, on the same blueprint
     app.register_blueprint(trace_bp, shop=trace_shop)
     app.register_blueprint(trace_locations_bp)  # /loc/...: the places EPCIS documents name
 

@@ -375,6 +375,35 @@ def seed_demo(session: Session, ctx: dict[str, Any], products: DemoProducts) -> 
                 grade="A",
             )
             made.update(box=box.lot_number, box_code=box.code)
+        made["certificates"] = _demo_certificates(session, [picked, packs[1], made.get("box")])
     session.flush()
     ctx["trace"] = made
     return made
+
+
+def _demo_certificates(session: Session, chosen: list[Any]) -> list[str]:
+    """承诺达标合格证 for a harvest lot (part of it), a pack and the gift box; none for the
+    recalled lot (``compliance.issue_certificate`` would refuse it)."""
+    from flask import has_app_context
+
+    from core.config import Settings
+    from shop.trace import compliance
+
+    if has_app_context():
+        from core.web import settings
+
+        cfg = settings()
+        base, prefix = cfg.public_base_url, cfg.gs1_company_prefix
+    else:
+        base, prefix = Settings.public_base_url, Settings.gs1_company_prefix
+    serials = []
+    for item in chosen:
+        lot = item if isinstance(item, HarvestLot) else lots.lot_by_number(session, item) if item else None
+        if lot is None:
+            continue
+        quantity = "50" if lot.kind == "harvest" else None  # part of the harvest lot; packs whole
+        cert = compliance.issue_certificate(
+            session, lot, quantity=quantity, user_id=None, trace_url=compliance.trace_url(lot, base, prefix)
+        )
+        serials.append(cert.serial)
+    return serials

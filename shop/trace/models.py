@@ -22,7 +22,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, Double, ForeignKey, Index, Numeric, String, Text
+from sqlalchemy import JSON, Double, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from coop.models import Household
@@ -342,3 +342,43 @@ class Producer(Base):
     phone: Mapped[str] = mapped_column(String(40), default="")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+COMPLIANCE_BASES = ("commissioned_test", "self_test", "internal_control", "self_commitment")
+
+
+class ComplianceCertificate(Base):
+    """A 承诺达标合格证 (commitment certificate of compliance) issued for a lot, pack or box.
+
+    Not to be confused with an inspection's uploaded lab report (``Inspection.certificate_file``).
+    ``snapshot`` holds what was printed (producer, 产地, product, quantity, commitments, the
+    trace URL): the producer's details may change later, a printed certificate must not.
+    ``serial`` is unique; ``(year, number)`` is its sequence, unique per year.
+    ``shop.trace.compliance`` issues them.
+    """
+
+    __tablename__ = "shop_trace_compliance_certificates"
+    __table_args__ = (UniqueConstraint("year", "number", name="uq_shop_trace_compliance_year_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    serial: Mapped[str] = mapped_column(String(20), unique=True)
+    year: Mapped[int]
+    number: Mapped[int]
+    lot_id: Mapped[int] = mapped_column(ForeignKey("shop_lots.id", ondelete="RESTRICT"), index=True)
+    product_name: Mapped[str] = mapped_column(String(120))
+    quantity: Mapped[Decimal] = mapped_column(QTY)
+    unit: Mapped[str] = mapped_column(String(20))
+    basis: Mapped[str] = mapped_column(String(20))  # one of COMPLIANCE_BASES
+    issuer: Mapped[str] = mapped_column(String(12))  # cooperative | household
+    producer_name: Mapped[str] = mapped_column(String(120))
+    issued_on: Mapped[date]
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    snapshot: Mapped[dict] = mapped_column(JSON)
+
+    lot: Mapped[HarvestLot] = relationship(HarvestLot)
+
+    @property
+    def withdrawn(self) -> bool:
+        """作废: the lot was recalled after the certificate was issued."""
+        return self.lot.recalled_at is not None

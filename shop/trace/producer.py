@@ -84,6 +84,20 @@ def _clean(key: str, value: Any) -> str:
     return text
 
 
+def problems(**changes: Any) -> dict[str, ProducerError]:
+    """Every field's refusal at once (a form shows each beside its field); empty if none."""
+    found = {}
+    for key, value in changes.items():
+        if key not in FIELDS:
+            found[key] = ProducerError(N_("cannot change %(key)s"), key=key)
+            continue
+        try:
+            _clean(key, value)
+        except ProducerError as exc:
+            found[key] = exc
+    return found
+
+
 def update(session: Session, *, user_id: int | None = None, **changes: Any) -> Producer:
     """Change the producer's identity (any of ``FIELDS``); staff only when ``user_id`` is
     given; audited with the old and new values."""

@@ -141,3 +141,24 @@ def test_demo_shows_measured_results_and_a_complete_epcis_story(client, session)
             if key in e:
                 path = e[key]["id"].removeprefix("https://trace.example.cn")
                 assert client.get(path).status_code == 200, path
+
+
+def test_demo_issues_certificates_but_not_for_the_recalled_lot(client, session):
+    from shop.trace.models import ComplianceCertificate
+
+    ctx: dict = {"password": None, "accounts": []}
+    coop_demo.seed_members(session, ctx)
+    households = ctx["households"]
+    for i, (code, crop) in enumerate([("GH-PEACH", "peach"), ("GH-GRAPE", "grape")]):
+        session.add(Greenhouse(code=code, name=code, crop=crop, household_id=households[i].id))
+    session.flush()
+    shop_demo.seed(session, ctx)
+    made = shop_demo.seed_trace(session, ctx)
+    session.commit()
+    certs = list(session.scalars(select(ComplianceCertificate).order_by(ComplianceCertificate.id)))
+    assert [c.serial for c in certs] == made["certificates"] and len(certs) == 3
+    assert {c.lot.kind for c in certs} == {"harvest", "pack", "merge"}
+    assert all(c.lot.lot_number != made["recalled"] and not c.withdrawn for c in certs)
+    assert certs[0].basis == "commissioned_test" and certs[0].snapshot["producer"].endswith("合作社")
+    page = client.get(f"/t/{made['code']}").get_data(as_text=True)
+    assert certs[0].serial in page
