@@ -7,7 +7,9 @@ and their basis. Not to be confused with an inspection's uploaded lab report.
 
 ``issue_certificate`` is the one way a certificate is made (web and CLI); it never commits.
 Its refusals are a list of checks (``ISSUE_CHECKS``), each ``check(ctx) -> DomainError | None``,
-so a further rule (the pre-harvest interval) is one more entry. ``bases_for`` says which
+one entry each: a recalled lot, a failed inspection, a harvest inside a pesticide's
+pre-harvest interval (``production.interval_problem``, even when an official overrode it),
+check-in, the basis and the quantity. ``bases_for`` says which
 bases the lot's recorded inspections support (what the form offers). ``register`` searches
 the issue register.
 """
@@ -28,6 +30,7 @@ from core import audit, clock
 from core.errors import N_, DomainError
 from iot import crops
 from shop.trace import producer as producers
+from shop.trace import production
 from shop.trace.ancestry import ancestry
 from shop.trace.inspections import inspections_for
 from shop.trace.models import COMPLIANCE_BASES, ComplianceCertificate, HarvestLot, Inspection
@@ -198,8 +201,16 @@ def _quantity(ctx: IssueContext) -> DomainError | None:
 
 
 Check = Callable[[IssueContext], DomainError | None]
+
+
 # In order; the first refusal wins. The pre-harvest interval check goes here.
-ISSUE_CHECKS: list[Check] = [_recalled, _failed_inspection, _checked_in, _basis, _quantity]
+def _interval(ctx: IssueContext) -> DomainError | None:
+    # 安全间隔期: a lot (or any lot it was made from) harvested inside a pesticide's interval,
+    # even on an official's override, cannot carry the commitment 常规农药残留不超标.
+    return production.interval_problem(ctx.session, ctx.lot, ctx.day)
+
+
+ISSUE_CHECKS: list[Check] = [_recalled, _failed_inspection, _interval, _checked_in, _basis, _quantity]
 
 
 # --- issuing ----------------------------------------------------------------------------

@@ -119,7 +119,8 @@ def issue(lot_id: int) -> Any:
             flash(_("Certificate %(serial)s issued. Print it now.", serial=cert.serial), "success")
             return redirect(url_for("trace.certificate_page", cert_id=cert.id))
         exc = result.exception
-        errors[getattr(exc, "field", None) or "form"] = result.error or ""
+        field = getattr(exc, "field", None)  # a refusal about another form (the harvest's) goes on top
+        errors[field if field in values else "form"] = result.error or ""
         status = 400
     context = issue_context(lot)
     if not values["basis"] and context["bases"]:

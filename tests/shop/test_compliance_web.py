@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from shop.trace import inspections, lots, producer, recall
+from shop.trace import compliance, inspections, lots, producer, recall
 from shop.trace.models import ComplianceCertificate, HarvestLot
 from tests.conftest import DEFAULT_PASSWORD, login
 from tests.shop.trace_factories import make_farm
@@ -299,3 +299,63 @@ def test_printed_certificate_reads_back(app, session, farm, make_user, tmp_path,
         subprocess.run(["zbarimg", "--quiet", "--raw", str(png)], capture_output=True).stdout.decode().split()
     )
     assert decoded == [target]
+
+
+def test_no_certificate_for_a_harvest_inside_a_pesticides_interval_on_any_path(
+    official, runner, session, farm, make_user
+):
+    """The rule 常规农药残留不超标 cannot be promised for a lot harvested inside a pesticide's
+    pre-harvest interval, even when an official let the harvest through: refused by the
+    service, the lot page's form and the CLI; a pack of it and a gift box with it too."""
+    from core.models import User
+    from shop.trace import production
+
+    kuaiji = session.query(User).filter_by(username="official1").one()
+    production.record_input(
+        session,
+        farm.cycle,
+        kind="pesticide",
+        pesticide_class="fungicide",
+        product="43% 戊唑醇悬浮剂",
+        registration_no="PD20183071",
+        target="褐腐病",
+        method="spray",
+        amount="60",
+        unit="mL",
+        rate="3000",
+        rate_unit="dilution",
+        interval_days="14",
+        applied_on=date(2026, 6, 15),
+        user_id=kuaiji.id,
+    )
+    inside = lots.create_harvest_lot(
+        session,
+        farm.cycle,
+        "100",
+        "kg",
+        harvested_on=date(2026, 6, 20),
+        product_id=farm.peach.id,
+        user_id=kuaiji.id,
+        override_reason="暴雨将至抢收，已送检",
+    )
+    inspections.record_inspection(session, inside, "青岛市农产品质量安全检测中心", date(2026, 6, 21), "pass")
+    clean = lots.create_harvest_lot(
+        session, farm.cycle, "50", "kg", harvested_on=date(2026, 7, 1), product_id=farm.peach.id
+    )
+    inspections.record_inspection(session, clean, "青岛市农产品质量安全检测中心", date(2026, 7, 2), "pass")
+    session.commit()
+    pack = lots.split_lot(session, inside, ["10"])[0]
+    box = lots.merge_lots(session, [(pack, "5"), (clean, "5")], product_id=farm.peach.id, unit="kg")
+    session.commit()
+
+    for lot in (inside, pack, box):
+        with pytest.raises(production.IntervalError):
+            compliance.issue_certificate(session, lot, user_id=kuaiji.id, trace_url="https://x.cn/t/c")
+        session.rollback()
+    r = official.post(f"/trace/lots/{inside.id}/certificates", data={"quantity": "12", "unit": "kg"})
+    assert r.status_code in (200, 400) and "安全间隔期" in r.get_data(as_text=True)
+    refused = runner.invoke(args=["shop", "certificate", "issue", box.lot_number, "--quantity", "1"])
+    assert refused.exit_code == 1 and "安全间隔期" in refused.output and "Traceback" not in refused.output
+    assert session.query(ComplianceCertificate).count() == 0
+    ok = runner.invoke(args=["shop", "certificate", "issue", clean.lot_number, "--quantity", "5"])
+    assert ok.exit_code == 0, ok.output  # the lot harvested after the interval is certified
