@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -20,9 +21,10 @@ from core import clock
 from iot.crops import crop_key
 from iot.models import Greenhouse
 from shop.trace import cycles as cycle_service
-from shop.trace import inspections, lots, producer, recall
+from shop.trace import gtins, inspections, lots, producer, recall
 from shop.trace.models import CropCycle, HarvestLot
 from shop.trace.ports import Sellable
+from shop.trace.quantity import PIECE_UNITS
 
 # crop key: (days since planting, variety, days until expected harvest)
 CYCLES = {
@@ -63,6 +65,26 @@ class DemoProducts:
     peach: Sellable | None
     grapes: Sellable | None
     gift_box: Callable[[], Sellable]  # made when the demo first needs it
+
+
+def demo_gtin(item: int, variant: int, *, variable: bool = False) -> str:
+    """A demo GTIN in GS1's restricted-circulation range (GTIN-13 beginning 20, which no GS1
+    Company Prefix does): it cannot be anyone's product. Variable measure: indicator 9 before it."""
+    body = f"20{item:05d}{variant:05d}"
+    if variable:
+        body = "9" + body
+    return body + gtins.check_digit(body)
+
+
+def seed_gtins(session: Session, product: Sellable, item: int, pack_kg: tuple[Decimal, ...] = ()) -> None:
+    """Give a demo product a GTIN per net content it is labelled in: one box or bag (its net
+    weight), or sold by weight (variable measure) and each pack weight of ``pack_kg``."""
+    if product.unit in PIECE_UNITS:
+        keys = [gtins.weight_key(product.net_kg) if product.net_kg else f"1 {product.unit}"]
+    else:
+        keys = [gtins.VARIABLE, *(gtins.weight_key(kg) for kg in pack_kg)]
+    for variant, key in enumerate(keys):
+        gtins.set_gtin(session, product, key, demo_gtin(item, variant, variable=key == gtins.VARIABLE))
 
 
 def _today() -> date:

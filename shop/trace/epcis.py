@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from core import clock
 from shop.trace.ancestry import ancestry, descendants
 from shop.trace.conditions import growing_conditions
-from shop.trace.gs1 import digital_link, product_gtin, short_url
+from shop.trace.gs1 import digital_link, lot_gtin, short_url
 from shop.trace.models import HarvestLot, Inspection, LotEvent
 from shop.trace.ports import Sale, SalesOf
 
@@ -69,12 +69,12 @@ class Exporter:
     # identifiers ---------------------------------------------------------------------
 
     def lot_class(self, lot: HarvestLot) -> str:
-        gtin = product_gtin(lot.product, self.prefix)
+        gtin = lot_gtin(lot)
         return digital_link(GS1_ID, gtin, lot.lot_number) if gtin else short_url(self.base, lot.code)
 
     def instance(self, lot: HarvestLot) -> str:
         """An instance id for a pack or box: its GTIN with the trace code as serial (AI 21)."""
-        gtin = product_gtin(lot.product, self.prefix)
+        gtin = lot_gtin(lot)
         return f"{GS1_ID}/01/{gtin}/21/{lot.code}" if gtin else short_url(self.base, lot.code)
 
     def location(self, lot: HarvestLot) -> dict[str, str] | None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from core import clock
 from shop.trace.ancestry import ancestry, source_lots
 from shop.trace.conditions import Conditions, growing_conditions
-from shop.trace.gs1 import digital_link, product_gtin, short_url
+from shop.trace.gs1 import lot_digital_link, short_url
 from shop.trace.inspections import inspections_for
 from shop.trace.models import HarvestLot, LotEvent
 from shop.trace.ports import SalesOf
@@ -88,6 +88,8 @@ def build_story(
 ) -> Story:
     """Gather a lot's story: product, origins with conditions, inspections, events.
 
+    The Digital Link is the lot's own (its stored GTIN); ``company_prefix`` is not used.
+
     ``sales_of`` (``ShopPort.sales_of``) gives the paid orders' takings from the lot.
     """
     ancestors = ancestry(session, lot)
@@ -140,7 +142,6 @@ def build_story(
         )
         for i in inspections_for(session, lot)
     ]
-    gtin = product_gtin(lot.product, company_prefix)
     recalled_source = next((r.lot for r in ancestors if r.lot.recalled_at), None)
     return Story(
         code=lot.code,
@@ -158,6 +159,6 @@ def build_story(
         inspections=inspections,
         events=events,
         source_count=len(origins),
-        digital_link=digital_link(base_url, gtin, lot.lot_number) if gtin else None,
+        digital_link=lot_digital_link(base_url, lot),
         short_url=short_url(base_url, lot.code),
     )
