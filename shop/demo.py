@@ -216,9 +216,8 @@ def seed(session: Session, ctx: dict[str, Any]) -> None:
     session.flush()
     greenhouses = _greenhouses(session)
     today = clock.today()
-    for item, (slug, cat, zh, en, unit, price, image, crop, consignment, suppliers, lots, dzh, den) in enumerate(
-        PRODUCTS, start=1
-    ):
+    for item, row in enumerate(PRODUCTS, start=1):
+        slug, cat, zh, en, unit, price, image, crop, consignment, suppliers, lots, dzh, den = row
         product = Product(
             slug=slug,
             category_id=cats[cat].id,

@@ -203,7 +203,8 @@ def test_digital_link_opens_the_same_page(client, grown):
     _farm, lot, *_ = grown
     assert client.get(f"/01/0{PEACH_GTIN}/10/{lot.lot_number}").status_code == 200
     short = client.get(f"/01/{PEACH_GTIN}/10/{lot.lot_number}")  # GTIN-13 form: to the 14-digit one
-    assert short.status_code == 301 and short.headers["Location"].endswith(f"/01/0{PEACH_GTIN}/10/{lot.lot_number}")
+    assert short.status_code == 301
+    assert short.headers["Location"].endswith(f"/01/0{PEACH_GTIN}/10/{lot.lot_number}")
     assert client.get(f"/01/06970000000024/10/{lot.lot_number}").status_code == 404  # another product
     assert client.get(f"/01/0{PEACH_GTIN}/10/L999999-001").status_code == 404
 
