@@ -84,11 +84,11 @@ def _chosen(links: list[gs1.Link]) -> WerkzeugResponse | None:
     wanted = gs1.link_type(request.args.get("linkType"))
     if wanted is None:
         return None
-    anchor = request.base_url
+    anchor = _base_url() + request.path  # the Digital Link as printed (PUBLIC_BASE_URL)
     if wanted == "all":
         return _linkset_response(gs1.linkset(anchor, links))
     target = next((link for link in links if link.rel == wanted), None)
-    if target is None or target.href.split("#")[0] == anchor:
+    if target is None or target.href.split("#")[0].split("?")[0] == anchor:
         return None  # not offered, or this very page: the default
     return redirect(target.href, code=307)
 
