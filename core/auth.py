@@ -16,7 +16,8 @@ password is checked, each with a conditional UPDATE (``count < limit``), so para
 cannot overrun a limit on SQLite or PostgreSQL: per account and client address (a stranger
 elsewhere cannot lock an official out), per address (one address guessing many accounts),
 and a slower cap per account (many addresses guessing one account). A successful login
-gives its slots back. Failed API tokens are counted per address the same way.
+gives its slots back. Failed API tokens are counted per address the same way. The counter
+itself is ``core.throttle.take_slot``, which other limits share.
 """
 
 from __future__ import annotations
