@@ -80,7 +80,11 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
     from iot.views import bp as iot_bp
     from shop import catalog, orders, payments
     from shop.staff_views import bp as shop_staff_bp
-    from shop.trace import production_views  # noqa: F401  (its routes join the trace blueprint)
+    from shop.trace import (
+        gs1_views,  # noqa: F401  (the Digital Link and GTIN routes join trace_bp)
+        label_views,  # noqa: F401  (/trace/labels joins trace_bp)
+        production_views,  # noqa: F401  (its routes join the trace blueprint)
+    )
     from shop.trace.location_views import bp as trace_locations_bp
     from shop.trace.ports import ShopPort
     from shop.trace.views import bp as trace_bp

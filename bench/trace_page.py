@@ -56,7 +56,7 @@ def build(session, days: int):
     from iot import quantities
     from iot.models import Device, Greenhouse, HourlyRollup, IrrigationEvent, Reading
     from shop.models import Product
-    from shop.trace import cycles, inspections, lots
+    from shop.trace import cycles, gtins, inspections, lots
 
     rng = random.Random(1)
     household = Household(code="ZZ001", head_name="赵建国")
@@ -69,7 +69,6 @@ def build(session, days: int):
     ctl = Device(device_id="c1", greenhouse_id=gh.id, kind="controller")
     peach = Product(
         slug="peach",
-        gtin="6970000000017",
         name_zh="黄桃",
         name_en="Yellow peaches",
         unit="kg",
@@ -79,6 +78,7 @@ def build(session, days: int):
     box = Product(slug="box", name_zh="礼盒", name_en="Gift box", unit="box", price_fen=9900)
     session.add_all([sensor, ctl, peach, box])
     session.flush()
+    gtins.set_gtin(session, peach, "by weight", "92000000000013")  # restricted circulation, sold by weight
     harvest = clock.today() - timedelta(days=1)
     planted = harvest - timedelta(days=days)
     start, end = clock.day_start_ts(planted), clock.day_start_ts(harvest + timedelta(days=1))

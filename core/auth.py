@@ -16,7 +16,8 @@ password is checked, each with a conditional UPDATE (``count < limit``), so para
 cannot overrun a limit on SQLite or PostgreSQL: per account and client address (a stranger
 elsewhere cannot lock an official out), per address (one address guessing many accounts),
 and a slower cap per account (many addresses guessing one account). A successful login
-gives its slots back. Failed API tokens are counted per address the same way.
+gives its slots back. Failed API tokens are counted per address the same way. The counter
+itself is ``core.throttle.take_slot``, which other limits share.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -36,9 +36,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from core import throttle
 from core.db import utcnow
 from core.errors import N_, DomainError
 from core.models import ROLES, ApiToken, LoginLimit, User, WebSession
+from core.throttle import client_key
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{2,80}$")
 TOKEN_PREFIX = "ty_"
@@ -266,55 +268,11 @@ def end_other_sessions(session: Session, user: User, *, keep_session: str | None
 
 
 def _take_slot(session: Session, key: str, limit: int, window: timedelta, now: datetime) -> None:
-    """Count one attempt under ``key``, or raise ``LoginLocked`` if its window is full.
-
-    Each step is one conditional statement, so two requests can never both take the last
-    slot: PostgreSQL re-checks the WHERE after waiting for the row, SQLite writes one at a time.
-    """
-    key = key[:200]
-    for _try in range(3):
-        restarted = session.execute(
-            update(LoginLimit)
-            .where(LoginLimit.key == key, LoginLimit.window_start <= now - window)
-            .values(window_start=now, count=1)
-            .execution_options(synchronize_session=False)
-        )
-        if restarted.rowcount:  # type: ignore[attr-defined]
-            return
-        counted = session.execute(
-            update(LoginLimit)
-            .where(LoginLimit.key == key, LoginLimit.count < limit)
-            .values(count=LoginLimit.count + 1)
-            .execution_options(synchronize_session=False)
-        )
-        if counted.rowcount:  # type: ignore[attr-defined]
-            return
-        started = session.scalar(select(LoginLimit.window_start).where(LoginLimit.key == key))
-        if started is not None:
-            raise LoginLocked(started + window - now)
-        try:
-            with session.begin_nested():
-                session.execute(insert(LoginLimit).values(key=key, window_start=now, count=1))
-            return
-        except IntegrityError:  # another request created it just now: count on it
-            continue
-    raise LoginLocked(window)
-
-
-def client_key(remote_addr: str) -> str:
-    """The address the limits count: IPv4 as it is, IPv6 by its /64 (one household or
-    machine usually holds a whole /64, so counting single addresses would not limit it)."""
-    text = (remote_addr or "").strip()[:64]
+    """Count one attempt under ``key`` (``core.throttle.take_slot``), or raise ``LoginLocked``."""
     try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return text
-    if isinstance(address, ipaddress.IPv6Address):
-        mapped = address.ipv4_mapped
-        if mapped is not None:
-            return str(mapped)
-        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
-    return str(address)
+        throttle.take_slot(session, key, limit, window, now)
+    except throttle.Throttled as exc:
+        raise LoginLocked(exc.retry_after) from None
 
 
 KNOWN_FOR = timedelta(days=90)  # an address an account logged in from is "known" this long

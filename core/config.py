@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -64,7 +65,9 @@ class Settings:
     stripe_webhook_secret: str = ""
     stripe_api_base: str = ""
     public_base_url: str = "http://127.0.0.1:5000"
-    gs1_company_prefix: str = "6970000"
+    # the cooperative's GS1 Company Prefix (from GS1 China, 中国物品编码中心), 4-12 digits, or ""
+    # (none yet: GTINs staff enter are checked for length and check digit only)
+    gs1_company_prefix: str = ""
     raw_retention_days: int = 90
     irrigation_max_hours: int = 12  # the longest run a stop without event id may close
     timezone: str = DEFAULT_TIMEZONE
@@ -72,6 +75,8 @@ class Settings:
     login_lockout_minutes: int = 15  # the window
     login_max_per_address: int = 30  # attempts per client address (any account) in the window
     login_max_per_account_day: int = 100  # attempts per account (any address) in 24 hours
+    trace_max_misses: int = 30  # trace lookups that find nothing, per client address and window
+    trace_miss_window_minutes: int = 15
     trusted_proxies: int = 0  # reverse proxies in front whose X-Forwarded-For is believed
     stripe_payment_methods: str = "card,alipay,wechat_pay"  # Checkout payment method types, comma-separated
     shop_listing_cache_seconds: float | None = None  # None: 3 s, or 0 when testing
@@ -110,7 +115,7 @@ class Settings:
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", ""),
             stripe_api_base=env.get("STRIPE_API_BASE", ""),
             public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
-            gs1_company_prefix=env.get("GS1_COMPANY_PREFIX", "6970000"),
+            gs1_company_prefix=env.get("GS1_COMPANY_PREFIX", ""),
             raw_retention_days=_int(env, "RAW_RETENTION_DAYS", 90),
             irrigation_max_hours=_int(env, "IRRIGATION_MAX_HOURS", 12),
             timezone=env.get("TIANYUAN_TIMEZONE", DEFAULT_TIMEZONE),
@@ -118,6 +123,8 @@ class Settings:
             login_lockout_minutes=_int(env, "LOGIN_LOCKOUT_MINUTES", 15),
             login_max_per_address=_int(env, "LOGIN_MAX_PER_ADDRESS", 30),
             login_max_per_account_day=_int(env, "LOGIN_MAX_PER_ACCOUNT_DAY", 100),
+            trace_max_misses=_int(env, "TRACE_MAX_MISSES", 30),
+            trace_miss_window_minutes=_int(env, "TRACE_MISS_WINDOW_MINUTES", 15),
             trusted_proxies=_int(env, "TRUSTED_PROXIES", 0),
             stripe_payment_methods=env.get("STRIPE_PAYMENT_METHODS", "card,alipay,wechat_pay"),
             shop_listing_cache_seconds=_float(env, "SHOP_LISTING_CACHE_SECONDS"),
@@ -146,8 +153,11 @@ class Settings:
             raise ConfigError(f"IRRIGATION_MAX_HOURS must be 1 to 168 hours, not {self.irrigation_max_hours}")
         if not valid_timezone(self.timezone):
             raise ConfigError(f"TIANYUAN_TIMEZONE {self.timezone!r} is not a time zone (e.g. Asia/Shanghai)")
+        prefix = _gs1_company_prefix(self.gs1_company_prefix)
         if self.gs1_gln:
-            _check_gln(self.gs1_gln, self.gs1_company_prefix)
+            _check_gln(self.gs1_gln, prefix)
+        if self.trace_max_misses < 1 or self.trace_miss_window_minutes < 1:
+            raise ConfigError("TRACE_MAX_MISSES and TRACE_MISS_WINDOW_MINUTES must be at least 1")
         database_url = self.database_url or f"sqlite:///{self.instance_path / 'tianyuan.sqlite3'}"
         secret_key = self.secret_key
         if not secret_key:
@@ -158,7 +168,7 @@ class Settings:
                     "print(secrets.token_hex(32))')."
                 )
             secret_key = _stored_secret_key(self.instance_path)
-        return replace(self, database_url=database_url, secret_key=secret_key)
+        return replace(self, database_url=database_url, secret_key=secret_key, gs1_company_prefix=prefix)
 
     @property
     def mqtt_host_port(self) -> tuple[str, int, str | None, str | None, bool]:
@@ -188,6 +198,29 @@ def _check_gln(gln: str, company_prefix: str) -> None:
             f"GS1_GLN {gln} must start with GS1_COMPANY_PREFIX ({company_prefix!r}): the SGLN of a "
             "location is company prefix . location reference . extension"
         )
+
+
+def _gs1_company_prefix(raw: str) -> str:
+    """GS1_COMPANY_PREFIX as digits ("" when not set), or a ``ConfigError`` saying what it must be.
+
+    Full-width digits and spaces are forgiven (an input method types them). A GS1 Company
+    Prefix is 4 to 12 digits; one in a range GS1 keeps for other uses (restricted
+    circulation 02, 04, 20-29; coupons 98-99; ISSN/ISBN 977-979) is no company's prefix.
+    """
+    text = "".join(unicodedata.normalize("NFKC", raw or "").split())
+    if not text:
+        return ""
+    if not (text.isascii() and text.isdigit() and 4 <= len(text) <= 12):
+        raise ConfigError(
+            f"GS1_COMPANY_PREFIX must be your GS1 Company Prefix, 4 to 12 digits (e.g. 6901234), "
+            f"or empty until GS1 China (中国物品编码中心) has allocated one; not {raw!r}"
+        )
+    if text[:2] in {"02", "04", "98", "99"} or "20" <= text[:2] <= "29" or text[:3] in {"977", "978", "979"}:
+        raise ConfigError(
+            f"GS1_COMPANY_PREFIX {raw!r} is in a range GS1 reserves (restricted circulation, coupons, "
+            "ISSN/ISBN), not a company prefix: set the prefix GS1 China allocated, or leave it empty"
+        )
+    return text
 
 
 def _stored_secret_key(instance_path: Path) -> str:

@@ -82,11 +82,13 @@ class ApiToken(Base):
 
 
 class LoginLimit(Base):
-    """A login (or API token) throttle counter: attempts under one key in a fixed window.
+    """A throttle counter (``core.throttle``): attempts under one key in a fixed window.
 
     Keys are ``acct-addr:<username>|<address>``, ``addr:<address>``, ``acct:<username>`` and
-    ``token-addr:<address>``. A slot is taken with a conditional UPDATE *before* the password
-    is checked (``core.auth.reserve_login``), so parallel guesses cannot overrun the limit.
+    ``token-addr:<address>`` (logins and API tokens), and ``trace-miss:<address>`` (public
+    trace lookups that found nothing, ``shop.trace.lookup``). A slot is taken with a
+    conditional UPDATE *before* the password is checked (``core.auth.reserve_login``), so
+    parallel guesses cannot overrun the limit.
     """
 
     __tablename__ = "login_limits"

@@ -36,6 +36,7 @@ CATEGORIES = [
 ]
 
 # nominal net weight (kg) of one box or bag: what a pack or box of it must hold (lots.contents_problem)
+DEMO_PACK_KG = {"yellow-peach": (Decimal(5),)}  # the traceability demo packs 10 jin (5 kg) of peaches
 NET_KG = {"yellow-peach-box": Decimal(5), "millet": Decimal("2.5"), "red-beans": Decimal(1)}
 
 # slug, category, zh, en, unit, price (fen), image, crop, consignment, supplier household indexes,
@@ -215,7 +216,8 @@ def seed(session: Session, ctx: dict[str, Any]) -> None:
     session.flush()
     greenhouses = _greenhouses(session)
     today = clock.today()
-    for slug, cat, zh, en, unit, price, image, crop, consignment, suppliers, lots, dzh, den in PRODUCTS:
+    for item, row in enumerate(PRODUCTS, start=1):
+        slug, cat, zh, en, unit, price, image, crop, consignment, suppliers, lots, dzh, den = row
         product = Product(
             slug=slug,
             category_id=cats[cat].id,
@@ -232,6 +234,8 @@ def seed(session: Session, ctx: dict[str, Any]) -> None:
         )
         session.add(product)
         session.flush()
+        # GTINs per net content, in GS1's restricted-circulation range (the 10-jin packs their own)
+        trace_demo.seed_gtins(session, product, item, DEMO_PACK_KG.get(slug, ()))
         if product.consignment:
             session.add(ProductTerms(product_id=product.id, commission_pct=15))
         supplier_ids = [households[i].id for i in suppliers if i < len(households)]
@@ -565,4 +569,5 @@ def _gift_box(session: Session) -> Product:
         )
         session.add(product)
         session.flush()
+        trace_demo.seed_gtins(session, product, len(PRODUCTS) + 1)
     return product

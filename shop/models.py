@@ -35,7 +35,7 @@ class Product(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(80), unique=True)
-    gtin: Mapped[str | None] = mapped_column(String(14), unique=True)  # GS1 GTIN-13/14 for Digital Link
+    # GTINs are per product and net content, in traceability's table (shop.trace.gtins)
     name_zh: Mapped[str] = mapped_column(String(120))
     name_en: Mapped[str] = mapped_column(String(120))
     description_zh: Mapped[str] = mapped_column(Text, default="")

@@ -46,6 +46,7 @@ def test_every_template_compiles(app):
 )
 def test_every_template_renders_in_both_languages(app, session, snapshot, lang):
     from app import seed_demo
+    from core.web import EXT
 
     snapshot(f"demo:{PASSWORD}", lambda: seed_demo(session, PASSWORD))
     rendered: set[str] = set()
@@ -81,6 +82,11 @@ def test_every_template_renders_in_both_languages(app, session, snapshot, lang):
                 except Exception as exc:
                     error = traceback.format_exception_only(exc)[-1]
                     failures.append(f"{role} {lang}: POST {url} -> {error}")
+        guesser = app.test_client()  # too many unknown codes from one address: the 429 page
+        guesser.environ_base["REMOTE_ADDR"] = "192.0.2.1"
+        guesser.get(f"/lang/{lang}")
+        for _ in range(app.extensions[EXT]["settings"].trace_max_misses + 1):
+            guesser.get("/t/NO-SUCH-CODE")
     assert not failures, "\n".join(failures)
     missing = _page_templates() - rendered
     assert not missing, f"never rendered in {lang}: {sorted(missing)}"

@@ -1,5 +1,6 @@
 """CLI for traceability: ``flask shop export-epcis LOT [--output FILE]``, ``flask shop certificate
-issue LOT`` / ``list`` (承诺达标合格证) and ``flask shop producer`` (the producer's identity).
+issue LOT`` / ``list`` (承诺达标合格证), ``flask shop producer`` (the producer's identity) and
+``flask shop gtin list|set|remove`` (GTINs per product and net content, ``shop.trace.gtins``).
 
 ``shop.cli`` adds ``COMMANDS`` to the ``flask shop`` group. Sales come from the shop
 through the ``ShopPort`` wired in when the app registered the trace blueprint.
@@ -15,9 +16,10 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from core.cli import transaction
 from core.errors import DomainError
 from core.web import database, settings
-from shop.trace import compliance, epcis, producer
+from shop.trace import compliance, epcis, gtins, producer
 from shop.trace.lots import lot_by_code, lot_by_number
 from shop.trace.ports import port_of
 
@@ -127,7 +129,7 @@ def issue_certificate(
             unit=unit,
             basis=basis,
             user_id=user_id,
-            trace_url=compliance.trace_url(found, cfg.public_base_url, cfg.gs1_company_prefix),
+            trace_url=compliance.trace_url(found, cfg.public_base_url),
         )
         serial, cert_id = cert.serial, cert.id
     click.echo(serial)
@@ -182,3 +184,69 @@ def producer_command(**options: str | None) -> None:
 
 
 COMMANDS.extend([certificate_cli, producer_command])
+
+
+@click.group("gtin")
+def gtin_cli() -> None:
+    """GTINs per product and net content (what new lots' labels carry)."""
+
+
+def _find_product(session, ref: str):
+    products = port_of(current_app).products(session)
+    found = next((p for p in products if str(p.id) == ref or p.slug == ref), None)
+    if found is None:
+        raise click.ClickException(f"no active product {ref!r} (give its id or slug)")
+    return found
+
+
+def _describe(key: str) -> str:
+    net = gtins.read_net_content(key)
+    if net.variable:
+        return "by weight (variable measure)"
+    return f"{net.kg} kg" if net.kg is not None else f"1 {net.piece}"
+
+
+@gtin_cli.command("list")
+@with_appcontext
+def gtin_list() -> None:
+    """Every stored GTIN: product, net content, GTIN-14."""
+    with database().session_factory() as session:
+        names = {p.id: p.slug for p in port_of(current_app).products(session)}
+        for row in gtins.all_gtins(session):
+            product = names.get(row.product_id, f"#{row.product_id}")
+            click.echo(f"{row.gtin}  {product}  {_describe(row.net_content)}")
+
+
+@gtin_cli.command("set")
+@click.argument("product")
+@click.argument("net_content")
+@click.argument("gtin")
+@with_appcontext
+def gtin_set(product: str, net_content: str, gtin: str) -> None:
+    """Give PRODUCT (id or slug) in NET_CONTENT ("5 kg", "10 斤", "1 box", "by weight") the GTIN GTIN.
+
+    Checked like the staff page: check digit, length, GS1_COMPANY_PREFIX, indicator 9 for
+    goods sold by weight, not another trade item's. Lots already labelled keep their GTIN.
+    """
+    with transaction() as session:
+        found = _find_product(session, product)
+        row = gtins.set_gtin(session, found, net_content, gtin, company_prefix=settings().gs1_company_prefix)
+        click.echo(f"{row.gtin}  {found.slug}  {_describe(row.net_content)}")
+
+
+@gtin_cli.command("remove")
+@click.argument("product")
+@click.argument("net_content")
+@with_appcontext
+def gtin_remove(product: str, net_content: str) -> None:
+    """Forget PRODUCT's GTIN for NET_CONTENT (new lots get none; labelled lots keep theirs)."""
+    with transaction() as session:
+        found = _find_product(session, product)
+        row = gtins.gtin_for(session, found.id, gtins.parse_net_content(net_content))
+        if row is None:
+            raise click.ClickException(f"{found.slug} has no GTIN for {net_content!r}")
+        gtins.remove_gtin(session, row)
+        click.echo(f"removed {row.gtin}")
+
+
+COMMANDS.append(gtin_cli)

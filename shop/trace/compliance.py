@@ -216,11 +216,11 @@ ISSUE_CHECKS: list[Check] = [_recalled, _failed_inspection, _interval, _checked_
 # --- issuing ----------------------------------------------------------------------------
 
 
-def trace_url(lot: HarvestLot, base_url: str, company_prefix: str) -> str:
+def trace_url(lot: HarvestLot, base_url: str) -> str:
     """What a certificate's QR code holds: the lot's label URL (``gs1.label_url``), as its labels."""
     from shop.trace import gs1
 
-    return gs1.label_url(base_url, lot, company_prefix)
+    return gs1.label_url(base_url, lot)
 
 
 def _parse_quantity(value: Any) -> Decimal:

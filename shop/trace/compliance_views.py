@@ -73,7 +73,7 @@ def _public_certificates(code: str) -> list[ComplianceCertificate]:
 
 
 def _trace_url(lot: HarvestLot) -> str:
-    return compliance.trace_url(lot, settings().public_base_url, settings().gs1_company_prefix)
+    return compliance.trace_url(lot, settings().public_base_url)
 
 
 def _lot_or_404(lot_id: int) -> HarvestLot:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -21,9 +22,10 @@ from core.models import User
 from iot.crops import crop_key
 from iot.models import Greenhouse
 from shop.trace import cycles as cycle_service
-from shop.trace import inspections, lots, producer, production, recall
+from shop.trace import gtins, inspections, lots, producer, production, recall
 from shop.trace.models import CropCycle, HarvestLot
 from shop.trace.ports import Sellable
+from shop.trace.quantity import PIECE_UNITS
 
 # measured substances of the demo's residue tests (made-up values; the limits are illustrative)
 DEMO_RESULTS_PASSED = inspections.read_results(
@@ -232,6 +234,26 @@ class DemoProducts:
     gift_box: Callable[[], Sellable]  # made when the demo first needs it
 
 
+def demo_gtin(item: int, variant: int, *, variable: bool = False) -> str:
+    """A demo GTIN in GS1's restricted-circulation range (GTIN-13 beginning 20, which no GS1
+    Company Prefix does): it cannot be anyone's product. Variable measure: indicator 9 before it."""
+    body = f"20{item:05d}{variant:05d}"
+    if variable:
+        body = "9" + body
+    return body + gtins.check_digit(body)
+
+
+def seed_gtins(session: Session, product: Sellable, item: int, pack_kg: tuple[Decimal, ...] = ()) -> None:
+    """Give a demo product a GTIN per net content it is labelled in: one box or bag (its net
+    weight), or sold by weight (variable measure) and each pack weight of ``pack_kg``."""
+    if product.unit in PIECE_UNITS:
+        keys = [gtins.weight_key(product.net_kg) if product.net_kg else f"1 {product.unit}"]
+    else:
+        keys = [gtins.VARIABLE, *(gtins.weight_key(kg) for kg in pack_kg)]
+    for variant, key in enumerate(keys):
+        gtins.set_gtin(session, product, key, demo_gtin(item, variant, variable=key == gtins.VARIABLE))
+
+
 def _today() -> date:
     return clock.today()
 
@@ -393,9 +415,9 @@ def _demo_certificates(session: Session, chosen: list[Any]) -> list[str]:
         from core.web import settings
 
         cfg = settings()
-        base, prefix = cfg.public_base_url, cfg.gs1_company_prefix
+        base = cfg.public_base_url
     else:
-        base, prefix = Settings.public_base_url, Settings.gs1_company_prefix
+        base = Settings.public_base_url
     serials = []
     for item in chosen:
         lot = item if isinstance(item, HarvestLot) else lots.lot_by_number(session, item) if item else None
@@ -403,7 +425,7 @@ def _demo_certificates(session: Session, chosen: list[Any]) -> list[str]:
             continue
         quantity = "50" if lot.kind == "harvest" else None  # part of the harvest lot; packs whole
         cert = compliance.issue_certificate(
-            session, lot, quantity=quantity, user_id=None, trace_url=compliance.trace_url(lot, base, prefix)
+            session, lot, quantity=quantity, user_id=None, trace_url=compliance.trace_url(lot, base)
         )
         serials.append(cert.serial)
     return serials

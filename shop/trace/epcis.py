@@ -49,7 +49,7 @@ from shop.trace import locations
 from shop.trace import producer as producer_rows
 from shop.trace.ancestry import ancestry, descendants
 from shop.trace.conditions import Coverage, growing_conditions
-from shop.trace.gs1 import digital_link, product_gtin, short_url
+from shop.trace.gs1 import digital_link, lot_gtin, short_url
 from shop.trace.models import HarvestLot, Inspection, LotEvent
 from shop.trace.ports import Sale, SalesOf
 
@@ -102,7 +102,7 @@ class Exporter:
 
     def class_gtin(self, lot: HarvestLot) -> str | None:
         """The GTIN the lot's label carries: the ONE place the exporter asks ``gs1`` for it."""
-        return product_gtin(lot.product, self.prefix)
+        return lot_gtin(lot)
 
     def lot_class(self, lot: HarvestLot) -> str:
         """The lot's identity, as its label prints it: GTIN + its own lot number (LGTIN)."""

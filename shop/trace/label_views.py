@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Blueprint, abort, render_template, request
+from flask import abort, render_template, request
 from flask_login import current_user
 from markupsafe import Markup
 
 from core.web import db_session, role_required, settings
 from shop.trace import access as trace_access
 from shop.trace import gs1, labels, qr
+from shop.trace.blueprint import bp
 from shop.trace.models import HarvestLot
 from shop.trace.story import ProducerInfo, producer_info
 
@@ -43,7 +44,7 @@ class LabelItem:
 
 def _item(lot: HarvestLot, layout: labels.Layout, producer: ProducerInfo | None) -> LabelItem:
     cfg = settings()
-    target = gs1.label_url(cfg.public_base_url, lot, cfg.gs1_company_prefix)
+    target = gs1.label_url(cfg.public_base_url, lot)
     short = gs1.short_url(cfg.public_base_url, lot.code)
     name_zh = lot.product.name_zh if lot.product else ""
     name_en = lot.product.name_en if lot.product else ""
@@ -70,6 +71,8 @@ def _item(lot: HarvestLot, layout: labels.Layout, producer: ProducerInfo | None)
     )
 
 
+@bp.get("/trace/labels", endpoint="labels")
+@role_required(*FARM_ROLES)
 def labels_page():
     """A printable A4 sheet of labels on standard stock, one label per pack of the chosen lots."""
     session = db_session()
@@ -104,8 +107,3 @@ def labels_page():
         padding=labels.PADDING_MM,
         gap=labels.GAP_MM,
     )
-
-
-def register(bp: Blueprint) -> None:
-    """Add ``/trace/labels`` (endpoint ``trace.labels``) to the trace blueprint."""
-    bp.add_url_rule("/trace/labels", "labels", role_required(*FARM_ROLES)(labels_page), methods=["GET"])

@@ -49,12 +49,12 @@ from shop.trace.codes import new_code, normalize_code
 from shop.trace.cycles import cycle_for_crop
 from shop.trace.errors import LotError
 from shop.trace.events import add_event, event_time, plausible_day
+from shop.trace.gtins import gtin_for_new_lot
 from shop.trace.models import CropCycle, HarvestLot, LotLink
 from shop.trace.ports import Sellable
-from shop.trace.quantity import parse_quantity
+from shop.trace.quantity import KG_PER_UNIT, PIECE_UNITS, parse_quantity
 
 LOT_NUMBER_MAX = 20  # GS1 AI (10) batch/lot is at most 20 characters
-PIECE_UNITS = ("box", "bag", "piece")
 STAFF_ROLES = ("admin", "official")
 GRADES = ("A", "B", "C")
 
@@ -146,9 +146,6 @@ def sold_as_problem(
             "product": name
         }
     return None
-
-
-KG_PER_UNIT = {"kg": Decimal(1), "jin": Decimal("0.5")}  # 1 jin (斤) = 500 g
 
 
 def weight_kg(lot: HarvestLot, qty: Decimal) -> Decimal | None:
@@ -290,7 +287,12 @@ def _next_number(session: Session, prefix: str) -> str:
 
 def _insert_lot(session: Session, lot: HarvestLot, number: Callable[[], str]) -> HarvestLot:
     """Add ``lot`` with a fresh number (``number()``) and code, retrying if another
-    transaction took the same number meanwhile (the unique constraint decides)."""
+    transaction took the same number meanwhile (the unique constraint decides).
+
+    Every new lot (harvest, pack, box) passes here, so here it is given the GTIN its label
+    carries from now on: its product's for its net content (``gtins.gtin_for_new_lot``)."""
+    with session.no_autoflush:
+        lot.gtin = gtin_for_new_lot(session, lot)
     for _attempt in range(8):
         with session.no_autoflush:  # ``lot`` is not in the session yet
             lot.lot_number, lot.code = number(), _unique_code(session)

@@ -94,6 +94,9 @@ class HarvestLot(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     lot_number: Mapped[str] = mapped_column(String(40), unique=True)  # GS1 AI (10), at most 20 chars
     code: Mapped[str] = mapped_column(String(16), unique=True)  # short unguessable public trace code
+    # the GTIN-14 the lot was labelled with when it was made (``shop.trace.gtins``); its Digital
+    # Link resolves by it, so a new company prefix or a product's new GTIN breaks no label
+    gtin: Mapped[str | None] = mapped_column(String(14))
     product_id: Mapped[int | None] = mapped_column(
         ForeignKey("shop_products.id", ondelete="SET NULL"), index=True
     )
@@ -382,3 +385,23 @@ class ComplianceCertificate(Base):
     def withdrawn(self) -> bool:
         """作废: the lot was recalled after the certificate was issued."""
         return self.lot.recalled_at is not None
+
+
+class ProductGtin(Base):
+    """The GTIN staff gave one product in one net content (``shop.trace.gtins``).
+
+    ``net_content`` is ``gtins.VARIABLE`` (sold by weight: a variable-measure GTIN-14 with
+    indicator 9, each lot's weight travelling beside it), a weight in grams (``"5000 g"``:
+    a pack of 10 jin) or one piece of unknown weight (``"1 box"``). ``gtin`` is stored as
+    14 digits. ``product_id`` names the shop's products by table, like ``HarvestLot``.
+    """
+
+    __tablename__ = "shop_trace_gtins"
+    __table_args__ = (UniqueConstraint("product_id", "net_content"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("shop_products.id", ondelete="CASCADE"), index=True)
+    net_content: Mapped[str] = mapped_column(String(24))
+    gtin: Mapped[str] = mapped_column(String(14), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

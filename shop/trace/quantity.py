@@ -9,6 +9,8 @@ from core import parse
 from core.errors import N_
 from shop.trace.errors import LotError
 
+PIECE_UNITS = ("box", "bag", "piece")  # counted; what one holds is its product's ``net_kg``
+KG_PER_UNIT = {"kg": Decimal(1), "jin": Decimal("0.5")}  # 1 jin (斤) = 500 g
 MAX_QTY = Decimal("999999999")  # what a quantity column (12 digits, 3 decimals) holds
 _MESSAGES = {
     "quantity": (N_("the quantity is not a number"), N_("the quantity must be more than zero")),

@@ -26,7 +26,7 @@ from iot import crops
 from shop.trace import producer as producers
 from shop.trace.ancestry import Relative, ancestry, source_lots
 from shop.trace.conditions import Conditions, growing_conditions
-from shop.trace.gs1 import digital_link, product_gtin, short_url
+from shop.trace.gs1 import lot_digital_link, short_url
 from shop.trace.inspections import Measured, inspections_for
 from shop.trace.models import HarvestLot, LotEvent
 from shop.trace.ports import SalesOf
@@ -169,6 +169,8 @@ def build_story(
 ) -> Story:
     """Gather a lot's story: product, origins with conditions, inspections, events.
 
+    The Digital Link is the lot's own (its stored GTIN); ``company_prefix`` is not used.
+
     ``sales_of`` (``ShopPort.sales_of``) gives the paid orders' takings from the lot.
     """
     ancestors = ancestry(session, lot)
@@ -225,7 +227,6 @@ def build_story(
         )
         for i in inspections_for(session, lot)
     ]
-    gtin = product_gtin(lot.product, company_prefix)
     recalled_source = next((r.lot for r in ancestors if r.lot.recalled_at), None)
     return Story(
         code=lot.code,
@@ -244,7 +245,7 @@ def build_story(
         inspections=inspections,
         events=events,
         source_count=len(origins),
-        digital_link=digital_link(base_url, gtin, lot.lot_number) if gtin else None,
+        digital_link=lot_digital_link(base_url, lot),
         short_url=short_url(base_url, lot.code),
         producer=producer_info(session),
     )

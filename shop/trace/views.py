@@ -2,7 +2,8 @@
 harvest lots, labels, inspections, splits and merges, recalls, and the EPCIS API.
 
 URL map
-  /t/<code>, /01/<gtin>/10/<lot>      public trace page (no login, cached)
+  /t/<code>                           public trace page (no login, cached)
+  /01/<gtin>[/10/<lot>]               GS1 Digital Link (shop.trace.gs1_views)
   /t/<code>/qr.svg, /t/<code>/qr.png  the label's QR code
   /t/<code>/certificate/<id>          an inspection certificate
   /trace/...                          farmers and staff: cycles, lots, labels, merge, recalls
@@ -11,6 +12,7 @@ URL map
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -43,7 +45,18 @@ from core import clock
 from core.web import attempt, db_session, role_required, settings
 from iot.access import visible_greenhouses
 from shop.trace import access as trace_access
-from shop.trace import cycles, epcis, gs1, inspections, label_views, lookups, lots, qr, quantity, recall
+from shop.trace import (
+    cycles,
+    epcis,
+    gs1,
+    inspections,
+    lookups,
+    lots,
+    qr,
+    quantity,
+    recall,
+    resolver,
+)
 from shop.trace.ancestry import ancestry, descendants
 from shop.trace.blueprint import CACHE_KEY, bp
 from shop.trace.forms import (
@@ -226,14 +239,21 @@ def _count_lookup(lot: HarvestLot) -> lookups.Lookups | None:
         return None
 
 
-def _public_page(lot: HarvestLot | None) -> Response:
+def _public_page(lot: HarvestLot | None, *, holds_code: bool = True) -> Response:
+    """The trace page. ``holds_code``: reached by the lot's trace code (``/t/<code>``); a
+    Digital Link (guessable: GTIN and lot number) gets the story without the code and
+    without what only the code unlocks (certificates, the short URL, the code's QR)."""
     if lot is None:
         response = Response(render_template("trace/not_found.html"), status=404)
         response.headers["Cache-Control"] = "no-store"
         return response
     story = _story_for(lot)
+    if not holds_code:
+        story = dataclasses.replace(story, code="", short_url="")
     lookup = _count_lookup(lot)
-    response = Response(render_template("trace/public.html", story=story, lang=_lang(), lookup=lookup))
+    response = Response(
+        render_template("trace/public.html", story=story, lang=_lang(), lookup=lookup, holds_code=holds_code)
+    )
     # The page carries base.html's per-visitor CSRF token, so shared caches must not
     # keep it; the phone may, briefly. The server-side story cache does the heavy lifting.
     response.headers["Cache-Control"] = f"private, max-age={PAGE_MAX_AGE}"
@@ -242,7 +262,8 @@ def _public_page(lot: HarvestLot | None) -> Response:
 
 
 def _lookup_code(code: str) -> HarvestLot | None:
-    return lots.lot_by_code(db_session(), code)
+    """The lot of a trace code; a miss is counted per client address (429 once too many)."""
+    return resolver.lot_by_code(code)
 
 
 @bp.get("/t/")
@@ -260,15 +281,11 @@ def public_by_code(code: str):
     return _public_page(_lookup_code(code))
 
 
-@bp.get("/01/<gtin>/10/<path:lot_number>")
-def public_by_digital_link(gtin: str, lot_number: str):
-    """The same page at its GS1 Digital Link address (GTIN + batch/lot)."""
-    lot = gs1.lot_for_digital_link(db_session(), gtin, lot_number, settings().gs1_company_prefix)
-    return _public_page(lot)
+# The GS1 Digital Link routes (/01/<gtin>, /01/<gtin>/10/<lot>) are in shop.trace.gs1_views.
 
 
 def _qr_target(lot: HarvestLot) -> str:
-    return gs1.label_url(_base_url(), lot, settings().gs1_company_prefix)
+    return gs1.label_url(_base_url(), lot)
 
 
 @bp.get("/t/<code>/qr.svg")
@@ -685,10 +702,6 @@ def merge():
     elif request.method == "POST":  # a product not offered to this user (lots.may_box_as)
         flash(_("Choose one of the products offered for a gift box."), "error")
     return render_template("trace/merge.html", form=form, available=available)
-
-
-# /trace/labels: the label sheets (shop/trace/label_views.py registers it on this blueprint)
-label_views.register(bp)
 
 
 # --- API: EPCIS 2.0 ---------------------------------------------------------------------

@@ -36,7 +36,7 @@ def labelled_pack(session):
 
 def test_scanning_a_label_on_a_phone_shows_the_story(live_server, phone_page, labelled_pack):
     page = phone_page
-    label = gs1.label_url("http://127.0.0.1:5000", labelled_pack, "6970000")
+    label = gs1.label_url("http://127.0.0.1:5000", labelled_pack)
     assert "/01/" in label  # the QR holds the GS1 Digital Link
     page.goto(live_server.url + urlsplit(label).path)
     assert page.locator("h1").first.inner_text() == "黄桃"

@@ -227,7 +227,7 @@ def test_printed_certificate_reads_back(app, session, farm, make_user, tmp_path,
     with app.app_context():
         from core.web import settings
 
-        target = gs1.label_url(settings().public_base_url, lot, settings().gs1_company_prefix)
+        target = gs1.label_url(settings().public_base_url, lot)
     cert = issue_certificate(
         session, lot, quantity="12", basis="commissioned_test", user_id=None, trace_url=target
     )

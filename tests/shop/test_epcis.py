@@ -201,7 +201,7 @@ def _named(event) -> list[str]:
 
 def _label_identity(session, lot) -> str:
     """What the lot's label prints (its QR code's Digital Link), on the canonical GS1 domain."""
-    printed = gs1.label_url(BASE, lot, "6970000")
+    printed = gs1.label_url(BASE, lot)
     return printed.replace(BASE, "https://id.gs1.org") if "/01/" in printed else printed
 
 

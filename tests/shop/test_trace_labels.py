@@ -248,6 +248,10 @@ def test_printed_labels_start_at_the_stocks_margins_and_keep_its_pitch(
     farm.peach.name_zh = "登封市赵庄村田园种植专业合作社精选有机锦绣黄桃大果礼盒装（每盒十二枚）"
     farm.peach.name_en = "Selected organic Jinxiu yellow peaches, large fruit, gift pack of twelve"
     session.commit()
+    from shop.trace import gtins
+
+    body = "200000000001"  # restricted circulation: a 1 kg pack's own GTIN, so labels hold Digital Links
+    gtins.set_gtin(session, farm.peach, "1 kg", body + gtins.check_digit(body), company_prefix="")
     lot = _harvest(session, farm)
     packs = lots.split_lot(session, lot, ["1"] * layout.per_sheet)
     session.commit()

@@ -17,8 +17,8 @@ from iot.models import Device, Greenhouse, IrrigationEvent, Reading
 from shop import cart as carts
 from shop import checkout, payments
 from shop.models import Order, OrderLine, OrderLineLot, Product, ProductSupplier
-from shop.trace import cycles
-from shop.trace.models import CropCycle
+from shop.trace import cycles, gtins
+from shop.trace.models import CropCycle, ProductGtin
 
 LOCAL = ZoneInfo("Asia/Shanghai")
 PEACH_GTIN = "6970000000017"  # a valid GTIN-13 (check digit 7)
@@ -58,7 +58,6 @@ def make_farm(
     session.add_all([sensor, controller])
     peach = Product(
         slug=f"yellow-peach-{code.lower()}",
-        gtin=PEACH_GTIN if code == "GH1" else None,
         name_zh="黄桃",
         name_en="Yellow peaches",
         unit="kg",
@@ -74,6 +73,11 @@ def make_farm(
     )
     session.add_all([peach, gift])
     session.flush()
+    if code == "GH1":
+        # the peaches sold by weight, with the GTIN their labels carried before GTINs were
+        # entered per net content (``gtins.set_gtin`` would now ask for a GTIN-14 beginning with 9)
+        session.add(ProductGtin(product_id=peach.id, net_content=gtins.VARIABLE, gtin="0" + PEACH_GTIN))
+        session.flush()
     # the household supplies both (a farmer may sell only their household's products)
     session.add_all(
         [
