@@ -70,7 +70,7 @@ from shop.trace.forms import (
 )
 from shop.trace.models import RESULT_UNITS, CropCycle, HarvestLot
 from shop.trace.ports import EXTENSION, Sellable, ShopPort, port_of
-from shop.trace.story import Origin, Story, build_story
+from shop.trace.story import Origin, Story, build_story, crop_names
 
 FARM_ROLES = ("admin", "official", "farmer")
 STAFF_ROLES = ("admin", "official")
@@ -123,6 +123,7 @@ def _setup(state: BlueprintSetupState) -> None:
     if not isinstance(shop, ShopPort):
         raise RuntimeError("register the trace blueprint with shop=ShopPort(...) (see shop.trace.ports)")
     state.app.extensions[EXTENSION] = shop
+    state.app.jinja_env.filters["crop_name"] = _crop_name  # "peach" → 桃 on Chinese pages
     state.app.extensions.setdefault(CACHE_KEY, StoryCache())
     state.app.jinja_env.globals["trace_chart"] = _chart
 
@@ -141,6 +142,12 @@ def _shop() -> ShopPort:
 def _lang() -> str:
     locale = get_locale()
     return "zh_CN" if locale and locale.language == "zh" else "en"
+
+
+def _crop_name(crop: str | None) -> str:
+    """A crop cycle's crop in the page's language (``story.crop_names``), as the trace page says it."""
+    zh, en = crop_names(crop)
+    return zh if _lang() == "zh_CN" else en
 
 
 def _today() -> date:

@@ -126,6 +126,18 @@ def test_crop_names_come_from_the_crop_catalogue():
     assert crop_names("金针菇") == ("金针菇", "金针菇")  # unknown: as typed in both
 
 
+def test_staff_pages_name_the_crop_in_the_pages_language(client, session, make_user, box):
+    """The staff's cycle page, trace index and check-in list said "peach" on Chinese pages."""
+    farm, *_ = box
+    make_user("kuaiji", "official")
+    login(client, "kuaiji")
+    for path in (f"/trace/cycles/{farm.cycle.id}", "/trace/"):
+        zh = client.get(path + "?lang=zh_CN").get_data(as_text=True)
+        assert "桃" in zh and ">peach" not in zh and "peach ·" not in zh, path
+        en = client.get(path + "?lang=en").get_data(as_text=True)
+        assert "peach" in en, path
+
+
 def test_a_gift_box_lists_each_origin_once_with_its_dates(client, box):
     *_, peaches, grapes, gift = box
     html = client.get(f"/t/{gift.code}?lang=zh_CN").get_data(as_text=True)
