@@ -29,6 +29,10 @@ def labelled_pack(session):
     inspections.record_inspection(
         session, lot, "青岛市农产品质量检测中心", date(2026, 3, 30), "pass", summary="62 项农残未检出"
     )
+    from shop.trace import gtins
+
+    body = "200000000002"  # the 2 kg pack's own GTIN (restricted circulation): its label holds a Digital Link
+    gtins.set_gtin(session, farm.peach, "2 kg", body + gtins.check_digit(body), company_prefix="")
     pack = lots.split_lot(session, lot, ["2"])[0]
     session.commit()
     return pack
