@@ -55,7 +55,7 @@ def build(session, days: int):
     from core import clock
     from iot import quantities
     from iot.models import Device, Greenhouse, HourlyRollup, IrrigationEvent, Reading
-    from shop.models import Product
+    from shop.models import Product, ProductSupplier
     from shop.trace import cycles, gtins, inspections, lots
 
     rng = random.Random(1)
@@ -78,7 +78,9 @@ def build(session, days: int):
     box = Product(slug="box", name_zh="礼盒", name_en="Gift box", unit="box", price_fen=9900)
     session.add_all([sensor, ctl, peach, box])
     session.flush()
-    gtins.set_gtin(session, peach, "by weight", "92000000000013")  # restricted circulation, sold by weight
+    session.add(ProductSupplier(product_id=peach.id, household_id=household.id))  # the household sells it
+    body = "9200000000001"  # restricted circulation, sold by weight
+    gtins.set_gtin(session, peach, "by weight", body + gtins.check_digit(body))
     harvest = clock.today() - timedelta(days=1)
     planted = harvest - timedelta(days=days)
     start, end = clock.day_start_ts(planted), clock.day_start_ts(harvest + timedelta(days=1))
