@@ -22,7 +22,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -79,6 +79,8 @@ class IssueContext:
     day: date
     inspections: list[Inspection] = field(default_factory=list)
     lot_quantity: Decimal = Decimal(0)  # ``quantity`` in the lot's unit
+    earlier: list[ComplianceCertificate] = field(default_factory=list)  # the lot's, newest first
+    user_id: int | None = None
 
 
 def is_self_test(inspection: Inspection) -> bool:
@@ -197,6 +199,45 @@ def _quantity(ctx: IssueContext) -> DomainError | None:
             max=f"{ctx.lot.remaining.normalize():f}",
             unit=ctx.lot.unit,
         )
+    # Together the lot's certificates never cover more than the lot ever held (a recount that
+    # raised ``remaining`` does not raise it): a certificate vouches for produce that exists.
+    certified = sum((_in_lot_unit(c, ctx.lot) for c in ctx.earlier), Decimal(0))
+    if certified + ctx.lot_quantity > ctx.lot.quantity:
+        left = max(ctx.lot.quantity - certified, Decimal(0))
+        return CertificateError(
+            N_(
+                "lot %(lot)s held %(held)s %(unit)s and its certificates already cover %(certified)s: "
+                "at most %(max)s %(unit)s more"
+            ),
+            field="quantity",
+            lot=ctx.lot.lot_number,
+            held=f"{ctx.lot.quantity.normalize():f}",
+            certified=f"{certified.normalize():f}",
+            max=f"{left.normalize():f}",
+            unit=ctx.lot.unit,
+        )
+    return None
+
+
+def _in_lot_unit(cert: ComplianceCertificate, lot: HarvestLot) -> Decimal:
+    return cert.quantity * CONVERSIONS.get((cert.unit, lot.unit), Decimal(1))
+
+
+REPEAT_SECONDS = 120  # the same certificate again this soon is a second click, not a second batch
+
+
+def _repeated(ctx: IssueContext) -> DomainError | None:
+    last = ctx.earlier[0] if ctx.earlier else None
+    if (
+        last is not None
+        and last.issued_by_id == ctx.user_id
+        and (last.quantity, last.unit, last.basis) == (ctx.quantity, ctx.unit, ctx.basis)
+        and (clock.now() - last.issued_at).total_seconds() < REPEAT_SECONDS
+    ):
+        return CertificateError(
+            N_("certificate %(serial)s for the same quantity was issued a moment ago: print that one"),
+            serial=last.serial,
+        )
     return None
 
 
@@ -210,7 +251,15 @@ def _interval(ctx: IssueContext) -> DomainError | None:
     return production.interval_problem(ctx.session, ctx.lot, ctx.day)
 
 
-ISSUE_CHECKS: list[Check] = [_recalled, _failed_inspection, _interval, _checked_in, _basis, _quantity]
+ISSUE_CHECKS: list[Check] = [
+    _recalled,
+    _failed_inspection,
+    _interval,
+    _checked_in,
+    _basis,
+    _repeated,
+    _quantity,
+]
 
 
 # --- issuing ----------------------------------------------------------------------------
@@ -309,6 +358,9 @@ def issue_certificate(
         raise CertificateError(
             N_("the unit must be one of %(units)s"), field="unit", units=", ".join(units_for(lot))
         )
+    # One issue at a time per lot (a row lock on PostgreSQL, the write lock on SQLite): two
+    # clerks at once must see each other's certificates before the quantity check.
+    session.execute(update(HarvestLot).where(HarvestLot.id == lot.id).values(quantity=HarvestLot.quantity))
     if quantity is None or (isinstance(quantity, str) and not quantity.strip()):
         amount = lot.remaining / CONVERSIONS.get((unit, lot.unit), Decimal(1))
         amount = max(amount.quantize(Decimal("0.001")), Decimal(0))  # 0: refused by _quantity
@@ -325,6 +377,8 @@ def issue_certificate(
         day=clock.today(),
         inspections=inspections_for(session, lot),
         lot_quantity=amount * CONVERSIONS.get((unit, lot.unit), Decimal(1)),
+        earlier=for_lot(session, lot),
+        user_id=user_id,
     )
     for check in ISSUE_CHECKS:
         problem = check(ctx)

@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core import clock
 from core.models import AuditEntry
@@ -88,7 +88,7 @@ def test_printed_certificate_does_not_change_with_the_producer(session, farm):
 
 def test_serials_are_sequential_per_year(session, farm):
     lot = harvest(session, farm)
-    serials = [issue(session, lot, quantity="1", basis="self_commitment").serial for _ in range(3)]
+    serials = [issue(session, lot, quantity=q, basis="self_commitment").serial for q in ("1", "2", "3")]
     year = clock.today().year
     assert serials == [f"HGZ{year}000001", f"HGZ{year}000002", f"HGZ{year}000003"]
 
@@ -167,14 +167,39 @@ def test_quantity_bounds_and_units(session, farm):
         issue(session, lot, quantity="1", unit="box", basis="self_commitment")
     assert refused.value.field == "unit"
     # kg lot in jin: 200 jin is the whole lot, 201 is more than it holds
-    assert issue(session, lot, quantity="200", unit="jin", basis="self_commitment").unit == "jin"
     with pytest.raises(CertificateError):
         issue(session, lot, quantity="201", unit="jin", basis="self_commitment")
-    whole = issue(session, lot, basis="self_commitment")  # default: all it still holds
+    assert issue(session, lot, quantity="200", unit="jin", basis="self_commitment").unit == "jin"
+    other = harvest(session, farm, "100")
+    whole = issue(session, other, basis="self_commitment")  # default: all it still holds
     assert whole.quantity == Decimal("100")
-    lot.remaining = Decimal(0)
+    other.remaining = Decimal(0)
     with pytest.raises(CertificateError):
-        issue(session, lot, basis="self_commitment")
+        issue(session, other, basis="internal_control")
+
+
+def test_certificates_together_never_cover_more_than_the_lot_held(session, farm, make_user):
+    """Found by review: each certificate was checked only against what the lot still holds,
+    so three of 100 jin on a 100-jin lot were all issued, and a recount that raised the
+    stock raised the cap. A second click issues nothing either."""
+    official = make_user("official1", "official")
+    lot = harvest(session, farm, "100")
+    first = issue(session, lot, quantity="60", basis="self_commitment", user_id=official.id)
+    session.commit()
+    with pytest.raises(CertificateError) as again:  # the same again at once: a double click
+        issue(session, lot, quantity="60", basis="self_commitment", user_id=official.id)
+    assert first.serial in str(again.value)
+    with pytest.raises(CertificateError) as over:
+        issue(session, lot, quantity="41", basis="internal_control", user_id=official.id)
+    assert over.value.field == "quantity" and "40" in str(over.value)
+    lot.remaining = Decimal("999999")  # a recount typed wrong
+    session.commit()
+    with pytest.raises(CertificateError):
+        issue(session, lot, quantity="100", basis="internal_control", user_id=official.id)
+    assert issue(session, lot, quantity="80", unit="jin", basis="internal_control", user_id=official.id)
+    session.commit()
+    with pytest.raises(CertificateError):  # 60 kg + 40 kg (80 jin): nothing left to certify
+        issue(session, lot, quantity="0.5", basis="internal_control", user_id=official.id)
 
 
 def test_who_may_issue(session, farm, make_user):
@@ -265,3 +290,42 @@ def test_concurrent_issues_never_share_a_serial(engine, clean_database):
     assert len(serials) == len(lot_ids) == len(set(serials))
     year = clock.today().year
     assert sorted(serials) == [f"HGZ{year}{n:06d}" for n in range(1, len(lot_ids) + 1)]
+
+
+def test_concurrent_certificates_of_one_lot_never_cover_more_than_it_held(engine, clean_database):
+    """Six clerks certify 30-35 kg of one 100 kg lot at the same moment: the lot is locked
+    while its certificates are summed, so together they never pass 100 kg (SQLite and
+    PostgreSQL)."""
+    from sqlalchemy.orm import sessionmaker
+
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory() as session:
+        lot_id = harvest(session, make_farm(session), "100").id
+    barrier = threading.Barrier(6)
+    issued: list[Decimal] = []
+    refused: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(kg: int) -> None:
+        with factory() as session:
+            try:
+                lot = session.get(HarvestLot, lot_id)
+                barrier.wait()
+                cert = issue(session, lot, quantity=str(kg), basis="self_commitment")
+                session.commit()
+                issued.append(cert.quantity)
+            except CertificateError as exc:
+                refused.append(str(exc))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(kg,)) for kg in range(30, 36)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert 1 <= len(issued) <= 3 and sum(issued) <= 100 and len(issued) + len(refused) == 6
+    with factory() as session:
+        total = session.scalar(select(func.sum(ComplianceCertificate.quantity)))
+    assert total == sum(issued)
