@@ -502,6 +502,10 @@ REGISTER_HEADINGS = (
 )
 
 
+# the register's status column
+STATUS_CELLS = {"recalled": "已召回作废", "interval": "安全间隔期内采收，作废"}
+
+
 def register_rows(certificates: list[ComplianceCertificate]) -> list[list[Any]]:
     """The register as rows (Chinese headings ``REGISTER_HEADINGS``) for CSV and XLSX."""
     return [
@@ -515,7 +519,7 @@ def register_rows(certificates: list[ComplianceCertificate]) -> list[list[Any]]:
             BASIS_LABELS.get(c.basis, c.basis),
             c.producer_name,
             c.snapshot.get("issued_by", ""),
-            "已召回作废" if c.withdrawn else "有效",
+            STATUS_CELLS.get(c.withdrawn_because or "", "有效"),
         ]
         for c in certificates
     ]

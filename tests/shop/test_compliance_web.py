@@ -359,3 +359,47 @@ def test_no_certificate_for_a_harvest_inside_a_pesticides_interval_on_any_path(
     assert session.query(ComplianceCertificate).count() == 0
     ok = runner.invoke(args=["shop", "certificate", "issue", clean.lot_number, "--quantity", "5"])
     assert ok.exit_code == 0, ok.output  # the lot harvested after the interval is certified
+
+
+def test_a_pesticide_recorded_later_withdraws_the_certificates_it_contradicts(official, session, farm):
+    """Found by review: a pesticide recorded (backdated, on an official's override) after a
+    certificate was issued put the harvest inside its interval, yet the certificate, and a
+    gift box's, still showed as valid."""
+    from core.models import User
+    from shop.trace import production
+
+    kuaiji = session.query(User).filter_by(username="official1").one()
+    lot = harvest(session, farm)
+    cert = compliance.issue_certificate(
+        session, lot, quantity="10", user_id=kuaiji.id, trace_url="https://x.cn/t/c"
+    )
+    session.commit()
+    code = lot.code
+    assert "data-withdrawn" not in official.get(f"/t/{code}").get_data(as_text=True)
+    production.record_input(
+        session,
+        farm.cycle,
+        kind="pesticide",
+        pesticide_class="fungicide",
+        product="43% 戊唑醇悬浮剂",
+        registration_no="PD20183071",
+        target="褐腐病",
+        method="spray",
+        amount="60",
+        unit="mL",
+        rate="3000",
+        rate_unit="dilution",
+        interval_days="14",
+        applied_on=date(2026, 6, 15),
+        user_id=kuaiji.id,
+        override_reason="补记：六月十五日确已施药",
+    )
+    session.commit()
+    session.expire_all()
+    assert session.get(ComplianceCertificate, cert.id).withdrawn_because == "interval"
+    public = official.get(f"/t/{code}?lang=zh_CN").get_data(as_text=True)
+    assert "data-withdrawn" in public and "安全间隔期" in public
+    printed = official.get(f"/trace/certificates/{cert.id}").get_data(as_text=True)
+    assert "采收在农药安全间隔期内 · 本合格证作废" in printed
+    register = official.get("/trace/certificates?lang=zh_CN").get_data(as_text=True)
+    assert "data-withdrawn" in register
