@@ -120,8 +120,14 @@ def active_cycles(session: Session, where: ColumnElement[bool] | None = None) ->
 
 def cycle_for_crop(session: Session, household_id: int, crop: str, day: date) -> CropCycle | None:
     """The household's one crop cycle of ``crop`` growing on ``day``; None if none or several."""
+    cycles = cycles_for_crop(session, household_id, crop, day)
+    return cycles[0] if len(cycles) == 1 else None
+
+
+def cycles_for_crop(session: Session, household_id: int, crop: str, day: date) -> list[CropCycle]:
+    """The household's crop cycles of ``crop`` growing on ``day`` (oldest first)."""
     key = crop_key(crop)
-    cycles = [
+    return [
         c
         for c in session.scalars(
             select(CropCycle).where(
@@ -132,4 +138,3 @@ def cycle_for_crop(session: Session, household_id: int, crop: str, day: date) ->
         )
         if crop_key(c.crop) == key
     ]
-    return cycles[0] if len(cycles) == 1 else None

@@ -46,7 +46,7 @@ from core.models import User
 from iot.crops import crop_key
 from shop.trace import production
 from shop.trace.codes import new_code, normalize_code
-from shop.trace.cycles import cycle_for_crop
+from shop.trace.cycles import cycles_for_crop
 from shop.trace.errors import LotError
 from shop.trace.events import add_event, event_time, plausible_day
 from shop.trace.gtins import gtin_for_new_lot
@@ -352,11 +352,21 @@ def create_harvest_lot(
             mode="harvest",
         )
     grown_in = cycle
+    candidates: list[CropCycle | None] = [cycle]
     if cycle is None and household_id is not None and product is not None and product.crop:
-        grown_in = cycle_for_crop(session, household_id, product.crop, harvested_on)
-    granted = production.check_harvest(
-        session, grown_in, harvested_on, actor=actor, override_reason=override_reason
-    )
+        growing = cycles_for_crop(session, household_id, product.crop, harvested_on)
+        grown_in = growing[0] if len(growing) == 1 else None
+        candidates = list(growing) or [None]
+    # Several cycles of the crop growing that day (two greenhouses of peaches): the lot
+    # cannot say which, so the rule binds for every one of them (review: it bound for none).
+    granted = None
+    for candidate in candidates:
+        granted = (
+            production.check_harvest(
+                session, candidate, harvested_on, actor=actor, override_reason=override_reason
+            )
+            or granted
+        )
     staff = is_staff(actor)
     lot = HarvestLot(
         product_id=product_id,

@@ -297,6 +297,38 @@ def test_a_pesticide_backdated_before_a_harvest_is_refused_or_needs_an_override(
     assert problem is not None and lot.lot_number in str(problem) and not problem.overridden
 
 
+def test_stock_from_a_household_growing_the_crop_twice_is_bound_by_every_cycle(session, farm, make_user):
+    """Found by review: with two peach cycles growing (two greenhouses) the shop's stock path
+    could not tell which, and so applied the rule to neither."""
+    from iot.models import Greenhouse
+
+    second_house = Greenhouse(code="GH1B", name="二号桃棚", crop="peach", household_id=farm.household.id)
+    session.add(second_house)
+    session.flush()
+    second = cycles.create_crop_cycle(session, second_house.id, "peach", PLANTED)
+    spray(session, second)  # only the second house was sprayed
+    with pytest.raises(catalog.CatalogError) as refused:
+        catalog.add_stock(
+            session, farm.peach, Decimal(20), household_id=farm.household.id, harvested_on=date(2026, 3, 15)
+        )
+    assert "2026-03-17" in str(refused.value)
+    official = make_user("kuaiji", "official")
+    lot = catalog.add_stock(
+        session,
+        farm.peach,
+        Decimal(20),
+        household_id=farm.household.id,
+        harvested_on=date(2026, 3, 15),
+        user_id=official.id,
+        override_reason="只采收一号棚，二号棚未采",
+    )
+    assert lot.crop_cycle_id is None and lot.interval_override_reason == "只采收一号棚，二号棚未采"
+    clean = catalog.add_stock(
+        session, farm.peach, Decimal(20), household_id=farm.household.id, harvested_on=date(2026, 3, 18)
+    )
+    assert clean.interval_override_reason is None
+
+
 def test_the_shops_receive_stock_path_is_bound_by_the_rule_too(session, farm, make_user):
     """``catalog.add_stock`` without a cycle finds the household's cycle: the rule applies there."""
     spray(session, farm.cycle)
