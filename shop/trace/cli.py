@@ -19,7 +19,7 @@ from flask.cli import with_appcontext
 from core.cli import transaction
 from core.errors import DomainError
 from core.web import database, settings
-from shop.trace import compliance, epcis, gtins, producer
+from shop.trace import compliance, epcis, gtins, labels, producer
 from shop.trace.lots import lot_by_code, lot_by_number
 from shop.trace.ports import port_of
 
@@ -134,6 +134,12 @@ def issue_certificate(
         serial, cert_id = cert.serial, cert.id
     click.echo(serial)
     click.echo(f"{cfg.public_base_url.rstrip('/')}/trace/certificates/{cert_id}")
+    if labels.public_url_problem(cfg.public_base_url):  # its QR code is frozen on the certificate
+        click.echo(
+            f"warning: PUBLIC_BASE_URL is {cfg.public_base_url!r}: this certificate's QR code opens "
+            "nothing for customers; set it to the public address before printing certificates",
+            err=True,
+        )
 
 
 @certificate_cli.command("list")

@@ -24,7 +24,7 @@ from core import parse
 from core.text import safe_cell
 from core.web import attempt, db_session, role_required, settings
 from shop.trace import access as trace_access
-from shop.trace import compliance, lots, qr
+from shop.trace import compliance, labels, lots, qr
 from shop.trace import producer as producers
 from shop.trace.inspections import inspections_for
 from shop.trace.models import ComplianceCertificate, HarvestLot
@@ -153,6 +153,8 @@ def certificate_page(cert_id: int) -> Any:
         page_size=SIZES[size],
         basis_labels=compliance.BASIS_LABELS,
         qr=Markup(qr.qr_svg(snap.get("trace_url", ""), scale=4, inline=True)),
+        # its QR was frozen when it was issued: one on a loopback address opens nothing (review)
+        url_problem=labels.public_url_problem(snap.get("trace_url", "")),
     )
 
 
