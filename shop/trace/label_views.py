@@ -1,8 +1,8 @@
 """The label sheet page, ``/trace/labels``: one label per pack on standard A4 stock.
 
 ``/trace/labels?lot=<id>&lot=<id>[&layout=L7160|L7163][&confirm_recalled=1]`` (farmers for
-their household's lots, staff for all). Registered on the trace blueprint by
-``shop.trace.views`` (``register(bp)``), so its endpoint stays ``trace.labels``.
+their household's lots, staff for all). Its route joins the trace blueprint of
+``shop.trace.blueprint`` (``app.create_app`` imports this module), endpoint ``trace.labels``.
 
 Refusals and warnings, on the page itself:
 * a recalled lot (or a pack of one) is left off the sheet unless the user confirms, and then

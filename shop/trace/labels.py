@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shop.trace.models import HarvestLot, LotLink
+from shop.trace.quantity import PIECE_UNITS
 
 A4_MM = (210.0, 297.0)
 
@@ -81,8 +82,9 @@ def labelled_lots(session: Session, chosen: Iterable[HarvestLot]) -> list[Harves
     """The lots that get a label: one per pack, never one per lot that was packed.
 
     A lot split into packs gets its packs' labels (16 packs: 16 labels, each with its own lot
-    number and QR code), a lot with no packs (or a pack, or a gift box) its own. Each lot
-    once, in the order chosen, packs in the order they were made.
+    number and QR code), a lot with no packs (or a pack, or a gift box) its own: one, or one
+    per piece still in stock when it is counted in pieces (``pieces``). In the order chosen,
+    packs in the order they were made.
     """
     out: list[HarvestLot] = []
     seen: set[int] = set()
@@ -98,8 +100,17 @@ def labelled_lots(session: Session, chosen: Iterable[HarvestLot]) -> list[Harves
         for each in packs or [lot]:
             if each.id not in seen:
                 seen.add(each.id)
-                out.append(each)
+                out.extend([each] * pieces(each))
     return out[:MAX_LABELS]
+
+
+def pieces(lot: HarvestLot) -> int:
+    """How many labels a lot takes: one per piece for a lot counted in pieces (60 bags of
+    millet: 60 labels, each with the lot's number; review), else one (a lot weighed in kg
+    or jin is one pack)."""
+    if lot.unit in PIECE_UNITS:
+        return max(1, min(int(lot.remaining), MAX_LABELS))
+    return 1
 
 
 def sheets(items: Sequence, layout: Layout) -> list[list[tuple[float, float, object]]]:

@@ -318,3 +318,14 @@ def test_printed_labels_start_at_the_stocks_margins_and_keep_its_pitch(
         ), (text, x0, x1)
     printed = "".join(text for text, *_ in words)
     assert printed.count("每盒十二") == layout.per_sheet  # the end of the long name, on every label
+
+
+def test_a_lot_counted_in_pieces_gets_a_label_per_piece(client, session, farm):
+    """Found by review: 60 bags of millet printed one label. A lot counted in pieces gets one
+    per piece it still holds, each with the lot's number; a lot weighed in kg stays one."""
+    boxes = lots.create_harvest_lot(session, farm.cycle, "4", "box", harvested_on=date(2026, 6, 20))
+    weighed = _harvest(session, farm, "80")
+    session.commit()
+    login(client, "kuaiji")
+    html = client.get(f"/trace/labels?lot={boxes.id}&lot={weighed.id}").get_data(as_text=True)
+    assert _labels(html) == [boxes.lot_number] * 4 + [weighed.lot_number]
