@@ -269,7 +269,9 @@ def trace_url(lot: HarvestLot, base_url: str) -> str:
     """What a certificate's QR code holds: the lot's label URL (``gs1.label_url``), as its labels."""
     from shop.trace import gs1
 
-    return gs1.label_url(base_url, lot)
+    # The lot's Digital Link without its weight (AI 310n): a certificate for part of a lot
+    # must not state the whole lot's weight in its QR (review); the lot is what it names.
+    return gs1.label_url(base_url, lot).split("?", 1)[0]
 
 
 def _parse_quantity(value: Any) -> Decimal:

@@ -88,6 +88,14 @@ def parse_gtin(text: str | None, *, company_prefix: str = "", variable: bool | N
             digit=expected,
         )
     gtin = raw.zfill(14)
+    # The GS1 prefix after the indicator digit (GTIN-13 form): ranges GS1 keeps for things that
+    # are no company's produce (review: all zeros, an ISBN and a coupon were accepted).
+    body = gtin[1:]
+    if not int(gtin[1:-1] or "0") or body.startswith(("977", "978", "979", "98", "99")):
+        raise GtinError(
+            N_("%(gtin)s is not a trade item's GTIN (all zeros, a book or journal number, or a coupon)"),
+            gtin=raw,
+        )
     if company_prefix:
         if len(raw) == 8:
             raise GtinError(

@@ -329,3 +329,15 @@ def test_concurrent_certificates_of_one_lot_never_cover_more_than_it_held(engine
     with factory() as session:
         total = session.scalar(select(func.sum(ComplianceCertificate.quantity)))
     assert total == sum(issued)
+
+
+def test_the_certificates_qr_names_the_lot_not_its_whole_weight(session, farm):
+    """Found by review: a certificate for 1 jin held the lot's Digital Link with the whole
+    lot's weight (?3103=080000). The certificate's QR names the lot, without a weight."""
+    from shop.trace import gs1
+
+    lot = harvest(session, farm, "80")
+    lot.gtin = "92000001000000"  # variable measure: its label carries the weight
+    label = gs1.label_url("https://trace.example.cn", lot)
+    assert label.endswith(f"/10/{lot.lot_number}?3103=080000")
+    assert compliance.trace_url(lot, "https://trace.example.cn") == label.split("?")[0]

@@ -72,6 +72,10 @@ def harvest(session, farm, qty="80", unit="kg"):
         (gtin("9638507"), "6901234", None, "GTIN-8"),
         (PACK_5KG, "", True, "begins with 9"),
         (BY_WEIGHT, "", False, "beginning with 9 is for goods sold by weight"),
+        ("00000000000000", "", None, "not a trade item's GTIN"),  # review: all zeros were taken
+        ("9780306406157", "", None, "not a trade item's GTIN"),  # an ISBN
+        (gtin("977123456789"), "", None, "not a trade item's GTIN"),  # an ISSN
+        (gtin("981234567890"), "", None, "not a trade item's GTIN"),  # a coupon
     ],
 )
 def test_a_wrong_gtin_is_refused_with_its_reason(typed, prefix, variable, problem):
