@@ -163,7 +163,7 @@ def list_certificates(serial: str, lot_number: str, product: str, start: str, en
             end=parse.date_field(end) if end else None,
             limit=None,
         )
-        for row in compliance.register_rows(found):
+        for row in compliance.register_rows(session, found):
             click.echo("\t".join(f"{cell:g}" if isinstance(cell, float) else str(cell) for cell in row))
 
 

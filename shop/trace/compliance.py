@@ -504,11 +504,23 @@ REGISTER_HEADINGS = (
 )
 
 
+def withdrawn_because(session: Session, cert: ComplianceCertificate) -> str | None:
+    """Why a certificate no longer holds (作废), or None: ``"recalled"`` (its lot, or one it
+    was made from: a recall reaches them all), or ``"interval"`` (a pesticide recorded later,
+    even backdated, puts the harvest inside its pre-harvest interval, so 常规农药残留不超标 can
+    no longer be promised; review)."""
+    if cert.withdrawn:
+        return "recalled"
+    if production.interval_problem(session, cert.lot, cert.issued_on) is not None:
+        return "interval"
+    return None
+
+
 # the register's status column
 STATUS_CELLS = {"recalled": "已召回作废", "interval": "安全间隔期内采收，作废"}
 
 
-def register_rows(certificates: list[ComplianceCertificate]) -> list[list[Any]]:
+def register_rows(session: Session, certificates: list[ComplianceCertificate]) -> list[list[Any]]:
     """The register as rows (Chinese headings ``REGISTER_HEADINGS``) for CSV and XLSX."""
     return [
         [
@@ -521,7 +533,7 @@ def register_rows(certificates: list[ComplianceCertificate]) -> list[list[Any]]:
             BASIS_LABELS.get(c.basis, c.basis),
             c.producer_name,
             c.snapshot.get("issued_by", ""),
-            STATUS_CELLS.get(c.withdrawn_because or "", "有效"),
+            STATUS_CELLS.get(withdrawn_because(session, c) or "", "有效"),
         ]
         for c in certificates
     ]

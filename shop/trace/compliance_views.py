@@ -57,6 +57,12 @@ def register(bp: Blueprint) -> None:
 def _setup_compliance(state: BlueprintSetupState) -> None:
     state.app.jinja_env.globals["compliance_certificates"] = _public_certificates
     state.app.jinja_env.globals["compliance_issue_context"] = issue_context
+    state.app.jinja_env.globals["certificate_withdrawn"] = _withdrawn_because
+
+
+def _withdrawn_because(cert: ComplianceCertificate) -> str | None:
+    """For the templates: ``compliance.withdrawn_because`` (recalled, interval, or None)."""
+    return compliance.withdrawn_because(db_session(), cert)
 
 
 def _stories_changed() -> None:
@@ -203,7 +209,7 @@ def certificate_register() -> Any:
 
 
 def _cells(found: list[ComplianceCertificate]) -> list[list[Any]]:
-    rows = [list(compliance.REGISTER_HEADINGS)] + compliance.register_rows(found)
+    rows = [list(compliance.REGISTER_HEADINGS)] + compliance.register_rows(db_session(), found)
     return [[safe_cell(cell) for cell in row] for row in rows]
 
 

@@ -382,25 +382,11 @@ class ComplianceCertificate(Base):
     lot: Mapped[HarvestLot] = relationship(HarvestLot)
 
     @property
-    def withdrawn_because(self) -> str | None:
-        """Why the certificate no longer holds (作废), or None: ``"recalled"`` (the lot, or one
-        it was made from: a recall reaches them all), or ``"interval"`` (a pesticide recorded
-        later, even backdated, puts the harvest inside its pre-harvest interval, so
-        常规农药残留不超标 can no longer be promised)."""
-        if self.lot.recalled_at is not None:
-            return "recalled"
-        from sqlalchemy.orm import object_session
-
-        from shop.trace.production import interval_problem
-
-        session = object_session(self)
-        if session is not None and interval_problem(session, self.lot, self.issued_on) is not None:
-            return "interval"
-        return None
-
-    @property
     def withdrawn(self) -> bool:
-        return self.withdrawn_because is not None
+        """作废 by a recall of the lot (a recall reaches everything made from it). A pesticide
+        recorded later withdraws it too: ``shop.trace.compliance.withdrawn_because`` says
+        every reason, and the pages ask it."""
+        return self.lot.recalled_at is not None
 
 
 class ProductGtin(Base):

@@ -143,7 +143,7 @@ def test_recalled_lot_and_what_was_made_from_it_are_refused_and_certificates_wit
         with pytest.raises(CertificateError) as refused:
             issue(session, each, basis="self_commitment")
         assert "recalled" in str(refused.value)
-    assert compliance.register_rows([cert])[0][-1] == "已召回作废"
+    assert compliance.register_rows(session, [cert])[0][-1] == "已召回作废"
 
 
 def test_made_from_a_recalled_lot_is_refused(session, farm):
