@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 from shop.trace import compliance, inspections, lots, producer, recall
 from shop.trace.models import ComplianceCertificate, HarvestLot
 from tests.conftest import DEFAULT_PASSWORD, login
-from tests.shop.trace_factories import make_farm
+from tests.shop.trace_factories import make_farm, spray
 
 PRODUCER = {
     "name": "登封市赵庄村田园种植专业合作社",
@@ -315,21 +315,11 @@ def test_no_certificate_for_a_harvest_inside_a_pesticides_interval_on_any_path(
     from shop.trace import production
 
     kuaiji = session.query(User).filter_by(username="official1").one()
-    production.record_input(
+    spray(
         session,
         farm.cycle,
-        kind="pesticide",
-        pesticide_class="fungicide",
-        product="43% 戊唑醇悬浮剂",
-        registration_no="PD20183071",
-        target="褐腐病",
-        method="spray",
-        amount="60",
-        unit="mL",
-        rate="3000",
-        rate_unit="dilution",
-        interval_days="14",
-        applied_on=date(2026, 6, 15),
+        date(2026, 6, 15),
+        "14",
         user_id=kuaiji.id,
     )
     inside = lots.create_harvest_lot(
@@ -370,7 +360,6 @@ def test_a_pesticide_recorded_later_withdraws_the_certificates_it_contradicts(of
     certificate was issued put the harvest inside its interval, yet the certificate, and a
     gift box's, still showed as valid."""
     from core.models import User
-    from shop.trace import production
 
     kuaiji = session.query(User).filter_by(username="official1").one()
     lot = harvest(session, farm)
@@ -380,21 +369,11 @@ def test_a_pesticide_recorded_later_withdraws_the_certificates_it_contradicts(of
     session.commit()
     code = lot.code
     assert "data-withdrawn" not in official.get(f"/t/{code}").get_data(as_text=True)
-    production.record_input(
+    spray(
         session,
         farm.cycle,
-        kind="pesticide",
-        pesticide_class="fungicide",
-        product="43% 戊唑醇悬浮剂",
-        registration_no="PD20183071",
-        target="褐腐病",
-        method="spray",
-        amount="60",
-        unit="mL",
-        rate="3000",
-        rate_unit="dilution",
-        interval_days="14",
-        applied_on=date(2026, 6, 15),
+        date(2026, 6, 15),
+        "14",
         user_id=kuaiji.id,
         override_reason="补记：六月十五日确已施药",
     )

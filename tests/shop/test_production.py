@@ -19,6 +19,7 @@ from shop.trace.errors import LotError
 from shop.trace.models import HarvestLot, InputUse, PestControl
 from tests.conftest import login
 from tests.shop.trace_factories import add_irrigation, local_ts, make_farm
+from tests.shop.trace_factories import spray as make_spray
 
 PLANTED = date(2026, 3, 1)
 SPRAYED = date(2026, 3, 10)
@@ -32,22 +33,7 @@ def _frozen():
 
 
 def spray(session, cycle, day=SPRAYED, days="7", **extra):
-    fields = dict(
-        kind="pesticide",
-        pesticide_class="fungicide",
-        product="43% 戊唑醇悬浮剂",
-        registration_no="PD20183071",
-        target="褐腐病",
-        method="spray",
-        amount="60",
-        unit="mL",
-        rate="3000",
-        rate_unit="dilution",
-        interval_days=days,
-        supplier="大金店镇农资服务站",
-    )
-    fields.update(extra)
-    return production.record_input(session, cycle, applied_on=day, **fields)
+    return make_spray(session, cycle, day, days, **extra)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from iot.models import Device, Greenhouse, IrrigationEvent, Reading
 from shop import cart as carts
 from shop import checkout, payments
 from shop.models import Order, OrderLine, OrderLineLot, Product, ProductSupplier
-from shop.trace import cycles, gtins
+from shop.trace import cycles, gtins, production
 from shop.trace.models import CropCycle, ProductGtin
 
 LOCAL = ZoneInfo("Asia/Shanghai")
@@ -168,3 +168,24 @@ def sell(session, lot, qty, *, name: str = "王先生", phone: str = "1380000000
     )
     session.flush()
     return order
+
+
+def spray(session, cycle, day: date, days: str = "7", **extra):
+    """A fungicide sprayed on ``cycle`` on ``day`` with a pre-harvest interval of ``days``
+    (``production.record_input``); ``extra`` overrides or adds fields (user_id, override_reason)."""
+    fields = dict(
+        kind="pesticide",
+        pesticide_class="fungicide",
+        product="43% 戊唑醇悬浮剂",
+        registration_no="PD20183071",
+        target="褐腐病",
+        method="spray",
+        amount="60",
+        unit="mL",
+        rate="3000",
+        rate_unit="dilution",
+        interval_days=days,
+        supplier="大金店镇农资服务站",
+    )
+    fields.update(extra)
+    return production.record_input(session, cycle, applied_on=day, **fields)
